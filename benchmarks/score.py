@@ -1,0 +1,164 @@
+"""Scoring benchmark: generate, ingest and score the demo portfolio at 200k leads / 5M events.
+
+Prints ingest time, the time of one plain grouped scan of the events table (the baseline), the full
+scoring time (first run, which writes every snapshot, and a steady-state re-run), their ratio to the
+baseline, peak memory of the scoring process, and optionally the cost of 4x the data.
+
+    .venv/bin/python benchmarks/score.py --leads 200000 --events 5000000 [--scale-check]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+PORTFOLIO = ROOT / "examples" / "demo" / "portfolio.yaml"
+
+
+def prepare(workdir: Path, leads: int, events: int) -> dict[str, float]:
+    """Generate and ingest; returns timings."""
+    from examples.generate import generate
+    from flows.ingestion import ingest_file
+    from stages.portfolio import load_portfolio
+
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    started = time.perf_counter()
+    data = generate(workdir / "data", leads=leads, events=events, seed=1, as_of=AS_OF)
+    generated = time.perf_counter()
+    portfolio = load_portfolio(PORTFOLIO)
+    ingest_file(portfolio, "leads", data.leads, url)
+    leads_done = time.perf_counter()
+    report = ingest_file(portfolio, "events", data.events, url)
+    done = time.perf_counter()
+    return {
+        "generate_s": generated - started,
+        "ingest_leads_s": leads_done - generated,
+        "ingest_events_s": done - leads_done,
+        "events_per_s": report.report.inserted / (done - leads_done),
+        "events": report.report.inserted,
+    }
+
+
+def measure(workdir: Path, workers: int) -> dict[str, float]:
+    """Baseline scan, then the scoring tasks' work exactly as the flow runs it (without the Prefect server)."""
+    import sqlite3
+
+    from flows.engine import engine_for
+    from flows.scoring import score_partition
+    from stages.portfolio import load_portfolio
+    from store.reader import lead_key_partitions
+    from store.scores import finish_run, start_run
+
+    db = workdir / "bench.db"
+    url = f"sqlite:///{db}"
+    con = sqlite3.connect(db)
+    scans = []
+    for _ in range(3):
+        started = time.perf_counter()
+        con.execute("SELECT lead_key, count(*) FROM events GROUP BY lead_key").fetchall()
+        scans.append(time.perf_counter() - started)
+    con.close()
+    portfolio = load_portfolio(PORTFOLIO)
+    engine = engine_for(url)
+    figures: dict[str, float] = {"grouped_scan_s": min(scans)}
+    for label in ("first_run", "rerun"):
+        started = time.perf_counter()
+        run_id = start_run(engine, "bench", AS_OF)
+        partitions = lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
+        jobs = [(line, key_range) for line in portfolio.product_lines for key_range in partitions]
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [
+                pool.submit(score_partition.fn, portfolio, line, key_range, AS_OF, run_id, url)
+                for line, key_range in jobs
+            ]
+            results = [future.result() for future in futures]
+        finish_run(engine, run_id, "completed", {})
+        figures[f"{label}_s"] = time.perf_counter() - started
+        figures[f"{label}_changed"] = sum(r.changed for r in results)
+        figures["journeys"] = sum(r.scored for r in results)
+    figures["ratio_to_scan"] = figures["rerun_s"] / figures["grouped_scan_s"]
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return figures
+
+
+def run_size(leads: int, events: int, workers: int, keep: Path | None) -> dict[str, float]:
+    workdir = keep or Path(tempfile.mkdtemp(prefix="leadscore-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    figures = _child("prepare", workdir, leads, events, workers)
+    figures |= _child("measure", workdir, leads, events, workers)
+    return figures
+
+
+def _child(phase: str, workdir: Path, leads: int, events: int, workers: int) -> dict[str, float]:
+    """Each phase in its own process, so peak memory is the scoring process's own."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--phase",
+            phase,
+            "--workdir",
+            str(workdir),
+            "--leads",
+            str(leads),
+            "--events",
+            str(events),
+            "--workers",
+            str(workers),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scale-check", action="store_true", help="also run at 1/4 of the size and compare")
+    parser.add_argument("--workdir", type=Path, help="keep the data here")
+    parser.add_argument("--phase", choices=["prepare", "measure"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase == "prepare":
+        print(json.dumps(prepare(args.workdir, args.leads, args.events)))
+        return
+    if args.phase == "measure":
+        print(json.dumps(measure(args.workdir, args.workers)))
+        return
+    sizes = (
+        [(args.leads // 4, args.events // 4), (args.leads, args.events)]
+        if args.scale_check
+        else [(args.leads, args.events)]
+    )
+    results = {}
+    for leads, events in sizes:
+        figures = run_size(leads, events, args.workers, args.workdir if len(sizes) == 1 else None)
+        results[(leads, events)] = figures
+        print(f"\n== {leads:,} leads / {events:,} events ({figures['journeys']:,.0f} journeys)")
+        print(f"generate            {figures['generate_s']:8.1f} s")
+        print(f"ingest leads        {figures['ingest_leads_s']:8.1f} s")
+        print(f"ingest events       {figures['ingest_events_s']:8.1f} s  ({figures['events_per_s']:,.0f} events/s)")
+        print(f"grouped scan        {figures['grouped_scan_s']:8.2f} s  (SELECT lead_key, count(*) ... GROUP BY)")
+        print(f"scoring, first run  {figures['first_run_s']:8.2f} s  ({figures['first_run_changed']:,.0f} snapshots)")
+        print(f"scoring, re-run     {figures['rerun_s']:8.2f} s  ({figures['rerun_changed']:,.0f} snapshots)")
+        print(f"re-run / scan       {figures['ratio_to_scan']:8.2f} x  (target <= 5)")
+        print(f"peak memory         {figures['peak_rss_mb']:8.0f} MB (scoring process; target <= 2048)")
+    if args.scale_check:
+        (small, big) = results.values()
+        print(f"\n4x data costs {big['rerun_s'] / small['rerun_s']:.2f}x the scoring time (target <= 4.5)")
+
+
+if __name__ == "__main__":
+    main()

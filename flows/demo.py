@@ -1,0 +1,51 @@
+"""``leadscore demo``: generate the demo portfolio's data, ingest it and score it, all on the embedded store."""
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from examples.generate import generate
+from rich.console import Console
+
+from flows.ingestion import ingest_file
+from flows.scoring import score_portfolio
+from stages.portfolio import load_portfolio
+
+DEMO_PORTFOLIO = Path(__file__).resolve().parent.parent / "examples" / "demo" / "portfolio.yaml"
+
+
+def run_demo(
+    workdir: Path,
+    *,
+    leads: int,
+    events: int,
+    seed: int = 0,
+    as_of: datetime | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """The main job end to end. Re-running reuses the generated files and changes nothing in the store."""
+    console = console or Console(quiet=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "outbox").mkdir(exist_ok=True)
+    database_url = os.environ.get("LEADSCORE_DATABASE_URL") or f"sqlite:///{(workdir / 'leadscore.db').resolve()}"
+    as_of = as_of or datetime.now(UTC).replace(microsecond=0)
+    data_dir = workdir / "demo-data"
+    portfolio = load_portfolio(DEMO_PORTFOLIO)
+    if not (data_dir / "events.csv").exists():
+        with console.status(f"generating {leads:,} leads and {events:,} events"):
+            generate(data_dir, leads=leads, events=events, seed=seed, as_of=as_of, bad_rows=4)
+    for kind in ("leads", "events"):
+        with console.status(f"ingesting {kind}"):
+            outcome = ingest_file(portfolio, kind, data_dir / f"{kind}.csv", database_url)
+        s = outcome.summary()
+        console.print(
+            f"ingested {kind}: read {s['read']:,}, inserted {s['inserted']:,}, rejected {s['rejected']} "
+            f"(kept with reasons), journeys opened {s['journeys_opened']:,}"
+        )
+        for reject in outcome.rejects[:5]:
+            console.print(f"  [yellow]rejected[/yellow] line {reject.line}, {reject.field or 'row'}: {reject.reason}")
+    with console.status("scoring every product line and stage (Prefect flow)"):
+        summary = score_portfolio(str(DEMO_PORTFOLIO), as_of=as_of, database_url=database_url)
+    console.print(f"store: {database_url}")
+    return summary

@@ -1,0 +1,13 @@
+"""One SQLAlchemy engine per database URL and process, shared by the tasks of a run."""
+
+from functools import lru_cache
+
+from sqlalchemy import Engine
+
+from store.db import make_engine
+from store.settings import get_settings
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str | None = None) -> Engine:
+    return make_engine(url or get_settings().database_url)

@@ -1,0 +1,50 @@
+"""Ingest a file with the portfolio's rules, then open the journeys its rows show interest in."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from store.ingest import IngestReport, ingest_events, ingest_leads
+
+from flows.engine import engine_for
+from stages.journeys import new_journeys
+from stages.portfolio import Portfolio
+from store.scores import open_journeys
+
+
+@dataclass
+class IngestOutcome:
+    report: IngestReport
+    journeys_opened: int
+
+    @property
+    def rejects(self) -> list[Any]:
+        return self.report.rejects
+
+    def summary(self) -> dict[str, Any]:
+        r = self.report
+        return {
+            "kind": r.kind,
+            "source": r.source,
+            "read": r.read,
+            "accepted": r.accepted,
+            "inserted": r.inserted,
+            "updated": r.updated,
+            "rejected": r.rejected,
+            "journeys_opened": self.journeys_opened,
+            "rejects": [{"line": x.line, "field": x.field, "reason": x.reason} for x in r.rejects[:100]],
+        }
+
+
+def ingest_file(portfolio: Portfolio, kind: str, path: Path, database_url: str | None = None) -> IngestOutcome:
+    engine = engine_for(database_url)
+    lines = set(portfolio.product_lines)
+    if kind == "leads":
+        report = ingest_leads(engine, path, product_lines=lines)
+    else:
+        options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
+        if portfolio.spec.ingest.proxy_user_agents is not None:
+            options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
+        report = ingest_events(engine, path, event_types=portfolio.event_types, product_lines=lines, **options)
+    opened = open_journeys(engine, new_journeys(portfolio, report.interests))
+    return IngestOutcome(report, opened)

@@ -1,0 +1,165 @@
+"""``score_portfolio``: score every active journey, one task per (product line, lead partition)."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from flows.engine import engine_for
+from models.engine import top_rules
+from stages.portfolio import Portfolio, load_portfolio
+from stages.scoring import score_line
+from store.reader import lead_key_partitions, read_events
+from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run, write_scores
+from store.settings import get_settings
+
+TOP_N = 10
+
+
+@dataclass
+class PartitionResult:
+    product_line: str
+    key_range: tuple[int, int]
+    scored: int = 0
+    changed: int = 0
+    bands: dict[str, int] = field(default_factory=dict)
+    top: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry on lost connections and locked databases, not on bugs."""
+    try:
+        state.result()
+    except (OperationalError, DBAPIError) as exc:
+        return bool(getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError))
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+    task_run_name="score {line_name} [{key_range[0]}, {key_range[1]})",
+)
+def score_partition(
+    portfolio: Portfolio,
+    line_name: str,
+    key_range: tuple[int, int],
+    as_of: datetime,
+    run_id: str | None,
+    database_url: str | None = None,
+) -> PartitionResult:
+    """Score one product line's journeys in one lead-key range; write the changed ones when ``run_id`` is set."""
+    engine = engine_for(database_url)
+    line = portfolio.line(line_name)
+    result = PartitionResult(line_name, key_range)
+    journeys = read_journeys(engine, line_name, key_range)
+    if journeys.is_empty():
+        return result
+    leads = read_leads(engine, key_range)
+    events = read_events(engine, key_range, line_name)
+    scored = score_line(line, journeys=journeys, leads=leads, events=events, as_of=as_of, scale=portfolio.scale)
+    changed = changed_scores(scored, journeys)
+    if run_id is not None:
+        write_scores(engine, run_id=run_id, as_of=as_of, product_line=line_name, changed=changed)
+    result.scored, result.changed = scored.height, changed.height
+    result.bands = {f"{stage}/{band}": n for stage, band, n in scored.group_by("stage", "band").len().iter_rows()}
+    top = scored.sort("score", descending=True).head(TOP_N).join(leads.select("lead_key", "lead_id"), on="lead_key")
+    result.top = top.select(
+        "lead_id", "stage", "score", "band", top_rules(pl.col("breakdown")).alias("reasons")
+    ).to_dicts()
+    return result
+
+
+@flow(name="score-portfolio", task_runner=ThreadPoolTaskRunner(max_workers=get_settings().workers), log_prints=True)
+def score_portfolio(
+    portfolio_path: str,
+    as_of: datetime | None = None,
+    write: bool = True,
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """Recompute every active journey's score from the event log as of ``as_of`` (default: now).
+
+    With ``write`` a snapshot is stored only where score, band or qualification changed; without it
+    the run is a read-only replay. Re-running gives the same final state (scores are derived).
+    """
+    logger = get_run_logger()
+    as_of = as_of or datetime.now(UTC)
+    portfolio = load_portfolio(Path(portfolio_path))
+    engine = engine_for(database_url)
+    run_id = start_run(engine, "score", as_of) if write else None
+    partitions = lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
+    futures = [
+        score_partition.submit(portfolio, line, key_range, as_of, run_id, database_url)
+        for line in portfolio.product_lines
+        for key_range in partitions
+    ]
+    results = [future.result() for future in futures]
+    summary = summarize(results, run_id, as_of)
+    if run_id is not None:
+        finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
+    logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
+    _publish(summary)
+    return summary
+
+
+def summarize(results: list[PartitionResult], run_id: str | None, as_of: datetime) -> dict[str, Any]:
+    """Totals, band distribution per (line, stage) and the top leads per (line, stage)."""
+    bands: dict[str, dict[str, int]] = {}
+    top: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        line_bands = bands.setdefault(result.product_line, {})
+        for key, n in result.bands.items():
+            line_bands[key] = line_bands.get(key, 0) + n
+        for row in result.top:
+            top.setdefault(f"{result.product_line}/{row['stage']}", []).append(row)
+    top = {key: sorted(rows, key=lambda r: -r["score"])[:TOP_N] for key, rows in sorted(top.items())}
+    return {
+        "run_id": run_id,
+        "as_of": as_of.isoformat(),
+        "scored": sum(r.scored for r in results),
+        "changed": sum(r.changed for r in results),
+        "bands": bands,
+        "top": top,
+    }
+
+
+def _publish(summary: dict[str, Any]) -> None:
+    distribution = [
+        {"product line": line, "stage/band": key, "journeys": n}
+        for line, counts in summary["bands"].items()
+        for key, n in sorted(counts.items())
+    ]
+    create_table_artifact(key="score-distribution", table=distribution, description="Journeys per stage and band")
+    leaders = [{"where": key, **row} for key, rows in summary["top"].items() for row in rows]
+    create_table_artifact(key="top-leads", table=leaders, description=f"Top {TOP_N} leads per product line and stage")
+
+
+def rescore_lead(
+    portfolio: Portfolio, lead_id: str, product_line: str, database_url: str | None = None
+) -> float | None:
+    """Rescore one lead's journey now (after a manual adjustment), outside a flow run."""
+    from sqlmodel import Session
+
+    from store.queries import lead_key_of
+
+    engine = engine_for(database_url)
+    with Session(engine) as session:
+        key = lead_key_of(session, lead_id)
+    if key is None:
+        return None
+    as_of = datetime.now(UTC)
+    run_id = start_run(engine, "adjust", as_of)
+    result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, database_url)
+    finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
+    return result.top[0]["score"] if result.top else None

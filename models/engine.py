@@ -1,0 +1,423 @@
+"""Compile a points model into Polars expressions and score a whole partition of leads at once.
+
+A score is a pure function of (lead attributes, event log, model, stage entry time, ``as_of``): the
+events are filtered, every behaviour rule becomes a few aggregations of one ``group_by`` over the
+partition, combos use as-of joins, and the breakdown is built column-wise. No per-lead Python.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from models.spec import BehaviourRule, ComboRule, Condition, Decay, FieldTest, PointsModel, Scale
+
+DAY_US = 86_400_000_000
+MANUAL = "manual adjustments"
+FIT_CAP, BEHAVIOUR_CAP = "cap: fit", "cap: behaviour"
+SCALE_MAX, SCALE_MIN = "scale: maximum", "scale: minimum"
+BREAKDOWN_TYPE = pl.List(pl.Struct({"rule": pl.Utf8, "points": pl.Float64}))
+RESULT_SCHEMA = {"lead_key": pl.Int64, "score": pl.Float64, "breakdown": BREAKDOWN_TYPE}
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One breakdown entry computed as a column named ``key``."""
+
+    key: str
+    rule: str
+
+
+def score(
+    model: PointsModel,
+    *,
+    leads: pl.DataFrame,
+    events: pl.DataFrame,
+    as_of: datetime,
+    scale: Scale | None = None,
+    journeys: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Score ``journeys`` (``lead_key``, ``score_from``) or, without them, every lead in ``leads``.
+
+    ``leads`` has ``lead_key`` plus attribute columns (and optionally an ``attributes`` JSON text
+    column for the rest); ``events`` has ``lead_key, occurred_at, type, machine, properties`` (JSON
+    text). Events before a journey's ``score_from`` (a stage entered with ``reset``) or after
+    ``as_of`` do not count. Returns ``lead_key, score, breakdown`` where the breakdown entries sum
+    to the score.
+    """
+    scale = scale or model.scale or Scale()
+    if journeys is None:
+        journeys = leads.select("lead_key").with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("score_from"))
+    journeys = journeys.select(pl.col("lead_key").cast(pl.Int64), pl.col("score_from").cast(pl.Datetime("us", "UTC")))
+    if journeys.is_empty():
+        return pl.DataFrame(schema=RESULT_SCHEMA)
+
+    fit_cols, fit_frame = _fit(model, journeys, leads)
+    event_rows = _relevant_events(model, events, journeys, as_of)
+    behaviour_cols, behaviour_frame = _behaviour(model, event_rows)
+    combo_cols, combo_frame = _combos(model, event_rows)
+    manual_frame = _manual(model, event_rows)
+
+    frame = journeys.select("lead_key")
+    for part in (fit_frame, behaviour_frame, combo_frame, manual_frame):
+        if part is not None:
+            frame = frame.join(part, on="lead_key", how="left", maintain_order="left")
+    entries = [*fit_cols, *behaviour_cols, *combo_cols]
+    if manual_frame is not None:
+        entries.append(_Column("_manual", MANUAL))
+    frame = frame.with_columns(pl.col(c.key).fill_null(0.0).round(2) for c in entries)
+
+    fit_total = _sum([c.key for c in fit_cols])
+    behaviour_total = _sum([c.key for c in [*behaviour_cols, *combo_cols]])
+    frame = frame.with_columns(
+        _cap(fit_total, model.caps.fit).alias("_fit_cap"),
+        _cap(behaviour_total, model.caps.behaviour).alias("_behaviour_cap"),
+    )
+    total = fit_total + pl.col("_fit_cap") + behaviour_total + pl.col("_behaviour_cap")
+    if manual_frame is not None:
+        total = total + pl.col("_manual")
+    frame = frame.with_columns(total.round(2).alias("_total"))
+    frame = frame.with_columns(
+        pl.when(pl.col("_total") > scale.max).then(scale.max - pl.col("_total")).otherwise(0.0).round(2).alias("_max"),
+        pl.when(pl.col("_total") < scale.min).then(scale.min - pl.col("_total")).otherwise(0.0).round(2).alias("_min"),
+    )
+    entries += [
+        _Column("_fit_cap", FIT_CAP),
+        _Column("_behaviour_cap", BEHAVIOUR_CAP),
+        _Column("_max", SCALE_MAX),
+        _Column("_min", SCALE_MIN),
+    ]
+    frame = frame.with_row_index("_row")
+    result = frame.select(
+        "_row",
+        pl.col("lead_key"),
+        (pl.col("_total") + pl.col("_max") + pl.col("_min")).round(2).alias("score"),
+    )
+    return result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(
+        "lead_key", "score", pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE))
+    )
+
+
+def _breakdown(frame: pl.DataFrame, entries: list[_Column]) -> pl.DataFrame:
+    """``_row, breakdown``: the non-zero entries of each row, in ``entries`` order.
+
+    Built long (unpivot, filter, group) rather than with ``concat_list`` of literal structs, which is
+    an order of magnitude slower on large partitions. Rows without entries are absent.
+    """
+    keys = [c.key for c in entries]
+    long = frame.select("_row", *(pl.col(k).cast(pl.Float64) for k in keys)).unpivot(
+        index="_row", on=keys, variable_name="_key", value_name="points"
+    )
+    position = {c.key: i for i, c in enumerate(entries)}
+    long = long.filter(pl.col("points") != 0).with_columns(
+        pl.col("_key").replace_strict({c.key: c.rule for c in entries}, return_dtype=pl.Utf8).alias("rule"),
+        pl.col("_key").replace_strict(position, return_dtype=pl.Int32).alias("_position"),
+    )
+    return (
+        long.sort("_row", "_position")
+        .group_by("_row", maintain_order=True)
+        .agg(pl.struct("rule", "points").alias("breakdown"))
+    )
+
+
+def _sum(columns: list[str]) -> pl.Expr:
+    return pl.sum_horizontal(columns) if columns else pl.lit(0.0)
+
+
+def _cap(total: pl.Expr, cap: float | None) -> pl.Expr:
+    if cap is None:
+        return pl.lit(0.0)
+    return pl.when(total > cap).then(cap - total).otherwise(0.0).round(2)
+
+
+# --- fit -----------------------------------------------------------------------------------------
+
+
+def _fit(model: PointsModel, journeys: pl.DataFrame, leads: pl.DataFrame) -> tuple[list[_Column], pl.DataFrame | None]:
+    if not model.fit:
+        return [], None
+    names = {name for rule in model.fit for cond in [rule.when, *(rule.any_of or [])] for name in cond}
+    base = journeys.select("lead_key").join(
+        leads.with_columns(pl.col("lead_key").cast(pl.Int64)), on="lead_key", how="left"
+    )
+    base = base.with_columns(_extract(base, name, "attributes").alias(f"a:{name}") for name in sorted(names))
+    columns = [_Column(f"fit:{i}", rule.name) for i, rule in enumerate(model.fit)]
+    exprs = []
+    for column, rule in zip(columns, model.fit, strict=True):
+        condition = _condition(rule.when, "a:")
+        if rule.any_of:
+            condition = condition & pl.any_horizontal([_condition(c, "a:") for c in rule.any_of])
+        exprs.append(pl.when(condition).then(float(rule.points)).otherwise(0.0).alias(column.key))
+    return columns, base.select("lead_key", *exprs)
+
+
+def _extract(frame: pl.DataFrame | pl.LazyFrame, name: str, json_column: str) -> pl.Expr:
+    """A named value as text: a column of the frame, else a key of its JSON column, else null."""
+    columns = frame.collect_schema().names()
+    if name in columns:
+        return pl.col(name).cast(pl.Utf8)
+    if json_column in columns:
+        return pl.col(json_column).str.json_path_match(f"$.{name}")
+    return pl.lit(None, pl.Utf8)
+
+
+def _condition(condition: Condition, prefix: str) -> pl.Expr:
+    exprs = [_field_test(pl.col(f"{prefix}{name}"), test) for name, test in condition.items()]
+    return pl.all_horizontal(exprs) if exprs else pl.lit(True)
+
+
+def _field_test(value: pl.Expr, test: FieldTest) -> pl.Expr:
+    text = value.str.strip_chars().str.to_lowercase()
+    number = value.str.strip_chars().cast(pl.Float64, strict=False)
+    checks: list[pl.Expr] = []
+    if test.eq is not None:
+        checks.append(_equals(text, number, test.eq).fill_null(False))
+    if test.ne is not None:
+        checks.append(~_equals(text, number, test.ne).fill_null(False))
+    if test.in_ is not None:
+        checks.append(_one_of(text, number, test.in_))
+    if test.not_in is not None:
+        checks.append(~_one_of(text, number, test.not_in))
+    for op, bound in (("lt", test.lt), ("le", test.le), ("gt", test.gt), ("ge", test.ge)):
+        if bound is not None:
+            checks.append(getattr(number, op)(bound).fill_null(False))
+    if test.between is not None:
+        checks.append(number.is_between(test.between[0], test.between[1]).fill_null(False))
+    if test.matches is not None:
+        checks.append(value.str.contains(test.matches).fill_null(False))
+    if test.contains is not None:
+        checks.append(text.str.contains(test.contains.lower(), literal=True).fill_null(False))
+    if test.present is not None:
+        known = value.is_not_null() & (value.str.strip_chars() != "")
+        checks.append(known.fill_null(False) if test.present else ~known.fill_null(False))
+    return pl.all_horizontal(checks)
+
+
+def _one_of(text: pl.Expr, number: pl.Expr, options: list[str | float]) -> pl.Expr:
+    """``in``: text options compare as trimmed lower-case text, numeric ones as numbers (``50`` matches "50.0")."""
+    words = [v.strip().lower() for v in options if isinstance(v, str)]
+    numbers = [float(v) for v in options if not isinstance(v, str)]
+    hit = text.is_in(words)
+    if numbers:
+        hit = hit | number.is_in(numbers)
+    return hit.fill_null(False)
+
+
+def _equals(text: pl.Expr, number: pl.Expr, expected: str | float | bool) -> pl.Expr:
+    if isinstance(expected, bool):
+        return text.is_in(["true", "1", "yes"] if expected else ["false", "0", "no"])
+    if isinstance(expected, int | float):
+        return number == float(expected)
+    return text == expected.strip().lower()
+
+
+# --- behaviour -----------------------------------------------------------------------------------
+
+
+def _relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+    """Events of the model's types, within the journeys' stage and before ``as_of``, with property columns.
+
+    Adds ``_age`` (days before ``as_of``), ``p:KEY`` for every property a rule reads, and ``m:I`` (behaviour
+    rule ``I`` matches the event, its window aside). Rows are in no particular order.
+    """
+    as_of_us = pl.lit(as_of).cast(pl.Datetime("us", "UTC"))
+    types = sorted(model.event_types())
+    rows = (
+        events.lazy()
+        .with_columns(pl.col("lead_key").cast(pl.Int64), _utc(events.schema["occurred_at"]))
+        .filter(pl.col("type").is_in(types))
+        .join(journeys.lazy(), on="lead_key", how="inner")
+        .filter(pl.col("occurred_at") <= as_of_us)
+        .filter(pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")))
+        .with_columns(((as_of_us - pl.col("occurred_at")).dt.total_microseconds() / DAY_US).alias("_age"))
+        .drop("score_from")
+        .collect()
+    )
+    rows = _with_properties(model, rows, types)
+    return (
+        rows.lazy()
+        .with_columns(_match(rule).alias(f"m:{i}") for i, rule in enumerate(model.behaviour))
+        .drop("properties", strict=False)
+        .collect()
+    )
+
+
+def _utc(dtype: pl.DataType) -> pl.Expr:
+    """``occurred_at`` as UTC microseconds (naive times are taken as UTC)."""
+    column = pl.col("occurred_at")
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        column = column.dt.replace_time_zone("UTC")
+    elif isinstance(dtype, pl.Datetime) and dtype.time_zone != "UTC":
+        column = column.dt.convert_time_zone("UTC")
+    return column.cast(pl.Datetime("us", "UTC"))
+
+
+def _with_properties(model: PointsModel, rows: pl.DataFrame, types: list[str]) -> pl.DataFrame:
+    """Add ``p:KEY`` columns for the properties the rules read: an event column of that name, else a JSON key.
+
+    Parsing JSON is the costly part of scoring, and a property is only ever looked at on events of
+    the types of the rules that name it (``_match`` checks the type), so only those rows are parsed
+    and the others keep a null: rows are split by the set of keys their type needs, then put back
+    together (in another order).
+    """
+    readers: dict[str, set[str]] = {}
+    for rule in model.behaviour:
+        for key in [*rule.where, *(rule.total_at_least or {})]:
+            readers.setdefault(key, set()).update(rule.event_types)
+    if model.manual_adjustments:
+        readers.setdefault("points", set()).add("manual_adjustment")
+    direct = sorted(key for key in readers if key in rows.columns)
+    parsed = sorted(key for key in readers if key not in rows.columns)
+    rows = rows.with_columns(pl.col(key).cast(pl.Utf8).alias(f"p:{key}") for key in direct)
+    if not parsed:
+        return rows
+    if "properties" not in rows.columns:
+        return rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed)
+    by_keys: dict[tuple[str, ...], list[str]] = {}
+    for event_type in types:
+        by_keys.setdefault(tuple(k for k in parsed if event_type in readers[k]), []).append(event_type)
+    parts = []
+    for keys, group in by_keys.items():
+        part = rows.filter(pl.col("type").is_in(group))
+        missing = [pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed if key not in keys]
+        parts.append(
+            _parse_json(part, list(keys)).with_columns(missing).select(*rows.columns, *(f"p:{k}" for k in parsed))
+        )
+    return pl.concat(parts, how="vertical")
+
+
+def _parse_json(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Add ``p:KEY`` from the ``properties`` JSON text; each distinct text is parsed once when texts repeat."""
+    if not keys:
+        return rows
+    extract = [pl.col("properties").str.json_path_match(f"$.{key}").alias(f"p:{key}") for key in keys]
+    if rows.height >= 10_000:
+        distinct = rows.select(pl.col("properties").approx_n_unique()).item()
+        if distinct * 2 <= rows.height:
+            parsed = rows.select(pl.col("properties").unique()).with_columns(extract)
+            return rows.join(parsed, on="properties", how="left")
+    return rows.with_columns(extract)
+
+
+def _match(rule: BehaviourRule) -> pl.Expr:
+    """Which event rows a rule looks at (its window aside)."""
+    match = pl.col("type").is_in(rule.event_types) & _condition(rule.where, "p:")
+    if not rule.include_machine:
+        match = match & ~pl.col("machine").fill_null(False)
+    return match.fill_null(False)
+
+
+def _decay(model: PointsModel, age: pl.Expr, enabled: bool) -> pl.Expr:
+    """The factor that points of age ``age`` (days) keep; always an expression (1.0 when no decay)."""
+    decay: Decay | None = model.decay
+    if decay is None or not enabled:
+        return pl.lit(1.0)
+    if decay.half_life_days is not None:
+        return (age * (-math.log(2) / decay.half_life_days)).exp()
+    factor: pl.Expr = pl.lit(1.0)
+    for step in decay.steps or []:
+        factor = pl.when(age >= step.after_days).then(step.keep).otherwise(factor)
+    return factor
+
+
+def _behaviour(model: PointsModel, rows: pl.DataFrame) -> tuple[list[_Column], pl.DataFrame | None]:
+    """Row-wise columns per rule (matched points, matched age, matched amount), then one plain ``group_by``."""
+    if not model.behaviour:
+        return [], None
+    columns = [_Column(f"beh:{i}", rule.name) for i, rule in enumerate(model.behaviour)]
+    decayed = _decay(model, pl.col("_age"), True)
+    per_row: list[pl.Expr] = []
+    aggs: list[pl.Expr] = []
+    finals: list[pl.Expr] = []
+    for i, (column, rule) in enumerate(zip(columns, model.behaviour, strict=True)):
+        match = pl.col(f"m:{i}")
+        if rule.within_days is not None:
+            match = match & (pl.col("_age") <= rule.within_days)
+        key = column.key
+        if rule.per == "occurrence":
+            factor = decayed if rule.decay else pl.lit(1.0)
+            per_row.append(pl.when(match).then(rule.points * factor).otherwise(0.0).alias(key))
+            aggs.append(pl.col(key).sum())
+            finals.append(pl.col(key).clip(rule.min, rule.max).alias(key))
+            continue
+        per_row.append(pl.when(match).then(pl.col("_age")).alias(f"{key}:age"))
+        aggs.append(pl.col(f"{key}:age").min())
+        if rule.total_at_least is not None:
+            ((prop, threshold),) = rule.total_at_least.items()
+            amount = pl.col(f"p:{prop}").str.strip_chars().cast(pl.Float64, strict=False)
+            per_row.append(pl.when(match).then(amount).alias(f"{key}:amount"))
+            aggs.append((pl.col(f"{key}:amount").sum() >= threshold).alias(f"{key}:ok"))
+        else:
+            aggs.append((pl.col(f"{key}:age").count() >= (rule.count_at_least or 1)).alias(f"{key}:ok"))
+        age = pl.col(f"{key}:age")
+        finals.append(
+            pl.when(pl.col(f"{key}:ok") & age.is_not_null())
+            .then(rule.points * _decay(model, age, rule.decay))
+            .otherwise(0.0)
+            .alias(key)
+        )
+    grouped = rows.lazy().select("lead_key", *per_row).group_by("lead_key").agg(aggs)
+    return columns, grouped.select("lead_key", *finals).collect()
+
+
+def _combos(model: PointsModel, rows: pl.DataFrame) -> tuple[list[_Column], pl.DataFrame | None]:
+    if not model.combos:
+        return [], None
+    index = {rule.name: i for i, rule in enumerate(model.behaviour)}
+    columns = [_Column(f"combo:{i}", combo.name) for i, combo in enumerate(model.combos)]
+    frame: pl.DataFrame | None = None
+    for column, combo in zip(columns, model.combos, strict=True):
+        part = _combo(model, combo, [index[n] for n in combo.all_of], rows).rename({"_points": column.key})
+        frame = part if frame is None else frame.join(part, on="lead_key", how="full", coalesce=True)
+    return columns, frame
+
+
+def _combo(model: PointsModel, combo: ComboRule, parts: list[int], rows: pl.DataFrame) -> pl.DataFrame:
+    """A combo holds at an event when every part matched in the ``within_days`` before it (as-of joins)."""
+    flags = [f"m:{i}" for i in parts]
+    matches = (
+        rows.lazy()
+        .filter(pl.any_horizontal(flags))
+        .select("lead_key", "occurred_at", "_age", *flags)
+        .sort("occurred_at")
+        .collect()
+    )
+    anchors = matches.select("lead_key", "occurred_at", "_age")
+    window_us = int(combo.within_days * DAY_US)
+    for n, flag in enumerate(flags):
+        seen = matches.filter(pl.col(flag)).select("lead_key", pl.col("occurred_at").alias(f"t{n}"))
+        anchors = anchors.join_asof(
+            seen, left_on="occurred_at", right_on=f"t{n}", by="lead_key", strategy="backward", check_sortedness=False
+        )
+    holds = pl.all_horizontal(
+        [
+            ((pl.col("occurred_at") - pl.col(f"t{n}")).dt.total_microseconds() <= window_us).fill_null(False)
+            for n in range(len(flags))
+        ]
+    )
+    latest = anchors.filter(holds).group_by("lead_key").agg(pl.col("_age").min())
+    return latest.select("lead_key", (combo.points * _decay(model, pl.col("_age"), combo.decay)).alias("_points"))
+
+
+def _manual(model: PointsModel, rows: pl.DataFrame) -> pl.DataFrame | None:
+    if not model.manual_adjustments:
+        return None
+    adjustments = rows.lazy().filter(pl.col("type") == "manual_adjustment")
+    return (
+        adjustments.group_by("lead_key")
+        .agg(pl.col("p:points").str.strip_chars().cast(pl.Float64, strict=False).fill_null(0.0).sum().alias("_manual"))
+        .collect()
+    )
+
+
+def top_rules(breakdown: pl.Expr, n: int = 3) -> pl.Expr:
+    """``"persona title:+15; student:-100"``: the ``n`` largest contributions by size."""
+    points = pl.element().struct.field("points")
+    shown = pl.when(points == points.round(0)).then(points.cast(pl.Int64).cast(pl.Utf8)).otherwise(points.cast(pl.Utf8))
+    label = pl.format(
+        "{}:{}{}", pl.element().struct.field("rule"), pl.when(points > 0).then(pl.lit("+")).otherwise(pl.lit("")), shown
+    )
+    rule = pl.element().struct.field("rule")
+    reasons = pl.element().filter(~rule.str.starts_with("cap: ") & ~rule.str.starts_with("scale: "))
+    return breakdown.list.eval(reasons).list.eval(label.sort_by(points.abs(), descending=True).head(n)).list.join("; ")

@@ -1,0 +1,88 @@
+"""Reading spec files (YAML) with errors that name the file, the line, the path inside it and the problem."""
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+class SpecError(ValueError):
+    """An invalid spec file; ``problems`` lists each ``(path inside the file, line, message)``."""
+
+    def __init__(self, file: Path | str, problems: list[tuple[str, int | None, str]]):
+        self.file = str(file)
+        self.problems = problems
+        lines = [
+            f"{self.file}{f':{line}' if line else ''}: {where or '<top>'}: {message}"
+            for where, line, message in problems
+        ]
+        super().__init__("\n".join(lines))
+
+
+def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """The parsed document and its node tree (for line numbers)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SpecError(path, [("", None, "file not found")]) from exc
+    try:
+        return yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise SpecError(path, [("", line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+
+
+def validate_file(path: Path, spec: type[SpecT], data: Any = None, context: dict | None = None) -> SpecT:
+    """Validate a YAML file against ``spec``; every problem is reported with its place in the file."""
+    parsed, node = read_yaml(path)
+    data = parsed if data is None else data
+    if data is None:
+        raise SpecError(path, [("", None, "the file is empty")])
+    try:
+        return spec.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise SpecError(path, describe(exc, node)) from exc
+
+
+def describe(exc: ValidationError, node: yaml.Node | None) -> list[tuple[str, int | None, str]]:
+    problems = []
+    for error in exc.errors():
+        loc = [part for part in error["loc"] if not _is_union_tag(part)]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}" if loc else message
+        problems.append((_dotted(loc), line_of(node, loc), message))
+    return problems
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part in {"str", "float", "int", "bool", "list"})
+
+
+def _dotted(loc: list[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
+    """The line of the deepest node along ``loc`` that exists in the YAML tree."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(part)), None)
+            if child is None:
+                key = next((k for k, _ in node.value if k.value == str(part)), None)
+                child = key
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line

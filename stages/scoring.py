@@ -1,0 +1,60 @@
+"""Score one product line's journeys, each under the model of the stage it is in, with band and qualification."""
+
+from datetime import datetime
+
+import polars as pl
+
+from models.bands import band_expr
+from models.engine import BREAKDOWN_TYPE, score
+from models.spec import Scale
+from stages.portfolio import ProductLine
+
+SCORED_SCHEMA = {
+    "journey_id": pl.Int64,
+    "lead_key": pl.Int64,
+    "stage": pl.Utf8,
+    "score": pl.Float64,
+    "band": pl.Utf8,
+    "qualification": pl.Utf8,
+}
+
+
+def qualification_expr(line: ProductLine, score: pl.Expr) -> pl.Expr:
+    """The highest qualification whose threshold the score reaches (None below all of them)."""
+    expr: pl.Expr = pl.lit(None, pl.Utf8)
+    for name, threshold in line.qualifications:
+        expr = pl.when(score >= threshold).then(pl.lit(name)).otherwise(expr)
+    return expr
+
+
+def score_line(
+    line: ProductLine,
+    *,
+    journeys: pl.DataFrame,
+    leads: pl.DataFrame,
+    events: pl.DataFrame,
+    as_of: datetime,
+    scale: Scale,
+) -> pl.DataFrame:
+    """Score every journey of ``journeys`` (``journey_id, lead_key, stage, score_from``) of one product line.
+
+    ``events`` must already be restricted to this product line (or to events without one).
+    Returns ``SCORED_SCHEMA`` plus ``breakdown``.
+    """
+    parts = []
+    for stage in line.stages:
+        in_stage = journeys.filter(pl.col("stage") == stage.name)
+        if in_stage.is_empty():
+            continue
+        scored = score(stage.model, leads=leads, events=events, as_of=as_of, scale=scale, journeys=in_stage)
+        parts.append(
+            in_stage.select("journey_id", "lead_key", "stage")
+            .join(scored, on="lead_key", how="left")
+            .with_columns(
+                band_expr(stage.bands, pl.col("score")).alias("band"),
+                qualification_expr(line, pl.col("score")).alias("qualification"),
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema={**SCORED_SCHEMA, "breakdown": BREAKDOWN_TYPE})
+    return pl.concat(parts).select(*SCORED_SCHEMA, "breakdown")

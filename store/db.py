@@ -1,0 +1,43 @@
+"""Engine and sessions from settings; SQLite gets WAL mode and a busy timeout."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlmodel import Session, SQLModel, create_engine
+
+from store import tables  # noqa: F401  (registers the tables on the metadata)
+from store.settings import get_settings
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """Create the engine and the schema (idempotent)."""
+    url = url or get_settings().database_url
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"timeout": 60})
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with Session(engine) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

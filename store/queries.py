@@ -1,0 +1,79 @@
+"""Small lookups for people (explain, adjust): ORM is fine here, these are not hot paths."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from store.bulk import insert_ignore
+from store.tables import Event, Journey, Lead, ScoreSnapshot
+
+
+def lead_key_of(session: Session, lead_id: str) -> int | None:
+    return session.exec(select(Lead.key).where(Lead.lead_id == lead_id)).first()
+
+
+def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) -> dict[str, Any] | None:
+    """Current score, breakdown and snapshot history of each of a lead's journeys."""
+    with Session(engine) as session:
+        key = lead_key_of(session, lead_id)
+        if key is None:
+            return None
+        query = select(Journey).where(Journey.lead_key == key)
+        if product_line:
+            query = query.where(Journey.product_line == product_line)
+        journeys = []
+        for journey in session.exec(query.order_by(Journey.product_line)):
+            snapshots = session.exec(
+                select(ScoreSnapshot)
+                .where(ScoreSnapshot.journey_id == journey.id)
+                .order_by(col(ScoreSnapshot.as_of), col(ScoreSnapshot.id))
+            ).all()
+            journeys.append(
+                {
+                    "product_line": journey.product_line,
+                    "stage": journey.stage,
+                    "status": journey.status,
+                    "stage_entered_at": journey.stage_entered_at,
+                    "score": journey.score,
+                    "band": journey.band,
+                    "qualification": journey.qualification,
+                    "breakdown": snapshots[-1].breakdown if snapshots else [],
+                    "history": [
+                        {
+                            "as_of": s.as_of,
+                            "stage": s.stage,
+                            "score": s.score,
+                            "band": s.band,
+                            "qualification": s.qualification,
+                            "run_id": s.run_id,
+                        }
+                        for s in snapshots
+                    ],
+                }
+            )
+        return {"lead_id": lead_id, "lead_key": key, "journeys": journeys}
+
+
+def add_manual_adjustment(
+    engine: Engine, lead_id: str, product_line: str, points: float, reason: str, author: str, event_id: str
+) -> bool:
+    """Append a ``manual_adjustment`` event (the audit trail); False when the lead is unknown."""
+    with Session(engine) as session:
+        key = lead_key_of(session, lead_id)
+    if key is None:
+        return False
+    row = {
+        "lead_key": key,
+        "occurred_at": datetime.now(UTC),
+        "event_id": event_id,
+        "type": "manual_adjustment",
+        "product_line": product_line,
+        "machine": False,
+        "properties": {"points": points, "reason": reason, "author": author},
+        "ingested_at": datetime.now(UTC),
+    }
+    with engine.begin() as conn:
+        insert_ignore(conn, Event.__table__, [row])
+    return True

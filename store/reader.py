@@ -1,0 +1,187 @@
+"""Columnar reads for scoring: SQL results straight into Polars through ADBC (Arrow).
+
+Scoring reads the event log partition by partition. ADBC hands Arrow buffers to Polars without a
+Python object per value (5M events: ≈ 2.5 s against ≈ 10 s for ``sqlite3`` ``fetchall``), so this is
+the hot read path. Queries are written once with SQLAlchemy-style ``:name`` parameters and rewritten to
+the driver's positional style (``?`` for SQLite, ``$n`` for PostgreSQL); values are always bound, never
+formatted into the SQL.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from store import sqlite_process
+from store.settings import get_settings
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "lead_key": pl.Int64(),
+    "occurred_at": pl.Datetime("us", "UTC"),
+    "type": pl.Utf8(),
+    "product_line": pl.Utf8(),
+    "machine": pl.Boolean(),
+    "properties": pl.Utf8(),
+}
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_search_paths: weakref.WeakKeyDictionary[Engine, str | None] = weakref.WeakKeyDictionary()
+
+
+def adbc_uri(engine: Engine) -> str:
+    """The ADBC connection string for the engine's database (``sqlite:///p`` → ``p``, libpq URI for PG)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            raise ValueError("ADBC reads need a SQLite file; an in-memory database is private to SQLAlchemy")
+        return database
+    if url.get_backend_name() == "postgresql":
+        query = dict(url.query)
+        if "options" not in query:
+            search_path = _search_path(engine)
+            if search_path:
+                query["options"] = f"-csearch_path={search_path}"
+        libpq = URL.create(
+            "postgresql",
+            username=url.username,
+            password=url.password,
+            host=url.host,
+            port=url.port,
+            database=url.database,
+            query=query,
+        )
+        return libpq.render_as_string(hide_password=False)
+    raise NotImplementedError(f"columnar reads support sqlite and postgresql, not {url.get_backend_name()!r}")
+
+
+def _search_path(engine: Engine) -> str | None:
+    """The search_path the engine's sessions use (it may come from ``connect_args``, invisible in the URL)."""
+    if engine not in _search_paths:
+        with engine.connect() as conn:
+            current = conn.execute(text("SHOW search_path")).scalar_one()
+        _search_paths[engine] = None if current.replace(" ", "") == '"$user",public' else current
+    return _search_paths[engine]
+
+
+def _positional(sql: str, params: Mapping[str, Any], dialect: str) -> tuple[str, list[Any]]:
+    """Rewrite ``:name`` parameters to the driver's positional markers; a list/tuple expands for ``IN``."""
+    values: list[Any] = []
+
+    def marker(value: Any) -> str:
+        values.append(value)
+        return "?" if dialect == "sqlite" else f"${len(values)}"
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise KeyError(f"SQL parameter :{name} has no value")
+        value = params[name]
+        if isinstance(value, list | tuple | set | frozenset):
+            items = sorted(value) if isinstance(value, set | frozenset) else list(value)
+            if not items:
+                return "NULL"  # ``x IN (NULL)`` matches nothing, like an empty list should
+            return ", ".join(marker(item) for item in items)
+        return marker(value)
+
+    return _PARAM.sub(replace, sql), values
+
+
+def _fetch_arrow(engine: Engine, sql: str, values: Sequence[Any]) -> pa.Table:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        return sqlite_process.fetch_arrow(adbc_uri(engine), sql, values, get_settings().workers)
+    if dialect == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc_pg
+
+        with adbc_pg.connect(adbc_uri(engine)) as conn, conn.cursor() as cur:
+            cur.execute(sql, tuple(values) if values else None)
+            return cur.fetch_arrow_table()
+    raise NotImplementedError(f"columnar reads support sqlite and postgresql, not {dialect!r}")
+
+
+def read_frame(
+    engine: Engine,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    schema: Mapping[str, pl.DataType] | None = None,
+) -> pl.DataFrame:
+    """Run ``sql`` (``:name`` parameters) and return a Polars frame.
+
+    With ``schema``, columns are cast to it (and an empty result still has those columns and types),
+    which hides the drivers' differences: SQLite booleans are integers, PostgreSQL ``integer`` is Int32,
+    an all-NULL SQLite column has no type. Cast JSON columns to text in the SQL (``CAST(x AS TEXT)``).
+    """
+    positional, values = _positional(sql, params or {}, engine.dialect.name)
+    table = _fetch_arrow(engine, positional, values)
+    # Drop driver metadata (PostgreSQL type names) and decode extension types such as arrow.json.
+    columns = [col.cast(pa.string()) if isinstance(col.type, pa.ExtensionType) else col for col in table.columns]
+    table = pa.table(columns, names=table.column_names)
+    if schema is None:
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+    missing = [name for name in schema if name not in table.column_names]
+    if missing:
+        raise KeyError(f"query returned no column(s) {missing}; expected {list(schema)}")
+    if table.num_rows == 0:
+        return pl.DataFrame(schema=dict(schema))
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def read_events(
+    engine: Engine,
+    lead_key_range: tuple[int, int] | None = None,
+    product_line: str | None = None,
+    types: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Events of a lead-key partition ``[lo, hi)``, ordered by ``(lead_key, occurred_at, event_id)``.
+
+    With ``product_line``, events of that line *and* events without a line (they count for every
+    journey of the lead). ``occurred_at`` is stored as epoch microseconds and cast to UTC here.
+    """
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if lead_key_range is not None:
+        where.append("lead_key >= :lo AND lead_key < :hi")
+        params["lo"], params["hi"] = int(lead_key_range[0]), int(lead_key_range[1])
+    if product_line is not None:
+        where.append("(product_line = :product_line OR product_line IS NULL)")
+        params["product_line"] = product_line
+    if types is not None:
+        where.append("type IN (:types)")
+        params["types"] = list(types)
+    sql = (
+        "SELECT lead_key, occurred_at, type, product_line, machine, CAST(properties AS TEXT) AS properties "
+        "FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY lead_key, occurred_at, event_id"
+    )
+    return read_frame(engine, sql, params, EVENT_SCHEMA)
+
+
+def lead_key_partitions(engine: Engine, partition_size: int) -> list[tuple[int, int]]:
+    """Half-open ``leads.key`` ranges covering every lead, each holding ``partition_size`` leads
+    (the last one fewer). Boundaries come from the keys themselves, so gaps in keys don't skew sizes.
+    """
+    if partition_size < 1:
+        raise ValueError("partition_size must be at least 1")
+    bounds = read_frame(
+        engine,
+        "SELECT key FROM (SELECT key, ROW_NUMBER() OVER (ORDER BY key) AS rn FROM leads) numbered "
+        "WHERE (rn - 1) % :size = 0 ORDER BY key",
+        {"size": partition_size},
+        {"key": pl.Int64()},
+    )["key"].to_list()
+    if not bounds:
+        return []
+    last = read_frame(engine, "SELECT MAX(key) AS key FROM leads", None, {"key": pl.Int64()})["key"][0]
+    edges = [*bounds, int(last) + 1]
+    return [(edges[i], edges[i + 1]) for i in range(len(bounds))]

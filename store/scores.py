@@ -1,0 +1,149 @@
+"""Journeys, score snapshots and runs: the write side of scoring, set-based and transactional per partition."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine, select, text
+from sqlmodel import Session
+
+from store.bulk import insert_ignore
+from store.reader import read_frame
+from store.tables import Journey, Run, to_micros, utcnow
+
+
+def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
+    """Insert journeys that do not exist yet (``lead_key``, ``product_line``, ``stage``, ``opened_at``)."""
+    if not rows:
+        return 0
+    for row in rows:
+        row.setdefault("stage_entered_at", row["opened_at"])
+        row.setdefault("status", "active")
+    with engine.begin() as conn:
+        return insert_ignore(conn, Journey.__table__, rows)
+
+
+JOURNEY_SCHEMA = {
+    "journey_id": pl.Int64,
+    "lead_key": pl.Int64,
+    "stage": pl.Utf8,
+    "score_from": pl.Int64,
+    "score": pl.Float64,
+    "band": pl.Utf8,
+    "qualification": pl.Utf8,
+}
+LEAD_COLUMNS = (
+    "lead_id",
+    "email",
+    "first_name",
+    "last_name",
+    "phone",
+    "company",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "owner_email",
+)
+
+
+def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
+    """Active journeys of one product line for a lead-key range, with their current score."""
+    sql = (
+        "SELECT id AS journey_id, lead_key, stage, score_from, score, band, qualification FROM journeys "
+        "WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi AND status IN ('active', 'nurturing')"
+    )
+    frame = read_frame(engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_SCHEMA)
+    return frame.with_columns(pl.col("score_from").cast(pl.Datetime("us", "UTC")))
+
+
+def read_leads(engine: Engine, key_range: tuple[int, int]) -> pl.DataFrame:
+    """Lead attributes for scoring: the standard columns plus ``attributes`` as JSON text."""
+    sql = (
+        f"SELECT key AS lead_key, {', '.join(LEAD_COLUMNS)}, CAST(attributes AS TEXT) AS attributes FROM leads "
+        "WHERE key >= :lo AND key < :hi"
+    )
+    schema = {"lead_key": pl.Int64, **dict.fromkeys(LEAD_COLUMNS, pl.Utf8), "attributes": pl.Utf8}
+    return read_frame(engine, sql, {"lo": key_range[0], "hi": key_range[1]}, schema)
+
+
+def changed_scores(scored: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """Scored journeys whose score, band or qualification differs from the journey's current values."""
+    joined = scored.join(
+        current.select(
+            "journey_id",
+            pl.col("score").alias("_score"),
+            pl.col("band").alias("_band"),
+            pl.col("qualification").alias("_qual"),
+        ),
+        on="journey_id",
+        how="left",
+    )
+    differs = (
+        pl.col("score").ne_missing(pl.col("_score"))
+        | pl.col("band").ne_missing(pl.col("_band"))
+        | pl.col("qualification").ne_missing(pl.col("_qual"))
+    )
+    return joined.filter(differs).drop("_score", "_band", "_qual")
+
+
+def breakdown_json(breakdown: pl.Expr) -> pl.Expr:
+    """Encode a list-of-struct breakdown as JSON text in Polars (no per-row Python)."""
+    wrapped = pl.struct(breakdown.alias("b")).struct.json_encode()
+    return wrapped.str.slice(5, wrapped.str.len_bytes() - 6)
+
+
+def write_scores(engine: Engine, *, run_id: str, as_of: datetime, product_line: str, changed: pl.DataFrame) -> int:
+    """Record changed scores: one snapshot each and the journey's current values, in one transaction.
+
+    A re-run of the same run id inserts nothing twice (snapshots are unique per journey and run).
+    """
+    if changed.is_empty():
+        return 0
+    rows = (
+        changed.select(
+            "journey_id",
+            "lead_key",
+            "stage",
+            "score",
+            "band",
+            "qualification",
+            breakdown_json(pl.col("breakdown")).alias("breakdown"),
+        )
+        .with_columns(
+            pl.lit(product_line).alias("product_line"),
+            pl.lit(run_id).alias("run_id"),
+            pl.lit(to_micros(as_of)).alias("as_of"),
+        )
+        .to_dicts()
+    )
+    snapshot_sql = text(
+        "INSERT INTO score_snapshots (journey_id, lead_key, product_line, stage, run_id, as_of, score, band, "
+        "qualification, breakdown) VALUES (:journey_id, :lead_key, :product_line, :stage, :run_id, :as_of, :score, "
+        ":band, :qualification, :breakdown) ON CONFLICT (journey_id, run_id) DO NOTHING"
+    )
+    journey_sql = text(
+        "UPDATE journeys SET score = :score, band = :band, qualification = :qualification, "
+        "updated_run_id = :run_id WHERE id = :journey_id"
+    )
+    with engine.begin() as conn:
+        conn.execute(snapshot_sql, rows)
+        conn.execute(journey_sql, rows)
+    return len(rows)
+
+
+def start_run(engine: Engine, kind: str, as_of: datetime) -> str:
+    run_id = uuid.uuid4().hex
+    with Session(engine) as session:
+        session.add(Run(run_id=run_id, kind=kind, as_of=as_of, started_at=utcnow()))
+        session.commit()
+    return run_id
+
+
+def finish_run(engine: Engine, run_id: str, status: str, stats: dict[str, Any]) -> None:
+    with Session(engine) as session:
+        run = session.exec(select(Run).where(Run.run_id == run_id)).scalar_one()  # type: ignore[call-overload]
+        run.status, run.stats, run.finished_at = status, stats, utcnow()
+        session.add(run)
+        session.commit()

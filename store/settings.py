@@ -1,0 +1,30 @@
+"""Runtime settings from ``LEADSCORE_*`` environment variables; the defaults are the embedded setup."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the store, the outbox and the mail server are. Secrets never come from the portfolio."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", env_file=None, extra="ignore")
+
+    database_url: str = "sqlite:///./leadscore.db"
+    outbox_dir: Path = Path("./outbox")
+    portfolio: Path | None = None
+    timezone: str = "UTC"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "leadscore@localhost"
+    workers: int = 2
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,168 @@
+"""SQLModel tables: the event log, leads, journeys and the score history.
+
+Events are clustered by ``(lead_key, occurred_at, event_id)`` (``WITHOUT ROWID`` on SQLite) so that a
+lead-range partition is one sequential range scan: scoring reads events partition by partition.
+Event times are stored as integer microseconds since the Unix epoch (UTC) on every dialect, so the
+columnar readers need no per-dialect timestamp parsing.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EpochMicros(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime stored as BIGINT microseconds since the epoch."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: leadscore stores timezone-aware times only")
+        return to_micros(value)
+
+    def process_result_value(self, value: int | None, dialect: Any) -> datetime | None:
+        return None if value is None else from_micros(value)
+
+
+def to_micros(value: datetime) -> int:
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(microsecond=value % 1_000_000)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(nullable: bool = True, **kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(EpochMicros(), nullable=nullable, **kw))
+
+
+class Lead(SQLModel, table=True):
+    """A person. ``lead_id`` is the external stable id; ``key`` is the compact internal one."""
+
+    __tablename__ = "leads"
+
+    key: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    lead_id: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country: str | None = None
+    owner_email: str | None = None
+    email_opt_in: bool = False
+    ads_opt_in: bool = False
+    unsubscribed_at: datetime | None = _time()
+    bounced_at: datetime | None = _time()
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = _time()
+    updated_at: datetime | None = _time()
+
+
+class Event(SQLModel, table=True):
+    """An immutable fact about a lead; ``event_id`` is the dedupe key."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ux_events_event_id", "event_id", unique=True),
+        Index("ix_events_message_id", "message_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    lead_key: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    occurred_at: datetime = Field(sa_column=Column(EpochMicros(), primary_key=True))
+    event_id: str = Field(sa_column=Column(String, primary_key=True))
+    type: str
+    product_line: str | None = None
+    machine: bool = False
+    message_id: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    ingested_at: datetime | None = _time()
+
+
+class Journey(SQLModel, table=True):
+    """A lead's current position in one product line's funnel, with its latest score."""
+
+    __tablename__ = "journeys"
+    __table_args__ = (UniqueConstraint("lead_key", "product_line", name="ux_journeys_lead_line"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_key: int = Field(index=True)
+    product_line: str
+    stage: str
+    status: str = "active"
+    opened_at: datetime | None = _time()
+    stage_entered_at: datetime | None = _time()
+    score_from: datetime | None = _time()
+    score: float | None = None
+    band: str | None = None
+    qualification: str | None = None
+    updated_run_id: str | None = None
+
+
+class ScoreSnapshot(SQLModel, table=True):
+    """The score history: one row each time a journey's score, band or qualification changed."""
+
+    __tablename__ = "score_snapshots"
+    __table_args__ = (Index("ix_snapshots_journey_run", "journey_id", "run_id", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int
+    lead_key: int = Field(index=True)
+    product_line: str
+    stage: str
+    run_id: str
+    as_of: datetime = _time(nullable=False)
+    score: float
+    band: str | None = None
+    qualification: str | None = None
+    breakdown: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Run(SQLModel, table=True):
+    """One pipeline run; every snapshot records the run that wrote it."""
+
+    __tablename__ = "runs"
+
+    run_id: str = Field(primary_key=True)
+    kind: str
+    status: str = "running"
+    as_of: datetime = _time(nullable=False)
+    started_at: datetime | None = _time()
+    finished_at: datetime | None = _time()
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class IngestReject(SQLModel, table=True):
+    """A row that ingestion refused, kept with its reason; unique per (file, line, content)."""
+
+    __tablename__ = "ingest_rejects"
+    __table_args__ = (UniqueConstraint("kind", "source", "line", "row_hash", name="ux_rejects_row"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    source: str
+    line: int
+    field: str | None = None
+    reason: str
+    row_hash: str
+    raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    rejected_at: datetime | None = _time()
