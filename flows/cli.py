@@ -9,12 +9,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from models.files import SpecError
 
 app = typer.Typer(help="Lead scoring pipelines: ingest, score, explain, adjust.", no_args_is_help=True)
 console = Console()
+# Problems go to stderr (so ``--json`` output stays parseable), unwrapped, and never read as rich markup:
+# a message quoting a regular expression such as '[a-z]+' must print as written.
+errors = Console(stderr=True, soft_wrap=True, highlight=False)
 DEMO_DIR = Path(__file__).resolve().parent.parent / "examples" / "demo"
 
 PortfolioOpt = Annotated[
@@ -24,17 +28,44 @@ PortfolioOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
+InputFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+def fail(title: str, detail: object = None, code: int = 2) -> typer.Exit:
+    """Print a problem to stderr (``detail`` verbatim) and return the ``Exit`` to raise."""
+    errors.print(title, style="red", markup=False)
+    if detail is not None:
+        errors.print(str(detail), markup=False)
+    return typer.Exit(code)
+
+
+def _t(value: object) -> str:
+    """A value shown as written: rich would read '[vip]' in a reason or rule name as a style tag and drop it."""
+    return escape("" if value is None else str(value))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
 
 
 def portfolio_path(explicit: Path | None) -> Path:
-    """The portfolio to use: the option, the environment, ./portfolio.yaml, else the bundled demo."""
+    """The portfolio to use: the option, else $LEADSCORE_PORTFOLIO, else ./portfolio.yaml, else the bundled demo.
+
+    A portfolio that is named (option or environment) but missing is an error, never a silent fallback.
+    """
     from store.settings import get_settings
 
-    for candidate in (explicit, get_settings().portfolio, Path("portfolio.yaml")):
-        if candidate is not None and Path(candidate).is_file():
-            return Path(candidate)
-        if candidate is explicit and explicit is not None:
+    if explicit is not None:
+        if not explicit.is_file():
             raise typer.BadParameter(f"portfolio file {explicit} not found", param_hint="--portfolio")
+        return explicit
+    configured = get_settings().portfolio
+    if configured is not None:
+        if not Path(configured).is_file():
+            raise typer.BadParameter(f"portfolio file {configured} not found", param_hint="LEADSCORE_PORTFOLIO")
+        return Path(configured)
+    if Path("portfolio.yaml").is_file():
+        return Path("portfolio.yaml")
     return DEMO_DIR / "portfolio.yaml"
 
 
@@ -44,14 +75,16 @@ def _load(path: Path | None) -> Any:
     try:
         return load_portfolio(portfolio_path(path))
     except SpecError as exc:
-        console.print(f"[red]invalid portfolio[/red]\n{exc}")
-        raise typer.Exit(2) from exc
+        raise fail("invalid portfolio", exc) from exc
 
 
 def _time(value: str | None) -> datetime | None:
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO-8601 time", param_hint="--as-of") from None
     if parsed.tzinfo is None:
         raise typer.BadParameter(f"{value!r} has no time zone; add Z or +HH:MM", param_hint="--as-of")
     return parsed.astimezone(UTC)
@@ -61,16 +94,17 @@ def _time(value: str | None) -> datetime | None:
 def init(directory: Path) -> None:
     """Write a starter portfolio (the demo, commented) into DIRECTORY."""
     if (directory / "portfolio.yaml").exists():
-        console.print(f"[red]{directory / 'portfolio.yaml'} exists; not overwriting[/red]")
-        raise typer.Exit(1)
+        raise fail(f"{directory / 'portfolio.yaml'} exists; not overwriting", code=1)
+    if directory.exists() and not directory.is_dir():
+        raise fail(f"{directory} is a file, not a directory", code=1)
     shutil.copytree(DEMO_DIR, directory, dirs_exist_ok=True)
-    console.print(f"Starter portfolio written to [bold]{directory}[/bold]: edit portfolio.yaml and models/.")
+    console.print(f"Starter portfolio written to [bold]{_t(directory)}[/bold]: edit portfolio.yaml and models/.")
 
 
 @app.command()
 def ingest(
     kind: Annotated[str, typer.Argument(help="leads | events")],
-    file: Path,
+    file: InputFile,
     portfolio: PortfolioOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -79,9 +113,13 @@ def ingest(
 
     if kind not in ("leads", "events"):
         raise typer.BadParameter("leads or events", param_hint="KIND")
-    report = ingest_file(_load(portfolio), kind, file)
+    loaded = _load(portfolio)
+    try:
+        report = ingest_file(loaded, kind, file)
+    except ValueError as exc:  # a file-level problem: unsupported type, bad header
+        raise fail(f"cannot ingest {file}", exc) from exc
     if json_out:
-        print(json.dumps(report.summary(), default=str))
+        print(_json(report.summary()))
         return
     _print_ingest(report)
 
@@ -89,13 +127,13 @@ def ingest(
 def _print_ingest(report: Any) -> None:
     s = report.summary()
     console.print(
-        f"[bold]{s['kind']}[/bold] {s['source']}: read {s['read']}, inserted {s['inserted']}, "
+        f"[bold]{s['kind']}[/bold] {_t(s['source'])}: read {s['read']}, inserted {s['inserted']}, "
         f"updated {s['updated']}, rejected {s['rejected']}, journeys opened {s['journeys_opened']}"
     )
     if report.rejects:
         table = Table("line", "field", "reason", title=f"rejected rows ({len(report.rejects)})")
         for reject in report.rejects[:10]:
-            table.add_row(str(reject.line), reject.field or "", reject.reason)
+            table.add_row(str(reject.line), _t(reject.field), _t(reject.reason))
         console.print(table)
 
 
@@ -114,7 +152,7 @@ def score(
     when = _time(as_of)
     summary = score_portfolio(str(path), as_of=when, write=write or when is None)
     if json_out:
-        print(json.dumps(summary, default=str))
+        print(_json(summary))
         return
     print_summary(summary)
 
@@ -125,15 +163,15 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['changed']} changed" + ("" if summary["run_id"] else " (read-only replay)")
     )
     for line, counts in summary["bands"].items():
-        table = Table("stage", "band", "journeys", title=f"{line}: score distribution")
+        table = Table("stage", "band", "journeys", title=f"{_t(line)}: score distribution")
         for key, n in sorted(counts.items()):
             stage, band = key.split("/")
-            table.add_row(stage, band, str(n))
+            table.add_row(_t(stage), _t(band), str(n))
         console.print(table)
     for where, rows in summary["top"].items():
-        table = Table("lead", "score", "band", "top reasons", title=f"top leads: {where}")
+        table = Table("lead", "score", "band", "top reasons", title=f"top leads: {_t(where)}")
         for row in rows[:5]:
-            table.add_row(row["lead_id"], f"{row['score']:.1f}", row["band"], row["reasons"])
+            table.add_row(_t(row["lead_id"]), f"{row['score']:.1f}", _t(row["band"]), _t(row["reasons"]))
         console.print(table)
 
 
@@ -149,28 +187,35 @@ def explain(
 
     history = lead_history(engine_for(), lead_id, product_line)
     if history is None:
-        console.print(f"[red]unknown lead {lead_id!r}[/red]")
-        raise typer.Exit(1)
+        raise fail(f"unknown lead {lead_id!r}", code=1)
     if json_out:
-        print(json.dumps(history, default=str))
+        print(_json(history))
         return
+    if not history["journeys"]:
+        where = f" in {product_line}" if product_line else ""
+        console.print(f"{_t(lead_id)} has no journey{_t(where)} yet (one opens when the lead shows interest in a line)")
     for journey in history["journeys"]:
+        scored = (
+            f"score {journey['score']} ({_t(journey['band'])})"
+            if journey["score"] is not None
+            else "not scored yet (run leadscore score)"
+        )
         console.print(
-            f"[bold]{lead_id}[/bold] · {journey['product_line']} · stage [bold]{journey['stage']}[/bold]: "
-            f"score {journey['score']} ({journey['band']}), qualification {journey['qualification'] or '—'}"
+            f"[bold]{_t(lead_id)}[/bold] · {_t(journey['product_line'])} · stage [bold]{_t(journey['stage'])}[/bold]: "
+            f"{scored}, qualification {_t(journey['qualification'] or '—')}"
         )
         table = Table("rule", "points", title="breakdown")
         for entry in journey["breakdown"]:
-            table.add_row(entry["rule"], f"{entry['points']:+g}")
+            table.add_row(_t(entry["rule"]), f"{entry['points']:+g}")
         console.print(table)
         hist = Table("as of", "stage", "score", "band", "qualification", "run", title="history")
         for snap in journey["history"]:
             hist.add_row(
                 str(snap["as_of"]),
-                snap["stage"],
+                _t(snap["stage"]),
                 f"{snap['score']:g}",
-                snap["band"] or "",
-                snap["qualification"] or "",
+                _t(snap["band"]),
+                _t(snap["qualification"]),
                 snap["run_id"][:8],
             )
         console.print(hist)
@@ -185,28 +230,43 @@ def adjust(
     author: Annotated[str, typer.Option()] = "cli",
     portfolio: PortfolioOpt = None,
 ) -> None:
-    """Add or remove points by hand: an audited ``manual_adjustment`` event; the journey is rescored now."""
+    """Add or remove points by hand: an audited ``manual_adjustment`` event; the journey is rescored now.
+
+    Like any event tagged with a product line, the adjustment opens the lead's journey in that line if needed.
+    """
+    from sqlmodel import Session
+
     from flows.engine import engine_for
     from flows.scoring import rescore_lead
-    from store.queries import add_manual_adjustment
+    from stages.journeys import new_journeys
+    from store.queries import add_manual_adjustment, lead_key_of
+    from store.scores import open_journeys
 
     loaded = _load(portfolio)
-    loaded.line(product_line)
+    if product_line not in loaded.product_lines:
+        known = ", ".join(sorted(loaded.product_lines))
+        raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
+    if not reason.strip():
+        raise typer.BadParameter("a reason is required (it is the audit trail)", param_hint="--reason")
     engine = engine_for()
     event_id = f"adj-{uuid.uuid4().hex}"
     if not add_manual_adjustment(engine, lead_id, product_line, points, reason, author, event_id):
-        console.print(f"[red]unknown lead {lead_id!r}[/red]")
-        raise typer.Exit(1)
+        raise fail(f"unknown lead {lead_id!r}", code=1)
+    with Session(engine) as session:
+        key = lead_key_of(session, lead_id)
+    open_journeys(engine, new_journeys(loaded, [(key, product_line, datetime.now(UTC))]))
     result = rescore_lead(loaded, lead_id, product_line)
-    console.print(f"{lead_id}: {points:+g} ({reason}) recorded as {event_id}; {product_line} score now {result}")
+    console.print(
+        f"{_t(lead_id)}: {points:+g} ({_t(reason)}) recorded as {event_id}; {_t(product_line)} score now {result}"
+    )
 
 
 @app.command("score-file")
 def score_file(
-    model: Path,
-    leads: Path,
+    model: InputFile,
+    leads: InputFile,
     out: Annotated[Path, typer.Option("--out")],
-    events: Annotated[Path | None, typer.Option("--events")] = None,
+    events: Annotated[Path | None, typer.Option("--events", exists=True, dir_okay=False, readable=True)] = None,
     as_of: Annotated[str | None, typer.Option("--as-of")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -217,13 +277,18 @@ def score_file(
     try:
         spec = load_model(model)
     except SpecError as exc:
-        console.print(f"[red]invalid model[/red]\n{exc}")
-        raise typer.Exit(2) from exc
-    result = score_csv(spec, leads, as_of=_time(as_of) or datetime.now(UTC), events_path=events)
+        raise fail("invalid model", exc) from exc
+    when = _time(as_of) or datetime.now(UTC)
+    try:
+        result = score_csv(spec, leads, as_of=when, events_path=events)
+    except ValueError as exc:  # a file-level problem: a missing column, a bad header
+        raise fail("cannot score the file", exc) from exc
     result.scored.write_csv(out)
     rejects_path = out.with_suffix(".rejects.csv")
     if result.rejects.height:
         result.rejects.write_csv(rejects_path)
+    else:
+        rejects_path.unlink(missing_ok=True)  # a previous run's rejects would read as this run's
     summary = {
         "scored": result.scored.height,
         "rejected": result.rejects.height,
@@ -234,8 +299,8 @@ def score_file(
         print(json.dumps(summary))
         return
     console.print(
-        f"scored {summary['scored']} rows → {out}; rejected {summary['rejected']}"
-        + (f" → {rejects_path}" if result.rejects.height else "")
+        f"scored {summary['scored']} rows → {_t(out)}; rejected {summary['rejected']}"
+        + (f" → {_t(rejects_path)}" if result.rejects.height else "")
     )
 
 

@@ -1,11 +1,14 @@
 """Compile a points model into Polars expressions and score a whole partition of leads at once.
 
 A score is a pure function of (lead attributes, event log, model, stage entry time, ``as_of``): the
-events are filtered, every behaviour rule becomes a few aggregations of one ``group_by`` over the
-partition, combos use as-of joins, and the breakdown is built column-wise. No per-lead Python.
+events are filtered and marked per event type (JSON properties parsed only where a rule reads them),
+every behaviour rule becomes a few aggregations of one ``group_by`` over the partition, combos use
+forward fills over each lead's matching events, and the breakdown is built from one long frame.
+No per-lead Python.
 """
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -158,8 +161,15 @@ def _extract(frame: pl.DataFrame | pl.LazyFrame, name: str, json_column: str) ->
     if name in columns:
         return pl.col(name).cast(pl.Utf8)
     if json_column in columns:
-        return pl.col(json_column).str.json_path_match(f"$.{name}")
+        return pl.col(json_column).str.json_path_match(_json_path(name))
     return pl.lit(None, pl.Utf8)
+
+
+def _json_path(name: str) -> str:
+    """``$.name`` (a dotted name reads nested objects); bracket form for names a dotted path cannot spell."""
+    if re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", name):
+        return f"$.{name}"
+    return "$['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
 
 
 def _condition(condition: Condition, prefix: str) -> pl.Expr:
@@ -220,6 +230,10 @@ def _relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.Data
 
     Adds ``_age`` (days before ``as_of``), ``p:KEY`` for every property a rule reads, and ``m:I`` (behaviour
     rule ``I`` matches the event, its window aside). Rows are in no particular order.
+
+    The work is done per event type: parsing JSON is the costly part of scoring, and a property or a
+    rule only ever concerns events of the rule's types, so each type's rows parse only the keys its
+    rules read and test only its rules (the other ``m:I`` are false, the other ``p:KEY`` null).
     """
     as_of_us = pl.lit(as_of).cast(pl.Datetime("us", "UTC"))
     types = sorted(model.event_types())
@@ -234,13 +248,38 @@ def _relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.Data
         .drop("score_from")
         .collect()
     )
-    rows = _with_properties(model, rows, types)
-    return (
-        rows.lazy()
-        .with_columns(_match(rule).alias(f"m:{i}") for i, rule in enumerate(model.behaviour))
-        .drop("properties", strict=False)
-        .collect()
-    )
+    readers: dict[str, set[str]] = {}
+    for rule in model.behaviour:
+        for key in [*rule.where, *(rule.total_at_least or {})]:
+            readers.setdefault(key, set()).update(rule.event_types)
+    if model.manual_adjustments:
+        readers.setdefault("points", set()).add("manual_adjustment")
+    rows = rows.with_columns(pl.col(key).cast(pl.Utf8).alias(f"p:{key}") for key in readers if key in rows.columns)
+    parsed = sorted(key for key in readers if key not in rows.columns)
+    if "properties" not in rows.columns:
+        rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed)
+        parsed = []
+    if rows.is_empty():
+        return _mark(model, rows, None, parsed, parsed)
+    parts = [
+        _mark(model, part, str(event_type), parsed, [key for key in parsed if event_type in readers[key]])
+        for (event_type,), part in rows.partition_by("type", as_dict=True).items()
+    ]
+    return pl.concat(parts, how="vertical")
+
+
+def _mark(
+    model: PointsModel, rows: pl.DataFrame, event_type: str | None, parsed: list[str], keys: list[str]
+) -> pl.DataFrame:
+    """``rows`` (all of ``event_type``, or of any type when None) with ``p:`` columns (``keys`` parsed
+    from the JSON, the rest of ``parsed`` null) and ``m:`` columns."""
+    rows = _parse_json(rows, keys).with_columns(pl.lit(None, pl.Utf8).alias(f"p:{k}") for k in parsed if k not in keys)
+    rows = rows.select(pl.exclude([f"p:{k}" for k in parsed]), *(pl.col(f"p:{k}") for k in parsed))
+    marks = [
+        (_match(rule) if event_type is None or event_type in rule.event_types else pl.lit(False)).alias(f"m:{i}")
+        for i, rule in enumerate(model.behaviour)
+    ]
+    return rows.lazy().with_columns(marks).drop("properties", strict=False).collect()
 
 
 def _utc(dtype: pl.DataType) -> pl.Expr:
@@ -253,50 +292,21 @@ def _utc(dtype: pl.DataType) -> pl.Expr:
     return column.cast(pl.Datetime("us", "UTC"))
 
 
-def _with_properties(model: PointsModel, rows: pl.DataFrame, types: list[str]) -> pl.DataFrame:
-    """Add ``p:KEY`` columns for the properties the rules read: an event column of that name, else a JSON key.
-
-    Parsing JSON is the costly part of scoring, and a property is only ever looked at on events of
-    the types of the rules that name it (``_match`` checks the type), so only those rows are parsed
-    and the others keep a null: rows are split by the set of keys their type needs, then put back
-    together (in another order).
-    """
-    readers: dict[str, set[str]] = {}
-    for rule in model.behaviour:
-        for key in [*rule.where, *(rule.total_at_least or {})]:
-            readers.setdefault(key, set()).update(rule.event_types)
-    if model.manual_adjustments:
-        readers.setdefault("points", set()).add("manual_adjustment")
-    direct = sorted(key for key in readers if key in rows.columns)
-    parsed = sorted(key for key in readers if key not in rows.columns)
-    rows = rows.with_columns(pl.col(key).cast(pl.Utf8).alias(f"p:{key}") for key in direct)
-    if not parsed:
-        return rows
-    if "properties" not in rows.columns:
-        return rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed)
-    by_keys: dict[tuple[str, ...], list[str]] = {}
-    for event_type in types:
-        by_keys.setdefault(tuple(k for k in parsed if event_type in readers[k]), []).append(event_type)
-    parts = []
-    for keys, group in by_keys.items():
-        part = rows.filter(pl.col("type").is_in(group))
-        missing = [pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed if key not in keys]
-        parts.append(
-            _parse_json(part, list(keys)).with_columns(missing).select(*rows.columns, *(f"p:{k}" for k in parsed))
-        )
-    return pl.concat(parts, how="vertical")
-
-
 def _parse_json(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Add ``p:KEY`` from the ``properties`` JSON text; each distinct text is parsed once when texts repeat."""
     if not keys:
         return rows
-    extract = [pl.col("properties").str.json_path_match(f"$.{key}").alias(f"p:{key}") for key in keys]
+    extract = [pl.col("properties").str.json_path_match(_json_path(key)).alias(f"p:{key}") for key in keys]
     if rows.height >= 10_000:
-        distinct = rows.select(pl.col("properties").approx_n_unique()).item()
-        if distinct * 2 <= rows.height:
-            parsed = rows.select(pl.col("properties").unique()).with_columns(extract)
-            return rows.join(parsed, on="properties", how="left")
+        distinct = rows.select(pl.col("properties").unique())
+        if distinct.height * 2 <= rows.height:
+            parsed = distinct.with_columns(extract)
+            return rows.with_columns(
+                pl.col("properties")
+                .replace_strict(parsed["properties"], parsed[f"p:{key}"], default=None, return_dtype=pl.Utf8)
+                .alias(f"p:{key}")
+                for key in keys
+            )
     return rows.with_columns(extract)
 
 
@@ -374,30 +384,36 @@ def _combos(model: PointsModel, rows: pl.DataFrame) -> tuple[list[_Column], pl.D
 
 
 def _combo(model: PointsModel, combo: ComboRule, parts: list[int], rows: pl.DataFrame) -> pl.DataFrame:
-    """A combo holds at an event when every part matched in the ``within_days`` before it (as-of joins)."""
+    """A combo holds at an event when every part matched in the ``within_days`` before it (or at it).
+
+    Events matching a part, sorted by lead and time; for each part, the time of its latest match so
+    far (a forward fill, valid while still on the same lead). Rows sharing a timestamp see each other
+    through the last of them, so each time at which the combo holds is found.
+    """
     flags = [f"m:{i}" for i in parts]
-    matches = (
+    window_us = int(combo.within_days * DAY_US)
+    micros = pl.col("occurred_at").dt.epoch("us")
+    holds = pl.all_horizontal(
+        [
+            (
+                (pl.when(pl.col(flag)).then(pl.col("lead_key")).forward_fill() == pl.col("lead_key"))
+                & (micros - pl.when(pl.col(flag)).then(micros).forward_fill() <= window_us)
+            ).fill_null(False)
+            for flag in flags
+        ]
+    )
+    return (
         rows.lazy()
         .filter(pl.any_horizontal(flags))
         .select("lead_key", "occurred_at", "_age", *flags)
-        .sort("occurred_at")
+        .sort("lead_key", "occurred_at")
+        .with_columns(holds.alias("_holds"))  # computed on the sorted rows, filtered after
+        .filter(pl.col("_holds"))
+        .group_by("lead_key")
+        .agg(pl.col("_age").min())
+        .select("lead_key", (combo.points * _decay(model, pl.col("_age"), combo.decay)).alias("_points"))
         .collect()
     )
-    anchors = matches.select("lead_key", "occurred_at", "_age")
-    window_us = int(combo.within_days * DAY_US)
-    for n, flag in enumerate(flags):
-        seen = matches.filter(pl.col(flag)).select("lead_key", pl.col("occurred_at").alias(f"t{n}"))
-        anchors = anchors.join_asof(
-            seen, left_on="occurred_at", right_on=f"t{n}", by="lead_key", strategy="backward", check_sortedness=False
-        )
-    holds = pl.all_horizontal(
-        [
-            ((pl.col("occurred_at") - pl.col(f"t{n}")).dt.total_microseconds() <= window_us).fill_null(False)
-            for n in range(len(flags))
-        ]
-    )
-    latest = anchors.filter(holds).group_by("lead_key").agg(pl.col("_age").min())
-    return latest.select("lead_key", (combo.points * _decay(model, pl.col("_age"), combo.decay)).alias("_points"))
 
 
 def _manual(model: PointsModel, rows: pl.DataFrame) -> pl.DataFrame | None:
@@ -420,4 +436,5 @@ def top_rules(breakdown: pl.Expr, n: int = 3) -> pl.Expr:
     )
     rule = pl.element().struct.field("rule")
     reasons = pl.element().filter(~rule.str.starts_with("cap: ") & ~rule.str.starts_with("scale: "))
-    return breakdown.list.eval(reasons).list.eval(label.sort_by(points.abs(), descending=True).head(n)).list.join("; ")
+    top = label.sort_by(points.abs(), descending=True, maintain_order=True).head(n)
+    return breakdown.list.eval(reasons).list.eval(top).list.join("; ")

@@ -1,20 +1,25 @@
-"""Dialect-aware bulk writes with SQLAlchemy Core.
+"""Dialect-aware bulk writes: ``INSERT … ON CONFLICT`` built with SQLAlchemy Core, never ORM per row.
 
-The ORM costs one round-trip and one object per row (≈ 10k rows/s here); Core ``executemany`` of one
-``INSERT … ON CONFLICT`` statement is 5–10× faster and lets the database do the deduplication that
-makes re-ingesting a file a no-op. Both helpers work on SQLite and PostgreSQL and return row counts
-the caller can report (tests check them on both dialects).
+The ORM costs one round-trip and one object per row (≈ 10k rows/s here); one ``INSERT … ON CONFLICT``
+statement per chunk is many times faster and lets the database do the deduplication that makes
+re-ingesting a file a no-op. Both helpers work on SQLite and PostgreSQL and return exact row counts
+(tests check them on both dialects):
+
+* SQLite: ``executemany`` of tuples converted by the columns' own bind processors; ``sqlite3`` sums
+  ``changes()``, which leaves out ignored rows and unchanged upserts.
+* PostgreSQL: one ``INSERT … SELECT * FROM unnest(arrays) ON CONFLICT …`` per chunk, whose
+  ``rowcount`` is exact (psycopg reports no count for an executemany).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Table, cast, or_
+from sqlalchemy import JSON, Connection, Table, cast, column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -29,42 +34,55 @@ def _connection(conn_or_session: Connection | Session) -> Connection:
     return conn_or_session
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    name = conn.dialect.name
-    if name == "sqlite":
-        return sqlite.insert(table)
-    if name == "postgresql":
-        return postgresql.insert(table)
-    raise NotImplementedError(f"bulk writes support sqlite and postgresql, not {name!r}")
-
-
 def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 
 
-def _counted(conn: Connection, table: Table, stmt: Any) -> Any:
-    """Make the statement countable: PostgreSQL gets ``RETURNING`` (psycopg reports -1 for executemany).
+# ``finish`` turns a bare dialect ``INSERT`` into the final statement (adds its ON CONFLICT clause).
+Finish = Callable[[Any], Any]
 
-    SQLite's ``changes()`` is summed by ``sqlite3`` over an executemany and excludes ignored rows, so
-    its ``rowcount`` is exact and cheaper than returning rows.
+
+def _execute_counting(conn: Connection, table: Table, finish: Finish, rows: Sequence[dict[str, Any]]) -> int:
+    """Run one chunk and return the exact number of rows inserted or changed."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        return _sqlite_executemany(conn, finish(sqlite.insert(table)), rows)
+    if name == "postgresql":
+        return _postgresql_unnest(conn, table, finish, rows)
+    raise NotImplementedError(f"bulk writes support sqlite and postgresql, not {name!r}")
+
+
+def _postgresql_unnest(conn: Connection, table: Table, finish: Finish, rows: Sequence[dict[str, Any]]) -> int:
+    """``INSERT … SELECT * FROM unnest(%s::T[], …) ON CONFLICT …``: one statement per chunk, each
+    column one array parameter.
+
+    SQLAlchemy's executemany on psycopg either reports no row count or (with ``RETURNING``) sends
+    1000-row ``VALUES`` statements that psycopg re-parses in Python: ≈ 6k rows/s on 500k events. One
+    statement has an exact ``rowcount`` and lets the server do the work.
     """
-    if conn.dialect.name == "postgresql":
-        first = next(iter(table.primary_key.columns), None)
-        return stmt.returning(first if first is not None else next(iter(table.c)))
-    return stmt
-
-
-def _execute_counting(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
-    if conn.dialect.name == "sqlite":
-        return _sqlite_executemany(conn, stmt, rows)
-    result = conn.execute(stmt, list(rows))
-    if result.returns_rows:
-        return len(result.fetchall())
-    count = result.rowcount
-    if count is None or count < 0:
-        raise RuntimeError("the database driver did not report a row count for a bulk write")
-    return int(count)
+    keys = list(rows[0])
+    dialect = conn.dialect
+    casts: list[str] = []
+    params: dict[str, list[Any]] = {}
+    for position, name in enumerate(keys):
+        column_type = table.c[name].type
+        sql_type = column_type.compile(dialect=dialect)
+        if isinstance(column_type, JSON):
+            processor: Callable[[Any], Any] | None = _json_text
+        else:
+            processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+        values = [row[name] for row in rows]
+        if processor is not None:
+            values = [None if value is None else processor(value) for value in values]
+        params[f"p{position}"] = values
+        casts.append(f"CAST(:p{position} AS {sql_type}[])")
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in keys)
+    source = text(f"SELECT * FROM unnest({', '.join(casts)}) AS u({names})").columns(*(column(n) for n in keys))
+    # Selecting from a subquery lets SQLAlchemy add Python-side defaults of the columns not given.
+    stmt = finish(postgresql.insert(table).from_select(keys, select(source.subquery("src"))))
+    return int(conn.execute(stmt.execution_options(preserve_rowcount=True), params).rowcount)
 
 
 def _sqlite_executemany(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
@@ -75,6 +93,10 @@ def _sqlite_executemany(conn: Connection, stmt: Any, rows: Sequence[dict[str, An
     machinery, which costs more than SQLite's own insert work (≈ 2× overall on 500k events).
     """
     keys = list(rows[0])
+    defaults = _scalar_defaults(stmt.table, keys)
+    if defaults:
+        keys += list(defaults)
+        rows = [{**defaults, **row} for row in rows]
     compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
     order = compiled.positiontup
     if order is None or set(order) != set(keys):
@@ -106,6 +128,16 @@ def _sqlite_executemany(conn: Connection, stmt: Any, rows: Sequence[dict[str, An
     return int(result.rowcount)
 
 
+def _scalar_defaults(table: Table, keys: Sequence[str]) -> dict[str, Any]:
+    """Constant Python-side defaults of the columns the rows leave out (SQLAlchemy would add them)."""
+    given = set(keys)
+    return {
+        col.key: col.default.arg  # type: ignore[attr-defined]
+        for col in table.columns
+        if col.key not in given and col.default is not None and col.default.is_scalar
+    }
+
+
 def _json_text(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
@@ -128,8 +160,11 @@ def insert_ignore(
     if not rows:
         return 0
     conn = _connection(conn_or_session)
-    stmt = _counted(conn, table, _insert(conn, table).on_conflict_do_nothing())
-    return sum(_execute_counting(conn, stmt, part) for part in _chunks(rows, chunk))
+
+    def finish(insert: Any) -> Any:
+        return insert.on_conflict_do_nothing()
+
+    return sum(_execute_counting(conn, table, finish, part) for part in _chunks(rows, chunk))
 
 
 def _differs(conn: Connection, table: Table, excluded: Any, column: str) -> ColumnElement[bool]:
@@ -166,14 +201,13 @@ def upsert(
         by_key[tuple(row[k] for k in key_cols)] = row
     unique_rows = list(by_key.values())
 
-    base = _insert(conn, table)
-    excluded = base.excluded
-    where = or_(*(_differs(conn, table, excluded, c) for c in compare)) if compare else None
-    if update_cols:
-        stmt = base.on_conflict_do_update(
+    def finish(insert: Any) -> Any:
+        excluded = insert.excluded
+        if not update_cols:
+            return insert.on_conflict_do_nothing(index_elements=list(key_cols))
+        where = or_(*(_differs(conn, table, excluded, c) for c in compare)) if compare else None
+        return insert.on_conflict_do_update(
             index_elements=list(key_cols), set_={c: excluded[c] for c in update_cols}, where=where
         )
-    else:
-        stmt = base.on_conflict_do_nothing(index_elements=list(key_cols))
-    stmt = _counted(conn, table, stmt)
-    return sum(_execute_counting(conn, stmt, part) for part in _chunks(unique_rows, chunk))
+
+    return sum(_execute_counting(conn, table, finish, part) for part in _chunks(unique_rows, chunk))

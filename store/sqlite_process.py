@@ -3,45 +3,123 @@
 The ADBC SQLite driver bundles its own copy of SQLite. Two SQLite copies in one process break each
 other's POSIX locks (closing a file in one copy drops the other's locks), which shows up as
 "database is locked" or "disk I/O error" as soon as SQLAlchemy (the system SQLite) writes while ADBC
-reads. Across processes, SQLite's locking works as designed, so the reading copy lives in a small
-process pool; Arrow tables come back pickled (buffers, no per-value Python objects).
+reads. Across processes SQLite's locking works as designed, so the reading copy lives in a few
+long-lived worker processes (this file run as a script: no re-import of the caller's main module, as
+multiprocessing's spawn would do). Results come back as an Arrow IPC stream: buffers, no per-value
+Python objects.
 """
 
 import atexit
-import multiprocessing
+import pickle
+import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 # The driver infers column types from the first batch and fails when a later batch disagrees (a text
 # column whose first 1024 values are NULL is typed INT64); one batch for the whole result avoids it.
 _BATCH_ROWS = str(2**30)
-_pool: ProcessPoolExecutor | None = None
-_lock = threading.Lock()
+
+
+class SqliteReadError(RuntimeError):
+    """The reader process could not run the query; the message is the driver's."""
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def fetch(self, path: str, sql: str, values: tuple[Any, ...]) -> pa.Table:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        pickle.dump((path, sql, values), self.process.stdin)
+        self.process.stdin.flush()
+        status, message = pickle.load(self.process.stdout)
+        if status != "ok":
+            raise SqliteReadError(f"{message}\nquery: {sql}")
+        return pa.ipc.open_stream(self.process.stdout).read_all()
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=10)
+
+
+class _Pool:
+    """At most ``size`` workers; each serves one query at a time."""
+
+    def __init__(self) -> None:
+        self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self.workers: list[_Worker] = []
+        self.lock = threading.Lock()
+
+    def fetch(self, path: str, sql: str, values: tuple[Any, ...], size: int) -> pa.Table:
+        worker = self._acquire(size)
+        try:
+            result = worker.fetch(path, sql, values)
+        except (BrokenPipeError, EOFError, pickle.UnpicklingError, pa.ArrowInvalid):
+            self._discard(worker)
+            raise
+        self.idle.put(worker)
+        return result
+
+    def _acquire(self, size: int) -> _Worker:
+        with self.lock:
+            try:
+                return self.idle.get_nowait()
+            except queue.Empty:
+                if len(self.workers) < max(1, size):
+                    worker = _Worker()
+                    self.workers.append(worker)
+                    return worker
+        return self.idle.get()
+
+    def _discard(self, worker: _Worker) -> None:
+        with self.lock:
+            self.workers.remove(worker)
+        worker.process.kill()
+
+    def close(self) -> None:
+        with self.lock:
+            for worker in self.workers:
+                worker.close()
+            self.workers.clear()
+
+
+_pool = _Pool()
+atexit.register(_pool.close)
 
 
 def fetch_arrow(path: str, sql: str, values: Sequence[Any], workers: int) -> pa.Table:
     """Run ``sql`` (``?`` parameters) on the SQLite file ``path`` in a reader process."""
-    return _executor(workers).submit(_read, path, sql, tuple(values)).result()
+    return _pool.fetch(path, sql, tuple(values), workers)
 
 
-def _executor(workers: int) -> ProcessPoolExecutor:
-    global _pool
-    with _lock:
-        if _pool is None:
-            # spawn, not fork: the parent has threads (Prefect, task runners) and open SQLite handles.
-            _pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"))
-            atexit.register(_pool.shutdown, cancel_futures=True)
-        return _pool
-
-
-def _read(path: str, sql: str, values: tuple[Any, ...]) -> pa.Table:
+def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
-    with adbc_sqlite.connect(path) as conn, conn.cursor() as cur:
-        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": _BATCH_ROWS})
-        cur.execute(sql, values or None)
-        return cur.fetch_arrow_table()
+    while True:
+        try:
+            path, sql, values = pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            with adbc_sqlite.connect(path) as conn, conn.cursor() as cur:
+                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": _BATCH_ROWS})
+                cur.execute(sql, values or None)
+                table = cur.fetch_arrow_table()
+        except Exception as exc:  # the caller raises it with the query
+            pickle.dump(("error", f"{type(exc).__name__}: {exc}"), replies)
+            replies.flush()
+            continue
+        pickle.dump(("ok", None), replies)
+        with pa.ipc.new_stream(replies, table.schema) as writer:
+            writer.write_table(table)
+        replies.flush()
+
+
+if __name__ == "__main__":
+    _serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -77,8 +77,18 @@ class Lead(SQLModel, table=True):
     updated_at: datetime | None = _time()
 
 
+PROMOTED_TEXT_PROPERTIES = ("url", "form", "asset", "campaign", "webinar")
+PROMOTED_NUMBER_PROPERTIES = ("duration_s", "points")
+PROMOTED_PROPERTIES = PROMOTED_TEXT_PROPERTIES + PROMOTED_NUMBER_PROPERTIES
+
+
 class Event(SQLModel, table=True):
-    """An immutable fact about a lead; ``event_id`` is the dedupe key."""
+    """An immutable fact about a lead; ``event_id`` is the dedupe key.
+
+    ``properties`` keeps the event's properties as received. The well-known ones that rules filter on
+    (``PROMOTED_PROPERTIES``) are also stored as typed columns: scoring reads them without parsing
+    JSON, which would otherwise dominate its time.
+    """
 
     __tablename__ = "events"
     __table_args__ = (
@@ -94,6 +104,13 @@ class Event(SQLModel, table=True):
     product_line: str | None = None
     machine: bool = False
     message_id: str | None = None
+    url: str | None = None
+    form: str | None = None
+    asset: str | None = None
+    campaign: str | None = None
+    webinar: str | None = None
+    duration_s: float | None = None
+    points: float | None = None
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     ingested_at: datetime | None = _time()
 

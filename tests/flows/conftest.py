@@ -2,7 +2,9 @@
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +22,29 @@ def prefect_harness() -> Iterator[None]:
     # The heartbeat thread costs ~1 s per flow run; None turns it off (the environment cannot say None).
     with prefect_test_harness(server_startup_timeout=60), temporary_settings({"flows.heartbeat_frequency": None}):
         yield
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for flows (they take URLs, not engines): a SQLite file, or a throw-away PG schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/flow.db"
+        return
+    base = os.environ.get("LEADSCORE_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PostgreSQL tests need LEADSCORE_TEST_POSTGRES_URL")
+    from sqlalchemy import create_engine, text
+
+    schema = f"f_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        from flows.engine import engine_for
+
+        engine_for.cache_clear()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -221,6 +221,19 @@ def test_fit_attributes_json_and_column_precedence() -> None:
     assert result[3].points == {"not student": 3.0}
 
 
+def test_json_names_with_spaces_and_dotted_names() -> None:
+    model = points_model(
+        fit=[
+            {"name": "job", "when": {"job title": {"eq": "cto"}}, "points": 10},
+            {"name": "nested", "when": {"company.size": {"ge": 100}}, "points": 5},
+        ],
+        behaviour=[{"name": "utm", "event": "web", "where": {"utm-source": {"eq": "google"}}, "points": 1}],
+    )
+    leads = pl.DataFrame({"lead_key": [1], "attributes": ['{"job title": "CTO", "company": {"size": 250}}']})
+    result = run(model, leads=leads, events=[Ev(1, 0, "web", {"utm-source": "Google"})])
+    assert result[1].points == {"job": 10.0, "nested": 5.0, "utm": 1.0}
+
+
 def test_fit_when_is_and_any_of_is_or() -> None:
     model = points_model(
         fit=[
@@ -456,9 +469,28 @@ def test_combo_fails_when_a_part_is_outside_the_window() -> None:
     assert combo_points(model, [Ev(1, 60, "form", DEMO), Ev(1, 60, "web", {"url": "/blog"})]) == 0.0
     assert combo_points(model, [Ev(1, 60, "form", DEMO)]) == 0.0
     # a part matched by another lead does not help
-    result = run(model, events=[Ev(1, 60, "form", DEMO), Ev(2, 60, "web", PRICING)])
-    assert "hot" not in result[1].points
-    assert "hot" not in result[2].points
+    for events in (
+        [Ev(1, 60, "form", DEMO), Ev(2, 60, "web", PRICING)],
+        [Ev(1, 60, "web", PRICING), Ev(2, 60, "form", DEMO)],
+    ):
+        result = run(model, events=events)
+        assert "hot" not in result[1].points
+        assert "hot" not in result[2].points
+
+
+def test_combo_parts_at_the_same_instant() -> None:
+    model = combo_model()
+    for events in (
+        [Ev(1, 60, "web", PRICING), Ev(1, 60, "form", DEMO)],
+        [Ev(1, 60, "form", DEMO), Ev(1, 60, "web", PRICING)],
+    ):
+        assert combo_points(model, events) == 20.0
+    # one event matching both parts completes the combo by itself
+    both = points_model(
+        behaviour=[{"name": "a", "event": "x", "points": 1}, {"name": "b", "event": ["x", "y"], "points": 1}],
+        combos=[{"name": "hot", "all_of": ["a", "b"], "within_days": 1, "points": 40}],
+    )
+    assert combo_points(both, [Ev(1, 5, "x")]) == 40.0
 
 
 def test_combo_decays_by_latest_anchor_where_it_holds() -> None:
@@ -680,6 +712,68 @@ def test_empty_inputs() -> None:
     assert {k: (v.score, v.points) for k, v in bare.items()} == {1: (0.0, {}), 2: (0.0, {})}
 
 
+def test_large_partitions_parse_repeated_and_distinct_properties_alike() -> None:
+    """Past 10,000 rows of a type, repeated JSON texts are parsed once; the result must not change."""
+    n = 12_000
+    urls = ['{"url": "/pricing"}', '{"url": "/blog"}', '{"url": " /Pricing "}', "not json", None]
+    web = pl.DataFrame(
+        {
+            "lead_key": [i % 100 + 1 for i in range(n)],
+            "occurred_at": [AS_OF] * n,
+            "type": ["web"] * n,
+            "machine": [False] * n,
+            "properties": [urls[i % len(urls)] for i in range(n)],
+        },
+        schema=EVENT_SCHEMA,
+    )
+    video = web.with_columns(
+        pl.lit("video").alias("type"),
+        pl.format('{{"duration_s": {}, "id": "v{}"}}', pl.int_range(n), pl.int_range(n)).alias("properties"),
+    )
+    model = points_model(
+        behaviour=[
+            {"name": "pricing", "event": "web", "where": {"url": {"eq": "/pricing"}}, "points": 1, "per": "occurrence"},
+            {"name": "watched", "event": "video", "points": 5, "total_at_least": {"duration_s": 700_000}},
+        ],
+        scale={"min": 0, "max": 1000},
+    )
+    result = run(model, events=pl.concat([web, video]), leads=leads_frame(*range(1, 101)))
+    for lead in range(1, 101):
+        rows = [i for i in range(n) if i % 100 + 1 == lead]
+        pricing = sum(1 for i in rows if i % len(urls) in (0, 2))
+        expected: dict[str, float] = {"pricing": float(pricing)} if pricing else {}
+        if sum(rows) >= 700_000:
+            expected["watched"] = 5.0
+        assert result[lead].points == expected, lead
+
+
+def test_event_frame_variants() -> None:
+    """Naive or other-zone times, narrow lead keys, a property held as an event column, no JSON column."""
+    model = points_model(
+        behaviour=[
+            {"name": "r", "event": "web", "points": 20, "per": "occurrence"},
+            {"name": "campaign", "event": "web", "where": {"campaign": {"eq": "spring"}}, "points": 5},
+        ],
+        decay=HALF_LIFE_60,
+    )
+    frame = events_frame(Ev(1, 60, "web"), Ev(1, 0.5, "web")).with_columns(
+        pl.Series("campaign", ["Spring", None]), pl.col("lead_key").cast(pl.Int32)
+    )
+    naive = frame.with_columns(pl.col("occurred_at").dt.replace_time_zone(None))
+    paris = frame.with_columns(pl.col("occurred_at").dt.convert_time_zone("Europe/Paris").dt.cast_time_unit("ns"))
+    for variant in (frame, naive, paris, frame.drop("properties")):
+        assert run(model, events=variant)[1].points == {"r": 29.88, "campaign": 2.5}
+
+
+def test_result_keeps_journey_order() -> None:
+    model = points_model(fit=[{"name": "f", "when": {"v": {"present": True}}, "points": 1}])
+    leads = pl.DataFrame({"lead_key": [1, 2, 3], "v": ["a", None, "c"]})
+    journeys = pl.DataFrame({"lead_key": [3, 1, 2], "score_from": [None, None, None]})
+    result = score(model, leads=leads, events=events_frame(), as_of=AS_OF, journeys=journeys)
+    assert result["lead_key"].to_list() == [3, 1, 2]
+    assert result["score"].to_list() == [1.0, 1.0, 0.0]
+
+
 # --- top_rules -----------------------------------------------------------------------------------
 
 
@@ -705,6 +799,12 @@ def test_top_rules_format() -> None:
     assert shown == ["student:-100; persona title:+15; pricing:+12.5", "dip:-0.25", ""]
     two = frame.select(top_rules(pl.col("breakdown"), n=1).alias("top"))["top"].to_list()
     assert two == ["student:-100", "dip:-0.25", ""]
+
+
+def test_top_rules_ties_keep_breakdown_order() -> None:
+    entries = [{"rule": name, "points": points} for name, points in [("a", 5.0), ("b", -5.0), ("c", 5.0), ("d", 5.0)]]
+    frame = pl.DataFrame({"breakdown": [entries]}, schema={"breakdown": RESULT_SCHEMA["breakdown"]})
+    assert frame.select(top_rules(pl.col("breakdown")))["breakdown"].item() == "a:+5; b:-5; c:+5"
 
 
 def test_top_rules_on_a_score() -> None:

@@ -1,0 +1,390 @@
+"""The ``leadscore`` CLI end to end: a tiny portfolio, a SQLite store in tmp_path, real Prefect flow runs."""
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+# Importing the Prefect SDK configures its log handlers on the current sys.stderr. Do it now, not inside the
+# first CliRunner.invoke: the handler would keep writing to that invocation's stream after it is closed.
+import flows.scoring  # noqa: F401
+from flows.cli import app
+from flows.engine import engine_for
+from stages.portfolio import load_portfolio
+from store.settings import get_settings
+from store.tables import Run, ScoreSnapshot
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def ago(days: int) -> str:
+    return (NOW - timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+
+PORTFOLIO = """name: tiny
+scale: {min: 0, max: 100}
+scoring: {partition_size: 1000}
+product_lines:
+  crm:
+    bands: {cold: [0, 20], warm: [20, 50], hot: [50, 100]}
+    qualifications: {MQL: 20}
+    stages:
+      discovery: {model: models/discovery.yaml, promote_at: 90, entry: carry}
+      evaluation: {model: models/evaluation.yaml, entry: reset}
+"""
+DISCOVERY = """kind: points
+fit:
+  - {name: persona title, when: {job_title: {matches: "(?i)head of|director"}}, points: 15}
+behaviour:
+  - {name: pricing page, event: page_view, where: {url: {contains: /pricing}}, points: 5, per: occurrence, max: 20}
+"""
+EVALUATION = """kind: points
+behaviour:
+  - {name: demo request, event: demo_request, points: 30}
+"""
+LEADS = """lead_id,email,job_title,product_interest
+L1,l1@example.com,Head of Sales,crm
+L2,l2@example.com,Engineer,crm
+L3,not-an-email,Director,crm
+L4,l4@example.com,Director,
+L5,l5@example.com,Director,widgets
+,l6@example.com,Director,crm
+L7,l7@example.com,Director,
+"""
+EVENTS = f"""event_id,lead_id,type,occurred_at,product_line,url
+e1,L1,page_view,{ago(30)},crm,/pricing
+e2,L1,page_view,{ago(29)},,/pricing
+e3,L2,page_view,{ago(28)},crm,/pricing/team
+e4,L9,page_view,{ago(28)},crm,/pricing
+e5,L2,page_view,2026-10-04T10:00:00,crm,/pricing
+e6,L4,page_view,{ago(27)},crm,/pricing
+e7,L1,page_view,{ago(5)},crm,/pricing
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh store for each test; the settings and the engine are cached per process, so reset both."""
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
+    monkeypatch.delenv("LEADSCORE_PORTFOLIO", raising=False)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "portfolio.yaml").write_text(PORTFOLIO)
+    (tmp_path / "models" / "discovery.yaml").write_text(DISCOVERY)
+    (tmp_path / "models" / "evaluation.yaml").write_text(EVALUATION)
+    (tmp_path / "leads.csv").write_text(LEADS)
+    (tmp_path / "events.csv").write_text(EVENTS)
+    yield tmp_path
+    engine_for().dispose()
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+
+
+def run(*args: str | Path, code: int = 0) -> Any:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def run_json(*args: str | Path) -> Any:
+    return json.loads(run(*args, "--json").stdout)
+
+
+def counts() -> tuple[int, int]:
+    with Session(engine_for()) as session:
+        snapshots = session.exec(select(func.count()).select_from(ScoreSnapshot)).one()[0]
+        runs = session.exec(select(func.count()).select_from(Run)).one()[0]
+    return snapshots, runs
+
+
+def ingest_both(tmp_path: Path) -> None:
+    portfolio = tmp_path / "portfolio.yaml"
+    run("ingest", "leads", tmp_path / "leads.csv", "--portfolio", portfolio, "--json")
+    run("ingest", "events", tmp_path / "events.csv", "--portfolio", portfolio, "--json")
+
+
+def test_init_writes_a_loadable_portfolio_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "starter"
+    result = run("init", target)
+    assert "Starter portfolio written" in result.stdout
+
+    portfolio = load_portfolio(target / "portfolio.yaml")
+    assert set(portfolio.product_lines) == {"crm-suite", "analytics-cloud"}
+    assert (target / "models" / "crm-suite" / "discovery.yaml").is_file()
+
+    (target / "portfolio.yaml").write_text("# my edits\n" + (target / "portfolio.yaml").read_text())
+    refused = run("init", target, code=1)
+    assert "exists; not overwriting" in refused.output.replace("\n", " ")
+    assert (target / "portfolio.yaml").read_text().startswith("# my edits\n")
+
+
+def test_ingest_leads_counts_rejects_and_reingest_is_a_no_op(cli: Path) -> None:
+    args = ("ingest", "leads", cli / "leads.csv", "--portfolio", cli / "portfolio.yaml")
+    first = run_json(*args)
+
+    assert {k: first[k] for k in ("kind", "read", "accepted", "inserted", "updated", "rejected")} == {
+        "kind": "leads",
+        "read": 7,
+        "accepted": 4,
+        "inserted": 4,
+        "updated": 0,
+        "rejected": 3,
+    }
+    assert first["journeys_opened"] == 2  # L1 and L2: L4 and L7 show no interest yet
+    rejects = sorted((r["line"], r["field"], r["reason"]) for r in first["rejects"])
+    assert [(line, field) for line, field, _ in rejects] == [(4, "email"), (6, "product_interest"), (7, "lead_id")]
+    assert "not-an-email" in rejects[0][2]
+    assert "widgets" in rejects[1][2]
+    assert all(reason for _, _, reason in rejects)
+
+    again = run_json(*args)
+    assert (again["read"], again["inserted"], again["updated"], again["rejected"], again["journeys_opened"]) == (
+        7,
+        0,
+        0,
+        3,
+        0,
+    )
+
+    human = run(*args)
+    assert "read 7, inserted 0, updated 0, rejected 3, journeys opened 0" in human.stdout.replace("\n", " ")
+
+
+def test_ingest_events_counts_and_rejects(cli: Path) -> None:
+    run("ingest", "leads", cli / "leads.csv", "--portfolio", cli / "portfolio.yaml")
+    args = ("ingest", "events", cli / "events.csv", "--portfolio", cli / "portfolio.yaml")
+    first = run_json(*args)
+
+    assert {k: first[k] for k in ("kind", "read", "inserted", "rejected", "journeys_opened")} == {
+        "kind": "events",
+        "read": 7,
+        "inserted": 5,
+        "rejected": 2,
+        "journeys_opened": 1,  # L4's crm event opens its journey
+    }
+    rejects = sorted((r["line"], r["field"], r["reason"]) for r in first["rejects"])
+    assert [(line, field) for line, field, _ in rejects] == [(5, "lead_id"), (6, "occurred_at")]
+    assert "L9" in rejects[0][2]
+    assert "2026-10-04T10:00:00" in rejects[1][2]
+
+    again = run_json(*args)
+    assert (again["read"], again["inserted"], again["rejected"], again["journeys_opened"]) == (7, 0, 2, 0)
+
+
+def test_ingest_refuses_a_missing_file_and_an_unknown_kind(cli: Path) -> None:
+    missing = run("ingest", "leads", cli / "nope.csv", code=2)
+    assert "does not exist" in missing.output
+    kind = run("ingest", "people", cli / "leads.csv", "--portfolio", cli / "portfolio.yaml", code=2)
+    assert "leads or events" in kind.output
+
+
+def test_score_twice_then_replay_a_past_date_read_only(cli: Path) -> None:
+    ingest_both(cli)
+    portfolio = cli / "portfolio.yaml"
+
+    first = run_json("score", "--portfolio", portfolio)
+    assert first["run_id"]
+    assert (first["scored"], first["changed"]) == (3, 3)
+    assert first["bands"] == {"crm": {"discovery/warm": 2, "discovery/cold": 1}}
+    assert [(r["lead_id"], r["score"], r["band"], r["reasons"]) for r in first["top"]["crm/discovery"]] == [
+        ("L1", 30.0, "warm", "persona title:+15; pricing page:+15"),
+        ("L4", 20.0, "warm", "persona title:+15; pricing page:+5"),
+        ("L2", 5.0, "cold", "pricing page:+5"),
+    ]
+    assert counts() == (3, 1)
+
+    second = run_json("score", "--portfolio", portfolio)
+    assert (second["scored"], second["changed"]) == (3, 0)
+    assert second["run_id"] != first["run_id"]
+    assert counts() == (3, 2)
+
+    # ten days ago, L1's latest pricing view (5 days ago) had not happened: 25, not 30
+    as_of = ago(10)
+    replay = run_json("score", "--portfolio", portfolio, "--as-of", as_of)
+    assert replay["run_id"] is None
+    assert replay["as_of"] == (NOW - timedelta(days=10)).isoformat()
+    assert (replay["scored"], replay["changed"]) == (3, 1)
+    assert replay["top"]["crm/discovery"][0]["score"] == 25.0
+    assert counts() == (3, 2)  # no snapshot, no run
+    current = run_json("explain", "L1")["journeys"][0]
+    assert (current["score"], len(current["history"])) == (30.0, 1)
+
+    bad = run("score", "--portfolio", portfolio, "--as-of", "2026-10-01T00:00:00", code=2)
+    assert "has no time zone" in bad.output
+    garbage = run("score", "--portfolio", portfolio, "--as-of", "last week", code=2)
+    assert "not an ISO-8601 time" in garbage.output
+
+
+def test_explain_then_adjust_then_explain(cli: Path) -> None:
+    ingest_both(cli)
+    portfolio = cli / "portfolio.yaml"
+    run("score", "--portfolio", portfolio, "--json")
+
+    before = run_json("explain", "L1")
+    assert before["lead_id"] == "L1"
+    [journey] = before["journeys"]
+    assert (journey["product_line"], journey["stage"], journey["score"], journey["band"]) == (
+        "crm",
+        "discovery",
+        30.0,
+        "warm",
+    )
+    assert journey["qualification"] == "MQL"
+    assert journey["breakdown"] == [
+        {"rule": "persona title", "points": 15.0},
+        {"rule": "pricing page", "points": 15.0},
+    ]
+    assert len(journey["history"]) == 1
+    assert datetime.fromisoformat(journey["history"][0]["as_of"]) >= NOW  # ISO-8601 in JSON
+
+    reason = "[vip] met at trade show"
+    adjusted = run("adjust", "L1", "--product-line", "crm", "--points", "10", "--reason", reason, "-p", portfolio)
+    assert "L1: +10 ([vip] met at trade show)" in adjusted.stdout  # shown as written, not read as markup
+    assert "crm score now 40.0" in adjusted.stdout.replace("\n", " ")
+
+    after = run_json("explain", "L1", "--product-line", "crm")
+    [journey] = after["journeys"]
+    assert (journey["score"], journey["band"]) == (40.0, "warm")
+    assert journey["breakdown"] == [
+        {"rule": "persona title", "points": 15.0},
+        {"rule": "pricing page", "points": 15.0},
+        {"rule": "manual adjustments", "points": 10.0},
+    ]
+    assert [h["score"] for h in journey["history"]] == [30.0, 40.0]
+
+    human = run("explain", "L1")
+    assert "L1 · crm · stage discovery: score 40.0 (warm), qualification MQL" in human.stdout
+    assert "manual adjustments" in human.stdout
+
+    assert "unknown lead 'L404'" in run("explain", "L404", code=1).output
+    assert (
+        "unknown lead 'L404'"
+        in run(
+            "adjust", "L404", "--product-line", "crm", "--points", "1", "--reason", "x", "-p", portfolio, code=1
+        ).output
+    )
+    wrong_line = run("adjust", "L1", "--product-line", "erp", "--points", "1", "--reason", "x", "-p", portfolio, code=2)
+    assert "unknown product line 'erp'; known: crm" in wrong_line.output
+
+
+def test_adjust_opens_the_journey_of_a_lead_without_one(cli: Path) -> None:
+    ingest_both(cli)
+    portfolio = cli / "portfolio.yaml"
+    assert run_json("explain", "L7")["journeys"] == []
+    assert "L7 has no journey yet" in run("explain", "L7").stdout
+    assert "L2 · crm · stage discovery: not scored yet" in run("explain", "L2").stdout
+
+    adjusted = run(
+        "adjust", "L7", "--product-line", "crm", "--points", "-5", "--reason", "tire kicker", "--portfolio", portfolio
+    )
+    assert "crm score now 10.0" in adjusted.stdout.replace("\n", " ")  # Director +15, then -5
+    [journey] = run_json("explain", "L7")["journeys"]
+    assert (journey["product_line"], journey["stage"], journey["score"]) == ("crm", "discovery", 10.0)
+    assert journey["breakdown"] == [
+        {"rule": "persona title", "points": 15.0},
+        {"rule": "manual adjustments", "points": -5.0},
+    ]
+
+
+SCORE_MODEL = """kind: points
+bands: {low: [0, 20], high: [20, 100]}
+fit:
+  - {name: persona title, when: {job_title: {matches: "(?i)head of|director"}}, points: 15}
+  - {name: mid-size, when: {company_size: {between: [50, 1000]}}, points: 10}
+behaviour:
+  - {name: pricing page, event: page_view, where: {url: {contains: /pricing}}, points: 5, per: occurrence}
+"""
+PLAIN_LEADS = """lead_id,job_title,company_size
+A,Head of Sales,200
+B,Engineer,lots
+C,Director,
+"""
+PLAIN_EVENTS = """lead_id,type,occurred_at,url
+A,page_view,2026-10-01T10:00:00Z,/pricing
+C,page_view,2026-10-01T10:00:00Z,/pricing
+C,page_view,2026-10-20T10:00:00Z,/pricing
+B,page_view,2026-10-01T10:00:00Z,/pricing
+"""
+
+
+def test_score_file_writes_the_scored_csv_and_its_rejects(tmp_path: Path) -> None:
+    (tmp_path / "model.yaml").write_text(SCORE_MODEL)
+    (tmp_path / "leads.csv").write_text(PLAIN_LEADS)
+    (tmp_path / "events.csv").write_text(PLAIN_EVENTS)
+    out = tmp_path / "scored.csv"
+    args = ("score-file", tmp_path / "model.yaml", tmp_path / "leads.csv", "--out", out)
+    summary = run_json(*args, "--events", tmp_path / "events.csv", "--as-of", "2026-10-10T00:00:00Z")
+
+    rejects = tmp_path / "scored.rejects.csv"
+    assert summary == {"scored": 2, "rejected": 2, "out": str(out), "rejects": str(rejects)}
+    assert pl.read_csv(out, infer_schema=False).rows() == [
+        ("A", "Head of Sales", "200", "30.0", "high", "persona title:+15; mid-size:+10; pricing page:+5"),
+        ("C", "Director", None, "20.0", "high", "persona title:+15; pricing page:+5"),
+    ]
+    assert pl.read_csv(out, infer_schema=False).columns == [
+        "lead_id",
+        "job_title",
+        "company_size",
+        "score",
+        "band",
+        "top_rules",
+    ]
+    assert pl.read_csv(rejects, infer_schema=False).rows() == [
+        (str(tmp_path / "leads.csv"), "3", "company_size", "not a number: 'lots'"),
+        (
+            str(tmp_path / "events.csv"),
+            "5",
+            "lead_id",
+            "unknown lead_id 'B': not in the leads file, or rejected there",
+        ),
+    ]
+
+    # without events nothing is rejected but B: a stale rejects file of an earlier run must not linger
+    (tmp_path / "leads.csv").write_text(PLAIN_LEADS.replace("lots", "5000"))
+    human = run(*args)
+    assert "scored 3 rows" in human.stdout and "rejected 0" in human.stdout
+    assert not rejects.exists()
+    assert pl.read_csv(out, infer_schema=False).get_column("score").to_list() == ["25.0", "0.0", "15.0"]
+
+    invalid = tmp_path / "invalid.yaml"
+    invalid.write_text(SCORE_MODEL.replace("per: occurrence", "per: sometimes"))
+    bad = run("score-file", invalid, tmp_path / "leads.csv", "--out", out, code=2)
+    assert f"{invalid}:7: behaviour[0].per: Input should be 'once' or 'occurrence'" in bad.stderr
+    missing = run("score-file", tmp_path / "model.yaml", tmp_path / "nope.csv", "--out", out, code=2)
+    assert "does not exist" in missing.output
+
+
+def test_an_invalid_portfolio_exits_2_naming_the_file_the_line_and_the_path(cli: Path) -> None:
+    portfolio = cli / "portfolio.yaml"
+    portfolio.write_text(PORTFOLIO.replace("models/evaluation.yaml", "models/missing.yaml"))
+    result = run("score", "--portfolio", portfolio, "--json", code=2)
+    assert result.stdout == ""  # nothing a script would try to parse
+    assert result.stderr.splitlines() == [
+        "invalid portfolio",
+        f"{portfolio}:10: product_lines.crm.stages.evaluation.model: model file 'models/missing.yaml' not found "
+        f"({cli / 'models' / 'missing.yaml'})",
+    ]
+
+    portfolio.write_text(PORTFOLIO)
+    (cli / "models" / "discovery.yaml").write_text(
+        DISCOVERY.replace("(?i)head of|director", "(?<!vice )[a-z]+ president")
+    )
+    result = run("ingest", "leads", cli / "leads.csv", "--portfolio", portfolio, code=2)
+    model = cli / "models" / "discovery.yaml"
+    title, problem = result.stderr.splitlines()
+    assert title == "invalid portfolio"
+    # the pattern is printed as written: '[a-z]' is not swallowed as console markup
+    assert problem.startswith(
+        f"{model}:3: fit[0].when.job_title.matches: invalid regular expression '(?<!vice )[a-z]+ president': look-"
+    )
+
+    assert "portfolio file" in run("score", "--portfolio", cli / "nope.yaml", code=2).output

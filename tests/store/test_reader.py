@@ -1,0 +1,92 @@
+"""Columnar reads: key ranges, product lines (with line-less events), types, schema, partitions."""
+
+import itertools
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from sqlalchemy import Engine
+
+from store.ingest import ingest_leads
+from store.reader import EVENT_SCHEMA, adbc_uri, lead_key_partitions, read_events, read_frame
+from tests.store.samples import Loaded, lead_keys, write
+
+
+def ids(frame: pl.DataFrame) -> list[tuple[int, str]]:
+    return list(zip(frame["lead_key"].to_list(), frame["type"].to_list(), strict=True))
+
+
+def test_read_events_key_range_and_product_line(loaded: Loaded) -> None:
+    k = loaded.keys
+    l1 = read_events(loaded.engine, (k["L1"], k["L1"] + 1), "crm")
+    assert l1.schema == pl.Schema(EVENT_SCHEMA)
+    assert ids(l1) == [(k["L1"], "page_view"), (k["L1"], "email_delivered"), (k["L1"], "email_open")]
+    assert l1["product_line"].to_list() == ["crm", None, None]  # line-less events count for every journey
+    assert l1["machine"].to_list() == [False, False, True]
+    assert l1["occurred_at"][2].isoformat() == "2024-03-01T10:00:01+00:00"
+    assert json.loads(l1["properties"][0]) == {"url": "/pricing"}
+
+    analytics = read_events(loaded.engine, (k["L1"], k["L3"] + 1), "analytics")
+    assert ids(analytics) == [
+        (k["L1"], "email_delivered"),
+        (k["L1"], "email_open"),
+        (k["L2"], "email_delivered"),
+        (k["L2"], "email_open"),
+        (k["L2"], "email_click"),  # e17 and e6 share a time: event_id orders them
+        (k["L2"], "email_open"),
+        (k["L3"], "manual_adjustment"),
+        (k["L3"], "page_view"),
+    ]
+    assert analytics["lead_key"].is_sorted()
+    half_open = read_events(loaded.engine, (k["L2"], k["L3"]), None)
+    assert set(half_open["lead_key"].to_list()) == {k["L2"]}
+    assert read_events(loaded.engine).height == 9
+
+
+def test_read_events_types_and_empty_result(loaded: Loaded) -> None:
+    opens = read_events(loaded.engine, None, None, types=["email_open", "email_click"])
+    assert sorted(opens["type"].to_list()) == ["email_click", "email_open", "email_open", "email_open"]
+    assert read_events(loaded.engine, None, None, types=[]).height == 0
+    empty = read_events(loaded.engine, (10**6, 10**6 + 5), "crm")
+    assert empty.height == 0
+    assert empty.schema == pl.Schema(EVENT_SCHEMA)
+
+
+def test_read_frame_named_and_list_parameters(loaded: Loaded) -> None:
+    frame = read_frame(
+        loaded.engine,
+        "SELECT lead_id, key FROM leads WHERE lead_id IN (:ids) AND key >= :lo ORDER BY lead_id",
+        {"ids": ["L1", "L3", "nobody"], "lo": 0},
+        {"lead_id": pl.Utf8(), "key": pl.Int64()},
+    )
+    assert frame.to_dicts() == [
+        {"lead_id": "L1", "key": loaded.keys["L1"]},
+        {"lead_id": "L3", "key": loaded.keys["L3"]},
+    ]
+    with pytest.raises(KeyError, match=":missing"):
+        read_frame(loaded.engine, "SELECT key FROM leads WHERE key = :missing", {})
+
+
+def test_lead_key_partitions_cover_all_leads(engine: Engine, tmp_path: Path) -> None:
+    assert lead_key_partitions(engine, 3) == []
+    ingest_leads(engine, write(tmp_path, "leads.csv", "lead_id\n" + "\n".join(f"L{i}" for i in range(10)) + "\n"))
+    keys = sorted(lead_keys(engine).values())
+    parts = lead_key_partitions(engine, 3)
+    assert len(parts) == 4
+    assert parts[0][0] == keys[0] and parts[-1][1] == keys[-1] + 1
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))  # contiguous
+    sizes = [sum(lo <= key < hi for key in keys) for lo, hi in parts]
+    assert sizes == [3, 3, 3, 1]
+    assert lead_key_partitions(engine, 100) == [(keys[0], keys[-1] + 1)]
+    with pytest.raises(ValueError):
+        lead_key_partitions(engine, 0)
+
+
+def test_adbc_uri(engine: Engine) -> None:
+    uri = adbc_uri(engine)
+    if engine.dialect.name == "sqlite":
+        assert uri.endswith("/t.db") and "://" not in uri
+    else:
+        assert uri.startswith("postgresql://") and "+psycopg" not in uri
+        assert "search_path" in uri  # the test schema set through connect_args is carried over
