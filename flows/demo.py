@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from examples.generate import generate
 from rich.console import Console
 
+from examples.generate import generate
 from flows.ingestion import ingest_file
 from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio
