@@ -2,19 +2,18 @@
 
 Prints ingest time, the time of one plain grouped scan of the events table (the baseline), the full
 scoring time (first run, which writes every snapshot, and a steady-state re-run), their ratio to the
-baseline, peak memory of the scoring process, and optionally the cost of 4x the data.
+baseline, peak memory of the scoring processes, and optionally the cost of 4x the data.
 
     .venv/bin/python benchmarks/score.py --leads 200000 --events 5000000 [--scale-check]
 """
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,18 +47,15 @@ def prepare(workdir: Path, leads: int, events: int) -> dict[str, float]:
     }
 
 
-def measure(workdir: Path, workers: int) -> dict[str, float]:
-    """Baseline scan, then the scoring tasks' work exactly as the flow runs it (without the Prefect server)."""
+def measure(workdir: Path) -> dict[str, float]:
+    """The baseline scan, then real ``score_portfolio`` flow runs (after a warm-up flow starts Prefect)."""
     import sqlite3
 
-    from flows.engine import engine_for
-    from flows.scoring import score_partition
-    from stages.portfolio import load_portfolio
-    from store.reader import lead_key_partitions
-    from store.scores import finish_run, start_run
+    from prefect import flow
+
+    from flows.scoring import score_portfolio
 
     db = workdir / "bench.db"
-    url = f"sqlite:///{db}"
     con = sqlite3.connect(db)
     scans = []
     for _ in range(3):
@@ -67,33 +63,45 @@ def measure(workdir: Path, workers: int) -> dict[str, float]:
         con.execute("SELECT lead_key, count(*) FROM events GROUP BY lead_key").fetchall()
         scans.append(time.perf_counter() - started)
     con.close()
-    portfolio = load_portfolio(PORTFOLIO)
-    engine = engine_for(url)
+
+    @flow
+    def warm_up() -> None:
+        """Starts Prefect's temporary server, which a deployed pipeline would already have running."""
+
+    warm_up()
     figures: dict[str, float] = {"grouped_scan_s": min(scans)}
     for label in ("first_run", "rerun"):
         started = time.perf_counter()
-        run_id = start_run(engine, "bench", AS_OF)
-        partitions = lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
-        jobs = [(line, key_range) for line in portfolio.product_lines for key_range in partitions]
-        with ThreadPoolExecutor(workers) as pool:
-            futures = [
-                pool.submit(score_partition.fn, portfolio, line, key_range, AS_OF, run_id, url)
-                for line, key_range in jobs
-            ]
-            results = [future.result() for future in futures]
-        finish_run(engine, run_id, "completed", {})
+        summary = score_portfolio(str(PORTFOLIO), as_of=AS_OF, database_url=f"sqlite:///{db}")
         figures[f"{label}_s"] = time.perf_counter() - started
-        figures[f"{label}_changed"] = sum(r.changed for r in results)
-        figures["journeys"] = sum(r.scored for r in results)
+        figures[f"{label}_changed"] = summary["changed"]
+        figures["journeys"] = summary["scored"]
     figures["ratio_to_scan"] = figures["rerun_s"] / figures["grouped_scan_s"]
-    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["peak_rss_mb"] = _peak_mb()
     return figures
+
+
+def _peak_mb() -> float:
+    """Peak resident memory of this process plus its SQLite reader processes (VmHWM of each)."""
+    from store import sqlite_process
+
+    pids = ["self", *(str(worker.process.pid) for worker in sqlite_process.reader_workers())]
+    total_kb = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        total_kb += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+    return total_kb / 1024
 
 
 def run_size(leads: int, events: int, workers: int, keep: Path | None) -> dict[str, float]:
     workdir = keep or Path(tempfile.mkdtemp(prefix="leadscore-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    figures = _child("prepare", workdir, leads, events, workers)
+    prepared = workdir / "prepared.json"
+    if prepared.exists():  # a kept --workdir: reuse its data and store
+        figures = json.loads(prepared.read_text())
+    else:
+        figures = _child("prepare", workdir, leads, events, workers)
+        prepared.write_text(json.dumps(figures))
     figures |= _child("measure", workdir, leads, events, workers)
     return figures
 
@@ -115,10 +123,12 @@ def _child(phase: str, workdir: Path, leads: int, events: int, workers: int) -> 
             "--workers",
             str(workers),
         ],
-        check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, "LEADSCORE_WORKERS": str(workers)},
     )
+    if out.returncode != 0:
+        sys.exit(f"benchmark phase {phase!r} failed:\n{out.stderr[-5000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -135,7 +145,7 @@ def main() -> None:
         print(json.dumps(prepare(args.workdir, args.leads, args.events)))
         return
     if args.phase == "measure":
-        print(json.dumps(measure(args.workdir, args.workers)))
+        print(json.dumps(measure(args.workdir)))
         return
     sizes = (
         [(args.leads // 4, args.events // 4), (args.leads, args.events)]

@@ -1,5 +1,6 @@
 """``score_portfolio``: score every active journey, one task per (product line, lead partition)."""
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from flows.engine import engine_for
 from models.engine import top_rules
 from stages.portfolio import Portfolio, load_portfolio
 from stages.scoring import score_line
-from store.reader import lead_key_partitions, read_events
+from store.reader import lead_key_partitions, shared_partition_reads
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run, write_scores
 from store.settings import get_settings
 
@@ -57,9 +58,14 @@ def score_partition(
     key_range: tuple[int, int],
     as_of: datetime,
     run_id: str | None,
+    read_token: str,
     database_url: str | None = None,
 ) -> PartitionResult:
-    """Score one product line's journeys in one lead-key range; write the changed ones when ``run_id`` is set."""
+    """Score one product line's journeys in one lead-key range; write the changed ones when ``run_id`` is set.
+
+    ``read_token`` identifies the run's view of the event log: the product lines of a partition share
+    one read of its events.
+    """
     engine = engine_for(database_url)
     line = portfolio.line(line_name)
     result = PartitionResult(line_name, key_range)
@@ -67,7 +73,14 @@ def score_partition(
     if journeys.is_empty():
         return result
     leads = read_leads(engine, key_range)
-    events = read_events(engine, key_range, line_name)
+    partition_events = shared_partition_reads.events(
+        engine,
+        key_range,
+        token=read_token,
+        types=portfolio.scored_event_types,
+        properties=portfolio.scored_properties,
+    )
+    events = partition_events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == line_name))
     scored = score_line(line, journeys=journeys, leads=leads, events=events, as_of=as_of, scale=portfolio.scale)
     changed = changed_scores(scored, journeys)
     if run_id is not None:
@@ -99,10 +112,12 @@ def score_portfolio(
     engine = engine_for(database_url)
     run_id = start_run(engine, "score", as_of) if write else None
     partitions = lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
+    read_token = uuid.uuid4().hex
+    # Partition-major order: the lines of a partition run side by side and share its event read.
     futures = [
-        score_partition.submit(portfolio, line, key_range, as_of, run_id, database_url)
-        for line in portfolio.product_lines
+        score_partition.submit(portfolio, line, key_range, as_of, run_id, read_token, database_url)
         for key_range in partitions
+        for line in portfolio.product_lines
     ]
     results = [future.result() for future in futures]
     summary = summarize(results, run_id, as_of)
@@ -160,6 +175,6 @@ def rescore_lead(
         return None
     as_of = datetime.now(UTC)
     run_id = start_run(engine, "adjust", as_of)
-    result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, database_url)
+    result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, uuid.uuid4().hex, database_url)
     finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
     return result.top[0]["score"] if result.top else None

@@ -297,3 +297,10 @@ class PointsModel(Spec):
         if self.manual_adjustments:
             types.add("manual_adjustment")
         return types
+
+    def property_keys(self) -> set[str]:
+        """The event properties the rules read (so a reader fetches only those)."""
+        keys = {key for rule in self.behaviour for key in [*rule.where, *(rule.total_at_least or {})]}
+        if self.manual_adjustments:
+            keys.add("points")
+        return keys

@@ -133,6 +133,20 @@ class Portfolio:
     def event_types(self) -> set[str]:
         return set(BUILTIN_EVENT_TYPES) | set(self.spec.event_types)
 
+    @property
+    def models(self) -> list[PointsModel]:
+        return [stage.model for line in self.product_lines.values() for stage in line.stages]
+
+    @property
+    def scored_event_types(self) -> list[str]:
+        """Event types some model reads: scoring fetches only these."""
+        return sorted(set().union(*(model.event_types() for model in self.models)))
+
+    @property
+    def scored_properties(self) -> list[str]:
+        """Event properties some model reads."""
+        return sorted(set().union(*(model.property_keys() for model in self.models)))
+
     def line(self, name: str) -> ProductLine:
         try:
             return self.product_lines[name]

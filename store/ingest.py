@@ -41,7 +41,14 @@ from sqlalchemy import Connection, Engine, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 
 from store.bulk import insert_ignore, upsert
-from store.tables import Event, IngestReject, Lead, to_micros
+from store.tables import (
+    PROMOTED_NUMBER_PROPERTIES,
+    PROMOTED_TEXT_PROPERTIES,
+    Event,
+    IngestReject,
+    Lead,
+    to_micros,
+)
 
 BUILTIN_EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -916,6 +923,7 @@ def ingest_events(
                         "message_id": message_id,
                         "properties": model.properties,
                         "ingested_at": now,
+                        **promoted_properties(model.properties),
                     }
                 )
                 explicit.append(model.machine is not None)
@@ -937,6 +945,21 @@ def ingest_events(
     report.interests = [(key, line, when) for (key, line), when in interests.items()]
     report.rejects.sort(key=attrgetter("line"))  # file order (read, validation and look-up rejects mix)
     return report
+
+
+def promoted_properties(properties: dict[str, Any]) -> dict[str, Any]:
+    """The well-known properties as typed column values (scoring reads them without parsing JSON)."""
+    values: dict[str, Any] = {}
+    for key in PROMOTED_TEXT_PROPERTIES:
+        value = properties.get(key)
+        values[key] = None if value is None or value == "" else str(value)
+    for key in PROMOTED_NUMBER_PROPERTIES:
+        value = properties.get(key)
+        try:
+            values[key] = None if value is None or value == "" or isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            values[key] = None
+    return values
 
 
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:

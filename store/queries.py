@@ -72,6 +72,7 @@ def add_manual_adjustment(
         "product_line": product_line,
         "machine": False,
         "properties": {"points": points, "reason": reason, "author": author},
+        "points": points,
         "ingested_at": datetime.now(UTC),
     }
     with engine.begin() as conn:

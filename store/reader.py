@@ -10,8 +10,11 @@ formatted into the SQL.
 from __future__ import annotations
 
 import re
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import polars as pl
@@ -21,6 +24,7 @@ from sqlalchemy.engine import URL
 
 from store import sqlite_process
 from store.settings import get_settings
+from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "lead_key": pl.Int64(),
@@ -143,11 +147,15 @@ def read_events(
     lead_key_range: tuple[int, int] | None = None,
     product_line: str | None = None,
     types: Sequence[str] | None = None,
+    properties: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Events of a lead-key partition ``[lo, hi)``, ordered by ``(lead_key, occurred_at, event_id)``.
 
     With ``product_line``, events of that line *and* events without a line (they count for every
     journey of the lead). ``occurred_at`` is stored as epoch microseconds and cast to UTC here.
+    ``properties`` names the event properties the caller needs: the promoted ones come as their own
+    typed columns (no JSON parsing); when any other is asked for, the JSON text comes as ``properties``.
+    Without ``properties``, the JSON text comes and no promoted column.
     """
     where: list[str] = []
     params: dict[str, Any] = {}
@@ -160,11 +168,23 @@ def read_events(
     if types is not None:
         where.append("type IN (:types)")
         params["types"] = list(types)
+    schema = dict(EVENT_SCHEMA)
+    wanted = list(dict.fromkeys(properties)) if properties is not None else None
+    columns = ["lead_key", "occurred_at", "type", "product_line", "machine"]
+    if wanted is None or any(key not in PROMOTED_PROPERTIES for key in wanted):
+        columns.append("CAST(properties AS TEXT) AS properties")
+    else:
+        del schema["properties"]
+    for key in wanted or []:
+        if key in PROMOTED_PROPERTIES:
+            columns.append(key)
+            schema[key] = pl.Float64() if key in PROMOTED_NUMBER_PROPERTIES else pl.Utf8()
     sql = (
-        "SELECT lead_key, occurred_at, type, product_line, machine, CAST(properties AS TEXT) AS properties "
-        "FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY lead_key, occurred_at, event_id"
+        f"SELECT {', '.join(columns)} FROM events"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY lead_key, occurred_at, event_id"
     )
-    return read_frame(engine, sql, params, EVENT_SCHEMA)
+    return read_frame(engine, sql, params, schema)
 
 
 def lead_key_partitions(engine: Engine, partition_size: int) -> list[tuple[int, int]]:
@@ -185,3 +205,46 @@ def lead_key_partitions(engine: Engine, partition_size: int) -> list[tuple[int, 
     last = read_frame(engine, "SELECT MAX(key) AS key FROM leads", None, {"key": pl.Int64()})["key"][0]
     edges = [*bounds, int(last) + 1]
     return [(edges[i], edges[i + 1]) for i in range(len(bounds))]
+
+
+class SharedPartitionReads:
+    """Events of a lead partition, read once per run and shared by that partition's product-line tasks.
+
+    Every product line of a partition needs (almost) the same events; reading them from the store is
+    the costly part of scoring, so the first task to ask reads the whole partition and the others wait
+    for it and reuse it. Only the most recent ``keep`` partitions stay in memory.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.entries: OrderedDict[tuple[Any, ...], Future[pl.DataFrame]] = OrderedDict()
+
+    def events(
+        self,
+        engine: Engine,
+        key_range: tuple[int, int],
+        *,
+        token: str,
+        types: Sequence[str],
+        properties: Sequence[str],
+    ) -> pl.DataFrame:
+        key = (token, str(engine.url), key_range, tuple(types), tuple(properties))
+        with self.lock:
+            future = self.entries.get(key)
+            owner = future is None
+            if future is None:
+                future = self.entries[key] = Future()
+                while len(self.entries) > self.keep:
+                    self.entries.popitem(last=False)
+        if owner:
+            try:
+                future.set_result(read_events(engine, key_range, None, types, properties))
+            except BaseException as exc:
+                future.set_exception(exc)
+                with self.lock:
+                    self.entries.pop(key, None)
+        return future.result()
+
+
+shared_partition_reads = SharedPartitionReads()

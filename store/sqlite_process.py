@@ -93,6 +93,11 @@ _pool = _Pool()
 atexit.register(_pool.close)
 
 
+def reader_workers() -> list[_Worker]:
+    """The live reader processes (benchmarks add up their memory)."""
+    return list(_pool.workers)
+
+
 def fetch_arrow(path: str, sql: str, values: Sequence[Any], workers: int) -> pa.Table:
     """Run ``sql`` (``?`` parameters) on the SQLite file ``path`` in a reader process."""
     return _pool.fetch(path, sql, tuple(values), workers)
