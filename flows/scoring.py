@@ -94,7 +94,9 @@ def score_partition(
     return result
 
 
-@flow(name="score-portfolio", task_runner=ThreadPoolTaskRunner(max_workers=get_settings().workers), log_prints=True)
+# Two threads per worker: while one task scores (CPU, Polars), another waits for its partition read
+# (which runs in a reader process on SQLite, or in the database), so the cores stay busy.
+@flow(name="score-portfolio", task_runner=ThreadPoolTaskRunner(max_workers=2 * get_settings().workers), log_prints=True)
 def score_portfolio(
     portfolio_path: str,
     as_of: datetime | None = None,

@@ -4,16 +4,19 @@ Everything a marketer decides lives here (and in the model files it points to, r
 the portfolio file); the code holds no business constants.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.files import SpecError, line_of, read_yaml, validate_file
 from models.spec import Bands, PointsModel, Scale, Spec
 
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 BUILTIN_EVENT_TYPES = frozenset(
     {
         "page_view", "email_sent", "email_delivered", "email_open", "email_click", "email_reply",
@@ -24,12 +27,169 @@ BUILTIN_EVENT_TYPES = frozenset(
 
 
 class StageSpec(Spec):
-    """One funnel step: its model, when a journey moves on, and what it keeps on entry."""
+    """One funnel step: its model, when a journey moves on, and what it keeps on entry.
 
-    model: str
+    ``entry: reset`` starts the stage afresh: only events from the moment of entry count (``score_from``
+    becomes the entry time). ``entry: carry`` keeps what the previous stage counted (``score_from`` is
+    unchanged: from the first stage, the whole history). ``carry_fraction`` (with ``carry`` only) blends
+    the two, so that the past counts partly while scores stay derived:
+    ``score = f × carried score + (1 − f) × reset score``, rule by rule in the breakdown. Fit points
+    count fully; a behaviour seen only before entry counts at ``f``.
+
+    ``promote_at`` moves a journey to the next funnel stage once its score reaches it, but not before it
+    has spent ``min_dwell_days`` in the stage. A ``terminal`` stage (customer, lost) ends the funnel: it
+    is entered only by an external (CRM) update, is never scored or promoted, and gives the journey its
+    ``status``; terminal stages come after the funnel stages.
+    """
+
+    model: str | None = None
     promote_at: float | None = None
+    min_dwell_days: Annotated[float, Field(ge=0)] | None = None
     entry: Literal["reset", "carry"] = "carry"
+    carry_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
     bands: Bands | None = None
+    terminal: bool = False
+    status: Literal["customer", "lost"] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.terminal:
+            extra = sorted(
+                name
+                for name in ("model", "promote_at", "min_dwell_days", "entry", "carry_fraction", "bands")
+                if name in self.model_fields_set
+            )
+            if extra:
+                raise ValueError(f"a terminal stage is not scored nor promoted; drop {', '.join(extra)}")
+            if self.status is None:
+                raise ValueError("a terminal stage says which status it gives the journey: status: customer or lost")
+            return self
+        if self.model is None:
+            raise ValueError("a funnel stage needs a model (or 'terminal: true' for customer/lost)")
+        if self.status is not None:
+            raise ValueError("status belongs to terminal stages; add 'terminal: true' or drop status")
+        if self.min_dwell_days is not None and self.promote_at is None:
+            raise ValueError("min_dwell_days delays a promotion; it needs promote_at")
+        if self.carry_fraction is not None and self.entry != "carry":
+            raise ValueError("carry_fraction says how much of the past an 'entry: carry' stage keeps; use entry: carry")
+        return self
+
+
+class NotifyOwner(Spec):
+    """Email the lead's owner (or the fixed address ``to``) from a template, with the score breakdown."""
+
+    template: str = "owner_alert"
+    to: str | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not EMAIL.fullmatch(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+
+class Webhook(Spec):
+    """POST the firing as JSON; signed with HMAC-SHA256 when ``secret_env`` names an environment variable."""
+
+    url: str
+    secret_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+\S*", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not an environment variable name (the secret itself never goes here)")
+        return value
+
+
+class Action(Spec):
+    """Exactly one of: notify_owner, tag, untag, enrol, exit, webhook."""
+
+    notify_owner: NotifyOwner | None = None
+    tag: Annotated[str, Field(min_length=1)] | None = None
+    untag: Annotated[str, Field(min_length=1)] | None = None
+    enrol: Annotated[str, Field(min_length=1)] | None = None
+    exit: Annotated[str, Field(min_length=1)] | None = None
+    webhook: Webhook | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"an action has exactly one of {', '.join(type(self).model_fields)}; got {given or 'none'}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The action's arguments as a plain dict (what a firing records)."""
+        value = getattr(self, self.kind)
+        if isinstance(value, Spec):
+            return value.model_dump()
+        return {"tag": value} if self.kind in ("tag", "untag") else {"track": value}
+
+
+class Crossing(Spec):
+    crosses_up: float | None = None
+    crosses_down: float | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.crosses_up is None) == (self.crosses_down is None):
+            raise ValueError("score takes exactly one of crosses_up, crosses_down")
+        return self
+
+
+class When(Spec):
+    """Exactly one condition: a score crossing, a qualification reached, a stage entered."""
+
+    score: Crossing | None = None
+    qualification_reached: str | None = None
+    stage_entered: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"'when' takes exactly one of {', '.join(type(self).model_fields)}; got {given or 'none'}")
+        return self
+
+
+class TriggerSpec(Spec):
+    """Actions when a journey's current-stage score crosses a threshold, reaches a qualification or enters a stage.
+
+    A crossing fires once and re-arms when the score goes back across; ``qualification_reached`` fires
+    once per journey, ever. ``stage`` restricts a score or qualification trigger to journeys in that stage.
+    """
+
+    name: Annotated[str, Field(min_length=1)]
+    when: When
+    stage: str | None = None
+    actions: Annotated[list[Action], Field(min_length=1)]
+
+    @property
+    def kind(self) -> Literal["crosses_up", "crosses_down", "qualification_reached", "stage_entered"]:
+        if self.when.score is not None:
+            return "crosses_up" if self.when.score.crosses_up is not None else "crosses_down"
+        return "qualification_reached" if self.when.qualification_reached is not None else "stage_entered"
+
+    @property
+    def threshold(self) -> float | None:
+        score = self.when.score
+        return None if score is None else score.crosses_up if score.crosses_up is not None else score.crosses_down
 
 
 class ProductLineSpec(Spec):
@@ -37,6 +197,9 @@ class ProductLineSpec(Spec):
     stages: Annotated[dict[str, StageSpec], Field(min_length=1)]
     bands: Bands
     qualifications: dict[str, float] = Field(default_factory=dict)
+    triggers: list[TriggerSpec] = Field(default_factory=list)
+    opportunity_stage: str | None = None
+    """The stage that counts as "opportunity" for the MQL → opportunity KPI."""
 
 
 class IngestSpec(Spec):
@@ -61,38 +224,102 @@ class PortfolioSpec(Spec):
 
     @model_validator(mode="after")
     def _within_scale(self) -> Self:
-        lo, hi = self.scale.min, self.scale.max
+        """Cross-checks between the parts of a line; each problem is placed at its path (and line) in the file."""
+        problems: list[InitErrorDetails] = []
         for line_name, line in self.product_lines.items():
-            _check_bands(line.bands, self.scale, f"product_lines.{line_name}.bands")
-            for qual, threshold in line.qualifications.items():
-                if not lo <= threshold <= hi:
-                    raise ValueError(
-                        f"product_lines.{line_name}.qualifications.{qual}: threshold {threshold} is outside "
-                        f"the scale [{lo}, {hi}]"
-                    )
-            for stage_name, stage in line.stages.items():
-                where = f"product_lines.{line_name}.stages.{stage_name}"
-                if stage.promote_at is not None and not lo <= stage.promote_at <= hi:
-                    raise ValueError(f"{where}.promote_at: {stage.promote_at} is outside the scale [{lo}, {hi}]")
-                if stage.bands is not None:
-                    _check_bands(stage.bands, self.scale, f"{where}.bands")
+            problems += _line_problems(line_name, line, self.scale)
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
 
-def _check_bands(bands: Bands, scale: Scale, where: str) -> None:
-    try:
-        bands.check_covers(scale)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
+def _line_problems(line_name: str, line: ProductLineSpec, scale: Scale) -> list[InitErrorDetails]:
+    lo, hi = scale.min, scale.max
+    at = ("product_lines", line_name)
+    problems: list[InitErrorDetails] = []
+
+    def problem(loc: tuple[str | int, ...], message: str) -> None:
+        problems.append(
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}), loc=at + loc, input=None
+            )
+        )
+
+    for where, bands in [(("bands",), line.bands)] + [
+        (("stages", name, "bands"), stage.bands) for name, stage in line.stages.items() if stage.bands is not None
+    ]:
+        try:
+            bands.check_covers(scale)
+        except ValueError as exc:
+            problem(where, str(exc))
+    for qual, threshold in line.qualifications.items():
+        if not lo <= threshold <= hi:
+            problem(("qualifications", qual), f"threshold {threshold} is outside the scale [{lo}, {hi}]")
+
+    names = list(line.stages)
+    funnel = [name for name, stage in line.stages.items() if not stage.terminal]
+    if line.stages[names[0]].terminal:
+        problem(("stages", names[0]), "the first stage is where journeys start; it cannot be terminal")
+    elif names[: len(funnel)] != funnel:
+        first_terminal = next(name for name in names if line.stages[name].terminal)
+        problem(("stages", first_terminal), "terminal stages come after every funnel stage")
+    for name, stage in line.stages.items():
+        if stage.promote_at is None:
+            continue
+        if not lo <= stage.promote_at <= hi:
+            problem(("stages", name, "promote_at"), f"{stage.promote_at} is outside the scale [{lo}, {hi}]")
+        if funnel and name == funnel[-1]:
+            problem(("stages", name, "promote_at"), "the last funnel stage has no next stage to promote to")
+    if line.opportunity_stage is not None and line.opportunity_stage not in line.stages:
+        problem(("opportunity_stage",), f"unknown stage {line.opportunity_stage!r}; stages: {names}")
+
+    seen: set[str] = set()
+    for index, trigger in enumerate(line.triggers):
+        where: tuple[str | int, ...] = ("triggers", index)
+        if trigger.name in seen:
+            problem((*where, "name"), f"trigger name {trigger.name!r} is used twice; it keys the trigger's state")
+        seen.add(trigger.name)
+        when = trigger.when
+        if trigger.threshold is not None and not lo < trigger.threshold <= hi:
+            problem(
+                (*where, "when", "score", trigger.kind),
+                f"{trigger.threshold} must be above the scale minimum and at most its maximum ({lo}, {hi}]",
+            )
+        if when.qualification_reached is not None and when.qualification_reached not in line.qualifications:
+            problem(
+                (*where, "when", "qualification_reached"),
+                f"unknown qualification {when.qualification_reached!r}; known: {sorted(line.qualifications)}",
+            )
+        if when.stage_entered is not None and when.stage_entered not in line.stages:
+            problem((*where, "when", "stage_entered"), f"unknown stage {when.stage_entered!r}; stages: {names}")
+        if trigger.stage is not None:
+            if trigger.stage not in line.stages:
+                problem((*where, "stage"), f"unknown stage {trigger.stage!r}; stages: {names}")
+            elif when.stage_entered is not None:
+                problem((*where, "stage"), "stage_entered already names its stage; drop 'stage'")
+            elif line.stages[trigger.stage].terminal:
+                problem((*where, "stage"), f"stage {trigger.stage!r} is terminal: it has no score to watch")
+    return problems
 
 
 @dataclass(frozen=True)
 class Stage:
+    """A loaded stage; a terminal stage carries an empty model (it is never scored)."""
+
     name: str
     index: int
     spec: StageSpec
     model: PointsModel
     bands: Bands
+
+    @property
+    def terminal(self) -> bool:
+        return self.spec.terminal
+
+    @property
+    def resets(self) -> bool:
+        """Entering this stage restarts the score from the entry time."""
+        return not self.terminal and self.spec.entry == "reset"
 
 
 @dataclass(frozen=True)
@@ -116,6 +343,21 @@ class ProductLine:
         """Ascending by threshold."""
         return sorted(self.spec.qualifications.items(), key=lambda item: item[1])
 
+    @property
+    def funnel(self) -> list[Stage]:
+        """The scored stages, in order (the terminal ones excluded)."""
+        return [stage for stage in self.stages if not stage.terminal]
+
+    def next_stage(self, name: str) -> Stage | None:
+        """Where a promotion from ``name`` leads: the next funnel stage, if any."""
+        funnel = self.funnel
+        position = next((i for i, stage in enumerate(funnel) if stage.name == name), None)
+        return funnel[position + 1] if position is not None and position + 1 < len(funnel) else None
+
+    @property
+    def triggers(self) -> list[TriggerSpec]:
+        return self.spec.triggers
+
 
 @dataclass(frozen=True)
 class Portfolio:
@@ -135,7 +377,7 @@ class Portfolio:
 
     @property
     def models(self) -> list[PointsModel]:
-        return [stage.model for line in self.product_lines.values() for stage in line.stages]
+        return [stage.model for line in self.product_lines.values() for stage in line.funnel]
 
     @property
     def scored_event_types(self) -> list[str]:
@@ -164,6 +406,10 @@ def load_portfolio(path: Path | str) -> Portfolio:
     for line_name, line_spec in spec.product_lines.items():
         stages = []
         for index, (stage_name, stage_spec) in enumerate(line_spec.stages.items()):
+            if stage_spec.model is None:  # a terminal stage: never scored
+                empty = PointsModel(manual_adjustments=False)
+                stages.append(Stage(stage_name, index, stage_spec, empty, line_spec.bands))
+                continue
             where = f"product_lines.{line_name}.stages.{stage_name}.model"
             model_path = (path.parent / stage_spec.model).resolve()
             if not model_path.is_file():

@@ -5,21 +5,25 @@ other's POSIX locks (closing a file in one copy drops the other's locks), which 
 "database is locked" or "disk I/O error" as soon as SQLAlchemy (the system SQLite) writes while ADBC
 reads. Across processes SQLite's locking works as designed, so the reading copy lives in a few
 long-lived worker processes (this file run as a script: no re-import of the caller's main module, as
-multiprocessing's spawn would do). Results come back as an Arrow IPC stream: buffers, no per-value
-Python objects.
+multiprocessing's spawn would do). Each result comes back as an Arrow IPC file in shared memory that
+the caller maps: buffers, no per-value Python objects, no copy through a pipe.
 """
 
 import atexit
+import os
 import pickle
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 
+# Results travel as Arrow files in shared memory (RAM-backed on Linux) rather than through the pipe.
+_RESULTS_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # The driver infers column types from the first batch and fails when a later batch disagrees (a text
 # column whose first 1024 values are NULL is typed INT64); one batch for the whole result avoids it.
 _BATCH_ROWS = str(2**30)
@@ -40,7 +44,10 @@ class _Worker:
         status, message = pickle.load(self.process.stdout)
         if status != "ok":
             raise SqliteReadError(f"{message}\nquery: {sql}")
-        return pa.ipc.open_stream(self.process.stdout).read_all()
+        try:  # the result file is mapped, not copied through the pipe
+            return pa.ipc.open_file(pa.memory_map(message)).read_all()
+        finally:
+            os.unlink(message)
 
     def close(self) -> None:
         if self.process.stdin:
@@ -120,9 +127,12 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
             pickle.dump(("error", f"{type(exc).__name__}: {exc}"), replies)
             replies.flush()
             continue
-        pickle.dump(("ok", None), replies)
-        with pa.ipc.new_stream(replies, table.schema) as writer:
+        with (
+            tempfile.NamedTemporaryFile(dir=_RESULTS_DIR, prefix="leadscore-", suffix=".arrow", delete=False) as out,
+            pa.ipc.new_file(out, table.schema) as writer,
+        ):
             writer.write_table(table)
+        pickle.dump(("ok", out.name), replies)
         replies.flush()
 
 

@@ -1,7 +1,6 @@
 """Shared fixtures: a fresh database per test, on SQLite and (when configured) on PostgreSQL."""
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,12 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-# The project is not pip-installed into .venv; make `import store` etc. work under `.venv/bin/pytest`.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from store.db import make_engine  # noqa: E402
+from store.db import make_engine
 
 POSTGRES_ENV = "LEADSCORE_TEST_POSTGRES_URL"
 

@@ -44,7 +44,6 @@ def test_demo_portfolio_loads(portfolio: Portfolio) -> None:
     spec = portfolio.spec
     assert (spec.scale.min, spec.scale.max) == (0, 100)
     assert spec.timezone == "Europe/Paris"
-    assert spec.scoring.partition_size == 50_000
     assert set(portfolio.product_lines) == set(LINES)
     for line in portfolio.product_lines.values():
         assert [s.name for s in line.stages] == ["discovery", "evaluation", "purchase"]

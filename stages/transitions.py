@@ -1,0 +1,360 @@
+"""Journeys moving through a product line's funnel: promotion by threshold and external (CRM) stage updates.
+
+Pure functions over Polars frames; the flow reads the frames, calls these, and stores what they return.
+A transition never touches a score: it changes the journey's stage, ``stage_entered_at`` and
+``score_from`` (the entry policy), and the next scoring derives the new stage's score from the event
+log. That keeps "scores are derived" true across stages.
+
+Frames used here:
+
+- journeys: ``journey_id, lead_key, stage, stage_entered_at, score_from`` and optionally ``status``
+  (default ``active``) and ``score`` (the current score, recorded as ``score_before`` of an external move);
+- scored: what ``stages.scoring.score_line`` returns (``journey_id, stage, score, …``);
+- transitions: ``TRANSITION_SCHEMA``, in the order they happened; ``stage_entered_at`` of the journey
+  afterwards is ``at``, its ``score_from`` and ``status`` are the columns of the same names.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from models.engine import BREAKDOWN_TYPE, score
+from models.spec import Scale
+from stages.portfolio import ProductLine, Stage
+
+UTC_US = pl.Datetime("us", "UTC")
+DAY_US = 86_400_000_000
+TRANSITION_SCHEMA: dict[str, pl.DataType] = {
+    "journey_id": pl.Int64(),
+    "lead_key": pl.Int64(),
+    "from_stage": pl.Utf8(),
+    "to_stage": pl.Utf8(),
+    "at": UTC_US,
+    "reason": pl.Utf8(),  # threshold | external
+    "source": pl.Utf8(),  # who moved it (external updates)
+    "score_before": pl.Float64(),  # the score in from_stage that led to the move (external: the last known one)
+    "score_after": pl.Float64(),  # the score in to_stage once rescored (filled by ``advance``)
+    "score_from": UTC_US,  # the journey's new score_from (the entry policy applied)
+    "status": pl.Utf8(),  # the journey's new status
+}
+UPDATE_SCHEMA: dict[str, pl.DataType] = {
+    "lead_key": pl.Int64(),
+    "stage": pl.Utf8(),
+    "changed_at": UTC_US,
+    "source": pl.Utf8(),
+}
+
+
+def _stage_table(line: ProductLine) -> pl.DataFrame:
+    """One row per stage: its promotion rule, the stage it leads to, and what entering it does."""
+    rows = []
+    for stage in line.stages:
+        target = line.next_stage(stage.name)
+        dwell = stage.spec.min_dwell_days
+        rows.append(
+            {
+                "stage": stage.name,
+                "promote_at": stage.spec.promote_at if target is not None else None,
+                "dwell_us": None if dwell is None else round(dwell * DAY_US),
+                "next_stage": target.name if target is not None else None,
+                "next_resets": target is not None and target.resets,
+                "resets": stage.resets,
+                "terminal_status": stage.spec.status,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "stage": pl.Utf8,
+            "promote_at": pl.Float64,
+            "dwell_us": pl.Int64,
+            "next_stage": pl.Utf8,
+            "next_resets": pl.Boolean,
+            "resets": pl.Boolean,
+            "terminal_status": pl.Utf8,
+        },
+    )
+
+
+def _status(journeys: pl.DataFrame) -> pl.Expr:
+    return pl.col("status") if "status" in journeys.columns else pl.lit("active")
+
+
+def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+    """One transition per journey whose current-stage score reaches its stage's ``promote_at``.
+
+    The journey moves one step, to the next funnel stage, entering it at ``as_of`` (the run's time:
+    the moment the crossing was observed); with ``reset`` the new stage counts events from ``as_of``
+    on, with ``carry`` ``score_from`` is kept. ``min_dwell_days`` holds a journey back until it has
+    spent that long in its stage (a journey without ``stage_entered_at`` is taken to have). A score
+    computed under another stage than the journey's current one is ignored (stale).
+    """
+    table = _stage_table(line).filter(pl.col("promote_at").is_not_null())
+    if table.is_empty() or journeys.is_empty():
+        return pl.DataFrame(schema=TRANSITION_SCHEMA)
+    at = pl.lit(as_of).cast(UTC_US)
+    return (
+        journeys.select(
+            "journey_id",
+            "lead_key",
+            "stage",
+            pl.col("stage_entered_at").cast(UTC_US),
+            pl.col("score_from").cast(UTC_US),
+            _status(journeys).alias("status"),
+        )
+        .join(scored.select("journey_id", "stage", "score"), on=["journey_id", "stage"], how="inner")
+        .join(table, on="stage", how="inner")
+        .filter(
+            (pl.col("score") >= pl.col("promote_at"))
+            & (
+                pl.col("dwell_us").is_null()
+                | pl.col("stage_entered_at").is_null()
+                | ((at - pl.col("stage_entered_at")).dt.total_microseconds() >= pl.col("dwell_us"))
+            )
+        )
+        .select(
+            "journey_id",
+            "lead_key",
+            pl.col("stage").alias("from_stage"),
+            pl.col("next_stage").alias("to_stage"),
+            at.alias("at"),
+            pl.lit("threshold").alias("reason"),
+            pl.lit(None, pl.Utf8).alias("source"),
+            pl.col("score").alias("score_before"),
+            pl.lit(None, pl.Float64).alias("score_after"),
+            pl.when(pl.col("next_resets")).then(at).otherwise(pl.col("score_from")).alias("score_from"),
+            pl.col("status"),
+        )
+        .cast(TRANSITION_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def apply_external(
+    line: ProductLine, journeys: pl.DataFrame, updates: pl.DataFrame, *, as_of: datetime | None = None
+) -> pl.DataFrame:
+    """Transitions for CRM stage updates (``lead_key, stage, changed_at, source``), reason ``external``.
+
+    Any stage is accepted, backwards and terminal included; the target stage's entry policy applies
+    at ``changed_at`` (``reset``: ``score_from = changed_at``). A terminal stage gives its ``status``;
+    leaving one makes the journey ``active`` again. Per journey, updates apply in ``changed_at`` order
+    and each becomes a transition; an update to the stage the journey is already in is a no-op (so
+    re-ingesting a file changes nothing), one older than the journey's ``stage_entered_at`` is stale
+    and ignored, one after ``as_of`` waits for a later run, one for a lead without a journey in this
+    line is ignored. Unknown stage names are a bug of the caller (ingestion rejects them): ValueError.
+    """
+    if updates.is_empty() or journeys.is_empty():
+        return pl.DataFrame(schema=TRANSITION_SCHEMA)
+    updates = updates.select(list(UPDATE_SCHEMA)).cast(UPDATE_SCHEMA)  # type: ignore[arg-type]
+    unknown = set(updates["stage"].unique().to_list()) - {stage.name for stage in line.stages}
+    if unknown:
+        raise ValueError(f"product line {line.name!r} has no stage {sorted(map(str, unknown))}")
+    if as_of is not None:
+        updates = updates.filter(pl.col("changed_at") <= pl.lit(as_of).cast(UTC_US))
+    table = _stage_table(line).select("stage", "resets", "terminal_status")
+    current = journeys.select(
+        "journey_id",
+        "lead_key",
+        pl.col("stage").alias("current_stage"),
+        pl.col("stage_entered_at").cast(UTC_US),
+        pl.col("score_from").cast(UTC_US).alias("current_score_from"),
+        _status(journeys).alias("current_status"),
+        (pl.col("score") if "score" in journeys.columns else pl.lit(None)).cast(pl.Float64).alias("current_score"),
+    )
+    moves = (
+        updates.with_row_index("_order")
+        .join(current, on="lead_key", how="inner")
+        .filter(pl.col("stage_entered_at").is_null() | (pl.col("changed_at") >= pl.col("stage_entered_at")))
+        .sort("journey_id", "changed_at", "_order")
+        .with_columns(
+            pl.col("stage").shift(1).over("journey_id").fill_null(pl.col("current_stage")).alias("from_stage")
+        )
+        # Dropping no-ops keeps the chain consistent: a no-op's stage is also the previous move's target.
+        .filter(pl.col("from_stage") != pl.col("stage"))
+        .join(table, on="stage", how="left")
+        .join(
+            table.select(pl.col("stage").alias("from_stage"), pl.col("terminal_status").alias("from_status")),
+            on="from_stage",
+            how="left",
+        )
+    )
+    first = pl.int_range(pl.len()).over("journey_id") == 0
+    return (
+        moves.with_columns(
+            # Within a chain of moves, score_from and status follow the latest move that set them.
+            pl.when(pl.col("resets"))
+            .then(pl.col("changed_at"))
+            .otherwise(None)
+            .forward_fill()
+            .over("journey_id")
+            .fill_null(pl.col("current_score_from"))
+            .alias("score_from"),
+            pl.when(pl.col("terminal_status").is_not_null())
+            .then(pl.col("terminal_status"))
+            .when(pl.col("from_status").is_not_null())
+            .then(pl.lit("active"))
+            .otherwise(None)
+            .forward_fill()
+            .over("journey_id")
+            .fill_null(pl.col("current_status"))
+            .alias("status"),
+            pl.when(first).then(pl.col("current_score")).otherwise(None).alias("score_before"),
+        )
+        .select(
+            "journey_id",
+            "lead_key",
+            "from_stage",
+            pl.col("stage").alias("to_stage"),
+            pl.col("changed_at").alias("at"),
+            pl.lit("external").alias("reason"),
+            "source",
+            "score_before",
+            pl.lit(None, pl.Float64).alias("score_after"),
+            "score_from",
+            "status",
+        )
+        .cast(TRANSITION_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def apply_transitions(journeys: pl.DataFrame, transitions: pl.DataFrame) -> pl.DataFrame:
+    """``journeys`` with the state after ``transitions`` (the last one per journey wins): stage,
+    ``stage_entered_at``, ``score_from`` and ``status`` (added when absent); other columns unchanged."""
+    if transitions.is_empty():
+        return journeys
+    last = (
+        transitions.group_by("journey_id", maintain_order=True)
+        .last()
+        .select(
+            "journey_id",
+            pl.col("to_stage").alias("_stage"),
+            pl.col("at").alias("_entered"),
+            pl.col("score_from").alias("_from"),
+            pl.col("status").alias("_status"),
+        )
+    )
+    if "status" not in journeys.columns:
+        journeys = journeys.with_columns(pl.lit("active").alias("status"))
+    moved = pl.col("_stage").is_not_null()
+    return (
+        journeys.join(last, on="journey_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(moved).then(pl.col("_stage")).otherwise(pl.col("stage")).alias("stage"),
+            pl.when(moved).then(pl.col("_entered")).otherwise(pl.col("stage_entered_at").cast(UTC_US))
+            .alias("stage_entered_at"),
+            pl.when(moved).then(pl.col("_from")).otherwise(pl.col("score_from").cast(UTC_US)).alias("score_from"),
+            pl.when(moved).then(pl.col("_status")).otherwise(pl.col("status")).alias("status"),
+        )
+        .drop("_stage", "_entered", "_from", "_status")
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Advanced:
+    """The outcome of ``advance``.
+
+    ``steps`` is every scored state of the run, ``scored``'s columns plus ``step``: step 0 is the
+    scoring the run started from, step k the rescoring after the k-th promotion hop (moved journeys
+    only). Triggers and qualification milestones read it, so a journey that crosses a threshold in
+    one stage and is promoted in the same run still counts as having crossed it.
+    """
+
+    journeys: pl.DataFrame
+    scored: pl.DataFrame
+    transitions: pl.DataFrame
+    steps: pl.DataFrame
+
+
+def advance(
+    line: ProductLine,
+    journeys: pl.DataFrame,
+    scored: pl.DataFrame,
+    rescore: Callable[[pl.DataFrame], pl.DataFrame],
+    as_of: datetime,
+) -> Advanced:
+    """Promote, rescore the moved journeys under their new stage, and promote again, until none moves.
+
+    ``rescore(journeys)`` scores a subset of journeys (the flow passes ``score_line`` bound to the
+    partition's leads and events). Promotion only goes forward, one stage per hop, so there are at
+    most ``len(line.stages) - 1`` hops; the loop stops there whatever ``rescore`` returns.
+    Transitions come back in hop order with ``score_after`` filled in.
+    """
+    steps = [scored.with_columns(pl.lit(0, pl.Int32).alias("step"))]
+    moves = []
+    for hop in range(1, len(line.stages)):
+        moved = promote(line, journeys, scored, as_of)
+        if moved.is_empty():
+            break
+        journeys = apply_transitions(journeys, moved)
+        ids = moved["journey_id"].implode()
+        rescored = rescore(journeys.filter(pl.col("journey_id").is_in(ids))).select(scored.columns)
+        scored = pl.concat([scored.filter(~pl.col("journey_id").is_in(ids)), rescored])
+        moves.append(
+            moved.drop("score_after")
+            .join(rescored.select("journey_id", pl.col("score").alias("score_after")), on="journey_id", how="left")
+            .select(list(TRANSITION_SCHEMA))
+        )
+        steps.append(rescored.with_columns(pl.lit(hop, pl.Int32).alias("step")))
+    transitions = pl.concat(moves) if moves else pl.DataFrame(schema=TRANSITION_SCHEMA)
+    return Advanced(journeys=journeys, scored=scored, transitions=transitions, steps=pl.concat(steps))
+
+
+def score_in_stage(
+    stage: Stage,
+    *,
+    journeys: pl.DataFrame,
+    leads: pl.DataFrame,
+    events: pl.DataFrame,
+    as_of: datetime,
+    scale: Scale,
+) -> pl.DataFrame:
+    """``models.engine.score`` with the stage's ``carry_fraction`` applied (``lead_key, score, breakdown``).
+
+    ``journeys`` has ``lead_key, score_from, stage_entered_at``. Without a fraction this is plain
+    ``score``. With one, the carried score (from ``score_from``) and the reset score (from
+    ``stage_entered_at``) are blended rule by rule: ``f × carried + (1 − f) × reset``; the blended
+    breakdown still sums to the score, and a convex blend of two scores on the scale stays on it.
+    """
+    fraction = stage.spec.carry_fraction
+    carried = score(stage.model, leads=leads, events=events, as_of=as_of, scale=scale, journeys=journeys)
+    if fraction is None or fraction == 1 or journeys.is_empty():
+        return carried
+    reset_journeys = journeys.select(
+        "lead_key",
+        pl.max_horizontal(pl.col("score_from").cast(UTC_US), pl.col("stage_entered_at").cast(UTC_US)).alias(
+            "score_from"
+        ),
+    )
+    fresh = score(stage.model, leads=leads, events=events, as_of=as_of, scale=scale, journeys=reset_journeys)
+
+    def entries(frame: pl.DataFrame, weight: float, offset: int) -> pl.DataFrame:
+        return (
+            frame.select("lead_key", "breakdown")
+            .explode("breakdown")
+            .unnest("breakdown")
+            .drop_nulls("rule")
+            .with_row_index("_order", offset)
+            .with_columns(pl.col("points") * weight)
+        )
+
+    carried_entries = entries(carried, fraction, 0)
+    long = pl.concat([carried_entries, entries(fresh, 1 - fraction, carried_entries.height)])
+    # Entries keep the carried breakdown's order, then the reset-only ones.
+    blended = (
+        long.group_by("lead_key", "rule")
+        .agg(pl.col("points").sum().round(2), pl.col("_order").min())
+        .filter(pl.col("points") != 0)
+        .sort("lead_key", "_order")
+        .group_by("lead_key", maintain_order=True)
+        .agg(pl.struct("rule", "points").alias("breakdown"), pl.col("points").sum().round(2).alias("score"))
+    )
+    return (
+        carried.select("lead_key")
+        .join(blended, on="lead_key", how="left", maintain_order="left")
+        .select(
+            "lead_key",
+            pl.col("score").fill_null(0.0),
+            pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE)),
+        )
+    )
