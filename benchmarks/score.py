@@ -64,6 +64,12 @@ def measure(workdir: Path) -> dict[str, float]:
         scans.append(time.perf_counter() - started)
     con.close()
 
+    con = sqlite3.connect(db)  # a kept --workdir was scored before: make the first run a true first run
+    con.execute("UPDATE journeys SET score = NULL, band = NULL, qualification = NULL, updated_run_id = NULL")
+    con.execute("DELETE FROM score_snapshots")
+    con.commit()
+    con.close()
+
     @flow
     def warm_up() -> None:
         """Starts Prefect's temporary server, which a deployed pipeline would already have running."""

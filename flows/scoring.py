@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from adbc_driver_manager import OperationalError as AdbcOperationalError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +21,7 @@ from stages.scoring import score_line
 from store.reader import lead_key_partitions, shared_partition_reads
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run, write_scores
 from store.settings import get_settings
+from store.sqlite_process import SqliteReadError
 
 TOP_N = 10
 
@@ -35,11 +37,15 @@ class PartitionResult:
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry on lost connections and locked databases, not on bugs."""
+    """Retry on lost connections and locked or busy databases (SQLAlchemy or ADBC), not on bugs."""
     try:
         state.result()
-    except (OperationalError, DBAPIError) as exc:
-        return bool(getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError))
+    except OperationalError:
+        return True
+    except DBAPIError as exc:
+        return exc.connection_invalidated
+    except (AdbcOperationalError, SqliteReadError) as exc:
+        return isinstance(exc, AdbcOperationalError) or any(w in str(exc) for w in ("locked", "busy", "I/O"))
     except Exception:
         return False
     return False
@@ -72,7 +78,7 @@ def score_partition(
     journeys = read_journeys(engine, line_name, key_range)
     if journeys.is_empty():
         return result
-    leads = read_leads(engine, key_range)
+    leads = read_leads(engine, key_range, portfolio.scored_attributes)
     partition_events = shared_partition_reads.events(
         engine,
         key_range,

@@ -259,7 +259,7 @@ def _relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.Data
     if "properties" not in rows.columns:
         rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed)
         parsed = []
-    if rows.is_empty():
+    if rows.is_empty() or not parsed:  # no JSON to parse: mark every rule in one pass
         return _mark(model, rows, None, parsed, parsed)
     parts = [
         _mark(model, part, str(event_type), parsed, [key for key in parsed if event_type in readers[key]])

@@ -298,6 +298,10 @@ class PointsModel(Spec):
             types.add("manual_adjustment")
         return types
 
+    def attribute_names(self) -> set[str]:
+        """The lead attributes the fit rules read."""
+        return {name for rule in self.fit for cond in [rule.when, *(rule.any_of or [])] for name in cond}
+
     def property_keys(self) -> set[str]:
         """The event properties the rules read (so a reader fetches only those)."""
         keys = {key for rule in self.behaviour for key in [*rule.where, *(rule.total_at_least or {})]}

@@ -385,6 +385,11 @@ class Portfolio:
         return sorted(set().union(*(model.event_types() for model in self.models)))
 
     @property
+    def scored_attributes(self) -> list[str]:
+        """Lead attributes some model's fit rules read."""
+        return sorted(set().union(*(model.attribute_names() for model in self.models)))
+
+    @property
     def scored_properties(self) -> list[str]:
         """Event properties some model reads."""
         return sorted(set().union(*(model.property_keys() for model in self.models)))

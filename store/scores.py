@@ -1,6 +1,7 @@
 """Journeys, score snapshots and runs: the write side of scoring, set-based and transactional per partition."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -58,14 +59,23 @@ def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int])
     return frame.with_columns(pl.col("score_from").cast(pl.Datetime("us", "UTC")))
 
 
-def read_leads(engine: Engine, key_range: tuple[int, int]) -> pl.DataFrame:
-    """Lead attributes for scoring: the standard columns plus ``attributes`` as JSON text."""
+def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[str] = ()) -> pl.DataFrame:
+    """Lead attributes for scoring: the standard columns, ``attributes`` as JSON text, and the named
+    attributes decoded from it into columns in one pass (rules then read columns, not JSON)."""
     sql = (
         f"SELECT key AS lead_key, {', '.join(LEAD_COLUMNS)}, CAST(attributes AS TEXT) AS attributes FROM leads "
         "WHERE key >= :lo AND key < :hi"
     )
     schema = {"lead_key": pl.Int64, **dict.fromkeys(LEAD_COLUMNS, pl.Utf8), "attributes": pl.Utf8}
-    return read_frame(engine, sql, {"lo": key_range[0], "hi": key_range[1]}, schema)
+    frame = read_frame(engine, sql, {"lo": key_range[0], "hi": key_range[1]}, schema)
+    wanted = [name for name in attributes if name not in frame.columns and name.isidentifier()]
+    if not wanted or frame.is_empty():
+        return frame
+    decoded = pl.col("attributes").str.json_decode(pl.Struct(dict.fromkeys(wanted, pl.Utf8)))
+    try:
+        return frame.with_columns(decoded.alias("_decoded")).unnest("_decoded")
+    except pl.exceptions.ComputeError:  # a nested object or list under a wanted name: rules parse it per value
+        return frame
 
 
 def changed_scores(scored: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
