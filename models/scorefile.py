@@ -1,6 +1,5 @@
 """Score a plain CSV of leads with one model file: marketers try a model on a list before it goes live."""
 
-import csv
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +9,7 @@ import polars as pl
 from models.bands import band_expr
 from models.engine import score, top_rules
 from models.spec import NUMERIC_OPS, Bands, PointsModel, Scale
+from store.csvfile import open_csv
 
 LINE = "__line__"  # the physical line of a row in its file (header = 1)
 ADDED = ("score", "band", "top_rules")
@@ -65,32 +65,20 @@ def score_csv(
 def _read_csv(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every cell as text (an empty cell is null) with the row's physical line in ``LINE``, and the rows
     that could not be read (a row with more or fewer values than the header). Blank lines are skipped."""
-    with Path(path).open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
+    lines: list[int] = []
+    bad: list[tuple[int, str]] = []
+    with open_csv(path) as (names, rows):
+        if not names:
             raise ValueError(f"{path}: the file is empty; expected a header row")
-        names = [name.strip() for name in header]
-        if any(not name for name in names):
-            raise ValueError(f"{path}: the header row has an empty column name: {header}")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"{path}: the header row repeats column(s) {duplicates}")
         if LINE in names:
             raise ValueError(f"{path}: {LINE!r} is a reserved column name")
-        lines: list[int] = []
         columns: list[list[str | None]] = [[] for _ in names]
-        bad: list[tuple[int, str]] = []
-        last = reader.line_num
-        for values in reader:
-            line, last = last + 1, reader.line_num
-            if not any(value.strip() for value in values):
+        for row in rows:
+            if row.error:
+                bad.append((row.line, row.error))
                 continue
-            if len(values) != len(names):
-                bad.append((line, f"row has {len(values)} values but the header has {len(names)} columns"))
-                continue
-            lines.append(line)
-            for column, value in zip(columns, values, strict=True):
+            lines.append(row.line)
+            for column, value in zip(columns, row.values, strict=True):
                 column.append(value if value != "" else None)
     schema = {LINE: pl.Int64, **dict.fromkeys(names, pl.Utf8)}
     frame = pl.DataFrame({LINE: lines, **dict(zip(names, columns, strict=True))}, schema=schema)

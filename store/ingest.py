@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 
 from store.bulk import insert_ignore, upsert
+from store.csvfile import open_csv
 from store.tables import (
     PROMOTED_NUMBER_PROPERTIES,
     PROMOTED_TEXT_PROPERTIES,
@@ -334,28 +335,9 @@ def _read_rows(path: Path) -> Iterator[_Raw]:
 
 
 def _read_csv(path: Path) -> Iterator[_Raw]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return
-        names = [name.strip() for name in header]
-        if any(not name for name in names):
-            raise ValueError(f"{path}: the header row has an empty column name: {header}")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"{path}: the header row repeats column(s) {duplicates}")
-        width = len(names)
-        last = reader.line_num
-        for values in reader:
-            line, last = last + 1, reader.line_num
-            if not any(values) or (len(values) == 1 and not values[0].strip()):
-                continue  # blank line
-            if len(values) != width:
-                error = f"row has {len(values)} values but the header has {width} columns"
-                yield _Raw(line, values=values, names=names, error=error)
-                continue
-            yield _Raw(line, values=values, names=names)
+    with open_csv(path) as (names, rows):
+        for row in rows:
+            yield _Raw(row.line, values=row.values, names=names, error=row.error)
 
 
 def _read_jsonl(path: Path) -> Iterator[_Raw]:
