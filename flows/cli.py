@@ -1,6 +1,7 @@
 """The ``leadscore`` command line: short human summaries (rich), ``--json`` where scripts read it."""
 
 import json
+import os
 import shutil
 import uuid
 from datetime import UTC, datetime
@@ -8,6 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+# Prefect's temporary server otherwise tries to phone home on every CLI run (and logs an error offline).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table

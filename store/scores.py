@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from store.bulk import insert_ignore
@@ -104,43 +104,46 @@ def breakdown_json(breakdown: pl.Expr) -> pl.Expr:
     return wrapped.str.slice(5, wrapped.str.len_bytes() - 6)
 
 
+SNAPSHOT_COLUMNS = (
+    "journey_id", "lead_key", "product_line", "stage", "run_id", "as_of", "score", "band", "qualification", "breakdown",
+)  # fmt: skip
+
+
 def write_scores(engine: Engine, *, run_id: str, as_of: datetime, product_line: str, changed: pl.DataFrame) -> int:
     """Record changed scores: one snapshot each and the journey's current values, in one transaction.
 
-    A re-run of the same run id inserts nothing twice (snapshots are unique per journey and run).
+    A re-run of the same run id inserts nothing twice (snapshots are unique per journey and run). The
+    rows go to the driver as plain tuples: SQLAlchemy's per-row parameter handling would double the
+    cost of a first run, where every journey changes.
     """
     if changed.is_empty():
         return 0
-    rows = (
-        changed.select(
-            "journey_id",
-            "lead_key",
-            "stage",
-            "score",
-            "band",
-            "qualification",
-            breakdown_json(pl.col("breakdown")).alias("breakdown"),
-        )
-        .with_columns(
-            pl.lit(product_line).alias("product_line"),
-            pl.lit(run_id).alias("run_id"),
-            pl.lit(to_micros(as_of)).alias("as_of"),
-        )
-        .to_dicts()
+    snapshots = changed.select(
+        "journey_id",
+        "lead_key",
+        pl.lit(product_line).alias("product_line"),
+        "stage",
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(to_micros(as_of)).alias("as_of"),
+        "score",
+        "band",
+        "qualification",
+        breakdown_json(pl.col("breakdown")).alias("breakdown"),
+    ).rows()
+    journeys = changed.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows()
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    snapshot_sql = (
+        f"INSERT INTO score_snapshots ({', '.join(SNAPSHOT_COLUMNS)}) VALUES ({', '.join([mark] * 10)}) "
+        "ON CONFLICT (journey_id, run_id) DO NOTHING"
     )
-    snapshot_sql = text(
-        "INSERT INTO score_snapshots (journey_id, lead_key, product_line, stage, run_id, as_of, score, band, "
-        "qualification, breakdown) VALUES (:journey_id, :lead_key, :product_line, :stage, :run_id, :as_of, :score, "
-        ":band, :qualification, :breakdown) ON CONFLICT (journey_id, run_id) DO NOTHING"
-    )
-    journey_sql = text(
-        "UPDATE journeys SET score = :score, band = :band, qualification = :qualification, "
-        "updated_run_id = :run_id WHERE id = :journey_id"
+    journey_sql = (
+        f"UPDATE journeys SET score = {mark}, band = {mark}, qualification = {mark}, updated_run_id = {mark} "
+        f"WHERE id = {mark}"
     )
     with engine.begin() as conn:
-        conn.execute(snapshot_sql, rows)
-        conn.execute(journey_sql, rows)
-    return len(rows)
+        conn.exec_driver_sql(snapshot_sql, snapshots)
+        conn.exec_driver_sql(journey_sql, journeys)
+    return len(snapshots)
 
 
 def start_run(engine: Engine, kind: str, as_of: datetime) -> str:
