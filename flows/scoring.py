@@ -11,6 +11,7 @@ from adbc_driver_manager import OperationalError as AdbcOperationalError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -127,8 +128,14 @@ def score_portfolio(
         for key_range in partitions
         for line in portfolio.product_lines
     ]
-    results = [future.result() for future in futures]
-    summary = summarize(results, run_id, as_of)
+    wait(futures)  # every partition commits on its own: one failure does not lose the others' work
+    outcomes = [future.result(raise_on_failure=False) for future in futures]
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if failures:
+        if run_id is not None:
+            finish_run(engine, run_id, "failed", {"failed_tasks": len(failures), "error": repr(failures[0])})
+        raise failures[0]
+    summary = summarize(outcomes, run_id, as_of)
     if run_id is not None:
         finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
     logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])

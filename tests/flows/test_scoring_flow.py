@@ -139,3 +139,49 @@ def test_manual_adjustment_counts_at_next_run(loaded: str, database_url: str) ->
     assert journey["score"] == 22.5 and journey["band"] == "warm"
     assert {"rule": "manual adjustments", "points": 12.5} in journey["breakdown"]
     assert [snap["score"] for snap in journey["history"]] == [10.0, 22.5]
+
+
+def test_crashed_run_leaves_the_store_consistent_and_a_rerun_finishes(
+    loaded: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.scoring
+
+    def crash(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(flows.scoring, "write_scores", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        score_portfolio(loaded, as_of=AS_OF, database_url=database_url)
+    assert _count(database_url, ScoreSnapshot) == 0
+    assert set(_scores(database_url).values()) == {(None, None, None)}
+    with Session(engine_for(database_url)) as session:
+        assert session.exec(select(Run.status)).scalars().all() == ["failed"]  # type: ignore[call-overload]
+
+    monkeypatch.undo()
+    summary = score_portfolio(loaded, as_of=AS_OF, database_url=database_url)
+
+    assert summary["changed"] == 3
+    assert _scores(database_url)["L1"] == (55.0, "hot", "MQL")
+    assert _count(database_url, ScoreSnapshot) == 3
+
+
+def test_transient_database_error_is_retried(loaded: str, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import flows.scoring
+
+    real = flows.scoring.write_scores
+    calls: list[int] = []
+
+    def locked_once(*args: object, **kwargs: object) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE journeys", {}, Exception("database is locked"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(flows.scoring, "write_scores", locked_once)
+    summary = score_portfolio(loaded, as_of=AS_OF, database_url=database_url)
+
+    assert len(calls) == 2
+    assert summary["changed"] == 3
+    assert _count(database_url, ScoreSnapshot) == 3
