@@ -5,9 +5,10 @@ from datetime import datetime
 import polars as pl
 
 from models.bands import band_expr
-from models.engine import BREAKDOWN_TYPE, score
+from models.engine import BREAKDOWN_TYPE
 from models.spec import Scale
 from stages.portfolio import ProductLine
+from stages.transitions import score_in_stage
 
 SCORED_SCHEMA = {
     "journey_id": pl.Int64,
@@ -36,7 +37,8 @@ def score_line(
     as_of: datetime,
     scale: Scale,
 ) -> pl.DataFrame:
-    """Score every journey of ``journeys`` (``journey_id, lead_key, stage, score_from``) of one product line.
+    """Score every journey of ``journeys`` (``journey_id, lead_key, stage, score_from, stage_entered_at``) of
+    one product line under its stage's model; journeys in terminal stages (customer, lost) are not scored.
 
     ``events`` must already be restricted to this product line (or to events without one).
     Returns ``SCORED_SCHEMA`` plus ``breakdown``.
@@ -44,9 +46,9 @@ def score_line(
     parts = []
     for stage in line.stages:
         in_stage = journeys.filter(pl.col("stage") == stage.name)
-        if in_stage.is_empty():
+        if in_stage.is_empty() or stage.terminal:
             continue
-        scored = score(stage.model, leads=leads, events=events, as_of=as_of, scale=scale, journeys=in_stage)
+        scored = score_in_stage(stage, leads=leads, events=events, as_of=as_of, scale=scale, journeys=in_stage)
         parts.append(
             in_stage.select("journey_id", "lead_key", "stage")
             .join(scored, on="lead_key", how="left")

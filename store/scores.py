@@ -30,6 +30,7 @@ JOURNEY_SCHEMA = {
     "lead_key": pl.Int64,
     "stage": pl.Utf8,
     "score_from": pl.Int64,
+    "stage_entered_at": pl.Int64,
     "score": pl.Float64,
     "band": pl.Utf8,
     "qualification": pl.Utf8,
@@ -52,11 +53,12 @@ LEAD_COLUMNS = (
 def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
     """Active journeys of one product line for a lead-key range, with their current score."""
     sql = (
-        "SELECT id AS journey_id, lead_key, stage, score_from, score, band, qualification FROM journeys "
+        "SELECT id AS journey_id, lead_key, stage, score_from, stage_entered_at, score, band, qualification "
+        "FROM journeys "
         "WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi AND status IN ('active', 'nurturing')"
     )
     frame = read_frame(engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_SCHEMA)
-    return frame.with_columns(pl.col("score_from").cast(pl.Datetime("us", "UTC")))
+    return frame.with_columns(pl.col("score_from", "stage_entered_at").cast(pl.Datetime("us", "UTC")))
 
 
 def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[str] = ()) -> pl.DataFrame:

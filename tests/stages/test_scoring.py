@@ -1,0 +1,41 @@
+"""``score_line``: each journey under its stage's model, with band and qualification; terminal stages idle."""
+
+from collections.abc import Callable
+
+import polars as pl
+
+from models.spec import Scale
+from stages.portfolio import ProductLine
+from stages.scoring import score_line
+from tests.stages.helpers import day, journeys, leads, visits, with_stage
+
+MakeLine = Callable[..., ProductLine]
+SCALE = Scale(min=0, max=100)
+
+
+def test_each_stage_scores_with_its_model_bands_and_qualifications(make_line: MakeLine) -> None:
+    line = make_line()
+    state = journeys(
+        (1, "discovery", day(0), None),
+        (2, "evaluation", day(5), day(5)),  # reset on entry: only visits from day 5 count
+        (3, "customer", day(6), day(6)),  # terminal: not scored
+    )
+    events = visits(*[(key, day(i)) for key in (1, 2, 3) for i in range(8)])
+
+    scored = score_line(line, journeys=state, leads=leads(1, 2, 3), events=events, as_of=day(10), scale=SCALE)
+
+    assert scored.sort("journey_id").select("journey_id", "stage", "score", "band", "qualification").rows() == [
+        (1, "discovery", 80.0, "hot", "SQL"),
+        (2, "evaluation", 30.0, "warm", "MQL"),
+    ]
+
+
+def test_carry_fraction_blends_what_came_before_entry(make_line: MakeLine) -> None:
+    line = make_line(stages=with_stage("evaluation", model="visits.yaml", entry="carry", carry_fraction=0.5))
+    state = journeys((1, "evaluation", day(4), None))
+    events = visits(*[(1, day(i)) for i in range(6)])  # 4 visits before entry, 2 after
+
+    scored = score_line(line, journeys=state, leads=leads(1), events=events, as_of=day(10), scale=SCALE)
+
+    assert scored["score"].to_list() == [40.0]  # 2 x 10 after entry + 0.5 x 4 x 10 before
+    assert scored["breakdown"].list.eval(pl.element().struct.field("points")).list.sum().to_list() == [40.0]
