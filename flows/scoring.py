@@ -129,6 +129,7 @@ def score_portfolio(
         for line in portfolio.product_lines
     ]
     wait(futures)  # every partition commits on its own: one failure does not lose the others' work
+    shared_partition_reads.release(read_token)
     outcomes = [future.result(raise_on_failure=False) for future in futures]
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if failures:
@@ -190,6 +191,8 @@ def rescore_lead(
         return None
     as_of = datetime.now(UTC)
     run_id = start_run(engine, "adjust", as_of)
-    result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, uuid.uuid4().hex, database_url)
+    token = uuid.uuid4().hex
+    result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, token, database_url)
+    shared_partition_reads.release(token)
     finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
     return result.top[0]["score"] if result.top else None

@@ -246,5 +246,11 @@ class SharedPartitionReads:
                     self.entries.pop(key, None)
         return future.result()
 
+    def release(self, token: str) -> None:
+        """Drop a finished run's partitions (a long-lived process must not keep them)."""
+        with self.lock:
+            for key in [key for key in self.entries if key[0] == token]:
+                del self.entries[key]
+
 
 shared_partition_reads = SharedPartitionReads()

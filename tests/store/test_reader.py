@@ -90,3 +90,26 @@ def test_adbc_uri(engine: Engine) -> None:
     else:
         assert uri.startswith("postgresql://") and "+psycopg" not in uri
         assert "search_path" in uri  # the test schema set through connect_args is carried over
+
+
+def test_shared_partition_reads_read_once_per_run_and_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    import store.reader
+
+    calls: list[tuple[int, int]] = []
+
+    def fake_read(engine: object, key_range: tuple[int, int], *args: object) -> pl.DataFrame:
+        calls.append(key_range)
+        return pl.DataFrame({"lead_key": [key_range[0]]})
+
+    monkeypatch.setattr(store.reader, "read_events", fake_read)
+    shared = store.reader.SharedPartitionReads(keep=4)
+    engine = type("E", (), {"url": "sqlite:///x.db"})()
+
+    first = shared.events(engine, (1, 10), token="run-1", types=["page_view"], properties=[])  # type: ignore[arg-type]
+    again = shared.events(engine, (1, 10), token="run-1", types=["page_view"], properties=[])  # type: ignore[arg-type]
+    other_run = shared.events(engine, (1, 10), token="run-2", types=["page_view"], properties=[])  # type: ignore[arg-type]
+
+    assert calls == [(1, 10), (1, 10)]  # once per run, never twice within a run
+    assert first is again and other_run is not first
+    shared.release("run-1")
+    assert [key[0] for key in shared.entries] == ["run-2"]
