@@ -114,6 +114,7 @@ def ingest(
 ) -> None:
     """Validate and store a CSV or JSONL file; bad rows are kept with their reason, re-ingesting is a no-op."""
     from flows.ingestion import ingest_file
+    from store.ingest import write_rejects_csv
 
     if kind not in ("leads", "events"):
         raise typer.BadParameter("leads or events", param_hint="KIND")
@@ -122,6 +123,12 @@ def ingest(
         report = ingest_file(loaded, kind, file)
     except ValueError as exc:  # a file-level problem: unsupported type, bad header
         raise fail(f"cannot ingest {file}", exc) from exc
+    # Besides the ingest_rejects table, a sidecar file beside the input for whoever fixes the rows.
+    rejects_path = file.with_name(file.name + ".rejects.csv")
+    if report.rejects:
+        write_rejects_csv(report.report, rejects_path)
+    else:
+        rejects_path.unlink(missing_ok=True)
     if json_out:
         print(_json(report.summary()))
         return

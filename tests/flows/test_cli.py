@@ -145,6 +145,9 @@ def test_ingest_leads_counts_rejects_and_reingest_is_a_no_op(cli: Path) -> None:
     assert "not-an-email" in rejects[0][2]
     assert "widgets" in rejects[1][2]
     assert all(reason for _, _, reason in rejects)
+    sidecar = (cli / "leads.csv.rejects.csv").read_text().splitlines()
+    assert sidecar[0] == "source,line,field,reason,raw"
+    assert [row.split(",")[1:3] for row in sidecar[1:]] == [["4", "email"], ["6", "product_interest"], ["7", "lead_id"]]
 
     again = run_json(*args)
     assert (again["read"], again["inserted"], again["updated"], again["rejected"], again["journeys_opened"]) == (
