@@ -4,11 +4,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from store.ingest import IngestReport, ingest_events, ingest_leads
-
 from flows.engine import engine_for
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
+from store.ingest import IngestReport, ingest_events, ingest_leads
 from store.scores import open_journeys
 
 

@@ -221,6 +221,9 @@ class PortfolioSpec(Spec):
     ingest: IngestSpec = Field(default_factory=IngestSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     product_lines: Annotated[dict[str, ProductLineSpec], Field(min_length=1)]
+    # Tracks, audiences and sending rules: validated by ``nurture.spec`` against this same file
+    # (``nurture/`` builds on ``stages/``, never the reverse).
+    nurture: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _within_scale(self) -> Self:

@@ -183,3 +183,117 @@ class IngestReject(SQLModel, table=True):
     row_hash: str
     raw: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     rejected_at: datetime | None = _time()
+
+
+class StageUpdate(SQLModel, table=True):
+    """An external (CRM) stage change as ingested; applied by the next scoring run, which records its id."""
+
+    __tablename__ = "stage_updates"
+    __table_args__ = (
+        UniqueConstraint("lead_key", "product_line", "stage", "changed_at", name="ux_stage_updates_natural"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_key: int = Field(index=True)
+    product_line: str
+    stage: str
+    changed_at: datetime = _time(nullable=False)
+    source: str = "external"
+    ingested_at: datetime | None = _time()
+    applied_run_id: str | None = Field(default=None, index=True)
+
+
+class StageTransition(SQLModel, table=True):
+    """A journey moving between stages (by threshold or external update) with its reset/carry outcome."""
+
+    __tablename__ = "stage_transitions"
+    __table_args__ = (
+        UniqueConstraint("journey_id", "at", "to_stage", "reason", name="ux_transitions_natural"),
+        Index("ix_transitions_run", "run_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(index=True)
+    lead_key: int
+    product_line: str
+    from_stage: str | None = None
+    to_stage: str
+    at: datetime = _time(nullable=False)
+    reason: str  # threshold | external
+    source: str | None = None
+    score_before: float | None = None
+    score_after: float | None = None
+    score_from: datetime | None = _time()
+    status: str = "active"
+    run_id: str
+
+
+class QualificationMilestone(SQLModel, table=True):
+    """The first time a journey reached a qualification (MQL, SQL…), with the breakdown that reached it."""
+
+    __tablename__ = "qualification_milestones"
+    __table_args__ = (UniqueConstraint("journey_id", "qualification", name="ux_milestones_journey_qualification"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int
+    lead_key: int = Field(index=True)
+    product_line: str
+    qualification: str
+    threshold: float
+    reached_at: datetime = _time(nullable=False)
+    stage: str
+    score: float
+    run_id: str
+    breakdown: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class TriggerArm(SQLModel, table=True):
+    """A trigger's arm state for one journey, stored only where the journey's state cannot imply it."""
+
+    __tablename__ = "trigger_arms"
+
+    journey_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    trigger: str = Field(sa_column=Column(String, primary_key=True))
+    armed: bool
+    as_of: datetime = _time(nullable=False)
+
+
+class TriggerFiring(SQLModel, table=True):
+    """One action of one trigger firing, and what came of it (pending, done, failed)."""
+
+    __tablename__ = "trigger_firings"
+    __table_args__ = (
+        UniqueConstraint("run_id", "journey_id", "trigger", "step", "action_index", name="ux_firings_natural"),
+        Index("ix_firings_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str
+    journey_id: int = Field(index=True)
+    lead_key: int
+    product_line: str
+    trigger: str
+    step: int = 0
+    direction: str  # up | down | reached | entered
+    action_index: int = 0
+    action: str  # notify_owner | tag | untag | enrol | exit | webhook
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stage: str
+    score: float | None = None
+    score_before: float | None = None
+    fired_at: datetime = _time(nullable=False)
+    status: str = "pending"  # pending | done | failed
+    attempts: int = 0
+    outcome: str | None = None
+    completed_at: datetime | None = _time()
+
+
+class LeadTag(SQLModel, table=True):
+    """A tag on a lead, added by a trigger (or removed: the row is deleted)."""
+
+    __tablename__ = "lead_tags"
+
+    lead_key: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    tag: str = Field(sa_column=Column(String, primary_key=True))
+    added_at: datetime = _time(nullable=False)
+    run_id: str | None = None

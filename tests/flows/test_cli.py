@@ -90,7 +90,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def run(*args: str | Path, code: int = 0) -> Any:
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    # A wide terminal: rich would otherwise wrap usage errors that name long temporary paths.
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "1000"})
     assert result.exit_code == code, (result.output, result.exception)
     return result
 
