@@ -17,12 +17,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flows.engine import engine_for
 from models.engine import top_rules
+from stages.pipeline import run_line
 from stages.portfolio import Portfolio, load_portfolio
-from stages.scoring import score_line
 from store.reader import lead_key_partitions, shared_partition_reads
-from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run, write_scores
+from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
 from store.settings import get_settings
 from store.sqlite_process import SqliteReadError
+from store.stages import FunnelWrite, read_pending_updates, read_reached, read_trigger_arms, write_partition
 
 TOP_N = 10
 
@@ -35,6 +36,9 @@ class PartitionResult:
     changed: int = 0
     bands: dict[str, int] = field(default_factory=dict)
     top: list[dict[str, Any]] = field(default_factory=list)
+    transitions: dict[str, int] = field(default_factory=dict)  # "from → to (reason)" → journeys
+    milestones: dict[str, int] = field(default_factory=dict)  # qualification → journeys reaching it
+    firings: dict[str, int] = field(default_factory=dict)  # "trigger: action" → firings
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -88,10 +92,36 @@ def score_partition(
         properties=portfolio.scored_properties,
     )
     events = partition_events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == line_name))
-    scored = score_line(line, journeys=journeys, leads=leads, events=events, as_of=as_of, scale=portfolio.scale)
+    updates = read_pending_updates(engine, line_name, key_range)
+    outcome = run_line(
+        line,
+        journeys=journeys,
+        leads=leads,
+        events=events,
+        updates=updates,
+        armed=read_trigger_arms(engine, line_name, key_range),
+        reached=read_reached(engine, line_name, key_range),
+        as_of=as_of,
+        scale=portfolio.scale,
+    )
+    scored = outcome.scored
     changed = changed_scores(scored, journeys)
     if run_id is not None:
-        write_scores(engine, run_id=run_id, as_of=as_of, product_line=line_name, changed=changed)
+        funnel = FunnelWrite(
+            moved=outcome.moved,
+            transitions=outcome.transitions,
+            milestones=outcome.milestones,
+            arms=outcome.fired.armed,
+            firings=outcome.fired.firings,
+            # Updates dated after as_of wait for a later run; the others are taken into account now.
+            applied_updates=updates.filter(pl.col("changed_at") <= as_of)["id"].to_list(),
+        )
+        write_partition(engine, run_id=run_id, as_of=as_of, product_line=line_name, changed=changed, funnel=funnel)
+    result.transitions = _counts(
+        outcome.transitions.select(pl.format("{} → {} ({})", "from_stage", "to_stage", "reason"))
+    )
+    result.milestones = _counts(outcome.milestones.select("qualification"))
+    result.firings = _counts(outcome.fired.firings.select(pl.format("{}: {}", "trigger", "action")))
     result.scored, result.changed = scored.height, changed.height
     result.bands = {f"{stage}/{band}": n for stage, band, n in scored.group_by("stage", "band").len().iter_rows()}
     top = scored.sort("score", descending=True).head(TOP_N).join(leads.select("lead_key", "lead_id"), on="lead_key")
@@ -99,6 +129,10 @@ def score_partition(
         "lead_id", "stage", "score", "band", top_rules(pl.col("breakdown")).alias("reasons")
     ).to_dicts()
     return result
+
+
+def _counts(column: pl.DataFrame) -> dict[str, int]:
+    return {key: n for key, n in column.to_series().value_counts().iter_rows()}
 
 
 # Two threads per worker: while one task scores (CPU, Polars), another waits for its partition read
@@ -145,13 +179,17 @@ def score_portfolio(
 
 
 def summarize(results: list[PartitionResult], run_id: str | None, as_of: datetime) -> dict[str, Any]:
-    """Totals, band distribution per (line, stage) and the top leads per (line, stage)."""
-    bands: dict[str, dict[str, int]] = {}
+    """Totals; per product line the band distribution per stage, transitions, milestones and firings;
+    the top leads per (line, stage)."""
+    totals: dict[str, dict[str, dict[str, int]]] = {
+        name: {} for name in ("bands", "transitions", "milestones", "firings")
+    }
     top: dict[str, list[dict[str, Any]]] = {}
     for result in results:
-        line_bands = bands.setdefault(result.product_line, {})
-        for key, n in result.bands.items():
-            line_bands[key] = line_bands.get(key, 0) + n
+        for name, per_line in totals.items():
+            line_counts = per_line.setdefault(result.product_line, {})
+            for key, n in getattr(result, name).items():
+                line_counts[key] = line_counts.get(key, 0) + n
         for row in result.top:
             top.setdefault(f"{result.product_line}/{row['stage']}", []).append(row)
     top = {key: sorted(rows, key=lambda r: -r["score"])[:TOP_N] for key, rows in sorted(top.items())}
@@ -160,7 +198,7 @@ def summarize(results: list[PartitionResult], run_id: str | None, as_of: datetim
         "as_of": as_of.isoformat(),
         "scored": sum(r.scored for r in results),
         "changed": sum(r.changed for r in results),
-        "bands": bands,
+        **{name: {ln: dict(sorted(c.items())) for ln, c in per_line.items() if c} for name, per_line in totals.items()},
         "top": top,
     }
 
@@ -174,6 +212,15 @@ def _publish(summary: dict[str, Any]) -> None:
     create_table_artifact(key="score-distribution", table=distribution, description="Journeys per stage and band")
     leaders = [{"where": key, **row} for key, rows in summary["top"].items() for row in rows]
     create_table_artifact(key="top-leads", table=leaders, description=f"Top {TOP_N} leads per product line and stage")
+    changes = [
+        {"product line": line, "kind": kind, "what": key, "journeys": n}
+        for kind in ("transitions", "milestones", "firings")
+        for line, counts in summary[kind].items()
+        for key, n in counts.items()
+    ]
+    create_table_artifact(
+        key="funnel-changes", table=changes, description="Stage transitions, qualifications reached, trigger firings"
+    )
 
 
 def rescore_lead(

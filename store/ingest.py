@@ -48,6 +48,7 @@ from store.tables import (
     Event,
     IngestReject,
     Lead,
+    StageUpdate,
     to_micros,
 )
 
@@ -965,3 +966,91 @@ __all__: list[str] = [
     "ingest_leads",
     "write_rejects_csv",
 ]
+
+
+# ------------------------------------------------------------------------------------ stage updates
+
+
+class StageUpdateRow(BaseModel):
+    """A CRM stage change: the lead, the product line, the stage it is now in, since when, and who said so."""
+
+    model_config = _ROW_CONFIG
+
+    lead_id: Identifier
+    product_line: Identifier
+    stage: Identifier
+    changed_at: Time
+    source: str | None = None
+
+
+_STAGE_UPDATES = TypeAdapter(list[StageUpdateRow])
+
+
+def ingest_stage_updates(
+    engine: Engine,
+    path: Path,
+    *,
+    stages: Mapping[str, Sequence[str]],
+    default_source: str = "crm",
+    chunk_size: int = 50_000,
+) -> IngestReport:
+    """Store external stage updates (insert-or-ignore on lead, line, stage and time), to be applied by
+    the next scoring run. ``stages`` maps each product line to its stage names: anything else is
+    rejected with the known names, like an unknown lead. ``interests`` lists the (lead, line) pairs so
+    the caller can open the journeys a CRM update is the first sign of.
+    """
+    path = Path(path)
+    source = str(path)
+    report = IngestReport(kind="stage_updates", source=source)
+    rejects = _Rejects("stage_updates", source, report)
+    interests: dict[tuple[int, str], datetime] = {}
+    for chunk in _chunks(_read_rows(path), chunk_size):
+        now = datetime.now(UTC)
+        report.read += len(chunk)
+        parsed = [row for row in chunk if row.error is None]
+        for row in chunk:
+            if row.error is not None:
+                rejects.add(row, None, row.error)
+        good, bad = _validate(_STAGE_UPDATES, [row.raw for row in parsed])
+        for index, (field_name, reason) in sorted(bad.items()):
+            rejects.add(parsed[index], field_name, reason)
+        checked = []
+        for index, model in good:
+            line_stages = stages.get(model.product_line)
+            if line_stages is None:
+                reason = f"unknown product line {model.product_line!r}; known: {', '.join(sorted(stages))}"
+                rejects.add(parsed[index], "product_line", reason)
+            elif model.stage not in line_stages:
+                known = ", ".join(line_stages)
+                reason = f"unknown stage {model.stage!r} of product line {model.product_line!r}; known: {known}"
+                rejects.add(parsed[index], "stage", reason)
+            else:
+                checked.append((index, model))
+        with engine.begin() as conn:
+            wanted = sorted({model.lead_id for _, model in checked})
+            keys = dict(_lookup(conn, _LEAD_TABLE.c.lead_id, wanted, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key]))
+            rows = []
+            for index, model in checked:
+                key = keys.get(model.lead_id)
+                if key is None:
+                    rejects.add(parsed[index], "lead_id", f"unknown lead_id {model.lead_id!r} (ingest leads first)")
+                    continue
+                rows.append(
+                    {
+                        "lead_key": key,
+                        "product_line": model.product_line,
+                        "stage": model.stage,
+                        "changed_at": model.changed_at,
+                        "source": model.source or default_source,
+                        "ingested_at": now,
+                    }
+                )
+                pair = (key, model.product_line)
+                if pair not in interests or model.changed_at < interests[pair]:
+                    interests[pair] = model.changed_at
+            report.accepted += len(rows)
+            report.inserted += insert_ignore(conn, StageUpdate.__table__, rows)  # type: ignore[arg-type]
+            rejects.flush(conn, now)
+    report.interests = [(key, line, when) for (key, line), when in interests.items()]
+    report.rejects.sort(key=attrgetter("line"))
+    return report

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlmodel import Session
 
 from store.bulk import insert_ignore
@@ -29,6 +29,7 @@ JOURNEY_SCHEMA = {
     "journey_id": pl.Int64,
     "lead_key": pl.Int64,
     "stage": pl.Utf8,
+    "status": pl.Utf8,
     "score_from": pl.Int64,
     "stage_entered_at": pl.Int64,
     "score": pl.Float64,
@@ -51,11 +52,11 @@ LEAD_COLUMNS = (
 
 
 def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
-    """Active journeys of one product line for a lead-key range, with their current score."""
+    """The journeys of one product line in a lead-key range, with their current score; terminal ones
+    too (a CRM update may bring a customer or lost journey back), though they are not scored."""
     sql = (
-        "SELECT id AS journey_id, lead_key, stage, score_from, stage_entered_at, score, band, qualification "
-        "FROM journeys "
-        "WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi AND status IN ('active', 'nurturing')"
+        "SELECT id AS journey_id, lead_key, stage, status, score_from, stage_entered_at, score, band, qualification "
+        "FROM journeys WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi"
     )
     frame = read_frame(engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_SCHEMA)
     return frame.with_columns(pl.col("score_from", "stage_entered_at").cast(pl.Datetime("us", "UTC")))
@@ -81,10 +82,12 @@ def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[
 
 
 def changed_scores(scored: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
-    """Scored journeys whose score, band or qualification differs from the journey's current values."""
+    """Scored journeys whose stage, score, band or qualification differs from the journey's stored values
+    (``current``: the journeys as read at the start of the run)."""
     joined = scored.join(
         current.select(
             "journey_id",
+            pl.col("stage").alias("_stage"),
             pl.col("score").alias("_score"),
             pl.col("band").alias("_band"),
             pl.col("qualification").alias("_qual"),
@@ -93,11 +96,12 @@ def changed_scores(scored: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
         how="left",
     )
     differs = (
-        pl.col("score").ne_missing(pl.col("_score"))
+        pl.col("stage").ne_missing(pl.col("_stage"))
+        | pl.col("score").ne_missing(pl.col("_score"))
         | pl.col("band").ne_missing(pl.col("_band"))
         | pl.col("qualification").ne_missing(pl.col("_qual"))
     )
-    return joined.filter(differs).drop("_score", "_band", "_qual")
+    return joined.filter(differs).drop("_stage", "_score", "_band", "_qual")
 
 
 def breakdown_json(breakdown: pl.Expr) -> pl.Expr:
@@ -112,7 +116,13 @@ SNAPSHOT_COLUMNS = (
 
 
 def write_scores(engine: Engine, *, run_id: str, as_of: datetime, product_line: str, changed: pl.DataFrame) -> int:
-    """Record changed scores: one snapshot each and the journey's current values, in one transaction.
+    """Record changed scores in a transaction of their own (see ``write_snapshots``)."""
+    with engine.begin() as conn:
+        return write_snapshots(conn, run_id=run_id, as_of=as_of, product_line=product_line, changed=changed)
+
+
+def write_snapshots(conn: Connection, *, run_id: str, as_of: datetime, product_line: str, changed: pl.DataFrame) -> int:
+    """Record changed scores: one snapshot each and the journey's current values.
 
     A re-run of the same run id inserts nothing twice (snapshots are unique per journey and run). The
     rows go to the driver as plain tuples: SQLAlchemy's per-row parameter handling would double the
@@ -133,7 +143,7 @@ def write_scores(engine: Engine, *, run_id: str, as_of: datetime, product_line: 
         breakdown_json(pl.col("breakdown")).alias("breakdown"),
     ).rows()
     journeys = changed.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows()
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     snapshot_sql = (
         f"INSERT INTO score_snapshots ({', '.join(SNAPSHOT_COLUMNS)}) VALUES ({', '.join([mark] * 10)}) "
         "ON CONFLICT (journey_id, run_id) DO NOTHING"
@@ -142,9 +152,8 @@ def write_scores(engine: Engine, *, run_id: str, as_of: datetime, product_line: 
         f"UPDATE journeys SET score = {mark}, band = {mark}, qualification = {mark}, updated_run_id = {mark} "
         f"WHERE id = {mark}"
     )
-    with engine.begin() as conn:
-        conn.exec_driver_sql(snapshot_sql, snapshots)
-        conn.exec_driver_sql(journey_sql, journeys)
+    conn.exec_driver_sql(snapshot_sql, snapshots)
+    conn.exec_driver_sql(journey_sql, journeys)
     return len(snapshots)
 
 

@@ -144,12 +144,13 @@ def test_manual_adjustment_counts_at_next_run(loaded: str, database_url: str) ->
 def test_crashed_run_leaves_the_store_consistent_and_a_rerun_finishes(
     loaded: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flows.scoring
+    import store.stages
 
     def crash(*args: object, **kwargs: object) -> int:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(flows.scoring, "write_scores", crash)
+    # Mid-transaction: the snapshots and journey scores are already written when the crash comes.
+    monkeypatch.setattr(store.stages, "_upsert_arms", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         score_portfolio(loaded, as_of=AS_OF, database_url=database_url)
     assert _count(database_url, ScoreSnapshot) == 0
@@ -170,7 +171,7 @@ def test_transient_database_error_is_retried(loaded: str, database_url: str, mon
 
     import flows.scoring
 
-    real = flows.scoring.write_scores
+    real = flows.scoring.write_partition
     calls: list[int] = []
 
     def locked_once(*args: object, **kwargs: object) -> int:
@@ -179,7 +180,7 @@ def test_transient_database_error_is_retried(loaded: str, database_url: str, mon
             raise OperationalError("UPDATE journeys", {}, Exception("database is locked"))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(flows.scoring, "write_scores", locked_once)
+    monkeypatch.setattr(flows.scoring, "write_partition", locked_once)
     summary = score_portfolio(loaded, as_of=AS_OF, database_url=database_url)
 
     assert len(calls) == 2

@@ -1,0 +1,94 @@
+"""One product line's part of a scoring run, in the order of DESIGN §4, as one pure function.
+
+external stage updates → score → promote and rescore (hops) → qualification milestones → triggers.
+The flow reads the frames for a lead partition, calls ``run_line``, and stores the outcome in one
+transaction; nothing here touches the store, so the whole funnel logic is unit-tested on frames.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from models.spec import Scale
+from stages.portfolio import ProductLine
+from stages.scoring import score_line
+from stages.transitions import TRANSITION_SCHEMA, advance, apply_external, apply_transitions
+from stages.triggers import Fired, fire, qualification_milestones
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    """What a run does to one product line's journeys of a partition.
+
+    ``journeys``: every journey with its state after the run (stage, ``stage_entered_at``,
+    ``score_from``, ``status``); ``scored``: the final score of each scored (non-terminal) journey
+    (``SCORED_SCHEMA`` + ``breakdown``); ``transitions``: external moves then promotions, in order,
+    ``score_after`` filled; ``milestones``: qualifications reached for the first time; ``fired``:
+    trigger firings and arm rows.
+    """
+
+    journeys: pl.DataFrame
+    scored: pl.DataFrame
+    transitions: pl.DataFrame
+    milestones: pl.DataFrame
+    fired: Fired
+
+    @property
+    def moved(self) -> pl.DataFrame:
+        """The journeys whose stage, entry or status changed (their new state)."""
+        ids = self.transitions["journey_id"].unique().implode()
+        return self.journeys.filter(pl.col("journey_id").is_in(ids))
+
+
+def run_line(
+    line: ProductLine,
+    *,
+    journeys: pl.DataFrame,
+    leads: pl.DataFrame,
+    events: pl.DataFrame,
+    updates: pl.DataFrame,
+    armed: pl.DataFrame,
+    reached: pl.DataFrame,
+    as_of: datetime,
+    scale: Scale,
+) -> LineOutcome:
+    """Apply CRM updates, score, promote, record milestones and evaluate triggers for ``journeys``.
+
+    ``journeys``: ``journey_id, lead_key, stage, stage_entered_at, score_from, status, score`` (all of
+    the line's journeys of the partition, terminal ones included: a CRM update may bring them back);
+    ``events`` restricted to the line; ``updates``: pending CRM updates (``lead_key, stage,
+    changed_at, source``); ``armed``: stored trigger arm rows; ``reached``: milestones already
+    recorded (``journey_id, qualification``).
+    """
+    before = journeys.select("journey_id", "stage", "score")
+    external = apply_external(line, journeys, updates, as_of=as_of)
+    journeys = apply_transitions(journeys, external)
+
+    def rescore(subset: pl.DataFrame) -> pl.DataFrame:
+        return score_line(line, journeys=subset, leads=leads, events=events, as_of=as_of, scale=scale)
+
+    advanced = advance(line, journeys, rescore(journeys), rescore, as_of)
+    first_scores = advanced.steps.filter(pl.col("step") == 0).select("journey_id", pl.col("score").alias("_after"))
+    external = (
+        external.join(first_scores, on="journey_id", how="left", maintain_order="left")
+        .with_columns(pl.col("_after").alias("score_after"))
+        .select(list(TRANSITION_SCHEMA))
+    )
+    # A journey moved into a terminal stage is not scored, but it entered that stage: ``stage_entered``
+    # triggers must see it, so it joins the steps with a null score.
+    entered_terminal = (
+        advanced.journeys.join(external.select("journey_id").unique(), on="journey_id", how="semi")
+        .filter(pl.col("stage").is_in([stage.name for stage in line.stages if stage.terminal]))
+        .select("journey_id", "lead_key", "stage", pl.lit(0, pl.Int32).alias("step"))
+    )
+    steps = pl.concat([advanced.steps, entered_terminal], how="diagonal_relaxed")
+    milestones = qualification_milestones(line, steps, reached, as_of=as_of)
+    fired = fire(line, before, steps, armed, as_of=as_of, reached=reached)
+    return LineOutcome(
+        journeys=advanced.journeys,
+        scored=advanced.scored,
+        transitions=pl.concat([external, advanced.transitions]),
+        milestones=milestones,
+        fired=fired,
+    )

@@ -1,0 +1,222 @@
+"""The funnel's side of a scoring run: pending CRM updates, trigger arm state and milestones in; transitions,
+milestones, firings, tags and the journeys' new stages out, in the same transaction as the snapshots."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+from sqlalchemy import Connection, Engine
+
+from store.reader import read_frame
+from store.scores import breakdown_json, write_snapshots
+
+UTC_US = pl.Datetime("us", "UTC")
+_RANGE = "j.product_line = :line AND j.lead_key >= :lo AND j.lead_key < :hi"
+
+
+def _params(product_line: str, key_range: tuple[int, int]) -> dict[str, object]:
+    return {"line": product_line, "lo": key_range[0], "hi": key_range[1]}
+
+
+def read_pending_updates(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
+    """CRM updates not yet applied by a run: ``id, lead_key, stage, changed_at, source``."""
+    sql = (
+        "SELECT id, lead_key, stage, changed_at, source FROM stage_updates "
+        "WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi AND applied_run_id IS NULL"
+    )
+    schema = {"id": pl.Int64, "lead_key": pl.Int64, "stage": pl.Utf8, "changed_at": pl.Int64, "source": pl.Utf8}
+    frame = read_frame(engine, sql, _params(product_line, key_range), schema)
+    return frame.with_columns(pl.col("changed_at").cast(UTC_US))
+
+
+def read_trigger_arms(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
+    """Stored arm rows of the line's journeys in the range (``stages.triggers.ARM_SCHEMA``)."""
+    sql = (
+        "SELECT a.journey_id, a.trigger, a.armed, a.as_of FROM trigger_arms a "
+        f"JOIN journeys j ON j.id = a.journey_id WHERE {_RANGE}"
+    )
+    schema = {"journey_id": pl.Int64, "trigger": pl.Utf8, "armed": pl.Boolean, "as_of": pl.Int64}
+    frame = read_frame(engine, sql, _params(product_line, key_range), schema)
+    return frame.with_columns(pl.col("as_of").cast(UTC_US))
+
+
+def read_reached(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
+    """Qualifications already reached (``journey_id, qualification``): milestones are sticky."""
+    sql = (
+        "SELECT m.journey_id, m.qualification FROM qualification_milestones m "
+        f"JOIN journeys j ON j.id = m.journey_id WHERE {_RANGE}"
+    )
+    return read_frame(engine, sql, _params(product_line, key_range), {"journey_id": pl.Int64, "qualification": pl.Utf8})
+
+
+@dataclass(frozen=True)
+class FunnelWrite:
+    """Everything one (product line, partition) of a run stores, beside its changed scores."""
+
+    moved: pl.DataFrame  # journey_id, stage, stage_entered_at, score_from, status
+    transitions: pl.DataFrame  # stages.transitions.TRANSITION_SCHEMA
+    milestones: pl.DataFrame  # stages.triggers.MILESTONE_SCHEMA (+ breakdown)
+    arms: pl.DataFrame  # stages.triggers.ARM_SCHEMA
+    firings: pl.DataFrame  # stages.triggers.FIRING_SCHEMA
+    applied_updates: Sequence[int]  # stage_updates ids this run has taken into account
+
+
+# Actions that only change the store are carried out in the scoring transaction itself.
+IN_STORE_ACTIONS = ("tag", "untag")
+
+
+def write_partition(
+    engine: Engine,
+    *,
+    run_id: str,
+    as_of: datetime,
+    product_line: str,
+    changed: pl.DataFrame,
+    funnel: FunnelWrite,
+) -> int:
+    """Store a partition's run outcome in one transaction, so a crash leaves it all or nothing.
+
+    Every insert is keyed on a natural key (snapshot per journey and run, transition per journey,
+    time and target, milestone per journey and qualification, firing per run, journey, trigger, step
+    and action), so writing the same outcome again changes nothing. Returns the snapshots written.
+    """
+    with engine.begin() as conn:
+        written = write_snapshots(conn, run_id=run_id, as_of=as_of, product_line=product_line, changed=changed)
+        _move_journeys(conn, funnel.moved, run_id)
+        _insert(conn, "stage_transitions", _transition_rows(funnel.transitions, product_line, run_id))
+        _insert(conn, "qualification_milestones", _milestone_rows(funnel.milestones, product_line, run_id))
+        _upsert_arms(conn, funnel.arms)
+        _insert(conn, "trigger_firings", _firing_rows(funnel.firings, product_line, run_id, as_of))
+        _apply_tags(conn, funnel.firings, run_id, as_of)
+        if funnel.applied_updates:
+            conn.exec_driver_sql(
+                f"UPDATE stage_updates SET applied_run_id = {_mark(conn)} WHERE id = {_mark(conn)}",
+                [(run_id, update_id) for update_id in funnel.applied_updates],
+            )
+    return written
+
+
+def _mark(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _micros(name: str) -> pl.Expr:
+    return pl.col(name).cast(UTC_US).dt.epoch("us")
+
+
+def _insert(conn: Connection, table: str, frame: pl.DataFrame) -> None:
+    if frame.is_empty():
+        return
+    marks = ", ".join([_mark(conn)] * frame.width)
+    conn.exec_driver_sql(
+        f"INSERT INTO {table} ({', '.join(frame.columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING", frame.rows()
+    )
+
+
+def _move_journeys(conn: Connection, moved: pl.DataFrame, run_id: str) -> None:
+    if moved.is_empty():
+        return
+    mark = _mark(conn)
+    rows = moved.select(
+        "stage", _micros("stage_entered_at"), _micros("score_from"), "status", pl.lit(run_id), "journey_id"
+    ).rows()
+    conn.exec_driver_sql(
+        f"UPDATE journeys SET stage = {mark}, stage_entered_at = {mark}, score_from = {mark}, status = {mark}, "
+        f"updated_run_id = {mark} WHERE id = {mark}",
+        rows,
+    )
+
+
+def _transition_rows(transitions: pl.DataFrame, product_line: str, run_id: str) -> pl.DataFrame:
+    return transitions.select(
+        "journey_id",
+        "lead_key",
+        pl.lit(product_line).alias("product_line"),
+        "from_stage",
+        "to_stage",
+        _micros("at").alias("at"),
+        "reason",
+        "source",
+        "score_before",
+        "score_after",
+        _micros("score_from").alias("score_from"),
+        "status",
+        pl.lit(run_id).alias("run_id"),
+    )
+
+
+def _milestone_rows(milestones: pl.DataFrame, product_line: str, run_id: str) -> pl.DataFrame:
+    breakdown = breakdown_json(pl.col("breakdown")) if "breakdown" in milestones.columns else pl.lit("[]")
+    return milestones.select(
+        "journey_id",
+        "lead_key",
+        pl.lit(product_line).alias("product_line"),
+        "qualification",
+        "threshold",
+        _micros("reached_at").alias("reached_at"),
+        "stage",
+        "score",
+        pl.lit(run_id).alias("run_id"),
+        breakdown.alias("breakdown"),
+    )
+
+
+def _firing_rows(firings: pl.DataFrame, product_line: str, run_id: str, as_of: datetime) -> pl.DataFrame:
+    done = pl.col("action").is_in(IN_STORE_ACTIONS)
+    return firings.select(
+        pl.lit(run_id).alias("run_id"),
+        "journey_id",
+        "lead_key",
+        pl.lit(product_line).alias("product_line"),
+        "trigger",
+        "step",
+        "direction",
+        "action_index",
+        "action",
+        "params",
+        "stage",
+        "score",
+        "score_before",
+        pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("fired_at"),
+        pl.when(done).then(pl.lit("done")).otherwise(pl.lit("pending")).alias("status"),
+        done.cast(pl.Int32).alias("attempts"),
+        pl.when(done).then(pl.lit(as_of).cast(UTC_US).dt.epoch("us")).alias("completed_at"),
+    )
+
+
+def _upsert_arms(conn: Connection, arms: pl.DataFrame) -> None:
+    if arms.is_empty():
+        return
+    mark = _mark(conn)
+    conn.exec_driver_sql(
+        f"INSERT INTO trigger_arms (journey_id, trigger, armed, as_of) VALUES ({mark}, {mark}, {mark}, {mark}) "
+        "ON CONFLICT (journey_id, trigger) DO UPDATE SET armed = excluded.armed, as_of = excluded.as_of",
+        arms.select("journey_id", "trigger", "armed", _micros("as_of")).rows(),
+    )
+
+
+def _apply_tags(conn: Connection, firings: pl.DataFrame, run_id: str, as_of: datetime) -> None:
+    """Tag and untag actions, in firing order (a later untag of the same tag wins)."""
+    tagging = firings.filter(pl.col("action").is_in(IN_STORE_ACTIONS))
+    if tagging.is_empty():
+        return
+    last = (
+        tagging.with_columns(pl.col("params").str.json_path_match("$.tag").alias("tag"))
+        .sort("step", "journey_id", "action_index")
+        .group_by("lead_key", "tag", maintain_order=True)
+        .last()
+    )
+    mark = _mark(conn)
+    added = last.filter(pl.col("action") == "tag")
+    if not added.is_empty():
+        conn.exec_driver_sql(
+            f"INSERT INTO lead_tags (lead_key, tag, added_at, run_id) VALUES ({mark}, {mark}, {mark}, {mark}) "
+            "ON CONFLICT DO NOTHING",
+            added.select("lead_key", "tag", pl.lit(as_of).cast(UTC_US).dt.epoch("us"), pl.lit(run_id)).rows(),
+        )
+    removed = last.filter(pl.col("action") == "untag")
+    if not removed.is_empty():
+        conn.exec_driver_sql(
+            f"DELETE FROM lead_tags WHERE lead_key = {mark} AND tag = {mark}", removed.select("lead_key", "tag").rows()
+        )
