@@ -113,11 +113,29 @@ def ingest(
     json_out: JsonOpt = False,
 ) -> None:
     """Validate and store a CSV or JSONL file; bad rows are kept with their reason, re-ingesting is a no-op."""
+    if kind not in ("leads", "events"):
+        raise typer.BadParameter("leads or events", param_hint="KIND")
+    _ingest(kind, file, portfolio, json_out)
+
+
+stages_app = typer.Typer(help="Funnel stages: CRM stage updates.", no_args_is_help=True)
+app.add_typer(stages_app, name="stages")
+
+
+@stages_app.command("ingest")
+def stages_ingest(file: InputFile, portfolio: PortfolioOpt = None, json_out: JsonOpt = False) -> None:
+    """Store CRM stage updates (lead_id, product_line, stage, changed_at, source) for the next scoring run.
+
+    Moves backwards and into terminal stages (customer, lost) are accepted; bad rows are kept with
+    their reason, re-ingesting is a no-op.
+    """
+    _ingest("stage_updates", file, portfolio, json_out)
+
+
+def _ingest(kind: str, file: Path, portfolio: Path | None, json_out: bool) -> None:
     from flows.ingestion import ingest_file
     from store.ingest import write_rejects_csv
 
-    if kind not in ("leads", "events"):
-        raise typer.BadParameter("leads or events", param_hint="KIND")
     loaded = _load(portfolio)
     try:
         report = ingest_file(loaded, kind, file)
@@ -230,6 +248,37 @@ def explain(
                 snap["run_id"][:8],
             )
         console.print(hist)
+        if journey["transitions"]:
+            moves = Table("at", "from", "to", "reason", "score before", "score after", title="stage history")
+            for move in journey["transitions"]:
+                reason = move["reason"] + (f" ({move['source']})" if move["source"] else "")
+                moves.add_row(
+                    str(move["at"]),
+                    _t(move["from_stage"]),
+                    _t(move["to_stage"]),
+                    _t(reason),
+                    _number(move["score_before"]),
+                    _number(move["score_after"]),
+                )
+            console.print(moves)
+        if journey["qualifications"]:
+            reached = Table("qualification", "reached at", "stage", "score", "top reasons", title="qualifications")
+            for milestone in journey["qualifications"]:
+                top = sorted(milestone["breakdown"], key=lambda e: -abs(e["points"]))[:3]
+                reached.add_row(
+                    _t(milestone["qualification"]),
+                    str(milestone["reached_at"]),
+                    _t(milestone["stage"]),
+                    f"{milestone['score']:g}",
+                    _t("; ".join(f"{e['rule']}:{e['points']:+g}" for e in top)),
+                )
+            console.print(reached)
+    if history["tags"]:
+        console.print(f"tags: {_t(', '.join(history['tags']))}")
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
 
 
 @app.command()

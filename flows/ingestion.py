@@ -7,7 +7,7 @@ from typing import Any
 from flows.engine import engine_for
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
-from store.ingest import IngestReport, ingest_events, ingest_leads
+from store.ingest import IngestReport, ingest_events, ingest_leads, ingest_stage_updates
 from store.scores import open_journeys
 
 
@@ -36,10 +36,15 @@ class IngestOutcome:
 
 
 def ingest_file(portfolio: Portfolio, kind: str, path: Path, database_url: str | None = None) -> IngestOutcome:
+    """Ingest ``kind`` (leads, events or stage_updates); a CRM update for a line the lead has no journey
+    in yet opens one (the next scoring run then moves it to the update's stage)."""
     engine = engine_for(database_url)
     lines = set(portfolio.product_lines)
     if kind == "leads":
         report = ingest_leads(engine, path, product_lines=lines)
+    elif kind == "stage_updates":
+        stages = {name: [stage.name for stage in line.stages] for name, line in portfolio.product_lines.items()}
+        report = ingest_stage_updates(engine, path, stages=stages)
     else:
         options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
         if portfolio.spec.ingest.proxy_user_agents is not None:

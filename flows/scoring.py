@@ -15,6 +15,7 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from flows.actions import execute_actions
 from flows.engine import engine_for
 from models.engine import top_rules
 from stages.pipeline import run_line
@@ -23,7 +24,14 @@ from store.reader import lead_key_partitions, shared_partition_reads
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
 from store.settings import get_settings
 from store.sqlite_process import SqliteReadError
-from store.stages import FunnelWrite, read_pending_updates, read_reached, read_trigger_arms, write_partition
+from store.stages import (
+    FunnelWrite,
+    firing_summary,
+    read_pending_updates,
+    read_reached,
+    read_trigger_arms,
+    write_partition,
+)
 
 TOP_N = 10
 
@@ -131,6 +139,12 @@ def score_partition(
     return result
 
 
+@task(cache_policy=NO_CACHE)
+def carry_out_actions(database_url: str | None) -> dict[str, dict[str, int]]:
+    """Notifications, webhooks and track moves of every open firing (this run's and earlier ones')."""
+    return execute_actions(engine_for(database_url))
+
+
 def _counts(column: pl.DataFrame) -> dict[str, int]:
     return {key: n for key, n in column.to_series().value_counts().iter_rows()}
 
@@ -172,6 +186,8 @@ def score_portfolio(
         raise failures[0]
     summary = summarize(outcomes, run_id, as_of)
     if run_id is not None:
+        summary["actions"] = carry_out_actions(database_url)
+        summary["firing_outcomes"] = firing_summary(engine, run_id)
         finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
     logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
     _publish(summary)
@@ -218,6 +234,10 @@ def _publish(summary: dict[str, Any]) -> None:
         for line, counts in summary[kind].items()
         for key, n in counts.items()
     ]
+    if summary.get("firing_outcomes"):
+        create_table_artifact(
+            key="trigger-firings", table=summary["firing_outcomes"], description="This run's trigger actions, outcomes"
+        )
     create_table_artifact(
         key="funnel-changes", table=changes, description="Stage transitions, qualifications reached, trigger firings"
     )

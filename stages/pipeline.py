@@ -70,9 +70,11 @@ def run_line(
 
     advanced = advance(line, journeys, rescore(journeys), rescore, as_of)
     first_scores = advanced.steps.filter(pl.col("step") == 0).select("journey_id", pl.col("score").alias("_after"))
+    # The journey is scored in the stage of its last CRM move only; earlier moves of a chain have no score after.
+    last_move = pl.int_range(pl.len()).over("journey_id") == pl.len().over("journey_id") - 1
     external = (
         external.join(first_scores, on="journey_id", how="left", maintain_order="left")
-        .with_columns(pl.col("_after").alias("score_after"))
+        .with_columns(pl.when(last_move).then(pl.col("_after")).alias("score_after"))
         .select(list(TRANSITION_SCHEMA))
     )
     # A journey moved into a terminal stage is not scored, but it entered that stage: ``stage_entered``

@@ -141,8 +141,9 @@ def apply_external(
     leaving one makes the journey ``active`` again. Per journey, updates apply in ``changed_at`` order
     and each becomes a transition; an update to the stage the journey is already in is a no-op (so
     re-ingesting a file changes nothing), one older than the journey's ``stage_entered_at`` is stale
-    and ignored, one after ``as_of`` waits for a later run, one for a lead without a journey in this
-    line is ignored. Unknown stage names are a bug of the caller (ingestion rejects them): ValueError.
+    and ignored (unless the journey never moved since ``opened_at``, when that column is given), one
+    after ``as_of`` waits for a later run, one for a lead without a journey in this line is ignored.
+    Unknown stage names are a bug of the caller (ingestion rejects them): ValueError.
     """
     if updates.is_empty() or journeys.is_empty():
         return pl.DataFrame(schema=TRANSITION_SCHEMA)
@@ -161,11 +162,15 @@ def apply_external(
         pl.col("score_from").cast(UTC_US).alias("current_score_from"),
         _status(journeys).alias("current_status"),
         (pl.col("score") if "score" in journeys.columns else pl.lit(None)).cast(pl.Float64).alias("current_score"),
+        (pl.col("opened_at") if "opened_at" in journeys.columns else pl.lit(None)).cast(UTC_US).alias("opened_at"),
     )
+    # A journey that never moved since it opened takes any update: the CRM may know the lead from before
+    # leadscore opened its journey (a lead imported today with last month's deals).
+    moved = pl.col("opened_at").is_null() | (pl.col("stage_entered_at") > pl.col("opened_at"))
     moves = (
         updates.with_row_index("_order")
         .join(current, on="lead_key", how="inner")
-        .filter(pl.col("stage_entered_at").is_null() | (pl.col("changed_at") >= pl.col("stage_entered_at")))
+        .filter(pl.col("stage_entered_at").is_null() | (pl.col("changed_at") >= pl.col("stage_entered_at")) | ~moved)
         .sort("journey_id", "changed_at", "_order")
         .with_columns(
             pl.col("stage").shift(1).over("journey_id").fill_null(pl.col("current_stage")).alias("from_stage")

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from store.bulk import insert_ignore
-from store.tables import Event, Journey, Lead, ScoreSnapshot
+from store.tables import Event, Journey, Lead, LeadTag, QualificationMilestone, ScoreSnapshot, StageTransition
 
 
 def lead_key_of(session: Session, lead_id: str) -> int | None:
@@ -15,11 +15,14 @@ def lead_key_of(session: Session, lead_id: str) -> int | None:
 
 
 def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) -> dict[str, Any] | None:
-    """Current score, breakdown and snapshot history of each of a lead's journeys."""
+    """Current score, breakdown and snapshot history of each of a lead's journeys, with its stage
+    transitions and the qualifications it reached (when, in which stage, with which breakdown); the tags
+    on the lead."""
     with Session(engine) as session:
         key = lead_key_of(session, lead_id)
         if key is None:
             return None
+        tags = session.exec(select(LeadTag.tag).where(LeadTag.lead_key == key).order_by(col(LeadTag.tag))).all()
         query = select(Journey).where(Journey.lead_key == key)
         if product_line:
             query = query.where(Journey.product_line == product_line)
@@ -29,6 +32,16 @@ def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) 
                 select(ScoreSnapshot)
                 .where(ScoreSnapshot.journey_id == journey.id)
                 .order_by(col(ScoreSnapshot.as_of), col(ScoreSnapshot.id))
+            ).all()
+            transitions = session.exec(
+                select(StageTransition)
+                .where(StageTransition.journey_id == journey.id)
+                .order_by(col(StageTransition.at), col(StageTransition.id))
+            ).all()
+            milestones = session.exec(
+                select(QualificationMilestone)
+                .where(QualificationMilestone.journey_id == journey.id)
+                .order_by(col(QualificationMilestone.reached_at), col(QualificationMilestone.threshold))
             ).all()
             journeys.append(
                 {
@@ -51,9 +64,18 @@ def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) 
                         }
                         for s in snapshots
                     ],
+                    "transitions": [
+                        t.model_dump(include={"from_stage", "to_stage", "at", "reason", "source", "run_id"})
+                        | {"score_before": t.score_before, "score_after": t.score_after}
+                        for t in transitions
+                    ],
+                    "qualifications": [
+                        m.model_dump(include={"qualification", "reached_at", "stage", "score", "breakdown", "run_id"})
+                        for m in milestones
+                    ],
                 }
             )
-        return {"lead_id": lead_id, "lead_key": key, "journeys": journeys}
+        return {"lead_id": lead_id, "lead_key": key, "tags": list(tags), "journeys": journeys}
 
 
 def add_manual_adjustment(

@@ -30,6 +30,7 @@ JOURNEY_SCHEMA = {
     "lead_key": pl.Int64,
     "stage": pl.Utf8,
     "status": pl.Utf8,
+    "opened_at": pl.Int64,
     "score_from": pl.Int64,
     "stage_entered_at": pl.Int64,
     "score": pl.Float64,
@@ -55,11 +56,12 @@ def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int])
     """The journeys of one product line in a lead-key range, with their current score; terminal ones
     too (a CRM update may bring a customer or lost journey back), though they are not scored."""
     sql = (
-        "SELECT id AS journey_id, lead_key, stage, status, score_from, stage_entered_at, score, band, qualification "
+        "SELECT id AS journey_id, lead_key, stage, status, opened_at, score_from, stage_entered_at, score, band, "
+        "qualification "
         "FROM journeys WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi"
     )
     frame = read_frame(engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_SCHEMA)
-    return frame.with_columns(pl.col("score_from", "stage_entered_at").cast(pl.Datetime("us", "UTC")))
+    return frame.with_columns(pl.col("opened_at", "score_from", "stage_entered_at").cast(pl.Datetime("us", "UTC")))
 
 
 def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[str] = ()) -> pl.DataFrame:

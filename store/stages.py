@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine
 
 from store.reader import read_frame
 from store.scores import breakdown_json, write_snapshots
+from store.tables import to_micros
 
 UTC_US = pl.Datetime("us", "UTC")
 _RANGE = "j.product_line = :line AND j.lead_key >= :lo AND j.lead_key < :hi"
@@ -213,10 +214,81 @@ def _apply_tags(conn: Connection, firings: pl.DataFrame, run_id: str, as_of: dat
         conn.exec_driver_sql(
             f"INSERT INTO lead_tags (lead_key, tag, added_at, run_id) VALUES ({mark}, {mark}, {mark}, {mark}) "
             "ON CONFLICT DO NOTHING",
-            added.select("lead_key", "tag", pl.lit(as_of).cast(UTC_US).dt.epoch("us"), pl.lit(run_id)).rows(),
+            added.select(
+                "lead_key", "tag", pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("at"), pl.lit(run_id).alias("run")
+            ).rows(),
         )
     removed = last.filter(pl.col("action") == "untag")
     if not removed.is_empty():
         conn.exec_driver_sql(
             f"DELETE FROM lead_tags WHERE lead_key = {mark} AND tag = {mark}", removed.select("lead_key", "tag").rows()
         )
+
+
+OPEN_FIRING_STATUSES = ("pending", "retry")
+FIRING_SCHEMA = {
+    "id": pl.Int64,
+    "run_id": pl.Utf8,
+    "journey_id": pl.Int64,
+    "lead_key": pl.Int64,
+    "product_line": pl.Utf8,
+    "trigger": pl.Utf8,
+    "direction": pl.Utf8,
+    "action": pl.Utf8,
+    "params": pl.Utf8,
+    "stage": pl.Utf8,
+    "score": pl.Float64,
+    "score_before": pl.Float64,
+    "fired_at": pl.Int64,
+    "attempts": pl.Int64,
+    "lead_id": pl.Utf8,
+    "email": pl.Utf8,
+    "first_name": pl.Utf8,
+    "last_name": pl.Utf8,
+    "company": pl.Utf8,
+    "owner_email": pl.Utf8,
+}
+
+
+def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
+    """Firings of ``actions`` still to carry out (pending, or retried after a temporary failure), with
+    the lead's contact fields, oldest first."""
+    if not actions:
+        return pl.DataFrame(schema=FIRING_SCHEMA)
+    names = ", ".join(f"'{name}'" for name in actions if name.isidentifier())
+    statuses = ", ".join(f"'{name}'" for name in OPEN_FIRING_STATUSES)
+    sql = (
+        "SELECT f.id, f.run_id, f.journey_id, f.lead_key, f.product_line, f.trigger, f.direction, f.action, "
+        "CAST(f.params AS TEXT) AS params, f.stage, f.score, f.score_before, f.fired_at, f.attempts, "
+        "l.lead_id, l.email, l.first_name, l.last_name, l.company, l.owner_email "
+        "FROM trigger_firings f JOIN leads l ON l.key = f.lead_key "
+        f"WHERE f.status IN ({statuses}) AND f.action IN ({names}) ORDER BY f.id"
+    )
+    frame = read_frame(engine, sql, {}, FIRING_SCHEMA)
+    return frame.with_columns(pl.col("fired_at").cast(UTC_US))
+
+
+def record_firing_outcomes(engine: Engine, outcomes: Sequence[tuple[int, str, int, str, datetime | None]]) -> None:
+    """Store ``(firing id, status, attempts made now, outcome, completed_at)`` for each carried-out action."""
+    if not outcomes:
+        return
+    with engine.begin() as conn:
+        mark = _mark(conn)
+        conn.exec_driver_sql(
+            f"UPDATE trigger_firings SET status = {mark}, attempts = attempts + {mark}, outcome = {mark}, "
+            f"completed_at = {mark} WHERE id = {mark}",
+            [
+                (status, attempts, outcome, None if done is None else to_micros(done), firing_id)
+                for firing_id, status, attempts, outcome, done in outcomes
+            ],
+        )
+
+
+def firing_summary(engine: Engine, run_id: str) -> list[dict[str, object]]:
+    """The run's firings counted per trigger, action and status (what the run's artifact shows)."""
+    sql = (
+        "SELECT trigger, action, status, COUNT(*) AS firings FROM trigger_firings WHERE run_id = :run "
+        "GROUP BY trigger, action, status ORDER BY trigger, action, status"
+    )
+    schema = {"trigger": pl.Utf8, "action": pl.Utf8, "status": pl.Utf8, "firings": pl.Int64}
+    return read_frame(engine, sql, {"run": run_id}, schema).to_dicts()
