@@ -331,3 +331,6 @@ def demo(
 
 def main() -> None:
     app()
+
+
+from flows import cli_nurture  # noqa: E402,F401  (registers commands)
