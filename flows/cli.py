@@ -380,3 +380,6 @@ def demo(
 
 def main() -> None:
     app()
+
+
+from flows import cli_nurture  # noqa: E402,F401  (registers commands)

@@ -21,7 +21,13 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    smtp_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    smtp_timeout: float = 30.0
+    smtp_attempts: int = 3  # tries per message on temporary (4xx) failures
+    smtp_backoff_seconds: float = 2.0  # wait before the first retry; doubles on each further one
     mail_from: str = "leadscore@localhost"
+    # Keys the unsubscribe tokens in List-Unsubscribe links; without it tokens are only hashes.
+    unsubscribe_secret: SecretStr | None = None
     workers: int = 2
 
 

@@ -1,0 +1,358 @@
+"""Email rendering and message building: pure functions, no I/O beyond reading templates.
+
+Every email is a pair of Jinja2 templates, ``NAME.txt.j2`` and ``NAME.html.j2``, that extend the
+layouts in ``templates/email/`` and give their subject in ``{% block subject %}`` (in the text
+template). The environment is sandboxed (marketers edit templates), escapes HTML in ``.html.j2`` files
+(``select_autoescape`` does not cover that suffix by default, DESIGN §7) and uses ``StrictUndefined``:
+a field a template names but the context lacks is an error, found by ``validate_templates`` before any
+send rather than an empty string in a customer's inbox.
+
+Messages are built with ``email.policy.SMTP`` allowing 998-character lines and quoted-printable
+bodies, so that ``List-Unsubscribe`` stays one unfolded, unencoded header line: the default policy
+folds and RFC 2047-encodes long headers, which Gmail then ignores (DESIGN §7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import css_inline
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+PROJECT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+EMAIL_POLICY = SMTP.clone(max_line_length=998)
+KINDS = ("owner_alert", "nurture")
+LEAD_FIELDS = (
+    "lead_id", "email", "first_name", "last_name", "phone", "company", "city", "state", "zip", "country",
+    "owner_email",
+)  # fmt: skip
+_INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+_SPACES = re.compile(r"\s+")
+
+
+class MailError(ValueError):
+    """A template that cannot be rendered; ``problems`` lists ``(file, line, message)``."""
+
+    def __init__(self, problems: list[tuple[str, int | None, str]]):
+        self.problems = problems
+        lines = (f"{file}{f':{line}' if line else ''}: {message}" for file, line, message in problems)
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a message is from, and (for marketing email) where to unsubscribe and the postal address.
+
+    ``unsubscribe_url`` and ``unsubscribe_mailto`` may hold ``{token}``, ``{lead_id}`` and
+    ``{message_id}`` placeholders; ``{token}`` is an HMAC of the lead id (keyed by
+    ``LEADSCORE_UNSUBSCRIBE_SECRET``), so links cannot be forged for other leads.
+    """
+
+    name: str
+    address: str
+    postal_address: str = ""
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2] or "localhost"
+
+    def context(self) -> dict[str, str]:
+        return {"name": self.name, "address": self.address, "postal_address": self.postal_address}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message ready for delivery, keyed by its stable ``message_id`` (without angle brackets)."""
+
+    message_id: str
+    kind: str  # owner_alert | nurture
+    ref: str  # what caused it: firing:<id>, enrolment:<id>:<step>
+    lead_key: int
+    run_id: str
+    to: str
+    message: EmailMessage = field(repr=False)
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+
+def message_id_for(kind: str, ref: str, domain: str) -> str:
+    """A Message-ID derived from what caused the message: the same cause always gives the same id,
+    which is what makes a re-run recognise a message it already sent."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown message kind {kind!r}; known: {KINDS}")
+    digest = hashlib.sha256(f"{kind}|{ref}".encode()).hexdigest()[:40]
+    return f"{digest}@{domain}"
+
+
+def unsubscribe_token(lead_id: str, secret: str | None) -> str:
+    key = (secret or "leadscore-unsubscribe").encode()
+    return hmac.new(key, lead_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class Mailer:
+    """A sandboxed Jinja environment over template folders (the first folder wins: a portfolio's own
+    ``templates/`` overrides the project's)."""
+
+    def __init__(self, folders: Iterable[Path | str] = ()):
+        self.folders = [Path(folder) for folder in folders if Path(folder).is_dir()]
+        if PROJECT_TEMPLATES not in self.folders:
+            self.folders.append(PROJECT_TEMPLATES)
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(self.folders),
+            autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml", "html.j2"), default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    @classmethod
+    def for_portfolio(cls, portfolio_path: Path | str) -> Mailer:
+        return cls([Path(portfolio_path).parent / "templates"])
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.env.get_template(f"email/{name}.txt.j2")
+            self.env.get_template(f"email/{name}.html.j2")
+        except TemplateNotFound:
+            return False
+        return True
+
+    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
+        """Subject, text and CSS-inlined HTML of template pair ``email/NAME``; raises ``MailError``."""
+        text_template = self._template(f"email/{name}.txt.j2")
+        html_template = self._template(f"email/{name}.html.j2")
+        if "subject" not in text_template.blocks:
+            raise MailError([(self._file(text_template.name), None, "no {% block subject %} in the text template")])
+        try:
+            subject_context = text_template.new_context(dict(context))
+            subject = _SPACES.sub(" ", "".join(text_template.blocks["subject"](subject_context))).strip()
+            full = {**context, "subject": subject}
+            text = text_template.render(full)
+            html = html_template.render(full)
+        except TemplateError as exc:
+            raise MailError([self._locate(exc, sys.exc_info()[2])]) from exc
+        return Rendered(subject=subject, text=text, html=_INLINER.inline(html))
+
+    def _template(self, path: str) -> Any:
+        try:
+            return self.env.get_template(path)
+        except TemplateNotFound as exc:
+            searched = ", ".join(str(folder) for folder in self.folders)
+            raise MailError([(path, None, f"template not found (searched {searched})")]) from exc
+        except TemplateError as exc:  # a syntax error carries its own file and line
+            raise MailError([self._locate(exc, sys.exc_info()[2])]) from exc
+
+    def _file(self, name: str | None) -> str:
+        for folder in self.folders:
+            candidate = folder / (name or "")
+            if name and candidate.is_file():
+                return str(candidate)
+        return name or "<template>"
+
+    def _locate(self, exc: TemplateError, tb: TracebackType | None) -> tuple[str, int | None, str]:
+        """The template file and line an error comes from: Jinja maps template frames to their source."""
+        file, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
+        while tb is not None:
+            name = tb.tb_frame.f_code.co_filename
+            if name.endswith(".j2"):
+                file, line = name, tb.tb_lineno
+            tb = tb.tb_next
+        message = getattr(exc, "message", None) or str(exc)
+        return (file or "<template>", line, message)
+
+
+def validate_templates(mailer: Mailer, names: Iterable[str], context: Mapping[str, Any]) -> None:
+    """Render each template pair with ``context``; every problem (file, line, missing variable) at once."""
+    problems: list[tuple[str, int | None, str]] = []
+    for name in dict.fromkeys(names):
+        try:
+            mailer.render(name, context)
+        except MailError as exc:
+            problems += exc.problems
+    if problems:
+        raise MailError(problems)
+
+
+def lead_context(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """A lead as templates see it: every standard field (``None`` when unknown) and its ``attributes``."""
+    return {**{name: lead.get(name) for name in LEAD_FIELDS}, "attributes": dict(lead.get("attributes") or {})}
+
+
+SAMPLE_LEAD = lead_context(
+    {
+        "lead_id": "LD-SAMPLE",
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "company": "Analytical Engines Ltd",
+        "country": "GB",
+        "owner_email": "owner@example.com",
+        "attributes": {"job_title": "Head of Data", "industry": "software"},
+    }
+)
+
+
+def sample_context(kind: str, sender: Sender) -> dict[str, Any]:
+    """The context validation renders a template of ``kind`` with: the same keys a real send gets."""
+    common = {
+        "lead": SAMPLE_LEAD,
+        "product_line": {"name": "sample-line", "title": "Sample Line"},
+        "journey": {"stage": "discovery", "score": 42.5, "band": "warm", "qualification": "MQL"},
+        "sender": sender.context(),
+    }
+    if kind == "owner_alert":
+        return {
+            **common,
+            "unsubscribe_url": None,
+            "trigger": {"name": "hot lead", "direction": "up", "score_before": 30.0},
+            "breakdown": [{"rule": "pricing page", "points": 15.0}, {"rule": "small company", "points": -5.0}],
+        }
+    return {
+        **common,
+        "unsubscribe_url": "https://example.com/unsubscribe?t=sample",
+        "reasons": [{"rule": "pricing page", "points": 15.0}],
+        "track": {"name": "sample-track", "step": 0},
+    }
+
+
+def build_message(
+    *,
+    sender: Sender,
+    to: str,
+    rendered: Rendered,
+    message_id: str,
+    date: datetime,
+    list_unsubscribe: tuple[str | None, str | None] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message (text, then HTML) with RFC 8058 one-click unsubscribe headers.
+
+    ``list_unsubscribe`` is ``(https URL, mailto URL)``; internal mail (owner alerts) passes ``None``.
+    """
+    msg = EmailMessage(policy=EMAIL_POLICY)
+    msg["From"] = Address(sender.name, addr_spec=sender.address)
+    msg["To"] = to
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = f"<{message_id}>"
+    if list_unsubscribe is not None:
+        url, mailto = list_unsubscribe
+        targets = [f"<{target}>" for target in (url, mailto) if target]
+        if targets:
+            msg["List-Unsubscribe"] = ", ".join(targets)
+        if url:
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def compose(
+    mailer: Mailer,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    kind: str,
+    ref: str,
+    lead_key: int,
+    run_id: str,
+    to: str,
+    sender: Sender,
+    date: datetime,
+    unsubscribe_secret: str | None = None,
+) -> Outgoing:
+    """Render ``template`` and wrap it as an ``Outgoing`` whose Message-ID derives from ``kind|ref``.
+
+    Marketing email (``nurture``) gets its unsubscribe links (placeholders filled) into both the
+    headers and the template context (``unsubscribe_url``); owner alerts get neither.
+    """
+    message_id = message_id_for(kind, ref, sender.domain)
+    unsubscribe: tuple[str | None, str | None] | None = None
+    if kind == "nurture":
+        lead_id = str(context["lead"]["lead_id"])
+        values = {
+            "token": unsubscribe_token(lead_id, unsubscribe_secret),
+            "lead_id": quote(lead_id, safe=""),
+            "message_id": quote(message_id, safe=""),
+        }
+        unsubscribe = (
+            sender.unsubscribe_url.format(**values) if sender.unsubscribe_url else None,
+            sender.unsubscribe_mailto.format(**values) if sender.unsubscribe_mailto else None,
+        )
+    full = {**context, "sender": sender.context(), "unsubscribe_url": unsubscribe[0] if unsubscribe else None}
+    rendered = mailer.render(template, full)
+    message = build_message(
+        sender=sender, to=to, rendered=rendered, message_id=message_id, date=date, list_unsubscribe=unsubscribe
+    )
+    return Outgoing(message_id=message_id, kind=kind, ref=ref, lead_key=lead_key, run_id=run_id, to=to, message=message)
+
+
+def owner_alert(
+    mailer: Mailer,
+    *,
+    firing_id: int,
+    lead: Mapping[str, Any],
+    product_line: Mapping[str, Any],
+    journey: Mapping[str, Any],
+    trigger: Mapping[str, Any],
+    breakdown: list[Mapping[str, Any]],
+    to: str,
+    sender: Sender,
+    run_id: str,
+    date: datetime,
+    template: str = "owner_alert",
+) -> Outgoing:
+    """The salesperson's alert for one trigger firing (``ref`` ``firing:<id>``).
+
+    ``lead``: lead fields (``lead_id``, ``email``, names, ``company``, ``attributes``…, plus ``key``);
+    ``product_line``: ``name``, ``title``; ``journey``: ``stage``, ``score``, ``band``, ``qualification``;
+    ``trigger``: ``name``, ``direction``, ``score_before``; ``breakdown``: ``[{rule, points}]``.
+    """
+    context = {
+        "lead": lead_context(lead),
+        "product_line": dict(product_line),
+        "journey": dict(journey),
+        "trigger": {"score_before": None, **trigger},
+        "breakdown": [dict(entry) for entry in breakdown],
+    }
+    return compose(
+        mailer,
+        template,
+        context,
+        kind="owner_alert",
+        ref=f"firing:{firing_id}",
+        lead_key=int(lead["key"]),
+        run_id=run_id,
+        to=to,
+        sender=sender,
+        date=date,
+    )

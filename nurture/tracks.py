@@ -1,0 +1,493 @@
+"""Nurture decisions as pure functions over Polars frames: who exits, who enters, which steps run.
+
+A run at ``as_of`` first ends enrolments (``decide_exits``), then opens new ones (``decide_enrolments``),
+then advances every active enrolment whose next step is due (``plan_steps``): it executes the steps in
+order until it reaches a ``wait`` (the next step becomes due ``as_of`` + the wait), an ``email`` or the
+end of the track (completed). Audience steps and branches take no time. A due email goes out only inside
+the send window and under the frequency cap (counted per lead across all tracks, including this run's
+earlier emails, in track declaration order); otherwise the enrolment stays on that step until the window
+opens or the cap frees a slot. After the flow delivered the emails, ``after_send`` logs them and walks on
+from the next step (stopping before any further email: one email per enrolment per run).
+
+Frames (times are ``Datetime("us", "UTC")``):
+
+- journeys: ``journey_id, lead_key, product_line, stage, status, score, band``
+- milestones: ``journey_id, qualification`` (sticky: reached once, reached for good)
+- leads: ``lead_key, email, email_opt_in, unsubscribed_at, bounced_at``
+- enrolments: ``store.nurture.ENROLMENT_SCHEMA``
+- requests: ``store.nurture.REQUEST_SCHEMA`` (enrol/exit asked for by triggers)
+- sends: ``lead_key, at, ref``: nurture emails already sent (for the frequency cap)
+- engagement: ``enrolment_id, opened, clicked``: reactions to each enrolment's latest email
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from nurture.spec import NurtureSpec, Reentry, TrackSpec, parse_duration
+from store.nurture import UTC_US
+
+STEP_SCHEMA: dict[str, pl.DataType] = {
+    "track": pl.Utf8(),
+    "step": pl.Int64(),
+    "kind": pl.Utf8(),
+    "arg": pl.Utf8(),
+    "then_step": pl.Int64(),
+    "else_step": pl.Int64(),
+    "wait_us": pl.Int64(),
+}
+LOG_SCHEMA: dict[str, pl.DataType] = {
+    "enrolment_id": pl.Int64(),
+    "step": pl.Int64(),
+    "action": pl.Utf8(),
+    "detail": pl.Utf8(),
+    "message_id": pl.Utf8(),
+}
+UPDATE_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64(),
+    "current_step": pl.Int64(),
+    "next_step_at": UTC_US,
+    "status": pl.Utf8(),  # active | completed
+}
+EMAIL_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64(),
+    "lead_key": pl.Int64(),
+    "journey_id": pl.Int64(),
+    "track": pl.Utf8(),
+    "step": pl.Int64(),
+    "template": pl.Utf8(),
+}
+_STOP_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.Int64(),
+    "lead_key": pl.Int64(),
+    "journey_id": pl.Int64(),
+    "track": pl.Utf8(),
+    "step": pl.Int64(),
+    "stop": pl.Utf8(),
+    "template": pl.Utf8(),
+    "next_step_at": UTC_US,
+}
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """A validated ``nurture:`` section compiled for the decisions: the steps as one table."""
+
+    spec: NurtureSpec
+    zone: ZoneInfo
+    steps: pl.DataFrame
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.spec.tracks)
+
+    @property
+    def max_steps(self) -> int:
+        return max((len(track.steps) for track in self.spec.tracks.values()), default=0)
+
+
+def compile_tracks(spec: NurtureSpec, timezone: str) -> Tracks:
+    rows = []
+    for name, track in spec.tracks.items():
+        for index, step in enumerate(track.steps):
+            branch = step.branch
+            rows.append(
+                {
+                    "track": name,
+                    "step": index,
+                    "kind": step.kind,
+                    "arg": branch.if_ if branch else (step.email or step.wait or step.audience or step.leave_audience),
+                    "then_step": track.target(branch.then) if branch else None,
+                    "else_step": track.target(branch.else_) if branch else None,
+                    "wait_us": parse_duration(step.wait) // timedelta(microseconds=1) if step.wait else None,
+                }
+            )
+    return Tracks(spec=spec, zone=ZoneInfo(timezone), steps=pl.DataFrame(rows, schema=STEP_SCHEMA))
+
+
+def _eligible(leads: pl.DataFrame) -> pl.DataFrame:
+    """``lead_key, suppressed``: why a lead may not be emailed (null when it may)."""
+    return leads.select(
+        "lead_key",
+        pl.when(pl.col("unsubscribed_at").is_not_null())
+        .then(pl.lit("unsubscribed"))
+        .when(pl.col("bounced_at").is_not_null())
+        .then(pl.lit("bounced"))
+        .when(~pl.col("email_opt_in").fill_null(False) | pl.col("email").is_null() | (pl.col("email") == ""))
+        .then(pl.lit("no_consent"))
+        .alias("suppressed"),
+    )
+
+
+def _reached(milestones: pl.DataFrame, qualification: str, name: str) -> pl.DataFrame:
+    """``journey_id, <name>``: the journeys that ever reached ``qualification``."""
+    return (
+        milestones.filter(pl.col("qualification") == qualification)
+        .select("journey_id", pl.lit(True).alias(name))
+        .unique("journey_id")
+    )
+
+
+def _exit_reason(track: TrackSpec, frame: pl.DataFrame, milestones: pl.DataFrame) -> pl.Series:
+    """Why each row (an enrolment or a candidate, joined with its journey and consent) must leave."""
+    if track.exit.qualification_reached is not None:
+        frame = frame.join(
+            _reached(milestones, track.exit.qualification_reached, "_qualified"),
+            on="journey_id",
+            how="left",
+            maintain_order="left",
+        )
+    rules = pl.when(pl.col("suppressed").is_not_null()).then(pl.col("suppressed"))
+    if track.exit.converted:
+        rules = rules.when(pl.col("status") == "customer").then(pl.lit("converted"))
+    rules = rules.when(pl.col("status") == "lost").then(pl.lit("lost"))
+    if track.exit.qualification_reached is not None:
+        rules = rules.when(pl.col("_qualified").fill_null(False)).then(
+            pl.lit(f"qualification_reached:{track.exit.qualification_reached}")
+        )
+    if track.exit.score_at_least is not None:
+        rules = rules.when(pl.col("score") >= track.exit.score_at_least).then(pl.lit("score_rose"))
+    if track.exit.stage_changed:
+        rules = rules.when(
+            pl.col("enrolled_stage").is_not_null() & (pl.col("journey_stage") != pl.col("enrolled_stage"))
+        ).then(pl.lit("stage_changed"))
+    return frame.select(rules.otherwise(None).alias("exit_reason")).to_series()
+
+
+def _with_context(frame: pl.DataFrame, journeys: pl.DataFrame, leads: pl.DataFrame) -> pl.DataFrame:
+    """Join rows holding ``journey_id, lead_key`` with their journey's state and the lead's consent."""
+    state = journeys.select(
+        "journey_id", pl.col("stage").alias("journey_stage"), "status", "score", "band", "product_line"
+    )
+    return frame.join(state, on="journey_id", how="left", maintain_order="left").join(
+        _eligible(leads), on="lead_key", how="left", maintain_order="left"
+    )
+
+
+def decide_exits(
+    tracks: Tracks,
+    enrolments: pl.DataFrame,
+    journeys: pl.DataFrame,
+    milestones: pl.DataFrame,
+    leads: pl.DataFrame,
+    requests: pl.DataFrame,
+) -> pl.DataFrame:
+    """``id, exit_reason``: active enrolments that end now (suppression first, then requests, then the
+    track's exit criteria). Enrolments of tracks no longer declared end with ``track_removed``."""
+    active = enrolments.filter(pl.col("status") == "active").rename({"stage": "enrolled_stage"})
+    active = _with_context(active, journeys, leads)
+    asked = (
+        requests.filter(pl.col("action") == "exit")
+        .group_by("track", "lead_key")
+        .agg(pl.col("reason").sort().first().alias("_asked"))
+    )
+    active = active.join(asked, on=["track", "lead_key"], how="left")
+    parts = [
+        active.filter(~pl.col("track").is_in(tracks.names)).select("id", pl.lit("track_removed").alias("exit_reason"))
+    ]
+    for name, track in tracks.spec.tracks.items():
+        rows = active.filter(pl.col("track") == name)
+        if rows.is_empty():
+            continue
+        reason = _exit_reason(track, rows, milestones)
+        rows = rows.with_columns(
+            pl.when(pl.col("suppressed").is_not_null())
+            .then(pl.col("suppressed"))
+            .when(pl.col("_asked").is_not_null())
+            .then(pl.lit("requested: ") + pl.col("_asked"))
+            .otherwise(reason)
+            .alias("exit_reason")
+        )
+        parts.append(rows.filter(pl.col("exit_reason").is_not_null()).select("id", "exit_reason"))
+    return pl.concat(parts).sort("id")
+
+
+def decide_enrolments(
+    tracks: Tracks,
+    enrolments: pl.DataFrame,
+    journeys: pl.DataFrame,
+    milestones: pl.DataFrame,
+    leads: pl.DataFrame,
+    requests: pl.DataFrame,
+    as_of: datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """New enrolments ``lead_key, journey_id, track, stage, reason`` and the outcome of each enrol
+    request ``id, outcome``.
+
+    A journey meeting a track's entry criteria enters it; so does a lead a trigger asked to enrol (the
+    entry criteria then do not apply). Either way the lead must be emailable, allowed back in by the
+    track's re-entry policy, and not already meeting an exit criterion (it would leave at once).
+    ``enrolments`` must include those that ``decide_exits`` just ended (with ``exited_at``).
+    """
+    history = enrolments.group_by("track", "lead_key").agg(
+        (pl.col("status") == "active").any().alias("_active"),
+        pl.col("exited_at").max().alias("_last_end"),
+    )
+    new_parts: list[pl.DataFrame] = []
+    outcomes: list[pl.DataFrame] = []
+    enrol_requests = requests.filter(pl.col("action") == "enrol")
+    for name, track in tracks.spec.tracks.items():
+        entry = track.entry
+        line = journeys.filter(pl.col("product_line") == entry.product_line)
+        auto = line.filter(~pl.col("status").is_in(["customer", "lost"]) & pl.col("score").is_not_null())
+        if entry.stages is not None:
+            auto = auto.filter(pl.col("stage").is_in(entry.stages))
+        if entry.bands is not None:
+            auto = auto.filter(pl.col("band").is_in(entry.bands))
+        if entry.score_below is not None:
+            auto = auto.filter(pl.col("score") < entry.score_below)
+        if entry.qualification_not_reached is not None:
+            reached = _reached(milestones, entry.qualification_not_reached, "_reached")
+            auto = auto.join(reached, on="journey_id", how="anti")
+        auto = auto.select(
+            "lead_key",
+            "journey_id",
+            "stage",
+            pl.lit("entry").alias("reason"),
+            pl.lit(None, pl.Int64).alias("request_id"),
+        )
+        asked = (
+            enrol_requests.filter(pl.col("track") == name)
+            .join(line.select("lead_key", "journey_id", "stage"), on="lead_key", how="left")
+            .select("lead_key", "journey_id", "stage", pl.col("reason"), pl.col("id").alias("request_id"))
+        )
+        candidates = pl.concat([asked, auto]).with_columns(
+            pl.lit(name).alias("track"), pl.col("stage").alias("enrolled_stage")
+        )
+        candidates = _with_context(candidates, journeys, leads).join(
+            history, on=["track", "lead_key"], how="left", maintain_order="left"
+        )
+        candidates = candidates.with_columns(
+            _exit_reason(track, candidates, milestones).alias("_exit"), _reentry_refusal(track, as_of).alias("_refused")
+        )
+        verdict = (
+            pl.when(pl.col("_exit").is_not_null())
+            .then(pl.lit("refused: ") + pl.col("_exit"))
+            .when(pl.col("_refused").is_not_null())
+            .then(pl.col("_refused"))
+            .otherwise(pl.lit("enrolled"))
+        )
+        candidates = candidates.with_columns(verdict.alias("outcome"))
+        accepted = candidates.filter(pl.col("outcome") == "enrolled").unique(
+            "lead_key", keep="first", maintain_order=True
+        )
+        new_parts.append(accepted.select("lead_key", "journey_id", "track", "stage", "reason"))
+        requested = candidates.filter(pl.col("request_id").is_not_null())
+        first = accepted.select("lead_key", pl.col("request_id").alias("_winner"))
+        requested = requested.join(first, on="lead_key", how="left").with_columns(
+            pl.when((pl.col("outcome") == "enrolled") & (pl.col("_winner") != pl.col("request_id")))
+            .then(pl.lit("duplicate request"))
+            .otherwise(pl.col("outcome"))
+            .alias("outcome")
+        )
+        outcomes.append(requested.select(pl.col("request_id").alias("id"), "outcome"))
+    unknown = enrol_requests.filter(~pl.col("track").is_in(tracks.names)).select(
+        "id", pl.lit("refused: unknown track").alias("outcome")
+    )
+    new = (
+        pl.concat(new_parts)
+        if new_parts
+        else pl.DataFrame(
+            schema={"lead_key": pl.Int64, "journey_id": pl.Int64, "track": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8}
+        )
+    )
+    return new.sort("track", "lead_key"), pl.concat([*outcomes, unknown]).sort("id")
+
+
+def _reentry_refusal(track: TrackSpec, as_of: datetime) -> pl.Expr:
+    active = pl.col("_active").fill_null(False)
+    before = pl.col("_active").is_not_null()
+    refusal = pl.when(active).then(pl.lit("refused: already enrolled"))
+    policy = track.reentry
+    if policy == "never":
+        refusal = refusal.when(before).then(pl.lit("refused: re-entry never"))
+    elif isinstance(policy, Reentry):
+        earliest = as_of - timedelta(days=policy.after_days)
+        refusal = refusal.when(before & (pl.col("_last_end") > earliest)).then(
+            pl.lit(f"refused: re-entry after {policy.after_days:g} days")
+        )
+    return refusal.otherwise(None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run does to the due enrolments before sending: ``emails`` to send (``EMAIL_SCHEMA``),
+    ``log`` of executed steps (``LOG_SCHEMA``), ``updates`` of enrolment positions (``UPDATE_SCHEMA``),
+    and ``deferred``: ``id, why`` for emails held back by the send window or the cap."""
+
+    emails: pl.DataFrame
+    log: pl.DataFrame
+    updates: pl.DataFrame
+    deferred: pl.DataFrame
+
+
+def plan_steps(
+    tracks: Tracks, enrolments: pl.DataFrame, engagement: pl.DataFrame, sends: pl.DataFrame, as_of: datetime
+) -> Plan:
+    """Advance the active enrolments due at ``as_of`` up to their next wait, email or end."""
+    due = enrolments.filter(
+        (pl.col("status") == "active")
+        & pl.col("track").is_in(tracks.names)
+        & (pl.col("next_step_at").is_null() | (pl.col("next_step_at") <= as_of))
+    ).select("id", "lead_key", "journey_id", "track", pl.col("current_step").alias("step"))
+    stops, log = _walk(tracks, due, engagement, as_of, allow_email=True)
+    candidates = stops.filter(pl.col("stop") == "email")
+    send, deferred = _gate(tracks, candidates, sends, as_of)
+    updates = pl.concat(
+        [
+            _updates(stops.filter(pl.col("stop") != "email")),
+            # Every email stop is recorded on its step (a failed delivery leaves it due); deferred ones
+            # become due when the window opens or the cap frees a slot.
+            candidates.join(deferred.select("id", "_until"), on="id", how="left").select(
+                "id",
+                pl.col("step").alias("current_step"),
+                pl.coalesce("_until", pl.lit(as_of).cast(UTC_US)).alias("next_step_at"),
+                pl.lit("active").alias("status"),
+            ),
+        ]
+    )
+    return Plan(
+        emails=send.select(list(EMAIL_SCHEMA)).sort("track", "id"),
+        log=log,
+        updates=updates.sort("id"),
+        deferred=deferred.select("id", "why").sort("id"),
+    )
+
+
+def after_send(
+    tracks: Tracks, sent: pl.DataFrame, engagement: pl.DataFrame, as_of: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Log the emails that went out (``sent``: ``EMAIL_SCHEMA`` plus ``message_id``) and walk each of
+    their enrolments on from the next step, stopping before another email. Returns (log, updates)."""
+    email_log = sent.select(
+        pl.col("id").alias("enrolment_id"),
+        "step",
+        pl.lit("email").alias("action"),
+        pl.col("template").alias("detail"),
+        "message_id",
+    )
+    following = sent.select("id", "lead_key", "journey_id", "track", (pl.col("step") + 1).alias("step"))
+    stops, log = _walk(tracks, following, engagement, as_of, allow_email=False)
+    return pl.concat([email_log.cast(LOG_SCHEMA), log]).sort("enrolment_id", "step"), _updates(stops).sort("id")
+
+
+def _updates(stops: pl.DataFrame) -> pl.DataFrame:
+    return stops.select(
+        "id",
+        pl.col("step").alias("current_step"),
+        "next_step_at",
+        pl.when(pl.col("stop") == "end").then(pl.lit("completed")).otherwise(pl.lit("active")).alias("status"),
+    ).cast(UPDATE_SCHEMA)
+
+
+def _walk(
+    tracks: Tracks, states: pl.DataFrame, engagement: pl.DataFrame, as_of: datetime, *, allow_email: bool
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Execute zero-time steps (audience, branch) round by round until each enrolment stops at a wait,
+    an email or the end. Branches jump forward only, so this takes at most ``max_steps`` rounds."""
+    now = pl.lit(as_of).cast(UTC_US)
+    stops: list[pl.DataFrame] = []
+    logs: list[pl.DataFrame] = [pl.DataFrame(schema=LOG_SCHEMA)]
+    pending = states
+    for _ in range(tracks.max_steps + 1):
+        if pending.is_empty():
+            break
+        joined = pending.join(tracks.steps, on=["track", "step"], how="left").join(
+            engagement.rename({"enrolment_id": "id"}), on="id", how="left"
+        )
+        kind = pl.col("kind")
+        stops.append(
+            joined.filter(kind.is_null() | kind.is_in(["wait", "email"])).select(
+                "id",
+                "lead_key",
+                "journey_id",
+                "track",
+                pl.when(kind == "wait").then(pl.col("step") + 1).otherwise(pl.col("step")).alias("step"),
+                pl.when(kind.is_null())
+                .then(pl.lit("end"))
+                .when(kind == "wait")
+                .then(pl.lit("wait"))
+                .otherwise(pl.lit("email" if allow_email else "due"))
+                .alias("stop"),
+                pl.when(kind == "email").then(pl.col("arg")).alias("template"),
+                pl.when(kind == "wait")
+                .then(now + pl.duration(microseconds=pl.col("wait_us")))
+                .when(kind.is_null())
+                .then(pl.lit(None, UTC_US))
+                .otherwise(now)
+                .alias("next_step_at"),
+            )
+        )
+        moving = joined.filter(kind.is_in(["wait", "audience", "leave_audience", "branch"]))
+        held = pl.when(pl.col("arg") == "opened").then(pl.col("opened")).otherwise(pl.col("clicked")).fill_null(False)
+        taken = pl.when(held).then(pl.lit("then")).otherwise(pl.lit("else"))
+        logs.append(
+            moving.select(
+                pl.col("id").alias("enrolment_id"),
+                "step",
+                pl.col("kind").alias("action"),
+                pl.when(kind == "branch")
+                .then(pl.col("arg") + pl.lit(": ") + taken)
+                .otherwise(pl.col("arg"))
+                .alias("detail"),
+                pl.lit(None, pl.Utf8).alias("message_id"),
+            )
+        )
+        pending = moving.filter(kind != "wait").select(
+            "id",
+            "lead_key",
+            "journey_id",
+            "track",
+            pl.when(kind == "branch")
+            .then(pl.when(held).then(pl.col("then_step")).otherwise(pl.col("else_step")))
+            .otherwise(pl.col("step") + 1)
+            .alias("step"),
+        )
+    stop_frame = pl.concat([pl.DataFrame(schema=_STOP_SCHEMA), *(s.cast(_STOP_SCHEMA) for s in stops)])
+    return stop_frame, pl.concat([log.cast(LOG_SCHEMA) for log in logs]).sort("enrolment_id", "step")
+
+
+def _gate(
+    tracks: Tracks, candidates: pl.DataFrame, sends: pl.DataFrame, as_of: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split due emails into those that go now and those deferred (``id, why, _until``)."""
+    order = {name: position for position, name in enumerate(tracks.names)}
+    candidates = candidates.with_columns(pl.col("track").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+    window = tracks.spec.send_window
+    opens = window.next_open(as_of, tracks.zone)
+    if opens > as_of:
+        deferred = candidates.select(
+            "id", pl.lit("send window").alias("why"), pl.lit(opens).cast(UTC_US).alias("_until")
+        )
+        return candidates.clear(), deferred
+    cap = tracks.spec.frequency_cap
+    if cap is None:
+        return candidates, pl.DataFrame(schema={"id": pl.Int64, "why": pl.Utf8, "_until": UTC_US})
+    per = timedelta(days=cap.per_days)
+    # A candidate's own message may already be in the outbox (a run that crashed after sending): it is
+    # not an earlier email, and delivery will recognise it.
+    own = candidates.select(pl.format("enrolment:{}:{}", "id", "step")).to_series()
+    prior = (
+        sends.filter((pl.col("at") > as_of - per) & (pl.col("at") <= as_of) & ~pl.col("ref").is_in(own.implode()))
+        .group_by("lead_key")
+        .agg(pl.col("at").sort().alias("_times"), pl.len().cast(pl.Int64).alias("_prior"))
+    )
+    ranked = (
+        candidates.sort("_order", "id")
+        .with_columns(pl.int_range(pl.len()).over("lead_key").cast(pl.Int64).alias("_rank"))
+        .join(prior, on="lead_key", how="left")
+        .with_columns(pl.col("_prior").fill_null(0), pl.col("_times").fill_null(pl.lit([], pl.List(UTC_US))))
+        .with_columns((pl.col("_prior") + pl.col("_rank")).alias("_position"))
+    )
+    send = ranked.filter(pl.col("_position") < cap.emails)
+    held = ranked.filter(pl.col("_position") >= cap.emails)
+    # The slot this email waits for frees when the k-th oldest email of the window ages out (k = position
+    # − cap); this run's own sends count as sent at ``as_of``, after the earlier ones.
+    k = pl.col("_position") - cap.emails
+    oldest = pl.when(k < pl.col("_prior")).then(pl.col("_times").list.get(k, null_on_oob=True)).otherwise(pl.lit(as_of))
+    deferred = held.select("id", pl.lit("frequency cap").alias("why"), (oldest.cast(UTC_US) + per).alias("_until"))
+    return send, deferred

@@ -1,0 +1,99 @@
+"""Outbox reads and writes: set-based, so a batch of thousands of messages costs a few statements.
+
+Delivery is at-most-once (DESIGN §8): ``record_intents`` stores each message before the server is
+contacted; ``record_outcomes`` then sets what came of it. A message whose intent already exists is
+never sent again, whatever its status: a crash between the two leaves an ``intent`` with an unknown
+outcome, which ``unknown_outcomes`` lists for review.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, select, update
+
+from store.bulk import insert_ignore
+from store.outbox_tables import OutboxMessage
+from store.tables import Lead
+
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+LEADS = Lead.__table__  # type: ignore[attr-defined]
+_CHUNK = 5_000
+
+
+def statuses(conn: Connection, message_ids: Sequence[str]) -> dict[str, str]:
+    """The recorded status of each of ``message_ids`` that the outbox already holds."""
+    found: dict[str, str] = {}
+    for start in range(0, len(message_ids), _CHUNK):
+        part = list(message_ids[start : start + _CHUNK])
+        rows = conn.execute(select(OUTBOX.c.message_id, OUTBOX.c.status).where(OUTBOX.c.message_id.in_(part)))
+        found.update({message_id: status for message_id, status in rows})
+    return found
+
+
+def record_intents(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert ``intent`` rows (``message_id, kind, ref, lead_key, run_id, to_address, subject, path,
+    created_at``); an existing Message-ID is left as it is. Returns the number inserted."""
+    return insert_ignore(conn, OUTBOX, [{**row, "status": "intent", "attempts": 0} for row in rows])
+
+
+def record_outcomes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Set ``status, attempts, last_error, sent_at`` per ``message_id``: one executemany."""
+    if not rows:
+        return
+    stmt = (
+        update(OUTBOX)
+        .where(OUTBOX.c.message_id == bindparam("mid"))
+        .values(
+            status=bindparam("new_status"),
+            attempts=bindparam("new_attempts"),
+            last_error=bindparam("new_error"),
+            sent_at=bindparam("new_sent_at"),
+        )
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "mid": row["message_id"],
+                "new_status": row["status"],
+                "new_attempts": row["attempts"],
+                "new_error": row.get("last_error"),
+                "new_sent_at": row.get("sent_at"),
+            }
+            for row in rows
+        ],
+    )
+
+
+def mark_bounced(conn: Connection, lead_keys: Sequence[int], at: datetime) -> int:
+    """Suppress leads whose address bounced permanently (the first bounce time is kept)."""
+    if not lead_keys:
+        return 0
+    stmt = (
+        update(LEADS)
+        .where(LEADS.c.key.in_(sorted(set(lead_keys))), LEADS.c.bounced_at.is_(None))
+        .values(bounced_at=at, updated_at=at)
+    )
+    return int(conn.execute(stmt).rowcount)
+
+
+def unknown_outcomes(engine: Engine, *, exclude_run: str | None = None) -> list[dict[str, Any]]:
+    """Messages whose send was intended but never confirmed (a crash mid-delivery): counted as sent,
+    listed here so that someone can check the mail server's log."""
+    query = select(OUTBOX).where(OUTBOX.c.status == "intent").order_by(OUTBOX.c.id)
+    if exclude_run is not None:
+        query = query.where(OUTBOX.c.run_id != exclude_run)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def messages(engine: Engine, *, kind: str | None = None, lead_key: int | None = None) -> list[dict[str, Any]]:
+    """Outbox rows in insertion order (for reports, the CLI and tests)."""
+    query = select(OUTBOX).order_by(OUTBOX.c.id)
+    if kind is not None:
+        query = query.where(OUTBOX.c.kind == kind)
+    if lead_key is not None:
+        query = query.where(OUTBOX.c.lead_key == lead_key)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
