@@ -2,9 +2,11 @@
 
 Firings are recorded ``pending`` in the same transaction as the scores that caused them, so a crash
 between scoring and delivery loses nothing: the next run picks up whatever is still open. Tag actions
-never get here (they are applied inside the scoring transaction); webhooks are POSTed with retries;
-an endpoint that keeps failing is retried by later runs up to ``MAX_WEBHOOK_ATTEMPTS`` and then left
-``failed`` with its last outcome: it never blocks a run.
+never get here (they are applied inside the scoring transaction). Owner notifications go through the
+outbox, at most once per firing (the Message-ID derives from the firing id); track enrol/exit become
+requests that the next nurture run honours with its consent and re-entry rules; webhooks are POSTed
+with retries, and an endpoint that keeps failing is retried by later runs up to
+``MAX_WEBHOOK_ATTEMPTS`` and then left ``failed`` with its last outcome: it never blocks a run.
 """
 
 import json
@@ -15,14 +17,26 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from nurture.delivery import deliver
+from nurture.mail import Mailer, Sender, owner_alert
+from nurture.spec import load_nurture
 from nurture.webhooks import WebhookCall, post_all
+from stages.portfolio import Portfolio
+from store.nurture import request_enrolments, request_exits
+from store.settings import get_settings
 from store.stages import read_open_firings, record_firing_outcomes
 
 MAX_WEBHOOK_ATTEMPTS = 9
+LEAD_FIELDS = ("lead_id", "email", "first_name", "last_name", "company", "owner_email")
+Outcome = tuple[int, str, int, str, datetime | None]  # firing id, status, attempts now, outcome, completed
+
+
+def _breakdown(firing: dict[str, Any]) -> list[dict[str, Any]]:
+    return json.loads(firing["breakdown"]) if firing["breakdown"] else []
 
 
 def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
-    """What a receiver gets: the trigger, the journey's state and who the lead is."""
+    """What a receiver gets: the trigger, the journey's state and breakdown, and who the lead is."""
     return {
         "event": "trigger.fired",
         "firing_id": firing["id"],
@@ -34,21 +48,16 @@ def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
         "stage": firing["stage"],
         "score": firing["score"],
         "score_before": firing["score_before"],
-        "lead": {
-            "lead_id": firing["lead_id"],
-            "email": firing["email"],
-            "first_name": firing["first_name"],
-            "last_name": firing["last_name"],
-            "company": firing["company"],
-            "owner_email": firing["owner_email"],
-        },
+        "band": firing["band"],
+        "qualification": firing["qualification"],
+        "breakdown": _breakdown(firing),
+        "lead": {name: firing[name] for name in LEAD_FIELDS},
     }
 
 
-def run_webhooks(engine: Engine, *, timeout_s: float = 10.0, backoff_s: float = 0.5) -> Counter[str]:
-    """POST every open webhook firing; returns how many ended ``done``, ``retry`` and ``failed``."""
-    firings = read_open_firings(engine, ["webhook"]).to_dicts()
-    calls, outcomes, statuses = [], [], Counter[str]()
+def run_webhooks(engine: Engine, firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    calls = []
     for firing in firings:
         params = json.loads(firing["params"])
         secret_env = params.get("secret_env")
@@ -56,10 +65,9 @@ def run_webhooks(engine: Engine, *, timeout_s: float = 10.0, backoff_s: float = 
         if secret_env and not secret:
             # A configuration problem: keep it open so that setting the variable lets a later run deliver.
             outcomes.append((firing["id"], "retry", 0, f"environment variable {secret_env} is not set", None))
-            statuses["retry"] += 1
             continue
         calls.append((firing, WebhookCall(str(firing["id"]), params["url"], webhook_payload(firing), secret)))
-    results = post_all([call for _, call in calls], timeout_s=timeout_s, backoff_s=backoff_s)
+    results = post_all([call for _, call in calls], timeout_s=timeout_s)
     now = datetime.now(UTC)
     for (firing, _), result in zip(calls, results, strict=True):
         if result.ok:
@@ -68,12 +76,98 @@ def run_webhooks(engine: Engine, *, timeout_s: float = 10.0, backoff_s: float = 
             status = "retry"
         else:
             status = "failed"
-        statuses[status] += 1
-        outcomes.append((firing["id"], status, result.attempts, result.outcome, now if status != "retry" else None))
+        outcomes.append((firing["id"], status, result.attempts, result.outcome, None if status == "retry" else now))
+    return outcomes
+
+
+def _sender(portfolio: Portfolio) -> Sender:
+    """The portfolio's nurture sender when it has one, else ``LEADSCORE_MAIL_FROM``."""
+    spec = load_nurture(portfolio)
+    if spec.sender is not None:
+        return spec.sender.sender()
+    return Sender("leadscore", get_settings().mail_from)
+
+
+def notify_owners(engine: Engine, portfolio: Portfolio, firings: list[dict[str, Any]]) -> list[Outcome]:
+    """One alert email per firing to the lead's owner (or the trigger's fixed ``to``), via the outbox."""
+    outcomes: list[Outcome] = []
+    if not firings:
+        return outcomes
+    mailer, sender, now = Mailer.for_portfolio(portfolio.path), _sender(portfolio), datetime.now(UTC)
+    messages, firing_of = [], {}
+    for firing in firings:
+        params = json.loads(firing["params"])
+        to = params.get("to") or firing["owner_email"]
+        if not to:
+            outcomes.append((firing["id"], "failed", 0, "the lead has no owner_email and the trigger no 'to'", now))
+            continue
+        line = portfolio.line(firing["product_line"])
+        message = owner_alert(
+            mailer,
+            firing_id=firing["id"],
+            lead={"key": firing["lead_key"]} | {name: firing[name] for name in LEAD_FIELDS},
+            product_line={"name": line.name, "title": line.spec.title or line.name},
+            journey={
+                "stage": firing["stage"],
+                "score": firing["score"],
+                "band": firing["band"],
+                "qualification": firing["qualification"],
+            },
+            trigger={
+                "name": firing["trigger"],
+                "direction": firing["direction"],
+                "score_before": firing["score_before"],
+            },
+            breakdown=_breakdown(firing),
+            to=to,
+            sender=sender,
+            run_id=firing["run_id"],
+            date=now,
+            template=params.get("template", "owner_alert"),
+        )
+        messages.append(message)
+        firing_of[message.message_id] = firing["id"]
+    for result in deliver(engine, messages):
+        ok = result.status in ("sent", "unknown", "duplicate")
+        detail = (
+            result.status + (f": {result.error}" if result.error else "") + (f" ({result.path})" if result.path else "")
+        )
+        outcomes.append((firing_of[result.message_id], "done" if ok else "failed", result.attempts, detail, now))
+    return outcomes
+
+
+def request_track_moves(engine: Engine, firings: list[dict[str, Any]]) -> list[Outcome]:
+    """Enrol/exit actions become nurture requests, grouped per track and firing time."""
+    outcomes: list[Outcome] = []
+    groups: dict[tuple[str, str, str, str, datetime], list[dict[str, Any]]] = {}
+    for firing in firings:
+        track = json.loads(firing["params"])["track"]
+        key = (firing["action"], track, firing["trigger"], firing["run_id"], firing["fired_at"])
+        groups.setdefault(key, []).append(firing)
+    now = datetime.now(UTC)
+    for (action, track, trigger, run_id, fired_at), group in groups.items():
+        request = request_enrolments if action == "enrol" else request_exits
+        request(
+            engine, track, [f["lead_key"] for f in group], run_id=run_id, as_of=fired_at, reason=f"trigger: {trigger}"
+        )
+        outcomes += [(f["id"], "done", 1, f"{action} requested for track {track}", now) for f in group]
+    return outcomes
+
+
+def execute_actions(engine: Engine, portfolio: Portfolio) -> dict[str, dict[str, int]]:
+    """Carry out every open firing; returns counts per action and final status (for the run summary)."""
+    firings = read_open_firings(engine, ["notify_owner", "webhook", "enrol", "exit"]).to_dicts()
+    by_action: dict[str, list[dict[str, Any]]] = {}
+    for firing in firings:
+        by_action.setdefault(firing["action"], []).append(firing)
+    outcomes = (
+        notify_owners(engine, portfolio, by_action.get("notify_owner", []))
+        + run_webhooks(engine, by_action.get("webhook", []))
+        + request_track_moves(engine, by_action.get("enrol", []) + by_action.get("exit", []))
+    )
     record_firing_outcomes(engine, outcomes)
-    return statuses
-
-
-def execute_actions(engine: Engine) -> dict[str, dict[str, int]]:
-    """Carry out every open firing; returns counts per action and status (for the run summary)."""
-    return {"webhook": dict(run_webhooks(engine))}
+    action_of = {firing["id"]: firing["action"] for firing in firings}
+    counts: dict[str, Counter[str]] = {}
+    for firing_id, status, *_ in outcomes:
+        counts.setdefault(action_of[firing_id], Counter())[status] += 1
+    return {action: dict(counter) for action, counter in sorted(counts.items())}

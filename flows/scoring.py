@@ -140,9 +140,9 @@ def score_partition(
 
 
 @task(cache_policy=NO_CACHE)
-def carry_out_actions(database_url: str | None) -> dict[str, dict[str, int]]:
+def carry_out_actions(portfolio: Portfolio, database_url: str | None) -> dict[str, dict[str, int]]:
     """Notifications, webhooks and track moves of every open firing (this run's and earlier ones')."""
-    return execute_actions(engine_for(database_url))
+    return execute_actions(engine_for(database_url), portfolio)
 
 
 def _counts(column: pl.DataFrame) -> dict[str, int]:
@@ -186,7 +186,7 @@ def score_portfolio(
         raise failures[0]
     summary = summarize(outcomes, run_id, as_of)
     if run_id is not None:
-        summary["actions"] = carry_out_actions(database_url)
+        summary["actions"] = carry_out_actions(portfolio, database_url)
         summary["firing_outcomes"] = firing_summary(engine, run_id)
         finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
     logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])

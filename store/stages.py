@@ -247,12 +247,16 @@ FIRING_SCHEMA = {
     "last_name": pl.Utf8,
     "company": pl.Utf8,
     "owner_email": pl.Utf8,
+    "band": pl.Utf8,
+    "qualification": pl.Utf8,
+    "breakdown": pl.Utf8,
 }
 
 
 def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
     """Firings of ``actions`` still to carry out (pending, or retried after a temporary failure), with
-    the lead's contact fields, oldest first."""
+    the lead's contact fields and the journey's band, qualification and latest breakdown (JSON text),
+    oldest first."""
     if not actions:
         return pl.DataFrame(schema=FIRING_SCHEMA)
     names = ", ".join(f"'{name}'" for name in actions if name.isidentifier())
@@ -260,8 +264,11 @@ def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
     sql = (
         "SELECT f.id, f.run_id, f.journey_id, f.lead_key, f.product_line, f.trigger, f.direction, f.action, "
         "CAST(f.params AS TEXT) AS params, f.stage, f.score, f.score_before, f.fired_at, f.attempts, "
-        "l.lead_id, l.email, l.first_name, l.last_name, l.company, l.owner_email "
-        "FROM trigger_firings f JOIN leads l ON l.key = f.lead_key "
+        "l.lead_id, l.email, l.first_name, l.last_name, l.company, l.owner_email, j.band, j.qualification, "
+        "CAST(s.breakdown AS TEXT) AS breakdown "
+        "FROM trigger_firings f JOIN leads l ON l.key = f.lead_key JOIN journeys j ON j.id = f.journey_id "
+        "LEFT JOIN score_snapshots s "
+        "ON s.id = (SELECT MAX(x.id) FROM score_snapshots x WHERE x.journey_id = f.journey_id) "
         f"WHERE f.status IN ({statuses}) AND f.action IN ({names}) ORDER BY f.id"
     )
     frame = read_frame(engine, sql, {}, FIRING_SCHEMA)

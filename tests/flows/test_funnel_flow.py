@@ -25,6 +25,7 @@ from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio
 from store.queries import lead_history
 from store.tables import ScoreSnapshot, StageTransition, TriggerFiring
+from tests.nurture.conftest import Recorder, smtp_server  # noqa: F401  (the fixture)
 
 T1 = datetime(2026, 11, 1, tzinfo=UTC)
 T2 = datetime(2026, 11, 10, tzinfo=UTC)
@@ -343,3 +344,88 @@ def test_a_failing_webhook_is_recorded_and_retried_without_blocking_the_run(
     (webhook,) = [f for f in store.rows(TriggerFiring) if f.action == "webhook"]
     assert (webhook.status, webhook.attempts, webhook.outcome) == ("done", 4, "HTTP 200")
     assert len({headers["X-Leadscore-Delivery"] for headers, _ in hook.requests}) == 1
+
+
+ALERT = """
+      - name: alert owner
+        when: {score: {crosses_up: 50}}
+        actions: [{notify_owner: {}}, {enrol: gadget-care}]
+"""
+
+
+def _alerting_store(tmp_path: Path, database_url: str) -> Store:
+    store = make_store(tmp_path, database_url, "carry")
+    text = (tmp_path / "portfolio.yaml").read_text()
+    (tmp_path / "portfolio.yaml").write_text(text.replace("    triggers:\n", "    triggers:" + ALERT, 1))
+    store.portfolio = load_portfolio(tmp_path / "portfolio.yaml")
+    store.ingest("leads", "lead_id,email,first_name,owner_email\nG,g@example.com,Grace,rep@acme.example\n")
+    store.views("G", "gadgets", 1, 2, 3, 4, 5)
+    return store
+
+
+def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    from store.settings import get_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(f"LEADSCORE_{name.upper()}", value)
+    get_settings.cache_clear()
+    monkeypatch.setattr("store.settings.get_settings", get_settings)
+
+
+def test_the_owner_is_notified_through_smtp_once_per_crossing(
+    tmp_path: Path,
+    database_url: str,
+    smtp_server: tuple[Recorder, int],  # noqa: F811  (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from email import message_from_bytes, policy
+
+    from store.settings import get_settings
+
+    recorder, port = smtp_server
+    _settings(monkeypatch, smtp_host="127.0.0.1", smtp_port=str(port), outbox_dir=str(tmp_path / "outbox"))
+    store = _alerting_store(tmp_path, database_url)
+    try:
+        summary = store.score(datetime(2026, 11, 7, tzinfo=UTC))
+        assert summary["actions"]["notify_owner"] == {"done": 1}
+        assert summary["actions"]["enrol"] == {"done": 1}
+        ((_, recipients, raw),) = recorder.received
+        assert recipients == ["rep@acme.example"]
+        message = message_from_bytes(raw, policy=policy.default)
+        assert "alert owner" in message["Subject"] and "Grace" in message["Subject"]
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "pricing page" in text and "+50.0" in text and "{{" not in text
+
+        store.score(datetime(2026, 11, 7, tzinfo=UTC))  # the same run again sends nothing
+        assert len(recorder.received) == 1
+        (firing,) = [f for f in store.rows(TriggerFiring) if f.action == "notify_owner"]
+        assert (firing.status, firing.attempts) == ("done", 1)
+        (request,) = nurture_requests(database_url)
+        assert request == ("gadget-care", "enrol", "trigger: alert owner")
+    finally:
+        get_settings.cache_clear()
+
+
+def test_without_smtp_the_owner_alert_lands_in_the_outbox(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from store.settings import get_settings
+
+    outbox = tmp_path / "outbox"
+    _settings(monkeypatch, outbox_dir=str(outbox))
+    monkeypatch.delenv("LEADSCORE_SMTP_HOST", raising=False)
+    store = _alerting_store(tmp_path, database_url)
+    try:
+        store.score(datetime(2026, 11, 7, tzinfo=UTC))
+    finally:
+        get_settings.cache_clear()
+    (eml,) = outbox.rglob("*.eml")
+    assert "To: rep@acme.example" in eml.read_text()
+
+
+def nurture_requests(url: str) -> list[tuple[str, str, str]]:
+    from store.nurture_tables import NurtureRequest
+
+    with Session(engine_for(url)) as session:
+        rows = session.exec(select(NurtureRequest.track, NurtureRequest.action, NurtureRequest.reason))  # type: ignore[call-overload]
+        return [tuple(row) for row in rows]
