@@ -202,6 +202,15 @@ def print_summary(summary: dict[str, Any]) -> None:
         for row in rows[:5]:
             table.add_row(_t(row["lead_id"]), f"{row['score']:.1f}", _t(row["band"]), _t(row["reasons"]))
         console.print(table)
+    changes = Table("product line", "what", "journeys", title="funnel: transitions, qualifications, trigger firings")
+    for kind in ("transitions", "milestones", "firings"):
+        for line, counts in summary.get(kind, {}).items():
+            for key, n in counts.items():
+                changes.add_row(_t(line), _t(key if kind != "milestones" else f"reached {key}"), str(n))
+    if changes.row_count:
+        console.print(changes)
+    for action, statuses in summary.get("actions", {}).items():
+        console.print(f"{_t(action)}: " + ", ".join(f"{n} {_t(status)}" for status, n in sorted(statuses.items())))
 
 
 @app.command()

@@ -11,6 +11,7 @@ from examples.generate import generate
 from flows.ingestion import ingest_file
 from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio
+from store.settings import get_settings
 
 DEMO_PORTFOLIO = Path(__file__).resolve().parent.parent / "examples" / "demo" / "portfolio.yaml"
 
@@ -28,6 +29,10 @@ def run_demo(
     console = console or Console(quiet=True)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "outbox").mkdir(exist_ok=True)
+    # Owner alerts and nurture emails land in the demo's own outbox unless one is configured.
+    if "LEADSCORE_OUTBOX_DIR" not in os.environ:
+        os.environ["LEADSCORE_OUTBOX_DIR"] = str((workdir / "outbox").resolve())
+        get_settings.cache_clear()
     database_url = os.environ.get("LEADSCORE_DATABASE_URL") or f"sqlite:///{(workdir / 'leadscore.db').resolve()}"
     as_of = as_of or datetime.now(UTC).replace(microsecond=0)
     data_dir = workdir / "demo-data"

@@ -46,9 +46,10 @@ def test_demo_portfolio_loads(portfolio: Portfolio) -> None:
     assert spec.timezone == "Europe/Paris"
     assert set(portfolio.product_lines) == set(LINES)
     for line in portfolio.product_lines.values():
-        assert [s.name for s in line.stages] == ["discovery", "evaluation", "purchase"]
-        assert [s.spec.entry for s in line.stages] == ["carry", "reset", "reset"]
-        discovery, evaluation, purchase = line.stages
+        assert [s.name for s in line.stages] == ["discovery", "evaluation", "purchase", "customer", "lost"]
+        assert [(s.spec.terminal, s.spec.status) for s in line.stages[3:]] == [(True, "customer"), (True, "lost")]
+        assert [s.spec.entry for s in line.funnel] == ["carry", "reset", "reset"]
+        discovery, evaluation, purchase = line.funnel
         assert discovery.spec.promote_at == 40
         assert evaluation.spec.promote_at is not None and 60 <= evaluation.spec.promote_at <= 70
         assert purchase.spec.promote_at is None
@@ -57,7 +58,7 @@ def test_demo_portfolio_loads(portfolio: Portfolio) -> None:
 
 
 def _models(portfolio: Portfolio) -> list[PointsModel]:
-    return [stage.model for line in portfolio.product_lines.values() for stage in line.stages]
+    return [stage.model for line in portfolio.product_lines.values() for stage in line.funnel]
 
 
 def _tests(conditions: list[Condition]) -> list[FieldTest]:
@@ -122,7 +123,7 @@ def test_demo_rules_cover_every_criterion(portfolio: Portfolio) -> None:
 def test_reset_stages_score_late_funnel_behaviour(portfolio: Portfolio) -> None:
     early = {"webinar_register", "email_open"}
     for line in portfolio.product_lines.values():
-        for stage in line.stages[1:]:
+        for stage in line.funnel[1:]:
             events = {t for r in stage.model.behaviour for t in r.event_types}
             assert {"meeting_booked", "email_reply"} <= events, (line.name, stage.name)
             assert not events & early, (line.name, stage.name)
@@ -252,7 +253,7 @@ def test_scores_of_the_generated_data_track_the_true_propensity(small: Generated
     for line in portfolio.product_lines.values():
         journeys = outcomes.filter(pl.col("product_line") == line.name)
         line_events = events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == line.name))
-        for stage in line.stages:
+        for stage in line.funnel:
             scores = score(
                 stage.model,
                 leads=leads,
