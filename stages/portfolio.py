@@ -203,10 +203,12 @@ class ProductLineSpec(Spec):
 
 
 class IngestSpec(Spec):
-    """How ingestion recognises machine activity (privacy proxies, link scanners)."""
+    """How ingestion recognises machine activity (privacy proxies, link scanners), and the drop folder
+    the daily pipeline reads (relative to the portfolio file)."""
 
     machine_window_seconds: Annotated[float, Field(ge=0)] = 2.0
     proxy_user_agents: list[str] | None = None
+    drop_folder: str | None = None
 
 
 class ScoringSpec(Spec):

@@ -1,0 +1,103 @@
+"""``daily_pipeline``: the scheduled run of DESIGN §4 — ingest the drop folder, score (with transitions
+and triggers), nurture, report.
+
+The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``events/``,
+``stage_updates/`` (CSV or JSONL). A file that was read goes to ``processed/DATE/`` (with its
+``.rejects.csv`` beside it when some rows were refused); a file that could not be read at all (an
+unsupported type, a broken header) goes to ``rejected/DATE/`` with a ``.error.txt`` saying why.
+Ingestion is idempotent, so a crash before a file is moved only means it is read again next time.
+"""
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.ingestion import ingest_file
+from flows.nurture import run_nurture
+from flows.scoring import score_portfolio
+from stages.portfolio import Portfolio, load_portfolio
+from store.ingest import write_rejects_csv
+
+DROP_KINDS = ("leads", "events", "stage_updates")
+READABLE = (".csv", ".jsonl", ".ndjson")
+
+
+def _move(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():  # the same name dropped again another time: keep both
+        target = folder / f"{path.stem}.{datetime.now(UTC):%H%M%S%f}{path.suffix}"
+    return Path(shutil.move(str(path), target))
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str | None) -> list[dict[str, Any]]:
+    """Ingest every file waiting in ``inbox``, kind by kind in name order, and file it away."""
+    logger = get_run_logger()
+    day = datetime.now(UTC).date().isoformat()
+    reports = []
+    for kind in DROP_KINDS:
+        folder = inbox / kind
+        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+            if not path.is_file() or path.name.endswith(".rejects.csv"):
+                continue
+            if path.suffix.lower() not in READABLE:
+                error = f"unsupported file type {path.suffix!r}; use {', '.join(READABLE)}"
+            else:
+                try:
+                    outcome = ingest_file(portfolio, kind, path, database_url)
+                except ValueError as exc:
+                    error = str(exc)
+                else:
+                    moved = _move(path, inbox / "processed" / day / kind)
+                    if outcome.rejects:
+                        write_rejects_csv(outcome.report, moved.with_name(moved.name + ".rejects.csv"))
+                    reports.append(outcome.summary() | {"file": str(moved)})
+                    logger.info("%s %s: %s", kind, path.name, outcome.report.summary())
+                    continue
+            moved = _move(path, inbox / "rejected" / day / kind)
+            moved.with_name(moved.name + ".error.txt").write_text(error + "\n", encoding="utf-8")
+            reports.append({"kind": kind, "source": str(path), "file": str(moved), "error": error})
+            logger.error("%s %s rejected: %s", kind, path.name, error)
+    return reports
+
+
+def drop_folder_of(portfolio: Portfolio) -> Path | None:
+    folder = portfolio.spec.ingest.drop_folder
+    return None if folder is None else (portfolio.path.parent / folder).resolve()
+
+
+@flow(name="daily-pipeline", log_prints=True)
+def daily_pipeline(
+    portfolio_path: str,
+    database_url: str | None = None,
+    as_of: datetime | None = None,
+    inbox: str | None = None,
+) -> dict[str, Any]:
+    """Ingest → score (transitions, triggers) → nurture. Each step runs even when an earlier one failed
+    for part of the data (scores of the other partitions are stored), and the run fails at the end if
+    any step did; re-running it is idempotent."""
+    logger = get_run_logger()
+    as_of = as_of or datetime.now(UTC)
+    portfolio = load_portfolio(Path(portfolio_path))
+    folder = Path(inbox) if inbox else drop_folder_of(portfolio)
+    summary: dict[str, Any] = {"as_of": as_of.isoformat(), "failed": []}
+    if folder is not None:
+        summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
+    steps = (
+        ("score", lambda: score_portfolio(portfolio_path, as_of=as_of, database_url=database_url)),
+        ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of)),
+    )
+    for name, step in steps:
+        try:
+            summary[name] = step()
+        except Exception as exc:  # the next steps still run on what was stored
+            logger.error("step %s failed: %r", name, exc)
+            summary["failed"].append({"step": name, "error": repr(exc)})
+    if summary["failed"]:
+        raise RuntimeError(f"daily pipeline: {len(summary['failed'])} step(s) failed: {summary['failed']}")
+    return summary

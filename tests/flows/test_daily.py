@@ -1,0 +1,88 @@
+"""``daily_pipeline`` on the demo portfolio: drop folder → score → nurture, idempotent on re-run."""
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from examples.generate import generate
+from flows.daily import daily_pipeline
+from flows.engine import engine_for
+from store.outbox_tables import OutboxMessage
+from store.settings import get_settings
+from store.tables import ScoreSnapshot, StageTransition, TriggerFiring
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "portfolio.yaml"
+AS_OF = datetime(2026, 11, 18, 10, tzinfo=UTC)  # a Wednesday, inside the demo's send window
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "outbox"
+    monkeypatch.setenv("LEADSCORE_OUTBOX_DIR", str(folder))
+    monkeypatch.delenv("LEADSCORE_SMTP_HOST", raising=False)
+    get_settings.cache_clear()
+    yield folder
+    get_settings.cache_clear()
+
+
+def _count(url: str, table: type) -> int:
+    with Session(engine_for(url)) as session:
+        return session.exec(select(func.count()).select_from(table)).scalar_one()  # type: ignore[call-overload]
+
+
+def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
+    tmp_path: Path, database_url: str, outbox: Path
+) -> None:
+    data = generate(tmp_path / "gen", leads=400, events=8000, seed=3, as_of=AS_OF, bad_rows=2)
+    inbox = tmp_path / "inbox"
+    for kind, path in (("leads", data.leads), ("events", data.events)):
+        (inbox / kind).mkdir(parents=True)
+        shutil.copy(path, inbox / kind / path.name)
+    (inbox / "events" / "notes.txt").write_text("not data\n")
+    (inbox / "stage_updates").mkdir()
+    (inbox / "stage_updates" / "crm.csv").write_text(
+        "lead_id,product_line,stage,changed_at,source\n"
+        "LD-0000001,crm-suite,lost,2026-11-17T09:00:00Z,hubspot\n"
+        "LD-0000002,crm-suite,negotiation,2026-11-17T09:00:00Z,hubspot\n"
+    )
+
+    first = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox))
+
+    day = datetime.now(UTC).date().isoformat()
+    processed = inbox / "processed" / day
+    assert sorted(p.relative_to(processed).as_posix() for p in processed.rglob("*") if p.is_file()) == [
+        "events/events.csv",
+        "events/events.csv.rejects.csv",
+        "leads/leads.csv",
+        "leads/leads.csv.rejects.csv",
+        "stage_updates/crm.csv",
+        "stage_updates/crm.csv.rejects.csv",
+    ]
+    rejected = inbox / "rejected" / day / "events"
+    assert "unsupported file type '.txt'" in (rejected / "notes.txt.error.txt").read_text()
+    assert not any(p.is_file() for kind in ("leads", "events", "stage_updates") for p in (inbox / kind).iterdir())
+    ingested = {(r["kind"], r.get("rejected")) for r in first["ingested"]}
+    assert ("stage_updates", 1) in ingested and ("leads", 2) in ingested
+    assert first["score"]["scored"] > 0 and first["failed"] == []
+    transitions = first["score"]["transitions"]["crm-suite"]
+    assert transitions["discovery → lost (external)"] == 1
+    sent = sum(first["nurture"]["deliveries"].values())
+    assert sent > 0
+    snapshots, firings, messages = (_count(database_url, t) for t in (ScoreSnapshot, TriggerFiring, OutboxMessage))
+    assert messages == len(list(outbox.rglob("*.eml"))) == sent + first["score"]["actions"]["notify_owner"]["done"]
+    assert _count(database_url, StageTransition) == sum(
+        n for counts in first["score"]["transitions"].values() for n in counts.values()
+    )
+
+    again = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox))
+
+    assert again["ingested"] == []
+    assert again["score"]["changed"] == 0 and again["score"].get("firings", {}) == {}
+    assert sum(again["nurture"]["deliveries"].values()) == 0
+    assert (_count(database_url, ScoreSnapshot), _count(database_url, TriggerFiring)) == (snapshots, firings)
+    assert _count(database_url, OutboxMessage) == messages == len(list(outbox.rglob("*.eml")))
