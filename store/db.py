@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlmodel import Session, SQLModel, create_engine
 
+import store.audiences  # noqa: F401  (registers the audience tables)
 from store import tables  # noqa: F401  (registers the tables on the metadata)
 from store.settings import get_settings
 
