@@ -133,7 +133,8 @@ def load_audiences(portfolio: Portfolio) -> dict[str, AudienceSpec]:
     problems: list[tuple[str, int | None, str]] = []
 
     def problem(loc: list[Any], message: str) -> None:
-        dotted = ".".join(str(part) for part in loc)
+        dotted = ".".join(str(part) for part in loc if not isinstance(part, int))
+        dotted += "".join(f"[{part}]" for part in loc if isinstance(part, int))
         problems.append((dotted, line_of(node, loc), message))
 
     for name, spec in audiences.items():
