@@ -71,7 +71,7 @@ def export_audience(
 
     stamp = as_of.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     export_id = f"{to_micros(datetime.now(UTC)):016d}-{uuid.uuid4().hex[:8]}"
-    folder = out_dir / name / platform
+    folder = (out_dir / name / platform).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     base = f"{name}-{platform}-{stamp}-{export_id[-8:]}"
     paths = {kind: folder / f"{base}-{kind}.csv" for kind in ("full", "adds", "removes")}
