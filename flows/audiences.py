@@ -19,9 +19,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import Engine
 
 from flows.engine import engine_for
-from nurture.audiences import AudienceSpec, Platform, csv_text, diff, load_audiences, platform_rows, with_lines
+from nurture.audiences import (
+    AudienceSpec,
+    Platform,
+    csv_text,
+    diff,
+    load_audiences,
+    platform_rows,
+    resolve_phones,
+    with_lines,
+)
 from stages.portfolio import Portfolio, load_portfolio
-from store.audiences import last_export, read_audience_leads, read_uploaded, record_export
+from store.audiences import last_export, read_audience_leads, read_uploaded, record_export, remember_phones
 from store.scores import finish_run, start_run
 from store.tables import to_micros
 
@@ -65,7 +74,7 @@ def export_audience(
     """Export one audience to one platform: a full file, and adds/removes since its previous export."""
     where = spec.where.model_dump() if spec.where is not None else None
     leads = read_audience_leads(engine, name, as_of, where)
-    consented = leads.filter("consented")
+    consented, parsed = resolve_phones(leads.filter("consented"), spec.default_country)
     current = with_lines(platform_rows(consented, platform, spec.default_country), platform)
     adds, removes = diff(current, read_uploaded(engine, name, platform))
 
@@ -97,6 +106,7 @@ def export_audience(
         "removes_path": str(paths["removes"]),
     }
     record_export(engine, record, adds, removes)
+    remember_phones(engine, parsed)
     return ExportResult(
         export_id=export_id,
         audience=name,

@@ -73,9 +73,24 @@ class AudienceExportRow(SQLModel, table=True):
     export_id: str
 
 
+class AudiencePhone(SQLModel, table=True):
+    """A lead's phone as last parsed for an export (E.164, or null when unusable): parsing is the slow part.
+
+    Keyed by lead: erasing a lead must delete its row here too.
+    """
+
+    __tablename__ = "audience_phones"
+
+    lead_key: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    phone: str
+    region: str | None = None
+    e164: str | None = None
+
+
 MEMBER_TABLE = AudienceMember.__table__  # type: ignore[attr-defined]
 EXPORT_TABLE = AudienceExport.__table__  # type: ignore[attr-defined]
 ROW_TABLE = AudienceExportRow.__table__  # type: ignore[attr-defined]
+PHONE_TABLE = AudiencePhone.__table__  # type: ignore[attr-defined]
 
 
 def _chunks(keys: Sequence[int]) -> Iterator[list[int]]:
@@ -178,8 +193,10 @@ def read_audience_leads(engine: Engine, audience: str, as_of: datetime, where: d
     sql = (
         "SELECT l.key AS lead_key, l.lead_id, l.email, l.first_name, l.last_name, l.phone, l.company,"
         " l.city, l.state, l.zip, l.country, CAST(l.attributes AS TEXT) AS attributes,"
-        " CASE WHEN l.ads_opt_in AND l.unsubscribed_at IS NULL THEN 1 ELSE 0 END AS consented"
-        f" FROM leads l WHERE l.key IN ({members}) ORDER BY l.key"
+        " CASE WHEN l.ads_opt_in AND l.unsubscribed_at IS NULL THEN 1 ELSE 0 END AS consented,"
+        " p.phone AS cached_phone, p.region AS cached_region, p.e164 AS cached_e164"
+        " FROM leads l LEFT JOIN audience_phones p ON p.lead_key = l.key"
+        f" WHERE l.key IN ({members}) ORDER BY l.key"
     )
     schema = {
         "lead_key": pl.Int64(),
@@ -195,10 +212,20 @@ def read_audience_leads(engine: Engine, audience: str, as_of: datetime, where: d
         "country": pl.Utf8(),
         "attributes": pl.Utf8(),
         "consented": pl.Boolean(),
+        "cached_phone": pl.Utf8(),
+        "cached_region": pl.Utf8(),
+        "cached_e164": pl.Utf8(),
     }
     frame = read_frame(engine, sql, params, schema)
     job_title = pl.col("attributes").str.json_path_match("$.job_title")
     return frame.with_columns(job_title.alias("job_title")).drop("attributes")
+
+
+def remember_phones(engine: Engine, parsed: pl.DataFrame) -> int:
+    """Store freshly parsed phones (``lead_key, phone, region, e164``) for the next exports."""
+    rows = parsed.select("lead_key", "phone", "region", "e164").to_dicts()
+    with engine.begin() as conn:
+        return upsert(conn, PHONE_TABLE, rows, key_cols=["lead_key"], update_cols=["phone", "region", "e164"])
 
 
 def read_uploaded(engine: Engine, audience: str, platform: str) -> pl.DataFrame:

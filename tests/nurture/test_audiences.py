@@ -23,6 +23,7 @@ from nurture.audiences import (
     load_audiences,
     meta_name,
     platform_rows,
+    resolve_phones,
     with_lines,
 )
 from stages.portfolio import load_portfolio
@@ -84,7 +85,7 @@ def one(platform: str, default_country: str | None = None, **fields: Any) -> dic
         ("0033 6 12 34 56 78", "FR", "+33612345678"),  # international dialling prefix 00
         ("+33 (0)6 12 34 56 78", None, "+33612345678"),  # the "(0)" written after the country code
         ("06 12 34 56 78", None, None),  # no country to read it in: dropped, not guessed
-        ("(555) 123-4567", "US", None),  # not a valid number
+        ("555-12", "US", None),  # too short to be a number
         ("call me", "US", None),
     ],
 )
@@ -323,3 +324,25 @@ def test_criteria_checked_against_the_portfolio(tmp_path: Path) -> None:
     path = write_portfolio(tmp_path, "nurture:\n  audiences:\n" + empty_range)
     with pytest.raises(SpecError, match=r"portfolio.yaml:10: nurture.audiences.c.where: score_at_least 50.0 must be"):
         load_audiences(load_portfolio(path))
+
+
+def test_resolve_phones_parses_only_new_or_changed_phones() -> None:
+    frame = leads(
+        {"phone": "06 12 34 56 78", "country": "FR"},  # remembered as parsed: not parsed again
+        {"phone": "06 12 34 56 79", "country": "FR"},  # phone changed since it was remembered
+        {"phone": "06 12 34 56 78", "country": "BE"},  # country changed: read in another region
+        {"phone": "+44 844 412 4653"},  # never seen
+        {},  # no phone
+    ).with_columns(
+        cached_phone=pl.Series(["06 12 34 56 78", "06 00 00 00 00", "06 12 34 56 78", None, None]),
+        cached_region=pl.Series(["FR", "FR", "FR", None, None]),
+        # A sentinel proves the remembered value is used as is.
+        cached_e164=pl.Series(["+33000000000", "+33600000000", "+33612345678", None, None]),
+    )
+    resolved, fresh = resolve_phones(frame, None)
+    assert resolved["e164"].to_list() == ["+33000000000", "+33612345679", "+32612345678", "+448444124653", None]
+    assert sorted(fresh.rows()) == [
+        (2, "06 12 34 56 79", "FR", "+33612345679"),
+        (3, "06 12 34 56 78", "BE", "+32612345678"),
+        (4, "+44 844 412 4653", None, "+448444124653"),
+    ]

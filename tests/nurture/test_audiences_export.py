@@ -9,7 +9,7 @@ from sqlalchemy import Engine, delete, insert, select
 
 from flows.audiences import ExportResult, export_audience
 from nurture.audiences import AudienceSpec, AudienceWhere
-from store.audiences import EXPORT_TABLE, add_members, remove_members
+from store.audiences import EXPORT_TABLE, PHONE_TABLE, add_members, remove_members
 from store.ingest import ingest_leads
 from store.tables import Journey, Lead
 
@@ -68,6 +68,11 @@ def test_full_and_delta_exports_honour_consent(engine: Engine, tmp_path: Path) -
     assert (first.members, first.excluded_consent, first.full, first.added, first.removed) == (4, 2, 2, 2, 0)
     assert files(first) == (HEADER + f"{A1}\n{A4}\n", HEADER + f"{A1}\n{A4}\n", HEADER)
     assert Path(first.full_path).parent == tmp_path / "out" / "a" / "google"
+    # Parsed phones are remembered for the next exports (only consenting members are parsed).
+    with engine.connect() as conn:
+        phones = set(conn.execute(select(PHONE_TABLE.c.lead_key, PHONE_TABLE.c.phone, PHONE_TABLE.c.e164)).all())
+    a1_key, a4_key = keys(engine, "A1", "A4")
+    assert phones == {(a1_key, "+33 6 12 34 56 78", "+33612345678"), (a4_key, "06 12 34 56 79", "+33612345679")}
 
     # Nothing changed: the same full file, empty adds and removes.
     second = run(engine, tmp_path, spec, T0 + timedelta(hours=2))
