@@ -72,4 +72,5 @@ def export(
         )
     console.print(table)
     for r in results:
-        console.print(f"{_t(r.audience)}: {_t(r.full_path)}\n  adds {_t(r.adds_path)}\n  removes {_t(r.removes_path)}")
+        for kind, path in (("full", r.full_path), ("adds", r.adds_path), ("removes", r.removes_path)):
+            console.print(f"{_t(r.audience)} {kind}: {_t(path)}", soft_wrap=True)
