@@ -223,7 +223,8 @@ def read_audience_leads(engine: Engine, audience: str, as_of: datetime, where: d
 
 def remember_phones(engine: Engine, parsed: pl.DataFrame) -> int:
     """Store freshly parsed phones (``lead_key, phone, region, e164``) for the next exports."""
-    rows = parsed.select("lead_key", "phone", "region", "e164").to_dicts()
+    # In key order: two exports of one audience (say Meta and Google, in parallel) lock rows in the same order.
+    rows = parsed.select("lead_key", "phone", "region", "e164").sort("lead_key").to_dicts()
     with engine.begin() as conn:
         return upsert(conn, PHONE_TABLE, rows, key_cols=["lead_key"], update_cols=["phone", "region", "e164"])
 
