@@ -15,6 +15,9 @@ import json
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,10 +27,30 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 PORTFOLIO = ROOT / "examples" / "demo" / "portfolio.yaml"
 
 
+@contextmanager
+def database(url: str | None, tmp: str) -> Iterator[str]:
+    """A SQLite file in ``tmp``, or a throw-away schema of the PostgreSQL database (dropped afterwards)."""
+    if url is None:
+        yield f"sqlite:///{tmp}/bench.db"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000)
-    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--database-url", help="PostgreSQL URL (a throw-away schema is used); default: SQLite")
     parser.add_argument("--cold-phones", action="store_true", help="parse every phone again in each first export")
     args = parser.parse_args()
 
@@ -42,9 +65,8 @@ def main() -> None:
     from store.db import make_engine
     from store.tables import Lead
 
-    with tempfile.TemporaryDirectory(prefix="leadscore-audiences-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="leadscore-audiences-") as tmp, database(args.database_url, tmp) as url:
         workdir = Path(tmp)
-        url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
         data = generate(workdir / "data", leads=args.leads, events=1_000, seed=1, as_of=AS_OF)
         ingest_file(load_portfolio(PORTFOLIO), "leads", data.leads, url)
         engine = make_engine(url)
@@ -70,6 +92,7 @@ def main() -> None:
                 figures[f"{platform}_{attempt}_rows"] = {"full": result.full, "added": result.added}
         figures["members_added"] = added
         figures["database"] = engine.dialect.name
+        engine.dispose()
         print(json.dumps(figures, indent=2))
 
 
