@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlmodel import Session, SQLModel, create_engine
 
+import store.audiences
 import store.nurture_tables  # registers the nurture tables
 import store.outbox_tables  # noqa: F401  (registers the outbox table)
 from store import tables  # noqa: F401  (registers the tables on the metadata)

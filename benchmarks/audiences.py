@@ -1,0 +1,100 @@
+"""Audience export benchmark: 100,000 demo leads in one audience, exported to each platform.
+
+Every lead is given ads consent so that all of them are exported. Prints, per platform, the first
+export (every lead is an add: normalise, hash, write the files and the uploaded state) and a
+re-export with nothing changed (the daily steady state), plus the time to add the members. The very
+first export (Meta) also parses every phone; Google then reuses the parsed phones (``audience_phones``).
+``--cold-phones`` forgets them before each first export, to time the worst case. Target: each export
+of 100,000 leads within 5 s.
+
+    .venv/bin/python benchmarks/audiences.py [--leads 100000] [--database-url postgresql+psycopg://…]
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+PORTFOLIO = ROOT / "examples" / "demo" / "portfolio.yaml"
+
+
+@contextmanager
+def database(url: str | None, tmp: str) -> Iterator[str]:
+    """A SQLite file in ``tmp``, or a throw-away schema of the PostgreSQL database (dropped afterwards)."""
+    if url is None:
+        yield f"sqlite:///{tmp}/bench.db"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--database-url", help="PostgreSQL URL (a throw-away schema is used); default: SQLite")
+    parser.add_argument("--cold-phones", action="store_true", help="parse every phone again in each first export")
+    args = parser.parse_args()
+
+    from sqlalchemy import delete, select, update
+
+    from examples.generate import generate
+    from flows.audiences import export_audience
+    from flows.ingestion import ingest_file
+    from nurture.audiences import PLATFORMS, AudienceSpec
+    from stages.portfolio import load_portfolio
+    from store.audiences import PHONE_TABLE, add_members
+    from store.db import make_engine
+    from store.tables import Lead
+
+    with tempfile.TemporaryDirectory(prefix="leadscore-audiences-") as tmp, database(args.database_url, tmp) as url:
+        workdir = Path(tmp)
+        data = generate(workdir / "data", leads=args.leads, events=1_000, seed=1, as_of=AS_OF)
+        ingest_file(load_portfolio(PORTFOLIO), "leads", data.leads, url)
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(update(Lead.__table__).values(ads_opt_in=True, unsubscribed_at=None))  # type: ignore[attr-defined]
+            keys = [key for (key,) in conn.execute(select(Lead.key))]  # type: ignore[arg-type]
+        started = time.perf_counter()
+        added = add_members(engine, "bench", keys, run_id="bench", as_of=AS_OF)
+        figures: dict[str, object] = {"leads": len(keys), "add_members_s": round(time.perf_counter() - started, 3)}
+        spec = AudienceSpec(platforms=list(PLATFORMS), default_country="US")
+        for step, platform in enumerate(PLATFORMS):
+            for attempt in ("first", "again"):
+                when = AS_OF + timedelta(hours=2 * step + (attempt == "again") + 1)
+                if args.cold_phones and attempt == "first":
+                    with engine.begin() as conn:
+                        conn.execute(delete(PHONE_TABLE))
+                started = time.perf_counter()
+                result = export_audience(
+                    engine, "bench", spec, platform, out_dir=workdir / "out", as_of=when, run_id=f"bench-{attempt}"
+                )
+                elapsed = time.perf_counter() - started
+                figures[f"{platform}_{attempt}_s"] = round(elapsed, 3)
+                figures[f"{platform}_{attempt}_rows"] = {"full": result.full, "added": result.added}
+        figures["members_added"] = added
+        figures["database"] = engine.dialect.name
+        engine.dispose()
+        print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Audience exports: resolve members, keep the consenting ones, write the platform's files, record the export.
+
+``export_audiences`` is what the CLI runs (no Prefect start-up for a one-off export); the
+``refresh_audiences`` flow exports every audience to each of its platforms, one task per
+(audience, platform), for the daily pipeline after nurture.
+"""
+
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy import Engine
+
+from flows.engine import engine_for
+from nurture.audiences import (
+    AudienceSpec,
+    Platform,
+    csv_text,
+    diff,
+    load_audiences,
+    platform_rows,
+    resolve_phones,
+    with_lines,
+)
+from stages.portfolio import Portfolio, load_portfolio
+from store.audiences import last_export, read_audience_leads, read_uploaded, record_export, remember_phones
+from store.scores import finish_run, start_run
+from store.tables import to_micros
+
+DEFAULT_OUT = Path("audiences")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote: counts and files (``full`` is the whole audience, the others the changes)."""
+
+    export_id: str
+    audience: str
+    platform: str
+    run_id: str
+    as_of: str
+    members: int
+    excluded_consent: int
+    unmatchable: int
+    full: int
+    added: int
+    removed: int
+    full_path: str
+    adds_path: str
+    removes_path: str
+
+
+class AudienceNotFound(KeyError):
+    """An audience named on the command line that the portfolio does not declare."""
+
+
+def export_audience(
+    engine: Engine,
+    name: str,
+    spec: AudienceSpec,
+    platform: Platform,
+    *,
+    out_dir: Path,
+    as_of: datetime,
+    run_id: str,
+) -> ExportResult:
+    """Export one audience to one platform: a full file, and adds/removes since its previous export."""
+    where = spec.where.model_dump() if spec.where is not None else None
+    leads = read_audience_leads(engine, name, as_of, where)
+    consented, parsed = resolve_phones(leads.filter("consented"), spec.default_country)
+    current = with_lines(platform_rows(consented, platform, spec.default_country), platform)
+    adds, removes = diff(current, read_uploaded(engine, name, platform))
+
+    stamp = as_of.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    export_id = f"{to_micros(datetime.now(UTC)):016d}-{uuid.uuid4().hex[:8]}"
+    folder = (out_dir / name / platform).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    base = f"{name}-{platform}-{stamp}-{export_id[-8:]}"
+    paths = {kind: folder / f"{base}-{kind}.csv" for kind in ("full", "adds", "removes")}
+    for kind, frame in (("full", current), ("adds", adds), ("removes", removes)):
+        _write_atomically(paths[kind], csv_text(platform, frame["line"]))
+
+    previous = last_export(engine, name, platform)
+    record = {
+        "export_id": export_id,
+        "audience": name,
+        "platform": platform,
+        "run_id": run_id,
+        "as_of": as_of,
+        "previous_export_id": previous.export_id if previous else None,
+        "members": leads.height,
+        "excluded_consent": leads.height - consented.height,
+        "unmatchable": consented.height - current.height,
+        "full_count": current.height,
+        "added_count": adds.height,
+        "removed_count": removes.height,
+        "full_path": str(paths["full"]),
+        "adds_path": str(paths["adds"]),
+        "removes_path": str(paths["removes"]),
+    }
+    record_export(engine, record, adds, removes)
+    remember_phones(engine, parsed)
+    return ExportResult(
+        export_id=export_id,
+        audience=name,
+        platform=platform,
+        run_id=run_id,
+        as_of=as_of.isoformat(),
+        members=record["members"],
+        excluded_consent=record["excluded_consent"],
+        unmatchable=record["unmatchable"],
+        full=current.height,
+        added=adds.height,
+        removed=removes.height,
+        full_path=record["full_path"],
+        adds_path=record["adds_path"],
+        removes_path=record["removes_path"],
+    )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside, then rename: an upload never picks up a half-written file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def selected(audiences: dict[str, AudienceSpec], platform: Platform, audience: str | None) -> dict[str, AudienceSpec]:
+    """The audiences to export to ``platform``: the one named (which must list it), or every one that does."""
+    if audience is None:
+        return {name: spec for name, spec in audiences.items() if platform in spec.platforms}
+    if audience not in audiences:
+        raise AudienceNotFound(f"unknown audience {audience!r}; declared: {sorted(audiences) or 'none'}")
+    spec = audiences[audience]
+    if platform not in spec.platforms:
+        raise ValueError(f"audience {audience!r} is not exported to {platform}; its platforms: {spec.platforms}")
+    return {audience: spec}
+
+
+def export_audiences(
+    portfolio: Portfolio,
+    platform: Platform,
+    *,
+    audience: str | None = None,
+    out_dir: Path = DEFAULT_OUT,
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+) -> list[ExportResult]:
+    """Export the selected audiences to one platform as one run (recorded in ``runs``)."""
+    as_of = as_of or datetime.now(UTC)
+    chosen = selected(load_audiences(portfolio), platform, audience)
+    engine = engine_for(database_url)
+    run_id = start_run(engine, "audiences", as_of)
+    try:
+        results = [
+            export_audience(engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id)
+            for name, spec in chosen.items()
+        ]
+    except BaseException as exc:
+        finish_run(engine, run_id, "failed", {"error": repr(exc)})
+        raise
+    finish_run(engine, run_id, "completed", {"platform": platform, "exports": [asdict(r) for r in results]})
+    return results
+
+
+@task(cache_policy=NO_CACHE, task_run_name="export {name} to {platform}")
+def export_audience_task(
+    name: str,
+    spec: AudienceSpec,
+    platform: Platform,
+    out_dir: Path,
+    as_of: datetime,
+    run_id: str,
+    database_url: str | None,
+) -> ExportResult:
+    return export_audience(engine_for(database_url), name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id)
+
+
+@flow(name="refresh-audiences", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+def refresh_audiences(
+    portfolio_path: str,
+    as_of: datetime | None = None,
+    out_dir: str = str(DEFAULT_OUT),
+    database_url: str | None = None,
+) -> list[dict[str, Any]]:
+    """Export every audience to each of its platforms; an artifact lists sizes, adds and removes."""
+    logger = get_run_logger()
+    as_of = as_of or datetime.now(UTC)
+    audiences = load_audiences(load_portfolio(Path(portfolio_path)))
+    engine = engine_for(database_url)
+    run_id = start_run(engine, "audiences", as_of)
+    futures = [
+        export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url)
+        for name, spec in audiences.items()
+        for platform in spec.platforms
+    ]
+    outcomes = [future.result(raise_on_failure=False) for future in futures]
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    results = [asdict(outcome) for outcome in outcomes if isinstance(outcome, ExportResult)]
+    if failures:
+        finish_run(engine, run_id, "failed", {"exports": results, "error": repr(failures[0])})
+        raise failures[0]
+    finish_run(engine, run_id, "completed", {"exports": results})
+    create_table_artifact(
+        key="audience-exports",
+        table=[
+            {k: r[k] for k in ("audience", "platform", "full", "added", "removed", "excluded_consent", "unmatchable")}
+            for r in results
+        ],
+        description="Audience sizes and changes per platform",
+    )
+    logger.info("exported %d audience files", len(results))
+    return results
