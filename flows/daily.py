@@ -1,5 +1,5 @@
 """``daily_pipeline``: the scheduled run of DESIGN §4 — ingest the drop folder, score (with transitions
-and triggers), nurture, report.
+and triggers), nurture, refresh the ad audiences.
 
 The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``events/``,
 ``stage_updates/`` (CSV or JSONL). A file that was read goes to ``processed/DATE/`` (with its
@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.audiences import refresh_audiences
 from flows.ingestion import ingest_file
 from flows.nurture import run_nurture
 from flows.scoring import score_portfolio
@@ -77,10 +78,12 @@ def daily_pipeline(
     database_url: str | None = None,
     as_of: datetime | None = None,
     inbox: str | None = None,
+    audiences_dir: str = "audiences",
 ) -> dict[str, Any]:
-    """Ingest → score (transitions, triggers) → nurture. Each step runs even when an earlier one failed
-    for part of the data (scores of the other partitions are stored), and the run fails at the end if
-    any step did; re-running it is idempotent."""
+    """Ingest → score (transitions, triggers) → nurture → audience exports (into ``audiences_dir``).
+
+    Each step runs even when an earlier one failed for part of the data (scores of the other partitions
+    are stored), and the run fails at the end if any step did; re-running it is idempotent."""
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
@@ -91,6 +94,7 @@ def daily_pipeline(
     steps = (
         ("score", lambda: score_portfolio(portfolio_path, as_of=as_of, database_url=database_url)),
         ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of)),
+        ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
     )
     for name, step in steps:
         try:

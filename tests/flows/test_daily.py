@@ -51,7 +51,8 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
         "LD-0000002,crm-suite,negotiation,2026-11-17T09:00:00Z,hubspot\n"
     )
 
-    first = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox))
+    audiences = str(tmp_path / "audiences")
+    first = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox), audiences_dir=audiences)
 
     day = datetime.now(UTC).date().isoformat()
     processed = inbox / "processed" / day
@@ -79,10 +80,16 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
         n for counts in first["score"]["transitions"].values() for n in counts.values()
     )
 
-    again = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox))
+    exported = {(e["audience"], e["platform"]): e["full"] for e in first["audiences"]}
+    assert exported[("crm-warm-up", "meta")] > 0
+
+    again = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox), audiences_dir=audiences)
 
     assert again["ingested"] == []
     assert again["score"]["changed"] == 0 and again["score"].get("firings", {}) == {}
     assert sum(again["nurture"]["deliveries"].values()) == 0
     assert (_count(database_url, ScoreSnapshot), _count(database_url, TriggerFiring)) == (snapshots, firings)
     assert _count(database_url, OutboxMessage) == messages == len(list(outbox.rglob("*.eml")))
+    assert {(e["audience"], e["platform"]): (e["added"], e["removed"]) for e in again["audiences"]} == {
+        key: (0, 0) for key in exported
+    }
