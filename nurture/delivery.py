@@ -218,11 +218,10 @@ def _deliver_chunk(
         )
     if fresh:
         folder.mkdir(parents=True, exist_ok=True)
-    payloads = {}
+    payloads = {m.message_id: m.as_bytes() for m in fresh}
     for m in fresh:
-        data = m.message.as_bytes()
-        paths[m.message_id].write_bytes(data)
-        payloads[m.message_id] = data
+        with open(paths[m.message_id], "wb") as handle:
+            handle.write(payloads[m.message_id])
     outcomes = _send_all(fresh, payloads, transport, settings)
     finished = datetime.now(UTC) if settings.smtp_host else now
     with engine.begin() as conn:
@@ -250,7 +249,6 @@ def _send_all(
     """Send in rounds: every message once, then the temporarily refused ones again after a backoff."""
     outcomes: dict[str, dict] = {}
     pending = list(fresh)
-    sender = _envelope_sender(fresh, settings)
     for attempt in range(1, max(1, settings.smtp_attempts) + 1):
         if attempt > 1:
             time.sleep(settings.smtp_backoff_seconds * 2 ** (attempt - 2))
@@ -258,7 +256,7 @@ def _send_all(
         for m in pending:
             outcome = {"message_id": m.message_id, "attempts": attempt, "last_error": None}
             try:
-                transport.send(sender.get(m.message_id, settings.mail_from), m.to, payloads[m.message_id])
+                transport.send(m.envelope_from or settings.mail_from, m.to, payloads[m.message_id])
                 outcome["status"] = "sent"
             except _Unknown as exc:
                 outcome.update(status="unknown", last_error=str(exc))
@@ -276,15 +274,6 @@ def _send_all(
         if not pending:
             break
     return outcomes
-
-
-def _envelope_sender(fresh: Sequence[Outgoing], settings: Settings) -> dict[str, str]:
-    """The envelope sender of each message: its From address (bounces go back to whoever sent it)."""
-    found: dict[str, str] = {}
-    for m in fresh:
-        addresses = getattr(m.message["From"], "addresses", ())
-        found[m.message_id] = addresses[0].addr_spec if addresses else settings.mail_from
-    return found
 
 
 def _result(

@@ -67,7 +67,7 @@ def test_default_outbox_writes_eml_files_once(engine: Engine, tmp_path: Path) ->
         ("sent", 1, str(folder / f"{m.message_id}.eml")) for m in messages
     ]
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{m.message_id}.eml" for m in messages)
-    assert (folder / f"{messages[0].message_id}.eml").read_bytes() == messages[0].message.as_bytes()
+    assert (folder / f"{messages[0].message_id}.eml").read_bytes() == messages[0].as_bytes()
     rows = outbox.messages(engine)
     assert [(r["kind"], r["ref"], r["status"], r["attempts"], r["sent_at"], r["to_address"]) for r in rows] == [
         ("nurture", "enrolment:1:0", "sent", 1, NOW, "a@x.example"),
