@@ -35,7 +35,8 @@ CHUNK = 500  # messages per intent/outcome transaction: bounds what a crash leav
 @dataclass(frozen=True)
 class DeliveryResult:
     """``status``: sent | failed | bounced | unknown (intent without outcome: counted as sent, review
-    it) | duplicate (an earlier run already settled this Message-ID)."""
+    it) | duplicate (an earlier call already sent or bounced this Message-ID). A ``failed`` message is
+    tried again by a later call: its failure was a known refusal, so nothing can be sent twice."""
 
     message_id: str
     kind: str
@@ -190,15 +191,19 @@ def _deliver_chunk(
         known = outbox.statuses(conn, [m.message_id for m in chunk])
     fresh: list[Outgoing] = []
     settled: dict[str, DeliveryResult] = {}
+    retried: list[str] = []
     for message in chunk:
-        if message.message_id in known or message.message_id in seen:
-            status = known.get(message.message_id, "duplicate")
+        status = known.get(message.message_id)
+        if message.message_id in seen or (status is not None and status != "failed"):
             settled[message.message_id] = _result(message, "unknown" if status == "intent" else "duplicate")
-        else:
-            seen.add(message.message_id)
-            fresh.append(message)
+            continue
+        seen.add(message.message_id)
+        fresh.append(message)
+        if status == "failed":  # the server refused it (or was never reached): sending again is safe
+            retried.append(message.message_id)
     paths = {m.message_id: folder / f"{m.message_id}.eml" for m in fresh}
     with engine.begin() as conn:  # committed before any byte goes to the server
+        outbox.reopen_failed(conn, retried, run_ids={m.message_id: m.run_id for m in fresh})
         outbox.record_intents(
             conn,
             [

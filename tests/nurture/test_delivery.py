@@ -169,6 +169,13 @@ def test_451_is_retried_until_accepted_or_attempts_run_out(
     ]
     assert [rcpt for _, rcpt, _ in handler.received] == [["slow@x.example"]]
     assert all(value is None for value in bounced_at(engine).values())  # temporary failures never suppress
+    # A failed message was refused for sure: a later delivery tries it again; the sent one stays sent.
+    again = deliver(engine, messages, smtp_settings(tmp_path, port), now=NOW)
+    assert [(r.status, r.attempts) for r in again] == [("duplicate", 0), ("sent", 1)]
+    assert [rcpt for _, rcpt, _ in handler.received] == [["slow@x.example"], ["busy@x.example"]]
+    assert [(r["ref"], r["status"], r["attempts"]) for r in outbox.messages(engine)] == [
+        ("e:1", "sent", 2), ("e:2", "sent", 1),
+    ]  # fmt: skip
 
 
 def test_crash_after_sending_never_sends_twice(
