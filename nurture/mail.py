@@ -161,14 +161,6 @@ class Mailer:
     def for_portfolio(cls, portfolio_path: Path | str) -> Mailer:
         return cls([Path(portfolio_path).parent / "templates"])
 
-    def exists(self, name: str) -> bool:
-        try:
-            self.env.get_template(f"email/{name}.txt.j2")
-            self.env.get_template(f"email/{name}.html.j2")
-        except TemplateNotFound:
-            return False
-        return True
-
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         """Subject, text and CSS-inlined HTML of template pair ``email/NAME``; raises ``MailError``."""
         text_template = self._template(f"email/{name}.txt.j2")

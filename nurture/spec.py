@@ -330,9 +330,3 @@ def _cross_check(spec: NurtureSpec, portfolio: Portfolio, node: Any) -> list[tup
                     f"unknown audience {audience!r}; declare it under nurture.audiences",
                 )
     return problems
-
-
-def sender_of(spec: NurtureSpec) -> Sender:
-    if spec.sender is None:
-        raise ValueError("no nurture.sender in the portfolio")
-    return spec.sender.sender()
