@@ -103,7 +103,8 @@ def test_smtp_round_trip_delivers_a_working_multipart_message(
     html = parsed.get_body(("html",)).get_content()
     text = parsed.get_body(("plain",)).get_content()
     assert (
-        "<style" not in html and 'class="button" href="https://acme-cloud.example/sample-line/tour" style="display:' in html
+        "<style" not in html
+        and 'class="button" href="https://acme-cloud.example/sample-line/tour" style="display:' in html
     )
     assert "Hi Ada," in text and "Acme Cloud SAS, 12 rue de la Paix" in text
     for part in (html, text, parsed["Subject"]):
