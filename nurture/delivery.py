@@ -35,7 +35,8 @@ CHUNK = 500  # messages per intent/outcome transaction: bounds what a crash leav
 @dataclass(frozen=True)
 class DeliveryResult:
     """``status``: sent | failed | bounced | unknown (intent without outcome: counted as sent, review
-    it) | duplicate (an earlier run already settled this Message-ID)."""
+    it) | duplicate (an earlier call already sent or bounced this Message-ID). A ``failed`` message is
+    tried again by a later call: its failure was a known refusal, so nothing can be sent twice."""
 
     message_id: str
     kind: str
@@ -190,15 +191,19 @@ def _deliver_chunk(
         known = outbox.statuses(conn, [m.message_id for m in chunk])
     fresh: list[Outgoing] = []
     settled: dict[str, DeliveryResult] = {}
+    retried: list[str] = []
     for message in chunk:
-        if message.message_id in known or message.message_id in seen:
-            status = known.get(message.message_id, "duplicate")
+        status = known.get(message.message_id)
+        if message.message_id in seen or (status is not None and status != "failed"):
             settled[message.message_id] = _result(message, "unknown" if status == "intent" else "duplicate")
-        else:
-            seen.add(message.message_id)
-            fresh.append(message)
+            continue
+        seen.add(message.message_id)
+        fresh.append(message)
+        if status == "failed":  # the server refused it (or was never reached): sending again is safe
+            retried.append(message.message_id)
     paths = {m.message_id: folder / f"{m.message_id}.eml" for m in fresh}
     with engine.begin() as conn:  # committed before any byte goes to the server
+        outbox.reopen_failed(conn, retried, run_ids={m.message_id: m.run_id for m in fresh})
         outbox.record_intents(
             conn,
             [
@@ -218,11 +223,10 @@ def _deliver_chunk(
         )
     if fresh:
         folder.mkdir(parents=True, exist_ok=True)
-    payloads = {}
+    payloads = {m.message_id: m.as_bytes() for m in fresh}
     for m in fresh:
-        data = m.message.as_bytes()
-        paths[m.message_id].write_bytes(data)
-        payloads[m.message_id] = data
+        with open(paths[m.message_id], "wb") as handle:
+            handle.write(payloads[m.message_id])
     outcomes = _send_all(fresh, payloads, transport, settings)
     finished = datetime.now(UTC) if settings.smtp_host else now
     with engine.begin() as conn:
@@ -250,7 +254,6 @@ def _send_all(
     """Send in rounds: every message once, then the temporarily refused ones again after a backoff."""
     outcomes: dict[str, dict] = {}
     pending = list(fresh)
-    sender = _envelope_sender(fresh, settings)
     for attempt in range(1, max(1, settings.smtp_attempts) + 1):
         if attempt > 1:
             time.sleep(settings.smtp_backoff_seconds * 2 ** (attempt - 2))
@@ -258,7 +261,7 @@ def _send_all(
         for m in pending:
             outcome = {"message_id": m.message_id, "attempts": attempt, "last_error": None}
             try:
-                transport.send(sender.get(m.message_id, settings.mail_from), m.to, payloads[m.message_id])
+                transport.send(m.envelope_from or settings.mail_from, m.to, payloads[m.message_id])
                 outcome["status"] = "sent"
             except _Unknown as exc:
                 outcome.update(status="unknown", last_error=str(exc))
@@ -276,15 +279,6 @@ def _send_all(
         if not pending:
             break
     return outcomes
-
-
-def _envelope_sender(fresh: Sequence[Outgoing], settings: Settings) -> dict[str, str]:
-    """The envelope sender of each message: its From address (bounces go back to whoever sent it)."""
-    found: dict[str, str] = {}
-    for m in fresh:
-        addresses = getattr(m.message["From"], "addresses", ())
-        found[m.message_id] = addresses[0].addr_spec if addresses else settings.mail_from
-    return found
 
 
 def _result(

@@ -191,6 +191,13 @@ class TrackSpec(Spec):
     exit: Exit = Field(default_factory=Exit)
     reentry: Literal["never", "always"] | Reentry = "never"
 
+    @field_validator("reentry", mode="before")
+    @classmethod
+    def _reentry(cls, value: Any) -> Any:
+        if not (value in ("never", "always") or isinstance(value, dict)):
+            raise ValueError(f"re-entry is never, always or {{after_days: N}}; got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _branch_targets(self) -> Self:
         """Branches jump forward only (to a step index or name), so every enrolment reaches an end."""
@@ -270,7 +277,7 @@ def load_nurture(portfolio: Portfolio, mailer: Mailer | None = None) -> NurtureS
             validate_templates(mailer, templates, sample_context("nurture", spec.sender.sender()))
         except MailError as exc:
             problems += [
-                ("nurture.tracks", line_of(node, ["nurture", "tracks"]), f"{file}:{line}: {msg}")
+                ("nurture.tracks", line_of(node, ["nurture", "tracks"]), f"{file}{f':{line}' if line else ''}: {msg}")
                 for file, line, msg in exc.problems
             ]
     if problems:
@@ -282,7 +289,8 @@ def _cross_check(spec: NurtureSpec, portfolio: Portfolio, node: Any) -> list[tup
     problems: list[tuple[str, int | None, str]] = []
 
     def problem(loc: list[str | int], message: str) -> None:
-        problems.append((".".join(str(part) for part in loc), line_of(node, loc), message))
+        dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+        problems.append((dotted, line_of(node, loc), message))
 
     try:
         ZoneInfo(portfolio.spec.timezone)
@@ -322,9 +330,3 @@ def _cross_check(spec: NurtureSpec, portfolio: Portfolio, node: Any) -> list[tup
                     f"unknown audience {audience!r}; declare it under nurture.audiences",
                 )
     return problems
-
-
-def sender_of(spec: NurtureSpec) -> Sender:
-    if spec.sender is None:
-        raise ValueError("no nurture.sender in the portfolio")
-    return spec.sender.sender()

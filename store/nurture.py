@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from store.bulk import insert_ignore
 from store.nurture_tables import NurtureEnrolment, NurtureRequest, NurtureStepLog
 from store.reader import read_frame
-from store.tables import Event, Journey, Lead, ScoreSnapshot, to_micros
+from store.tables import Event, Lead, ScoreSnapshot, to_micros
 
 ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
 STEPS = NurtureStepLog.__table__  # type: ignore[attr-defined]
@@ -192,17 +192,6 @@ def read_recipients(engine: Engine, lead_keys: Sequence[int], journey_ids: Seque
             rows = conn.execute(select(snapshots.c.journey_id, snapshots.c.breakdown).where(snapshots.c.id.in_(latest)))
             breakdowns.update({row.journey_id: list(row.breakdown or []) for row in rows})
     return leads, breakdowns
-
-
-def read_journey_rows(engine: Engine, journey_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    table = Journey.__table__  # type: ignore[attr-defined]
-    found: dict[int, dict[str, Any]] = {}
-    ids = sorted({j for j in journey_ids if j is not None})
-    with engine.connect() as conn:
-        for start in range(0, len(ids), _CHUNK):
-            rows = conn.execute(select(table).where(table.c.id.in_(ids[start : start + _CHUNK])))
-            found.update({row.id: dict(row._mapping) for row in rows})
-    return found
 
 
 def step_log(engine: Engine, enrolment_id: int | None = None) -> list[dict[str, Any]]:

@@ -37,6 +37,18 @@ def record_intents(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
     return insert_ignore(conn, OUTBOX, [{**row, "status": "intent", "attempts": 0} for row in rows])
 
 
+def reopen_failed(conn: Connection, message_ids: Sequence[str], *, run_ids: dict[str, str]) -> None:
+    """Turn ``failed`` messages back into intents before another attempt (the refusal was certain)."""
+    if not message_ids:
+        return
+    stmt = (
+        update(OUTBOX)
+        .where(OUTBOX.c.message_id == bindparam("mid"), OUTBOX.c.status == "failed")
+        .values(status="intent", run_id=bindparam("new_run"))
+    )
+    conn.execute(stmt, [{"mid": mid, "new_run": run_ids[mid]} for mid in message_ids])
+
+
 def record_outcomes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Set ``status, attempts, last_error, sent_at`` per ``message_id``: one executemany."""
     if not rows:

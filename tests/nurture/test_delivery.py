@@ -67,7 +67,7 @@ def test_default_outbox_writes_eml_files_once(engine: Engine, tmp_path: Path) ->
         ("sent", 1, str(folder / f"{m.message_id}.eml")) for m in messages
     ]
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{m.message_id}.eml" for m in messages)
-    assert (folder / f"{messages[0].message_id}.eml").read_bytes() == messages[0].message.as_bytes()
+    assert (folder / f"{messages[0].message_id}.eml").read_bytes() == messages[0].as_bytes()
     rows = outbox.messages(engine)
     assert [(r["kind"], r["ref"], r["status"], r["attempts"], r["sent_at"], r["to_address"]) for r in rows] == [
         ("nurture", "enrolment:1:0", "sent", 1, NOW, "a@x.example"),
@@ -103,7 +103,8 @@ def test_smtp_round_trip_delivers_a_working_multipart_message(
     html = parsed.get_body(("html",)).get_content()
     text = parsed.get_body(("plain",)).get_content()
     assert (
-        "<style" not in html and 'class="button" href="https://acme.example/sample-line/tour" style="display:' in html
+        "<style" not in html
+        and 'class="button" href="https://acme-cloud.example/sample-line/tour" style="display:' in html
     )
     assert "Hi Ada," in text and "Acme Cloud SAS, 12 rue de la Paix" in text
     for part in (html, text, parsed["Subject"]):
@@ -169,6 +170,13 @@ def test_451_is_retried_until_accepted_or_attempts_run_out(
     ]
     assert [rcpt for _, rcpt, _ in handler.received] == [["slow@x.example"]]
     assert all(value is None for value in bounced_at(engine).values())  # temporary failures never suppress
+    # A failed message was refused for sure: a later delivery tries it again; the sent one stays sent.
+    again = deliver(engine, messages, smtp_settings(tmp_path, port), now=NOW)
+    assert [(r.status, r.attempts) for r in again] == [("duplicate", 0), ("sent", 1)]
+    assert [rcpt for _, rcpt, _ in handler.received] == [["slow@x.example"], ["busy@x.example"]]
+    assert [(r["ref"], r["status"], r["attempts"]) for r in outbox.messages(engine)] == [
+        ("e:1", "sent", 2), ("e:2", "sent", 1),
+    ]  # fmt: skip
 
 
 def test_crash_after_sending_never_sends_twice(

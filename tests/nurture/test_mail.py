@@ -117,7 +117,7 @@ def test_nurture_message_is_multipart_with_unfolded_one_click_unsubscribe_and_in
         sender=SENDER,
         date=WHEN,
     )
-    raw = out.message.as_bytes()
+    raw = out.as_bytes()
     header_lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
     unsubscribe = [line for line in header_lines if line.startswith(b"List-Unsubscribe:")]
     assert len(unsubscribe) == 1 and len(unsubscribe[0]) > 200  # one physical line, never folded
@@ -172,8 +172,8 @@ def test_owner_alert_has_the_breakdown_table_and_no_unsubscribe() -> None:
     )  # fmt: skip
     assert out.kind == "owner_alert" and out.ref == "firing:12" and out.lead_key == 5
     assert out.subject == "[leadscore] hot lead: Bob Stone (Client & Sons) is hot at 81.2 on Acme CRM Suite"
-    assert "List-Unsubscribe" not in out.message
-    parsed = email.message_from_bytes(out.message.as_bytes(), policy=email.policy.default)
+    assert "List-Unsubscribe" not in out.parsed()
+    parsed = email.message_from_bytes(out.as_bytes(), policy=email.policy.default)
     text = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")
     html = parsed.get_body(("html",)).get_content()
     assert "Score:         81.2 (was 64.0)" in text
@@ -182,3 +182,38 @@ def test_owner_alert_has_the_breakdown_table_and_no_unsubscribe() -> None:
     assert ">Client &amp; Sons</td>" in html
     assert '<td style="border-bottom: 1px solid #e4e7eb;padding: 6px;">pricing page</td>' in html
     assert "+20.0</td>" in html and "-5.0</td>" in html
+
+
+def test_non_ascii_subjects_are_encoded_and_headers_cannot_be_injected() -> None:
+    mailer = Mailer.for_portfolio(DEMO)
+    out = compose(
+        mailer, "nurture_intro", nurture_context(first_name="Zoé"), kind="nurture", ref="enrolment:1:0", lead_key=1,
+        run_id="r", to="zoe@example.com", sender=SENDER, date=WHEN,
+    )  # fmt: skip
+    head = out.as_bytes().split(b"\r\n\r\n", 1)[0]
+    assert b"Subject: =?utf-8?" in head
+    assert out.parsed()["Subject"] == "Zoé, a quick look at Sample Line" == out.subject
+    again = compose(
+        mailer, "nurture_intro", nurture_context(first_name="Zoé"), kind="nurture", ref="enrolment:1:0", lead_key=1,
+        run_id="r", to="zoe@example.com", sender=SENDER, date=WHEN,
+    )  # fmt: skip
+    assert again.as_bytes() == out.as_bytes()  # same cause, same bytes
+    with pytest.raises(MailError, match="header To must be one line of ASCII"):
+        compose(
+            mailer, "nurture_intro", nurture_context(), kind="nurture", ref="e:2", lead_key=2, run_id="r",
+            to="a@example.com\r\nBcc: everyone@example.com", sender=SENDER, date=WHEN,
+        )  # fmt: skip
+
+
+def test_an_email_message_built_elsewhere_is_accepted() -> None:
+    from email.message import EmailMessage
+
+    from nurture.mail import Outgoing
+
+    msg = EmailMessage()
+    msg["From"] = "Sales Ops <ops@acme.example>"
+    msg["Subject"] = "Custom"
+    msg.set_content("hello")
+    out = Outgoing("id@acme.example", "owner_alert", "firing:1", 1, "r", "sara@acme.example", msg)
+    assert (out.subject, out.envelope_from) == ("Custom", "ops@acme.example")
+    assert out.as_bytes().startswith(b"From: Sales Ops <ops@acme.example>\r\n")

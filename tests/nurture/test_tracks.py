@@ -16,6 +16,7 @@ from store import outbox
 from store.nurture import request_enrolments, request_exits
 from store.settings import Settings
 from store.tables import Lead
+from tests.nurture.conftest import Recorder
 from tests.nurture.world import add_event, add_lead, add_milestone, set_journey, write_portfolio
 
 MON = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday, 11:00 in Paris
@@ -250,3 +251,23 @@ def test_dry_run_shows_rendered_subjects_and_writes_nothing(engine: Engine, tmp_
     ]  # fmt: skip
     assert store.enrolments(engine) == [] and outbox.messages(engine) == []
     assert not (tmp_path / "outbox").exists()
+
+
+def test_a_refused_email_stays_due_and_a_bounce_exits_the_track(
+    engine: Engine, tmp_path: Path, smtp_server: tuple[Recorder, int]
+) -> None:
+    handler, port = smtp_server
+    ctx = load_context(write_portfolio(tmp_path))
+    busy, _ = add_lead(engine, "BUSY", score=10)
+    gone, _ = add_lead(engine, "GONE", score=10)
+    handler.script = {"busy@client.example": ["451 busy"] * 3, "gone@client.example": ["550 no such user"]}
+    settings = Settings(outbox_dir=tmp_path / "outbox", smtp_host="127.0.0.1", smtp_port=port, smtp_backoff_seconds=0)
+    first = nurture_once(engine, ctx, MON, settings=settings, run_id="r1")
+    assert first.deliveries == {"bounced": 1, "failed": 1}
+    assert (enrolment_of(engine, busy)["current_step"], enrolment_of(engine, busy)["next_step_at"]) == (0, MON)
+    assert steps_of(engine, busy) == []
+    second = nurture_once(engine, ctx, MON + timedelta(hours=1), settings=settings, run_id="r2")
+    assert (second.exits, second.deliveries) == ({"bounced": 1}, {"sent": 1})
+    assert [rcpt for _, rcpt, _ in handler.received] == [["busy@client.example"]]
+    assert [(s[0], s[1], s[3]) for s in steps_of(engine, busy)] == [(0, "email", "r2"), (1, "wait", "r2")]
+    assert enrolment_of(engine, gone)["exit_reason"] == "bounced"

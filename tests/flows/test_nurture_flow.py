@@ -1,0 +1,124 @@
+"""``run_nurture`` as a real Prefect flow run, and the ``nurture`` / ``suppress`` commands."""
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+import flows.nurture  # noqa: F401  (configures Prefect logging before the first CliRunner.invoke)
+from flows.cli import app
+from flows.engine import engine_for
+from flows.nurture import run_nurture
+from store import nurture as store
+from store import outbox
+from store.settings import get_settings
+from store.tables import Lead, Run
+from tests.nurture.world import add_lead, write_portfolio
+
+MON = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def outbox_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("LEADSCORE_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.delenv("LEADSCORE_SMTP_HOST", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path / "outbox"
+    get_settings.cache_clear()
+
+
+def test_run_nurture_flow_sends_records_and_is_idempotent(database_url: str, tmp_path: Path, outbox_dir: Path) -> None:
+    path = write_portfolio(tmp_path)
+    engine = engine_for(database_url)
+    first, _ = add_lead(engine, "F1", score=10)
+    add_lead(engine, "F2", score=50)  # too warm for the track
+    summary = run_nurture(str(path), database_url=database_url, as_of=MON)
+    assert (summary["enrolled"], summary["deliveries"], summary["exits"]) == ({"warm-up": 1}, {"sent": 1}, {})
+    assert [(e["lead_key"], e["subject"], e["status"]) for e in summary["emails"]] == [(first, "first for F1", "sent")]
+    [message] = outbox.messages(engine)
+    assert Path(message["path"]).parent == outbox_dir / "2026-11-23"
+    assert Path(message["path"]).read_bytes().count(b"List-Unsubscribe: <https://acme.example/u?t=") == 1
+    with Session(engine) as session:
+        [nurture_run] = session.exec(select(Run).where(Run.kind == "nurture")).all()  # type: ignore[call-overload]
+        run_row = nurture_run[0]
+        assert (run_row.run_id, run_row.status, run_row.as_of) == (summary["run_id"], "completed", MON)
+        assert run_row.stats["deliveries"] == {"sent": 1}
+    again = run_nurture(str(path), database_url=database_url, as_of=MON)
+    assert (again["enrolled"], again["deliveries"], again["emails"]) == ({}, {}, [])
+    assert len(outbox.messages(engine)) == 1
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outbox_dir: Path) -> Iterator[Path]:
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
+    monkeypatch.delenv("LEADSCORE_PORTFOLIO", raising=False)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    write_portfolio(tmp_path)
+    yield tmp_path
+    engine_for().dispose()
+    engine_for.cache_clear()
+
+
+def invoke(*args: str | Path, code: int = 0) -> Any:
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "1000"})
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def test_nurture_dry_run_then_real_run_from_the_cli(cli: Path) -> None:
+    engine = engine_for()
+    key, _ = add_lead(engine, "C1", score=10)
+    dry = json.loads(invoke("nurture", "--dry-run", "--as-of", "2026-11-23T10:00:00Z", "--json").stdout)
+    assert dry["dry_run"] is True and dry["enrolled"] == {"warm-up": 1}
+    assert dry["emails"] == [
+        {"lead_key": key, "to": "c1@client.example", "ref": "enrolment:-1:0", "subject": "first for C1",
+         "status": "would send"},
+    ]  # fmt: skip
+    assert store.enrolments(engine) == [] and outbox.messages(engine) == []
+    real = invoke("nurture", "--as-of", "2026-11-23T10:00:00Z")
+    assert "1 enrolled, 0 exited, 0 completed, 1 emails sent" in real.stdout
+    assert "first for C1" in real.stdout
+    assert [m["status"] for m in outbox.messages(engine)] == ["sent"]
+    invoke("nurture", "--as-of", "2026-11-23T10:00:00", code=2)  # no zone
+
+
+def test_suppress_unsubscribes_exits_tracks_and_reports_rejects(cli: Path) -> None:
+    engine = engine_for()
+    gone, _ = add_lead(engine, "S1", score=10)
+    kept, _ = add_lead(engine, "S2", score=10)
+    invoke("nurture", "--as-of", "2026-11-23T10:00:00Z", "--json")
+    (cli / "suppress.csv").write_text("lead_id,note\nS1,asked by phone\nNOPE,typo\n,blank\nS1,twice\n")
+    summary = json.loads(invoke("suppress", cli / "suppress.csv", "--json").stdout)
+    assert {k: summary[k] for k in ("read", "matched", "newly_unsubscribed", "enrolments_ended", "rejected")} == {
+        "read": 4, "matched": 1, "newly_unsubscribed": 1, "enrolments_ended": 1, "rejected": 2,
+    }  # fmt: skip
+    assert [(r["line"], r["value"], r["reason"]) for r in summary["rejects"]] == [
+        (3, "NOPE", "no lead with this lead_id"),
+        (4, "", "empty lead_id"),
+    ]
+    assert (cli / "suppress.csv.rejects.csv").read_text().splitlines()[1] == "3,lead_id,NOPE,no lead with this lead_id"
+    status = {e["lead_key"]: (e["status"], e["exit_reason"]) for e in store.enrolments(engine)}
+    assert status == {gone: ("exited", "unsubscribed"), kept: ("active", None)}
+    (cli / "by-email.csv").write_text("Email\n  S2@Client.Example \nbad-address\n")
+    human = invoke("suppress", cli / "by-email.csv")
+    assert "1 leads matched, 1 newly unsubscribed, 1 track enrolments ended, 1 rejected" in human.stdout
+    with Session(engine) as session:
+        unsubscribed = session.exec(select(Lead.lead_id).where(Lead.unsubscribed_at.is_not(None))).all()  # type: ignore[union-attr]
+        assert sorted(row[0] for row in unsubscribed) == ["S1", "S2"]
+    (cli / "wrong.csv").write_text("name\nx\n")
+    assert "needs a lead_id or an email column" in invoke("suppress", cli / "wrong.csv", code=2).output
+
+
+def test_an_invalid_nurture_section_is_a_usage_error(cli: Path) -> None:
+    text = (cli / "portfolio.yaml").read_text().replace("- wait: 2d", "- wait: soon")
+    (cli / "portfolio.yaml").write_text(text)
+    result = invoke("nurture", "--dry-run", code=2)
+    assert "portfolio.yaml:27: nurture.tracks.warm-up.steps[1].wait: 'soon' is not a duration" in result.output
