@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "leadscore@localhost"
     workers: int = 2
+    # Where scoring tasks run (flows/runners.py): a thread pool, local processes, or a Dask cluster
+    # (an existing one at ``dask_address``, else a local one of ``workers`` processes).
+    task_runner: Literal["threads", "processes", "dask"] = "threads"
+    dask_address: str | None = None
 
 
 @lru_cache
