@@ -331,3 +331,6 @@ def demo(
 
 def main() -> None:
     app()
+
+
+from flows import cli_ops  # noqa: E402,F401  (registers commands)
