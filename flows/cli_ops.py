@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import _load, _t, app, console, fail, portfolio_path
+from flows.cli import JsonOpt, PortfolioOpt, _json, _load, _t, app, console, fail, portfolio_path
 
 
 @app.command()
@@ -36,3 +36,28 @@ def serve(
         table.add_row(_t(f"{deployment.flow_name}/{deployment.name}"), _t(when or "on demand only"), _t(path))
     console.print(table)
     serve_portfolios(paths)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write")] = Path("report.html"),
+    portfolio: PortfolioOpt = None,
+    product_line: Annotated[str | None, typer.Option("--product-line", help="Only this product line")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a self-contained HTML report: distributions, funnel, qualifications, conversion by band, movers."""
+    from flows.report import write_report
+
+    path = portfolio_path(portfolio)
+    loaded = _load(path)
+    if product_line is not None and product_line not in loaded.product_lines:
+        known = ", ".join(sorted(loaded.product_lines))
+        raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
+    sections = write_report(path, out, product_line=product_line)
+    if json_out:
+        print(_json({"out": str(out), "sections": {s.key: s.rows for s in sections}}))
+        return
+    table = Table("section", "rows", "charts", "note", title=f"report written to {_t(out)}")
+    for section in sections:
+        table.add_row(_t(section.title), str(len(section.rows)), str(len(section.charts)), _t(section.note or ""))
+    console.print(table)
