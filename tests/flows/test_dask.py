@@ -47,7 +47,10 @@ def test_dask_on_postgresql_scores_like_one_process_on_sqlite(tmp_path: Path, da
     try:
         cloudpickle.dumps(score_partition)
     except TypeError as exc:  # the task's function is shipped by value to Dask workers: its globals must pickle
-        pytest.xfail(f"flows/scoring.py's score_partition cannot be sent to Dask workers ({exc}); see README Scale-out")
+        pytest.xfail(
+            f"score_partition cannot be sent to Dask workers ({exc}): it is pickled by value, so it must reach "
+            "shared_partition_reads through its module (reader.shared_partition_reads), not a name import"
+        )
     portfolio = demo_portfolio(tmp_path / "portfolio", partition_size=1000)
     sqlite_url = f"sqlite:///{tmp_path}/single.db"
     for url in (sqlite_url, database_url):
