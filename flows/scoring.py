@@ -12,17 +12,17 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flows.actions import execute_actions
 from flows.engine import engine_for
+from flows.runners import task_runner
 from models.engine import top_rules
 from stages.pipeline import run_line
 from stages.portfolio import Portfolio, load_portfolio
-from store.reader import lead_key_partitions, shared_partition_reads
+from store import reader
+from store.reader import lead_key_partitions
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
-from store.settings import get_settings
 from store.sqlite_process import SqliteReadError
 from store.stages import (
     FunnelWrite,
@@ -92,7 +92,7 @@ def score_partition(
     if journeys.is_empty():
         return result
     leads = read_leads(engine, key_range, portfolio.scored_attributes)
-    partition_events = shared_partition_reads.events(
+    partition_events = reader.shared_partition_reads.events(
         engine,
         key_range,
         token=read_token,
@@ -149,9 +149,8 @@ def _counts(column: pl.DataFrame) -> dict[str, int]:
     return {key: n for key, n in column.to_series().value_counts().iter_rows()}
 
 
-# Two threads per worker: while one task scores (CPU, Polars), another waits for its partition read
-# (which runs in a reader process on SQLite, or in the database), so the cores stay busy.
-@flow(name="score-portfolio", task_runner=ThreadPoolTaskRunner(max_workers=2 * get_settings().workers), log_prints=True)
+# The task runner comes from the settings (LEADSCORE_TASK_RUNNER: threads, processes or dask).
+@flow(name="score-portfolio", task_runner=task_runner(), log_prints=True)
 def score_portfolio(
     portfolio_path: str,
     as_of: datetime | None = None,
@@ -177,7 +176,7 @@ def score_portfolio(
         for line in portfolio.product_lines
     ]
     wait(futures)  # every partition commits on its own: one failure does not lose the others' work
-    shared_partition_reads.release(read_token)
+    reader.shared_partition_reads.release(read_token)
     outcomes = [future.result(raise_on_failure=False) for future in futures]
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if failures:
@@ -260,6 +259,6 @@ def rescore_lead(
     run_id = start_run(engine, "adjust", as_of)
     token = uuid.uuid4().hex
     result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, token, database_url)
-    shared_partition_reads.release(token)
+    reader.shared_partition_reads.release(token)
     finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
     return result.top[0]["score"] if result.top else None

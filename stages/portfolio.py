@@ -215,6 +215,23 @@ class ScoringSpec(Spec):
     partition_size: Annotated[int, Field(ge=1000)] = 50_000
 
 
+class ScheduleSpec(Spec):
+    """When deployments run the portfolio (``leadscore serve``); the time zone defaults to the portfolio's."""
+
+    cron: Annotated[str, Field(pattern=r"^\S+(\s+\S+){4}$")]
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            return value if value is None else str(ZoneInfo(value))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+
+
 class PortfolioSpec(Spec):
     name: str = "portfolio"
     scale: Scale = Field(default_factory=Scale)
@@ -222,6 +239,7 @@ class PortfolioSpec(Spec):
     event_types: list[str] = Field(default_factory=list)
     ingest: IngestSpec = Field(default_factory=IngestSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    schedule: ScheduleSpec | None = None
     product_lines: Annotated[dict[str, ProductLineSpec], Field(min_length=1)]
     # Tracks, audiences and sending rules: validated by ``nurture.spec`` against this same file
     # (``nurture/`` builds on ``stages/``, never the reverse).

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,10 @@ class Settings(BaseSettings):
     # Keys the unsubscribe tokens in List-Unsubscribe links; without it tokens are only hashes.
     unsubscribe_secret: SecretStr | None = None
     workers: int = 2
+    # Where scoring tasks run (flows/runners.py): a thread pool, local processes, or a Dask cluster
+    # (an existing one at ``dask_address``, else a local one of ``workers`` processes).
+    task_runner: Literal["threads", "processes", "dask"] = "threads"
+    dask_address: str | None = None
 
 
 @lru_cache

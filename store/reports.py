@@ -1,0 +1,215 @@
+"""Reads for the report: set-based SQL (aggregated in the database where it can be) into Polars frames.
+
+The report's shape of a product line (stage order, outcome stages, band order) is passed in as plain
+data by ``flows/``, so ``store/`` never reads the portfolio.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import polars as pl
+from sqlalchemy import Engine
+
+from store.reader import read_frame
+
+UTC_MICROS = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class LineShape:
+    """What the report needs to know of one product line."""
+
+    name: str
+    stages: Sequence[str]  # funnel then terminal stages, in order
+    outcome_stages: Sequence[str]  # reaching one of these is a conversion (opportunity and beyond, customer)
+    bands: Sequence[str]  # band names, lowest scores first
+
+
+def _line_filter(line: str | None, column: str = "product_line") -> tuple[str, dict[str, str]]:
+    return (f" AND {column} = :line", {"line": line}) if line else ("", {})
+
+
+def score_histogram(engine: Engine, lo: float, hi: float, bins: int, line: str | None = None) -> pl.DataFrame:
+    """Scored journeys per (product line, stage, bin); ``bins`` equal bins over the scale ``[lo, hi]``."""
+    where, params = _line_filter(line)
+    width = (hi - lo) / bins
+    sql = (
+        "SELECT product_line, stage, CAST((score - :lo) / :width AS INTEGER) AS bin, COUNT(*) AS journeys "
+        f"FROM journeys WHERE score IS NOT NULL{where} GROUP BY product_line, stage, bin"
+    )
+    frame = read_frame(
+        engine,
+        sql,
+        {"lo": lo, "width": width, **params},
+        {"product_line": pl.Utf8, "stage": pl.Utf8, "bin": pl.Int64, "journeys": pl.Int64},
+    )
+    # The top of the scale belongs to the last bin (the top band is closed too).
+    return (
+        frame.with_columns(pl.col("bin").clip(0, bins - 1))
+        .group_by("product_line", "stage", "bin")
+        .agg(pl.col("journeys").sum())
+        .sort("product_line", "stage", "bin")
+    )
+
+
+def funnel(engine: Engine, shapes: Sequence[LineShape]) -> pl.DataFrame:
+    """Per (product line, stage): journeys there now, journeys that reached it (are or have been there or
+    further down the funnel), and the conversion from the previous stage (reached / previous reached)."""
+    lines = [shape.name for shape in shapes]
+    current = read_frame(
+        engine,
+        "SELECT product_line, stage, COUNT(*) AS now FROM journeys WHERE product_line IN (:lines) "
+        "GROUP BY product_line, stage",
+        {"lines": lines},
+        {"product_line": pl.Utf8, "stage": pl.Utf8, "now": pl.Int64},
+    )
+    seen = read_frame(
+        engine,
+        "SELECT id AS journey_id, product_line, stage FROM journeys WHERE product_line IN (:lines) "
+        "UNION SELECT journey_id, product_line, to_stage FROM stage_transitions WHERE product_line IN (:lines) "
+        "UNION SELECT journey_id, product_line, from_stage FROM stage_transitions "
+        "WHERE product_line IN (:lines) AND from_stage IS NOT NULL",
+        {"lines": lines},
+        {"journey_id": pl.Int64, "product_line": pl.Utf8, "stage": pl.Utf8},
+    )
+    order = _stage_order(shapes)
+    furthest = (
+        seen.join(order, on=["product_line", "stage"], how="inner")
+        .group_by("product_line", "journey_id")
+        .agg(pl.col("position").max().alias("furthest"))
+    )
+    reached = (
+        order.join(furthest, on="product_line", how="left")
+        .group_by("product_line", "stage", "position")
+        .agg((pl.col("furthest") >= pl.col("position")).sum().alias("reached"))
+    )
+    return (
+        order.join(reached, on=["product_line", "stage", "position"], how="left")
+        .join(current, on=["product_line", "stage"], how="left")
+        .with_columns(pl.col("now", "reached").fill_null(0))
+        .sort("product_line", "position")
+        .with_columns(
+            pl.when(pl.col("reached").shift(1).over("product_line") > 0)
+            .then(pl.col("reached") / pl.col("reached").shift(1).over("product_line"))
+            .otherwise(None)
+            .alias("conversion")
+        )
+        .select("product_line", "stage", "position", "now", "reached", "conversion")
+    )
+
+
+def _stage_order(shapes: Sequence[LineShape]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(shape.name, stage, i) for shape in shapes for i, stage in enumerate(shape.stages)],
+        schema={"product_line": pl.Utf8, "stage": pl.Utf8, "position": pl.Int64},
+        orient="row",
+    )
+
+
+def qualifications_per_day(engine: Engine, timezone: str, line: str | None = None) -> pl.DataFrame:
+    """Qualification milestones reached per (product line, qualification, day in the business time zone)."""
+    where, params = _line_filter(line)
+    frame = read_frame(
+        engine,
+        f"SELECT product_line, qualification, reached_at FROM qualification_milestones WHERE 1 = 1{where}",
+        params,
+        {"product_line": pl.Utf8, "qualification": pl.Utf8, "reached_at": pl.Int64},
+    )
+    ZoneInfo(timezone)  # an unknown zone fails here with a clear error, not deep inside Polars
+    return (
+        frame.with_columns(pl.col("reached_at").cast(UTC_MICROS).dt.convert_time_zone(timezone).dt.date().alias("day"))
+        .group_by("product_line", "qualification", "day")
+        .agg(pl.len().cast(pl.Int64).alias("reached"))
+        .sort("product_line", "qualification", "day")
+    )
+
+
+def conversion_by_band(engine: Engine, shapes: Sequence[LineShape]) -> pl.DataFrame:
+    """Per (product line, band): scored journeys, how many converted, and the rate (null: no outcomes yet).
+
+    A journey counts in the band it was in just before it converted (its last snapshot before the first
+    time it entered an outcome stage), or, when it has not converted, in its current band.
+    """
+    frames = []
+    for shape in shapes:
+        outcomes = list(shape.outcome_stages)
+        first_outcome = read_frame(
+            engine,
+            "SELECT journey_id, MIN(at) AS outcome_at FROM stage_transitions "
+            "WHERE product_line = :line AND to_stage IN (:outcomes) GROUP BY journey_id",
+            {"line": shape.name, "outcomes": outcomes},
+            {"journey_id": pl.Int64, "outcome_at": pl.Int64},
+        )
+        before = read_frame(
+            engine,
+            "SELECT s.journey_id, s.as_of, s.id, s.band FROM score_snapshots s JOIN ("
+            "SELECT journey_id, MIN(at) AS outcome_at FROM stage_transitions "
+            "WHERE product_line = :line AND to_stage IN (:outcomes) GROUP BY journey_id) o "
+            "ON o.journey_id = s.journey_id WHERE s.as_of < o.outcome_at AND s.band IS NOT NULL",
+            {"line": shape.name, "outcomes": outcomes},
+            {"journey_id": pl.Int64, "as_of": pl.Int64, "id": pl.Int64, "band": pl.Utf8},
+        )
+        converted = before.sort("journey_id", "as_of", "id").group_by("journey_id").agg(pl.col("band").last())
+        current = read_frame(
+            engine,
+            "SELECT id AS journey_id, band FROM journeys WHERE product_line = :line AND band IS NOT NULL",
+            {"line": shape.name},
+            {"journey_id": pl.Int64, "band": pl.Utf8},
+        ).join(first_outcome, on="journey_id", how="anti")
+        counted = pl.concat(
+            [converted.with_columns(pl.lit(1).alias("converted")), current.with_columns(pl.lit(0).alias("converted"))]
+        )
+        any_outcome = first_outcome.height > 0
+        order = pl.DataFrame({"band": list(shape.bands), "position": list(range(len(shape.bands)))})
+        per_band = (
+            counted.group_by("band")
+            .agg(pl.len().cast(pl.Int64).alias("journeys"), pl.col("converted").sum().cast(pl.Int64))
+            .join(order, on="band", how="full", coalesce=True)
+            .with_columns(pl.col("journeys", "converted").fill_null(0))
+            .with_columns(
+                pl.when(pl.lit(any_outcome) & (pl.col("journeys") > 0))
+                .then(pl.col("converted") / pl.col("journeys"))
+                .otherwise(None)
+                .alias("rate"),
+                pl.lit(shape.name).alias("product_line"),
+            )
+            .sort(pl.col("position").fill_null(len(shape.bands)), "band")
+        )
+        frames.append(per_band.select("product_line", "band", "journeys", "converted", "rate"))
+    schema = {"product_line": pl.Utf8, "band": pl.Utf8, "journeys": pl.Int64, "converted": pl.Int64}
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema | {"rate": pl.Float64})
+
+
+def top_movers(engine: Engine, n: int, line: str | None = None) -> pl.DataFrame:
+    """The ``n`` journeys whose score changed most (either way) between their two latest snapshots."""
+    where, params = _line_filter(line, "s.product_line")
+    latest_two = read_frame(
+        engine,
+        "SELECT journey_id, lead_id, product_line, stage, as_of, score, rn FROM ("
+        "SELECT s.journey_id, l.lead_id, s.product_line, s.stage, s.as_of, s.score, "
+        "ROW_NUMBER() OVER (PARTITION BY s.journey_id ORDER BY s.as_of DESC, s.id DESC) AS rn "
+        f"FROM score_snapshots s JOIN leads l ON l.key = s.lead_key WHERE 1 = 1{where}) ranked WHERE rn <= 2",
+        params,
+        {
+            "journey_id": pl.Int64,
+            "lead_id": pl.Utf8,
+            "product_line": pl.Utf8,
+            "stage": pl.Utf8,
+            "as_of": pl.Int64,
+            "score": pl.Float64,
+            "rn": pl.Int64,
+        },
+    )
+    latest = latest_two.filter(pl.col("rn") == 1).drop("rn")
+    previous = latest_two.filter(pl.col("rn") == 2).select(
+        "journey_id", pl.col("score").alias("previous"), pl.col("stage").alias("previous_stage")
+    )
+    return (
+        latest.join(previous, on="journey_id", how="inner")
+        .with_columns((pl.col("score") - pl.col("previous")).alias("change"))
+        .with_columns(pl.col("as_of").cast(UTC_MICROS))
+        .sort(pl.col("change").abs(), "lead_id", descending=[True, False])
+        .head(n)
+        .select("lead_id", "product_line", "previous_stage", "stage", "previous", "score", "change", "as_of")
+    )

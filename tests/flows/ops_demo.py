@@ -1,0 +1,47 @@
+"""A scored-able demo store for the operations tests: the demo portfolio on small generated data."""
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from examples.generate import generate
+from flows.ingestion import ingest_file
+from stages.portfolio import load_portfolio
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
+AS_OF = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+
+
+def demo_portfolio(directory: Path, partition_size: int, outcomes: bool = False) -> Path:
+    """A copy of the demo portfolio whose scoring partitions hold ``partition_size`` leads (so several tasks).
+
+    With ``outcomes``, crm-suite gets terminal customer/lost stages and ``purchase`` as its opportunity stage.
+    """
+    shutil.copytree(DEMO_DIR, directory, dirs_exist_ok=True)
+    path = directory / "portfolio.yaml"
+    text = path.read_text()
+    edits = {"partition_size: 25000": f"partition_size: {partition_size}"}
+    if outcomes:
+        edits["        bands: {cold: [0, 40], warm: [40, 75], hot: [75, 100]}\n"] = (
+            "        bands: {cold: [0, 40], warm: [40, 75], hot: [75, 100]}\n"
+            "      customer: {terminal: true, status: customer}\n"
+            "      lost: {terminal: true, status: lost}\n"
+        )
+        edits["    qualifications: {MQL: 40, SQL: 65}\n"] = (
+            "    qualifications: {MQL: 40, SQL: 65}\n    opportunity_stage: purchase\n"
+        )
+    for old, new in edits.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path
+
+
+def load_demo(portfolio: Path, data_dir: Path, database_url: str, *, leads: int, events: int) -> None:
+    """Generate the demo data (seed 0, as of ``AS_OF``) once into ``data_dir`` and ingest it."""
+    if not (data_dir / "events.csv").exists():
+        generate(data_dir, leads=leads, events=events, seed=0, as_of=AS_OF)
+    loaded = load_portfolio(portfolio)
+    for kind in ("leads", "events"):
+        outcome = ingest_file(loaded, kind, data_dir / f"{kind}.csv", database_url)
+        assert outcome.report.rejected == 0, outcome.rejects[:3]

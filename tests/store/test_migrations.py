@@ -1,0 +1,210 @@
+"""Alembic migrations: new stores at head, older stores upgraded, pre-migration stores adopted, data kept."""
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlmodel import SQLModel
+
+from store.db import make_engine
+from store.migrate import alembic_config, current_revision, head, revisions
+from store.tables import to_micros
+
+STAGE_TABLES = {
+    "stage_updates",
+    "stage_transitions",
+    "qualification_milestones",
+    "trigger_arms",
+    "trigger_firings",
+    "lead_tags",
+}
+T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+
+@dataclass
+class Blank:
+    """An empty database: its URL and the connect_args that select it (a PostgreSQL schema)."""
+
+    url: str
+    connect_args: dict[str, Any]
+
+    def raw_engine(self) -> Engine:
+        """An engine that does not migrate (unlike make_engine)."""
+        return create_engine(self.url, connect_args=self.connect_args)
+
+    def make_engine(self) -> Engine:
+        return make_engine(self.url, connect_args=self.connect_args) if self.connect_args else make_engine(self.url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def blank(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Blank]:
+    if request.param == "sqlite":
+        yield Blank(f"sqlite:///{tmp_path}/m.db", {})
+        return
+    url = os.environ.get("LEADSCORE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL tests need LEADSCORE_TEST_POSTGRES_URL")
+    schema = f"m_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield Blank(url, {"options": f"-csearch_path={schema}"})
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _migrate_to(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def _insert_revision_1_data(engine: Engine) -> None:
+    """Rows in the base schema's tables, written with the base schema's columns."""
+    t = to_micros(T0)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO leads (key, lead_id, email, email_opt_in, ads_opt_in, attributes, created_at) "
+                "VALUES (1, 'L1', 'a@example.com', true, false, '{\"job_title\": \"VP Sales\"}', :t), "
+                "(2, 'L2', NULL, false, false, '{}', :t)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO events (lead_key, occurred_at, event_id, type, product_line, machine, url, properties) "
+                "VALUES (1, :t, 'e1', 'page_view', 'crm-suite', false, '/pricing', '{\"url\": \"/pricing\"}'), "
+                "(2, :t2, 'e2', 'form_submit', NULL, false, NULL, '{}')"
+            ),
+            {"t": t, "t2": t + 1_000_000},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO journeys (id, lead_key, product_line, stage, status, opened_at, score, band) "
+                "VALUES (10, 1, 'crm-suite', 'discovery', 'active', :t, 25.5, 'warm')"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO score_snapshots (journey_id, lead_key, product_line, stage, run_id, as_of, score, band, "
+                "breakdown) VALUES (10, 1, 'crm-suite', 'discovery', 'r1', :t, 25.5, 'warm', "
+                '\'[{"rule": "pricing page", "points": 25.5}]\')'
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            text("INSERT INTO runs (run_id, kind, status, as_of, stats) VALUES ('r1', 'score', 'completed', :t, '{}')"),
+            {"t": t},
+        )
+
+
+def _assert_revision_1_data(engine: Engine) -> None:
+    with engine.connect() as conn:
+        leads = conn.execute(text("SELECT key, lead_id, email, attributes FROM leads ORDER BY key")).all()
+        events = conn.execute(text("SELECT event_id, lead_key, occurred_at, url FROM events ORDER BY event_id")).all()
+        journeys = conn.execute(text("SELECT id, lead_key, stage, score, band FROM journeys")).all()
+        snapshots = conn.execute(text("SELECT journey_id, run_id, score, as_of FROM score_snapshots")).all()
+        runs = conn.execute(text("SELECT run_id, status FROM runs")).all()
+    assert [(k, i, e) for k, i, e, _ in leads] == [(1, "L1", "a@example.com"), (2, "L2", None)]
+    attributes = leads[0][3]
+    assert (attributes if isinstance(attributes, dict) else json.loads(attributes)) == {"job_title": "VP Sales"}
+    t = to_micros(T0)
+    assert [tuple(row) for row in events] == [("e1", 1, t, "/pricing"), ("e2", 2, t + 1_000_000, None)]
+    assert [tuple(row) for row in journeys] == [(10, 1, "discovery", 25.5, "warm")]
+    assert [tuple(row) for row in snapshots] == [(10, "r1", 25.5, t)]
+    assert [tuple(row) for row in runs] == [("r1", "completed")]
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def test_revisions_are_the_base_schema_then_the_stage_tables() -> None:
+    assert revisions() == ["0001", "0002"]
+    assert head() == "0002"
+
+
+def test_upgrade_from_revision_1_keeps_the_data(blank: Blank) -> None:
+    raw = blank.raw_engine()
+    _migrate_to(raw, "0001")
+    assert _tables(raw) & STAGE_TABLES == set()
+    _insert_revision_1_data(raw)
+    raw.dispose()
+
+    engine = blank.make_engine()
+    with engine.connect() as conn:
+        assert current_revision(conn) == head()
+    assert _tables(engine) >= STAGE_TABLES
+    _assert_revision_1_data(engine)
+    # The new tables work alongside the old rows.
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO lead_tags (lead_key, tag, added_at, run_id) VALUES (1, 'vip', :t, 'r2')"),
+            {"t": to_micros(T0)},
+        )
+    engine.dispose()
+
+
+def test_a_pre_migration_database_is_adopted_then_upgraded(blank: Blank) -> None:
+    """A store made by ``create_all`` of the base schema (no alembic_version) is stamped 0001, then upgraded."""
+    raw = blank.raw_engine()
+    _migrate_to(raw, "0001")
+    _insert_revision_1_data(raw)
+    with raw.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    raw.dispose()
+
+    engine = blank.make_engine()
+    with engine.connect() as conn:
+        assert current_revision(conn) == head()
+    assert _tables(engine) >= STAGE_TABLES
+    _assert_revision_1_data(engine)
+    engine.dispose()
+
+
+def test_a_pre_migration_database_at_head_is_only_stamped(blank: Blank) -> None:
+    raw = blank.raw_engine()
+    SQLModel.metadata.create_all(raw)
+    _insert_revision_1_data(raw)
+    raw.dispose()
+
+    engine = blank.make_engine()
+    with engine.connect() as conn:
+        assert current_revision(conn) == head()
+    _assert_revision_1_data(engine)
+    engine.dispose()
+
+
+def test_a_database_matching_no_revision_is_refused(blank: Blank) -> None:
+    raw = blank.raw_engine()
+    with raw.begin() as conn:
+        conn.execute(text("CREATE TABLE journeys (id INTEGER PRIMARY KEY)"))
+    raw.dispose()
+    with pytest.raises(RuntimeError, match=r"matches no revision \(missing \['events', 'ingest_rejects'"):
+        blank.make_engine()
+
+
+def test_the_models_and_the_migrations_agree(blank: Blank) -> None:
+    """Fails when a table or column was added to the models without a revision: see README, "Migrations"."""
+    engine = blank.make_engine()
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+    engine.dispose()
+    assert differences == [], (
+        "SQLModel.metadata differs from the migrations' head: add a revision with "
+        "`alembic revision --autogenerate` (README, Deployment → Migrations)"
+    )
