@@ -18,6 +18,7 @@ itself; the stdlib parser reads the result back in the tests. ``Outgoing`` also 
 
 from __future__ import annotations
 
+import base64
 import binascii
 import email
 import email.utils
@@ -28,7 +29,6 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
@@ -275,7 +275,12 @@ def build_message(
     The MIME boundary derives from the Message-ID, so the same message always has the same bytes.
     """
     headers = [
-        ("From", formataddr((sender.name, sender.address))),
+        (
+            "From",
+            formataddr((sender.name, sender.address))
+            if sender.name.isascii()
+            else f"{_text_header(sender.name)} <{sender.address}>",
+        ),
         ("To", to),
         ("Subject", _text_header(rendered.subject)),
         ("Date", format_datetime(date)),
@@ -301,10 +306,19 @@ def build_message(
 
 
 def _text_header(value: str) -> str:
-    """ASCII as is (never folded below 998 characters); anything else as RFC 2047 encoded words."""
+    """ASCII as is (never folded below 998 characters); anything else as RFC 2047 encoded words on one
+    line: one word when it fits the 75-character limit, else ten characters per word (decoders drop the
+    spaces between adjacent encoded words of unstructured headers such as Subject)."""
     if value.isascii():
         return value
-    return Header(value, "utf-8").encode(linesep="\r\n")
+    whole = _encoded_word(value)
+    if len(whole) <= 75:
+        return whole
+    return " ".join(_encoded_word(value[start : start + 10]) for start in range(0, len(value), 10))
+
+
+def _encoded_word(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
 
 
 def _qp_part(body: str, subtype: str, boundary: str) -> bytes:

@@ -217,3 +217,21 @@ def test_an_email_message_built_elsewhere_is_accepted() -> None:
     out = Outgoing("id@acme.example", "owner_alert", "firing:1", 1, "r", "sara@acme.example", msg)
     assert (out.subject, out.envelope_from) == ("Custom", "ops@acme.example")
     assert out.as_bytes().startswith(b"From: Sales Ops <ops@acme.example>\r\n")
+
+
+def test_a_long_non_ascii_subject_and_sender_name_stay_on_one_header_line_each() -> None:
+    mailer = Mailer.for_portfolio(DEMO)
+    sender = Sender(name="Équipe Acmé Cloud — Société", address="news@acme.example", postal_address="Paris")
+    name = "Lucía Peña de la Fuente-Núñez (Aurora Systems S.L., Región de Murcia)"
+    out = owner_alert(
+        mailer, firing_id=7, lead={"key": 1, "lead_id": "L1", "first_name": name, "company": "Aurora Systems S.L."},
+        product_line={"name": "crm", "title": "Acme CRM Suite"},
+        journey={"stage": "evaluation", "score": 71.7, "band": "hot", "qualification": "SQL"},
+        trigger={"name": "sales ready", "direction": "reached"}, breakdown=[{"rule": "demo", "points": 71.7}],
+        to="rep@acme.example", sender=sender, run_id="r", date=WHEN,
+    )  # fmt: skip
+    head = out.as_bytes().split(b"\r\n\r\n", 1)[0].decode("ascii")
+    subject = next(line for line in head.split("\r\n") if line.startswith("Subject: "))
+    assert len(subject) < 998 and all(len(word) <= 75 for word in subject.split(" ") if word.startswith("=?"))
+    assert name in out.parsed()["Subject"]
+    assert str(out.parsed()["From"]) == "Équipe Acmé Cloud — Société <news@acme.example>"
