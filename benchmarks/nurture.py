@@ -73,7 +73,7 @@ def render_and_write(workdir: Path, n: int) -> dict[str, float]:
 def full_run(workdir: Path, n: int) -> dict[str, float]:
     from sqlalchemy import insert
 
-    from flows.nurture import load_context, nurture_once
+    from flows.nurture_run import load_context, nurture_once
     from store.db import make_engine
     from store.settings import Settings
     from store.tables import Journey, Lead

@@ -20,7 +20,7 @@ def nurture(
     json_out: JsonOpt = False,
 ) -> None:
     """Exit, enrol and advance nurture tracks and send the due emails (a Prefect flow run)."""
-    from flows.nurture import load_context, run_nurture
+    from flows.nurture_run import load_context, run_nurture
     from nurture.mail import MailError
 
     path = portfolio_path(portfolio)

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.audiences import refresh_audiences
 from flows.ingestion import ingest_file
-from flows.nurture import run_nurture
+from flows.nurture_run import run_nurture
 from flows.scoring import score_portfolio
 from stages.portfolio import Portfolio, load_portfolio
 from store.ingest import write_rejects_csv

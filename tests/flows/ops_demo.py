@@ -12,28 +12,13 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
 AS_OF = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 
 
-def demo_portfolio(directory: Path, partition_size: int, outcomes: bool = False) -> Path:
-    """A copy of the demo portfolio whose scoring partitions hold ``partition_size`` leads (so several tasks).
-
-    With ``outcomes``, crm-suite gets terminal customer/lost stages and ``purchase`` as its opportunity stage.
-    """
+def demo_portfolio(directory: Path, partition_size: int) -> Path:
+    """A copy of the demo portfolio whose scoring partitions hold ``partition_size`` leads (so several tasks)."""
     shutil.copytree(DEMO_DIR, directory, dirs_exist_ok=True)
     path = directory / "portfolio.yaml"
     text = path.read_text()
-    edits = {"partition_size: 25000": f"partition_size: {partition_size}"}
-    if outcomes:
-        edits["        bands: {cold: [0, 40], warm: [40, 75], hot: [75, 100]}\n"] = (
-            "        bands: {cold: [0, 40], warm: [40, 75], hot: [75, 100]}\n"
-            "      customer: {terminal: true, status: customer}\n"
-            "      lost: {terminal: true, status: lost}\n"
-        )
-        edits["    qualifications: {MQL: 40, SQL: 65}\n"] = (
-            "    qualifications: {MQL: 40, SQL: 65}\n    opportunity_stage: purchase\n"
-        )
-    for old, new in edits.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    path.write_text(text)
+    assert text.count("partition_size: 25000") == 1
+    path.write_text(text.replace("partition_size: 25000", f"partition_size: {partition_size}"))
     return path
 
 

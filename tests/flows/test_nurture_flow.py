@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-import flows.nurture  # noqa: F401  (configures Prefect logging before the first CliRunner.invoke)
+import flows.nurture_run  # noqa: F401  (configures Prefect logging before the first CliRunner.invoke)
 from flows.cli import app
 from flows.engine import engine_for
-from flows.nurture import run_nurture
+from flows.nurture_run import run_nurture
 from store import nurture as store
 from store import outbox
 from store.settings import get_settings

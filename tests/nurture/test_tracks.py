@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 import store as store_package
 from flows import nurture as flow_module
-from flows.nurture import Context, NurtureSummary, load_context, nurture_once
+from flows.nurture_run import Context, NurtureSummary, load_context, nurture_once
 from store import nurture as store
 from store import outbox
 from store.nurture import request_enrolments, request_exits

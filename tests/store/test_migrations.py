@@ -133,9 +133,9 @@ def _tables(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names())
 
 
-def test_revisions_are_the_base_schema_then_the_stage_tables() -> None:
-    assert revisions() == ["0001", "0002"]
-    assert head() == "0002"
+def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture() -> None:
+    assert revisions()[:3] == ["0001", "0002", "0003"]
+    assert head() == revisions()[-1]
 
 
 def test_upgrade_from_revision_1_keeps_the_data(blank: Blank) -> None:

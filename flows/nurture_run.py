@@ -1,5 +1,8 @@
 """The nurture run: read → decide → render → deliver → record, in a few set-based steps.
 
+(Not ``flows/nurture.py``: Prefect puts ``flows/`` on ``sys.path`` when it loads a deployment's
+entrypoint, and a module of that name would then shadow the ``nurture`` package.)
+
 ``nurture_once`` is the plain function (tests and the CLI's dry run call it); ``run_nurture`` is the
 Prefect flow around it with an artifact summarising enrolments, sends and exits.
 
