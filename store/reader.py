@@ -148,6 +148,8 @@ def read_events(
     product_line: str | None = None,
     types: Sequence[str] | None = None,
     properties: Sequence[str] | None = None,
+    *,
+    lead_keys: Sequence[int] | None = None,
 ) -> pl.DataFrame:
     """Events of a lead-key partition ``[lo, hi)``, ordered by ``(lead_key, occurred_at, event_id)``.
 
@@ -155,13 +157,17 @@ def read_events(
     journey of the lead). ``occurred_at`` is stored as epoch microseconds and cast to UTC here.
     ``properties`` names the event properties the caller needs: the promoted ones come as their own
     typed columns (no JSON parsing); when any other is asked for, the JSON text comes as ``properties``.
-    Without ``properties``, the JSON text comes and no promoted column.
+    Without ``properties``, the JSON text comes and no promoted column. ``lead_keys`` keeps only those
+    leads (the event mirror re-reads the leads whose events changed).
     """
     where: list[str] = []
     params: dict[str, Any] = {}
     if lead_key_range is not None:
         where.append("lead_key >= :lo AND lead_key < :hi")
         params["lo"], params["hi"] = int(lead_key_range[0]), int(lead_key_range[1])
+    if lead_keys is not None:
+        where.append("lead_key IN (:lead_keys)")
+        params["lead_keys"] = [int(key) for key in lead_keys]
     if product_line is not None:
         where.append("(product_line = :product_line OR product_line IS NULL)")
         params["product_line"] = product_line
@@ -239,7 +245,7 @@ class SharedPartitionReads:
                     self.entries.popitem(last=False)
         if owner:
             try:
-                future.set_result(read_events(engine, key_range, None, types, properties))
+                future.set_result(_partition_events(engine, key_range, types, properties))
             except BaseException as exc:
                 future.set_exception(exc)
                 with self.lock:
@@ -253,4 +259,17 @@ class SharedPartitionReads:
                 del self.entries[key]
 
 
+def _partition_events(
+    engine: Engine, key_range: tuple[int, int], types: Sequence[str], properties: Sequence[str]
+) -> pl.DataFrame:
+    """A partition's events: from the event mirror on a SQLite file (unless the range is a handful of
+    leads, where a direct read is cheaper than keeping a chunk file fresh), else from the database."""
+    from store import event_mirror  # the mirror reads through this module
+
+    if key_range[1] - key_range[0] >= MIRROR_MIN_KEYS and event_mirror.supported(engine):
+        return event_mirror.mirrored_events(engine, key_range, types, properties)
+    return read_events(engine, key_range, None, types, properties)
+
+
+MIRROR_MIN_KEYS = 1024
 shared_partition_reads = SharedPartitionReads()
