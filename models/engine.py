@@ -237,33 +237,40 @@ def _relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.Data
     """
     as_of_us = pl.lit(as_of).cast(pl.Datetime("us", "UTC"))
     types = sorted(model.event_types())
-    rows = (
-        events.lazy()
-        .with_columns(pl.col("lead_key").cast(pl.Int64), _utc(events.schema["occurred_at"]))
-        .filter(pl.col("type").is_in(types))
-        .join(journeys.lazy(), on="lead_key", how="inner")
-        .filter(pl.col("occurred_at") <= as_of_us)
-        .filter(pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")))
-        .with_columns(((as_of_us - pl.col("occurred_at")).dt.total_microseconds() / DAY_US).alias("_age"))
-        .drop("score_from")
-        .collect()
-    )
     readers: dict[str, set[str]] = {}
     for rule in model.behaviour:
         for key in [*rule.where, *(rule.total_at_least or {})]:
             readers.setdefault(key, set()).update(rule.event_types)
     if model.manual_adjustments:
         readers.setdefault("points", set()).add("manual_adjustment")
-    rows = rows.with_columns(pl.col(key).cast(pl.Utf8).alias(f"p:{key}") for key in readers if key in rows.columns)
-    parsed = sorted(key for key in readers if key not in rows.columns)
-    if "properties" not in rows.columns:
+    available = [*events.columns, "_age"]
+    promoted = [key for key in readers if key in available]
+    parsed = sorted(key for key in readers if key not in available)
+    json = bool(parsed) and "properties" in events.columns
+    # Only the columns scoring reads travel through the join (a partition carries every promoted property).
+    wanted = {"lead_key", "occurred_at", "type", "machine", *promoted, *(["properties"] if json else [])}
+    rows = (
+        events.lazy()
+        .select(column for column in events.columns if column in wanted)
+        .with_columns(pl.col("lead_key").cast(pl.Int64), _utc(events.schema["occurred_at"]))
+        .filter(pl.col("type").is_in(types))
+        .with_columns(pl.col("type").cast(pl.Enum(types)))  # rules test the type as a small integer
+        .join(journeys.lazy(), on="lead_key", how="inner")
+        .filter(pl.col("occurred_at") <= as_of_us)
+        .filter(pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")))
+        .with_columns(((as_of_us - pl.col("occurred_at")).dt.total_microseconds() / DAY_US).alias("_age"))
+        .drop("score_from")
+        .with_columns(pl.col(key).cast(pl.Utf8).alias(f"p:{key}") for key in promoted)
+    )
+    if not json:  # no JSON to parse: mark every rule in the same pass (one materialisation)
         rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed)
-        parsed = []
-    if rows.is_empty() or not parsed:  # no JSON to parse: mark every rule in one pass
-        return _mark(model, rows, None, parsed, parsed)
+        return rows.with_columns(_marks(model, None)).collect()
+    collected = rows.collect()
+    if collected.is_empty():
+        return _mark(model, collected, None, parsed, parsed)
     parts = [
         _mark(model, part, str(event_type), parsed, [key for key in parsed if event_type in readers[key]])
-        for (event_type,), part in rows.partition_by("type", as_dict=True).items()
+        for (event_type,), part in collected.partition_by("type", as_dict=True).items()
     ]
     return pl.concat(parts, how="vertical")
 
@@ -275,11 +282,15 @@ def _mark(
     from the JSON, the rest of ``parsed`` null) and ``m:`` columns."""
     rows = _parse_json(rows, keys).with_columns(pl.lit(None, pl.Utf8).alias(f"p:{k}") for k in parsed if k not in keys)
     rows = rows.select(pl.exclude([f"p:{k}" for k in parsed]), *(pl.col(f"p:{k}") for k in parsed))
-    marks = [
+    return rows.lazy().with_columns(_marks(model, event_type)).drop("properties", strict=False).collect()
+
+
+def _marks(model: PointsModel, event_type: str | None) -> list[pl.Expr]:
+    """``m:I`` for each behaviour rule: rows of ``event_type`` (or of any type when None) it matches."""
+    return [
         (_match(rule) if event_type is None or event_type in rule.event_types else pl.lit(False)).alias(f"m:{i}")
         for i, rule in enumerate(model.behaviour)
     ]
-    return rows.lazy().with_columns(marks).drop("properties", strict=False).collect()
 
 
 def _utc(dtype: pl.DataType) -> pl.Expr:
