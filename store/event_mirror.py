@@ -30,11 +30,14 @@ import pyarrow as pa
 from sqlalchemy import Engine, text
 
 from store.reader import adbc_uri, read_events, read_frame
+from store.tables import PROMOTED_PROPERTIES
 
 CHUNK_KEYS = 16_384
 """Lead keys per file: a scoring partition (≈ 25,000 leads) maps two or three files."""
 REREAD_SHARE = 0.5
 """Above this share of changed leads a chunk is re-read whole (one range scan beats a long key list)."""
+FORMAT = 1
+"""Bump when the files' layout or ``read_events``' columns change: older files are then ignored."""
 GENERATIONS = "event_generations"
 EPOCH = "event_mirror_epoch"
 _TRIGGERS = {
@@ -127,8 +130,9 @@ def drop_mirror(engine: Engine) -> None:
 
 
 def _signature(types: Sequence[str], properties: Sequence[str]) -> str:
-    """A folder per projection: a portfolio that reads other types or properties gets its own files."""
-    key = json.dumps([sorted(set(types)), list(dict.fromkeys(properties))])
+    """A folder per projection: a portfolio that reads other types or properties gets its own files (and
+    so does a leadscore whose event columns differ)."""
+    key = json.dumps([FORMAT, list(PROMOTED_PROPERTIES), sorted(set(types)), list(dict.fromkeys(properties))])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
