@@ -13,9 +13,9 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -35,6 +35,7 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "properties": pl.Utf8(),
 }
 
+T = TypeVar("T")
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _search_paths: weakref.WeakKeyDictionary[Engine, str | None] = weakref.WeakKeyDictionary()
 
@@ -210,17 +211,18 @@ def lead_key_partitions(engine: Engine, partition_size: int) -> list[tuple[int, 
 
 
 class SharedPartitionReads:
-    """Events of a lead partition, read once per run and shared by that partition's product-line tasks.
+    """Reads of a lead partition (its events, and whatever else ``shared`` is given), done once per run
+    and shared by that partition's product-line tasks.
 
     Every product line of a partition needs (almost) the same events; reading them from the store is
     the costly part of scoring, so the first task to ask reads the whole partition and the others wait
-    for it and reuse it. Only the most recent ``keep`` partitions stay in memory.
+    for it and reuse it. Only the most recent ``keep`` reads stay in memory.
     """
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(self, keep: int = 8) -> None:
         self.keep = keep
         self.lock = threading.Lock()
-        self.entries: OrderedDict[tuple[Any, ...], Future[pl.DataFrame]] = OrderedDict()
+        self.entries: OrderedDict[tuple[Any, ...], Future[Any]] = OrderedDict()
 
     def events(
         self,
@@ -231,21 +233,26 @@ class SharedPartitionReads:
         types: Sequence[str],
         properties: Sequence[str],
     ) -> pl.DataFrame:
-        key = (token, str(engine.url), key_range, tuple(types), tuple(properties))
+        key = ("events", str(engine.url), key_range, tuple(types), tuple(properties))
+        return self.shared(token, key, lambda: _partition_events(engine, key_range, types, properties))
+
+    def shared(self, token: str, key: tuple[Any, ...], read: Callable[[], T]) -> T:
+        """``read()``, or the result of the run's (``token``) first call with this ``key``."""
+        entry = (token, *key)
         with self.lock:
-            future = self.entries.get(key)
+            future = self.entries.get(entry)
             owner = future is None
             if future is None:
-                future = self.entries[key] = Future()
+                future = self.entries[entry] = Future()
                 while len(self.entries) > self.keep:
                     self.entries.popitem(last=False)
         if owner:
             try:
-                future.set_result(_partition_events(engine, key_range, types, properties))
+                future.set_result(read())
             except BaseException as exc:
                 future.set_exception(exc)
                 with self.lock:
-                    self.entries.pop(key, None)
+                    self.entries.pop(entry, None)
         return future.result()
 
     def release(self, token: str) -> None:

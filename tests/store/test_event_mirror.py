@@ -145,3 +145,22 @@ def test_shared_partition_reads_use_the_mirror_for_wide_ranges(
     shared_partition_reads.release("t")
     assert_frame_equal(frame, read_events(sqlite, wide, None, TYPES, PROPERTIES))
     assert mirror_dir(sqlite).exists()
+
+
+def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:
+    shared = reader.SharedPartitionReads(keep=8)
+    calls: list[str] = []
+
+    def read(name: str) -> str:
+        calls.append(name)
+        return name.upper()
+
+    assert shared.shared("run", ("leads", (1, 10)), lambda: read("a")) == "A"
+    assert shared.shared("run", ("leads", (1, 10)), lambda: read("b")) == "A"  # the first read is reused
+    assert shared.shared("run", ("leads", (10, 20)), lambda: read("c")) == "C"
+    with pytest.raises(ZeroDivisionError):
+        shared.shared("run", ("leads", (20, 30)), lambda: 1 // 0)
+    assert shared.shared("run", ("leads", (20, 30)), lambda: read("d")) == "D"  # a failed read is not kept
+    assert calls == ["a", "c", "d"]
+    shared.release("run")
+    assert not shared.entries
