@@ -167,10 +167,10 @@ def _fresh_chunk(
                 # Stable sort on the lead alone: each lead's rows keep their (occurred_at, event_id) order.
                 frame = pl.concat([kept, fresh]).sort("lead_key", maintain_order=True)
                 _save(path, frame, generations, epoch)
-                return _load_frame(path)
+                return frame  # already in memory: mapping the file too would hold it twice
         frame = read_events(engine, (lo, hi), None, types, properties)
         _save(path, frame, generations, epoch)
-        return _load_frame(path)
+        return frame
 
 
 def _changed_leads(known: pl.DataFrame, current: pl.DataFrame) -> list[int]:
@@ -207,12 +207,6 @@ def _ipc_bytes(table: pa.Table) -> bytes:
 
 def _open(path: Path) -> pa.Table:
     return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-
-
-def _load_frame(path: Path) -> pl.DataFrame:
-    frame = pl.from_arrow(_open(path).replace_schema_metadata(None))
-    assert isinstance(frame, pl.DataFrame)
-    return frame
 
 
 def _load(path: Path, epoch: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:

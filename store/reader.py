@@ -219,7 +219,7 @@ class SharedPartitionReads:
     for it and reuse it. Only the most recent ``keep`` reads stay in memory.
     """
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 4) -> None:
         self.keep = keep
         self.lock = threading.Lock()
         self.entries: OrderedDict[tuple[Any, ...], Future[Any]] = OrderedDict()

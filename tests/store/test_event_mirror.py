@@ -148,7 +148,7 @@ def test_shared_partition_reads_use_the_mirror_for_wide_ranges(
 
 
 def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:
-    shared = reader.SharedPartitionReads(keep=8)
+    shared = reader.SharedPartitionReads()
     calls: list[str] = []
 
     def read(name: str) -> str:
