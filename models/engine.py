@@ -172,14 +172,20 @@ def _json_path(name: str) -> str:
     return "$['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
 
 
-def _condition(condition: Condition, prefix: str) -> pl.Expr:
-    exprs = [_field_test(pl.col(f"{prefix}{name}"), test) for name, test in condition.items()]
+def _condition(condition: Condition, prefix: str, numeric: frozenset[str] = frozenset()) -> pl.Expr:
+    """All tests of ``condition`` on the ``prefix``-named columns (``numeric`` ones hold numbers, not text)."""
+    exprs = [
+        _field_test(pl.col(f"{prefix}{name}"), test, f"{prefix}{name}" in numeric) for name, test in condition.items()
+    ]
     return pl.all_horizontal(exprs) if exprs else pl.lit(True)
 
 
-def _field_test(value: pl.Expr, test: FieldTest) -> pl.Expr:
+def _field_test(value: pl.Expr, test: FieldTest, numeric: bool = False) -> pl.Expr:
+    """``test`` on a text column, or on a number column as if it were its text (read back, a number is itself)."""
+    number = _number(value, numeric)
+    if numeric:
+        value = value.cast(pl.Utf8)
     text = value.str.strip_chars().str.to_lowercase()
-    number = value.str.strip_chars().cast(pl.Float64, strict=False)
     checks: list[pl.Expr] = []
     if test.eq is not None:
         checks.append(_equals(text, number, test.eq).fill_null(False))
@@ -202,6 +208,11 @@ def _field_test(value: pl.Expr, test: FieldTest) -> pl.Expr:
         known = value.is_not_null() & (value.str.strip_chars() != "")
         checks.append(known.fill_null(False) if test.present else ~known.fill_null(False))
     return pl.all_horizontal(checks)
+
+
+def _number(value: pl.Expr, numeric: bool) -> pl.Expr:
+    """A property as a number: promoted number columns as they are, text parsed (null when it is not one)."""
+    return value.cast(pl.Float64) if numeric else value.str.strip_chars().cast(pl.Float64, strict=False)
 
 
 def _one_of(text: pl.Expr, number: pl.Expr, options: list[str | float]) -> pl.Expr:
@@ -237,33 +248,45 @@ def _relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.Data
     """
     as_of_us = pl.lit(as_of).cast(pl.Datetime("us", "UTC"))
     types = sorted(model.event_types())
-    rows = (
-        events.lazy()
-        .with_columns(pl.col("lead_key").cast(pl.Int64), _utc(events.schema["occurred_at"]))
-        .filter(pl.col("type").is_in(types))
-        .join(journeys.lazy(), on="lead_key", how="inner")
-        .filter(pl.col("occurred_at") <= as_of_us)
-        .filter(pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")))
-        .with_columns(((as_of_us - pl.col("occurred_at")).dt.total_microseconds() / DAY_US).alias("_age"))
-        .drop("score_from")
-        .collect()
-    )
     readers: dict[str, set[str]] = {}
     for rule in model.behaviour:
         for key in [*rule.where, *(rule.total_at_least or {})]:
             readers.setdefault(key, set()).update(rule.event_types)
     if model.manual_adjustments:
         readers.setdefault("points", set()).add("manual_adjustment")
-    rows = rows.with_columns(pl.col(key).cast(pl.Utf8).alias(f"p:{key}") for key in readers if key in rows.columns)
-    parsed = sorted(key for key in readers if key not in rows.columns)
-    if "properties" not in rows.columns:
+    available = [*events.columns, "_age"]
+    promoted = [key for key in readers if key in available]
+    parsed = sorted(key for key in readers if key not in available)
+    json = bool(parsed) and "properties" in events.columns
+    numeric = frozenset(key for key in promoted if key in events.columns and events.schema[key].is_numeric())
+    # Only the columns scoring reads travel through the join (a partition carries every promoted property).
+    wanted = {"lead_key", "occurred_at", "type", "machine", *promoted, *(["properties"] if json else [])}
+    rows = (
+        events.lazy()
+        .select(column for column in events.columns if column in wanted)
+        .with_columns(pl.col("lead_key").cast(pl.Int64), _utc(events.schema["occurred_at"]))
+        .filter(pl.col("type").is_in(types))
+        .with_columns(pl.col("type").cast(pl.Enum(types)))  # rules test the type as a small integer
+        .join(journeys.lazy(), on="lead_key", how="inner")
+        .filter(pl.col("occurred_at") <= as_of_us)
+        .filter(pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")))
+        .with_columns(((as_of_us - pl.col("occurred_at")).dt.total_microseconds() / DAY_US).alias("_age"))
+        .drop("score_from")
+        .with_columns(
+            # Number columns stay numbers: rules compare them as numbers (formatting them costs more).
+            (pl.col(key) if key in numeric else pl.col(key).cast(pl.Utf8)).alias(f"p:{key}")
+            for key in promoted
+        )
+    )
+    if not json:  # no JSON to parse: mark every rule in the same pass (one materialisation)
         rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in parsed)
-        parsed = []
-    if rows.is_empty() or not parsed:  # no JSON to parse: mark every rule in one pass
-        return _mark(model, rows, None, parsed, parsed)
+        return rows.with_columns(_marks(model, None, _numeric(rows))).collect()
+    collected = rows.collect()
+    if collected.is_empty():
+        return _mark(model, collected, None, parsed, parsed)
     parts = [
         _mark(model, part, str(event_type), parsed, [key for key in parsed if event_type in readers[key]])
-        for (event_type,), part in rows.partition_by("type", as_dict=True).items()
+        for (event_type,), part in collected.partition_by("type", as_dict=True).items()
     ]
     return pl.concat(parts, how="vertical")
 
@@ -275,11 +298,23 @@ def _mark(
     from the JSON, the rest of ``parsed`` null) and ``m:`` columns."""
     rows = _parse_json(rows, keys).with_columns(pl.lit(None, pl.Utf8).alias(f"p:{k}") for k in parsed if k not in keys)
     rows = rows.select(pl.exclude([f"p:{k}" for k in parsed]), *(pl.col(f"p:{k}") for k in parsed))
-    marks = [
-        (_match(rule) if event_type is None or event_type in rule.event_types else pl.lit(False)).alias(f"m:{i}")
+    marks = _marks(model, event_type, _numeric(rows))
+    return rows.lazy().with_columns(marks).drop("properties", strict=False).collect()
+
+
+def _marks(model: PointsModel, event_type: str | None, numeric: frozenset[str]) -> list[pl.Expr]:
+    """``m:I`` for each behaviour rule: rows of ``event_type`` (or of any type when None) it matches."""
+    return [
+        (_match(rule, numeric) if event_type is None or event_type in rule.event_types else pl.lit(False)).alias(
+            f"m:{i}"
+        )
         for i, rule in enumerate(model.behaviour)
     ]
-    return rows.lazy().with_columns(marks).drop("properties", strict=False).collect()
+
+
+def _numeric(rows: pl.DataFrame | pl.LazyFrame) -> frozenset[str]:
+    """The ``p:`` columns that hold numbers (promoted number properties)."""
+    return frozenset(name for name, dtype in rows.collect_schema().items() if name[:2] == "p:" and dtype.is_numeric())
 
 
 def _utc(dtype: pl.DataType) -> pl.Expr:
@@ -310,9 +345,9 @@ def _parse_json(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return rows.with_columns(extract)
 
 
-def _match(rule: BehaviourRule) -> pl.Expr:
+def _match(rule: BehaviourRule, numeric: frozenset[str]) -> pl.Expr:
     """Which event rows a rule looks at (its window aside)."""
-    match = pl.col("type").is_in(rule.event_types) & _condition(rule.where, "p:")
+    match = pl.col("type").is_in(rule.event_types) & _condition(rule.where, "p:", numeric)
     if not rule.include_machine:
         match = match & ~pl.col("machine").fill_null(False)
     return match.fill_null(False)
@@ -336,6 +371,7 @@ def _behaviour(model: PointsModel, rows: pl.DataFrame) -> tuple[list[_Column], p
     if not model.behaviour:
         return [], None
     columns = [_Column(f"beh:{i}", rule.name) for i, rule in enumerate(model.behaviour)]
+    numeric = _numeric(rows)
     decayed = _decay(model, pl.col("_age"), True)
     per_row: list[pl.Expr] = []
     aggs: list[pl.Expr] = []
@@ -355,7 +391,7 @@ def _behaviour(model: PointsModel, rows: pl.DataFrame) -> tuple[list[_Column], p
         aggs.append(pl.col(f"{key}:age").min())
         if rule.total_at_least is not None:
             ((prop, threshold),) = rule.total_at_least.items()
-            amount = pl.col(f"p:{prop}").str.strip_chars().cast(pl.Float64, strict=False)
+            amount = _number(pl.col(f"p:{prop}"), f"p:{prop}" in numeric)
             per_row.append(pl.when(match).then(amount).alias(f"{key}:amount"))
             aggs.append((pl.col(f"{key}:amount").sum() >= threshold).alias(f"{key}:ok"))
         else:
@@ -422,7 +458,7 @@ def _manual(model: PointsModel, rows: pl.DataFrame) -> pl.DataFrame | None:
     adjustments = rows.lazy().filter(pl.col("type") == "manual_adjustment")
     return (
         adjustments.group_by("lead_key")
-        .agg(pl.col("p:points").str.strip_chars().cast(pl.Float64, strict=False).fill_null(0.0).sum().alias("_manual"))
+        .agg(_number(pl.col("p:points"), "p:points" in _numeric(rows)).fill_null(0.0).sum().alias("_manual"))
         .collect()
     )
 

@@ -13,9 +13,9 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -35,6 +35,7 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "properties": pl.Utf8(),
 }
 
+T = TypeVar("T")
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _search_paths: weakref.WeakKeyDictionary[Engine, str | None] = weakref.WeakKeyDictionary()
 
@@ -148,6 +149,8 @@ def read_events(
     product_line: str | None = None,
     types: Sequence[str] | None = None,
     properties: Sequence[str] | None = None,
+    *,
+    lead_keys: Sequence[int] | None = None,
 ) -> pl.DataFrame:
     """Events of a lead-key partition ``[lo, hi)``, ordered by ``(lead_key, occurred_at, event_id)``.
 
@@ -155,13 +158,17 @@ def read_events(
     journey of the lead). ``occurred_at`` is stored as epoch microseconds and cast to UTC here.
     ``properties`` names the event properties the caller needs: the promoted ones come as their own
     typed columns (no JSON parsing); when any other is asked for, the JSON text comes as ``properties``.
-    Without ``properties``, the JSON text comes and no promoted column.
+    Without ``properties``, the JSON text comes and no promoted column. ``lead_keys`` keeps only those
+    leads (the event mirror re-reads the leads whose events changed).
     """
     where: list[str] = []
     params: dict[str, Any] = {}
     if lead_key_range is not None:
         where.append("lead_key >= :lo AND lead_key < :hi")
         params["lo"], params["hi"] = int(lead_key_range[0]), int(lead_key_range[1])
+    if lead_keys is not None:
+        where.append("lead_key IN (:lead_keys)")
+        params["lead_keys"] = [int(key) for key in lead_keys]
     if product_line is not None:
         where.append("(product_line = :product_line OR product_line IS NULL)")
         params["product_line"] = product_line
@@ -193,32 +200,29 @@ def lead_key_partitions(engine: Engine, partition_size: int) -> list[tuple[int, 
     """
     if partition_size < 1:
         raise ValueError("partition_size must be at least 1")
-    bounds = read_frame(
-        engine,
-        "SELECT key FROM (SELECT key, ROW_NUMBER() OVER (ORDER BY key) AS rn FROM leads) numbered "
-        "WHERE (rn - 1) % :size = 0 ORDER BY key",
-        {"size": partition_size},
-        {"key": pl.Int64()},
-    )["key"].to_list()
-    if not bounds:
+    # All keys (SQLite reads them from the small lead_id index), sorted and cut here: a window function
+    # over the table costs several times more.
+    keys = read_frame(engine, "SELECT key FROM leads", None, {"key": pl.Int64()})["key"].sort()
+    if keys.is_empty():
         return []
-    last = read_frame(engine, "SELECT MAX(key) AS key FROM leads", None, {"key": pl.Int64()})["key"][0]
+    bounds, last = keys.gather_every(partition_size).to_list(), keys[-1]
     edges = [*bounds, int(last) + 1]
     return [(edges[i], edges[i + 1]) for i in range(len(bounds))]
 
 
 class SharedPartitionReads:
-    """Events of a lead partition, read once per run and shared by that partition's product-line tasks.
+    """Reads of a lead partition (its events, and whatever else ``shared`` is given), done once per run
+    and shared by that partition's product-line tasks.
 
     Every product line of a partition needs (almost) the same events; reading them from the store is
     the costly part of scoring, so the first task to ask reads the whole partition and the others wait
-    for it and reuse it. Only the most recent ``keep`` partitions stay in memory.
+    for it and reuse it. Only the most recent ``keep`` reads stay in memory.
     """
 
     def __init__(self, keep: int = 4) -> None:
         self.keep = keep
         self.lock = threading.Lock()
-        self.entries: OrderedDict[tuple[Any, ...], Future[pl.DataFrame]] = OrderedDict()
+        self.entries: OrderedDict[tuple[Any, ...], Future[Any]] = OrderedDict()
 
     def events(
         self,
@@ -229,21 +233,26 @@ class SharedPartitionReads:
         types: Sequence[str],
         properties: Sequence[str],
     ) -> pl.DataFrame:
-        key = (token, str(engine.url), key_range, tuple(types), tuple(properties))
+        key = ("events", str(engine.url), key_range, tuple(types), tuple(properties))
+        return self.shared(token, key, lambda: _partition_events(engine, key_range, types, properties))
+
+    def shared(self, token: str, key: tuple[Any, ...], read: Callable[[], T]) -> T:
+        """``read()``, or the result of the run's (``token``) first call with this ``key``."""
+        entry = (token, *key)
         with self.lock:
-            future = self.entries.get(key)
+            future = self.entries.get(entry)
             owner = future is None
             if future is None:
-                future = self.entries[key] = Future()
+                future = self.entries[entry] = Future()
                 while len(self.entries) > self.keep:
                     self.entries.popitem(last=False)
         if owner:
             try:
-                future.set_result(read_events(engine, key_range, None, types, properties))
+                future.set_result(read())
             except BaseException as exc:
                 future.set_exception(exc)
                 with self.lock:
-                    self.entries.pop(key, None)
+                    self.entries.pop(entry, None)
         return future.result()
 
     def release(self, token: str) -> None:
@@ -253,4 +262,17 @@ class SharedPartitionReads:
                 del self.entries[key]
 
 
+def _partition_events(
+    engine: Engine, key_range: tuple[int, int], types: Sequence[str], properties: Sequence[str]
+) -> pl.DataFrame:
+    """A partition's events: from the event mirror on a SQLite file (unless the range is a handful of
+    leads, where a direct read is cheaper than keeping a chunk file fresh), else from the database."""
+    from store import event_mirror  # the mirror reads through this module
+
+    if key_range[1] - key_range[0] >= MIRROR_MIN_KEYS and event_mirror.supported(engine):
+        return event_mirror.mirrored_events(engine, key_range, types, properties)
+    return read_events(engine, key_range, None, types, properties)
+
+
+MIRROR_MIN_KEYS = 1024
 shared_partition_reads = SharedPartitionReads()

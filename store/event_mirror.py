@@ -1,0 +1,224 @@
+"""A columnar mirror of a SQLite event log: Arrow IPC files next to the database, read memory-mapped.
+
+Reading events out of SQLite is the largest cost of a scoring run (ADBC moves ≈ 1.2M rows/s), yet
+between two runs almost all events are unchanged. The mirror keeps each chunk of ``CHUNK_KEYS`` lead
+keys as one Arrow IPC file under ``<database>.mirror/``; a run maps the files (no copy, no parsing)
+and re-reads from SQLite only the leads whose events changed since the file was written.
+
+What changed is known exactly, whoever wrote it: SQLite triggers on ``events`` bump a per-lead
+generation counter (``event_generations``) in the same transaction as any insert, update or delete.
+Each file records the generations it reflects (read *before* its events, so a concurrent write can
+only make the file look older than it is, never newer). The triggers are created on first use with a
+fresh random epoch; a file from another epoch (a replaced database, triggers lost to a table rebuild)
+is ignored. The mirror is a cache: delete the folder at any time, the next run rebuilds it.
+PostgreSQL reads its events directly (the database is the shared store of a scaled-out run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from sqlalchemy import Engine, text
+
+from store.reader import adbc_uri, read_events, read_frame
+from store.tables import PROMOTED_PROPERTIES
+
+CHUNK_KEYS = 16_384
+"""Lead keys per file: a scoring partition (≈ 25,000 leads) maps two or three files."""
+REREAD_SHARE = 0.5
+"""Above this share of changed leads a chunk is re-read whole (one range scan beats a long key list)."""
+FORMAT = 1
+"""Bump when the files' layout or ``read_events``' columns change: older files are then ignored."""
+GENERATIONS = "event_generations"
+EPOCH = "event_mirror_epoch"
+_TRIGGERS = {
+    "event_generations_insert": "AFTER INSERT ON events BEGIN {new} END",
+    "event_generations_update": "AFTER UPDATE ON events BEGIN {old} {new} END",
+    "event_generations_delete": "AFTER DELETE ON events BEGIN {old} END",
+}
+_BUMP = (
+    f"INSERT INTO {GENERATIONS} (lead_key, generation) VALUES ({{row}}.lead_key, 1) "
+    "ON CONFLICT (lead_key) DO UPDATE SET generation = generation + 1;"
+)
+_GENERATION_SCHEMA = {"lead_key": pl.Int64(), "generation": pl.Int64()}
+
+_locks_guard = threading.Lock()
+_locks: dict[Path, threading.Lock] = {}
+
+
+def supported(engine: Engine) -> bool:
+    """The mirror serves SQLite files (ADBC cannot read an in-memory database anyway)."""
+    if engine.dialect.name != "sqlite":
+        return False
+    try:
+        adbc_uri(engine)
+    except ValueError:
+        return False
+    return True
+
+
+def mirror_dir(engine: Engine) -> Path:
+    """``<database>.mirror``: next to the SQLite file."""
+    return Path(adbc_uri(engine) + ".mirror")
+
+
+def ensure_tracking(engine: Engine) -> str:
+    """Create the generation table and triggers if any is missing; return the tracking epoch.
+
+    A missing trigger means changes may have gone uncounted (never tracked, or the events table was
+    rebuilt), so recreating them starts a new epoch and every mirror file becomes stale.
+    """
+    with engine.connect() as conn:
+        present = {
+            name
+            for (name,) in conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'")
+            )
+        }
+        if present >= _TRIGGERS.keys():
+            epoch = conn.execute(text(f"SELECT epoch FROM {EPOCH}")).scalar_one_or_none()
+            if epoch is not None:
+                return str(epoch)
+    with engine.begin() as conn:
+        columns = "lead_key INTEGER PRIMARY KEY, generation INTEGER NOT NULL"
+        conn.execute(text(f"CREATE TABLE IF NOT EXISTS {GENERATIONS} ({columns})"))
+        conn.execute(text(f"CREATE TABLE IF NOT EXISTS {EPOCH} (epoch TEXT NOT NULL)"))
+        for name, body in _TRIGGERS.items():
+            statement = body.format(new=_BUMP.format(row="NEW"), old=_BUMP.format(row="OLD"))
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+            conn.execute(text(f"CREATE TRIGGER {name} {statement}"))
+        epoch = uuid.uuid4().hex
+        conn.execute(text(f"DELETE FROM {EPOCH}"))
+        conn.execute(text(f"INSERT INTO {EPOCH} (epoch) VALUES (:epoch)"), {"epoch": epoch})
+    return epoch
+
+
+def mirrored_events(
+    engine: Engine, key_range: tuple[int, int], types: Sequence[str], properties: Sequence[str]
+) -> pl.DataFrame:
+    """``read_events(engine, key_range, None, types, properties)``, served from the mirror.
+
+    Same rows, columns and order; stale chunks are brought up to date first (and the mirror is
+    created on first use).
+    """
+    lo, hi = int(key_range[0]), int(key_range[1])
+    if hi <= lo:
+        return read_events(engine, (lo, hi), None, types, properties)
+    epoch = ensure_tracking(engine)
+    folder = mirror_dir(engine) / _signature(types, properties)
+    parts = []
+    for chunk in range(lo // CHUNK_KEYS, (hi - 1) // CHUNK_KEYS + 1):
+        frame = _fresh_chunk(engine, folder, chunk, epoch, types, properties)
+        keys = frame["lead_key"]
+        start, end = keys.search_sorted(lo, "left"), keys.search_sorted(hi, "left")
+        parts.append(frame.slice(start, end - start))
+    return pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
+
+
+def drop_mirror(engine: Engine) -> None:
+    """Delete the mirror (it is a cache; the next read rebuilds what it needs)."""
+    shutil.rmtree(mirror_dir(engine), ignore_errors=True)
+
+
+def _signature(types: Sequence[str], properties: Sequence[str]) -> str:
+    """A folder per projection: a portfolio that reads other types or properties gets its own files (and
+    so does a leadscore whose event columns differ)."""
+    key = json.dumps([FORMAT, list(PROMOTED_PROPERTIES), sorted(set(types)), list(dict.fromkeys(properties))])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _lock(path: Path) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(path, threading.Lock())
+
+
+def _fresh_chunk(
+    engine: Engine, folder: Path, chunk: int, epoch: str, types: Sequence[str], properties: Sequence[str]
+) -> pl.DataFrame:
+    """The chunk's events, up to date: from its file, patched or rebuilt from SQLite when stale."""
+    lo, hi = chunk * CHUNK_KEYS, (chunk + 1) * CHUNK_KEYS
+    path = folder / f"chunk-{chunk:06d}.arrow"
+    with _lock(path):
+        generations = read_frame(
+            engine,
+            f"SELECT lead_key, generation FROM {GENERATIONS} WHERE lead_key >= :lo AND lead_key < :hi "
+            "ORDER BY lead_key",
+            {"lo": lo, "hi": hi},
+            _GENERATION_SCHEMA,
+        )
+        stored = _load(path, epoch)
+        if stored is not None:
+            frame, known = stored
+            changed = _changed_leads(known, generations)
+            if not changed:
+                return frame
+            if len(changed) <= REREAD_SHARE * CHUNK_KEYS:
+                fresh = read_events(engine, (lo, hi), None, types, properties, lead_keys=changed)
+                kept = frame.filter(~pl.col("lead_key").is_in(changed))
+                # Stable sort on the lead alone: each lead's rows keep their (occurred_at, event_id) order.
+                frame = pl.concat([kept, fresh]).sort("lead_key", maintain_order=True)
+                _save(path, frame, generations, epoch)
+                return frame  # already in memory: mapping the file too would hold it twice
+        frame = read_events(engine, (lo, hi), None, types, properties)
+        _save(path, frame, generations, epoch)
+        return frame
+
+
+def _changed_leads(known: pl.DataFrame, current: pl.DataFrame) -> list[int]:
+    """Leads whose generation differs (or exists on one side only)."""
+    joined = known.join(current, on="lead_key", how="full", coalesce=True, suffix="_now")
+    differs = joined.filter(pl.col("generation").ne_missing(pl.col("generation_now")))
+    return differs["lead_key"].to_list()
+
+
+def _save(path: Path, frame: pl.DataFrame, generations: pl.DataFrame, epoch: str) -> None:
+    """Write atomically (temporary file, then rename): a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    metadata = {
+        b"leadscore.epoch": epoch.encode(),
+        b"leadscore.generations": _ipc_bytes(generations.to_arrow()),
+    }
+    table = table.replace_schema_metadata(metadata)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    try:
+        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _open(path: Path) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+
+def _load(path: Path, epoch: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The file's events and the generations they reflect, or None (absent, unreadable, other epoch)."""
+    try:
+        table = _open(path)
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return None
+    metadata = table.schema.metadata or {}
+    if metadata.get(b"leadscore.epoch") != epoch.encode() or b"leadscore.generations" not in metadata:
+        return None
+    known = pl.from_arrow(pa.ipc.open_stream(metadata[b"leadscore.generations"]).read_all())
+    frame = pl.from_arrow(table.replace_schema_metadata(None))
+    assert isinstance(frame, pl.DataFrame) and isinstance(known, pl.DataFrame)
+    return frame, known

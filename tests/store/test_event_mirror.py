@@ -1,0 +1,166 @@
+"""The event mirror is a cache: whatever happens to the event log, it serves exactly what SQLite holds."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from sqlalchemy import Engine, text
+
+from store import event_mirror, reader
+from store.db import make_engine
+from store.event_mirror import drop_mirror, mirror_dir, mirrored_events
+from store.ingest import BUILTIN_EVENT_TYPES, ingest_events, ingest_leads
+from store.reader import read_events, shared_partition_reads
+from tests.store.samples import lead_keys, write
+
+TYPES = ["email_click", "manual_adjustment", "page_view"]
+EVENT_COLUMNS = ["lead_key", "occurred_at", "type", "product_line", "machine"]
+PROPERTIES = ["url", "points", "topic"]  # promoted columns and one JSON-only key: every column kind
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    monkeypatch.setattr(event_mirror, "CHUNK_KEYS", 4)  # 10 leads span three chunk files
+    engine = make_engine(f"sqlite:///{tmp_path}/m.db")
+    ingest_leads(engine, write(tmp_path, "leads.csv", "lead_id\n" + "\n".join(f"L{i}" for i in range(10)) + "\n"))
+    yield engine
+    engine.dispose()
+
+
+def events_csv(tmp_path: Path, name: str, rows: list[tuple[str, str, str, str, str]]) -> Path:
+    """``(event_id, lead_id, type, occurred_at, url)`` rows as an events CSV."""
+    lines = ["event_id,lead_id,type,occurred_at,url,topic"]
+    lines += [f"{e},{lead},{kind},{at},{url},t-{e}" for e, lead, kind, at, url in rows]
+    return write(tmp_path, name, "\n".join(lines) + "\n")
+
+
+def ingest(engine: Engine, path: Path) -> int:
+    return ingest_events(engine, path, event_types=set(BUILTIN_EVENT_TYPES)).inserted
+
+
+def check(engine: Engine, key_range: tuple[int, int]) -> pl.DataFrame:
+    """The mirror's answer equals a direct read, rows, order and types."""
+    mirrored = mirrored_events(engine, key_range, TYPES, PROPERTIES)
+    assert_frame_equal(mirrored, read_events(engine, key_range, None, TYPES, PROPERTIES))
+    return mirrored
+
+
+def initial_events() -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for i in range(10):
+        for j in range(3):
+            kind = ("page_view", "email_click", "email_open")[j]
+            rows.append((f"e{i}-{j}", f"L{i}", kind, f"2026-0{1 + j}-0{1 + i % 9}T10:00:00Z", f"/p{i}"))
+    return rows
+
+
+def test_mirror_serves_exactly_the_log_and_follows_every_change(sqlite: Engine, tmp_path: Path) -> None:
+    assert ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events())) == 30
+    keys = lead_keys(sqlite)
+    everyone = (min(keys.values()), max(keys.values()) + 1)
+    first = check(sqlite, everyone)
+    assert first.height == 20  # email_open is not a scored type
+    assert first.columns == [*EVENT_COLUMNS, "properties", "url", "points"]
+    files = sorted(mirror_dir(sqlite).rglob("chunk-*.arrow"))
+    assert len(files) == 3
+    check(sqlite, (keys["L2"], keys["L7"]))  # a range that cuts chunks
+
+    # New events into an old lead (earlier than its others: order must follow occurred_at), a new
+    # event for another lead, and a re-ingested event_id (ignored: events are immutable).
+    late = [
+        ("n1", "L1", "page_view", "2025-12-31T00:00:00Z", "/new"),
+        ("n2", "L8", "email_click", "2026-05-01T00:00:00Z", "/c"),
+        ("e3-0", "L3", "page_view", "2026-09-09T00:00:00Z", "/changed"),
+    ]
+    assert ingest(sqlite, events_csv(tmp_path, "b.csv", late)) == 2
+    after = check(sqlite, everyone)
+    assert after.height == 22
+    l1 = after.filter(pl.col("lead_key") == keys["L1"])
+    assert l1["url"].to_list() == ["/new", "/p1", "/p1"]
+    assert after.filter(pl.col("url") == "/changed").height == 0
+
+    # Updates and deletes by any writer are seen too.
+    with sqlite.begin() as conn:
+        conn.execute(text("UPDATE events SET machine = 1 WHERE event_id = 'e5-0'"))
+        conn.execute(text("DELETE FROM events WHERE lead_key = :k"), {"k": keys["L9"]})
+    after = check(sqlite, everyone)
+    assert after.filter(pl.col("lead_key") == keys["L9"]).height == 0
+    assert after.filter(pl.col("machine"))["lead_key"].to_list() == [keys["L5"]]
+
+    drop_mirror(sqlite)  # a cache: deleting it changes nothing but the time
+    assert not mirror_dir(sqlite).exists()
+    assert_frame_equal(check(sqlite, everyone), after)
+
+
+def test_unchanged_chunks_are_not_read_again_and_changed_leads_alone_are(
+    sqlite: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(sqlite)
+    everyone = (min(keys.values()), max(keys.values()) + 1)
+    check(sqlite, everyone)
+    reads: list[dict[str, Any]] = []
+    original = event_mirror.read_events
+
+    def spy(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        reads.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(event_mirror, "read_events", spy)
+    mirrored_events(sqlite, everyone, TYPES, PROPERTIES)
+    assert reads == []
+    ingest(sqlite, events_csv(tmp_path, "b.csv", [("n1", "L4", "page_view", "2026-07-01T00:00:00Z", "/x")]))
+    mirrored = mirrored_events(sqlite, everyone, TYPES, PROPERTIES)
+    assert reads == [{"lead_keys": [keys["L4"]]}]
+    assert "/x" in mirrored["url"].to_list()
+
+
+def test_lost_triggers_start_a_new_epoch(sqlite: Engine, tmp_path: Path) -> None:
+    """Changes made while the triggers were missing went uncounted: every file is rebuilt."""
+    ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(sqlite)
+    everyone = (min(keys.values()), max(keys.values()) + 1)
+    check(sqlite, everyone)
+    with sqlite.begin() as conn:
+        conn.execute(text("DROP TRIGGER event_generations_update"))
+        conn.execute(text("UPDATE events SET url = '/untracked' WHERE event_id = 'e0-0'"))
+    assert "/untracked" in check(sqlite, everyone)["url"].to_list()
+
+
+def test_shared_partition_reads_use_the_mirror_for_wide_ranges(
+    sqlite: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader, "MIRROR_MIN_KEYS", 5)
+    ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(sqlite)
+    one = shared_partition_reads.events(sqlite, (keys["L1"], keys["L1"] + 1), token="t", types=TYPES, properties=[])
+    shared_partition_reads.release("t")
+    assert one.columns == EVENT_COLUMNS and one.height == 2
+    assert not mirror_dir(sqlite).exists()  # a single lead reads directly
+    wide = (0, max(keys.values()) + 1)
+    frame = shared_partition_reads.events(sqlite, wide, token="t", types=TYPES, properties=PROPERTIES)
+    shared_partition_reads.release("t")
+    assert_frame_equal(frame, read_events(sqlite, wide, None, TYPES, PROPERTIES))
+    assert mirror_dir(sqlite).exists()
+
+
+def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:
+    shared = reader.SharedPartitionReads()
+    calls: list[str] = []
+
+    def read(name: str) -> str:
+        calls.append(name)
+        return name.upper()
+
+    assert shared.shared("run", ("leads", (1, 10)), lambda: read("a")) == "A"
+    assert shared.shared("run", ("leads", (1, 10)), lambda: read("b")) == "A"  # the first read is reused
+    assert shared.shared("run", ("leads", (10, 20)), lambda: read("c")) == "C"
+    with pytest.raises(ZeroDivisionError):
+        shared.shared("run", ("leads", (20, 30)), lambda: 1 // 0)
+    assert shared.shared("run", ("leads", (20, 30)), lambda: read("d")) == "D"  # a failed read is not kept
+    assert calls == ["a", "c", "d"]
+    shared.release("run")
+    assert not shared.entries
