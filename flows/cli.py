@@ -331,3 +331,4 @@ def demo(
 
 def main() -> None:
     app()
+from flows import cli_learn  # noqa: E402,F401  (registers commands)

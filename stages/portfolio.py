@@ -454,7 +454,7 @@ def load_portfolio(path: Path | str) -> Portfolio:
 
 def load_model(path: Path | str) -> PointsModel:
     """Read and validate one model file."""
-    return validate_file(Path(path), PointsModel)
+    return validate_file(Path(path), PointsModel, context={"source": Path(path)})
 
 
 def _line(node: yaml.Node | None, dotted: str) -> int | None:
