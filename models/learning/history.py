@@ -64,7 +64,16 @@ def read_history(
     features = [c for c in raw.columns if c not in {target, cutoff_column, id_column, *drop}]
     frame = raw.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), *features)
     ids = raw.get_column(id_column).str.strip_chars() if id_column is not None else None
-    return History(path, frame, outcome, target, id_column, lines, cutoff, ids)
+    return History(
+        path=path,
+        frame=frame,
+        target=outcome,
+        target_column=target,
+        id_column=id_column,
+        lines=lines,
+        ids=ids,
+        cutoff=cutoff,
+    )
 
 
 def _target(path: Path, column: pl.Series, lines: np.ndarray) -> np.ndarray:
