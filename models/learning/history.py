@@ -78,7 +78,8 @@ def read_history(
 
 def _target(path: Path, column: pl.Series, lines: np.ndarray) -> np.ndarray:
     text = column.str.strip_chars().str.to_lowercase()
-    ones, zeros = text.is_in(list(TRUE_WORDS)).to_numpy(), text.is_in(list(FALSE_WORDS)).to_numpy()
+    ones = text.is_in(list(TRUE_WORDS)).fill_null(False).to_numpy()
+    zeros = text.is_in(list(FALSE_WORDS)).fill_null(False).to_numpy()
     bad = np.flatnonzero(~(ones | zeros))
     if bad.size:
         shown = "; ".join(f"line {lines[i]}: {column[int(i)]!r}" for i in bad[:5])

@@ -43,7 +43,7 @@ class LearnParams:
     folds: int = 5
     windows: tuple[float | None, ...] = DEFAULT_WINDOWS
     missing: tuple[str, ...] = DEFAULT_MISSING
-    leak_auc: float = 0.95  # a single column separating the outcome this well is treated as a leak
+    leak_auc: float = 0.9  # a single column separating the outcome this well is treated as a leak
     force: bool = False  # keep leaking columns (reported all the same)
     scorecard: ScorecardParams = field(default_factory=ScorecardParams)
     probability: prob.ProbabilityParams = field(default_factory=prob.ProbabilityParams)
