@@ -1,5 +1,7 @@
 """Backtest metrics with exact values, and the binning rules."""
 
+import itertools
+
 import numpy as np
 import polars as pl
 
@@ -67,7 +69,7 @@ def test_numeric_bins_are_monotonic_when_the_data_allows() -> None:
         rates.append(y[inside].mean())
     assert rates == sorted(rates)
     assert bins[0].lo is None and bins[-1].hi is None
-    assert all(a.hi == b.lo for a, b in zip(bins, bins[1:], strict=False))
+    assert all(a.hi == b.lo for a, b in itertools.pairwise(bins))
 
 
 def test_categories_pool_rare_levels_and_group_similar_ones() -> None:
