@@ -331,4 +331,6 @@ def demo(
 
 def main() -> None:
     app()
+
+
 from flows import cli_learn  # noqa: E402,F401  (registers commands)
