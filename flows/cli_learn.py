@@ -185,7 +185,9 @@ def backtest(
                 active = book.line(product_line).stage(stage)
             except KeyError as exc:
                 raise fail(str(exc.args[0])) from exc
-            loaded[label_of(Path(f"active: {product_line}/{stage}"), taken)] = active.model
+            label = f"active: {product_line}/{stage}"
+            taken.add(label)
+            loaded[label] = active.model
     for path in models:
         try:
             loaded[label_of(path, taken)] = load_model(path)
@@ -195,7 +197,7 @@ def backtest(
     try:
         with _progress(json_out) as progress:
             ds = prepare(history, target=target, params=params, events_path=events, cutoff_column=cutoff_column,
-                         id_column=id_column, drop=tuple(drop or ()), progress=progress)  # fmt: skip
+                         id_column=id_column, drop=tuple(drop or ()), properties=True, progress=progress)  # fmt: skip
             from models.spec import Scale
 
             metrics = run(loaded, ds, scale or Scale(), params, progress=progress)

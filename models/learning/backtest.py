@@ -42,6 +42,8 @@ def engine_scores(model: PointsModel, ds: Dataset, scale: Scale) -> np.ndarray:
             ROW, (pl.lit(as_of, pl.Datetime("us", "UTC")) - pl.col("_cut")).alias("_shift")
         )
         events = events.join(shift, on=ROW, how="left").with_columns(pl.col("occurred_at") + pl.col("_shift"))
+    if "properties" not in events.columns:
+        events = events.with_columns(pl.lit("{}").alias("properties"))
     result = score(model, leads=leads, events=events.rename({ROW: "lead_key"}), as_of=as_of, scale=scale)
     return result.sort("lead_key").get_column("score").to_numpy()
 

@@ -100,20 +100,29 @@ def event_counts(events: pl.DataFrame, moments: pl.DataFrame, features: list[Fea
     )
     if has_from:
         relevant = relevant.filter(pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")))
-    aggs = []
-    for f in counts:
-        hit = pl.col("type") == f.event
-        if f.window is not None:
-            hit = hit & (pl.col("_age") <= f.window)
-        aggs.append(hit.sum().cast(pl.Int32).alias(f.name))
-    grouped = relevant.with_columns(age.alias("_age")).group_by(ROW).agg(aggs)
+    # One pass: per (lead, type), the count within each window; then one column per (type, window).
+    windows = sorted({f.window for f in counts}, key=lambda w: (w is None, w or 0))
+    per_type = (
+        relevant.with_columns(age.alias("_age"))
+        .group_by(ROW, "type")
+        .agg(
+            (pl.len() if w is None else (pl.col("_age") <= w).sum()).cast(pl.Int32).alias(_window_key(w))
+            for w in windows
+        )
+    )
+    columns = [pl.col(_window_key(f.window)).filter(pl.col("type") == f.event).first().alias(f.name) for f in counts]
+    wide = per_type.group_by(ROW).agg(columns)
     return (
         moments.lazy()
         .select(ROW)
-        .join(grouped, on=ROW, how="left", maintain_order="left")
-        .with_columns(pl.col(f.name).fill_null(0) for f in counts)
+        .join(wide, on=ROW, how="left", maintain_order="left")
+        .with_columns(pl.col(f.name).fill_null(0).cast(pl.Int32) for f in counts)
         .collect()
     )
+
+
+def _window_key(window: float | None) -> str:
+    return "_ever" if window is None else f"_w{window:g}"
 
 
 def behaviour_features(

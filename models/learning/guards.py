@@ -31,7 +31,8 @@ def check_target(y: np.ndarray, column: str) -> None:
         )
     if positives < MIN_POSITIVES:
         raise LearnError(
-            f"target {column!r} has {positives} positive(s); at least {MIN_POSITIVES} are needed for a model worth using"
+            f"target {column!r} has {positives} positive(s); "
+            f"at least {MIN_POSITIVES} are needed for a model worth using"
         )
 
 

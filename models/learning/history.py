@@ -102,17 +102,22 @@ def parse_times(path: Path, column: pl.Series, lines: np.ndarray, name: str) -> 
     return parsed.alias(name)
 
 
-def read_events(path: Path, history: History) -> pl.DataFrame:
+def read_events(path: Path, history: History, *, properties: bool = False) -> pl.DataFrame:
     """Events (ingestion schema: ``lead_id, type, occurred_at[, machine][, properties]``; other columns ignored)
-    of the history's leads, as ``ROW, type, occurred_at, machine, properties``. Events of leads not in the
-    history are skipped."""
+    of the history's leads, as ``ROW, type, occurred_at, machine`` (and ``properties``, JSON text, when asked:
+    hand-written rules may test them; learning does not read them). Events of leads not in the history are
+    skipped."""
     path = Path(path)
     if history.id_column is None:
         raise LearnError("--events needs --id-column: the history column that events' lead_id refers to")
     if not path.is_file():
         raise LearnError(f"{path}: file not found")
     try:
-        raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+        header = pl.read_csv(path, infer_schema=False, n_rows=0).columns
+        wanted = [
+            c for c in header if c in ("lead_id", "type", "occurred_at", "machine", *(["properties"] * properties))
+        ]
+        raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", columns=wanted)
     except pl.exceptions.PolarsError as exc:
         raise LearnError(f"{path}: not a readable CSV file: {exc}") from exc
     for required in ("lead_id", "type", "occurred_at"):
@@ -126,9 +131,13 @@ def read_events(path: Path, history: History) -> pl.DataFrame:
         if "machine" in raw.columns
         else pl.lit(False)
     )
-    properties = pl.col("properties").fill_null("{}") if "properties" in raw.columns else pl.lit("{}")
+    kept = [pl.col("properties").fill_null("{}") if "properties" in raw.columns else pl.lit("{}")] if properties else []
     return raw.join(ids, on="lead_id", how="inner").select(
-        ROW, pl.col("type").str.strip_chars(), "occurred_at", machine.alias("machine"), properties.alias("properties")
+        ROW,
+        pl.col("type").str.strip_chars(),
+        "occurred_at",
+        machine.alias("machine"),
+        *(k.alias("properties") for k in kept),
     )
 
 

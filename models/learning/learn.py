@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 import yaml
+from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -83,9 +84,11 @@ def prepare(
     cutoff_column: str | None = None,
     id_column: str | None = None,
     drop: tuple[str, ...] = (),
+    properties: bool = False,
     progress: Progress = lambda _: None,
 ) -> Dataset:
-    """Read and check the history, build the features, and apply the guards (refusals raise ``LearnError``)."""
+    """Read and check the history, build the features, and apply the guards (refusals raise ``LearnError``).
+    ``properties`` keeps the events' JSON properties (for scoring hand-written models in a backtest)."""
     progress("reading the history")
     history = read_history(history_path, target=target, id_column=id_column, cutoff_column=cutoff_column, drop=drop)
     check_target(history.target, target)
@@ -95,7 +98,7 @@ def prepare(
     events = None
     if events_path is not None:
         progress("reading the events")
-        events = read_events(events_path, history)
+        events = read_events(events_path, history, properties=properties)
         progress("counting behaviour before each cutoff")
         counted = behaviour_features(events, params.windows)
         frame = frame.join(event_counts(events, moments(history, events), counted), on=ROW, how="left")
@@ -165,7 +168,7 @@ def fit(ds: Dataset, rows: np.ndarray, kind: Kind, scale: Scale, params: LearnPa
 @dataclass(frozen=True)
 class Baseline:
     """A plain logistic regression on the same columns: categories one-hot (missing as a level), numbers
-    standardised with the median for missing plus a missing flag, counts as log(1 + n)."""
+    standardised with the median for missing plus a missing flag, counts as log(1 + n) scaled."""
 
     features: list[Feature]
     levels: dict[str, list[str]]
@@ -193,22 +196,32 @@ class Baseline:
         values = col.cast(pl.Float64).to_numpy().astype(np.float64)
         return np.log1p(values) if f.kind == "count" else values
 
-    def matrix(self, frame: pl.DataFrame) -> np.ndarray:
+    def matrix(self, frame: pl.DataFrame) -> sparse.csr_matrix:
+        """Sparse: one-hot blocks hold one value per row, which keeps the solver's Hessian cheap."""
+        n = frame.height
         parts = []
         for f in self.features:
             col = frame.get_column(f.name)
             if f.kind == "categorical":
-                levels = np.asarray(self.levels[f.name], dtype=object)
-                values = col.fill_null("").to_numpy().astype(object)
-                parts.append(values[:, None] == levels[None, :])
-                parts.append(col.is_null().to_numpy()[:, None])
+                codes = {level: i for i, level in enumerate(self.levels[f.name])}
+                missing = len(codes)
+                index = col.replace_strict(codes, default=-1, return_dtype=pl.Int64).fill_null(missing).to_numpy()
+                known = index >= 0
+                parts.append(
+                    sparse.csr_matrix(
+                        (np.ones(known.sum()), (np.flatnonzero(known), index[known])), shape=(n, missing + 1)
+                    )
+                )
                 continue
             values = self._numbers(f, col)
             fill, mean, std = self.centre[f.name]
-            parts.append(((np.where(np.isnan(values), fill, values) - mean) / std)[:, None])
+            # Counts are scaled but not centred: mostly zero, they stay sparse.
+            centre = mean if f.kind == "numeric" else 0.0
+            columns = [(np.where(np.isnan(values), fill, values) - centre) / std]
             if f.kind == "numeric":
-                parts.append(np.isnan(values)[:, None])
-        return np.hstack(parts).astype(np.float64)
+                columns.append(np.isnan(values).astype(np.float64))
+            parts.append(sparse.csr_matrix(np.column_stack(columns)))
+        return sparse.hstack(parts, format="csr")
 
     def probability(self, frame: pl.DataFrame) -> np.ndarray:
         assert self.model is not None

@@ -46,8 +46,9 @@ class Scorecard:
 def indicators(bins: list[Bin], frame: pl.DataFrame) -> sparse.csr_matrix:
     if not bins:
         return sparse.csr_matrix((frame.height, 0))
-    dense = frame.select(b.indicator().alias(str(i)) for i, b in enumerate(bins)).to_numpy().astype(np.float64)
-    return sparse.csr_matrix(dense)
+    hits = frame.select(b.indicator().alias(str(i)) for i, b in enumerate(bins)).to_numpy()
+    rows, columns = np.nonzero(hits)
+    return sparse.csr_matrix((np.ones(rows.size), (rows, columns)), shape=hits.shape)
 
 
 def fit_scorecard(
