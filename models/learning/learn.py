@@ -292,6 +292,19 @@ def model_version(ds: Dataset, settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+class _OneLine(dict):
+    """A rule written on one line, as people write them."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _OneLine, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+)
+
+
 @dataclass(frozen=True)
 class Learned:
     model: PointsModel
@@ -375,7 +388,9 @@ def learn(
         },
         "libraries": libraries(),
     }
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
+    for group in ("fit", "behaviour"):
+        document[group] = [_OneLine(rule) for rule in document.get(group, [])]
+    text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     # Read back the way every model file is read: what was written must load.
