@@ -11,6 +11,7 @@ import polars as pl
 from models.engine import score
 from models.learning.history import ROW
 from models.learning.learn import Dataset, LearnParams, cross_validate
+from models.learning.metrics import calibration
 from models.spec import Bands, PointsModel, Scale
 
 
@@ -68,6 +69,9 @@ def backtest(
         fixed[label] = (engine_scores(model, ds, model.scale or scale), model.bands)
     results = cross_validate(ds, scale, params, kinds=learners, fixed=fixed, bands=bands, progress=progress)
     for label, model in models.items():
+        if model.kind == "probability":  # its score is the calibrated probability on the scale
+            own = model.scale or scale
+            results[label]["calibration"] = calibration((fixed[label][0] - own.min) / (own.max - own.min), ds.y)
         learned = model.metadata.get("learned", {})
         results[label]["in_sample"] = learned.get("history_sha256") == ds.history_sha256
         results[label]["version"] = model.version

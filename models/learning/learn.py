@@ -389,7 +389,8 @@ def learn(
         "libraries": libraries(),
     }
     for group in ("fit", "behaviour"):
-        document[group] = [_OneLine(rule) for rule in document.get(group, [])]
+        if group in document:
+            document[group] = [_OneLine(rule) for rule in document[group]]
     text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

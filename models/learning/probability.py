@@ -4,6 +4,7 @@ per-lead reasons (how much each input moved this lead's score away from a typica
 import functools
 import hashlib
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from models.spec import PointsModel, ProbabilityFeature, Scale
 MAX_LEVELS = 60
 BASE_RULE, OTHER_RULE = "scale: typical lead", "other factors"
 TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+ADDRESS = re.compile(r'"__id__": (\d+)|"(\d+)\.npy"')
 # One OpenMP thread: on a shared machine, gradient boosting's spinning threads slow it down up to 6x
 # (measured: 10.6 s with the default threads against 1.8 s with one, on 2 busy cores).
 
@@ -131,11 +133,25 @@ def save(estimator: Any, path: Path) -> str:
     import skops.io
 
     packed = skops.io.dumps(estimator)
-    # skops stamps each zip entry with the current time; fixed stamps make the same model the same bytes.
+    # skops names arrays and shared objects by their memory address and stamps each zip entry with the
+    # current time; numbering the addresses in order of appearance and fixing the stamps makes the same
+    # model the same bytes (and so the same sha256 in the YAML).
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(packed)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        schema = source.read("schema.json").decode()
+        numbers: dict[str, str] = {}
+        for found in ADDRESS.finditer(schema):
+            numbers.setdefault(found.group(1) or found.group(2), str(len(numbers)))
+        renumbered = ADDRESS.sub(
+            lambda m: f'"__id__": {numbers[m.group(1)]}' if m.group(1) else f'"{numbers[m.group(2)]}.npy"', schema
+        )
         for info in source.infolist():
-            target.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), source.read(info))
+            name, data = info.filename, source.read(info)
+            if name == "schema.json":
+                data = renumbered.encode()
+            elif name.endswith(".npy") and name[:-4] in numbers:
+                name = f"{numbers[name[:-4]]}.npy"
+            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     path.write_bytes(out.getvalue())
     return hashlib.sha256(out.getvalue()).hexdigest()
 

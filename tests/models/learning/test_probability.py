@@ -9,6 +9,7 @@ import pytest
 
 from models.engine import score, top_rules
 from models.files import SpecError
+from models.learning.backtest import backtest
 from models.learning.learn import LearnParams, fit, learn, prepare
 from models.learning.probability import BASE_RULE, OTHER_RULE
 from models.scorefile import score_csv
@@ -32,12 +33,14 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     events = folder / "events.csv"
     events.write_text("\n".join(rows) + "\n")
     out = folder / "model.yaml"
-    learn(history, target="won", id_column="lead_id", cutoff_column="cutoff", events_path=events, out=out, params=PARAMS)
+    learn(
+        history, target="won", id_column="lead_id", cutoff_column="cutoff", events_path=events, out=out, params=PARAMS
+    )
     return history, events, out
 
 
 def test_the_estimator_is_stored_next_to_the_yaml_under_the_version(learned) -> None:
-    history, _, out = learned
+    _, _, out = learned
     model = load_model(out)
     assert model.kind == "probability" and model.probability is not None
     assert model.artifact_path == out.parent / f"model.{model.version}.skops"
@@ -57,7 +60,11 @@ def test_the_engine_scores_a_probability_model_with_reasons_that_sum_to_the_scor
     assert scored.columns[-2:] == ["score", "top_rules"]
     assert scored.get_column("score").is_between(0, 100).all()
     # The same leads straight through the engine: the breakdown of each lead sums to its score.
-    leads = pl.read_csv(history, infer_schema=False).with_row_index("lead_key").with_columns(pl.col("lead_key").cast(pl.Int64))
+    leads = (
+        pl.read_csv(history, infer_schema=False)
+        .with_row_index("lead_key")
+        .with_columns(pl.col("lead_key").cast(pl.Int64))
+    )
     raw = pl.read_csv(events)
     engine_events = raw.join(leads.select("lead_id", "lead_key"), on="lead_id").select(
         "lead_key",
@@ -89,7 +96,11 @@ def test_the_engine_scores_a_probability_model_with_reasons_that_sum_to_the_scor
 
 def test_events_after_as_of_do_not_move_a_probability_score(learned) -> None:
     history, _, out = learned
-    leads = pl.read_csv(history, infer_schema=False).with_row_index("lead_key").with_columns(pl.col("lead_key").cast(pl.Int64))
+    leads = (
+        pl.read_csv(history, infer_schema=False)
+        .with_row_index("lead_key")
+        .with_columns(pl.col("lead_key").cast(pl.Int64))
+    )
     none = pl.DataFrame(schema={"lead_key": pl.Int64, "occurred_at": pl.Datetime("us", "UTC"), "type": pl.Utf8,
                                 "machine": pl.Boolean, "properties": pl.Utf8})  # fmt: skip
     later = pl.DataFrame({"lead_key": [0, 1, 2], "occurred_at": [datetime(2026, 6, 2, tzinfo=UTC)] * 3,
@@ -132,3 +143,26 @@ def test_kind_and_section_go_together(tmp_path: Path) -> None:
     path.write_text("kind: probability\nfit: []\n")
     with pytest.raises(SpecError, match="a 'probability' section goes with kind: probability, and only with it"):
         load_model(path)
+
+
+def test_same_seed_same_yaml_and_estimator_bytes(learned, tmp_path: Path) -> None:
+    history, events, out = learned
+    again = tmp_path / "model.yaml"
+    learn(
+        history, target="won", id_column="lead_id", cutoff_column="cutoff", events_path=events, out=again, params=PARAMS
+    )
+    assert again.read_bytes() == out.read_bytes()
+    artifact = load_model(out).artifact_path
+    assert (tmp_path / artifact.name).read_bytes() == artifact.read_bytes()
+
+
+def test_backtest_judges_a_probability_file_with_its_calibration(learned) -> None:
+    history, events, out = learned
+    params = LearnParams(folds=3)
+    ds = prepare(history, target="won", params=params, id_column="lead_id", cutoff_column="cutoff", events_path=events)
+    metrics = backtest({"model.yaml": load_model(out)}, ds, Scale(), params)
+    judged = metrics["model.yaml"]
+    assert judged["in_sample"] is True
+    assert judged["calibration"]["brier"] < 0.25
+    assert sum(row["leads"] for row in judged["calibration"]["deciles"]) == 600
+    assert judged["auc"] > metrics["logistic regression (baseline)"]["auc"] - 0.1
