@@ -391,4 +391,4 @@ def main() -> None:
     app()
 
 
-from flows import cli_audiences, cli_nurture, cli_ops  # noqa: E402,F401  (register their commands)
+from flows import cli_audiences, cli_learn, cli_nurture, cli_ops  # noqa: E402,F401  (register their commands)

@@ -55,6 +55,10 @@ def score(
     journeys = journeys.select(pl.col("lead_key").cast(pl.Int64), pl.col("score_from").cast(pl.Datetime("us", "UTC")))
     if journeys.is_empty():
         return pl.DataFrame(schema=RESULT_SCHEMA)
+    if model.kind == "probability":  # a learned estimator: imported only when one scores (scikit-learn is slow to load)
+        from models.learning.probability import score_probability
+
+        return score_probability(model, leads=leads, events=events, as_of=as_of, scale=scale, journeys=journeys)
 
     fit_cols, fit_frame = _fit(model, journeys, leads)
     event_rows = _relevant_events(model, events, journeys, as_of)

@@ -6,10 +6,20 @@ alone. Every rule has a name; that name is what the score breakdown shows.
 """
 
 import itertools
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NUMERIC_OPS = ("lt", "le", "gt", "ge", "between")
@@ -241,10 +251,40 @@ class Bands(BaseModel):
         return ordered[-1][0] if score >= ordered[-1][1] else ordered[0][0]
 
 
-class PointsModel(Spec):
-    """A points model for one (product line, stage), or a stand-alone file for ``score-file``."""
+class ProbabilityFeature(Spec):
+    """An input of a learned probability model: an attribute, or a count of one event type in a window."""
 
-    kind: Literal["points"] = "points"
+    name: str
+    kind: Literal["numeric", "categorical", "count"]
+    event: str | None = None
+    within_days: Annotated[float, Field(gt=0)] | None = None
+    levels: list[str] = Field(default_factory=list)
+    """Categorical: the levels the estimator knows, in code order (any other value is "other")."""
+    reference: float | str | None = None
+    """What a reason compares the lead's value with (a typical lead's value)."""
+
+
+class ProbabilitySpec(Spec):
+    """The estimator of a ``kind: probability`` model, stored next to the model file under its version."""
+
+    artifact: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    base_rate: Annotated[float, Field(ge=0, le=1)]
+    reasons: Annotated[int, Field(ge=1)] = 3
+    missing_values: list[str] = Field(default_factory=list)
+    features: Annotated[list[ProbabilityFeature], Field(min_length=1)]
+
+
+class PointsModel(Spec):
+    """A points model for one (product line, stage), or a stand-alone file for ``score-file``.
+
+    ``kind: probability`` is a learned estimator instead of rules (``probability`` says where it is and
+    what it reads); it scores through the same ``models.engine.score`` with the same breakdown shape.
+    """
+
+    kind: Literal["points", "probability"] = "points"
+    probability: ProbabilitySpec | None = None
+    _source: Path | None = PrivateAttr(default=None)
     name: str | None = None
     description: str | None = None
     version: str | None = None
@@ -257,6 +297,22 @@ class PointsModel(Spec):
     caps: Caps = Field(default_factory=Caps)
     manual_adjustments: bool = True
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind(self, info: ValidationInfo) -> Self:
+        if (self.kind == "probability") != (self.probability is not None):
+            raise ValueError("a 'probability' section goes with kind: probability, and only with it")
+        if self.probability is not None and (self.fit or self.behaviour or self.combos):
+            raise ValueError("a probability model has no rules: its estimator scores")
+        self._source = (info.context or {}).get("source")  # artifacts resolve relative to the model file
+        return self
+
+    @property
+    def artifact_path(self) -> Path | None:
+        if self.probability is None:
+            return None
+        base = self._source.parent if self._source is not None else Path()
+        return base / self.probability.artifact
 
     @model_validator(mode="after")
     def _names(self) -> Self:
@@ -294,13 +350,15 @@ class PointsModel(Spec):
 
     def event_types(self) -> set[str]:
         types = {t for r in self.behaviour for t in r.event_types}
+        types |= {f.event for f in (self.probability.features if self.probability else []) if f.event}
         if self.manual_adjustments:
             types.add("manual_adjustment")
         return types
 
     def attribute_names(self) -> set[str]:
         """The lead attributes the fit rules read."""
-        return {name for rule in self.fit for cond in [rule.when, *(rule.any_of or [])] for name in cond}
+        names = {name for rule in self.fit for cond in [rule.when, *(rule.any_of or [])] for name in cond}
+        return names | {f.name for f in (self.probability.features if self.probability else []) if f.kind != "count"}
 
     def property_keys(self) -> set[str]:
         """The event properties the rules read (so a reader fetches only those)."""

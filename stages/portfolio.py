@@ -232,6 +232,18 @@ class ScheduleSpec(Spec):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
 
 
+class MonitoringSpec(Spec):
+    """What ``review_models`` checks on recent outcomes: the AUC floor, the MQL → opportunity target (B2B
+    practice: about 30 %), how far back outcomes count, and where warnings are posted (optional webhook)."""
+
+    auc_floor: Annotated[float, Field(ge=0.5, le=1)] = 0.7
+    mql_to_opportunity_target: Annotated[float, Field(ge=0, le=1)] = 0.3
+    qualification: str = "MQL"
+    window_days: Annotated[float, Field(gt=0)] = 90
+    min_leads_per_band: Annotated[int, Field(ge=1)] = 30
+    notify_webhook: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+
+
 class PortfolioSpec(Spec):
     name: str = "portfolio"
     scale: Scale = Field(default_factory=Scale)
@@ -240,6 +252,7 @@ class PortfolioSpec(Spec):
     ingest: IngestSpec = Field(default_factory=IngestSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     schedule: ScheduleSpec | None = None
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     product_lines: Annotated[dict[str, ProductLineSpec], Field(min_length=1)]
     # Tracks, audiences and sending rules: validated by ``nurture.spec`` against this same file
     # (``nurture/`` builds on ``stages/``, never the reverse).
@@ -474,7 +487,7 @@ def load_portfolio(path: Path | str) -> Portfolio:
 
 def load_model(path: Path | str) -> PointsModel:
     """Read and validate one model file."""
-    return validate_file(Path(path), PointsModel)
+    return validate_file(Path(path), PointsModel, context={"source": Path(path)})
 
 
 def _line(node: yaml.Node | None, dotted: str) -> int | None:

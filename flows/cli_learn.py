@@ -1,0 +1,284 @@
+"""``leadscore learn`` and ``leadscore backtest``: learn a model from history, judge models against history."""
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flows.cli import JsonOpt, _load, _t, app, console, errors, fail
+from models.files import SpecError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "backtest"
+
+HistoryOpt = Annotated[Path, typer.Option("--history", help="CSV of historical leads with their outcome")]
+TargetOpt = Annotated[str, typer.Option("--target", help="Outcome column: 1/0, true/false or yes/no")]
+EventsOpt = Annotated[Path | None, typer.Option("--events", help="Events CSV (ingestion schema) of those leads")]
+CutoffOpt = Annotated[
+    str | None, typer.Option("--cutoff-column", help="Per-lead time (ISO-8601 with zone); only earlier events count")
+]
+IdOpt = Annotated[
+    str | None, typer.Option("--id-column", help="The leads' id column (events' lead_id); never a feature")
+]
+DropOpt = Annotated[list[str] | None, typer.Option("--drop", help="A column not to learn from (repeatable)")]
+MissingOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--missing", help="A value meaning 'left empty' (repeatable; default: Select, N/A, NA, null, none, -)"
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the folds and the estimator: same seed, same model")]
+FoldsOpt = Annotated[int, typer.Option("--folds", min=2, max=20, help="Cross-validation folds")]
+PortfolioOpt = Annotated[Path | None, typer.Option("--portfolio", "-p", help="Portfolio whose scale (and bands) apply")]
+
+
+def _params(seed: int, folds: int, missing: list[str] | None, **extra: Any) -> Any:
+    from models.learning.history import DEFAULT_MISSING
+    from models.learning.learn import LearnParams
+
+    words = tuple(dict.fromkeys(["", *(m.strip().lower() for m in missing)])) if missing else DEFAULT_MISSING
+    return LearnParams(seed=seed, folds=folds, missing=words, **extra)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Any]:
+    """A spinner naming the current step (on stderr with ``--json``, so stdout stays parseable)."""
+    shown = errors if quiet else console
+    with shown.status("starting") as status:
+        yield lambda step: status.update(f"[bold]{step}")
+
+
+def _metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="cross-validated, same folds")
+    for column in ("model", "AUC", "± std", "top 10 %", "top 20 %", "lift@10 %", "Brier"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for label, m in metrics.items():
+        brier = m.get("calibration", {}).get("brier")
+        name = _t(label) + (" [yellow](in-sample)[/yellow]" if m.get("in_sample") else "")
+        table.add_row(
+            name,
+            f"{m['auc']:.3f}",
+            f"{m['auc_std']:.3f}",
+            f"{m['capture_top10']:.0%}",
+            f"{m['capture_top20']:.0%}",
+            f"{m['lift_top10']:.2f}",
+            "" if brier is None else f"{brier:.3f}",
+        )
+    return table
+
+
+def _bands_table(metrics: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="conversion by band (leads → converted)")
+    table.add_column("model")
+    table.add_column("bands, lowest first")
+    for label, m in metrics.items():
+        cells = [
+            f"{_t(b['band'])}: {b['leads']} → {b['converted']}"
+            + (f" ({b['rate']:.0%})" if b["rate"] is not None else "")
+            for b in m["bands"]
+        ]
+        table.add_row(_t(label), "; ".join(cells))
+    return table
+
+
+@app.command()
+def learn(
+    history: HistoryOpt,
+    target: TargetOpt,
+    out: Annotated[Path, typer.Option("--out", help="Model YAML to write")],
+    events: EventsOpt = None,
+    cutoff_column: CutoffOpt = None,
+    id_column: IdOpt = None,
+    drop: DropOpt = None,
+    kind: Annotated[str, typer.Option("--kind", help="points (a readable scorecard) or probability")] = "points",
+    missing: MissingOpt = None,
+    seed: SeedOpt = 0,
+    folds: FoldsOpt = 5,
+    portfolio: PortfolioOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Keep columns that look like leaks (still reported)")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Learn a points scorecard or a probability model from historical conversions."""
+    from models.learning.history import LearnError
+    from models.learning.learn import BASELINE
+    from models.learning.learn import learn as run
+
+    if kind not in ("points", "probability"):
+        raise fail(f"--kind must be points or probability, not {kind!r}")
+    scale = _load(portfolio).scale if portfolio is not None else None
+    params = _params(seed, folds, missing, kind=kind, force=force)
+    try:
+        with _progress(json_out) as progress:
+            learned = run(history, target=target, out=out, params=params, events_path=events,
+                          cutoff_column=cutoff_column, id_column=id_column, drop=tuple(drop or ()), scale=scale,
+                          progress=progress)  # fmt: skip
+    except (LearnError, SpecError) as exc:
+        raise fail("cannot learn a model", exc) from exc
+    model = learned.model
+    summary = {
+        "out": str(out),
+        "kind": kind,
+        "version": learned.version,
+        "artifact": str(learned.artifact) if learned.artifact else None,
+        "rules": len(model.fit) + len(model.behaviour),
+        "leaks": [{"column": leak.column, "auc": leak.auc, "dropped": not force} for leak in learned.leaks],
+        "metrics": learned.metrics,
+    }
+    if json_out:
+        print(json.dumps(summary))
+        return
+    for leak in learned.leaks:
+        console.print(f"[yellow]leak:[/yellow] {_t(leak.reason)}; " + ("kept (--force)" if force else "dropped"))
+    console.print(_metrics_table(learned.metrics))
+    console.print(_bands_table(learned.metrics))
+    ours, base = learned.metrics[f"learned {kind}"]["auc"], learned.metrics[BASELINE]["auc"]
+    what = f"{summary['rules']} rules" if kind == "points" else f"estimator {_t(learned.artifact)}"
+    console.print(
+        f"{kind} model [bold]{_t(out)}[/bold] version {learned.version}: {what}; "
+        f"CV AUC {ours:.3f} against the baseline's {base:.3f}"
+    )
+
+
+@app.command()
+def backtest(
+    models: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="Model files")],
+    history: HistoryOpt,
+    target: TargetOpt,
+    events: EventsOpt = None,
+    cutoff_column: CutoffOpt = None,
+    id_column: IdOpt = None,
+    drop: DropOpt = None,
+    missing: MissingOpt = None,
+    seed: SeedOpt = 0,
+    folds: FoldsOpt = 5,
+    portfolio: PortfolioOpt = None,
+    product_line: Annotated[
+        str | None, typer.Option("--product-line", help="With --stage: add its active model")
+    ] = None,
+    stage: Annotated[
+        str | None, typer.Option("--stage", help="The portfolio stage whose active model to compare")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write an HTML report (lift/gains, conversion by band)")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Backtest model files on a history, side by side with a logistic-regression baseline on the same folds."""
+    from models.learning.backtest import backtest as run
+    from models.learning.backtest import label_of
+    from models.learning.history import LearnError
+    from models.learning.learn import prepare
+    from stages.portfolio import load_model
+
+    loaded, taken = {}, set()
+    scale = None
+    if portfolio is not None:
+        book = _load(portfolio)
+        scale = book.scale
+        if (product_line is None) != (stage is None):
+            raise fail("--product-line and --stage go together")
+        if product_line is not None and stage is not None:
+            try:
+                active = book.line(product_line).stage(stage)
+            except KeyError as exc:
+                raise fail(str(exc.args[0])) from exc
+            label = f"active: {product_line}/{stage}"
+            taken.add(label)
+            loaded[label] = active.model
+    for path in models:
+        try:
+            loaded[label_of(path, taken)] = load_model(path)
+        except SpecError as exc:
+            raise fail("invalid model", exc) from exc
+    params = _params(seed, folds, missing)
+    try:
+        with _progress(json_out) as progress:
+            ds = prepare(history, target=target, params=params, events_path=events, cutoff_column=cutoff_column,
+                         id_column=id_column, drop=tuple(drop or ()), properties=True, progress=progress)  # fmt: skip
+            from models.spec import Scale
+
+            metrics = run(loaded, ds, scale or Scale(), params, progress=progress)
+    except (LearnError, ValueError) as exc:
+        raise fail("cannot backtest", exc) from exc
+    if html is not None:
+        html.write_text(render_report(metrics, history=str(history), target=target), encoding="utf-8")
+    if json_out:
+        print(json.dumps({"metrics": metrics, "html": str(html) if html else None}))
+        return
+    console.print(_metrics_table(metrics))
+    console.print(_bands_table(metrics))
+    best = max(metrics, key=lambda label: metrics[label]["auc"])
+    console.print(
+        f"{ds.y.size} leads, {int(ds.y.sum())} converted; best CV AUC: [bold]{_t(best)}[/bold] "
+        f"({metrics[best]['auc']:.3f})" + (f"; report → {_t(html)}" if html else "")
+    )
+
+
+# --- the HTML report ------------------------------------------------------------------------------------
+
+WIDTH, HEIGHT, PAD = 520, 320, 40
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+
+
+def _gains_lines(metrics: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """SVG polyline points of each model's cumulative gains (share of leads → share of converters)."""
+    lines = []
+    for i, (label, m) in enumerate(metrics.items()):
+        gains = m["gains"]
+        points = " ".join(
+            f"{PAD + (WIDTH - 2 * PAD) * k / (len(gains) - 1):.1f},{HEIGHT - PAD - (HEIGHT - 2 * PAD) * g:.1f}"
+            for k, g in enumerate(gains)
+        )
+        lines.append({"label": label, "points": points, "colour": COLOURS[i % len(COLOURS)]})
+    return lines
+
+
+def _band_bars(m: dict[str, Any], colour: str) -> list[dict[str, Any]]:
+    """Bars of conversion rate per band, lowest band first, with their counts."""
+    bands = m["bands"]
+    slot = (WIDTH - 2 * PAD) / max(len(bands), 1)
+    bars = []
+    for k, band in enumerate(bands):
+        rate = band["rate"] or 0.0
+        height = (HEIGHT - 2 * PAD) * rate
+        bars.append(
+            {
+                "x": f"{PAD + k * slot + slot * 0.15:.1f}",
+                "y": f"{HEIGHT - PAD - height:.1f}",
+                "w": f"{slot * 0.7:.1f}",
+                "h": f"{height:.1f}",
+                "cx": f"{PAD + k * slot + slot / 2:.1f}",
+                "band": band["band"],
+                "text": f"{rate:.0%} of {band['leads']}",
+                "colour": colour,
+            }
+        )
+    return bars
+
+
+def render_report(metrics: dict[str, dict[str, Any]], *, history: str, target: str) -> str:
+    """A self-contained HTML page (inline SVG, no scripts, no CDN)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "html.j2"]),
+        undefined=StrictUndefined,
+    )
+    charts = [
+        {"label": label, "bars": _band_bars(m, COLOURS[i % len(COLOURS)])}
+        for i, (label, m) in enumerate(metrics.items())
+    ]
+    return env.get_template("report.html.j2").render(
+        metrics=metrics,
+        gains=_gains_lines(metrics),
+        charts=charts,
+        history=history,
+        target=target,
+        width=WIDTH,
+        height=HEIGHT,
+        pad=PAD,
+    )

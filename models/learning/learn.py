@@ -1,0 +1,398 @@
+"""``learn``: from a history of leads (and their events) to a versioned model file, with its cross-validated
+metrics next to a plain logistic-regression baseline on the same folds."""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import yaml
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from models.files import validate_file
+from models.learning import probability as prob
+from models.learning.features import (
+    DEFAULT_WINDOWS,
+    Feature,
+    attribute_features,
+    attribute_frame,
+    behaviour_features,
+    event_counts,
+)
+from models.learning.guards import Leak, check_identifiers, check_target, find_leaks
+from models.learning.history import DEFAULT_MISSING, ROW, History, LearnError, read_events, read_history
+from models.learning.metrics import default_bands, summary
+from models.learning.scorecard import Scorecard, ScorecardParams, fit_scorecard
+from models.spec import Bands, PointsModel, ProbabilitySpec, Scale
+
+Kind = Literal["points", "probability"]
+BASELINE = "logistic regression (baseline)"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LearnParams:
+    kind: Kind = "points"
+    seed: int = 0
+    folds: int = 5
+    windows: tuple[float | None, ...] = DEFAULT_WINDOWS
+    missing: tuple[str, ...] = DEFAULT_MISSING
+    leak_auc: float = 0.9  # a single column separating the outcome this well is treated as a leak
+    force: bool = False  # keep leaking columns (reported all the same)
+    scorecard: ScorecardParams = field(default_factory=ScorecardParams)
+    probability: prob.ProbabilityParams = field(default_factory=prob.ProbabilityParams)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything learning reads, computed once: features are label-free, so folds share them."""
+
+    history: History
+    events: pl.DataFrame | None  # ROW, type, occurred_at, machine[, properties]
+    features: list[Feature]
+    frame: pl.DataFrame  # ROW + one column per feature
+    leaks: list[Leak]
+    history_sha256: str
+    events_sha256: str | None
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.history.target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prepare(
+    history_path: Path,
+    *,
+    target: str,
+    params: LearnParams,
+    events_path: Path | None = None,
+    cutoff_column: str | None = None,
+    id_column: str | None = None,
+    drop: tuple[str, ...] = (),
+    properties: bool = False,
+    progress: Progress = lambda _: None,
+) -> Dataset:
+    """Read and check the history, build the features, and apply the guards (refusals raise ``LearnError``).
+    ``properties`` keeps the events' JSON properties (for scoring hand-written models in a backtest)."""
+    progress("reading the history")
+    history = read_history(history_path, target=target, id_column=id_column, cutoff_column=cutoff_column, drop=drop)
+    check_target(history.target, target)
+    features = attribute_features(history.frame, history.attributes, params.missing)
+    frame = attribute_frame(history.frame, features, params.missing)
+    check_identifiers(features, frame)
+    events = None
+    if events_path is not None:
+        progress("reading the events")
+        events = read_events(events_path, history, properties=properties)
+        progress("counting behaviour before each cutoff")
+        counted = behaviour_features(events, params.windows)
+        frame = frame.join(event_counts(events, moments(history, events), counted), on=ROW, how="left")
+        features += counted
+    leaks = find_leaks(features, frame, history.target, params.leak_auc)
+    if leaks and not params.force:
+        leaked = {leak.column for leak in leaks}
+        features = [f for f in features if f.label not in leaked]
+        frame = frame.select(ROW, *(f.name for f in features))
+    if not features:
+        raise LearnError(
+            f"{history.path}: no usable column left to learn from (every column is empty, constant or dropped)"
+        )
+    return Dataset(
+        history,
+        events,
+        features,
+        frame,
+        leaks,
+        _sha256(Path(history_path)),
+        _sha256(Path(events_path)) if events_path is not None else None,
+    )
+
+
+def moments(history: History, events: pl.DataFrame) -> pl.DataFrame:
+    """Each lead's ``as_of``: its cutoff, or (without a cutoff column) the last event of the file."""
+    if history.cutoff is not None:
+        return pl.DataFrame({ROW: history.frame.get_column(ROW), "as_of": history.cutoff})
+    last = events.get_column("occurred_at").max()
+    return history.frame.select(ROW, pl.lit(last, pl.Datetime("us", "UTC")).alias("as_of"))
+
+
+# --- fitting ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A model learned on some rows; ``score`` gives scale scores, ``probability`` calibrated ones when known."""
+
+    kind: Kind
+    scorecard: Scorecard | None = None
+    encoding: prob.Encoding | None = None
+    estimator: Any = None
+    scale: Scale = field(default_factory=Scale)
+
+    def score(self, frame: pl.DataFrame) -> np.ndarray:
+        if self.scorecard is not None:
+            return self.scorecard.score(frame)
+        return prob.to_scale(self.probability(frame), self.scale)
+
+    def probability(self, frame: pl.DataFrame) -> np.ndarray:
+        assert self.encoding is not None
+        return prob.predict(self.estimator, self.encoding.matrix(frame))
+
+
+def fit(ds: Dataset, rows: np.ndarray, kind: Kind, scale: Scale, params: LearnParams) -> Fitted:
+    frame, y = ds.frame[rows], ds.y[rows]
+    if kind == "points":
+        raw = ds.history.frame[rows]
+        card = fit_scorecard(ds.features, frame, y, raw, params.missing, scale, params.scorecard)
+        return Fitted(kind, scorecard=card, scale=scale)
+    encoding = prob.encode(ds.features, frame)
+    estimator = prob.fit_estimator(encoding.matrix(frame), y, encoding, params.seed, params.probability)
+    return Fitted(kind, encoding=encoding, estimator=estimator, scale=scale)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A plain logistic regression on the same columns: categories one-hot (missing as a level), numbers
+    standardised with the median for missing plus a missing flag, counts as log(1 + n) scaled."""
+
+    features: list[Feature]
+    levels: dict[str, list[str]]
+    centre: dict[str, tuple[float, float, float]]  # fill, mean, std
+    model: LogisticRegression | None = None
+
+    @classmethod
+    def fit(cls, features: list[Feature], frame: pl.DataFrame, y: np.ndarray) -> "Baseline":
+        levels, centre = {}, {}
+        for f in features:
+            col = frame.get_column(f.name)
+            if f.kind == "categorical":
+                levels[f.name] = sorted(col.drop_nulls().unique().to_list())
+            else:
+                values = cls._numbers(f, col)
+                fill = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
+                filled = np.where(np.isnan(values), fill, values)
+                centre[f.name] = (fill, float(filled.mean()), float(filled.std()) or 1.0)
+        plain = cls(features, levels, centre)
+        model = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=200).fit(plain.matrix(frame), y)
+        return cls(features, levels, centre, model)
+
+    @staticmethod
+    def _numbers(f: Feature, col: pl.Series) -> np.ndarray:
+        values = col.cast(pl.Float64).to_numpy().astype(np.float64)
+        return np.log1p(values) if f.kind == "count" else values
+
+    def matrix(self, frame: pl.DataFrame) -> sparse.csr_matrix:
+        """Sparse: one-hot blocks hold one value per row, which keeps the solver's Hessian cheap."""
+        n = frame.height
+        parts = []
+        for f in self.features:
+            col = frame.get_column(f.name)
+            if f.kind == "categorical":
+                codes = {level: i for i, level in enumerate(self.levels[f.name])}
+                missing = len(codes)
+                index = col.replace_strict(codes, default=-1, return_dtype=pl.Int64).fill_null(missing).to_numpy()
+                known = index >= 0
+                parts.append(
+                    sparse.csr_matrix(
+                        (np.ones(known.sum()), (np.flatnonzero(known), index[known])), shape=(n, missing + 1)
+                    )
+                )
+                continue
+            values = self._numbers(f, col)
+            fill, mean, std = self.centre[f.name]
+            # Counts are scaled but not centred: mostly zero, they stay sparse.
+            centre = mean if f.kind == "numeric" else 0.0
+            columns = [(np.where(np.isnan(values), fill, values) - centre) / std]
+            if f.kind == "numeric":
+                columns.append(np.isnan(values).astype(np.float64))
+            parts.append(sparse.csr_matrix(np.column_stack(columns)))
+        return sparse.hstack(parts, format="csr")
+
+    def probability(self, frame: pl.DataFrame) -> np.ndarray:
+        assert self.model is not None
+        return self.model.predict_proba(self.matrix(frame))[:, 1]
+
+
+# --- cross-validation ---------------------------------------------------------------------------------
+
+
+def folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def cross_validate(
+    ds: Dataset,
+    scale: Scale,
+    params: LearnParams,
+    *,
+    kinds: tuple[Kind, ...] = ("points",),
+    fixed: dict[str, tuple[np.ndarray, Bands | None]] | None = None,
+    bands: Bands | None = None,
+    progress: Progress = lambda _: None,
+) -> dict[str, dict[str, Any]]:
+    """Metrics per model on the same stratified folds: each ``kinds`` learner refitted on every training
+    part, the baseline likewise, and each ``fixed`` model's precomputed scores (full history) read per fold."""
+    bands = bands or default_bands(scale)
+    y = ds.y
+    split = folds(y, params.folds, params.seed)
+    results: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    probabilities: dict[str, list[np.ndarray]] = {}
+    for number, (train, test) in enumerate(split, start=1):
+        progress(f"fold {number}/{len(split)}")
+        for kind in kinds:
+            fitted = fit(ds, train, kind, scale, params)
+            test_frame = ds.frame[test]
+            label = f"learned {kind}"
+            if kind == "probability":
+                p = fitted.probability(test_frame)
+                probabilities.setdefault(label, []).append(p)
+                results.setdefault(label, []).append((prob.to_scale(p, scale), y[test]))
+            else:
+                results.setdefault(label, []).append((fitted.score(test_frame), y[test]))
+        baseline = Baseline.fit(ds.features, ds.frame[train], y[train])
+        p = baseline.probability(ds.frame[test])
+        probabilities.setdefault(BASELINE, []).append(p)
+        results.setdefault(BASELINE, []).append((prob.to_scale(p, scale), y[test]))
+        for label, (scores, _) in (fixed or {}).items():
+            results.setdefault(label, []).append((scores[test], y[test]))
+    out = {}
+    for label, parts in results.items():
+        own = (fixed or {}).get(label, (None, None))[1]
+        p = np.concatenate(probabilities[label]) if label in probabilities else None
+        out[label] = summary(parts, own or bands, p)
+    return out
+
+
+# --- the model file -----------------------------------------------------------------------------------
+
+
+def libraries() -> dict[str, str]:
+    return {name: package_version(name) for name in ("leadscore", "scikit-learn", "numpy", "polars", "skops")}
+
+
+def model_version(ds: Dataset, settings: dict[str, Any]) -> str:
+    """Hash of the training data and every parameter: the same inputs give the same version (and file)."""
+    text = json.dumps({"history": ds.history_sha256, "events": ds.events_sha256, **settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class _OneLine(dict):
+    """A rule written on one line, as people write them."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _OneLine, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+)
+
+
+@dataclass(frozen=True)
+class Learned:
+    model: PointsModel
+    text: str  # the YAML written
+    version: str
+    metrics: dict[str, dict[str, Any]]
+    leaks: list[Leak]
+    artifact: Path | None
+
+
+def learn(
+    history_path: Path,
+    *,
+    target: str,
+    out: Path,
+    params: LearnParams,
+    events_path: Path | None = None,
+    cutoff_column: str | None = None,
+    id_column: str | None = None,
+    drop: tuple[str, ...] = (),
+    scale: Scale | None = None,
+    progress: Progress = lambda _: None,
+) -> Learned:
+    """Learn a ``params.kind`` model from the history, cross-validate it, and write it to ``out``."""
+    scale = scale or Scale()
+    settings = {
+        "target": target,
+        "cutoff_column": cutoff_column,
+        "id_column": id_column,
+        "drop": sorted(drop),
+        "scale": [scale.min, scale.max],
+        **json.loads(json.dumps(asdict(params))),
+    }
+    ds = prepare(history_path, target=target, params=params, events_path=events_path, cutoff_column=cutoff_column,
+                 id_column=id_column, drop=drop, progress=progress)  # fmt: skip
+    metrics = cross_validate(ds, scale, params, kinds=(params.kind,), progress=progress)
+    progress("fitting on the whole history")
+    fitted = fit(ds, np.arange(len(ds.y)), params.kind, scale, params)
+    version = model_version(ds, settings)
+    document: dict[str, Any] = {
+        "kind": params.kind,
+        "name": f"learned from {Path(history_path).name}",
+        "description": f"{params.kind} model of {target!r}, learned by leadscore learn; edit freely "
+        "(the metadata describes the learned version)",
+        "version": version,
+        "scale": {"min": scale.min, "max": scale.max},
+    }
+    artifact = None
+    if fitted.scorecard is not None:
+        fit_rules, behaviour_rules = fitted.scorecard.rules()
+        document |= {"fit": fit_rules, "behaviour": behaviour_rules}
+    else:
+        assert fitted.encoding is not None
+        artifact = out.with_name(f"{out.stem}.{version}.skops")
+        sha = prob.save(fitted.estimator, artifact)
+        document["manual_adjustments"] = False
+        document["probability"] = ProbabilitySpec(
+            artifact=artifact.name,
+            sha256=sha,
+            base_rate=round(float(ds.y.mean()), 6),
+            missing_values=[m for m in params.missing if m],
+            features=fitted.encoding.spec(),
+        ).model_dump(mode="json", exclude_defaults=True)
+    label = f"learned {params.kind}"
+    document["metadata"] = {
+        "learned": {
+            "history": Path(history_path).name,
+            "history_sha256": ds.history_sha256,
+            "events_sha256": ds.events_sha256,
+            "leads": len(ds.y),
+            "converted": int(ds.y.sum()),
+            "features": [f.label for f in ds.features],
+            "dropped_as_leaks": [{"column": leak.column, "auc": leak.auc} for leak in ds.leaks if not params.force],
+            "params": settings,
+        },
+        "metrics": {
+            name: {
+                key: metrics[name][key] for key in ("auc", "auc_std", "capture_top10", "capture_top20", "lift_top10")
+            }
+            for name in (label, BASELINE)
+        },
+        "libraries": libraries(),
+    }
+    for group in ("fit", "behaviour"):
+        if group in document:
+            document[group] = [_OneLine(rule) for rule in document[group]]
+    text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    # Read back the way every model file is read: what was written must load.
+    return Learned(validate_file(out, PointsModel, context={"source": out}), text, version, metrics, ds.leaks, artifact)

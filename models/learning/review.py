@@ -1,0 +1,74 @@
+"""Model monitoring on recent outcomes: does a higher band still convert better, is the AUC above its floor,
+and how many MQLs become opportunities (against the portfolio's target)."""
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from sklearn.metrics import roc_auc_score
+
+from models.learning.metrics import bands_table
+from models.spec import Bands
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    auc_floor: float = 0.7
+    mql_to_opportunity_target: float = 0.3
+    min_leads_per_band: int = 30
+
+
+def review_stages(
+    outcomes: pl.DataFrame, bands: dict[tuple[str, str], Bands], settings: ReviewSettings
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Conversion by band and AUC per (product line, stage) from ``store.outcomes.scored_outcomes`` rows."""
+    stages, warnings = [], []
+    for (line, stage), part in sorted(outcomes.group_by("product_line", "stage"), key=lambda item: item[0]):
+        key = (str(line), str(stage))
+        if key not in bands:
+            continue  # a stage the portfolio no longer has
+        y, scores = part.get_column("converted").to_numpy(), part.get_column("score").to_numpy()
+        auc = float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None
+        table = bands_table(scores, y, bands[key])
+        entry = {"product_line": key[0], "stage": key[1], "leads": len(y), "converted": int(y.sum()),
+                 "auc": None if auc is None else round(auc, 4), "bands": table}  # fmt: skip
+        stages.append(entry)
+        where = f"{key[0]}/{key[1]}"
+        if auc is not None and auc < settings.auc_floor:
+            warnings.append(
+                f"{where}: AUC {auc:.3f} on {len(y)} recent outcomes is below the floor {settings.auc_floor}"
+            )
+        judged = [b for b in table if b["leads"] >= settings.min_leads_per_band]
+        for low, high in itertools.pairwise(judged):
+            if high["rate"] <= low["rate"]:
+                warnings.append(
+                    f"{where}: band {high['band']!r} converts {high['rate']:.1%} "
+                    f"({high['converted']}/{high['leads']}), "
+                    f"no better than lower band {low['band']!r} at {low['rate']:.1%} "
+                    f"({low['converted']}/{low['leads']}): time to revise the model"
+                )
+    return stages, warnings
+
+
+def review_qualified(
+    qualified: pl.DataFrame, opportunity_stage: dict[str, str | None], qualification: str, settings: ReviewSettings
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per product line: journeys that reached ``qualification`` and how many moved on to its opportunity stage."""
+    lines, warnings = [], []
+    for line, stage in sorted(opportunity_stage.items()):
+        if stage is None:
+            continue
+        part = qualified.filter(pl.col("product_line") == line)
+        total = part.get_column("journey_id").n_unique()
+        moved = part.filter(pl.col("to_stage") == stage).get_column("journey_id").n_unique()
+        rate = moved / total if total else None
+        lines.append({"product_line": line, "qualification": qualification, "opportunity_stage": stage,
+                      "qualified": total, "opportunities": moved, "rate": None if rate is None else round(rate, 4),
+                      "target": settings.mql_to_opportunity_target})  # fmt: skip
+        if rate is not None and rate < settings.mql_to_opportunity_target:
+            warnings.append(
+                f"{line}: {qualification} → {stage} {rate:.1%} ({moved}/{total}) is below the target "
+                f"{settings.mql_to_opportunity_target:.0%}"
+            )
+    return lines, warnings

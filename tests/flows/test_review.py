@@ -1,0 +1,151 @@
+"""``review_models`` as a real Prefect flow run on a real store (SQLite, and PostgreSQL when configured)."""
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.engine import engine_for
+from flows.review import review_models
+from store.tables import QualificationMilestone, ScoreSnapshot, StageTransition
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+MODEL = "kind: points\nfit:\n  - {name: any, when: {x: {present: true}}, points: 10}\n"
+
+
+def portfolio(folder: Path, webhook: str) -> Path:
+    (folder / "m.yaml").write_text(MODEL)
+    path = folder / "portfolio.yaml"
+    path.write_text(f"""monitoring:
+  auc_floor: 0.7
+  mql_to_opportunity_target: 0.3
+  min_leads_per_band: 5
+  notify_webhook: "{webhook}"
+product_lines:
+  crm:
+    bands: {{cold: [0, 40], warm: [40, 70], hot: [70, 100]}}
+    qualifications: {{MQL: 40}}
+    opportunity_stage: opportunity
+    stages:
+      discovery: {{model: m.yaml, promote_at: 95}}
+      evaluation: {{model: m.yaml, promote_at: 95}}
+      opportunity: {{model: m.yaml}}
+      customer: {{terminal: true, status: customer}}
+      lost: {{terminal: true, status: lost}}
+""")
+    return path
+
+
+def snapshot(journey: int, stage: str, score: float, days_before: float) -> dict[str, Any]:
+    band = "cold" if score < 40 else "warm" if score < 70 else "hot"
+    return {"journey_id": journey, "lead_key": journey, "product_line": "crm", "stage": stage,
+            "run_id": f"run-{days_before}",
+            "as_of": T0 - timedelta(days=days_before), "score": score, "band": band, "qualification": None,
+            "breakdown": []}  # fmt: skip
+
+
+def transition(journey: int, to: str, days_before: float, status: str = "active") -> dict[str, Any]:
+    return {"journey_id": journey, "lead_key": journey, "product_line": "crm", "from_stage": None, "to_stage": to,
+            "at": T0 - timedelta(days=days_before), "reason": "external", "source": "crm", "score_before": None,
+            "score_after": None, "score_from": None, "status": status, "run_id": "r"}  # fmt: skip
+
+
+def seed(url: str) -> None:
+    snapshots, transitions, milestones = [], [], []
+    # discovery: cold converts 10/20, hot only 4/20 — the model ranks backwards.
+    for j in range(1, 41):
+        hot = j > 20
+        won = (j <= 10) if not hot else (j <= 24)
+        snapshots += [snapshot(j, "discovery", 99, 60), snapshot(j, "discovery", 80 if hot else 10, 30)]
+        snapshots.append(snapshot(j, "discovery", 0, 1))  # after the outcome: does not count
+        transitions.append(transition(j, "customer" if won else "lost", 10, "customer" if won else "lost"))
+    # evaluation: cold 1/10, hot 9/10 — a model that works.
+    for j in range(41, 61):
+        hot = j > 50
+        won = j in (41, *range(51, 60))
+        snapshots.append(snapshot(j, "evaluation", 90 if hot else 10, 30))
+        transitions.append(transition(j, "customer" if won else "lost", 10, "customer" if won else "lost"))
+    snapshots.append(snapshot(61, "evaluation", 90, 300))  # an outcome long ago: outside the window
+    transitions.append(transition(61, "lost", 200, "lost"))
+    # MQLs: 10 reached it 20 days ago; 41 and 42 then became opportunities, 43 was one before, 44 went elsewhere.
+    for j in range(41, 51):
+        milestones.append({"journey_id": j, "lead_key": j, "product_line": "crm", "qualification": "MQL",
+                           "threshold": 40, "reached_at": T0 - timedelta(days=20), "stage": "discovery", "score": 45,
+                           "run_id": "r", "breakdown": []})  # fmt: skip
+    transitions += [transition(41, "opportunity", 15), transition(42, "opportunity", 15)]
+    transitions += [transition(43, "opportunity", 25), transition(44, "evaluation", 15)]
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(ScoreSnapshot.__table__.insert(), snapshots)
+        conn.execute(StageTransition.__table__.insert(), transitions)
+        conn.execute(QualificationMilestone.__table__.insert(), milestones)
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_review_warns_when_bands_invert_auc_drops_and_mqls_stall(database_url: str, tmp_path: Path, webhook) -> None:
+    url, received = webhook
+    seed(database_url)
+    report = review_models(str(portfolio(tmp_path, url)), as_of=T0, database_url=database_url)
+    assert report["warnings"] == [
+        "crm/discovery: AUC 0.335 on 40 recent outcomes is below the floor 0.7",
+        "crm/discovery: band 'hot' converts 20.0% (4/20), no better than lower band 'cold' at 50.0% (10/20): "
+        "time to revise the model",
+        "crm: MQL → opportunity 20.0% (2/10) is below the target 30%",
+    ]
+    discovery, evaluation = report["stages"]
+    assert (discovery["stage"], discovery["leads"], discovery["converted"], discovery["auc"]) == (
+        "discovery",
+        40,
+        14,
+        0.3352,
+    )
+    assert (evaluation["stage"], evaluation["leads"], evaluation["converted"], evaluation["auc"]) == (
+        "evaluation",
+        20,
+        10,
+        0.9,
+    )
+    assert [(b["band"], b["leads"], b["converted"]) for b in evaluation["bands"]] == [
+        ("cold", 10, 1), ("warm", 0, 0), ("hot", 10, 9),
+    ]  # fmt: skip
+    assert report["qualified"] == [
+        {"product_line": "crm", "qualification": "MQL", "opportunity_stage": "opportunity", "qualified": 10,
+         "opportunities": 2, "rate": 0.2, "target": 0.3},
+    ]  # fmt: skip
+    assert report["notified"] == 204
+    assert len(received) == 1 and received[0]["kind"] == "model-review"
+    assert received[0]["warnings"] == report["warnings"]
+
+
+def test_review_without_outcomes_is_quiet(database_url: str, tmp_path: Path, webhook) -> None:
+    url, received = webhook
+    engine_for(database_url)  # creates the schema
+    report = review_models(str(portfolio(tmp_path, url)), as_of=T0, database_url=database_url)
+    assert report["stages"] == [] and report["warnings"] == []
+    assert report["qualified"][0]["qualified"] == 0 and report["qualified"][0]["rate"] is None
+    assert received == [] and "notified" not in report

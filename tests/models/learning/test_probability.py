@@ -1,0 +1,168 @@
+"""Probability models: learned, stored next to the YAML, scored by the engine and score-file with reasons."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models.engine import score, top_rules
+from models.files import SpecError
+from models.learning.backtest import backtest
+from models.learning.learn import LearnParams, fit, learn, prepare
+from models.learning.probability import BASE_RULE, OTHER_RULE
+from models.scorefile import score_csv
+from models.spec import Scale
+from stages.portfolio import load_model, load_portfolio
+from tests.models.learning.conftest import write_history
+
+PARAMS = LearnParams(kind="probability", folds=3)
+AT = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("probability")
+    history = write_history(folder / "h.csv", cutoff=["2026-06-01T00:00:00Z"] * 600)
+    won = pl.read_csv(history).get_column("won").to_list()
+    rows = ["event_id,lead_id,type,occurred_at"]
+    for i, outcome in enumerate(won):  # converters asked for a demo more often
+        if outcome == "yes" or i % 4 == 0:
+            rows.append(f"e{i},L{i:04d},demo_request,2026-05-{20 + i % 10}T10:00:00Z")
+    events = folder / "events.csv"
+    events.write_text("\n".join(rows) + "\n")
+    out = folder / "model.yaml"
+    learn(
+        history, target="won", id_column="lead_id", cutoff_column="cutoff", events_path=events, out=out, params=PARAMS
+    )
+    return history, events, out
+
+
+def test_the_estimator_is_stored_next_to_the_yaml_under_the_version(learned) -> None:
+    _, _, out = learned
+    model = load_model(out)
+    assert model.kind == "probability" and model.probability is not None
+    assert model.artifact_path == out.parent / f"model.{model.version}.skops"
+    assert model.artifact_path.is_file()
+    assert [f.name for f in model.probability.features] == [
+        "segment", "size", "demo_request in 7 days", "demo_request in 30 days", "demo_request ever",
+    ]  # fmt: skip
+    assert model.event_types() == {"demo_request"}
+    assert model.attribute_names() == {"segment", "size"}
+
+
+def test_the_engine_scores_a_probability_model_with_reasons_that_sum_to_the_score(learned) -> None:
+    history, events, out = learned
+    result = score_csv(load_model(out), history, as_of=AT, events_path=events)
+    assert result.rejects.height == 0
+    scored = result.scored
+    assert scored.columns[-2:] == ["score", "top_rules"]
+    assert scored.get_column("score").is_between(0, 100).all()
+    # The same leads straight through the engine: the breakdown of each lead sums to its score.
+    leads = (
+        pl.read_csv(history, infer_schema=False)
+        .with_row_index("lead_key")
+        .with_columns(pl.col("lead_key").cast(pl.Int64))
+    )
+    raw = pl.read_csv(events)
+    engine_events = raw.join(leads.select("lead_id", "lead_key"), on="lead_id").select(
+        "lead_key",
+        pl.col("occurred_at").str.to_datetime(time_zone="UTC"),
+        "type",
+        pl.lit(False).alias("machine"),
+        pl.lit("{}").alias("properties"),
+    )
+    out_frame = score(load_model(out), leads=leads, events=engine_events, as_of=AT)
+    sums = out_frame.select(
+        pl.col("score"), pl.col("breakdown").list.eval(pl.element().struct.field("points")).list.sum().alias("sum")
+    )
+    assert np.allclose(sums["score"].to_numpy(), sums["sum"].to_numpy(), atol=1e-9)
+    assert out_frame.get_column("score").to_list() == scored.get_column("score").to_list()
+    first = out_frame.get_column("breakdown")[0].to_list()
+    assert first[0]["rule"] == BASE_RULE
+    # Only a lead that looks exactly like the typical lead has no reason to show.
+    unexplained = scored.filter(pl.col("top_rules") == "")
+    assert unexplained.height < 60
+    assert (unexplained.get_column("score") == first[0]["points"]).all()
+    assert len([e for e in first if e["rule"] not in (BASE_RULE, OTHER_RULE)]) <= 3
+    shown = out_frame.select(top_rules(pl.col("breakdown"))).to_series()
+    assert not shown.str.contains(BASE_RULE).any()
+    # The estimator's own probabilities give the same scores as the engine.
+    ds = prepare(history, target="won", params=PARAMS, id_column="lead_id", cutoff_column="cutoff", events_path=events)
+    fitted = fit(ds, np.arange(600), "probability", Scale(), PARAMS)
+    assert np.array_equal(fitted.score(ds.frame), out_frame.get_column("score").to_numpy())
+
+
+def test_events_after_as_of_do_not_move_a_probability_score(learned) -> None:
+    history, _, out = learned
+    leads = (
+        pl.read_csv(history, infer_schema=False)
+        .with_row_index("lead_key")
+        .with_columns(pl.col("lead_key").cast(pl.Int64))
+    )
+    none = pl.DataFrame(schema={"lead_key": pl.Int64, "occurred_at": pl.Datetime("us", "UTC"), "type": pl.Utf8,
+                                "machine": pl.Boolean, "properties": pl.Utf8})  # fmt: skip
+    later = pl.DataFrame({"lead_key": [0, 1, 2], "occurred_at": [datetime(2026, 6, 2, tzinfo=UTC)] * 3,
+                          "type": ["demo_request"] * 3, "machine": [False] * 3, "properties": ["{}"] * 3})  # fmt: skip
+    model = load_model(out)
+    assert score(model, leads=leads, events=none, as_of=AT).equals(score(model, leads=leads, events=later, as_of=AT))
+
+
+def test_a_replaced_estimator_is_refused(learned, tmp_path: Path) -> None:
+    _, _, out = learned
+    copy = tmp_path / "model.yaml"
+    copy.write_text(out.read_text())
+    artifact = load_model(out).artifact_path
+    (tmp_path / artifact.name).write_bytes(artifact.read_bytes() + b"\0")
+    leads = pl.DataFrame({"lead_key": [1], "segment": ["a"], "size": ["10"]})
+    events = pl.DataFrame(schema={"lead_key": pl.Int64, "occurred_at": pl.Datetime("us", "UTC"), "type": pl.Utf8,
+                                  "machine": pl.Boolean, "properties": pl.Utf8})  # fmt: skip
+    with pytest.raises(ValueError, match="does not match the model file's sha256"):
+        score(load_model(copy), leads=leads, events=events, as_of=AT)
+
+
+def test_a_probability_model_goes_in_a_portfolio_stage(learned, tmp_path: Path) -> None:
+    _, _, out = learned
+    portfolio = tmp_path / "portfolio.yaml"
+    portfolio.write_text(f"""product_lines:
+  courses:
+    bands: {{cold: [0, 30], hot: [30, 100]}}
+    stages:
+      discovery: {{model: {out}}}
+""")
+    book = load_portfolio(portfolio)
+    model = book.line("courses").stage("discovery").model
+    assert model.kind == "probability"
+    assert book.scored_event_types == ["demo_request"]
+    assert book.scored_attributes == ["segment", "size"]
+
+
+def test_kind_and_section_go_together(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("kind: probability\nfit: []\n")
+    with pytest.raises(SpecError, match="a 'probability' section goes with kind: probability, and only with it"):
+        load_model(path)
+
+
+def test_same_seed_same_yaml_and_estimator_bytes(learned, tmp_path: Path) -> None:
+    history, events, out = learned
+    again = tmp_path / "model.yaml"
+    learn(
+        history, target="won", id_column="lead_id", cutoff_column="cutoff", events_path=events, out=again, params=PARAMS
+    )
+    assert again.read_bytes() == out.read_bytes()
+    artifact = load_model(out).artifact_path
+    assert (tmp_path / artifact.name).read_bytes() == artifact.read_bytes()
+
+
+def test_backtest_judges_a_probability_file_with_its_calibration(learned) -> None:
+    history, events, out = learned
+    params = LearnParams(folds=3)
+    ds = prepare(history, target="won", params=params, id_column="lead_id", cutoff_column="cutoff", events_path=events)
+    metrics = backtest({"model.yaml": load_model(out)}, ds, Scale(), params)
+    judged = metrics["model.yaml"]
+    assert judged["in_sample"] is True
+    assert judged["calibration"]["brier"] < 0.25
+    assert sum(row["leads"] for row in judged["calibration"]["deciles"]) == 600
+    assert judged["auc"] > metrics["logistic regression (baseline)"]["auc"] - 0.1
