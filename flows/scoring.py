@@ -91,7 +91,11 @@ def score_partition(
     journeys = read_journeys(engine, line_name, key_range)
     if journeys.is_empty():
         return result
-    leads = read_leads(engine, key_range, portfolio.scored_attributes)
+    leads = reader.shared_partition_reads.shared(  # the product lines of a partition read its leads once
+        read_token,
+        ("leads", str(engine.url), key_range, tuple(portfolio.scored_attributes)),
+        lambda: read_leads(engine, key_range, portfolio.scored_attributes),
+    )
     partition_events = reader.shared_partition_reads.events(
         engine,
         key_range,

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 import store as store_package
-from flows import nurture as flow_module
+from flows import nurture_run as flow_module
 from flows.nurture_run import Context, NurtureSummary, load_context, nurture_once
 from store import nurture as store
 from store import outbox
