@@ -92,11 +92,16 @@ def _start(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subpro
 
 
 def _run_flow(api: str, deployment_id: str) -> str:
-    response = httpx.post(
-        f"{api}/deployments/{deployment_id}/create_flow_run",
-        json={"parameters": {"as_of": AS_OF.isoformat()}},
-        timeout=10,
-    )
+    # The server answers 503 while its SQLite database is busy (a loaded machine): ask again, briefly.
+    for _ in range(10):
+        response = httpx.post(
+            f"{api}/deployments/{deployment_id}/create_flow_run",
+            json={"parameters": {"as_of": AS_OF.isoformat()}},
+            timeout=10,
+        )
+        if response.status_code != 503:
+            break
+        time.sleep(1)
     response.raise_for_status()
     return response.json()["id"]
 
