@@ -1,5 +1,5 @@
 """``daily_pipeline``: the scheduled run of DESIGN §4 — ingest the drop folder, score (with transitions
-and triggers), nurture, refresh the ad audiences.
+and triggers), nurture, refresh the ad audiences, report.
 
 The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``events/``,
 ``stage_updates/`` (CSV or JSONL). A file that was read goes to ``processed/DATE/`` (with its
@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.audiences import refresh_audiences
 from flows.ingestion import ingest_file
 from flows.nurture_run import run_nurture
+from flows.report import report_task
 from flows.scoring import score_portfolio
 from stages.portfolio import Portfolio, load_portfolio
 from store.ingest import write_rejects_csv
@@ -79,8 +80,10 @@ def daily_pipeline(
     as_of: datetime | None = None,
     inbox: str | None = None,
     audiences_dir: str = "audiences",
+    report_path: str = "report.html",
 ) -> dict[str, Any]:
-    """Ingest → score (transitions, triggers) → nurture → audience exports (into ``audiences_dir``).
+    """Ingest → score (transitions, triggers) → nurture → audience exports (into ``audiences_dir``) →
+    the HTML report (``report_path``) and its key tables as artifacts.
 
     Each step runs even when an earlier one failed for part of the data (scores of the other partitions
     are stored), and the run fails at the end if any step did; re-running it is idempotent."""
@@ -95,6 +98,7 @@ def daily_pipeline(
         ("score", lambda: score_portfolio(portfolio_path, as_of=as_of, database_url=database_url)),
         ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of)),
         ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
+        ("report", lambda: report_task(portfolio_path, report_path, database_url)),
     )
     for name, step in steps:
         try:

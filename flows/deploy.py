@@ -2,7 +2,7 @@
 
 ``leadscore serve`` serves them from one long-lived process (Prefect ``serve``); ``prefect.yaml``
 describes the same deployment for a work pool and a process worker. The flow is a parameter (it takes
-``portfolio_path``): today ``score_portfolio``, later the daily pipeline.
+``portfolio_path``): by default the daily pipeline.
 """
 
 from collections.abc import Sequence
@@ -23,9 +23,9 @@ ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLi
 
 def default_flow() -> Flow[..., Any]:
     """The flow deployments run when none is given."""
-    from flows.scoring import score_portfolio
+    from flows.daily import daily_pipeline
 
-    return score_portfolio
+    return daily_pipeline
 
 
 def portfolio_schedules(portfolio: Portfolio) -> list[Schedule]:
@@ -41,7 +41,7 @@ def portfolio_deployment(
 ) -> RunnerDeployment:
     """A deployment of ``flow`` for the portfolio at ``path``, named after the portfolio.
 
-    The entrypoint is the flow's module path (``flows.scoring.score_portfolio``), so the served runs
+    The entrypoint is the flow's module path (``flows.daily.daily_pipeline``), so the served runs
     import the installed package whatever the working directory is.
     """
     portfolio = load_portfolio(path)

@@ -214,12 +214,44 @@ def movers_section(data: ReportInput) -> Section:
     )
 
 
+def nurture_section(data: ReportInput) -> Section:
+    frame = reports.nurture_performance(data.engine)
+    rows = [
+        {
+            "track": row["track"],
+            "enrolled": row["enrolled"],
+            "active": row["active"],
+            "completed": row["completed"],
+            "exited": row["exited"],
+            "exits by reason": row["exits by reason"],
+            "emails sent": row["sent"],
+            "opened": _percent(row["opened"] / row["sent"] if row["sent"] else None),
+            "clicked": _percent(row["clicked"] / row["sent"] if row["sent"] else None),
+        }
+        for row in frame.iter_rows(named=True)
+    ]
+    charts = (
+        [Chart("Emails sent per track", bars_svg(frame["track"].to_list(), frame["sent"].to_list()))] if rows else []
+    )
+    return Section(
+        "nurture",
+        "Nurture performance",
+        "Per track (all product lines): enrolments by outcome, exits by reason, emails sent, and the share of "
+        "them a person opened or clicked (from email_open/email_click events; machine activity excluded).",
+        ["track", "enrolled", "active", "completed", "exited", "exits by reason", "emails sent", "opened", "clicked"],
+        rows,
+        charts,
+        None if rows else "No lead has been enrolled in a nurture track yet.",
+    )
+
+
 SECTIONS: list[SectionRenderer] = [
     distribution_section,
     funnel_section,
     qualifications_section,
     conversion_section,
     movers_section,
+    nurture_section,
 ]
 
 

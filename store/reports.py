@@ -213,3 +213,47 @@ def top_movers(engine: Engine, n: int, line: str | None = None) -> pl.DataFrame:
         .head(n)
         .select("lead_id", "product_line", "previous_stage", "stage", "previous", "score", "change", "as_of")
     )
+
+
+def nurture_performance(engine: Engine) -> pl.DataFrame:
+    """Per track: enrolments by outcome, emails sent, and how many of those a person opened or clicked
+    (machine opens and clicks excluded; opens and clicks arrive as events carrying the ``message_id``)."""
+    enrolments = read_frame(
+        engine,
+        "SELECT track, COUNT(*) AS enrolled, "
+        "SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END) AS active, "
+        "SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS completed, "
+        "SUM(CASE WHEN status = 'exited' THEN 1 ELSE 0 END) AS exited "
+        "FROM nurture_enrolments GROUP BY track",
+        {},
+        {"track": pl.Utf8, "enrolled": pl.Int64, "active": pl.Int64, "completed": pl.Int64, "exited": pl.Int64},
+    )
+    emails = read_frame(
+        engine,
+        "SELECT e.track, COUNT(DISTINCT s.message_id) AS sent, "
+        "COUNT(DISTINCT CASE WHEN ev.type = 'email_open' THEN s.message_id END) AS opened, "
+        "COUNT(DISTINCT CASE WHEN ev.type = 'email_click' THEN s.message_id END) AS clicked "
+        "FROM nurture_steps s JOIN nurture_enrolments e ON e.id = s.enrolment_id "
+        "JOIN outbox o ON o.message_id = s.message_id AND o.status IN ('sent', 'intent') "
+        "LEFT JOIN events ev ON ev.message_id = s.message_id AND ev.machine = FALSE "
+        "AND ev.type IN ('email_open', 'email_click') "
+        "WHERE s.action = 'email' GROUP BY e.track",
+        {},
+        {"track": pl.Utf8, "sent": pl.Int64, "opened": pl.Int64, "clicked": pl.Int64},
+    )
+    exits = read_frame(
+        engine,
+        "SELECT track, exit_reason, COUNT(*) AS n FROM nurture_enrolments WHERE status = 'exited' "
+        "GROUP BY track, exit_reason ORDER BY track, n DESC, exit_reason",
+        {},
+        {"track": pl.Utf8, "exit_reason": pl.Utf8, "n": pl.Int64},
+    )
+    reasons = exits.group_by("track", maintain_order=True).agg(
+        pl.format("{}: {}", pl.col("exit_reason").fill_null("unknown"), "n").str.join(", ").alias("exits by reason")
+    )
+    return (
+        enrolments.join(emails, on="track", how="left")
+        .join(reasons, on="track", how="left")
+        .with_columns(pl.col("sent", "opened", "clicked").fill_null(0), pl.col("exits by reason").fill_null(""))
+        .sort("track")
+    )

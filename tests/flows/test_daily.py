@@ -51,8 +51,10 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
         "LD-0000002,crm-suite,negotiation,2026-11-17T09:00:00Z,hubspot\n"
     )
 
-    audiences = str(tmp_path / "audiences")
-    first = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox), audiences_dir=audiences)
+    audiences, report = str(tmp_path / "audiences"), str(tmp_path / "report.html")
+    first = daily_pipeline(
+        str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox), audiences_dir=audiences, report_path=report
+    )
 
     day = datetime.now(UTC).date().isoformat()
     processed = inbox / "processed" / day
@@ -81,9 +83,12 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
     )
 
     exported = {(e["audience"], e["platform"]): e["full"] for e in first["audiences"]}
+    assert first["report"]["nurture"] == 2 and "Nurture performance" in Path(report).read_text()
     assert exported[("crm-warm-up", "meta")] > 0
 
-    again = daily_pipeline(str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox), audiences_dir=audiences)
+    again = daily_pipeline(
+        str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox), audiences_dir=audiences, report_path=report
+    )
 
     assert again["ingested"] == []
     assert again["score"]["changed"] == 0 and again["score"].get("firings", {}) == {}

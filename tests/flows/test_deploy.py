@@ -151,7 +151,7 @@ def test_served_deployment_runs_score_the_store_one_at_a_time(
     try:
         name = "score-portfolio/acme-cloud-demo"
         deployment = _wait("deployment registered", lambda: _get(f"{api}/deployments/name/{name}"), 120, served, log)
-        assert deployment["entrypoint"] == "flows.scoring.score_portfolio"
+        assert deployment["entrypoint"] == "flows.daily.daily_pipeline"
         assert deployment["parameters"] == {"portfolio_path": str(portfolio.resolve())}
         [schedule] = deployment["schedules"]
         assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == ("0 6 * * *", "Europe/Paris")
@@ -196,7 +196,7 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(
         assert done.returncode == 0, done.stdout + done.stderr
     deployment = _get(f"{api}/deployments/name/score-portfolio/daily")
     assert deployment["work_pool_name"] == "leadscore"
-    assert deployment["entrypoint"] == "flows/scoring.py:score_portfolio"
+    assert deployment["entrypoint"] == "flows/daily.py:daily_pipeline"
     assert deployment["parameters"] == {"portfolio_path": "portfolio.yaml"}
     assert deployment["pull_steps"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}

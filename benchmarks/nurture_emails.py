@@ -5,7 +5,7 @@
 2. A full ``nurture_once`` over N leads with a journey each: read state, decide exits/enrolments/steps
    in Polars, render, deliver, record.
 
-    .venv/bin/python benchmarks/nurture.py --emails 10000
+    .venv/bin/python benchmarks/nurture_emails.py --emails 10000
 """
 
 import argparse
