@@ -380,11 +380,69 @@ def demo(
     events: Annotated[int, typer.Option(help="Generated events")] = 100_000,
     seed: int = 0,
 ) -> None:
-    """Generate the demo portfolio's data, ingest it and score it end to end on the embedded store."""
+    """Generate the demo portfolio's data, ingest it and run the daily pipeline on the embedded store."""
     from flows.demo import run_demo
 
     summary = run_demo(workdir, leads=leads, events=events, seed=seed, console=console)
-    print_summary(summary)
+    print_pipeline(summary)
+
+
+@app.command()
+def daily(
+    portfolio: PortfolioOpt = None,
+    inbox: Annotated[
+        Path | None, typer.Option(help="Drop folder (default: the portfolio's ingest.drop_folder)")
+    ] = None,
+    audiences_dir: Annotated[Path, typer.Option(help="Where audience files go")] = Path("audiences"),
+    report: Annotated[Path, typer.Option(help="The HTML report to write")] = Path("report.html"),
+    json_out: JsonOpt = False,
+) -> None:
+    """The daily pipeline now: ingest the drop folder, score (transitions, triggers), nurture, audiences, report."""
+    from flows.daily import daily_pipeline
+
+    path = portfolio_path(portfolio)
+    _load(path)
+    try:
+        summary = daily_pipeline(
+            str(path),
+            inbox=None if inbox is None else str(inbox),
+            audiences_dir=str(audiences_dir),
+            report_path=str(report),
+        )
+    except RuntimeError as exc:
+        raise fail("the daily pipeline failed", exc, code=1) from exc
+    if json_out:
+        print(_json(summary))
+        return
+    print_pipeline(summary)
+
+
+def print_pipeline(summary: dict[str, Any]) -> None:
+    """The daily pipeline's summary: files ingested, the scoring run, nurture, audiences, the report."""
+    for report in summary.get("ingested", []):
+        what = (
+            report.get("error")
+            or f"read {report['read']:,}, inserted {report['inserted']:,}, rejected {report['rejected']}"
+        )
+        console.print(f"ingested {_t(report['kind'])} {_t(Path(report['file']).name)}: {_t(what)}")
+    print_summary(summary["score"])
+    nurture = summary.get("nurture", {})
+    if nurture:
+        console.print(
+            "nurture: enrolled "
+            + _t(json.dumps(nurture.get("enrolled", {})))
+            + ", emails "
+            + _t(json.dumps(nurture.get("deliveries", {})))
+            + ", exits "
+            + _t(json.dumps(nurture.get("exits", {})))
+        )
+    for export in summary.get("audiences", []):
+        console.print(
+            f"audience {_t(export['audience'])} → {_t(export['platform'])}: {export['full']:,} leads "
+            f"(+{export['added']:,} / -{export['removed']:,})"
+        )
+    if "report_path" in summary:
+        console.print(f"report: {_t(summary['report_path'])}")
 
 
 def main() -> None:

@@ -91,7 +91,11 @@ def daily_pipeline(
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
     folder = Path(inbox) if inbox else drop_folder_of(portfolio)
-    summary: dict[str, Any] = {"as_of": as_of.isoformat(), "failed": []}
+    summary: dict[str, Any] = {
+        "as_of": as_of.isoformat(),
+        "report_path": str(Path(report_path).resolve()),
+        "failed": [],
+    }
     if folder is not None:
         summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
     steps = (

@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 
 from examples.generate import generate
+from flows.daily import daily_pipeline
 from flows.ingestion import ingest_file
-from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio
 from store.settings import get_settings
 
@@ -25,7 +25,8 @@ def run_demo(
     as_of: datetime | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """The main job end to end. Re-running reuses the generated files and changes nothing in the store."""
+    """The main job end to end: generate (once), ingest, then the daily pipeline. Returns its summary.
+    Re-running reuses the generated files and changes nothing in the store."""
     console = console or Console(quiet=True)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "outbox").mkdir(exist_ok=True)
@@ -50,7 +51,13 @@ def run_demo(
         )
         for reject in outcome.rejects[:5]:
             console.print(f"  [yellow]rejected[/yellow] line {reject.line}, {reject.field or 'row'}: {reject.reason}")
-    with console.status("scoring every product line and stage (Prefect flow)"):
-        summary = score_portfolio(str(DEMO_PORTFOLIO), as_of=as_of, database_url=database_url)
+    with console.status("daily pipeline: score, transitions, triggers, nurture, audiences, report (Prefect flow)"):
+        summary = daily_pipeline(
+            str(DEMO_PORTFOLIO),
+            database_url=database_url,
+            as_of=as_of,
+            audiences_dir=str(workdir / "audiences"),
+            report_path=str(workdir / "report.html"),
+        )
     console.print(f"store: {database_url}")
     return summary
