@@ -119,7 +119,7 @@ def _finished(api: str, runs: list[str]) -> Any:
 def _store_state(store: str) -> tuple[list[tuple[str, dict[str, Any]]], int, int, int]:
     engine = create_engine(store)
     with engine.connect() as conn:
-        runs = conn.execute(text("SELECT status, stats FROM runs ORDER BY started_at")).all()
+        runs = conn.execute(text("SELECT status, stats FROM runs WHERE kind = 'score' ORDER BY started_at")).all()
         scored = conn.execute(text("SELECT COUNT(*) FROM journeys WHERE score IS NOT NULL")).scalar_one()
         journeys = conn.execute(text("SELECT COUNT(*) FROM journeys")).scalar_one()
         snapshots = conn.execute(text("SELECT COUNT(*) FROM score_snapshots")).scalar_one()
@@ -149,7 +149,7 @@ def test_served_deployment_runs_score_the_store_one_at_a_time(
     serve_env = env | {"LEADSCORE_DATABASE_URL": store}
     served = _start([str(BIN / "leadscore"), "serve", "--portfolio", str(portfolio)], serve_env, tmp_path, log)
     try:
-        name = "score-portfolio/acme-cloud-demo"
+        name = "daily-pipeline/acme-cloud-demo"
         deployment = _wait("deployment registered", lambda: _get(f"{api}/deployments/name/{name}"), 120, served, log)
         assert deployment["entrypoint"] == "flows.daily.daily_pipeline"
         assert deployment["parameters"] == {"portfolio_path": str(portfolio.resolve())}
@@ -194,7 +194,7 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(
             [str(BIN / "prefect"), *args], env=project_env, cwd=project, capture_output=True, text=True, timeout=300
         )
         assert done.returncode == 0, done.stdout + done.stderr
-    deployment = _get(f"{api}/deployments/name/score-portfolio/daily")
+    deployment = _get(f"{api}/deployments/name/daily-pipeline/daily")
     assert deployment["work_pool_name"] == "leadscore"
     assert deployment["entrypoint"] == "flows/daily.py:daily_pipeline"
     assert deployment["parameters"] == {"portfolio_path": "portfolio.yaml"}
