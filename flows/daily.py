@@ -9,6 +9,7 @@ Ingestion is idempotent, so a crash before a file is moved only means it is read
 """
 
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,12 @@ def daily_pipeline(
         "report_path": str(Path(report_path).resolve()),
         "failed": [],
     }
+    timings: dict[str, float] = {}
+    summary["timings"] = timings  # seconds per step
+    started = time.perf_counter()
     if folder is not None:
         summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
+        timings["ingest"] = round(time.perf_counter() - started, 3)
     steps = (
         ("score", lambda: score_portfolio(portfolio_path, as_of=as_of, database_url=database_url)),
         ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of)),
@@ -105,11 +110,13 @@ def daily_pipeline(
         ("report", lambda: report_task(portfolio_path, report_path, database_url)),
     )
     for name, step in steps:
+        started = time.perf_counter()
         try:
             summary[name] = step()
         except Exception as exc:  # the next steps still run on what was stored
             logger.error("step %s failed: %r", name, exc)
             summary["failed"].append({"step": name, "error": repr(exc)})
+        timings[name] = round(time.perf_counter() - started, 3)
     if summary["failed"]:
         raise RuntimeError(f"daily pipeline: {len(summary['failed'])} step(s) failed: {summary['failed']}")
     return summary
