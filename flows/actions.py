@@ -55,7 +55,7 @@ def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_webhooks(engine: Engine, firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> list[Outcome]:
+def run_webhooks(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> list[Outcome]:
     outcomes: list[Outcome] = []
     calls = []
     for firing in firings:
@@ -162,7 +162,7 @@ def execute_actions(engine: Engine, portfolio: Portfolio) -> dict[str, dict[str,
         by_action.setdefault(firing["action"], []).append(firing)
     outcomes = (
         notify_owners(engine, portfolio, by_action.get("notify_owner", []))
-        + run_webhooks(engine, by_action.get("webhook", []))
+        + run_webhooks(by_action.get("webhook", []))
         + request_track_moves(engine, by_action.get("enrol", []) + by_action.get("exit", []))
     )
     record_firing_outcomes(engine, outcomes)

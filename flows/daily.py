@@ -92,13 +92,13 @@ def daily_pipeline(
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
     folder = Path(inbox) if inbox else drop_folder_of(portfolio)
+    timings: dict[str, float] = {}  # seconds per step
     summary: dict[str, Any] = {
         "as_of": as_of.isoformat(),
         "report_path": str(Path(report_path).resolve()),
+        "timings": timings,
         "failed": [],
     }
-    timings: dict[str, float] = {}
-    summary["timings"] = timings  # seconds per step
     started = time.perf_counter()
     if folder is not None:
         summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)

@@ -34,6 +34,11 @@ def _connection(conn_or_session: Connection | Session) -> Connection:
     return conn_or_session
 
 
+def placeholder(conn: Connection) -> str:
+    """The driver's positional parameter mark, for statements sent as plain tuples (``exec_driver_sql``)."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
 def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]

@@ -9,7 +9,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, select
 from sqlmodel import Session
 
-from store.bulk import insert_ignore
+from store.bulk import insert_ignore, placeholder
 from store.reader import read_frame
 from store.tables import Journey, Run, to_micros, utcnow
 
@@ -145,7 +145,7 @@ def write_snapshots(conn: Connection, *, run_id: str, as_of: datetime, product_l
         breakdown_json(pl.col("breakdown")).alias("breakdown"),
     ).rows()
     journeys = changed.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(conn)
     snapshot_sql = (
         f"INSERT INTO score_snapshots ({', '.join(SNAPSHOT_COLUMNS)}) VALUES ({', '.join([mark] * 10)}) "
         "ON CONFLICT (journey_id, run_id) DO NOTHING"

@@ -8,6 +8,7 @@ from datetime import datetime
 import polars as pl
 from sqlalchemy import Connection, Engine
 
+from store.bulk import placeholder
 from store.reader import read_frame
 from store.scores import breakdown_json, write_snapshots
 from store.tables import to_micros
@@ -92,14 +93,10 @@ def write_partition(
         _apply_tags(conn, funnel.firings, run_id, as_of)
         if funnel.applied_updates:
             conn.exec_driver_sql(
-                f"UPDATE stage_updates SET applied_run_id = {_mark(conn)} WHERE id = {_mark(conn)}",
+                f"UPDATE stage_updates SET applied_run_id = {placeholder(conn)} WHERE id = {placeholder(conn)}",
                 [(run_id, update_id) for update_id in funnel.applied_updates],
             )
     return written
-
-
-def _mark(conn: Connection) -> str:
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
 def _micros(name: str) -> pl.Expr:
@@ -109,7 +106,7 @@ def _micros(name: str) -> pl.Expr:
 def _insert(conn: Connection, table: str, frame: pl.DataFrame) -> None:
     if frame.is_empty():
         return
-    marks = ", ".join([_mark(conn)] * frame.width)
+    marks = ", ".join([placeholder(conn)] * frame.width)
     conn.exec_driver_sql(
         f"INSERT INTO {table} ({', '.join(frame.columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING", frame.rows()
     )
@@ -118,7 +115,7 @@ def _insert(conn: Connection, table: str, frame: pl.DataFrame) -> None:
 def _move_journeys(conn: Connection, moved: pl.DataFrame, run_id: str) -> None:
     if moved.is_empty():
         return
-    mark = _mark(conn)
+    mark = placeholder(conn)
     rows = moved.select(
         "stage", _micros("stage_entered_at"), _micros("score_from"), "status", pl.lit(run_id), "journey_id"
     ).rows()
@@ -189,7 +186,7 @@ def _firing_rows(firings: pl.DataFrame, product_line: str, run_id: str, as_of: d
 def _upsert_arms(conn: Connection, arms: pl.DataFrame) -> None:
     if arms.is_empty():
         return
-    mark = _mark(conn)
+    mark = placeholder(conn)
     conn.exec_driver_sql(
         f"INSERT INTO trigger_arms (journey_id, trigger, armed, as_of) VALUES ({mark}, {mark}, {mark}, {mark}) "
         "ON CONFLICT (journey_id, trigger) DO UPDATE SET armed = excluded.armed, as_of = excluded.as_of",
@@ -208,7 +205,7 @@ def _apply_tags(conn: Connection, firings: pl.DataFrame, run_id: str, as_of: dat
         .group_by("lead_key", "tag", maintain_order=True)
         .last()
     )
-    mark = _mark(conn)
+    mark = placeholder(conn)
     added = last.filter(pl.col("action") == "tag")
     if not added.is_empty():
         conn.exec_driver_sql(
@@ -280,7 +277,7 @@ def record_firing_outcomes(engine: Engine, outcomes: Sequence[tuple[int, str, in
     if not outcomes:
         return
     with engine.begin() as conn:
-        mark = _mark(conn)
+        mark = placeholder(conn)
         conn.exec_driver_sql(
             f"UPDATE trigger_firings SET status = {mark}, attempts = attempts + {mark}, outcome = {mark}, "
             f"completed_at = {mark} WHERE id = {mark}",

@@ -369,7 +369,6 @@ def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
     for name, value in env.items():
         monkeypatch.setenv(f"LEADSCORE_{name.upper()}", value)
     get_settings.cache_clear()
-    monkeypatch.setattr("store.settings.get_settings", get_settings)
 
 
 def test_the_owner_is_notified_through_smtp_once_per_crossing(
