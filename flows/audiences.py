@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from flows.engine import engine_for
 from nurture.audiences import (
+    PHONE_PLATFORMS,
     AudienceSpec,
     Platform,
     csv_text,
@@ -74,7 +75,9 @@ def export_audience(
     """Export one audience to one platform: a full file, and adds/removes since its previous export."""
     where = spec.where.model_dump() if spec.where is not None else None
     leads = read_audience_leads(engine, name, as_of, where)
-    consented, parsed = resolve_phones(leads.filter("consented"), spec.default_country)
+    consented, parsed = leads.filter("consented"), None
+    if platform in PHONE_PLATFORMS:
+        consented, parsed = resolve_phones(consented, spec.default_country)
     current = with_lines(platform_rows(consented, platform, spec.default_country), platform)
     adds, removes = diff(current, read_uploaded(engine, name, platform))
 
@@ -106,7 +109,8 @@ def export_audience(
         "removes_path": str(paths["removes"]),
     }
     record_export(engine, record, adds, removes)
-    remember_phones(engine, parsed)
+    if parsed is not None:
+        remember_phones(engine, parsed)
     return ExportResult(
         export_id=export_id,
         audience=name,

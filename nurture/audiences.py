@@ -37,6 +37,7 @@ from stages.portfolio import Portfolio
 
 Platform = Literal["meta", "google", "linkedin"]
 PLATFORMS: tuple[Platform, ...] = ("meta", "google", "linkedin")
+PHONE_PLATFORMS: frozenset[Platform] = frozenset({"meta", "google"})  # LinkedIn's template has no phone
 
 COLUMNS: dict[str, list[str]] = {
     "meta": ["EMAIL", "PHONE", "FN", "LN", "CT", "ST", "ZIP", "COUNTRY", "EXTERN_ID"],
@@ -327,7 +328,7 @@ def platform_rows(leads: pl.DataFrame, platform: Platform, default_country: str 
     no valid phone, no full name) is left out: it would only inflate the file.
     """
     if "e164" not in leads.columns:
-        if platform == "linkedin":  # LinkedIn's template has no phone: nothing to parse
+        if platform not in PHONE_PLATFORMS:
             leads = leads.with_columns(pl.lit(None, dtype=pl.Utf8).alias("e164"))
         else:
             leads = resolve_phones(leads, default_country)[0]

@@ -229,6 +229,17 @@ def remember_phones(engine: Engine, parsed: pl.DataFrame) -> int:
         return upsert(conn, PHONE_TABLE, rows, key_cols=["lead_key"], update_cols=["phone", "region", "e164"])
 
 
+def read_unparsed_phones(engine: Engine) -> pl.DataFrame:
+    """``lead_key, phone, country`` of the leads whose current phone has not been parsed yet."""
+    return read_frame(
+        engine,
+        "SELECT l.key AS lead_key, l.phone, l.country FROM leads l LEFT JOIN audience_phones p ON p.lead_key = l.key"
+        " WHERE l.phone IS NOT NULL AND (p.lead_key IS NULL OR p.phone <> l.phone) ORDER BY l.key",
+        {},
+        {"lead_key": pl.Int64(), "phone": pl.Utf8(), "country": pl.Utf8()},
+    )
+
+
 def read_uploaded(engine: Engine, audience: str, platform: str) -> pl.DataFrame:
     """``lead_key`` and ``line`` as last uploaded to the platform (empty before the first export)."""
     return read_frame(

@@ -16,7 +16,7 @@ import flows.scoring  # noqa: F401
 from flows.audiences import refresh_audiences
 from flows.cli import app
 from flows.engine import engine_for
-from store.audiences import add_members
+from store.audiences import PHONE_TABLE, add_members
 from store.settings import get_settings
 from store.tables import Lead, Run
 
@@ -121,3 +121,26 @@ def test_refresh_audiences_flow_exports_every_platform(cli: Path, database_url: 
         ("linkedin", 0, 0),
         ("meta", 0, 0),
     ]
+
+
+def test_lead_ingestion_parses_phones_for_phone_platforms(cli: Path) -> None:
+    def parsed() -> list[tuple[str, str | None, str | None, str | None]]:
+        with engine_for().connect() as conn:
+            stmt = select(Lead.lead_id, PHONE_TABLE.c.phone, PHONE_TABLE.c.region, PHONE_TABLE.c.e164).join(
+                PHONE_TABLE, PHONE_TABLE.c.lead_key == Lead.key
+            )
+            return sorted(conn.execute(stmt.order_by(Lead.lead_id)).all())  # type: ignore[arg-type]
+
+    # Ingesting (the fixture did) parsed L1's national number in the audiences' default country.
+    assert parsed() == [("L1", "06 12 34 56 78", "FR", "+33612345678")]
+    (cli / "changed.csv").write_text("lead_id,phone,country\nL1,+1 (415) 555-0123,US\nL2,not a phone,\n")
+    run("ingest", "leads", cli / "changed.csv")
+    assert parsed() == [("L1", "+1 (415) 555-0123", "US", "+14155550123"), ("L2", "not a phone", "FR", None)]
+
+    # The export finds every phone parsed: nothing changes in the store, the file has L1's new phone.
+    result = json.loads(run("audiences", "export", "--platform", "google", "--json").stdout)
+    assert (
+        Path(result[0]["full_path"]).read_text().splitlines()[1].split(",")[1]
+        == hashlib.sha256(b"+14155550123").hexdigest()
+    )
+    assert parsed() == [("L1", "+1 (415) 555-0123", "US", "+14155550123"), ("L2", "not a phone", "FR", None)]
