@@ -25,13 +25,13 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 PORTFOLIO = ROOT / "examples" / "demo" / "portfolio.yaml"
 
 
-def prepare(workdir: Path, leads: int, events: int) -> dict[str, float]:
-    """Generate and ingest; returns timings."""
+def prepare(workdir: Path, leads: int, events: int, url: str | None = None) -> dict[str, float]:
+    """Generate the demo data into ``workdir/data`` and ingest it (into ``workdir/bench.db`` unless ``url``)."""
     from examples.generate import generate
     from flows.ingestion import ingest_file
     from stages.portfolio import load_portfolio
 
-    url = f"sqlite:///{workdir / 'bench.db'}"
+    url = url or f"sqlite:///{workdir / 'bench.db'}"
     started = time.perf_counter()
     data = generate(workdir / "data", leads=leads, events=events, seed=1, as_of=AS_OF)
     generated = time.perf_counter()
