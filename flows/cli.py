@@ -4,6 +4,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +16,14 @@ import typer
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from models.files import SpecError
@@ -138,7 +148,8 @@ def _ingest(kind: str, file: Path, portfolio: Path | None, json_out: bool) -> No
 
     loaded = _load(portfolio)
     try:
-        report = ingest_file(loaded, kind, file)
+        with _row_progress(f"ingesting {file.name}", file, quiet=json_out) as progress:
+            report = ingest_file(loaded, kind, file, progress=progress)
     except ValueError as exc:  # a file-level problem: unsupported type, bad header
         raise fail(f"cannot ingest {file}", exc) from exc
     # Besides the ingest_rejects table, a sidecar file beside the input for whoever fixes the rows.
@@ -151,6 +162,30 @@ def _ingest(kind: str, file: Path, portfolio: Path | None, json_out: bool) -> No
         print(_json(report.summary()))
         return
     _print_ingest(report)
+
+
+def _data_rows(path: Path) -> int:
+    """Lines of the file less a CSV header: the progress bar's total (a quoted cell spanning lines makes it
+    an overestimate, never a wrong count: the summary counts rows exactly)."""
+    with path.open("rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    return max(0, lines - (path.suffix.lower() == ".csv"))
+
+
+@contextmanager
+def _row_progress(title: str, path: Path, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar in rows, with rate and time left; on stderr with ``--json``; gone when done."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=errors if quiet else console, transient=True) as bar:
+        task = bar.add_task(_t(title), total=_data_rows(path))
+        yield lambda done: bar.update(task, completed=done)
 
 
 def _print_ingest(report: Any) -> None:

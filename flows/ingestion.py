@@ -11,7 +11,7 @@ from nurture.audiences import PHONE_PLATFORMS, load_audiences, resolve_phones
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
 from store.audiences import read_unparsed_phones, remember_phones
-from store.ingest import IngestReport, ingest_events, ingest_leads, ingest_stage_updates
+from store.ingest import IngestReport, Progress, ingest_events, ingest_leads, ingest_stage_updates
 from store.scores import open_journeys
 
 
@@ -39,22 +39,31 @@ class IngestOutcome:
         }
 
 
-def ingest_file(portfolio: Portfolio, kind: str, path: Path, database_url: str | None = None) -> IngestOutcome:
+def ingest_file(
+    portfolio: Portfolio,
+    kind: str,
+    path: Path,
+    database_url: str | None = None,
+    progress: Progress | None = None,
+) -> IngestOutcome:
     """Ingest ``kind`` (leads, events or stage_updates); a CRM update for a line the lead has no journey
-    in yet opens one (the next scoring run then moves it to the update's stage)."""
+    in yet opens one (the next scoring run then moves it to the update's stage). ``progress`` is called
+    with the rows handled so far after each chunk."""
     engine = engine_for(database_url)
     lines = set(portfolio.product_lines)
     if kind == "leads":
-        report = ingest_leads(engine, path, product_lines=lines)
+        report = ingest_leads(engine, path, product_lines=lines, progress=progress)
         parse_phones(portfolio, engine)
     elif kind == "stage_updates":
         stages = {name: [stage.name for stage in line.stages] for name, line in portfolio.product_lines.items()}
-        report = ingest_stage_updates(engine, path, stages=stages)
+        report = ingest_stage_updates(engine, path, stages=stages, progress=progress)
     else:
         options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
         if portfolio.spec.ingest.proxy_user_agents is not None:
             options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
-        report = ingest_events(engine, path, event_types=portfolio.event_types, product_lines=lines, **options)
+        report = ingest_events(
+            engine, path, event_types=portfolio.event_types, product_lines=lines, progress=progress, **options
+        )
     opened = open_journeys(engine, new_journeys(portfolio, report.interests))
     return IngestOutcome(report, opened)
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import islice
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -358,15 +359,17 @@ def _read_jsonl(path: Path) -> Iterator[_Raw]:
             yield _Raw(line, value)
 
 
-def _chunks(rows: Iterator[_Raw], size: int) -> Iterator[list[_Raw]]:
-    chunk: list[_Raw] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+# Called with the number of rows read and handled so far, after each chunk (a CLI progress bar).
+Progress = Callable[[int], None]
+
+
+def _chunks(rows: Iterator[_Raw], size: int, progress: Progress | None = None) -> Iterator[list[_Raw]]:
+    done = 0
+    while chunk := list(islice(rows, size)):
+        yield chunk  # the caller handles the chunk before asking for the next one
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
 
 
 # --------------------------------------------------------------------------------------- validation
@@ -582,6 +585,7 @@ def ingest_leads(
     *,
     product_lines: set[str] | None = None,
     chunk_size: int = 50_000,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Upsert leads on ``lead_id``; ``key`` is assigned once by the database and never changes.
 
@@ -599,7 +603,7 @@ def ingest_leads(
     splitter = _Splitter(LEAD_FIELDS)
     interests: dict[tuple[int, str], datetime] = {}
 
-    for chunk in _chunks(_read_rows(path), chunk_size):
+    for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
         report.read += len(chunk)
         parsed: list[_Raw] = []
@@ -835,6 +839,7 @@ def ingest_events(
     machine_window_seconds: float = 2.0,
     proxy_user_agents: tuple[str, ...] = DEFAULT_PROXY_AGENTS,
     chunk_size: int = 50_000,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Insert events (ignore an ``event_id`` already stored: events are immutable).
 
@@ -855,7 +860,7 @@ def ingest_events(
     lead_keys: dict[str, int] = {}
     interests: dict[tuple[int, str], datetime] = {}
 
-    for chunk in _chunks(_read_rows(path), chunk_size):
+    for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
         report.read += len(chunk)
         parsed: list[_Raw] = []
@@ -993,6 +998,7 @@ def ingest_stage_updates(
     stages: Mapping[str, Sequence[str]],
     default_source: str = "crm",
     chunk_size: int = 50_000,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Store external stage updates (insert-or-ignore on lead, line, stage and time), to be applied by
     the next scoring run. ``stages`` maps each product line to its stage names: anything else is
@@ -1004,7 +1010,7 @@ def ingest_stage_updates(
     report = IngestReport(kind="stage_updates", source=source)
     rejects = _Rejects("stage_updates", source, report)
     interests: dict[tuple[int, str], datetime] = {}
-    for chunk in _chunks(_read_rows(path), chunk_size):
+    for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
         report.read += len(chunk)
         parsed = [row for row in chunk if row.error is None]

@@ -170,6 +170,19 @@ def test_blank_flag_clears_and_repeated_lead_keeps_last_row(engine: Engine, tmp_
     assert stored_leads(engine)["B"].email_opt_in is False
 
 
+def test_progress_is_reported_after_each_chunk(engine: Engine, tmp_path: Path) -> None:
+    rows = "".join(f"L{n},{'bad' if n == 3 else 'yes'}\n" for n in range(5))
+    path = write(tmp_path, "five.csv", "lead_id,email_opt_in\n" + rows)
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int) -> None:
+        seen.append((done, len(stored_leads(engine))))  # called once the chunk is stored
+
+    report = ingest_leads(engine, path, chunk_size=2, progress=progress)
+    assert (report.read, report.inserted, report.rejected) == (5, 4, 1)
+    assert seen == [(2, 2), (4, 3), (5, 4)]
+
+
 # ----------------------------------------------------------------------------------------------- events
 
 
