@@ -71,7 +71,7 @@ def ingest_file(
 def parse_phones(portfolio: Portfolio, engine: Engine) -> int:
     """Parse new and changed phones now, for the audience exports that upload phones (Meta, Google).
 
-    Parsing costs ≈ 30 µs a phone: done here, it is spread over the days leads arrive instead of
+    Parsing costs 30–50 µs a phone: done here, it is spread over the days leads arrive instead of
     landing on one export. Each phone is read in its lead's country, or in the audiences' default
     country when they all share one; an export re-parses only a phone whose region differs.
     """

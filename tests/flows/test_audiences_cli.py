@@ -123,7 +123,7 @@ def test_refresh_audiences_flow_exports_every_platform(cli: Path, database_url: 
     ]
 
 
-def test_lead_ingestion_parses_phones_for_phone_platforms(cli: Path) -> None:
+def test_lead_ingestion_parses_phones_for_phone_platforms(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def parsed() -> list[tuple[str, str | None, str | None, str | None]]:
         with engine_for().connect() as conn:
             stmt = select(Lead.lead_id, PHONE_TABLE.c.phone, PHONE_TABLE.c.region, PHONE_TABLE.c.e164).join(
@@ -137,7 +137,11 @@ def test_lead_ingestion_parses_phones_for_phone_platforms(cli: Path) -> None:
     run("ingest", "leads", cli / "changed.csv")
     assert parsed() == [("L1", "+1 (415) 555-0123", "US", "+14155550123"), ("L2", "not a phone", "FR", None)]
 
-    # The export finds every phone parsed: nothing changes in the store, the file has L1's new phone.
+    # The export finds every phone parsed (parsing now would fail it) and writes L1's new phone.
+    def no_parsing(phone: str, region: str | None) -> str | None:
+        raise AssertionError(f"export parsed {phone!r} again")
+
+    monkeypatch.setattr("nurture.audiences.e164", no_parsing)
     result = json.loads(run("audiences", "export", "--platform", "google", "--json").stdout)
     assert (
         Path(result[0]["full_path"]).read_text().splitlines()[1].split(",")[1]
