@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from flows.progress import progress_bars
 from models.files import SpecError
 
 app = typer.Typer(help="Lead scoring pipelines: ingest, score, explain, adjust.", no_args_is_help=True)
@@ -214,7 +215,8 @@ def score(
     path = portfolio_path(portfolio)
     _load(path)
     when = _time(as_of)
-    summary = score_portfolio(str(path), as_of=when, write=write or when is None)
+    with progress_bars(errors if json_out else console):
+        summary = score_portfolio(str(path), as_of=when, write=write or when is None)
     if json_out:
         print(_json(summary))
         return
@@ -438,12 +440,13 @@ def daily(
     path = portfolio_path(portfolio)
     _load(path)
     try:
-        summary = daily_pipeline(
-            str(path),
-            inbox=None if inbox is None else str(inbox),
-            audiences_dir=str(audiences_dir),
-            report_path=str(report),
-        )
+        with progress_bars(errors if json_out else console):
+            summary = daily_pipeline(
+                str(path),
+                inbox=None if inbox is None else str(inbox),
+                audiences_dir=str(audiences_dir),
+                report_path=str(report),
+            )
     except RuntimeError as exc:
         raise fail("the daily pipeline failed", exc, code=1) from exc
     if json_out:

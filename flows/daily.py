@@ -17,6 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import progress
 from flows.audiences import refresh_audiences
 from flows.ingestion import ingest_file
 from flows.nurture_run import run_nurture
@@ -42,30 +43,36 @@ def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str | No
     """Ingest every file waiting in ``inbox``, kind by kind in name order, and file it away."""
     logger = get_run_logger()
     day = datetime.now(UTC).date().isoformat()
-    reports = []
-    for kind in DROP_KINDS:
-        folder = inbox / kind
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if not path.is_file() or path.name.endswith(".rejects.csv"):
-                continue
-            if path.suffix.lower() not in READABLE:
-                error = f"unsupported file type {path.suffix!r}; use {', '.join(READABLE)}"
+    reports: list[dict[str, Any]] = []
+    waiting = [
+        path
+        for kind in DROP_KINDS
+        if (inbox / kind).is_dir()
+        for path in sorted((inbox / kind).glob("*"))
+        if path.is_file() and not path.name.endswith(".rejects.csv")
+    ]
+    for done, path in enumerate(waiting):
+        kind = path.parent.name
+        progress.report("ingesting files", done, len(waiting), path.name)
+        if path.suffix.lower() not in READABLE:
+            error = f"unsupported file type {path.suffix!r}; use {', '.join(READABLE)}"
+        else:
+            try:
+                outcome = ingest_file(portfolio, kind, path, database_url)
+            except ValueError as exc:
+                error = str(exc)
             else:
-                try:
-                    outcome = ingest_file(portfolio, kind, path, database_url)
-                except ValueError as exc:
-                    error = str(exc)
-                else:
-                    moved = _move(path, inbox / "processed" / day / kind)
-                    if outcome.rejects:
-                        write_rejects_csv(outcome.report, moved.with_name(moved.name + ".rejects.csv"))
-                    reports.append(outcome.summary() | {"file": str(moved)})
-                    logger.info("%s %s: %s", kind, path.name, outcome.report.summary())
-                    continue
-            moved = _move(path, inbox / "rejected" / day / kind)
-            moved.with_name(moved.name + ".error.txt").write_text(error + "\n", encoding="utf-8")
-            reports.append({"kind": kind, "source": str(path), "file": str(moved), "error": error})
-            logger.error("%s %s rejected: %s", kind, path.name, error)
+                moved = _move(path, inbox / "processed" / day / kind)
+                if outcome.rejects:
+                    write_rejects_csv(outcome.report, moved.with_name(moved.name + ".rejects.csv"))
+                reports.append(outcome.summary() | {"file": str(moved)})
+                logger.info("%s %s: %s", kind, path.name, outcome.report.summary())
+                continue
+        moved = _move(path, inbox / "rejected" / day / kind)
+        moved.with_name(moved.name + ".error.txt").write_text(error + "\n", encoding="utf-8")
+        reports.append({"kind": kind, "source": str(path), "file": str(moved), "error": error})
+        logger.error("%s %s rejected: %s", kind, path.name, error)
+    progress.report("ingesting files", len(waiting), len(waiting))
     return reports
 
 
@@ -99,8 +106,10 @@ def daily_pipeline(
         "timings": timings,
         "failed": [],
     }
+    steps_total = 4 + (folder is not None)
     started = time.perf_counter()
     if folder is not None:
+        progress.report("daily pipeline", 0, steps_total, "ingest")
         summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
         timings["ingest"] = round(time.perf_counter() - started, 3)
     steps = (
@@ -109,7 +118,8 @@ def daily_pipeline(
         ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
         ("report", lambda: report_task(portfolio_path, report_path, database_url)),
     )
-    for name, step in steps:
+    for done, (name, step) in enumerate(steps, steps_total - len(steps)):
+        progress.report("daily pipeline", done, steps_total, name)
         started = time.perf_counter()
         try:
             summary[name] = step()
@@ -117,6 +127,7 @@ def daily_pipeline(
             logger.error("step %s failed: %r", name, exc)
             summary["failed"].append({"step": name, "error": repr(exc)})
         timings[name] = round(time.perf_counter() - started, 3)
+    progress.report("daily pipeline", steps_total, steps_total)
     if summary["failed"]:
         raise RuntimeError(f"daily pipeline: {len(summary['failed'])} step(s) failed: {summary['failed']}")
     return summary

@@ -10,6 +10,7 @@ from rich.console import Console
 from examples.generate import generate
 from flows.daily import daily_pipeline
 from flows.ingestion import ingest_file
+from flows.progress import progress_bars
 from stages.portfolio import load_portfolio
 from store.settings import get_settings
 
@@ -51,7 +52,8 @@ def run_demo(
         )
         for reject in outcome.rejects[:5]:
             console.print(f"  [yellow]rejected[/yellow] line {reject.line}, {reject.field or 'row'}: {reject.reason}")
-    with console.status("daily pipeline: score, transitions, triggers, nurture, audiences, report (Prefect flow)"):
+    console.print("daily pipeline: score, transitions, triggers, nurture, audiences, report (a Prefect flow run)")
+    with progress_bars(console):
         summary = daily_pipeline(
             str(DEMO_PORTFOLIO),
             database_url=database_url,

@@ -11,9 +11,10 @@ from adbc_driver_manager import OperationalError as AdbcOperationalError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import as_completed
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from flows import progress
 from flows.actions import execute_actions
 from flows.engine import engine_for
 from flows.runners import task_runner
@@ -179,7 +180,9 @@ def score_portfolio(
         for key_range in partitions
         for line in portfolio.product_lines
     ]
-    wait(futures)  # every partition commits on its own: one failure does not lose the others' work
+    # Every partition commits on its own: one failure does not lose the others' work.
+    for done, _ in enumerate(as_completed(futures), 1):
+        progress.report("scoring partitions", done, len(futures))
     reader.shared_partition_reads.release(read_token)
     outcomes = [future.result(raise_on_failure=False) for future in futures]
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from examples.generate import generate
+from flows import progress
 from flows.daily import daily_pipeline
 from flows.engine import engine_for
 from store.outbox_tables import OutboxMessage
@@ -52,9 +53,33 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
     )
 
     audiences, report = str(tmp_path / "audiences"), str(tmp_path / "report.html")
-    first = daily_pipeline(
-        str(DEMO), database_url=database_url, as_of=AS_OF, inbox=str(inbox), audiences_dir=audiences, report_path=report
-    )
+    seen: list[tuple[str, int, int, str]] = []
+    with progress.watching(lambda *update: seen.append(update)):
+        first = daily_pipeline(
+            str(DEMO),
+            database_url=database_url,
+            as_of=AS_OF,
+            inbox=str(inbox),
+            audiences_dir=audiences,
+            report_path=report,
+        )
+
+    # Progress: each step as it starts, each file as it is read, each (line, partition) task as it ends.
+    assert seen == [
+        ("daily pipeline", 0, 5, "ingest"),
+        ("ingesting files", 0, 4, "leads.csv"),
+        ("ingesting files", 1, 4, "events.csv"),
+        ("ingesting files", 2, 4, "notes.txt"),
+        ("ingesting files", 3, 4, "crm.csv"),
+        ("ingesting files", 4, 4, ""),
+        ("daily pipeline", 1, 5, "score"),
+        ("scoring partitions", 1, 2, ""),  # 400 leads: one partition, two product lines
+        ("scoring partitions", 2, 2, ""),
+        ("daily pipeline", 2, 5, "nurture"),
+        ("daily pipeline", 3, 5, "audiences"),
+        ("daily pipeline", 4, 5, "report"),
+        ("daily pipeline", 5, 5, ""),
+    ]
 
     day = datetime.now(UTC).date().isoformat()
     processed = inbox / "processed" / day
