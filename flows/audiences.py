@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import Engine
 
+from flows import progress
 from flows.engine import engine_for
 from nurture.audiences import (
     PHONE_PLATFORMS,
@@ -163,10 +164,10 @@ def export_audiences(
     engine = engine_for(database_url)
     run_id = start_run(engine, "audiences", as_of)
     try:
-        results = [
-            export_audience(engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id)
-            for name, spec in chosen.items()
-        ]
+        results = []
+        for done, (name, spec) in enumerate(chosen.items()):
+            progress.report("exporting audiences", done, len(chosen), name)
+            results.append(export_audience(engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id))
     except BaseException as exc:
         finish_run(engine, run_id, "failed", {"error": repr(exc)})
         raise

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import JsonOpt, PortfolioOpt, _json, _load, _t, _time, app, console, fail
+from flows.cli import JsonOpt, PortfolioOpt, _json, _load, _t, _time, app, console, errors, fail
+from flows.progress import progress_bars
 from models.files import SpecError
 
 audiences_app = typer.Typer(
@@ -44,7 +45,8 @@ def export(
     loaded = _load(portfolio)
     when = _time(as_of)
     try:
-        results = export_audiences(loaded, platform, audience=audience, out_dir=out, as_of=when)  # type: ignore[arg-type]
+        with progress_bars(errors if json_out else console):
+            results = export_audiences(loaded, platform, audience=audience, out_dir=out, as_of=when)  # type: ignore[arg-type]
     except SpecError as exc:
         raise fail("invalid audiences in the portfolio", exc) from exc
     except AudienceNotFound as exc:

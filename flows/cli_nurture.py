@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import JsonOpt, PortfolioOpt, _json, _t, _time, app, console, fail, portfolio_path
+from flows.cli import JsonOpt, PortfolioOpt, _json, _t, _time, app, console, errors, fail, portfolio_path
+from flows.progress import progress_bars
 from models.files import SpecError
 
 
@@ -28,7 +29,8 @@ def nurture(
         load_context(path)
     except (SpecError, MailError) as exc:
         raise fail("invalid portfolio", exc) from exc
-    summary = run_nurture(str(path), as_of=_time(as_of), dry_run=dry_run)
+    with progress_bars(errors if json_out else console):
+        summary = run_nurture(str(path), as_of=_time(as_of), dry_run=dry_run)
     if json_out:
         print(_json(summary))
         return

@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import Engine
 
+from flows import progress
 from flows.engine import engine_for
 from nurture.delivery import deliver
 from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
@@ -195,7 +196,10 @@ def nurture_once(
         summary.completed = plan.updates.filter(pl.col("status") == "completed").height
         return summary
 
-    results = deliver(engine, outgoing, settings, now=as_of)
+    def settled(done: int) -> None:
+        progress.report("sending emails", done, len(outgoing))
+
+    results = deliver(engine, outgoing, settings, now=as_of, settled=settled)
     summary.deliveries = dict(sorted(_tally(r.status for r in results).items()))
     summary.emails = [
         {"lead_key": r.lead_key, "to": o.to, "ref": r.ref, "subject": o.subject, "status": r.status}

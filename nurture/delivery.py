@@ -17,7 +17,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,9 +156,16 @@ class _Smtp:
 
 
 def deliver(
-    engine: Engine, messages: Sequence[Outgoing], settings: Settings | None = None, *, now: datetime | None = None
+    engine: Engine,
+    messages: Sequence[Outgoing],
+    settings: Settings | None = None,
+    *,
+    now: datetime | None = None,
+    settled: Callable[[int], None] | None = None,
 ) -> list[DeliveryResult]:
-    """Deliver ``messages`` at most once each; returns one result per message, in order."""
+    """Deliver ``messages`` at most once each; returns one result per message, in order.
+
+    ``settled`` is told how many messages are settled so far after each chunk (a progress bar's count)."""
     settings = settings or get_settings()
     now = now or datetime.now(UTC)
     transport: Transport = _Smtp(settings) if settings.smtp_host else _FilesOnly()
@@ -168,6 +175,8 @@ def deliver(
     try:
         for chunk in _chunks(messages, CHUNK):
             results += _deliver_chunk(engine, chunk, transport, folder, settings, now, seen)
+            if settled is not None:
+                settled(len(results))
     finally:
         transport.close()
     return results

@@ -64,23 +64,6 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
             report_path=report,
         )
 
-    # Progress: each step as it starts, each file as it is read, each (line, partition) task as it ends.
-    assert seen == [
-        ("daily pipeline", 0, 5, "ingest"),
-        ("ingesting files", 0, 4, "leads.csv"),
-        ("ingesting files", 1, 4, "events.csv"),
-        ("ingesting files", 2, 4, "notes.txt"),
-        ("ingesting files", 3, 4, "crm.csv"),
-        ("ingesting files", 4, 4, ""),
-        ("daily pipeline", 1, 5, "score"),
-        ("scoring partitions", 1, 2, ""),  # 400 leads: one partition, two product lines
-        ("scoring partitions", 2, 2, ""),
-        ("daily pipeline", 2, 5, "nurture"),
-        ("daily pipeline", 3, 5, "audiences"),
-        ("daily pipeline", 4, 5, "report"),
-        ("daily pipeline", 5, 5, ""),
-    ]
-
     day = datetime.now(UTC).date().isoformat()
     processed = inbox / "processed" / day
     assert sorted(p.relative_to(processed).as_posix() for p in processed.rglob("*") if p.is_file()) == [
@@ -102,6 +85,24 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
     assert transitions["discovery → lost (external)"] == 1
     sent = sum(first["nurture"]["deliveries"].values())
     assert sent > 0
+    # Progress: each step as it starts, each file as it is read, each (line, partition) task as it ends,
+    # the emails as they are settled.
+    assert seen == [
+        ("daily pipeline", 0, 5, "ingest"),
+        ("ingesting files", 0, 4, "leads.csv"),
+        ("ingesting files", 1, 4, "events.csv"),
+        ("ingesting files", 2, 4, "notes.txt"),
+        ("ingesting files", 3, 4, "crm.csv"),
+        ("ingesting files", 4, 4, ""),
+        ("daily pipeline", 1, 5, "score"),
+        ("scoring partitions", 1, 2, ""),  # 400 leads: one partition, two product lines
+        ("scoring partitions", 2, 2, ""),
+        ("daily pipeline", 2, 5, "nurture"),
+        ("sending emails", sent, sent, ""),  # fewer than a delivery chunk: one count
+        ("daily pipeline", 3, 5, "audiences"),
+        ("daily pipeline", 4, 5, "report"),
+        ("daily pipeline", 5, 5, ""),
+    ]
     snapshots, firings, messages = (_count(database_url, t) for t in (ScoreSnapshot, TriggerFiring, OutboxMessage))
     assert messages == len(list(outbox.rglob("*.eml"))) == sent + first["score"]["actions"]["notify_owner"]["done"]
     assert _count(database_url, StageTransition) == sum(

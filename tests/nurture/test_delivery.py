@@ -81,6 +81,19 @@ def test_default_outbox_writes_eml_files_once(engine: Engine, tmp_path: Path) ->
     assert len(outbox.messages(engine)) == 2
 
 
+def test_delivery_says_how_many_messages_are_settled_after_each_chunk(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "CHUNK", 2)
+    leads = [{"lead_id": f"LD-{i}", "email": f"l{i}@x.example"} for i in range(5)]
+    keys = add_leads(engine, *leads)
+    messages = [nurture_message(key, f"l{i}@x.example", f"enrolment:{i}:0") for i, key in enumerate(keys)]
+    settled: list[int] = []
+    results = deliver(engine, messages, Settings(outbox_dir=tmp_path / "outbox"), now=NOW, settled=settled.append)
+    assert settled == [2, 4, 5]
+    assert [r.status for r in results] == ["sent"] * 5
+
+
 def test_smtp_round_trip_delivers_a_working_multipart_message(
     engine: Engine, tmp_path: Path, smtp_server: tuple[Recorder, int]
 ) -> None:
