@@ -33,6 +33,7 @@ from nurture.audiences import (
 )
 from stages.portfolio import Portfolio, load_portfolio
 from store.audiences import last_export, read_audience_leads, read_uploaded, record_export, remember_phones
+from store.db import refresh_statistics
 from store.scores import finish_run, start_run
 from store.tables import to_micros
 
@@ -162,6 +163,7 @@ def export_audiences(
     as_of = as_of or datetime.now(UTC)
     chosen = selected(load_audiences(portfolio), platform, audience)
     engine = engine_for(database_url)
+    refresh_statistics(engine)
     run_id = start_run(engine, "audiences", as_of)
     try:
         results = []
@@ -200,6 +202,7 @@ def refresh_audiences(
     as_of = as_of or datetime.now(UTC)
     audiences = load_audiences(load_portfolio(Path(portfolio_path)))
     engine = engine_for(database_url)
+    refresh_statistics(engine)
     run_id = start_run(engine, "audiences", as_of)
     futures = [
         export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url)

@@ -11,6 +11,7 @@ from nurture.audiences import PHONE_PLATFORMS, load_audiences, resolve_phones
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
 from store.audiences import read_unparsed_phones, remember_phones
+from store.db import refresh_statistics
 from store.ingest import IngestReport, Progress, ingest_events, ingest_leads, ingest_stage_updates
 from store.scores import open_journeys
 
@@ -53,6 +54,7 @@ def ingest_file(
     lines = set(portfolio.product_lines)
     if kind == "leads":
         report = ingest_leads(engine, path, product_lines=lines, progress=progress)
+        refresh_statistics(engine)  # the phone look-up joins the leads just stored
         parse_phones(portfolio, engine)
     elif kind == "stage_updates":
         stages = {name: [stage.name for stage in line.stages] for name, line in portfolio.product_lines.items()}
@@ -65,6 +67,7 @@ def ingest_file(
             engine, path, event_types=portfolio.event_types, product_lines=lines, progress=progress, **options
         )
     opened = open_journeys(engine, new_journeys(portfolio, report.interests))
+    refresh_statistics(engine)  # a large file must not leave the next step planning for the old table sizes
     return IngestOutcome(report, opened)
 
 

@@ -33,6 +33,7 @@ from nurture.spec import NurtureSpec, load_nurture
 from nurture.tracks import Tracks, after_send, compile_tracks, decide_enrolments, decide_exits, plan_steps
 from stages.portfolio import Portfolio, load_portfolio
 from store import nurture as store
+from store.db import refresh_statistics
 from store.nurture import ENROLMENT_SCHEMA
 from store.scores import finish_run, start_run
 from store.settings import Settings, get_settings
@@ -355,6 +356,7 @@ def run_nurture(
     as_of = as_of or datetime.now(UTC)
     ctx = load_context(portfolio_path)
     engine = engine_for(database_url)
+    refresh_statistics(engine)
     run_id = None if dry_run else start_run(engine, "nurture", as_of)
     try:
         summary = nurture_once(engine, ctx, as_of, dry_run=dry_run, run_id=run_id)

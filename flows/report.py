@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from flows.engine import engine_for
 from stages.portfolio import Portfolio, ProductLine, load_portfolio
 from store import reports
+from store.db import refresh_statistics
 from store.reports import LineShape
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "report"
@@ -407,7 +408,9 @@ def write_report(
     portfolio_path: str | Path, out: str | Path, database_url: str | None = None, product_line: str | None = None
 ) -> list[Section]:
     """Write the HTML report of the store to ``out``; returns its sections (their key tables)."""
-    data, sections = build_sections(load_portfolio(Path(portfolio_path)), engine_for(database_url), product_line)
+    engine = engine_for(database_url)
+    refresh_statistics(engine)
+    data, sections = build_sections(load_portfolio(Path(portfolio_path)), engine, product_line)
     Path(out).write_text(render_html(data, sections), encoding="utf-8")
     return sections
 

@@ -22,6 +22,7 @@ from models.engine import top_rules
 from stages.pipeline import run_line
 from stages.portfolio import Portfolio, load_portfolio
 from store import reader
+from store.db import refresh_statistics
 from store.reader import lead_key_partitions
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
 from store.sqlite_process import SqliteReadError
@@ -171,6 +172,7 @@ def score_portfolio(
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
     engine = engine_for(database_url)
+    refresh_statistics(engine)
     run_id = start_run(engine, "score", as_of) if write else None
     partitions = lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
     read_token = uuid.uuid4().hex
@@ -192,6 +194,7 @@ def score_portfolio(
         raise failures[0]
     summary = summarize(outcomes, run_id, as_of)
     if run_id is not None:
+        refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
         summary["actions"] = carry_out_actions(portfolio, database_url)
         summary["firing_outcomes"] = firing_summary(engine, run_id)
         finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})

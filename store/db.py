@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
 import store.audiences
@@ -48,3 +48,26 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def refresh_statistics(engine: Engine) -> list[str]:
+    """On PostgreSQL, ``ANALYZE`` now the tables of the current schema that autovacuum would analyze soon.
+
+    A pipeline step can grow a table many-fold (the first nurture run fills its tables, a back-fill
+    multiplies the events) and the next step queries it at once, long before autovacuum notices: with
+    statistics that still say "5 rows", PostgreSQL plans nested loops over seq scans and a seconds-long
+    query takes hours. The threshold is autovacuum's own (50 rows + 10 % of the table changed since the
+    last analyze), so a quiet day analyzes nothing. SQLite plans without statistics: nothing to do.
+    Returns the tables analyzed.
+    """
+    if engine.dialect.name != "postgresql":
+        return []
+    stale = text(
+        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        " AND n_mod_since_analyze > 50 + 0.1 * GREATEST(n_live_tup, 0) ORDER BY relname"
+    )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        names = list(conn.execute(stale).scalars())
+        for name in names:
+            conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(name)}"))
+    return names
