@@ -195,6 +195,8 @@ def main() -> None:
     os.environ["LEADSCORE_TASK_RUNNER"] = args.task_runner
     os.environ["LEADSCORE_WORKERS"] = str(args.workers)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's temporary server gets 20 s to start by default: not always enough on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     scratch = Path(tempfile.mkdtemp(prefix="leadscore-daily-"))
     os.environ["LEADSCORE_OUTBOX_DIR"] = str(scratch / "outbox")
 
