@@ -178,6 +178,7 @@ def nurture_once(
                 ],
             )
             store.settle_requests(conn, list(request_outcomes.iter_rows(named=True)), run_id=summary.run_id)
+        refresh_statistics(engine)  # a first run has just filled the enrolments the next reads join
         enrolments = store.read_enrolments(engine)
 
     engagement = store.read_engagement(engine, as_of)
