@@ -40,10 +40,10 @@ def nurture(
     console.print(
         f"nurture as of {summary['as_of']}{' (dry run: nothing written or sent)' if dry_run else ''}: "
         f"{enrolled} enrolled, {exits} exited, {summary['completed']} completed, "
-        f"{len(summary['emails'])} emails {verb}, deferred {summary['deferred'] or 0}"
+        f"{summary['emails_total']} emails {verb}, deferred {summary['deferred'] or 0}"
     )
     if summary["emails"]:
-        table = Table("lead", "to", "subject", "status", title=f"emails ({len(summary['emails'])})")
+        table = Table("lead", "to", "subject", "status", title=f"emails ({summary['emails_total']})")
         for email in summary["emails"][:20]:
             table.add_row(str(email["lead_key"]), _t(email["to"]), _t(email["subject"]), _t(email["status"]))
         console.print(table)

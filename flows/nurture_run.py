@@ -15,6 +15,7 @@ or intent with unknown outcome), nothing is sent twice, and the re-run records t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,8 @@ from store.scores import finish_run, start_run
 from store.settings import Settings, get_settings
 
 SETTLED = ("sent", "unknown", "duplicate", "bounced")  # the step counts as done; "failed" stays due
+COMPOSE_BATCH = 2_000  # emails rendered at a time (recipients read, bodies held until delivered)
+EMAILS_LISTED = 1_000  # emails listed one by one in a run's summary; every one is in the outbox table
 
 
 @dataclass
@@ -53,7 +56,8 @@ class NurtureSummary:
     completed: int = 0
     audience_steps: int = 0
     requests: dict[str, int] = field(default_factory=dict)
-    emails: list[dict[str, Any]] = field(default_factory=list)
+    emails: list[dict[str, Any]] = field(default_factory=list)  # the first EMAILS_LISTED
+    emails_total: int = 0
     errors: list[str] = field(default_factory=list)
     unsubscribed_by_events: int = 0
 
@@ -71,6 +75,7 @@ class NurtureSummary:
             "requests": self.requests,
             "unsubscribed_by_events": self.unsubscribed_by_events,
             "emails": self.emails,
+            "emails_total": self.emails_total,
             "errors": self.errors,
         }
 
@@ -187,32 +192,29 @@ def nurture_once(
     plan = plan_steps(tracks, enrolments, engagement, sends, as_of)
     summary.deferred = _counts(plan.deferred, "why")
 
-    outgoing, render_errors = _render(engine, ctx, plan.emails, journeys, as_of, summary.run_id, settings)
-    summary.errors += render_errors
+    messages = _Listed(
+        _compose(engine, ctx, plan.emails, journeys, as_of, summary.run_id, settings, summary.errors), EMAILS_LISTED
+    )
     if dry_run:
-        summary.emails = [
-            {"lead_key": o.lead_key, "to": o.to, "ref": o.ref, "subject": o.subject, "status": "would send"}
-            for o in outgoing
-        ]
+        for _ in messages:
+            pass
+        summary.emails_total = messages.count
+        summary.emails = [{**listed, "status": "would send"} for listed in messages.listed]
         summary.audience_steps = plan.log.filter(pl.col("action").is_in(["audience", "leave_audience"])).height
         summary.completed = plan.updates.filter(pl.col("status") == "completed").height
         return summary
 
-    def settled(done: int) -> None:
-        progress.report("sending emails", done, len(outgoing))
+    def settled_so_far(done: int) -> None:
+        progress.report("sending emails", done, plan.emails.height)
 
-    results = deliver(engine, outgoing, settings, now=as_of, settled=settled)
+    results = deliver(engine, iter(messages), settings, now=as_of, settled=settled_so_far)
     summary.deliveries = dict(sorted(_tally(r.status for r in results).items()))
+    summary.emails_total = len(results)
     summary.emails = [
-        {"lead_key": r.lead_key, "to": o.to, "ref": r.ref, "subject": o.subject, "status": r.status}
-        for r, o in zip(results, outgoing, strict=True)
+        {**listed, "status": result.status} for listed, result in zip(messages.listed, results, strict=False)
     ]
     settled = pl.DataFrame(
-        [
-            {"message_id": o.message_id, "ref": o.ref}
-            for r, o in zip(results, outgoing, strict=True)
-            if r.status in SETTLED
-        ],
+        [{"message_id": r.message_id, "ref": r.ref} for r in results if r.status in SETTLED],
         schema={"message_id": pl.Utf8, "ref": pl.Utf8},
     )
     sent = (
@@ -260,7 +262,7 @@ def _with_unsubscribe_events(engine: Engine, leads: pl.DataFrame, as_of: datetim
     )
 
 
-def _render(
+def _compose(
     engine: Engine,
     ctx: Context,
     emails: pl.DataFrame,
@@ -268,39 +270,44 @@ def _render(
     as_of: datetime,
     run_id: str,
     settings: Settings,
-) -> tuple[list[Outgoing], list[str]]:
-    """One message per planned email, personalised with the lead, its journey and its top score reasons."""
+    errors: list[str],
+) -> Iterator[Outgoing]:
+    """One message per planned email, personalised with the lead, its journey and its top score reasons.
+
+    Messages are made batch by batch as delivery takes them: a first run that emails a million leads
+    never holds more than a batch of bodies, recipients and breakdowns. A message that cannot be
+    rendered is left out and its problem appended to ``errors`` (the enrolment stays due).
+    """
     if emails.is_empty() or ctx.sender is None:
-        return [], []
-    leads, breakdowns = store.read_recipients(engine, emails["lead_key"].to_list(), emails["journey_id"].to_list())
-    state = {row["journey_id"]: row for row in journeys.iter_rows(named=True)}
+        return
     secret = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
-    outgoing: list[Outgoing] = []
-    errors: list[str] = []
-    for row in emails.iter_rows(named=True):
-        lead = leads[row["lead_key"]]
-        track = ctx.spec.tracks[row["track"]]
-        line = ctx.portfolio.product_lines[track.entry.product_line]
-        journey = state.get(row["journey_id"]) or {}
-        reasons = sorted(
-            (entry for entry in breakdowns.get(row["journey_id"], []) if entry.get("points", 0) > 0),
-            key=lambda entry: -entry["points"],
-        )[:3]
-        context = {
-            "lead": lead_context(lead),
-            "product_line": {"name": line.name, "title": line.spec.title or line.name},
-            "journey": {
-                "stage": journey.get("stage"),
-                "score": journey.get("score"),
-                "band": journey.get("band"),
-                "qualification": journey.get("qualification"),
-            },
-            "reasons": reasons,
-            "track": {"name": row["track"], "step": row["step"]},
-        }
-        try:
-            outgoing.append(
-                compose(
+    for batch in emails.iter_slices(COMPOSE_BATCH):
+        leads, breakdowns = store.read_recipients(engine, batch["lead_key"].to_list(), batch["journey_id"].to_list())
+        wanted = journeys.filter(pl.col("journey_id").is_in(batch["journey_id"].drop_nulls().implode()))
+        state = {row["journey_id"]: row for row in wanted.iter_rows(named=True)}
+        for row in batch.iter_rows(named=True):
+            lead = leads[row["lead_key"]]
+            track = ctx.spec.tracks[row["track"]]
+            line = ctx.portfolio.product_lines[track.entry.product_line]
+            journey = state.get(row["journey_id"]) or {}
+            reasons = sorted(
+                (entry for entry in breakdowns.get(row["journey_id"], []) if entry.get("points", 0) > 0),
+                key=lambda entry: -entry["points"],
+            )[:3]
+            context = {
+                "lead": lead_context(lead),
+                "product_line": {"name": line.name, "title": line.spec.title or line.name},
+                "journey": {
+                    "stage": journey.get("stage"),
+                    "score": journey.get("score"),
+                    "band": journey.get("band"),
+                    "qualification": journey.get("qualification"),
+                },
+                "reasons": reasons,
+                "track": {"name": row["track"], "step": row["step"]},
+            }
+            try:
+                yield compose(
                     ctx.mailer,
                     row["template"],
                     context,
@@ -313,10 +320,27 @@ def _render(
                     date=as_of,
                     unsubscribe_secret=secret,
                 )
-            )
-        except MailError as exc:  # the enrolment stays due; the problem is reported, the run goes on
-            errors.append(f"lead {lead['lead_id']}, track {row['track']} step {row['step']}: {exc}")
-    return outgoing, errors
+            except MailError as exc:
+                errors.append(f"lead {lead['lead_id']}, track {row['track']} step {row['step']}: {exc}")
+
+
+class _Listed:
+    """Passes messages through, keeping what the summary lists of the first ``limit`` (no bodies)."""
+
+    def __init__(self, messages: Iterator[Outgoing], limit: int) -> None:
+        self.messages = messages
+        self.limit = limit
+        self.count = 0
+        self.listed: list[dict[str, Any]] = []
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        for message in self.messages:
+            if self.count < self.limit:
+                self.listed.append(
+                    {"lead_key": message.lead_key, "to": message.to, "ref": message.ref, "subject": message.subject}
+                )
+            self.count += 1
+            yield message
 
 
 def _audiences(
@@ -371,7 +395,7 @@ def run_nurture(
     logger.info(
         "nurture: %d enrolled, %d emails, %d exits",
         sum(summary.enrolled.values()),
-        len(summary.emails),
+        summary.emails_total,
         sum(summary.exits.values()),
     )
     create_markdown_artifact(key="nurture-run", markdown=_markdown(summary), description="Nurture run summary")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import smtplib
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
@@ -157,13 +158,15 @@ class _Smtp:
 
 def deliver(
     engine: Engine,
-    messages: Sequence[Outgoing],
+    messages: Iterable[Outgoing],
     settings: Settings | None = None,
     *,
     now: datetime | None = None,
     settled: Callable[[int], None] | None = None,
 ) -> list[DeliveryResult]:
     """Deliver ``messages`` at most once each; returns one result per message, in order.
+
+    ``messages`` is consumed a chunk at a time, so a generator of messages is never all in memory.
 
     ``settled`` is told how many messages are settled so far after each chunk (a progress bar's count)."""
     settings = settings or get_settings()
@@ -182,9 +185,10 @@ def deliver(
     return results
 
 
-def _chunks(messages: Sequence[Outgoing], size: int) -> Iterator[Sequence[Outgoing]]:
-    for start in range(0, len(messages), size):
-        yield messages[start : start + size]
+def _chunks(messages: Iterable[Outgoing], size: int) -> Iterator[list[Outgoing]]:
+    iterator = iter(messages)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def _deliver_chunk(

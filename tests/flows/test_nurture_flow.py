@@ -54,6 +54,42 @@ def test_run_nurture_flow_sends_records_and_is_idempotent(database_url: str, tmp
     assert len(outbox.messages(engine)) == 1
 
 
+def test_a_large_send_is_composed_batch_by_batch_as_delivery_takes_it(
+    database_url: str, tmp_path: Path, outbox_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import nurture_run
+    from nurture import delivery
+
+    path = write_portfolio(tmp_path)
+    engine = engine_for(database_url)
+    keys = [add_lead(engine, f"F{i}", score=10)[0] for i in range(7)]
+    monkeypatch.setattr(nurture_run, "COMPOSE_BATCH", 3)
+    monkeypatch.setattr(nurture_run, "EMAILS_LISTED", 2)
+    monkeypatch.setattr(delivery, "CHUNK", 2)
+    order: list[tuple[str, int]] = []
+    read_recipients, record_intents = store.read_recipients, outbox.record_intents
+
+    def reading(engine: Any, lead_keys: list[int], journey_ids: list[int]) -> Any:
+        order.append(("compose", len(lead_keys)))
+        return read_recipients(engine, lead_keys, journey_ids)
+
+    def recording(conn: Any, rows: list[dict[str, Any]]) -> None:
+        order.append(("deliver", len(rows)))
+        record_intents(conn, rows)
+
+    monkeypatch.setattr(nurture_run.store, "read_recipients", reading)
+    monkeypatch.setattr(delivery.outbox, "record_intents", recording)
+    summary = run_nurture(str(path), database_url=database_url, as_of=MON)
+
+    # Never more than a compose batch ahead of delivery: bodies are not all held at once.
+    assert order == [
+        ("compose", 3), ("deliver", 2), ("compose", 3), ("deliver", 2), ("deliver", 2), ("compose", 1), ("deliver", 1),
+    ]  # fmt: skip
+    assert (summary["deliveries"], summary["emails_total"]) == ({"sent": 7}, 7)
+    assert [(e["lead_key"], e["status"]) for e in summary["emails"]] == [(keys[0], "sent"), (keys[1], "sent")]
+    assert len(outbox.messages(engine)) == 7
+
+
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outbox_dir: Path) -> Iterator[Path]:
     monkeypatch.setenv("LEADSCORE_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
