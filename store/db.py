@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlmodel import Session, create_engine
 
 import store.audiences
@@ -50,6 +50,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+# Autovacuum's analyze threshold (its defaults): rows changed since the last ANALYZE > 50 + 10 % of the table.
+ANALYZE_BASE_ROWS = 50
+ANALYZE_SCALE = 0.1
+
+
 def refresh_statistics(engine: Engine) -> list[str]:
     """On PostgreSQL, ``ANALYZE`` now the tables of the current schema that autovacuum would analyze soon.
 
@@ -64,10 +69,45 @@ def refresh_statistics(engine: Engine) -> list[str]:
         return []
     stale = text(
         "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema()"
-        " AND n_mod_since_analyze > 50 + 0.1 * GREATEST(n_live_tup, 0) ORDER BY relname"
+        f" AND n_mod_since_analyze > {ANALYZE_BASE_ROWS} + {ANALYZE_SCALE} * GREATEST(n_live_tup, 0) ORDER BY relname"
     )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         names = list(conn.execute(stale).scalars())
         for name in names:
             conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(name)}"))
     return names
+
+
+class GrowingTable:
+    """Keeps PostgreSQL's statistics of a table a bulk load is growing, as autovacuum would.
+
+    A file of millions of rows is stored chunk by chunk, and each chunk looks up what is already
+    stored. With the statistics of the table before the load (or none: autovacuum off or behind), the
+    planner keeps estimating a small table and answers those look-ups with sequential scans: a
+    20M-event load slowed to 50,000 events every three minutes at 16M. This counts the rows the load
+    reports (the server's activity counters are flushed lazily) and analyzes each time the table has
+    grown by autovacuum's threshold; on SQLite, which plans without statistics, it does nothing.
+    """
+
+    def __init__(self, engine: Engine, table: str) -> None:
+        self.engine, self.table = engine, table
+        self.analyzed = 0  # times this load analyzed the table
+        self._rows: float | None = None  # the table's rows as of its last ANALYZE
+        self._added_then = 0  # rows the load had added at that ANALYZE
+
+    def added(self, rows: int) -> None:
+        """``rows``: rows the load has added so far; analyzes when that grew past the threshold."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if self._rows is None:
+                self._rows = self._reltuples(conn)
+            if rows - self._added_then <= ANALYZE_BASE_ROWS + ANALYZE_SCALE * self._rows:
+                return
+            conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(self.table)}"))
+            self._rows, self._added_then = self._reltuples(conn), rows
+            self.analyzed += 1
+
+    def _reltuples(self, conn: Connection) -> float:
+        query = text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)")
+        return max(float(conn.execute(query, {"name": self.table}).scalar_one()), 0.0)  # -1: never analyzed

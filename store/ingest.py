@@ -43,6 +43,7 @@ from sqlalchemy.dialects import postgresql
 
 from store.bulk import insert_ignore, upsert
 from store.csvfile import open_csv
+from store.db import GrowingTable
 from store.tables import (
     PROMOTED_NUMBER_PROPERTIES,
     PROMOTED_TEXT_PROPERTIES,
@@ -602,6 +603,7 @@ def ingest_leads(
     csv_values = path.suffix.lower() == ".csv"
     splitter = _Splitter(LEAD_FIELDS)
     interests: dict[tuple[int, str], datetime] = {}
+    growth = GrowingTable(engine, _LEAD_TABLE.name)
 
     for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
@@ -682,6 +684,7 @@ def ingest_leads(
                         when = created_at or now
                         interests[(key, line)] = when if seen is None else min(seen, when)
             rejects.flush(conn, now)
+        growth.added(report.inserted)
 
     report.interests = [(key, line, when) for (key, line), when in interests.items()]
     report.rejects.sort(key=attrgetter("line"))  # file order (read, validation and look-up rejects mix)
@@ -859,6 +862,7 @@ def ingest_events(
     plan: list[tuple[int, str | None, str]] = []
     lead_keys: dict[str, int] = {}
     interests: dict[tuple[int, str], datetime] = {}
+    growth = GrowingTable(engine, _EVENT_TABLE.name)
 
     for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
@@ -929,6 +933,7 @@ def ingest_events(
             if late:
                 report.updated += _flag_machine(conn, late)
             rejects.flush(conn, now)
+        growth.added(report.inserted)  # the next chunk's look-ups are planned for the grown table
 
     report.interests = [(key, line, when) for (key, line), when in interests.items()]
     report.rejects.sort(key=attrgetter("line"))  # file order (read, validation and look-up rejects mix)
@@ -1010,6 +1015,7 @@ def ingest_stage_updates(
     report = IngestReport(kind="stage_updates", source=source)
     rejects = _Rejects("stage_updates", source, report)
     interests: dict[tuple[int, str], datetime] = {}
+    growth = GrowingTable(engine, StageUpdate.__table__.name)
     for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
         report.read += len(chunk)
@@ -1057,6 +1063,7 @@ def ingest_stage_updates(
             report.accepted += len(rows)
             report.inserted += insert_ignore(conn, StageUpdate.__table__, rows)  # type: ignore[arg-type]
             rejects.flush(conn, now)
+        growth.added(report.inserted)
     report.interests = [(key, line, when) for (key, line), when in interests.items()]
     report.rejects.sort(key=attrgetter("line"))
     return report

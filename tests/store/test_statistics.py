@@ -1,9 +1,12 @@
-"""``refresh_statistics``: PostgreSQL's planner statistics brought up to date right after a large write."""
+"""PostgreSQL's planner statistics brought up to date after a large write, and during a bulk load."""
+
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
 from store.db import refresh_statistics
+from store.ingest import ingest_leads
 
 
 def _insert(engine: Engine, first: int, last: int) -> None:
@@ -34,3 +37,22 @@ def test_analyzes_the_tables_a_step_grew_and_nothing_on_a_quiet_day(engine: Engi
     assert refresh_statistics(engine) == []
     _insert(engine, 1101, 1200)  # 200 changed since the last analyze: over 50 + 10 % of 1,200
     assert refresh_statistics(engine) == ["scratch"]
+
+
+def test_a_bulk_load_analyzes_the_table_it_grows_as_it_goes(engine: Engine, tmp_path: Path) -> None:
+    """A file stored chunk by chunk: each chunk's look-ups are planned with the grown table's statistics."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("statistics are a PostgreSQL matter")
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE leads SET (autovacuum_enabled = false)"))  # only the load analyzes
+    path = tmp_path / "leads.csv"
+    path.write_text("lead_id\n" + "".join(f"L{i:04d}\n" for i in range(1000)))
+
+    report = ingest_leads(engine, path, chunk_size=100)
+
+    assert report.inserted == 1000
+    # 100 rows a chunk against 50 + 10 % of the table at its last ANALYZE: analyzed at 100, 200, 300,
+    # 400, 500, 700 and 900 rows (600, 800 and 1,000 are within the threshold of the one before).
+    rows = text("SELECT reltuples FROM pg_class WHERE oid = CAST('leads' AS regclass)")
+    with engine.connect() as conn:
+        assert conn.execute(rows).scalar_one() == 900
