@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import progress
+from flows.allocator import release_free_memory
 from flows.audiences import refresh_audiences
 from flows.ingestion import ingest_file
 from flows.nurture_run import run_nurture
@@ -112,6 +113,7 @@ def daily_pipeline(
         progress.report("daily pipeline", 0, steps_total, "ingest")
         summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
         timings["ingest"] = round(time.perf_counter() - started, 3)
+        release_free_memory()
     steps = (
         ("score", lambda: score_portfolio(portfolio_path, as_of=as_of, database_url=database_url)),
         ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of)),
@@ -127,6 +129,7 @@ def daily_pipeline(
             logger.error("step %s failed: %r", name, exc)
             summary["failed"].append({"step": name, "error": repr(exc)})
         timings[name] = round(time.perf_counter() - started, 3)
+        release_free_memory()  # the next step's peak does not stack on what this one freed
     progress.report("daily pipeline", steps_total, steps_total)
     if summary["failed"]:
         raise RuntimeError(f"daily pipeline: {len(summary['failed'])} step(s) failed: {summary['failed']}")
