@@ -10,11 +10,13 @@ PostgreSQL benchmark the pipeline process peaked at 3.3 GB, and at 2.2 GB with t
 import ctypes
 import ctypes.util
 import os
+from functools import cache
 
 M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 ARENAS = 2
 
 
+@cache
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name is None:

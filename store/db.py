@@ -74,8 +74,12 @@ def refresh_statistics(engine: Engine) -> list[str]:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         names = list(conn.execute(stale).scalars())
         for name in names:
-            conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(name)}"))
+            _analyze(conn, name)
     return names
+
+
+def _analyze(conn: Connection, table: str) -> None:
+    conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(table)}"))
 
 
 class GrowingTable:
@@ -91,23 +95,21 @@ class GrowingTable:
 
     def __init__(self, engine: Engine, table: str) -> None:
         self.engine, self.table = engine, table
-        self.analyzed = 0  # times this load analyzed the table
-        self._rows: float | None = None  # the table's rows as of its last ANALYZE
+        self._rows: float | None = None  # the table's rows as of its last ANALYZE (read at the first chunk)
         self._added_then = 0  # rows the load had added at that ANALYZE
 
     def added(self, rows: int) -> None:
         """``rows``: rows the load has added so far; analyzes when that grew past the threshold."""
         if self.engine.dialect.name != "postgresql":
             return
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            if self._rows is None:
-                self._rows = self._reltuples(conn)
-            if rows - self._added_then <= ANALYZE_BASE_ROWS + ANALYZE_SCALE * self._rows:
-                return
-            conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(self.table)}"))
-            self._rows, self._added_then = self._reltuples(conn), rows
-            self.analyzed += 1
+        if self._rows is None:
+            self._rows = self._reltuples()
+        if rows - self._added_then > ANALYZE_BASE_ROWS + ANALYZE_SCALE * self._rows:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                _analyze(conn, self.table)
+            self._rows, self._added_then = self._reltuples(), rows
 
-    def _reltuples(self, conn: Connection) -> float:
+    def _reltuples(self) -> float:
         query = text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)")
-        return max(float(conn.execute(query, {"name": self.table}).scalar_one()), 0.0)  # -1: never analyzed
+        with self.engine.connect() as conn:
+            return max(float(conn.execute(query, {"name": self.table}).scalar_one()), 0.0)  # -1: never analyzed
