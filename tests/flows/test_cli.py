@@ -1,6 +1,7 @@
 """The ``leadscore`` CLI end to end: a tiny portfolio, a SQLite store in tmp_path, real Prefect flow runs."""
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,16 @@ from store.settings import get_settings
 from store.tables import Run, ScoreSnapshot
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def test_help_lists_the_commands_in_their_usual_order() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    listed = [name for name in re.findall(r"^│ (\S+) ", result.stdout, re.MULTILINE) if not name.startswith("-")]
+    assert listed == [
+        "init", "ingest", "score", "explain", "adjust", "score-file", "demo", "daily", "learn", "backtest",
+        "nurture", "suppress", "serve", "report", "stages", "audiences",
+    ]  # fmt: skip
 
 
 def ago(days: int) -> str:

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli import JsonOpt, _load, _t, app, console, errors, fail
+from flows.cli import base
+from flows.cli.base import JsonOpt, app, console, literal
 from models.files import SpecError
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "backtest"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "backtest"
 
 HistoryOpt = Annotated[Path, typer.Option("--history", help="CSV of historical leads with their outcome")]
 TargetOpt = Annotated[str, typer.Option("--target", help="Outcome column: 1/0, true/false or yes/no")]
@@ -46,7 +47,7 @@ def _params(seed: int, folds: int, missing: list[str] | None, **extra: Any) -> A
 @contextmanager
 def _progress(quiet: bool) -> Iterator[Any]:
     """A spinner naming the current step (on stderr with ``--json``, so stdout stays parseable)."""
-    shown = errors if quiet else console
+    shown = base.progress_console(quiet)
     with shown.status("starting") as status:
         yield lambda step: status.update(f"[bold]{step}")
 
@@ -57,7 +58,7 @@ def _metrics_table(metrics: dict[str, dict[str, Any]]) -> Table:
         table.add_column(column, justify="left" if column == "model" else "right")
     for label, m in metrics.items():
         brier = m.get("calibration", {}).get("brier")
-        name = _t(label) + (" [yellow](in-sample)[/yellow]" if m.get("in_sample") else "")
+        name = literal(label) + (" [yellow](in-sample)[/yellow]" if m.get("in_sample") else "")
         table.add_row(
             name,
             f"{m['auc']:.3f}",
@@ -76,11 +77,11 @@ def _bands_table(metrics: dict[str, dict[str, Any]]) -> Table:
     table.add_column("bands, lowest first")
     for label, m in metrics.items():
         cells = [
-            f"{_t(b['band'])}: {b['leads']} → {b['converted']}"
+            f"{literal(b['band'])}: {b['leads']} → {b['converted']}"
             + (f" ({b['rate']:.0%})" if b["rate"] is not None else "")
             for b in m["bands"]
         ]
-        table.add_row(_t(label), "; ".join(cells))
+        table.add_row(literal(label), "; ".join(cells))
     return table
 
 
@@ -107,8 +108,8 @@ def learn(
     from models.learning.learn import learn as run
 
     if kind not in ("points", "probability"):
-        raise fail(f"--kind must be points or probability, not {kind!r}")
-    scale = _load(portfolio).scale if portfolio is not None else None
+        raise base.fail(f"--kind must be points or probability, not {kind!r}")
+    scale = base.load_portfolio_or_fail(portfolio).scale if portfolio is not None else None
     params = _params(seed, folds, missing, kind=kind, force=force)
     try:
         with _progress(json_out) as progress:
@@ -116,7 +117,7 @@ def learn(
                           cutoff_column=cutoff_column, id_column=id_column, drop=tuple(drop or ()), scale=scale,
                           progress=progress)  # fmt: skip
     except (LearnError, SpecError) as exc:
-        raise fail("cannot learn a model", exc) from exc
+        raise base.fail("cannot learn a model", exc) from exc
     model = learned.model
     summary = {
         "out": str(out),
@@ -131,14 +132,14 @@ def learn(
         print(json.dumps(summary))
         return
     for leak in learned.leaks:
-        console.print(f"[yellow]leak:[/yellow] {_t(leak.reason)}; " + ("kept (--force)" if force else "dropped"))
+        console.print(f"[yellow]leak:[/yellow] {literal(leak.reason)}; " + ("kept (--force)" if force else "dropped"))
     console.print(_metrics_table(learned.metrics))
     console.print(_bands_table(learned.metrics))
-    ours, base = learned.metrics[f"learned {kind}"]["auc"], learned.metrics[BASELINE]["auc"]
-    what = f"{summary['rules']} rules" if kind == "points" else f"estimator {_t(learned.artifact)}"
+    ours, baseline = learned.metrics[f"learned {kind}"]["auc"], learned.metrics[BASELINE]["auc"]
+    what = f"{summary['rules']} rules" if kind == "points" else f"estimator {literal(learned.artifact)}"
     console.print(
-        f"{kind} model [bold]{_t(out)}[/bold] version {learned.version}: {what}; "
-        f"CV AUC {ours:.3f} against the baseline's {base:.3f}"
+        f"{kind} model [bold]{literal(out)}[/bold] version {learned.version}: {what}; "
+        f"CV AUC {ours:.3f} against the baseline's {baseline:.3f}"
     )
 
 
@@ -176,15 +177,15 @@ def backtest(
     loaded, taken = {}, set()
     scale = None
     if portfolio is not None:
-        book = _load(portfolio)
+        book = base.load_portfolio_or_fail(portfolio)
         scale = book.scale
         if (product_line is None) != (stage is None):
-            raise fail("--product-line and --stage go together")
+            raise base.fail("--product-line and --stage go together")
         if product_line is not None and stage is not None:
             try:
                 active = book.line(product_line).stage(stage)
             except KeyError as exc:
-                raise fail(str(exc.args[0])) from exc
+                raise base.fail(str(exc.args[0])) from exc
             label = f"active: {product_line}/{stage}"
             taken.add(label)
             loaded[label] = active.model
@@ -192,7 +193,7 @@ def backtest(
         try:
             loaded[label_of(path, taken)] = load_model(path)
         except SpecError as exc:
-            raise fail("invalid model", exc) from exc
+            raise base.fail("invalid model", exc) from exc
     params = _params(seed, folds, missing)
     try:
         with _progress(json_out) as progress:
@@ -202,7 +203,7 @@ def backtest(
 
             metrics = run(loaded, ds, scale or Scale(), params, progress=progress)
     except (LearnError, ValueError) as exc:
-        raise fail("cannot backtest", exc) from exc
+        raise base.fail("cannot backtest", exc) from exc
     if html is not None:
         html.write_text(render_report(metrics, history=str(history), target=target), encoding="utf-8")
     if json_out:
@@ -212,8 +213,8 @@ def backtest(
     console.print(_bands_table(metrics))
     best = max(metrics, key=lambda label: metrics[label]["auc"])
     console.print(
-        f"{ds.y.size} leads, {int(ds.y.sum())} converted; best CV AUC: [bold]{_t(best)}[/bold] "
-        f"({metrics[best]['auc']:.3f})" + (f"; report → {_t(html)}" if html else "")
+        f"{ds.y.size} leads, {int(ds.y.sum())} converted; best CV AUC: [bold]{literal(best)}[/bold] "
+        f"({metrics[best]['auc']:.3f})" + (f"; report → {literal(html)}" if html else "")
     )
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import JsonOpt, PortfolioOpt, _json, _load, _t, _time, app, console, errors, fail
+from flows.cli import base
+from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
 from flows.progress import progress_bars
 from models.files import SpecError
 
@@ -42,19 +43,19 @@ def export(
 
     if platform not in PLATFORMS:
         raise typer.BadParameter(f"{platform!r}: choose one of {', '.join(PLATFORMS)}", param_hint="--platform")
-    loaded = _load(portfolio)
-    when = _time(as_of)
+    loaded = base.load_portfolio_or_fail(portfolio)
+    when = base.parse_time(as_of)
     try:
-        with progress_bars(errors if json_out else console):
+        with progress_bars(base.progress_console(json_out)):
             results = export_audiences(loaded, platform, audience=audience, out_dir=out, as_of=when)  # type: ignore[arg-type]
     except SpecError as exc:
-        raise fail("invalid audiences in the portfolio", exc) from exc
+        raise base.fail("invalid audiences in the portfolio", exc) from exc
     except AudienceNotFound as exc:
-        raise fail(str(exc.args[0]), code=1) from exc
+        raise base.fail(str(exc.args[0]), code=1) from exc
     except ValueError as exc:
-        raise fail(str(exc)) from exc
+        raise base.fail(str(exc)) from exc
     if json_out:
-        print(_json([asdict(result) for result in results]))
+        print(base.to_json([asdict(result) for result in results]))
         return
     if not results:
         console.print(f"no audience is exported to {platform}: add it to an audience's platforms in the portfolio")
@@ -64,7 +65,7 @@ def export(
     )
     for r in results:
         table.add_row(
-            _t(r.audience),
+            literal(r.audience),
             str(r.members),
             str(r.excluded_consent),
             str(r.unmatchable),
@@ -75,4 +76,4 @@ def export(
     console.print(table)
     for r in results:
         for kind, path in (("full", r.full_path), ("adds", r.adds_path), ("removes", r.removes_path)):
-            console.print(f"{_t(r.audience)} {kind}: {_t(path)}", soft_wrap=True)
+            console.print(f"{literal(r.audience)} {kind}: {literal(path)}", soft_wrap=True)

@@ -1,4 +1,4 @@
-"""``leadscore nurture`` and ``leadscore suppress``: registered on the main app by ``flows/cli.py``."""
+"""``leadscore nurture`` and ``leadscore suppress``: registered on the main app by ``flows/cli/__init__.py``."""
 
 import csv
 from datetime import UTC, datetime
@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import JsonOpt, PortfolioOpt, _json, _t, _time, app, console, errors, fail, portfolio_path
+from flows.cli import base
+from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
 from flows.progress import progress_bars
 from models.files import SpecError
 
@@ -24,15 +25,15 @@ def nurture(
     from flows.nurture_run import load_context, run_nurture
     from nurture.mail import MailError
 
-    path = portfolio_path(portfolio)
+    path = base.portfolio_path(portfolio)
     try:
         load_context(path)
     except (SpecError, MailError) as exc:
-        raise fail("invalid portfolio", exc) from exc
-    with progress_bars(errors if json_out else console):
-        summary = run_nurture(str(path), as_of=_time(as_of), dry_run=dry_run)
+        raise base.fail("invalid portfolio", exc) from exc
+    with progress_bars(base.progress_console(json_out)):
+        summary = run_nurture(str(path), as_of=base.parse_time(as_of), dry_run=dry_run)
     if json_out:
-        print(_json(summary))
+        print(base.to_json(summary))
         return
     verb = "would send" if dry_run else "sent"
     enrolled = sum(summary["enrolled"].values())
@@ -45,10 +46,12 @@ def nurture(
     if summary["emails"]:
         table = Table("lead", "to", "subject", "status", title=f"emails ({summary['emails_total']})")
         for email in summary["emails"][:20]:
-            table.add_row(str(email["lead_key"]), _t(email["to"]), _t(email["subject"]), _t(email["status"]))
+            table.add_row(
+                str(email["lead_key"]), literal(email["to"]), literal(email["subject"]), literal(email["status"])
+            )
         console.print(table)
     for problem in summary["errors"]:
-        console.print(f"[yellow]problem:[/yellow] {_t(problem)}")
+        console.print(f"[yellow]problem:[/yellow] {literal(problem)}")
 
 
 @app.command()
@@ -60,11 +63,11 @@ def suppress(file: Annotated[Path, typer.Argument(dir_okay=False)], json_out: Js
     from store.scores import finish_run, start_run
 
     if not file.is_file():
-        raise fail(f"file {file} not found")
+        raise base.fail(f"file {file} not found")
     try:
         parsed = read_suppression_file(file)
     except ValueError as exc:
-        raise fail(f"cannot read {file}", exc) from exc
+        raise base.fail(f"cannot read {file}", exc) from exc
     engine = engine_for()
     found = store.lead_keys_by(engine, parsed.column, [value for _, value in parsed.values])
     rejects = list(parsed.rejects)
@@ -98,14 +101,14 @@ def suppress(file: Annotated[Path, typer.Argument(dir_okay=False)], json_out: Js
     else:
         rejects_path.unlink(missing_ok=True)
     if json_out:
-        print(_json(summary))
+        print(base.to_json(summary))
         return
     console.print(
-        f"suppressed {_t(file)}: {summary['matched']} leads matched, {suppressed} newly unsubscribed, "
+        f"suppressed {literal(file)}: {summary['matched']} leads matched, {suppressed} newly unsubscribed, "
         f"{ended} track enrolments ended, {len(rejects)} rejected"
     )
     if rejects:
         table = Table("line", "value", "reason", title=f"rejected rows ({len(rejects)}, also in {rejects_path.name})")
         for reject in rejects[:10]:
-            table.add_row(str(reject.line), _t(reject.value), _t(reject.reason))
+            table.add_row(str(reject.line), literal(reject.value), literal(reject.reason))
         console.print(table)

@@ -6,7 +6,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import JsonOpt, PortfolioOpt, _json, _load, _t, app, console, fail, portfolio_path
+from flows.cli import base
+from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
 
 
 @app.command()
@@ -19,13 +20,13 @@ def serve(
     """Serve a deployment per portfolio on a Prefect server: its cron schedule, one run at a time. Ctrl-C stops."""
     from flows.deploy import portfolio_deployment, serve_portfolios
 
-    paths = [portfolio_path(path) for path in portfolio] if portfolio else [portfolio_path(None)]
+    paths = [base.portfolio_path(path) for path in portfolio] if portfolio else [base.portfolio_path(None)]
     for path in paths:
-        _load(path)  # a bad portfolio is a usage error (exit 2) before anything starts
+        base.load_portfolio_or_fail(path)  # a bad portfolio is a usage error (exit 2) before anything starts
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        raise fail(
+        raise base.fail(
             "leadscore serve needs a Prefect server (the temporary one never fires schedules)",
             "start one with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
@@ -33,7 +34,9 @@ def serve(
     for path in paths:
         deployment = portfolio_deployment(path)
         when = ", ".join(f"{s.cron} ({s.timezone})" for s in (d.schedule for d in deployment.schedules or []))
-        table.add_row(_t(f"{deployment.flow_name}/{deployment.name}"), _t(when or "on demand only"), _t(path))
+        table.add_row(
+            literal(f"{deployment.flow_name}/{deployment.name}"), literal(when or "on demand only"), literal(path)
+        )
     console.print(table)
     serve_portfolios(paths)
 
@@ -48,16 +51,18 @@ def report(
     """Write a self-contained HTML report: distributions, funnel, qualifications, conversion by band, movers."""
     from flows.report import write_report
 
-    path = portfolio_path(portfolio)
-    loaded = _load(path)
+    path = base.portfolio_path(portfolio)
+    loaded = base.load_portfolio_or_fail(path)
     if product_line is not None and product_line not in loaded.product_lines:
         known = ", ".join(sorted(loaded.product_lines))
         raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
     sections = write_report(path, out, product_line=product_line)
     if json_out:
-        print(_json({"out": str(out), "sections": {s.key: s.rows for s in sections}}))
+        print(base.to_json({"out": str(out), "sections": {s.key: s.rows for s in sections}}))
         return
-    table = Table("section", "rows", "charts", "note", title=f"report written to {_t(out)}")
+    table = Table("section", "rows", "charts", "note", title=f"report written to {literal(out)}")
     for section in sections:
-        table.add_row(_t(section.title), str(len(section.rows)), str(len(section.charts)), _t(section.note or ""))
+        table.add_row(
+            literal(section.title), str(len(section.rows)), str(len(section.charts)), literal(section.note or "")
+        )
     console.print(table)

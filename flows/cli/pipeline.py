@@ -1,0 +1,97 @@
+"""``leadscore init``, ``demo`` and ``daily``: a starter portfolio, the demo end to end, the daily pipeline now."""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flows.cli import base
+from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
+from flows.cli.score import print_summary
+from flows.progress import progress_bars
+
+
+@app.command()
+def init(directory: Path) -> None:
+    """Write a starter portfolio (the demo, commented) into DIRECTORY."""
+    if (directory / "portfolio.yaml").exists():
+        raise base.fail(f"{directory / 'portfolio.yaml'} exists; not overwriting", code=1)
+    if directory.exists() and not directory.is_dir():
+        raise base.fail(f"{directory} is a file, not a directory", code=1)
+    shutil.copytree(base.DEMO_DIR, directory, dirs_exist_ok=True)
+    console.print(f"Starter portfolio written to [bold]{literal(directory)}[/bold]: edit portfolio.yaml and models/.")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the SQLite file, the data and the outbox go")] = Path("."),
+    leads: Annotated[int, typer.Option(help="Generated leads")] = 5_000,
+    events: Annotated[int, typer.Option(help="Generated events")] = 100_000,
+    seed: int = 0,
+) -> None:
+    """Generate the demo portfolio's data, ingest it and run the daily pipeline on the embedded store."""
+    from flows.demo import run_demo
+
+    summary = run_demo(workdir, leads=leads, events=events, seed=seed, console=console)
+    print_pipeline(summary)
+
+
+@app.command()
+def daily(
+    portfolio: PortfolioOpt = None,
+    inbox: Annotated[
+        Path | None, typer.Option(help="Drop folder (default: the portfolio's ingest.drop_folder)")
+    ] = None,
+    audiences_dir: Annotated[Path, typer.Option(help="Where audience files go")] = Path("audiences"),
+    report: Annotated[Path, typer.Option(help="The HTML report to write")] = Path("report.html"),
+    json_out: JsonOpt = False,
+) -> None:
+    """The daily pipeline now: ingest the drop folder, score (transitions, triggers), nurture, audiences, report."""
+    from flows.daily import daily_pipeline
+
+    path = base.portfolio_path(portfolio)
+    base.load_portfolio_or_fail(path)
+    try:
+        with progress_bars(base.progress_console(json_out)):
+            summary = daily_pipeline(
+                str(path),
+                inbox=None if inbox is None else str(inbox),
+                audiences_dir=str(audiences_dir),
+                report_path=str(report),
+            )
+    except RuntimeError as exc:
+        raise base.fail("the daily pipeline failed", exc, code=1) from exc
+    if json_out:
+        print(base.to_json(summary))
+        return
+    print_pipeline(summary)
+
+
+def print_pipeline(summary: dict[str, Any]) -> None:
+    """The daily pipeline's summary: files ingested, the scoring run, nurture, audiences, the report."""
+    for report in summary.get("ingested", []):
+        what = (
+            report.get("error")
+            or f"read {report['read']:,}, inserted {report['inserted']:,}, rejected {report['rejected']}"
+        )
+        console.print(f"ingested {literal(report['kind'])} {literal(Path(report['file']).name)}: {literal(what)}")
+    print_summary(summary["score"])
+    nurture = summary.get("nurture", {})
+    if nurture:
+        console.print(
+            "nurture: enrolled "
+            + literal(json.dumps(nurture.get("enrolled", {})))
+            + ", emails "
+            + literal(json.dumps(nurture.get("deliveries", {})))
+            + ", exits "
+            + literal(json.dumps(nurture.get("exits", {})))
+        )
+    for export in summary.get("audiences", []):
+        console.print(
+            f"audience {literal(export['audience'])} → {literal(export['platform'])}: {export['full']:,} leads "
+            f"(+{export['added']:,} / -{export['removed']:,})"
+        )
+    if "report_path" in summary:
+        console.print(f"report: {literal(summary['report_path'])}")
