@@ -13,8 +13,6 @@ from flows.cli import base
 from flows.cli.base import JsonOpt, app, console, literal
 from models.files import SpecError
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "backtest"
-
 HistoryOpt = Annotated[Path, typer.Option("--history", help="CSV of historical leads with their outcome")]
 TargetOpt = Annotated[str, typer.Option("--target", help="Outcome column: 1/0, true/false or yes/no")]
 EventsOpt = Annotated[Path | None, typer.Option("--events", help="Events CSV (ingestion schema) of those leads")]
@@ -205,7 +203,9 @@ def backtest(
     except (LearnError, ValueError) as exc:
         raise base.fail("cannot backtest", exc) from exc
     if html is not None:
-        html.write_text(render_report(metrics, history=str(history), target=target), encoding="utf-8")
+        from flows.report.backtest import render_backtest
+
+        html.write_text(render_backtest(metrics, history=str(history), target=target), encoding="utf-8")
     if json_out:
         print(json.dumps({"metrics": metrics, "html": str(html) if html else None}))
         return
@@ -215,71 +215,4 @@ def backtest(
     console.print(
         f"{ds.y.size} leads, {int(ds.y.sum())} converted; best CV AUC: [bold]{literal(best)}[/bold] "
         f"({metrics[best]['auc']:.3f})" + (f"; report → {literal(html)}" if html else "")
-    )
-
-
-# --- the HTML report ------------------------------------------------------------------------------------
-
-WIDTH, HEIGHT, PAD = 520, 320, 40
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
-
-
-def _gains_lines(metrics: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
-    """SVG polyline points of each model's cumulative gains (share of leads → share of converters)."""
-    lines = []
-    for i, (label, m) in enumerate(metrics.items()):
-        gains = m["gains"]
-        points = " ".join(
-            f"{PAD + (WIDTH - 2 * PAD) * k / (len(gains) - 1):.1f},{HEIGHT - PAD - (HEIGHT - 2 * PAD) * g:.1f}"
-            for k, g in enumerate(gains)
-        )
-        lines.append({"label": label, "points": points, "colour": COLOURS[i % len(COLOURS)]})
-    return lines
-
-
-def _band_bars(m: dict[str, Any], colour: str) -> list[dict[str, Any]]:
-    """Bars of conversion rate per band, lowest band first, with their counts."""
-    bands = m["bands"]
-    slot = (WIDTH - 2 * PAD) / max(len(bands), 1)
-    bars = []
-    for k, band in enumerate(bands):
-        rate = band["rate"] or 0.0
-        height = (HEIGHT - 2 * PAD) * rate
-        bars.append(
-            {
-                "x": f"{PAD + k * slot + slot * 0.15:.1f}",
-                "y": f"{HEIGHT - PAD - height:.1f}",
-                "w": f"{slot * 0.7:.1f}",
-                "h": f"{height:.1f}",
-                "cx": f"{PAD + k * slot + slot / 2:.1f}",
-                "band": band["band"],
-                "text": f"{rate:.0%} of {band['leads']}",
-                "colour": colour,
-            }
-        )
-    return bars
-
-
-def render_report(metrics: dict[str, dict[str, Any]], *, history: str, target: str) -> str:
-    """A self-contained HTML page (inline SVG, no scripts, no CDN)."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "html.j2"]),
-        undefined=StrictUndefined,
-    )
-    charts = [
-        {"label": label, "bars": _band_bars(m, COLOURS[i % len(COLOURS)])}
-        for i, (label, m) in enumerate(metrics.items())
-    ]
-    return env.get_template("report.html.j2").render(
-        metrics=metrics,
-        gains=_gains_lines(metrics),
-        charts=charts,
-        history=history,
-        target=target,
-        width=WIDTH,
-        height=HEIGHT,
-        pad=PAD,
     )

@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.report.charts import PALETTE
 from tests.models.learning.conftest import write_history
 
 HAND = """kind: points
@@ -77,6 +78,9 @@ def test_backtest_compares_models_and_writes_an_html_report(tmp_path: Path) -> N
     html = report.read_text()
     assert html.count("<polyline") == 3 and "<script" not in html and "http" not in html.replace("http://www.w3", "")
     assert "hand.yaml" in html and "(in-sample: learned on this history)" in html
+    # Drawn with the daily report's chart kit: the gains chart and a band chart per model, in its palette.
+    assert html.count('<svg class="chart"') == 1 + len(metrics)
+    assert [colour in html for colour in PALETTE] == [True, True, True, False, False, False]
 
 
 def test_backtest_adds_the_active_model_of_a_portfolio_stage(tmp_path: Path) -> None:
