@@ -15,7 +15,6 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -33,18 +32,10 @@ def database(url: str | None, tmp: str) -> Iterator[str]:
     if url is None:
         yield f"sqlite:///{tmp}/bench.db"
         return
-    from sqlalchemy import create_engine, text
+    from tests.postgres import search_path_url, throwaway_schema
 
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_schema(url, "bench") as schema:
+        yield search_path_url(url, schema)
 
 
 def main() -> None:

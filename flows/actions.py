@@ -25,10 +25,10 @@ from nurture.webhooks import WebhookCall, post_all
 from stages.portfolio import Portfolio
 from store.nurture import request_enrolments, request_exits
 from store.settings import get_settings
+from store.shapes import LEAD_CONTACT_COLUMNS
 from store.stages import read_open_firings, record_firing_outcomes
 
 MAX_WEBHOOK_ATTEMPTS = 9
-LEAD_FIELDS = ("lead_id", "email", "first_name", "last_name", "company", "owner_email")
 Outcome = tuple[int, str, int, str, datetime | None]  # firing id, status, attempts now, outcome, completed
 
 
@@ -52,7 +52,7 @@ def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
         "band": firing["band"],
         "qualification": firing["qualification"],
         "breakdown": _breakdown(firing),
-        "lead": {name: firing[name] for name in LEAD_FIELDS},
+        "lead": {name: firing[name] for name in LEAD_CONTACT_COLUMNS},
     }
 
 
@@ -109,7 +109,7 @@ def notify_owners(engine: Engine, portfolio: Portfolio, firings: list[dict[str, 
             message = owner_alert(
                 mailer,
                 firing_id=firing["id"],
-                lead={"key": firing["lead_key"]} | {name: firing[name] for name in LEAD_FIELDS},
+                lead={"key": firing["lead_key"]} | {name: firing[name] for name in LEAD_CONTACT_COLUMNS},
                 product_line={"name": line.name, "title": line.spec.title or line.name},
                 journey={
                     "stage": firing["stage"],

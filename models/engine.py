@@ -15,12 +15,12 @@ from datetime import datetime
 import polars as pl
 
 from models.spec import BehaviourRule, ComboRule, Condition, Decay, FieldTest, PointsModel, Scale
+from store.shapes import BREAKDOWN_TYPE, UTC_US
 
 DAY_US = 86_400_000_000
 MANUAL = "manual adjustments"
 FIT_CAP, BEHAVIOUR_CAP = "cap: fit", "cap: behaviour"
 SCALE_MAX, SCALE_MIN = "scale: maximum", "scale: minimum"
-BREAKDOWN_TYPE = pl.List(pl.Struct({"rule": pl.Utf8, "points": pl.Float64}))
 RESULT_SCHEMA = {"lead_key": pl.Int64, "score": pl.Float64, "breakdown": BREAKDOWN_TYPE}
 
 
@@ -51,8 +51,8 @@ def score(
     """
     scale = scale or model.scale or Scale()
     if journeys is None:
-        journeys = leads.select("lead_key").with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("score_from"))
-    journeys = journeys.select(pl.col("lead_key").cast(pl.Int64), pl.col("score_from").cast(pl.Datetime("us", "UTC")))
+        journeys = leads.select("lead_key").with_columns(pl.lit(None, UTC_US).alias("score_from"))
+    journeys = journeys.select(pl.col("lead_key").cast(pl.Int64), pl.col("score_from").cast(UTC_US))
     if journeys.is_empty():
         return pl.DataFrame(schema=RESULT_SCHEMA)
     if model.kind == "probability":  # a learned estimator: imported only when one scores (scikit-learn is slow to load)
@@ -250,7 +250,7 @@ def _relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.Data
     rule only ever concerns events of the rule's types, so each type's rows parse only the keys its
     rules read and test only its rules (the other ``m:I`` are false, the other ``p:KEY`` null).
     """
-    as_of_us = pl.lit(as_of).cast(pl.Datetime("us", "UTC"))
+    as_of_us = pl.lit(as_of).cast(UTC_US)
     types = sorted(model.event_types())
     readers: dict[str, set[str]] = {}
     for rule in model.behaviour:
@@ -328,7 +328,7 @@ def _utc(dtype: pl.DataType) -> pl.Expr:
         column = column.dt.replace_time_zone("UTC")
     elif isinstance(dtype, pl.Datetime) and dtype.time_zone != "UTC":
         column = column.dt.convert_time_zone("UTC")
-    return column.cast(pl.Datetime("us", "UTC"))
+    return column.cast(UTC_US)
 
 
 def _parse_json(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:

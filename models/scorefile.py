@@ -10,6 +10,7 @@ from models.bands import band_expr
 from models.engine import score, top_rules
 from models.spec import NUMERIC_OPS, Bands, PointsModel, Scale
 from store.csvfile import open_csv
+from store.shapes import UTC_US
 
 LINE = "__line__"  # the physical line of a row in its file (header = 1)
 ADDED = ("score", "band", "top_rules")
@@ -147,7 +148,7 @@ def _read_events(path: Path, leads: pl.DataFrame) -> tuple[pl.DataFrame, pl.Data
     parsed = [_parse_time(text) for text in texts]
     times = pl.DataFrame(
         {"occurred_at": texts, "_at": [at for at, _ in parsed], "_why": [why for _, why in parsed]},
-        schema={"occurred_at": pl.Utf8, "_at": pl.Datetime("us", "UTC"), "_why": pl.Utf8},
+        schema={"occurred_at": pl.Utf8, "_at": UTC_US, "_why": pl.Utf8},
     )
     checked = (
         raw.join(times, on="occurred_at", how="left", maintain_order="left")
@@ -209,7 +210,7 @@ def _empty_events() -> pl.DataFrame:
     return pl.DataFrame(
         schema={
             "lead_key": pl.Int64,
-            "occurred_at": pl.Datetime("us", "UTC"),
+            "occurred_at": UTC_US,
             "type": pl.Utf8,
             "machine": pl.Boolean,
             "properties": pl.Utf8,

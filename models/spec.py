@@ -7,7 +7,7 @@ alone. Every rule has a name; that name is what the score breakdown shows.
 
 import itertools
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import polars as pl
 from pydantic import (
@@ -29,6 +29,36 @@ class Spec(BaseModel):
     """Base of every spec: unknown keys are errors, so a typo never silently scores nothing."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class OneOf(Spec):
+    """A choice: exactly one of ``choices`` (default: every field) is given, and ``kind`` names it.
+
+    ``one_of_message`` says what is wrong in the grammar's words (``{choices}`` and ``{given}`` are
+    filled in). An empty text counts as not given.
+    """
+
+    choices: ClassVar[tuple[str, ...]] = ()
+    one_of_message: ClassVar[str] = "exactly one of {choices}; got {given}"
+
+    @classmethod
+    def _choice_names(cls) -> tuple[str, ...]:
+        return cls.choices or tuple(cls.model_fields)
+
+    def _given(self) -> list[str]:
+        return [name for name in self._choice_names() if getattr(self, name) not in (None, "")]
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = self._given()
+        if len(given) != 1:
+            raise ValueError(self.one_of_message.format(choices=", ".join(self._choice_names()), given=given or "none"))
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The name of the one field given."""
+        return self._given()[0]
 
 
 class FieldTest(Spec):
@@ -171,16 +201,16 @@ class DecayStep(Spec):
     keep: Annotated[float, Field(ge=0, le=1)]
 
 
-class Decay(Spec):
+class Decay(OneOf):
     """Behaviour points fade with age: a half-life, or steps ("keep 50 % after 90 days")."""
+
+    one_of_message = "decay takes either half_life_days or steps"
 
     half_life_days: Annotated[float, Field(gt=0)] | None = None
     steps: list[DecayStep] | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        if (self.half_life_days is None) == (self.steps is None):
-            raise ValueError("decay takes either half_life_days or steps")
+    def _increasing_steps(self) -> Self:
         if self.steps is not None:
             days = [s.after_days for s in self.steps]
             if days != sorted(set(days)):

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from models.files import SpecError, line_of, read_yaml, validate_file
 from models.spec import Spec
 from stages.portfolio import Portfolio
+from store.shapes import AUDIENCE_LEAD_COLUMNS
 
 Platform = Literal["meta", "google", "linkedin"]
 PLATFORMS: tuple[Platform, ...] = ("meta", "google", "linkedin")
@@ -49,16 +50,7 @@ LINKEDIN_LIMITS = {"firstname": 35, "lastname": 35, "jobtitle": 50, "employeecom
 
 LEAD_SCHEMA: dict[str, pl.DataType] = {
     "lead_key": pl.Int64(),
-    "lead_id": pl.Utf8(),
-    "email": pl.Utf8(),
-    "first_name": pl.Utf8(),
-    "last_name": pl.Utf8(),
-    "phone": pl.Utf8(),
-    "company": pl.Utf8(),
-    "city": pl.Utf8(),
-    "state": pl.Utf8(),
-    "zip": pl.Utf8(),
-    "country": pl.Utf8(),
+    **{name: pl.Utf8() for name in AUDIENCE_LEAD_COLUMNS},
     "job_title": pl.Utf8(),
 }
 

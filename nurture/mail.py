@@ -41,13 +41,11 @@ import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from store.shapes import LEAD_COLUMNS
+
 PROJECT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 EMAIL_POLICY = SMTP.clone(max_line_length=998)
 KINDS = ("owner_alert", "nurture")
-LEAD_FIELDS = (
-    "lead_id", "email", "first_name", "last_name", "phone", "company", "city", "state", "zip", "country",
-    "owner_email",
-)  # fmt: skip
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 _SPACES = re.compile(r"\s+")
 
@@ -220,7 +218,7 @@ def validate_templates(mailer: Mailer, names: Iterable[str], context: Mapping[st
 
 def lead_context(lead: Mapping[str, Any]) -> dict[str, Any]:
     """A lead as templates see it: every standard field (``None`` when unknown) and its ``attributes``."""
-    return {**{name: lead.get(name) for name in LEAD_FIELDS}, "attributes": dict(lead.get("attributes") or {})}
+    return {**{name: lead.get(name) for name in LEAD_COLUMNS}, "attributes": dict(lead.get("attributes") or {})}
 
 
 SAMPLE_LEAD = lead_context(

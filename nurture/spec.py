@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails
 
 from models.files import SpecError, describe, line_of, read_yaml
-from models.spec import Spec, _placed
+from models.spec import OneOf, Spec, _placed
 from nurture.mail import Mailer, MailError, Sender, sample_context, validate_templates
 from stages.portfolio import EMAIL, Portfolio
 
@@ -148,10 +148,13 @@ class Branch(Spec):
     else_: int | str = Field(alias="else")
 
 
-class Step(Spec):
+class Step(OneOf):
     """Exactly one of: ``email: TEMPLATE``, ``wait: 3d``, ``audience: NAME`` (add), ``leave_audience:
     NAME`` (remove), ``branch: {if: opened|clicked, then: STEP, else: STEP}``; ``name`` labels it so a
     branch can jump to it (a branch may also give a step's index, or ``end``)."""
+
+    choices = ("email", "wait", "audience", "leave_audience", "branch")
+    one_of_message = "a step has exactly one of {choices}; got {given}"
 
     name: str | None = None
     email: str | None = None
@@ -166,19 +169,6 @@ class Step(Spec):
         if value is not None:
             parse_duration(value)
         return value
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        given = [name for name in ("email", "wait", "audience", "leave_audience", "branch") if getattr(self, name)]
-        if len(given) != 1:
-            raise ValueError(
-                f"a step has exactly one of email, wait, audience, leave_audience, branch; got {given or 'none'}"
-            )
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(name for name in ("email", "wait", "audience", "leave_audience", "branch") if getattr(self, name))
 
 
 class Reentry(Spec):

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from nurture.spec import NurtureSpec, Reentry, TrackSpec, parse_duration
-from store.nurture import UTC_US
+from store.shapes import UTC_US
 
 STEP_SCHEMA: dict[str, pl.DataType] = {
     "track": pl.Utf8(),

@@ -13,8 +13,9 @@ import polars as pl
 from models.spec import Scale
 from stages.portfolio import ProductLine
 from stages.scoring import score_line
-from stages.transitions import TRANSITION_SCHEMA, advance, apply_external, apply_transitions
+from stages.transitions import advance, apply_external, apply_transitions
 from stages.triggers import Fired, fire, qualification_milestones
+from store.shapes import TRANSITION_SCHEMA
 
 
 @dataclass(frozen=True)

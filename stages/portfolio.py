@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.files import SpecError, line_of, read_yaml, validate_file
-from models.spec import Bands, PointsModel, Scale, Spec
+from models.spec import Bands, OneOf, PointsModel, Scale, Spec
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 BUILTIN_EVENT_TYPES = frozenset(
@@ -110,8 +110,10 @@ class Webhook(Spec):
         return value
 
 
-class Action(Spec):
+class Action(OneOf):
     """Exactly one of: notify_owner, tag, untag, enrol, exit, webhook."""
+
+    one_of_message = "an action has exactly one of {choices}; got {given}"
 
     notify_owner: NotifyOwner | None = None
     tag: Annotated[str, Field(min_length=1)] | None = None
@@ -119,19 +121,6 @@ class Action(Spec):
     enrol: Annotated[str, Field(min_length=1)] | None = None
     exit: Annotated[str, Field(min_length=1)] | None = None
     webhook: Webhook | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"an action has exactly one of {', '.join(type(self).model_fields)}; got {given or 'none'}"
-            )
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -142,30 +131,21 @@ class Action(Spec):
         return {"tag": value} if self.kind in ("tag", "untag") else {"track": value}
 
 
-class Crossing(Spec):
+class Crossing(OneOf):
+    one_of_message = "score takes exactly one of {choices}"
+
     crosses_up: float | None = None
     crosses_down: float | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        if (self.crosses_up is None) == (self.crosses_down is None):
-            raise ValueError("score takes exactly one of crosses_up, crosses_down")
-        return self
 
-
-class When(Spec):
+class When(OneOf):
     """Exactly one condition: a score crossing, a qualification reached, a stage entered."""
+
+    one_of_message = "'when' takes exactly one of {choices}; got {given}"
 
     score: Crossing | None = None
     qualification_reached: str | None = None
     stage_entered: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(f"'when' takes exactly one of {', '.join(type(self).model_fields)}; got {given or 'none'}")
-        return self
 
 
 class TriggerSpec(Spec):

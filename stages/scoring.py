@@ -5,10 +5,10 @@ from datetime import datetime
 import polars as pl
 
 from models.bands import band_expr
-from models.engine import BREAKDOWN_TYPE
 from models.spec import Scale
 from stages.portfolio import ProductLine
 from stages.transitions import score_in_stage
+from store.shapes import BREAKDOWN_TYPE
 
 SCORED_SCHEMA = {
     "journey_id": pl.Int64,

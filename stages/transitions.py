@@ -20,31 +20,12 @@ from datetime import datetime
 
 import polars as pl
 
-from models.engine import BREAKDOWN_TYPE, score
+from models.engine import score
 from models.spec import Scale
 from stages.portfolio import ProductLine, Stage
+from store.shapes import BREAKDOWN_TYPE, STAGE_UPDATE_SCHEMA, TRANSITION_SCHEMA, UTC_US
 
-UTC_US = pl.Datetime("us", "UTC")
 DAY_US = 86_400_000_000
-TRANSITION_SCHEMA: dict[str, pl.DataType] = {
-    "journey_id": pl.Int64(),
-    "lead_key": pl.Int64(),
-    "from_stage": pl.Utf8(),
-    "to_stage": pl.Utf8(),
-    "at": UTC_US,
-    "reason": pl.Utf8(),  # threshold | external
-    "source": pl.Utf8(),  # who moved it (external updates)
-    "score_before": pl.Float64(),  # the score in from_stage that led to the move (external: the last known one)
-    "score_after": pl.Float64(),  # the score in to_stage once rescored (filled by ``advance``)
-    "score_from": UTC_US,  # the journey's new score_from (the entry policy applied)
-    "status": pl.Utf8(),  # the journey's new status
-}
-UPDATE_SCHEMA: dict[str, pl.DataType] = {
-    "lead_key": pl.Int64(),
-    "stage": pl.Utf8(),
-    "changed_at": UTC_US,
-    "source": pl.Utf8(),
-}
 
 
 def _stage_table(line: ProductLine) -> pl.DataFrame:
@@ -147,7 +128,7 @@ def apply_external(
     """
     if updates.is_empty() or journeys.is_empty():
         return pl.DataFrame(schema=TRANSITION_SCHEMA)
-    updates = updates.select(list(UPDATE_SCHEMA)).cast(UPDATE_SCHEMA)  # type: ignore[arg-type]
+    updates = updates.select(list(STAGE_UPDATE_SCHEMA)).cast(STAGE_UPDATE_SCHEMA)  # type: ignore[arg-type]
     unknown = set(updates["stage"].unique().to_list()) - {stage.name for stage in line.stages}
     if unknown:
         raise ValueError(f"product line {line.name!r} has no stage {sorted(map(str, unknown))}")

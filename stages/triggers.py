@@ -31,37 +31,8 @@ from datetime import datetime
 import polars as pl
 
 from stages.portfolio import ProductLine, TriggerSpec
+from store.shapes import ARM_SCHEMA, FIRING_SCHEMA, MILESTONE_SCHEMA, UTC_US
 
-UTC_US = pl.Datetime("us", "UTC")
-ARM_SCHEMA: dict[str, pl.DataType] = {
-    "journey_id": pl.Int64(),
-    "trigger": pl.Utf8(),
-    "armed": pl.Boolean(),
-    "as_of": UTC_US,
-}
-FIRING_SCHEMA: dict[str, pl.DataType] = {
-    "journey_id": pl.Int64(),
-    "lead_key": pl.Int64(),
-    "trigger": pl.Utf8(),
-    "step": pl.Int32(),
-    "direction": pl.Utf8(),  # up | down | reached | entered
-    "action_index": pl.Int32(),
-    "action": pl.Utf8(),  # notify_owner | tag | untag | enrol | exit | webhook
-    "params": pl.Utf8(),  # the action's arguments, JSON
-    "stage": pl.Utf8(),
-    "score": pl.Float64(),
-    "score_before": pl.Float64(),
-}
-MILESTONE_SCHEMA: dict[str, pl.DataType] = {
-    "journey_id": pl.Int64(),
-    "lead_key": pl.Int64(),
-    "qualification": pl.Utf8(),
-    "threshold": pl.Float64(),
-    "reached_at": UTC_US,
-    "stage": pl.Utf8(),
-    "score": pl.Float64(),
-    "step": pl.Int32(),
-}
 DIRECTION = {"crosses_up": "up", "crosses_down": "down", "qualification_reached": "reached", "stage_entered": "entered"}
 
 

@@ -20,6 +20,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from store.bulk import insert_ignore, upsert
 from store.reader import read_frame
+from store.shapes import AUDIENCE_LEAD_COLUMNS
 from store.tables import _time, to_micros, utcnow
 
 CHUNK = 10_000  # keys per IN (…) list: well under SQLite's and PostgreSQL's parameter limits
@@ -191,8 +192,8 @@ def read_audience_leads(engine: Engine, audience: str, as_of: datetime, where: d
     if criteria is not None:
         members += " UNION " + criteria
     sql = (
-        "SELECT l.key AS lead_key, l.lead_id, l.email, l.first_name, l.last_name, l.phone, l.company,"
-        " l.city, l.state, l.zip, l.country, CAST(l.attributes AS TEXT) AS attributes,"
+        f"SELECT l.key AS lead_key, {', '.join(f'l.{name}' for name in AUDIENCE_LEAD_COLUMNS)},"
+        " CAST(l.attributes AS TEXT) AS attributes,"
         " CASE WHEN l.ads_opt_in AND l.unsubscribed_at IS NULL THEN 1 ELSE 0 END AS consented,"
         " p.phone AS cached_phone, p.region AS cached_region, p.e164 AS cached_e164"
         " FROM leads l LEFT JOIN audience_phones p ON p.lead_key = l.key"
@@ -200,16 +201,7 @@ def read_audience_leads(engine: Engine, audience: str, as_of: datetime, where: d
     )
     schema = {
         "lead_key": pl.Int64(),
-        "lead_id": pl.Utf8(),
-        "email": pl.Utf8(),
-        "first_name": pl.Utf8(),
-        "last_name": pl.Utf8(),
-        "phone": pl.Utf8(),
-        "company": pl.Utf8(),
-        "city": pl.Utf8(),
-        "state": pl.Utf8(),
-        "zip": pl.Utf8(),
-        "country": pl.Utf8(),
+        **{name: pl.Utf8() for name in AUDIENCE_LEAD_COLUMNS},
         "attributes": pl.Utf8(),
         "consented": pl.Boolean(),
         "cached_phone": pl.Utf8(),

@@ -54,26 +54,6 @@ from store.tables import (
     to_micros,
 )
 
-BUILTIN_EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "page_view",
-        "email_sent",
-        "email_delivered",
-        "email_open",
-        "email_click",
-        "email_reply",
-        "email_bounce",
-        "form_submit",
-        "asset_download",
-        "webinar_register",
-        "webinar_attend",
-        "demo_request",
-        "trial_start",
-        "unsubscribe",
-        "manual_adjustment",
-    }
-)
-
 # Case-insensitive substrings of the User-Agent of mail clients' image proxies and link scanners, which
 # fetch pixels and links without a human: Gmail's image proxy ("… (via ggpht.com GoogleImageProxy)"),
 # Yahoo Mail's ("YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html") and
@@ -966,7 +946,6 @@ def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
 
 
 __all__: list[str] = [
-    "BUILTIN_EVENT_TYPES",
     "DEFAULT_PROXY_AGENTS",
     "EventRow",
     "IngestReport",

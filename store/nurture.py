@@ -17,13 +17,13 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from store.bulk import insert_ignore
 from store.nurture_tables import NurtureEnrolment, NurtureRequest, NurtureStepLog
 from store.reader import read_frame
+from store.shapes import UTC_US
 from store.tables import Event, Lead, ScoreSnapshot, to_micros
 
 ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
 STEPS = NurtureStepLog.__table__  # type: ignore[attr-defined]
 REQUESTS = NurtureRequest.__table__  # type: ignore[attr-defined]
 LEADS = Lead.__table__  # type: ignore[attr-defined]
-UTC_US = pl.Datetime("us", "UTC")
 _CHUNK = 5_000
 
 
@@ -82,7 +82,8 @@ REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "requested_at": UTC_US,
     "reason": pl.Utf8(),
 }
-JOURNEY_SCHEMA: dict[str, pl.DataType] = {
+# Where a journey stands (no times): what entry and exit rules test.
+JOURNEY_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "journey_id": pl.Int64(),
     "lead_key": pl.Int64(),
     "product_line": pl.Utf8(),
@@ -109,13 +110,13 @@ ENGAGEMENT_SCHEMA: dict[str, pl.DataType] = {
 def read_journeys(engine: Engine, product_lines: Sequence[str]) -> pl.DataFrame:
     """The journeys of ``product_lines`` with their current stage, status, score and band."""
     if not product_lines:
-        return pl.DataFrame(schema=JOURNEY_SCHEMA)
+        return pl.DataFrame(schema=JOURNEY_SUMMARY_SCHEMA)
     names = {f"l{i}": name for i, name in enumerate(product_lines)}
     sql = (
         "SELECT id AS journey_id, lead_key, product_line, stage, status, score, band, qualification FROM journeys "
         f"WHERE product_line IN ({', '.join(f':{key}' for key in names)})"
     )
-    return read_frame(engine, sql, names, JOURNEY_SCHEMA)
+    return read_frame(engine, sql, names, JOURNEY_SUMMARY_SCHEMA)
 
 
 def read_milestones(engine: Engine) -> pl.DataFrame:

@@ -5,6 +5,7 @@ from datetime import datetime
 import polars as pl
 from sqlalchemy import Engine, and_, select
 
+from store.shapes import UTC_US
 from store.tables import QualificationMilestone, ScoreSnapshot, StageTransition
 
 OUTCOME_SCHEMA = {
@@ -14,14 +15,14 @@ OUTCOME_SCHEMA = {
     "score": pl.Float64,
     "band": pl.Utf8,
     "converted": pl.Int8,
-    "outcome_at": pl.Datetime("us", "UTC"),
+    "outcome_at": UTC_US,
 }
-MILESTONE_SCHEMA = {
+QUALIFIED_JOURNEY_SCHEMA = {
     "journey_id": pl.Int64,
     "product_line": pl.Utf8,
-    "reached_at": pl.Datetime("us", "UTC"),
+    "reached_at": UTC_US,
     "to_stage": pl.Utf8,
-    "moved_at": pl.Datetime("us", "UTC"),
+    "moved_at": UTC_US,
 }
 
 
@@ -73,7 +74,7 @@ def scored_outcomes(engine: Engine, since: datetime, until: datetime) -> pl.Data
             pl.col("score").cast(pl.Float64),
             "band",
             (pl.col("status") == "customer").cast(pl.Int8).alias("converted"),
-            pl.col("outcome_at").cast(pl.Datetime("us", "UTC")),
+            pl.col("outcome_at").cast(UTC_US),
         )
         .sort("journey_id", "outcome_at", "stage")
     )
@@ -98,4 +99,6 @@ def qualified_journeys(engine: Engine, qualification: str, since: datetime, unti
     )
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(query).all()]
-    return pl.DataFrame(rows, schema=MILESTONE_SCHEMA, orient="row").sort("journey_id", "moved_at", nulls_last=True)
+    return pl.DataFrame(rows, schema=QUALIFIED_JOURNEY_SCHEMA, orient="row").sort(
+        "journey_id", "moved_at", nulls_last=True
+    )

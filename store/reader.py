@@ -24,11 +24,12 @@ from sqlalchemy.engine import URL
 
 from store import sqlite_process
 from store.settings import get_settings
+from store.shapes import UTC_US
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "lead_key": pl.Int64(),
-    "occurred_at": pl.Datetime("us", "UTC"),
+    "occurred_at": UTC_US,
     "type": pl.Utf8(),
     "product_line": pl.Utf8(),
     "machine": pl.Boolean(),

@@ -12,8 +12,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from store.reader import read_frame
-
-UTC_MICROS = pl.Datetime("us", "UTC")
+from store.shapes import UTC_US
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def qualifications_per_day(engine: Engine, timezone: str, line: str | None = Non
     )
     ZoneInfo(timezone)  # an unknown zone fails here with a clear error, not deep inside Polars
     return (
-        frame.with_columns(pl.col("reached_at").cast(UTC_MICROS).dt.convert_time_zone(timezone).dt.date().alias("day"))
+        frame.with_columns(pl.col("reached_at").cast(UTC_US).dt.convert_time_zone(timezone).dt.date().alias("day"))
         .group_by("product_line", "qualification", "day")
         .agg(pl.len().cast(pl.Int64).alias("reached"))
         .sort("product_line", "qualification", "day")
@@ -208,7 +207,7 @@ def top_movers(engine: Engine, n: int, line: str | None = None) -> pl.DataFrame:
     return (
         latest.join(previous, on="journey_id", how="inner")
         .with_columns((pl.col("score") - pl.col("previous")).alias("change"))
-        .with_columns(pl.col("as_of").cast(UTC_MICROS))
+        .with_columns(pl.col("as_of").cast(UTC_US))
         .sort(pl.col("change").abs(), "lead_id", descending=[True, False])
         .head(n)
         .select("lead_id", "product_line", "previous_stage", "stage", "previous", "score", "change", "as_of")

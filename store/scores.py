@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from store.bulk import insert_ignore, placeholder
 from store.reader import read_frame
+from store.shapes import LEAD_COLUMNS, UTC_US
 from store.tables import Journey, Run, to_micros, utcnow
 
 
@@ -25,7 +26,8 @@ def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
         return insert_ignore(conn, Journey.__table__, rows)
 
 
-JOURNEY_SCHEMA = {
+# A journey as a run reads it: its stage, the times that decide what counts, and its current score.
+JOURNEY_STATE_SCHEMA = {
     "journey_id": pl.Int64,
     "lead_key": pl.Int64,
     "stage": pl.Utf8,
@@ -37,19 +39,6 @@ JOURNEY_SCHEMA = {
     "band": pl.Utf8,
     "qualification": pl.Utf8,
 }
-LEAD_COLUMNS = (
-    "lead_id",
-    "email",
-    "first_name",
-    "last_name",
-    "phone",
-    "company",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "owner_email",
-)
 
 
 def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
@@ -60,8 +49,10 @@ def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int])
         "qualification "
         "FROM journeys WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi"
     )
-    frame = read_frame(engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_SCHEMA)
-    return frame.with_columns(pl.col("opened_at", "score_from", "stage_entered_at").cast(pl.Datetime("us", "UTC")))
+    frame = read_frame(
+        engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_STATE_SCHEMA
+    )
+    return frame.with_columns(pl.col("opened_at", "score_from", "stage_entered_at").cast(UTC_US))
 
 
 def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[str] = ()) -> pl.DataFrame:

@@ -11,9 +11,9 @@ from sqlalchemy import Connection, Engine
 from store.bulk import placeholder
 from store.reader import read_frame
 from store.scores import breakdown_json, write_snapshots
+from store.shapes import ARM_SCHEMA, LEAD_CONTACT_COLUMNS, STAGE_UPDATE_SCHEMA, UTC_US
 from store.tables import to_micros
 
-UTC_US = pl.Datetime("us", "UTC")
 _RANGE = "j.product_line = :line AND j.lead_key >= :lo AND j.lead_key < :hi"
 
 
@@ -22,25 +22,28 @@ def _params(product_line: str, key_range: tuple[int, int]) -> dict[str, object]:
 
 
 def read_pending_updates(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
-    """CRM updates not yet applied by a run: ``id, lead_key, stage, changed_at, source``."""
+    """CRM updates not yet applied by a run: ``id`` and the ``STAGE_UPDATE_SCHEMA`` columns."""
     sql = (
         "SELECT id, lead_key, stage, changed_at, source FROM stage_updates "
         "WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi AND applied_run_id IS NULL"
     )
-    schema = {"id": pl.Int64, "lead_key": pl.Int64, "stage": pl.Utf8, "changed_at": pl.Int64, "source": pl.Utf8}
-    frame = read_frame(engine, sql, _params(product_line, key_range), schema)
-    return frame.with_columns(pl.col("changed_at").cast(UTC_US))
+    return _read_timed(engine, sql, _params(product_line, key_range), {"id": pl.Int64, **STAGE_UPDATE_SCHEMA})
 
 
 def read_trigger_arms(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
-    """Stored arm rows of the line's journeys in the range (``stages.triggers.ARM_SCHEMA``)."""
+    """Stored arm rows of the line's journeys in the range (``ARM_SCHEMA``)."""
     sql = (
         "SELECT a.journey_id, a.trigger, a.armed, a.as_of FROM trigger_arms a "
         f"JOIN journeys j ON j.id = a.journey_id WHERE {_RANGE}"
     )
-    schema = {"journey_id": pl.Int64, "trigger": pl.Utf8, "armed": pl.Boolean, "as_of": pl.Int64}
-    frame = read_frame(engine, sql, _params(product_line, key_range), schema)
-    return frame.with_columns(pl.col("as_of").cast(UTC_US))
+    return _read_timed(engine, sql, _params(product_line, key_range), ARM_SCHEMA)
+
+
+def _read_timed(engine: Engine, sql: str, params: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """``read_frame`` into ``schema``, its UTC times read as the epoch microseconds the store keeps."""
+    times = [name for name, dtype in schema.items() if dtype == UTC_US]
+    frame = read_frame(engine, sql, params, {**schema, **dict.fromkeys(times, pl.Int64())})
+    return frame.with_columns(pl.col(times).cast(UTC_US))
 
 
 def read_reached(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
@@ -57,10 +60,10 @@ class FunnelWrite:
     """Everything one (product line, partition) of a run stores, beside its changed scores."""
 
     moved: pl.DataFrame  # journey_id, stage, stage_entered_at, score_from, status
-    transitions: pl.DataFrame  # stages.transitions.TRANSITION_SCHEMA
-    milestones: pl.DataFrame  # stages.triggers.MILESTONE_SCHEMA (+ breakdown)
-    arms: pl.DataFrame  # stages.triggers.ARM_SCHEMA
-    firings: pl.DataFrame  # stages.triggers.FIRING_SCHEMA
+    transitions: pl.DataFrame  # TRANSITION_SCHEMA
+    milestones: pl.DataFrame  # MILESTONE_SCHEMA (+ breakdown)
+    arms: pl.DataFrame  # ARM_SCHEMA
+    firings: pl.DataFrame  # FIRING_SCHEMA
     applied_updates: Sequence[int]  # stage_updates ids this run has taken into account
 
 
@@ -223,7 +226,8 @@ def _apply_tags(conn: Connection, firings: pl.DataFrame, run_id: str, as_of: dat
 
 
 OPEN_FIRING_STATUSES = ("pending", "retry")
-FIRING_SCHEMA = {
+# A stored firing still to carry out, with what its action says about the lead and the journey.
+OPEN_FIRING_SCHEMA = {
     "id": pl.Int64,
     "run_id": pl.Utf8,
     "journey_id": pl.Int64,
@@ -238,12 +242,7 @@ FIRING_SCHEMA = {
     "score_before": pl.Float64,
     "fired_at": pl.Int64,
     "attempts": pl.Int64,
-    "lead_id": pl.Utf8,
-    "email": pl.Utf8,
-    "first_name": pl.Utf8,
-    "last_name": pl.Utf8,
-    "company": pl.Utf8,
-    "owner_email": pl.Utf8,
+    **dict.fromkeys(LEAD_CONTACT_COLUMNS, pl.Utf8),
     "band": pl.Utf8,
     "qualification": pl.Utf8,
     "breakdown": pl.Utf8,
@@ -255,7 +254,7 @@ def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
     the lead's contact fields and the journey's band, qualification and latest breakdown (JSON text),
     oldest first."""
     if not actions:
-        return pl.DataFrame(schema=FIRING_SCHEMA)
+        return pl.DataFrame(schema=OPEN_FIRING_SCHEMA)
     names = ", ".join(f"'{name}'" for name in actions if name.isidentifier())
     statuses = ", ".join(f"'{name}'" for name in OPEN_FIRING_STATUSES)
     open_firing = f"f.status IN ({statuses}) AND f.action IN ({names})"
@@ -264,7 +263,7 @@ def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
     sql = (
         "SELECT f.id, f.run_id, f.journey_id, f.lead_key, f.product_line, f.trigger, f.direction, f.action, "
         "CAST(f.params AS TEXT) AS params, f.stage, f.score, f.score_before, f.fired_at, f.attempts, "
-        "l.lead_id, l.email, l.first_name, l.last_name, l.company, l.owner_email, j.band, j.qualification, "
+        f"{', '.join(f'l.{name}' for name in LEAD_CONTACT_COLUMNS)}, j.band, j.qualification, "
         "CAST(s.breakdown AS TEXT) AS breakdown "
         "FROM trigger_firings f JOIN leads l ON l.key = f.lead_key JOIN journeys j ON j.id = f.journey_id "
         "LEFT JOIN (SELECT x.journey_id, MAX(x.id) AS id FROM score_snapshots x WHERE x.journey_id IN "
@@ -272,7 +271,7 @@ def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
         "ON latest.journey_id = f.journey_id LEFT JOIN score_snapshots s ON s.id = latest.id "
         f"WHERE {open_firing} ORDER BY f.id"
     )
-    frame = read_frame(engine, sql, {}, FIRING_SCHEMA)
+    frame = read_frame(engine, sql, {}, OPEN_FIRING_SCHEMA)
     return frame.with_columns(pl.col("fired_at").cast(UTC_US))
 
 

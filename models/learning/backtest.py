@@ -13,6 +13,7 @@ from models.learning.history import ROW
 from models.learning.learn import Dataset, LearnParams, cross_validate
 from models.learning.metrics import calibration
 from models.spec import Bands, PointsModel, Scale
+from store.shapes import UTC_US
 
 
 def engine_scores(model: PointsModel, ds: Dataset, scale: Scale) -> np.ndarray:
@@ -31,7 +32,7 @@ def engine_scores(model: PointsModel, ds: Dataset, scale: Scale) -> np.ndarray:
             schema={
                 ROW: pl.Int64,
                 "type": pl.Utf8,
-                "occurred_at": pl.Datetime("us", "UTC"),
+                "occurred_at": UTC_US,
                 "machine": pl.Boolean,
                 "properties": pl.Utf8,
             }
@@ -40,7 +41,7 @@ def engine_scores(model: PointsModel, ds: Dataset, scale: Scale) -> np.ndarray:
     as_of = as_of if isinstance(as_of, datetime) else datetime.now(UTC)
     if cutoff is not None:
         shift = pl.DataFrame({ROW: ds.history.frame.get_column(ROW), "_cut": cutoff}).select(
-            ROW, (pl.lit(as_of, pl.Datetime("us", "UTC")) - pl.col("_cut")).alias("_shift")
+            ROW, (pl.lit(as_of, UTC_US) - pl.col("_cut")).alias("_shift")
         )
         events = events.join(shift, on=ROW, how="left").with_columns(pl.col("occurred_at") + pl.col("_shift"))
     if "properties" not in events.columns:

@@ -31,6 +31,7 @@ from models.learning.history import DEFAULT_MISSING, ROW, History, LearnError, r
 from models.learning.metrics import default_bands, summary
 from models.learning.scorecard import Scorecard, ScorecardParams, fit_scorecard
 from models.spec import Bands, PointsModel, ProbabilitySpec, Scale
+from store.shapes import UTC_US
 
 Kind = Literal["points", "probability"]
 BASELINE = "logistic regression (baseline)"
@@ -128,7 +129,7 @@ def moments(history: History, events: pl.DataFrame) -> pl.DataFrame:
     if history.cutoff is not None:
         return pl.DataFrame({ROW: history.frame.get_column(ROW), "as_of": history.cutoff})
     last = events.get_column("occurred_at").max()
-    return history.frame.select(ROW, pl.lit(last, pl.Datetime("us", "UTC")).alias("as_of"))
+    return history.frame.select(ROW, pl.lit(last, UTC_US).alias("as_of"))
 
 
 # --- fitting ---------------------------------------------------------------------------------------

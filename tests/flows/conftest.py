@@ -2,11 +2,12 @@
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import postgres_url, search_path_url, throwaway_schema
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="leadscore-prefect-"))
 os.environ.pop("PREFECT_API_URL", None)
@@ -30,21 +31,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/flow.db"
         return
-    base = os.environ.get("LEADSCORE_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("PostgreSQL tests need LEADSCORE_TEST_POSTGRES_URL")
-    from sqlalchemy import create_engine, text
+    base = postgres_url()
+    with throwaway_schema(base, "f") as schema:
+        try:
+            yield search_path_url(base, schema)
+        finally:
+            from flows.engine import engine_for
 
-    schema = f"f_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        from flows.engine import engine_for
-
-        engine_for.cache_clear()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+            engine_for.cache_clear()

@@ -9,9 +9,9 @@ import polars as pl
 import yaml
 
 from stages.portfolio import ProductLine, load_portfolio
+from store.shapes import UTC_US
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
-UTC_US = pl.Datetime("us", "UTC")
 VISITS = """\
 kind: points
 fit:

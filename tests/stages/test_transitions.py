@@ -10,14 +10,13 @@ from models.spec import Scale
 from stages.portfolio import ProductLine
 from stages.scoring import score_line
 from stages.transitions import (
-    TRANSITION_SCHEMA,
-    UPDATE_SCHEMA,
     advance,
     apply_external,
     apply_transitions,
     promote,
     score_in_stage,
 )
+from store.shapes import STAGE_UPDATE_SCHEMA, TRANSITION_SCHEMA
 from tests.stages.helpers import day, journeys, leads, scored, visits, with_stage
 
 MakeLine = Callable[..., ProductLine]
@@ -34,8 +33,8 @@ def run(line: ProductLine, state: pl.DataFrame, people: pl.DataFrame, events: pl
 
 def updates(*rows: tuple[int, str, datetime, str]) -> pl.DataFrame:
     return pl.DataFrame(
-        {name: [r[i] for r in rows] for i, name in enumerate(UPDATE_SCHEMA)},
-        schema=UPDATE_SCHEMA,
+        {name: [r[i] for r in rows] for i, name in enumerate(STAGE_UPDATE_SCHEMA)},
+        schema=STAGE_UPDATE_SCHEMA,
     )
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import polars as pl
 
 from stages.portfolio import ProductLine
-from stages.triggers import ARM_SCHEMA, FIRING_SCHEMA, Fired, fire, qualification_milestones
+from stages.triggers import Fired, fire, qualification_milestones
+from store.shapes import ARM_SCHEMA, FIRING_SCHEMA
 from tests.stages.helpers import day
 
 MakeLine = Callable[..., ProductLine]

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from store.ingest import BUILTIN_EVENT_TYPES, ingest_events, ingest_leads
+from stages.portfolio import BUILTIN_EVENT_TYPES
+from store.ingest import ingest_events, ingest_leads
 from tests.store.samples import EVENTS_JSONL, LEADS_CSV, PRODUCT_LINES, Loaded, lead_keys, write
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from store.ingest import BUILTIN_EVENT_TYPES, IngestReport
+from stages.portfolio import BUILTIN_EVENT_TYPES
+from store.ingest import IngestReport
 from store.tables import Lead
 
 PRODUCT_LINES = {"crm", "analytics"}

@@ -9,10 +9,11 @@ import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
+from stages.portfolio import BUILTIN_EVENT_TYPES
 from store import event_mirror, reader
 from store.db import make_engine
 from store.event_mirror import drop_mirror, mirror_dir, mirrored_events
-from store.ingest import BUILTIN_EVENT_TYPES, ingest_events, ingest_leads
+from store.ingest import ingest_events, ingest_leads
 from store.reader import read_events, shared_partition_reads
 from tests.store.samples import lead_keys, write
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlmodel import SQLModel
 
+from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.ingest import (
-    BUILTIN_EVENT_TYPES,
     IngestReport,
     Reject,
     ingest_events,

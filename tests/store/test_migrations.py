@@ -1,8 +1,6 @@
 """Alembic migrations: new stores at head, older stores upgraded, pre-migration stores adopted, data kept."""
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from sqlmodel import SQLModel
 from store.db import make_engine
 from store.migrate import alembic_config, current_revision, head, revisions
 from store.tables import to_micros
+from tests.postgres import postgres_url, throwaway_schema
 
 STAGE_TABLES = {
     "stage_updates",
@@ -51,19 +50,9 @@ def blank(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Blank]:
     if request.param == "sqlite":
         yield Blank(f"sqlite:///{tmp_path}/m.db", {})
         return
-    url = os.environ.get("LEADSCORE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("PostgreSQL tests need LEADSCORE_TEST_POSTGRES_URL")
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
+    url = postgres_url()
+    with throwaway_schema(url, "m") as schema:
         yield Blank(url, {"options": f"-csearch_path={schema}"})
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _migrate_to(engine: Engine, revision: str) -> None:

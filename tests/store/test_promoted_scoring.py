@@ -11,8 +11,9 @@ from sqlalchemy import Engine
 
 from models.engine import MANUAL, score
 from models.spec import PointsModel
+from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine
-from store.ingest import BUILTIN_EVENT_TYPES, ingest_events, ingest_leads
+from store.ingest import ingest_events, ingest_leads
 from store.reader import read_events
 from tests.store.samples import write
 
