@@ -18,12 +18,11 @@ from flows import progress
 from flows.actions import execute_actions
 from flows.engine import engine_for
 from flows.runners import task_runner
-from models.engine import top_rules
+from models.breakdown import top_rules
 from stages.pipeline import run_line
 from stages.portfolio import Portfolio, load_portfolio
-from store import reader
+from store import partitions  # the module: score_partition ships by value to Dask, its lock cannot
 from store.db import refresh_statistics
-from store.reader import lead_key_partitions
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
 from store.sqlite_process import SqliteReadError
 from store.stages import (
@@ -93,12 +92,12 @@ def score_partition(
     journeys = read_journeys(engine, line_name, key_range)
     if journeys.is_empty():
         return result
-    leads = reader.shared_partition_reads.shared(  # the product lines of a partition read its leads once
+    leads = partitions.shared_partition_reads.shared(  # the product lines of a partition read its leads once
         read_token,
         ("leads", str(engine.url), key_range, tuple(portfolio.scored_attributes)),
         lambda: read_leads(engine, key_range, portfolio.scored_attributes),
     )
-    partition_events = reader.shared_partition_reads.events(
+    partition_events = partitions.shared_partition_reads.events(
         engine,
         key_range,
         token=read_token,
@@ -174,18 +173,18 @@ def score_portfolio(
     engine = engine_for(database_url)
     refresh_statistics(engine)
     run_id = start_run(engine, "score", as_of) if write else None
-    partitions = lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
+    key_ranges = partitions.lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
     read_token = uuid.uuid4().hex
     # Partition-major order: the lines of a partition run side by side and share its event read.
     futures = [
         score_partition.submit(portfolio, line, key_range, as_of, run_id, read_token, database_url)
-        for key_range in partitions
+        for key_range in key_ranges
         for line in portfolio.product_lines
     ]
     # Every partition commits on its own: one failure does not lose the others' work.
     for done, _ in enumerate(as_completed(futures), 1):
         progress.report("scoring partitions", done, len(futures))
-    reader.shared_partition_reads.release(read_token)
+    partitions.shared_partition_reads.release(read_token)
     outcomes = [future.result(raise_on_failure=False) for future in futures]
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if failures:
@@ -269,6 +268,6 @@ def rescore_lead(
     run_id = start_run(engine, "adjust", as_of)
     token = uuid.uuid4().hex
     result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, token, database_url)
-    reader.shared_partition_reads.release(token)
+    partitions.shared_partition_reads.release(token)
     finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
     return result.top[0]["score"] if result.top else None

@@ -7,7 +7,8 @@ from pathlib import Path
 import polars as pl
 
 from models.bands import band_expr
-from models.engine import score, top_rules
+from models.breakdown import top_rules
+from models.engine import score
 from models.spec import NUMERIC_OPS, Bands, PointsModel, Scale
 from store.csvfile import open_csv
 from store.shapes import UTC_US

@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from models.engine import RESULT_SCHEMA, _extract, _utc
+from models.frames import RESULT_SCHEMA, extract, utc_occurred_at
 from models.learning.features import Feature, attribute_frame, event_counts
 from models.learning.history import ROW
 from models.spec import PointsModel, ProbabilityFeature, Scale
@@ -273,10 +273,12 @@ def score_probability(
         leads.with_columns(pl.col("lead_key").cast(pl.Int64)), on="lead_key", how="left", maintain_order="left"
     )
     attributes = [f.name for f in encoding.features if f.kind != "count"]
-    named = base.select(ROW, *(_extract(base, name, "attributes").alias(name) for name in attributes))
+    named = base.select(ROW, *(extract(base, name, "attributes").alias(name) for name in attributes))
     frame = attribute_frame(named, [f for f in encoding.features if f.kind != "count"], tuple(spec.missing_values))
     moments = rows.select(ROW, pl.lit(as_of).cast(UTC_US).alias("as_of"), "score_from")
-    event_rows = events.lazy().with_columns(pl.col("lead_key").cast(pl.Int64), _utc(events.schema["occurred_at"]))
+    event_rows = events.lazy().with_columns(
+        pl.col("lead_key").cast(pl.Int64), utc_occurred_at(events.schema["occurred_at"])
+    )
     event_rows = event_rows.join(rows.lazy().select(ROW, "lead_key"), on="lead_key", how="inner")
     if "machine" not in events.columns:
         event_rows = event_rows.with_columns(pl.lit(False).alias("machine"))

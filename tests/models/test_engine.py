@@ -10,7 +10,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from models.engine import MANUAL, RESULT_SCHEMA, score, top_rules
+from models.breakdown import MANUAL, top_rules
+from models.engine import score
+from models.frames import RESULT_SCHEMA
 from models.spec import BehaviourRule, FieldTest, FitRule, PointsModel, Scale
 
 AS_OF = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

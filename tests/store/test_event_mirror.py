@@ -10,11 +10,12 @@ from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
 from stages.portfolio import BUILTIN_EVENT_TYPES
-from store import event_mirror, reader
+from store import event_mirror, partitions
 from store.db import make_engine
 from store.event_mirror import drop_mirror, mirror_dir, mirrored_events
 from store.ingest import ingest_events, ingest_leads
-from store.reader import read_events, shared_partition_reads
+from store.partitions import shared_partition_reads
+from store.reader import read_events
 from tests.store.samples import lead_keys, write
 
 TYPES = ["email_click", "manual_adjustment", "page_view"]
@@ -134,7 +135,7 @@ def test_lost_triggers_start_a_new_epoch(sqlite: Engine, tmp_path: Path) -> None
 def test_shared_partition_reads_use_the_mirror_for_wide_ranges(
     sqlite: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reader, "MIRROR_MIN_KEYS", 5)
+    monkeypatch.setattr(partitions, "MIRROR_MIN_KEYS", 5)
     ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
     keys = lead_keys(sqlite)
     one = shared_partition_reads.events(sqlite, (keys["L1"], keys["L1"] + 1), token="t", types=TYPES, properties=[])
@@ -149,7 +150,7 @@ def test_shared_partition_reads_use_the_mirror_for_wide_ranges(
 
 
 def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:
-    shared = reader.SharedPartitionReads()
+    shared = partitions.SharedPartitionReads()
     calls: list[str] = []
 
     def read(name: str) -> str:

@@ -9,7 +9,8 @@ import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import Engine
 
-from models.engine import MANUAL, score
+from models.breakdown import MANUAL
+from models.engine import score
 from models.spec import PointsModel
 from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine

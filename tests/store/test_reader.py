@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from store.ingest import ingest_leads
-from store.reader import EVENT_SCHEMA, adbc_uri, lead_key_partitions, read_events, read_frame
+from store.partitions import lead_key_partitions
+from store.reader import EVENT_SCHEMA, adbc_uri, read_events, read_frame
 from tests.store.samples import Loaded, lead_keys, write
 
 
@@ -93,7 +94,7 @@ def test_adbc_uri(engine: Engine) -> None:
 
 
 def test_shared_partition_reads_read_once_per_run_and_release(monkeypatch: pytest.MonkeyPatch) -> None:
-    import store.reader
+    import store.partitions
 
     calls: list[tuple[int, int]] = []
 
@@ -101,8 +102,8 @@ def test_shared_partition_reads_read_once_per_run_and_release(monkeypatch: pytes
         calls.append(key_range)
         return pl.DataFrame({"lead_key": [key_range[0]]})
 
-    monkeypatch.setattr(store.reader, "read_events", fake_read)
-    shared = store.reader.SharedPartitionReads(keep=4)
+    monkeypatch.setattr(store.partitions, "read_events", fake_read)
+    shared = store.partitions.SharedPartitionReads(keep=4)
     engine = type("E", (), {"url": "sqlite:///x.db"})()
 
     first = shared.events(engine, (1, 10), token="run-1", types=["page_view"], properties=[])  # type: ignore[arg-type]

@@ -7,7 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.engine import score, top_rules
+from models.breakdown import top_rules
+from models.engine import score
 from models.files import SpecError
 from models.learning.backtest import backtest
 from models.learning.learn import LearnParams, fit, learn, prepare
