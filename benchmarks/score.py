@@ -1,8 +1,8 @@
 """Scoring benchmark: generate, ingest and score the demo portfolio at 200k leads / 5M events.
 
 Prints ingest time, the time of one plain grouped scan of the events table (the baseline), the full
-scoring time (first run, which writes every snapshot and builds the event mirror, and a steady-state
-re-run, which reads the mirror), their ratio to the baseline, the CPU seconds they used (this machine
+scoring time (first run, which writes every snapshot and builds the event cache, and a steady-state
+re-run, which reads the cache), their ratio to the baseline, the CPU seconds they used (this machine
 is shared: CPU time is steadier than wall time under load), peak memory of the scoring processes, and
 optionally the cost of 4x the data.
 
@@ -57,7 +57,7 @@ def measure(workdir: Path) -> dict[str, float]:
 
     from flows.engine import engine_for
     from flows.scoring import score_portfolio
-    from store.event_mirror import drop_mirror
+    from store.event_cache import drop_cache
 
     db = workdir / "bench.db"
     con = sqlite3.connect(db)
@@ -73,7 +73,7 @@ def measure(workdir: Path) -> dict[str, float]:
     con.execute("DELETE FROM score_snapshots")
     con.commit()
     con.close()
-    drop_mirror(engine_for(f"sqlite:///{db}"))
+    drop_cache(engine_for(f"sqlite:///{db}"))
 
     @flow
     def warm_up() -> None:
@@ -95,10 +95,10 @@ def measure(workdir: Path) -> dict[str, float]:
 
 def _cpu_s() -> float:
     """CPU seconds used so far by this process and its live SQLite reader processes."""
-    from store import sqlite_process
+    from store import sqlite_read_workers
 
     total = time.process_time()
-    for worker in sqlite_process.reader_workers():
+    for worker in sqlite_read_workers.reader_workers():
         fields = Path(f"/proc/{worker.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
     return total
@@ -106,9 +106,9 @@ def _cpu_s() -> float:
 
 def _peak_mb() -> float:
     """Peak resident memory of this process plus its SQLite reader processes (VmHWM of each)."""
-    from store import sqlite_process
+    from store import sqlite_read_workers
 
-    pids = ["self", *(str(worker.process.pid) for worker in sqlite_process.reader_workers())]
+    pids = ["self", *(str(worker.process.pid) for worker in sqlite_read_workers.reader_workers())]
     total_kb = 0
     for pid in pids:
         status = Path(f"/proc/{pid}/status").read_text()

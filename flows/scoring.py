@@ -24,7 +24,7 @@ from stages.portfolio import Portfolio, load_portfolio
 from store import partitions  # the module: score_partition ships by value to Dask, its lock cannot
 from store.db import refresh_statistics
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
-from store.sqlite_process import SqliteReadError
+from store.sqlite_read_workers import SqliteReadError
 from store.stages import (
     FunnelWrite,
     firing_summary,

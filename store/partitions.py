@@ -1,5 +1,5 @@
 """A scoring run's partitions: lead-key ranges covering every lead, and each partition's reads done once
-per run and shared by its product-line tasks (events from the event mirror on a SQLite file)."""
+per run and shared by its product-line tasks (events from the event cache on a SQLite file)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import polars as pl
 from sqlalchemy import Engine
 
-from store import event_mirror
+from store import event_cache
 from store.reader import read_events, read_frame
 
 T = TypeVar("T")
@@ -89,12 +89,12 @@ class SharedPartitionReads:
 def _partition_events(
     engine: Engine, key_range: tuple[int, int], types: Sequence[str], properties: Sequence[str]
 ) -> pl.DataFrame:
-    """A partition's events: from the event mirror on a SQLite file (unless the range is a handful of
+    """A partition's events: from the event cache on a SQLite file (unless the range is a handful of
     leads, where a direct read is cheaper than keeping a chunk file fresh), else from the database."""
-    if key_range[1] - key_range[0] >= MIRROR_MIN_KEYS and event_mirror.supported(engine):
-        return event_mirror.mirrored_events(engine, key_range, types, properties)
+    if key_range[1] - key_range[0] >= CACHE_MIN_KEYS and event_cache.supported(engine):
+        return event_cache.cached_events(engine, key_range, types, properties)
     return read_events(engine, key_range, None, types, properties)
 
 
-MIRROR_MIN_KEYS = 1024
+CACHE_MIN_KEYS = 1024
 shared_partition_reads = SharedPartitionReads()

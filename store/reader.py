@@ -19,7 +19,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from store import sqlite_process
+from store import sqlite_read_workers as sqlite_process
 from store.settings import get_settings
 from store.shapes import UTC_US
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
@@ -156,7 +156,7 @@ def read_events(
     ``properties`` names the event properties the caller needs: the promoted ones come as their own
     typed columns (no JSON parsing); when any other is asked for, the JSON text comes as ``properties``.
     Without ``properties``, the JSON text comes and no promoted column. ``lead_keys`` keeps only those
-    leads (the event mirror re-reads the leads whose events changed).
+    leads (the event cache re-reads the leads whose events changed).
     """
     where: list[str] = []
     params: dict[str, Any] = {}

@@ -147,5 +147,5 @@ def test_the_checks_see_circles_and_wrong_turns() -> None:
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(edges) == [["a", "b", "c"]]
     known = modules()
-    assert graph()["store.partitions"] >= {"store.reader", "store.event_mirror"}
+    assert graph()["store.partitions"] >= {"store.reader", "store.event_cache"}
     assert imports("models.engine", known["models.engine"], known) >= {"models.behaviour", "models.breakdown"}

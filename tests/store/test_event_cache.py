@@ -1,4 +1,4 @@
-"""The event mirror is a cache: whatever happens to the event log, it serves exactly what SQLite holds."""
+"""The event cache: whatever happens to the event log, it serves exactly what SQLite holds."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +10,9 @@ from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
 from stages.portfolio import BUILTIN_EVENT_TYPES
-from store import event_mirror, partitions
+from store import event_cache, partitions
 from store.db import make_engine
-from store.event_mirror import drop_mirror, mirror_dir, mirrored_events
+from store.event_cache import cache_dir, cached_events, drop_cache
 from store.ingest import ingest_events, ingest_leads
 from store.partitions import shared_partition_reads
 from store.reader import read_events
@@ -25,7 +25,7 @@ PROPERTIES = ["url", "points", "topic"]  # promoted columns and one JSON-only ke
 
 @pytest.fixture
 def sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    monkeypatch.setattr(event_mirror, "CHUNK_KEYS", 4)  # 10 leads span three chunk files
+    monkeypatch.setattr(event_cache, "CHUNK_KEYS", 4)  # 10 leads span three chunk files
     engine = make_engine(f"sqlite:///{tmp_path}/m.db")
     ingest_leads(engine, write(tmp_path, "leads.csv", "lead_id\n" + "\n".join(f"L{i}" for i in range(10)) + "\n"))
     yield engine
@@ -44,8 +44,8 @@ def ingest(engine: Engine, path: Path) -> int:
 
 
 def check(engine: Engine, key_range: tuple[int, int]) -> pl.DataFrame:
-    """The mirror's answer equals a direct read, rows, order and types."""
-    mirrored = mirrored_events(engine, key_range, TYPES, PROPERTIES)
+    """The cache's answer equals a direct read, rows, order and types."""
+    mirrored = cached_events(engine, key_range, TYPES, PROPERTIES)
     assert_frame_equal(mirrored, read_events(engine, key_range, None, TYPES, PROPERTIES))
     return mirrored
 
@@ -59,14 +59,14 @@ def initial_events() -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def test_mirror_serves_exactly_the_log_and_follows_every_change(sqlite: Engine, tmp_path: Path) -> None:
+def test_cache_serves_exactly_the_log_and_follows_every_change(sqlite: Engine, tmp_path: Path) -> None:
     assert ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events())) == 30
     keys = lead_keys(sqlite)
     everyone = (min(keys.values()), max(keys.values()) + 1)
     first = check(sqlite, everyone)
     assert first.height == 20  # email_open is not a scored type
     assert first.columns == [*EVENT_COLUMNS, "properties", "url", "points"]
-    files = sorted(mirror_dir(sqlite).rglob("chunk-*.arrow"))
+    files = sorted(cache_dir(sqlite).rglob("chunk-*.arrow"))
     assert len(files) == 3
     check(sqlite, (keys["L2"], keys["L7"]))  # a range that cuts chunks
 
@@ -92,8 +92,8 @@ def test_mirror_serves_exactly_the_log_and_follows_every_change(sqlite: Engine, 
     assert after.filter(pl.col("lead_key") == keys["L9"]).height == 0
     assert after.filter(pl.col("machine"))["lead_key"].to_list() == [keys["L5"]]
 
-    drop_mirror(sqlite)  # a cache: deleting it changes nothing but the time
-    assert not mirror_dir(sqlite).exists()
+    drop_cache(sqlite)  # a cache: deleting it changes nothing but the time
+    assert not cache_dir(sqlite).exists()
     assert_frame_equal(check(sqlite, everyone), after)
 
 
@@ -105,17 +105,17 @@ def test_unchanged_chunks_are_not_read_again_and_changed_leads_alone_are(
     everyone = (min(keys.values()), max(keys.values()) + 1)
     check(sqlite, everyone)
     reads: list[dict[str, Any]] = []
-    original = event_mirror.read_events
+    original = event_cache.read_events
 
     def spy(*args: Any, **kwargs: Any) -> pl.DataFrame:
         reads.append(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(event_mirror, "read_events", spy)
-    mirrored_events(sqlite, everyone, TYPES, PROPERTIES)
+    monkeypatch.setattr(event_cache, "read_events", spy)
+    cached_events(sqlite, everyone, TYPES, PROPERTIES)
     assert reads == []
     ingest(sqlite, events_csv(tmp_path, "b.csv", [("n1", "L4", "page_view", "2026-07-01T00:00:00Z", "/x")]))
-    mirrored = mirrored_events(sqlite, everyone, TYPES, PROPERTIES)
+    mirrored = cached_events(sqlite, everyone, TYPES, PROPERTIES)
     assert reads == [{"lead_keys": [keys["L4"]]}]
     assert "/x" in mirrored["url"].to_list()
 
@@ -132,21 +132,21 @@ def test_lost_triggers_start_a_new_epoch(sqlite: Engine, tmp_path: Path) -> None
     assert "/untracked" in check(sqlite, everyone)["url"].to_list()
 
 
-def test_shared_partition_reads_use_the_mirror_for_wide_ranges(
+def test_shared_partition_reads_use_the_cache_for_wide_ranges(
     sqlite: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(partitions, "MIRROR_MIN_KEYS", 5)
+    monkeypatch.setattr(partitions, "CACHE_MIN_KEYS", 5)
     ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
     keys = lead_keys(sqlite)
     one = shared_partition_reads.events(sqlite, (keys["L1"], keys["L1"] + 1), token="t", types=TYPES, properties=[])
     shared_partition_reads.release("t")
     assert one.columns == EVENT_COLUMNS and one.height == 2
-    assert not mirror_dir(sqlite).exists()  # a single lead reads directly
+    assert not cache_dir(sqlite).exists()  # a single lead reads directly
     wide = (0, max(keys.values()) + 1)
     frame = shared_partition_reads.events(sqlite, wide, token="t", types=TYPES, properties=PROPERTIES)
     shared_partition_reads.release("t")
     assert_frame_equal(frame, read_events(sqlite, wide, None, TYPES, PROPERTIES))
-    assert mirror_dir(sqlite).exists()
+    assert cache_dir(sqlite).exists()
 
 
 def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:

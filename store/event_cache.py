@@ -1,16 +1,16 @@
-"""A columnar mirror of a SQLite event log: Arrow IPC files next to the database, read memory-mapped.
+"""A columnar cache of a SQLite event log: Arrow IPC files next to the database, read memory-mapped.
 
 Reading events out of SQLite is the largest cost of a scoring run (ADBC moves ≈ 1.2M rows/s), yet
-between two runs almost all events are unchanged. The mirror keeps each chunk of ``CHUNK_KEYS`` lead
-keys as one Arrow IPC file under ``<database>.mirror/``; a run maps the files (no copy, no parsing)
-and re-reads from SQLite only the leads whose events changed since the file was written.
+between two runs almost all events are unchanged. The cache keeps each chunk of ``CHUNK_KEYS`` lead
+keys as one Arrow IPC file under ``<database>.mirror/`` (the folder keeps its first name); a run maps
+the files (no copy, no parsing) and re-reads from SQLite only the leads whose events changed since the file was written.
 
 What changed is known exactly, whoever wrote it: SQLite triggers on ``events`` bump a per-lead
 generation counter (``event_generations``) in the same transaction as any insert, update or delete.
 Each file records the generations it reflects (read *before* its events, so a concurrent write can
 only make the file look older than it is, never newer). The triggers are created on first use with a
 fresh random epoch; a file from another epoch (a replaced database, triggers lost to a table rebuild)
-is ignored. The mirror is a cache: delete the folder at any time, the next run rebuilds it.
+is ignored. Delete the folder at any time: the next run rebuilds it.
 PostgreSQL reads its events directly (the database is the shared store of a scaled-out run).
 """
 
@@ -56,7 +56,7 @@ _locks: dict[Path, threading.Lock] = {}
 
 
 def supported(engine: Engine) -> bool:
-    """The mirror serves SQLite files (ADBC cannot read an in-memory database anyway)."""
+    """The cache serves SQLite files (ADBC cannot read an in-memory database anyway)."""
     if engine.dialect.name != "sqlite":
         return False
     try:
@@ -66,7 +66,7 @@ def supported(engine: Engine) -> bool:
     return True
 
 
-def mirror_dir(engine: Engine) -> Path:
+def cache_dir(engine: Engine) -> Path:
     """``<database>.mirror``: next to the SQLite file."""
     return Path(adbc_uri(engine) + ".mirror")
 
@@ -75,7 +75,7 @@ def ensure_tracking(engine: Engine) -> str:
     """Create the generation table and triggers if any is missing; return the tracking epoch.
 
     A missing trigger means changes may have gone uncounted (never tracked, or the events table was
-    rebuilt), so recreating them starts a new epoch and every mirror file becomes stale.
+    rebuilt), so recreating them starts a new epoch and every cache file becomes stale.
     """
     with engine.connect() as conn:
         present = {
@@ -102,19 +102,19 @@ def ensure_tracking(engine: Engine) -> str:
     return epoch
 
 
-def mirrored_events(
+def cached_events(
     engine: Engine, key_range: tuple[int, int], types: Sequence[str], properties: Sequence[str]
 ) -> pl.DataFrame:
-    """``read_events(engine, key_range, None, types, properties)``, served from the mirror.
+    """``read_events(engine, key_range, None, types, properties)``, served from the cache.
 
-    Same rows, columns and order; stale chunks are brought up to date first (and the mirror is
+    Same rows, columns and order; stale chunks are brought up to date first (and the cache is
     created on first use).
     """
     lo, hi = int(key_range[0]), int(key_range[1])
     if hi <= lo:
         return read_events(engine, (lo, hi), None, types, properties)
     epoch = ensure_tracking(engine)
-    folder = mirror_dir(engine) / _signature(types, properties)
+    folder = cache_dir(engine) / _signature(types, properties)
     parts = []
     for chunk in range(lo // CHUNK_KEYS, (hi - 1) // CHUNK_KEYS + 1):
         frame = _fresh_chunk(engine, folder, chunk, epoch, types, properties)
@@ -124,9 +124,9 @@ def mirrored_events(
     return pl.concat(parts, rechunk=False) if len(parts) > 1 else parts[0]
 
 
-def drop_mirror(engine: Engine) -> None:
-    """Delete the mirror (it is a cache; the next read rebuilds what it needs)."""
-    shutil.rmtree(mirror_dir(engine), ignore_errors=True)
+def drop_cache(engine: Engine) -> None:
+    """Delete the cache; the next read rebuilds what it needs."""
+    shutil.rmtree(cache_dir(engine), ignore_errors=True)
 
 
 def _signature(types: Sequence[str], properties: Sequence[str]) -> str:
