@@ -173,7 +173,7 @@ def prepare_store(args: argparse.Namespace) -> None:
         print(f"preparing {args.leads:,} leads / {args.events:,} events in {prepared_url} …", flush=True)
         figures = prepare(workdir, args.leads, args.events, prepared_url)
         marker.write_text(json.dumps(figures))
-        from flows.engine import engine_for
+        from flows.database import engine_for
 
         engine_for(prepared_url).dispose()  # a template database must have no open connection
         engine_for.cache_clear()
@@ -194,7 +194,7 @@ def store_copy(args: argparse.Namespace, scratch: Path) -> Iterator[str]:
     try:
         yield _postgres_database(args.database_url, run_db)
     finally:
-        from flows.engine import engine_for
+        from flows.database import engine_for
 
         engine_for.cache_clear()
         _admin(args.database_url, f"DROP DATABASE IF EXISTS {run_db} WITH (FORCE)")
@@ -223,7 +223,7 @@ def main() -> None:
     from prefect.settings import temporary_settings
 
     from flows.daily import daily_pipeline
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from store.reader import read_frame
 
     if args.prepare_only:

@@ -75,7 +75,7 @@ def main() -> None:
     from prefect.settings import temporary_settings
     from sqlalchemy import text
 
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from flows.scoring import score_portfolio
 
     portfolios = variants(scratch)

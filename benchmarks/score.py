@@ -55,7 +55,7 @@ def measure(workdir: Path) -> dict[str, float]:
 
     from prefect import flow
 
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from flows.scoring import score_portfolio
     from store.event_cache import drop_cache
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from examples import pools
-from examples.pools import LINES
+from examples import vocabulary
+from examples.vocabulary import LINES
 
 DAY_US = 86_400_000_000
 SECOND_US = 1_000_000
@@ -65,13 +65,13 @@ TAG_SHARE = 0.5  # of the events not tagged by nature (~60 % tagged overall)
 
 # Page-view URL categories: (pool, browse weight, buying weight)
 PRICING_PAGES = ("/pricing", "/pricing#enterprise", "/pricing/compare")
-PRODUCT_PAGES = tuple(f"/product/{line}/{feature}" for line in LINES for feature in pools.FEATURES[line])
+PRODUCT_PAGES = tuple(f"/product/{line}/{feature}" for line in LINES for feature in vocabulary.FEATURES[line])
 URL_CATEGORIES = (
-    (pools.BROWSE_PAGES, 0.24, 0.02),
-    (pools.BLOG, 0.40, 0.05),
+    (vocabulary.BROWSE_PAGES, 0.24, 0.02),
+    (vocabulary.BLOG, 0.40, 0.05),
     (PRODUCT_PAGES, 0.26, 0.38),
     (PRICING_PAGES, 0.05, 0.42),
-    (pools.STORIES, 0.04, 0.08),
+    (vocabulary.STORIES, 0.04, 0.08),
     (("/security",), 0.01, 0.05),
 )
 
@@ -85,12 +85,12 @@ CODE = {name: code for code, name in enumerate(TYPES)}
 URLS = (*(u for pool, _, _ in URL_CATEGORIES for u in pool), *(f"/product/{line}" for line in LINES), "/demo", "/trial")
 URL_STARTS = np.cumsum([0] + [len(pool) for pool, _, _ in URL_CATEGORIES])[:-1]
 PRICING_URLS = [URLS.index(u) for u in PRICING_PAGES]
-ASSETS = tuple(a for line in LINES for a in pools.ASSETS[line])  # six per line
+ASSETS = tuple(a for line in LINES for a in vocabulary.ASSETS[line])  # six per line
 ASSET_WEIGHTS = [0.2, 0.18, 0.2, 0.14, 0.16, 0.12]
-WEBINARS = tuple(w for line in LINES for w in pools.WEBINARS[line])  # three per line
-FORMS = (*pools.BROWSE_FORMS, *pools.BUYING_FORMS, "calendar-booking")
-CAMPAIGNS = (*pools.AD_CAMPAIGNS, *(c for line in LINES for c in pools.CAMPAIGNS[line]))  # then five per line
-AGENTS = (*pools.HUMAN_AGENTS, *pools.MACHINE_AGENTS, pools.PREFETCH_AGENT, *pools.SCANNER_AGENTS)
+WEBINARS = tuple(w for line in LINES for w in vocabulary.WEBINARS[line])  # three per line
+FORMS = (*vocabulary.BROWSE_FORMS, *vocabulary.BUYING_FORMS, "calendar-booking")
+CAMPAIGNS = (*vocabulary.AD_CAMPAIGNS, *(c for line in LINES for c in vocabulary.CAMPAIGNS[line]))  # then five per line
+AGENTS = (*vocabulary.HUMAN_AGENTS, *vocabulary.MACHINE_AGENTS, vocabulary.PREFETCH_AGENT, *vocabulary.SCANNER_AGENTS)
 LOG_SCHEMA = {
     "_lead": pl.Int64, "_ts": pl.Int64, "_type": pl.Int8, "_line": pl.Int8, "_tagged": pl.Boolean,
     "_url": pl.Int32, "_asset": pl.Int32, "_form": pl.Int32, "_webinar": pl.Int32, "_campaign": pl.Int32,
@@ -153,8 +153,8 @@ def generate(
 
 def _leads(rng: np.random.Generator, n: int, days: int) -> pl.DataFrame:
     """Public lead attributes plus hidden truth columns (prefixed ``_``) that drive behaviour."""
-    codes = list(pools.COUNTRIES)
-    weights = np.array([c.weight for c in pools.COUNTRIES.values()])
+    codes = list(vocabulary.COUNTRIES)
+    weights = np.array([c.weight for c in vocabulary.COUNTRIES.values()])
     country = rng.choice(len(codes), size=n, p=weights / weights.sum())
     student = rng.random(n) < 0.03
     competitor = ~student & (rng.random(n) < 0.025)
@@ -166,7 +166,7 @@ def _leads(rng: np.random.Generator, n: int, days: int) -> pl.DataFrame:
     cols["tld"] = np.full(n, None, dtype=object)
     cols["personal"] = np.full(n, None, dtype=object)
     for i, code in enumerate(codes):
-        spec, mask = pools.COUNTRIES[code], country == i
+        spec, mask = vocabulary.COUNTRIES[code], country == i
         k = int(mask.sum())
         if not k:
             continue
@@ -187,27 +187,27 @@ def _leads(rng: np.random.Generator, n: int, days: int) -> pl.DataFrame:
     # Companies: a heavy-tailed share of leads per company; size and industry belong to the company.
     n_companies = max(20, n // 4)
     company = np.minimum((rng.pareto(1.2, n) * n_companies / 40).astype(np.int64), n_companies - 1)
-    industries = list(pools.INDUSTRIES)
-    ind_w = np.array([w for w, _ in pools.INDUSTRIES.values()])
+    industries = list(vocabulary.INDUSTRIES)
+    ind_w = np.array([w for w, _ in vocabulary.INDUSTRIES.values()])
     comp_industry = rng.choice(len(industries), size=n_companies, p=ind_w / ind_w.sum())
     comp_size = np.clip(np.round(rng.lognormal(math.log(70), 1.7, n_companies)), 1, 250_000).astype(np.int64)
-    comp_root = rng.integers(0, len(pools.COMPANY_ROOTS), n_companies)
+    comp_root = rng.integers(0, len(vocabulary.COMPANY_ROOTS), n_companies)
     comp_word = rng.integers(0, 4, n_companies)
     industry = comp_industry[company]
-    words = np.array([w[j % len(w)] for _, w in pools.INDUSTRIES.values() for j in range(4)], dtype=object)
+    words = np.array([w[j % len(w)] for _, w in vocabulary.INDUSTRIES.values() for j in range(4)], dtype=object)
     company_word = words[industry * 4 + comp_word[company]]
-    root = np.array(pools.COMPANY_ROOTS, dtype=object)[comp_root[company]]
+    root = np.array(vocabulary.COMPANY_ROOTS, dtype=object)[comp_root[company]]
     size = comp_size[company].astype(np.float64)
     budget = np.round(5000 * size**0.45 * rng.lognormal(0, 0.7, n) / 500) * 500
 
-    titles = pools.TITLES
+    titles = vocabulary.TITLES
     t_w = np.array([t[1] for t in titles])
     title_idx = rng.choice(len(titles), size=n, p=t_w / t_w.sum())
     senior = np.array([t[2] for t in titles])[title_idx] & ~student
     function = np.array([t[3] for t in titles], dtype=object)[title_idx]
     job_title = np.array([t[0] for t in titles], dtype=object)[title_idx]
-    job_title[student] = np.array(pools.STUDENT_TITLES, dtype=object)[
-        rng.integers(0, len(pools.STUDENT_TITLES), int(student.sum()))
+    job_title[student] = np.array(vocabulary.STUDENT_TITLES, dtype=object)[
+        rng.integers(0, len(vocabulary.STUDENT_TITLES), int(student.sum()))
     ]
 
     # Product interest follows the job: sales people want the CRM, data people the analytics.
@@ -219,7 +219,7 @@ def _leads(rng: np.random.Generator, n: int, days: int) -> pl.DataFrame:
         interest[mask] = np.where(u[mask] < p_crm, 0, np.where(u[mask] < p_crm + p_ac, 1, 2))
 
     flagged = competitor & (rng.random(n) < 0.6)
-    competitor_company = rng.integers(0, len(pools.COMPETITORS), n)
+    competitor_company = rng.integers(0, len(vocabulary.COMPETITORS), n)
     frame = pl.DataFrame(
         {
             "_i": np.arange(n),
@@ -245,12 +245,12 @@ def _leads(rng: np.random.Generator, n: int, days: int) -> pl.DataFrame:
             "_student": student,
             "_competitor": competitor,
             "_flagged": flagged,
-            "_competitor_name": np.array([c[0] for c in pools.COMPETITORS], dtype=object)[competitor_company],
-            "_competitor_domain": np.array([c[1] for c in pools.COMPETITORS], dtype=object)[competitor_company],
+            "_competitor_name": np.array([c[0] for c in vocabulary.COMPETITORS], dtype=object)[competitor_company],
+            "_competitor_domain": np.array([c[1] for c in vocabulary.COMPETITORS], dtype=object)[competitor_company],
             "_interest": interest,
             "_digits": rng.integers(0, 10, (n, 12)).astype(np.uint8),
             "_u": rng.random((n, 13)),
-            "_owner": rng.integers(0, len(pools.OWNERS), n),
+            "_owner": rng.integers(0, len(vocabulary.OWNERS), n),
         },
         schema_overrides={"_digits": pl.Array(pl.UInt8, 12), "_u": pl.Array(pl.Float64, 13)},
         strict=False,
@@ -337,7 +337,7 @@ def _public_attributes(f: pl.DataFrame) -> pl.DataFrame:
         .when(u[9] < 0.04)
         .then(pl.col("_country").str.to_lowercase())
         .otherwise(pl.col("_country")),
-        owner_email=pl.lit(pl.Series(pools.OWNERS)).gather(pl.col("_owner")),
+        owner_email=pl.lit(pl.Series(vocabulary.OWNERS)).gather(pl.col("_owner")),
         email_opt_in=u[10] < 0.7,
         ads_opt_in=u[11] < 0.5,
         job_title=title,
@@ -448,7 +448,7 @@ def _single_events(rng: np.random.Generator, people: pl.DataFrame, k: int, as_of
     url[kind == CODE["trial_start"]] = URLS.index("/trial")
 
     forms = np.where(
-        buying, _draw_index(rng, [0.45, 0.2, 0.2, 0.15], k) + len(pools.BROWSE_FORMS), rng.integers(0, 3, k)
+        buying, _draw_index(rng, [0.45, 0.2, 0.2, 0.15], k) + len(vocabulary.BROWSE_FORMS), rng.integers(0, 3, k)
     )
     form = np.where(kind == CODE["form_submit"], forms, -1)
     form[kind == CODE["meeting_booked"]] = FORMS.index("calendar-booking")
@@ -482,9 +482,9 @@ def _single_events(rng: np.random.Generator, people: pl.DataFrame, k: int, as_of
             "_webinar": np.where(
                 np.isin(kind, _codes("webinar_register", "webinar_attend")), line * 3 + rng.integers(0, 3, k), -1
             ),
-            "_campaign": np.where(ad_campaign, rng.integers(0, len(pools.AD_CAMPAIGNS), k), -1),
+            "_campaign": np.where(ad_campaign, rng.integers(0, len(vocabulary.AD_CAMPAIGNS), k), -1),
             "_duration": np.where(kind == CODE["page_view"], duration, -1),
-            "_adjustment": np.where(adjusted, rng.integers(0, len(pools.ADJUSTMENTS), k), -1),
+            "_adjustment": np.where(adjusted, rng.integers(0, len(vocabulary.ADJUSTMENTS), k), -1),
         },
         k,
     )
@@ -533,11 +533,11 @@ def _email_sequences(
         ("email_sent", np.ones(m, bool), sent, ()),
         ("email_bounce", bounce, delivered, ()),
         ("email_delivered", ok, delivered, ()),
-        ("email_open", ok & (u[:, 1] < 0.15), within_a_second, (pools.PREFETCH_AGENT,)),
-        ("email_open", ok & (u[:, 2] < 0.07), proxy_at, pools.MACHINE_AGENTS),
-        ("email_open", human, human_at, pools.HUMAN_AGENTS),
-        ("email_click", ok & (u[:, 4] < 0.03), scanned_at, pools.SCANNER_AGENTS),
-        ("email_click", human & (u[:, 5] < 0.25 + 0.5 * q), click_at, pools.HUMAN_AGENTS),
+        ("email_open", ok & (u[:, 1] < 0.15), within_a_second, (vocabulary.PREFETCH_AGENT,)),
+        ("email_open", ok & (u[:, 2] < 0.07), proxy_at, vocabulary.MACHINE_AGENTS),
+        ("email_open", human, human_at, vocabulary.HUMAN_AGENTS),
+        ("email_click", ok & (u[:, 4] < 0.03), scanned_at, vocabulary.SCANNER_AGENTS),
+        ("email_click", human & (u[:, 5] < 0.25 + 0.5 * q), click_at, vocabulary.HUMAN_AGENTS),
         ("email_reply", human & (u[:, 6] < 0.01 + 0.3 * q), reply_at, ()),
         ("unsubscribe", human & last_email & (u[:, 7] < 0.05), unsubscribe_at, ()),
     ]
@@ -553,7 +553,7 @@ def _email_sequences(
     keep = int(np.searchsorted(np.cumsum(np.bincount(seq, minlength=m)), target, side="right"))
     rows = seq < keep
 
-    campaign = len(pools.AD_CAMPAIGNS) + line * 5 + rng.integers(0, 5, m)
+    campaign = len(vocabulary.AD_CAMPAIGNS) + line * 5 + rng.integers(0, 5, m)
     landing = np.where(rng.random(m) < 0.25, URLS.index("/pricing"), URLS.index(f"/product/{LINES[0]}") + line)
     tagged = rng.random(m) < 0.6
     seq, kind = seq[rows], kind[rows]
@@ -739,9 +739,9 @@ def _properties(people: pl.DataFrame) -> pl.Expr:
     message = pl.format(
         '"message_id":"<{}.{}@mail.acme-cloud.example>"', pl.col("_message"), _pick("_campaign", CAMPAIGNS)
     )
-    adjustments = [f'"points":{points},"reason":"{reason}"' for points, reason in pools.ADJUSTMENTS]
+    adjustments = [f'"points":{points},"reason":"{reason}"' for points, reason in vocabulary.ADJUSTMENTS]
     owner = pl.lit(people["_owner"]).gather(pl.col("_lead"))
-    author = pl.lit(pl.Series([f'"author":"{o}"' for o in pools.OWNERS])).gather(owner)
+    author = pl.lit(pl.Series([f'"author":"{o}"' for o in vocabulary.OWNERS])).gather(owner)
     parts = [
         fragment("_url", "url", URLS),
         fragment("_asset", "asset", ASSETS),

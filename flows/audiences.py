@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import Engine
 
 from flows import progress
-from flows.engine import engine_for
+from flows.database import engine_for
 from nurture.audiences import (
     PHONE_PLATFORMS,
     AudienceSpec,

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from flows.engine import engine_for
+from flows.database import engine_for
 from nurture.audiences import PHONE_PLATFORMS, load_audiences, resolve_phones
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio

@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import Engine
 
 from flows import progress
-from flows.engine import engine_for
+from flows.database import engine_for
 from nurture.delivery import deliver
 from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
 from nurture.spec import NurtureSpec, load_nurture

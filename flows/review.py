@@ -8,7 +8,7 @@ import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.engine import engine_for
+from flows.database import engine_for
 from models.learning.review import ReviewSettings, review_qualified, review_stages
 from stages.portfolio import load_portfolio
 from store.outcomes import qualified_journeys, scored_outcomes

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flows import progress
 from flows.actions import execute_actions
-from flows.engine import engine_for
+from flows.database import engine_for
 from flows.runners import task_runner
 from models.breakdown import top_rules
 from stages.pipeline import run_line

@@ -36,22 +36,38 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise SpecError(path, [("", line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
 
 
-def validate_file(path: Path, spec: type[SpecT], data: Any = None, context: dict | None = None) -> SpecT:
+def validate_file(path: Path, spec: type[SpecT], context: dict | None = None) -> SpecT:
     """Validate a YAML file against ``spec``; every problem is reported with its place in the file."""
-    parsed, node = read_yaml(path)
-    data = parsed if data is None else data
+    data, node = read_yaml(path)
     if data is None:
         raise SpecError(path, [("", None, "the file is empty")])
+    return validate_part(path, node, data, spec, context=context)
+
+
+def validate_part(
+    path: Path,
+    node: yaml.Node | None,
+    data: Any,
+    spec: type[SpecT],
+    at: tuple[str, ...] = (),
+    context: dict | None = None,
+) -> SpecT:
+    """Validate ``data``, the part at ``at`` of a file already read (``node`` its YAML tree), against ``spec``.
+
+    A file read once is handed section by section to each room's validator; problems keep their full
+    path and line in the file."""
     try:
         return spec.model_validate(data, context=context)
     except ValidationError as exc:
-        raise SpecError(path, describe(exc, node)) from exc
+        raise SpecError(path, describe(exc, node, at)) from exc
 
 
-def describe(exc: ValidationError, node: yaml.Node | None) -> list[tuple[str, int | None, str]]:
+def describe(
+    exc: ValidationError, node: yaml.Node | None, at: tuple[str, ...] = ()
+) -> list[tuple[str, int | None, str]]:
     problems = []
     for error in exc.errors():
-        loc = [part for part in error["loc"] if not _is_union_tag(part)]
+        loc = [*at, *(part for part in error["loc"] if not _is_union_tag(part))]
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = f"unknown field {loc[-1]!r}" if loc else message

@@ -31,7 +31,7 @@ import pycountry
 from anyascii import anyascii
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from models.files import SpecError, line_of, read_yaml, validate_file
+from models.files import SpecError, line_of, validate_part
 from models.spec import Spec
 from stages.portfolio import Portfolio
 from store.shapes import AUDIENCE_LEAD_COLUMNS
@@ -117,15 +117,11 @@ class _Nurture(_Lenient):
     audiences: dict[AudienceName, AudienceSpec] = Field(default_factory=dict)
 
 
-class _Document(_Lenient):
-    nurture: _Nurture = Field(default_factory=_Nurture)
-
-
 def load_audiences(portfolio: Portfolio) -> dict[str, AudienceSpec]:
     """The audiences under ``nurture: audiences:`` of the portfolio file; errors name file, line and path."""
-    document = validate_file(portfolio.path, _Document)
-    audiences = dict(document.nurture.audiences)
-    _, node = read_yaml(portfolio.path)
+    node = portfolio.node
+    section = validate_part(portfolio.path, node, portfolio.spec.nurture, _Nurture, at=("nurture",))
+    audiences = dict(section.audiences)
     problems: list[tuple[str, int | None, str]] = []
 
     def problem(loc: list[Any], message: str) -> None:

@@ -1,6 +1,6 @@
 """The ``nurture:`` section of the portfolio: sender, frequency cap, send window and tracks.
 
-Validated from the same YAML file as the portfolio (errors name file:line: path), and cross-checked
+Validated from the portfolio file as ``load_portfolio`` read it (errors name file:line: path), and cross-checked
 against it: a track's product line, stages, bands and qualifications must exist, its email templates
 must render with a sample context, its audience steps must name a declared audience.
 """
@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
-from models.files import SpecError, describe, line_of, read_yaml
+from models.files import SpecError, line_of, validate_part
 from models.spec import OneOf, Spec, _placed
 from nurture.mail import Mailer, MailError, Sender, sample_context, validate_templates
-from stages.portfolio import EMAIL, Portfolio
+from stages.portfolio import Portfolio
+from stages.spec import EMAIL
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
@@ -244,21 +245,10 @@ class NurtureSpec(Spec):
         return self
 
 
-class _Document(BaseModel):
-    """The whole portfolio file seen only for its ``nurture`` key, so error locations match the file."""
-
-    model_config = ConfigDict(extra="ignore")
-    nurture: NurtureSpec = Field(default_factory=NurtureSpec)
-
-
 def load_nurture(portfolio: Portfolio, mailer: Mailer | None = None) -> NurtureSpec:
     """Validate the portfolio's ``nurture:`` section and check it against the portfolio and templates."""
-    path = Path(portfolio.path)
-    data, node = read_yaml(path)
-    try:
-        spec = _Document.model_validate(data or {}).nurture
-    except ValidationError as exc:
-        raise SpecError(path, describe(exc, node)) from exc
+    path, node = Path(portfolio.path), portfolio.node
+    spec = validate_part(path, node, portfolio.spec.nurture, NurtureSpec, at=("nurture",))
     problems = _cross_check(spec, portfolio, node)
     mailer = mailer or Mailer.for_portfolio(path)
     templates = sorted({step.email for track in spec.tracks.values() for step in track.steps if step.email})

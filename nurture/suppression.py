@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.portfolio import EMAIL
+from stages.spec import EMAIL
 from store.csvfile import open_csv
 
 

@@ -30,7 +30,8 @@ from datetime import datetime
 
 import polars as pl
 
-from stages.portfolio import ProductLine, TriggerSpec
+from stages.portfolio import ProductLine
+from stages.spec import TriggerSpec
 from store.shapes import ARM_SCHEMA, FIRING_SCHEMA, MILESTONE_SCHEMA, UTC_US
 
 DIRECTION = {"crosses_up": "up", "crosses_down": "down", "qualification_reached": "reached", "stage_entered": "entered"}

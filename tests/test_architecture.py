@@ -16,17 +16,16 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "service": frozenset({"nurture", "stages", "models", "store"}),
 }
 MAX_LINES = 400
-LONG_BY_NATURE = {"examples/generate.py"}  # the demo generator: one long table of vocabularies and rules
+# The demo generator: its rules, and the vocabularies (names, titles, pages) it draws from.
+LONG_BY_NATURE = {"examples/generate.py", "examples/vocabulary.py"}
 # Over the limit before issue #14 and split by its other moves or by later issues; this allow-list only
 # shrinks, and the assertion becomes "no module over the limit" once all of #14 has landed.
 NOT_YET_SPLIT = {
     "store/ingest.py",
-    "stages/portfolio.py",
     "flows/nurture_run.py",
     "nurture/tracks.py",
     "nurture/audiences.py",
     "nurture/mail.py",
-    "examples/pools.py",
 }
 
 

@@ -57,7 +57,7 @@ def nurture(
 @app.command()
 def suppress(file: Annotated[Path, typer.Argument(dir_okay=False)], json_out: JsonOpt = False) -> None:
     """Unsubscribe the leads listed in FILE (a CSV with a lead_id or an email column) and end their tracks."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from nurture.suppression import Reject, read_suppression_file
     from store import nurture as store
     from store.scores import finish_run, start_run

@@ -72,7 +72,7 @@ def explain(
     json_out: JsonOpt = False,
 ) -> None:
     """A lead's current score per product line and stage, the breakdown, and its score history."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from store.queries import lead_history
 
     history = lead_history(engine_for(), lead_id, product_line)
@@ -160,7 +160,7 @@ def adjust(
     """
     from sqlmodel import Session
 
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from flows.scoring import rescore_lead
     from stages.journeys import new_journeys
     from store.queries import add_manual_adjustment, lead_key_of

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from flows.engine import engine_for
+from flows.database import engine_for
 from flows.report.build import build_sections
 from flows.report.page import render_html
 from flows.report.sections import Section

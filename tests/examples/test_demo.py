@@ -14,7 +14,8 @@ import pytest
 from examples.generate import GeneratedData, generate, main
 from models.engine import score
 from models.spec import BehaviourRule, Condition, FieldTest, PointsModel
-from stages.portfolio import BUILTIN_EVENT_TYPES, Portfolio, load_portfolio
+from stages.portfolio import Portfolio, load_portfolio
+from stages.spec import BUILTIN_EVENT_TYPES
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "portfolio.yaml"
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)

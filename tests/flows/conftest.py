@@ -36,6 +36,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         try:
             yield search_path_url(base, schema)
         finally:
-            from flows.engine import engine_for
+            from flows.database import engine_for
 
             engine_for.cache_clear()

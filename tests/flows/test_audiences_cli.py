@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import flows.scoring  # noqa: F401
 from flows.audiences import refresh_audiences
 from flows.cli import app
-from flows.engine import engine_for
+from flows.database import engine_for
 from store.audiences import PHONE_TABLE, add_members
 from store.settings import get_settings
 from store.tables import Lead, Run

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 # first CliRunner.invoke: the handler would keep writing to that invocation's stream after it is closed.
 import flows.scoring  # noqa: F401
 from flows.cli import app
-from flows.engine import engine_for
+from flows.database import engine_for
 from stages.portfolio import load_portfolio
 from store.settings import get_settings
 from store.tables import Run, ScoreSnapshot

@@ -12,7 +12,7 @@ from sqlmodel import Session
 from examples.generate import generate
 from flows import progress
 from flows.daily import daily_pipeline
-from flows.engine import engine_for
+from flows.database import engine_for
 from store.outbox_tables import OutboxMessage
 from store.settings import get_settings
 from store.tables import ScoreSnapshot, StageTransition, TriggerFiring

@@ -9,7 +9,7 @@ import cloudpickle
 import pytest
 from sqlalchemy import text
 
-from flows.engine import engine_for
+from flows.database import engine_for
 from flows.runners import task_runner
 from flows.scoring import score_partition, score_portfolio
 from store.settings import Settings

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import flows.nurture_run  # noqa: F401  (configures Prefect logging before the first CliRunner.invoke)
 from flows.cli import app
-from flows.engine import engine_for
+from flows.database import engine_for
 from flows.nurture_run import run_nurture
 from store import nurture as store
 from store import outbox

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.engine import engine_for
+from flows.database import engine_for
 from flows.report import SECTIONS, build_sections, line_shape, render_html, report_task
 from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flows.engine import engine_for
+from flows.database import engine_for
 from flows.review import review_models
 from store.tables import QualificationMilestone, ScoreSnapshot, StageTransition
 

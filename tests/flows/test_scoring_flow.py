@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from flows.engine import engine_for
+from flows.database import engine_for
 from flows.ingestion import ingest_file
 from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio

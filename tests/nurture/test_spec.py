@@ -1,5 +1,6 @@
 """The nurture grammar: every mistake is reported with the portfolio file, its line and its path."""
 
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -7,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from models.files import SpecError
+from nurture.audiences import load_audiences
 from nurture.spec import SendWindow, load_nurture
 from stages.portfolio import load_portfolio
 from tests.nurture.world import write_portfolio
@@ -27,6 +29,14 @@ def test_the_demo_nurture_section_is_valid() -> None:
     assert list(spec.tracks) == ["crm-warm-up", "analytics-nudge"]
     assert spec.tracks["analytics-nudge"].target("end") == 4
     assert spec.frequency_cap is not None and (spec.frequency_cap.emails, spec.frequency_cap.per_days) == (2, 7)
+
+
+def test_sections_come_from_the_portfolio_as_loaded_not_from_the_file_again(tmp_path: Path) -> None:
+    shutil.copytree(DEMO.parent, tmp_path, dirs_exist_ok=True)
+    portfolio = load_portfolio(tmp_path / "portfolio.yaml")
+    portfolio.path.write_text("nurture: {send_window: {days: [someday]}}\n")  # changed after loading
+    assert list(load_nurture(portfolio).tracks) == ["crm-warm-up", "analytics-nudge"]
+    assert list(load_audiences(portfolio)) == ["crm-warm-up", "analytics-trialists", "nurture-retargeting"]
 
 
 def test_grammar_errors_name_line_and_path(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from stages.portfolio import BUILTIN_EVENT_TYPES
+from stages.spec import BUILTIN_EVENT_TYPES
 from store.ingest import ingest_events, ingest_leads
 from tests.store.samples import EVENTS_JSONL, LEADS_CSV, PRODUCT_LINES, Loaded, lead_keys, write
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from stages.portfolio import BUILTIN_EVENT_TYPES
+from stages.spec import BUILTIN_EVENT_TYPES
 from store.ingest import IngestReport
 from store.tables import Lead
 

@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
-from stages.portfolio import BUILTIN_EVENT_TYPES
+from stages.spec import BUILTIN_EVENT_TYPES
 from store import event_cache, partitions
 from store.db import make_engine
 from store.event_cache import cache_dir, cached_events, drop_cache

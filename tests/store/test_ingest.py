@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlmodel import SQLModel
 
-from stages.portfolio import BUILTIN_EVENT_TYPES
+from stages.spec import BUILTIN_EVENT_TYPES
 from store.ingest import (
     IngestReport,
     Reject,

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from models.breakdown import MANUAL
 from models.engine import score
 from models.spec import PointsModel
-from stages.portfolio import BUILTIN_EVENT_TYPES
+from stages.spec import BUILTIN_EVENT_TYPES
 from store.db import make_engine
 from store.ingest import ingest_events, ingest_leads
 from store.reader import read_events
