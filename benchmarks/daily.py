@@ -224,7 +224,11 @@ def main() -> None:
 
     from flows.daily import daily_pipeline
     from flows.database import engine_for
+    from flows.startup import prepare_process
     from store.reader import read_frame
+    from store.settings import get_settings
+
+    prepare_process(get_settings())  # as the CLI does: malloc arenas capped before preparing the store spawns threads
 
     if args.prepare_only:
         prepare_store(args)

@@ -24,7 +24,7 @@ from nurture.spec import load_nurture
 from nurture.webhooks import WebhookCall, post_all
 from stages.portfolio import Portfolio
 from store.nurture import request_enrolments, request_exits
-from store.settings import get_settings
+from store.settings import Settings
 from store.shapes import LEAD_CONTACT_COLUMNS
 from store.stages import read_open_firings, record_firing_outcomes
 
@@ -81,20 +81,23 @@ def run_webhooks(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> l
     return outcomes
 
 
-def _sender(portfolio: Portfolio) -> Sender:
-    """The portfolio's nurture sender when it has one, else ``LEADSCORE_MAIL_FROM``."""
+def _sender(portfolio: Portfolio, mail_from: str) -> Sender:
+    """The portfolio's nurture sender when it has one, else ``mail_from`` (``LEADSCORE_MAIL_FROM``)."""
     spec = load_nurture(portfolio)
     if spec.sender is not None:
         return spec.sender.sender()
-    return Sender("leadscore", get_settings().mail_from)
+    return Sender("leadscore", mail_from)
 
 
-def notify_owners(engine: Engine, portfolio: Portfolio, firings: list[dict[str, Any]]) -> list[Outcome]:
+def notify_owners(
+    engine: Engine, portfolio: Portfolio, firings: list[dict[str, Any]], settings: Settings
+) -> list[Outcome]:
     """One alert email per firing to the lead's owner (or the trigger's fixed ``to``), via the outbox."""
     outcomes: list[Outcome] = []
     if not firings:
         return outcomes
-    mailer, sender, now = Mailer.for_portfolio(portfolio.path), _sender(portfolio), datetime.now(UTC)
+    mailer, now = Mailer.for_portfolio(portfolio.path), datetime.now(UTC)
+    sender = _sender(portfolio, settings.mail_from)
     firing_of: dict[str, int] = {}
 
     def alerts() -> Iterator[Outgoing]:  # made as delivery takes them: a first run alerts thousands
@@ -132,7 +135,7 @@ def notify_owners(engine: Engine, portfolio: Portfolio, firings: list[dict[str, 
             firing_of[message.message_id] = firing["id"]
             yield message
 
-    for result in deliver(engine, alerts()):
+    for result in deliver(engine, alerts(), settings):
         ok = result.status in ("sent", "unknown", "duplicate")
         detail = (
             result.status + (f": {result.error}" if result.error else "") + (f" ({result.path})" if result.path else "")
@@ -159,14 +162,14 @@ def request_track_moves(engine: Engine, firings: list[dict[str, Any]]) -> list[O
     return outcomes
 
 
-def execute_actions(engine: Engine, portfolio: Portfolio) -> dict[str, dict[str, int]]:
+def execute_actions(engine: Engine, portfolio: Portfolio, settings: Settings) -> dict[str, dict[str, int]]:
     """Carry out every open firing; returns counts per action and final status (for the run summary)."""
     firings = read_open_firings(engine, ["notify_owner", "webhook", "enrol", "exit"]).to_dicts()
     by_action: dict[str, list[dict[str, Any]]] = {}
     for firing in firings:
         by_action.setdefault(firing["action"], []).append(firing)
     outcomes = (
-        notify_owners(engine, portfolio, by_action.get("notify_owner", []))
+        notify_owners(engine, portfolio, by_action.get("notify_owner", []), settings)
         + run_webhooks(by_action.get("webhook", []))
         + request_track_moves(engine, by_action.get("enrol", []) + by_action.get("exit", []))
     )

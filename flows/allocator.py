@@ -30,8 +30,8 @@ def _libc() -> ctypes.CDLL | None:
 def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     """Cap glibc's malloc arenas, unless ``MALLOC_ARENA_MAX`` already says how many; True when capped.
 
-    Arenas made before the call stay, so this runs when ``flows`` is first imported, before the task
-    runner's threads exist. Anywhere but glibc (macOS, musl) it does nothing.
+    Arenas made before the call stay, so this runs as a flow or the CLI starts (``flows/startup.py``),
+    before the task runner's threads exist. Anywhere but glibc (macOS, musl) it does nothing.
     """
     libc = None if "MALLOC_ARENA_MAX" in os.environ else _libc()
     mallopt = getattr(libc, "mallopt", None)

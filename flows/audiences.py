@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from flows import progress
 from flows.database import engine_for
+from flows.startup import enter_flow
 from nurture.audiences import (
     PHONE_PLATFORMS,
     AudienceSpec,
@@ -157,7 +158,7 @@ def export_audiences(
     audience: str | None = None,
     out_dir: Path = DEFAULT_OUT,
     as_of: datetime | None = None,
-    database_url: str | None = None,
+    database_url: str,
 ) -> list[ExportResult]:
     """Export the selected audiences to one platform as one run (recorded in ``runs``)."""
     as_of = as_of or datetime.now(UTC)
@@ -185,7 +186,7 @@ def export_audience_task(
     out_dir: Path,
     as_of: datetime,
     run_id: str,
-    database_url: str | None,
+    database_url: str,
 ) -> ExportResult:
     return export_audience(engine_for(database_url), name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id)
 
@@ -198,6 +199,7 @@ def refresh_audiences(
     database_url: str | None = None,
 ) -> list[dict[str, Any]]:
     """Export every audience to each of its platforms; an artifact lists sizes, adds and removes."""
+    database_url = enter_flow(database_url).database_url
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     audiences = load_audiences(load_portfolio(Path(portfolio_path)))

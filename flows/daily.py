@@ -23,7 +23,8 @@ from flows.audiences import refresh_audiences
 from flows.ingestion import ingest_file
 from flows.nurture_run import run_nurture
 from flows.report import report_task
-from flows.scoring import score_portfolio
+from flows.scoring import scoring_flow
+from flows.startup import enter_flow
 from stages.portfolio import Portfolio, load_portfolio
 from store.ingest import write_rejects_csv
 
@@ -40,7 +41,7 @@ def _move(path: Path, folder: Path) -> Path:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str | None) -> list[dict[str, Any]]:
+def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str) -> list[dict[str, Any]]:
     """Ingest every file waiting in ``inbox``, kind by kind in name order, and file it away."""
     logger = get_run_logger()
     day = datetime.now(UTC).date().isoformat()
@@ -90,12 +91,16 @@ def daily_pipeline(
     inbox: str | None = None,
     audiences_dir: str = "audiences",
     report_path: str = "report.html",
+    outbox_dir: str | None = None,
 ) -> dict[str, Any]:
     """Ingest → score (transitions, triggers) → nurture → audience exports (into ``audiences_dir``) →
     the HTML report (``report_path``) and its key tables as artifacts.
 
     Each step runs even when an earlier one failed for part of the data (scores of the other partitions
-    are stored), and the run fails at the end if any step did; re-running it is idempotent."""
+    are stored), and the run fails at the end if any step did; re-running it is idempotent.
+    ``database_url`` and ``outbox_dir`` default to the settings (``LEADSCORE_*``)."""
+    settings = enter_flow(database_url, outbox_dir)
+    database_url = settings.database_url
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
@@ -114,9 +119,10 @@ def daily_pipeline(
         summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
         timings["ingest"] = round(time.perf_counter() - started, 3)
         release_free_memory()
+    score = scoring_flow(settings)  # on the task runner the settings name
     steps = (
-        ("score", lambda: score_portfolio(portfolio_path, as_of=as_of, database_url=database_url)),
-        ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of)),
+        ("score", lambda: score(portfolio_path, as_of=as_of, database_url=database_url, outbox_dir=outbox_dir)),
+        ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of, outbox_dir=outbox_dir)),
         ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
         ("report", lambda: report_task(portfolio_path, report_path, database_url)),
     )

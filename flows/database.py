@@ -5,9 +5,8 @@ from functools import lru_cache
 from sqlalchemy import Engine
 
 from store.db import make_engine
-from store.settings import get_settings
 
 
 @lru_cache(maxsize=8)
-def engine_for(url: str | None = None) -> Engine:
-    return make_engine(url or get_settings().database_url)
+def engine_for(url: str) -> Engine:
+    return make_engine(url)

@@ -1,6 +1,5 @@
 """``leadscore demo``: generate the demo portfolio's data, ingest it and score it, all on the embedded store."""
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from flows.daily import daily_pipeline
 from flows.ingestion import ingest_file
 from flows.progress import progress_bars
 from stages.portfolio import load_portfolio
-from store.settings import get_settings
+from store.settings import Settings
 
 DEMO_PORTFOLIO = Path(__file__).resolve().parent.parent / "examples" / "demo" / "portfolio.yaml"
 
@@ -25,17 +24,19 @@ def run_demo(
     seed: int = 0,
     as_of: datetime | None = None,
     console: Console | None = None,
+    settings: Settings,
 ) -> dict[str, Any]:
     """The main job end to end: generate (once), ingest, then the daily pipeline. Returns its summary.
     Re-running reuses the generated files and changes nothing in the store."""
     console = console or Console(quiet=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "outbox").mkdir(exist_ok=True)
-    # Owner alerts and nurture emails land in the demo's own outbox unless one is configured.
-    if "LEADSCORE_OUTBOX_DIR" not in os.environ:
-        os.environ["LEADSCORE_OUTBOX_DIR"] = str((workdir / "outbox").resolve())
-        get_settings.cache_clear()
-    database_url = os.environ.get("LEADSCORE_DATABASE_URL") or f"sqlite:///{(workdir / 'leadscore.db').resolve()}"
+    # The store, owner alerts and nurture emails are the demo's own unless the settings name others.
+    configured = settings.model_fields_set
+    outbox = (settings.outbox_dir if "outbox_dir" in configured else workdir / "outbox").resolve()
+    outbox.mkdir(parents=True, exist_ok=True)
+    database_url = (
+        settings.database_url if "database_url" in configured else f"sqlite:///{(workdir / 'leadscore.db').resolve()}"
+    )
     as_of = as_of or datetime.now(UTC).replace(microsecond=0)
     data_dir = workdir / "demo-data"
     portfolio = load_portfolio(DEMO_PORTFOLIO)
@@ -60,6 +61,7 @@ def run_demo(
             as_of=as_of,
             audiences_dir=str(workdir / "audiences"),
             report_path=str(workdir / "report.html"),
+            outbox_dir=str(outbox),
         )
     console.print(f"store: {database_url}")
     return summary

@@ -44,7 +44,7 @@ def ingest_file(
     portfolio: Portfolio,
     kind: str,
     path: Path,
-    database_url: str | None = None,
+    database_url: str,
     progress: Progress | None = None,
 ) -> IngestOutcome:
     """Ingest ``kind`` (leads, events or stage_updates); a CRM update for a line the lead has no journey

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from flows import progress
 from flows.database import engine_for
+from flows.startup import enter_flow
 from nurture.delivery import deliver
 from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
 from nurture.spec import NurtureSpec, load_nurture
@@ -37,7 +38,7 @@ from store import nurture as store
 from store.db import refresh_statistics
 from store.nurture import ENROLMENT_SCHEMA
 from store.scores import finish_run, start_run
-from store.settings import Settings, get_settings
+from store.settings import Settings
 
 SETTLED = ("sent", "unknown", "duplicate", "bounced")  # the step counts as done; "failed" stays due
 COMPOSE_BATCH = 2_000  # emails rendered at a time (recipients read, bodies held until delivered)
@@ -109,11 +110,10 @@ def nurture_once(
     as_of: datetime,
     *,
     dry_run: bool = False,
-    settings: Settings | None = None,
+    settings: Settings,
     run_id: str | None = None,
 ) -> NurtureSummary:
     """One nurture run at ``as_of``. A dry run reads and decides but writes and sends nothing."""
-    settings = settings or get_settings()
     summary = NurtureSummary(run_id=run_id or "dry-run", as_of=as_of, dry_run=dry_run)
     tracks = ctx.tracks
     if not dry_run:
@@ -375,16 +375,20 @@ def run_nurture(
     database_url: str | None = None,
     as_of: datetime | None = None,
     dry_run: bool = False,
+    outbox_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Exit, enrol and advance nurture tracks, send due emails, record it all (DESIGN §4, after scoring)."""
+    """Exit, enrol and advance nurture tracks, send due emails, record it all (DESIGN §4, after scoring).
+
+    ``database_url`` and ``outbox_dir`` default to the settings (``LEADSCORE_*``)."""
+    settings = enter_flow(database_url, outbox_dir)
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     ctx = load_context(portfolio_path)
-    engine = engine_for(database_url)
+    engine = engine_for(settings.database_url)
     refresh_statistics(engine)
     run_id = None if dry_run else start_run(engine, "nurture", as_of)
     try:
-        summary = nurture_once(engine, ctx, as_of, dry_run=dry_run, run_id=run_id)
+        summary = nurture_once(engine, ctx, as_of, dry_run=dry_run, settings=settings, run_id=run_id)
     except BaseException as exc:
         if run_id is not None:
             finish_run(engine, run_id, "failed", {"error": repr(exc)})

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.database import engine_for
+from flows.startup import enter_flow
 from models.learning.review import ReviewSettings, review_qualified, review_stages
 from stages.portfolio import load_portfolio
 from store.outcomes import qualified_journeys, scored_outcomes
@@ -24,22 +25,23 @@ def review_models(
     Warnings (a higher band converting no better than a lower one, an AUC under the floor, a rate under
     the target) go to the run's log, a markdown artifact, and the monitoring webhook when one is set.
     """
+    settings = enter_flow(database_url)
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
     monitoring = portfolio.spec.monitoring
     since = as_of - timedelta(days=monitoring.window_days)
-    engine = engine_for(database_url)
-    settings = ReviewSettings(
+    engine = engine_for(settings.database_url)
+    review = ReviewSettings(
         auc_floor=monitoring.auc_floor,
         mql_to_opportunity_target=monitoring.mql_to_opportunity_target,
         min_leads_per_band=monitoring.min_leads_per_band,
     )
     bands = {(line.name, s.name): s.bands for line in portfolio.product_lines.values() for s in line.funnel}
-    stages, stage_warnings = review_stages(scored_outcomes(engine, since, as_of), bands, settings)
+    stages, stage_warnings = review_stages(scored_outcomes(engine, since, as_of), bands, review)
     opportunity = {name: line.spec.opportunity_stage for name, line in portfolio.product_lines.items()}
     qualified = qualified_journeys(engine, monitoring.qualification, since, as_of)
-    lines, line_warnings = review_qualified(qualified, opportunity, monitoring.qualification, settings)
+    lines, line_warnings = review_qualified(qualified, opportunity, monitoring.qualification, review)
     report = {
         "as_of": as_of.isoformat(),
         "since": since.isoformat(),

@@ -7,12 +7,11 @@ per flow run costs ≈ 12 s to start (DESIGN §7), so a long-lived cluster is th
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from store.settings import Settings, get_settings
+from store.settings import Settings
 
 
-def task_runner(settings: Settings | None = None) -> TaskRunner:
+def task_runner(settings: Settings) -> TaskRunner:
     """A fresh task runner for one flow run (runners hold pools and clients: never share one between runs)."""
-    settings = settings or get_settings()
     workers = max(1, settings.workers)
     if settings.task_runner == "threads":
         # Two threads per worker: while one task scores (CPU, Polars), another waits for its partition read.

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 from adbc_driver_manager import OperationalError as AdbcOperationalError
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -18,12 +18,14 @@ from flows import progress
 from flows.actions import execute_actions
 from flows.database import engine_for
 from flows.runners import task_runner
+from flows.startup import enter_flow
 from models.breakdown import top_rules
 from stages.pipeline import run_line
 from stages.portfolio import Portfolio, load_portfolio
 from store import partitions  # the module: score_partition ships by value to Dask, its lock cannot
 from store.db import refresh_statistics
 from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
+from store.settings import Settings
 from store.sqlite_read_workers import SqliteReadError
 from store.stages import (
     FunnelWrite,
@@ -79,7 +81,7 @@ def score_partition(
     as_of: datetime,
     run_id: str | None,
     read_token: str,
-    database_url: str | None = None,
+    database_url: str,
 ) -> PartitionResult:
     """Score one product line's journeys in one lead-key range; write the changed ones when ``run_id`` is set.
 
@@ -145,28 +147,33 @@ def score_partition(
 
 
 @task(cache_policy=NO_CACHE)
-def carry_out_actions(portfolio: Portfolio, database_url: str | None) -> dict[str, dict[str, int]]:
+def carry_out_actions(portfolio: Portfolio, settings: Settings) -> dict[str, dict[str, int]]:
     """Notifications, webhooks and track moves of every open firing (this run's and earlier ones')."""
-    return execute_actions(engine_for(database_url), portfolio)
+    return execute_actions(engine_for(settings.database_url), portfolio, settings)
 
 
 def _counts(column: pl.DataFrame) -> dict[str, int]:
     return {key: n for key, n in column.to_series().value_counts().iter_rows()}
 
 
-# The task runner comes from the settings (LEADSCORE_TASK_RUNNER: threads, processes or dask).
-@flow(name="score-portfolio", task_runner=task_runner(), log_prints=True)
+# Declared on the default runner (importing reads no settings); entry points run ``scoring_flow(settings)``,
+# on the runner the settings name (LEADSCORE_TASK_RUNNER: threads, processes or dask).
+@flow(name="score-portfolio", task_runner=task_runner(Settings.model_construct()), log_prints=True)
 def score_portfolio(
     portfolio_path: str,
     as_of: datetime | None = None,
     write: bool = True,
     database_url: str | None = None,
+    outbox_dir: str | None = None,
 ) -> dict[str, Any]:
     """Recompute every active journey's score from the event log as of ``as_of`` (default: now).
 
     With ``write`` a snapshot is stored only where score, band or qualification changed; without it
     the run is a read-only replay. Re-running gives the same final state (scores are derived).
+    ``database_url`` and ``outbox_dir`` (owner alerts) default to the settings (``LEADSCORE_*``).
     """
+    settings = enter_flow(database_url, outbox_dir)
+    database_url = settings.database_url
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
@@ -194,12 +201,17 @@ def score_portfolio(
     summary = summarize(outcomes, run_id, as_of)
     if run_id is not None:
         refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
-        summary["actions"] = carry_out_actions(portfolio, database_url)
+        summary["actions"] = carry_out_actions(portfolio, settings)
         summary["firing_outcomes"] = firing_summary(engine, run_id)
         finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
     logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
     _publish(summary)
     return summary
+
+
+def scoring_flow(settings: Settings) -> Flow[..., dict[str, Any]]:
+    """``score_portfolio`` on the task runner ``settings`` choose."""
+    return score_portfolio.with_options(task_runner=task_runner(settings))
 
 
 def summarize(results: list[PartitionResult], run_id: str | None, as_of: datetime) -> dict[str, Any]:
@@ -251,9 +263,7 @@ def _publish(summary: dict[str, Any]) -> None:
     )
 
 
-def rescore_lead(
-    portfolio: Portfolio, lead_id: str, product_line: str, database_url: str | None = None
-) -> float | None:
+def rescore_lead(portfolio: Portfolio, lead_id: str, product_line: str, database_url: str) -> float | None:
     """Rescore one lead's journey now (after a manual adjustment), outside a flow run."""
     from sqlmodel import Session
 

@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from nurture.mail import Outgoing
 from store import outbox
-from store.settings import Settings, get_settings
+from store.settings import Settings
 
 CHUNK = 500  # messages per intent/outcome transaction: bounds what a crash leaves unknown
 
@@ -159,7 +159,7 @@ class _Smtp:
 def deliver(
     engine: Engine,
     messages: Iterable[Outgoing],
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     now: datetime | None = None,
     settled: Callable[[int], None] | None = None,
@@ -169,7 +169,6 @@ def deliver(
     ``messages`` is consumed a chunk at a time, so a generator of messages is never all in memory.
 
     ``settled`` is told how many messages are settled so far after each chunk (a progress bar's count)."""
-    settings = settings or get_settings()
     now = now or datetime.now(UTC)
     transport: Transport = _Smtp(settings) if settings.smtp_host else _FilesOnly()
     folder = Path(settings.outbox_dir) / now.astimezone(UTC).date().isoformat()

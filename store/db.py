@@ -1,4 +1,4 @@
-"""Engine and sessions from settings; SQLite gets WAL mode and a busy timeout; the schema is migrated to head."""
+"""Engine and sessions for a database URL; SQLite gets WAL mode and a busy timeout; the schema is migrated to head."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,12 +12,10 @@ import store.nurture_tables  # registers the nurture tables
 import store.outbox_tables  # noqa: F401  (registers the outbox table)
 from store import tables  # noqa: F401  (registers the tables on the metadata)
 from store.migrate import upgrade
-from store.settings import get_settings
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create the engine and bring the schema to the newest migration (idempotent; keeps existing data)."""
-    url = url or get_settings().database_url
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 60})
     engine = create_engine(url, **kwargs)

@@ -20,7 +20,6 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from store import sqlite_read_workers as sqlite_process
-from store.settings import get_settings
 from store.shapes import UTC_US
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
 
@@ -96,10 +95,19 @@ def _positional(sql: str, params: Mapping[str, Any], dialect: str) -> tuple[str,
     return _PARAM.sub(replace, sql), values
 
 
+_read_processes = 2  # SQLite reader processes at most; the process's start-up sets it from its settings
+
+
+def limit_read_processes(processes: int) -> None:
+    """How many SQLite reader processes this process may start (``LEADSCORE_WORKERS``, given at start-up)."""
+    global _read_processes
+    _read_processes = max(1, processes)
+
+
 def _fetch_arrow(engine: Engine, sql: str, values: Sequence[Any]) -> pa.Table:
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        return sqlite_process.fetch_arrow(adbc_uri(engine), sql, values, get_settings().workers)
+        return sqlite_process.fetch_arrow(adbc_uri(engine), sql, values, _read_processes)
     if dialect == "postgresql":
         import adbc_driver_postgresql.dbapi as adbc_pg
 

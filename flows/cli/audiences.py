@@ -11,6 +11,7 @@ from flows.cli import base
 from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
 from flows.progress import progress_bars
 from models.files import SpecError
+from store.settings import get_settings
 
 audiences_app = typer.Typer(
     help="Ad audiences: normalised, hashed customer lists per ad platform.", no_args_is_help=True
@@ -47,7 +48,9 @@ def export(
     when = base.parse_time(as_of)
     try:
         with progress_bars(base.progress_console(json_out)):
-            results = export_audiences(loaded, platform, audience=audience, out_dir=out, as_of=when)  # type: ignore[arg-type]
+            results = export_audiences(  # type: ignore[arg-type]
+                loaded, platform, audience=audience, out_dir=out, as_of=when, database_url=get_settings().database_url
+            )
     except SpecError as exc:
         raise base.fail("invalid audiences in the portfolio", exc) from exc
     except AudienceNotFound as exc:

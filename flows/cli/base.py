@@ -19,12 +19,23 @@ from rich.console import Console
 from rich.markup import escape
 
 from models.files import SpecError
+from store.settings import get_settings
 
 app = typer.Typer(help="Lead scoring pipelines: ingest, score, explain, adjust.", no_args_is_help=True)
 console = Console()
 # Problems go to stderr (so ``--json`` output stays parseable), unwrapped, and never read as rich markup:
 # a message quoting a regular expression such as '[a-z]+' must print as written.
 errors = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+@app.callback()
+def _start() -> None:
+    # Process-wide set-up from the settings before any command runs (malloc arenas, SQLite readers).
+    from flows.startup import prepare_process
+
+    prepare_process(get_settings())
+
+
 DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 PortfolioOpt = Annotated[
@@ -65,8 +76,6 @@ def portfolio_path(explicit: Path | None) -> Path:
 
     A portfolio that is named (option or environment) but missing is an error, never a silent fallback.
     """
-    from store.settings import get_settings
-
     if explicit is not None:
         if not explicit.is_file():
             raise typer.BadParameter(f"portfolio file {explicit} not found", param_hint="--portfolio")

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from flows.cli import base
 from flows.cli.base import InputFile, JsonOpt, PortfolioOpt, app, console, literal
+from store.settings import get_settings
 
 
 @app.command()
@@ -54,7 +55,7 @@ def _ingest(kind: str, file: Path, portfolio: Path | None, json_out: bool) -> No
     loaded = base.load_portfolio_or_fail(portfolio)
     try:
         with _row_progress(f"ingesting {file.name}", file, quiet=json_out) as progress:
-            report = ingest_file(loaded, kind, file, progress=progress)
+            report = ingest_file(loaded, kind, file, get_settings().database_url, progress=progress)
     except ValueError as exc:  # a file-level problem: unsupported type, bad header
         raise base.fail(f"cannot ingest {file}", exc) from exc
     # Besides the ingest_rejects table, a sidecar file beside the input for whoever fixes the rows.

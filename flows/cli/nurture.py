@@ -12,6 +12,7 @@ from flows.cli import base
 from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
 from flows.progress import progress_bars
 from models.files import SpecError
+from store.settings import get_settings
 
 
 @app.command()
@@ -68,7 +69,7 @@ def suppress(file: Annotated[Path, typer.Argument(dir_okay=False)], json_out: Js
         parsed = read_suppression_file(file)
     except ValueError as exc:
         raise base.fail(f"cannot read {file}", exc) from exc
-    engine = engine_for()
+    engine = engine_for(get_settings().database_url)
     found = store.lead_keys_by(engine, parsed.column, [value for _, value in parsed.values])
     rejects = list(parsed.rejects)
     keys = []

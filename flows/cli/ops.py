@@ -8,6 +8,7 @@ from rich.table import Table
 
 from flows.cli import base
 from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
+from store.settings import get_settings
 
 
 @app.command()
@@ -56,7 +57,7 @@ def report(
     if product_line is not None and product_line not in loaded.product_lines:
         known = ", ".join(sorted(loaded.product_lines))
         raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
-    sections = write_report(path, out, product_line=product_line)
+    sections = write_report(path, out, get_settings().database_url, product_line=product_line)
     if json_out:
         print(base.to_json({"out": str(out), "sections": {s.key: s.rows for s in sections}}))
         return

@@ -11,6 +11,7 @@ from flows.cli import base
 from flows.cli.base import JsonOpt, PortfolioOpt, app, console, literal
 from flows.cli.score import print_summary
 from flows.progress import progress_bars
+from store.settings import get_settings
 
 
 @app.command()
@@ -34,7 +35,7 @@ def demo(
     """Generate the demo portfolio's data, ingest it and run the daily pipeline on the embedded store."""
     from flows.demo import run_demo
 
-    summary = run_demo(workdir, leads=leads, events=events, seed=seed, console=console)
+    summary = run_demo(workdir, leads=leads, events=events, seed=seed, console=console, settings=get_settings())
     print_pipeline(summary)
 
 

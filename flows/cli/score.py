@@ -13,6 +13,7 @@ from flows.cli import base
 from flows.cli.base import InputFile, JsonOpt, PortfolioOpt, app, console, literal
 from flows.progress import progress_bars
 from models.files import SpecError
+from store.settings import get_settings
 
 
 @app.command()
@@ -23,13 +24,13 @@ def score(
     json_out: JsonOpt = False,
 ) -> None:
     """Score every active journey of every product line (a Prefect flow run)."""
-    from flows.scoring import score_portfolio
+    from flows.scoring import scoring_flow
 
     path = base.portfolio_path(portfolio)
     base.load_portfolio_or_fail(path)
     when = base.parse_time(as_of)
     with progress_bars(base.progress_console(json_out)):
-        summary = score_portfolio(str(path), as_of=when, write=write or when is None)
+        summary = scoring_flow(get_settings())(str(path), as_of=when, write=write or when is None)
     if json_out:
         print(base.to_json(summary))
         return
@@ -75,7 +76,7 @@ def explain(
     from flows.database import engine_for
     from store.queries import lead_history
 
-    history = lead_history(engine_for(), lead_id, product_line)
+    history = lead_history(engine_for(get_settings().database_url), lead_id, product_line)
     if history is None:
         raise base.fail(f"unknown lead {lead_id!r}", code=1)
     if json_out:
@@ -172,14 +173,14 @@ def adjust(
         raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
     if not reason.strip():
         raise typer.BadParameter("a reason is required (it is the audit trail)", param_hint="--reason")
-    engine = engine_for()
+    engine = engine_for(get_settings().database_url)
     event_id = f"adj-{uuid.uuid4().hex}"
     if not add_manual_adjustment(engine, lead_id, product_line, points, reason, author, event_id):
         raise base.fail(f"unknown lead {lead_id!r}", code=1)
     with Session(engine) as session:
         key = lead_key_of(session, lead_id)
     open_journeys(engine, new_journeys(loaded, [(key, product_line, datetime.now(UTC))]))
-    result = rescore_lead(loaded, lead_id, product_line)
+    result = rescore_lead(loaded, lead_id, product_line, get_settings().database_url)
     console.print(
         f"{literal(lead_id)}: {points:+g} ({literal(reason)}) recorded as {event_id}; "
         f"{literal(product_line)} score now {result}"

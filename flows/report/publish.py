@@ -17,7 +17,7 @@ from store.db import refresh_statistics
 
 
 def write_report(
-    portfolio_path: str | Path, out: str | Path, database_url: str | None = None, product_line: str | None = None
+    portfolio_path: str | Path, out: str | Path, database_url: str, product_line: str | None = None
 ) -> list[Section]:
     """Write the HTML report of the store to ``out``; returns its sections (their key tables)."""
     engine = engine_for(database_url)
@@ -41,9 +41,7 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @task(name="report")
-def report_task(
-    portfolio_path: str, out: str, database_url: str | None = None, product_line: str | None = None
-) -> dict[str, int]:
+def report_task(portfolio_path: str, out: str, database_url: str, product_line: str | None = None) -> dict[str, int]:
     """The report step of a pipeline: write the HTML file and publish the key tables as artifacts."""
     sections = write_report(portfolio_path, out, database_url, product_line)
     publish_report_artifacts(sections)

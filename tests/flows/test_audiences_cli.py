@@ -53,11 +53,11 @@ def cli(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> I
     (tmp_path / "m.yaml").write_text(MODEL)
     (tmp_path / "leads.csv").write_text(LEADS)
     run("ingest", "leads", tmp_path / "leads.csv", "--json")
-    with engine_for().connect() as conn:
+    with engine_for(database_url).connect() as conn:
         keys = [key for (key,) in conn.execute(select(Lead.key).order_by(Lead.key))]  # type: ignore[arg-type]
-    add_members(engine_for(), "retarget", keys, run_id="track", as_of=datetime(2026, 11, 1, tzinfo=UTC))
+    add_members(engine_for(database_url), "retarget", keys, run_id="track", as_of=datetime(2026, 11, 1, tzinfo=UTC))
     yield tmp_path
-    engine_for().dispose()
+    engine_for(database_url).dispose()
     get_settings.cache_clear()
     engine_for.cache_clear()
 
@@ -90,7 +90,7 @@ def test_export_json_files_and_idempotent_rerun(cli: Path) -> None:
     )
     assert "retarget" in human.stdout and "meta" in human.stdout
     assert (cli / "audiences" / "retarget" / "meta").is_dir()
-    with engine_for().connect() as conn:
+    with engine_for(get_settings().database_url).connect() as conn:
         kinds = [kind for (kind,) in conn.execute(select(Run.kind).where(Run.status == "completed"))]  # type: ignore[arg-type]
     assert kinds.count("audiences") == 3
 
@@ -125,7 +125,7 @@ def test_refresh_audiences_flow_exports_every_platform(cli: Path, database_url: 
 
 def test_lead_ingestion_parses_phones_for_phone_platforms(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def parsed() -> list[tuple[str, str | None, str | None, str | None]]:
-        with engine_for().connect() as conn:
+        with engine_for(get_settings().database_url).connect() as conn:
             stmt = select(Lead.lead_id, PHONE_TABLE.c.phone, PHONE_TABLE.c.region, PHONE_TABLE.c.e164).join(
                 PHONE_TABLE, PHONE_TABLE.c.lead_key == Lead.key
             )

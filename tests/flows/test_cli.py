@@ -95,7 +95,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "leads.csv").write_text(LEADS)
     (tmp_path / "events.csv").write_text(EVENTS)
     yield tmp_path
-    engine_for().dispose()
+    engine_for(get_settings().database_url).dispose()
     get_settings.cache_clear()
     engine_for.cache_clear()
 
@@ -112,7 +112,7 @@ def run_json(*args: str | Path) -> Any:
 
 
 def counts() -> tuple[int, int]:
-    with Session(engine_for()) as session:
+    with Session(engine_for(get_settings().database_url)) as session:
         snapshots = session.exec(select(func.count()).select_from(ScoreSnapshot)).one()[0]
         runs = session.exec(select(func.count()).select_from(Run)).one()[0]
     return snapshots, runs

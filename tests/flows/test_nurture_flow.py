@@ -99,7 +99,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outbox_dir: Path) -> It
     engine_for.cache_clear()
     write_portfolio(tmp_path)
     yield tmp_path
-    engine_for().dispose()
+    engine_for(get_settings().database_url).dispose()
     engine_for.cache_clear()
 
 
@@ -110,7 +110,7 @@ def invoke(*args: str | Path, code: int = 0) -> Any:
 
 
 def test_nurture_dry_run_then_real_run_from_the_cli(cli: Path) -> None:
-    engine = engine_for()
+    engine = engine_for(get_settings().database_url)
     key, _ = add_lead(engine, "C1", score=10)
     dry = json.loads(invoke("nurture", "--dry-run", "--as-of", "2026-11-23T10:00:00Z", "--json").stdout)
     assert dry["dry_run"] is True and dry["enrolled"] == {"warm-up": 1}
@@ -127,7 +127,7 @@ def test_nurture_dry_run_then_real_run_from_the_cli(cli: Path) -> None:
 
 
 def test_suppress_unsubscribes_exits_tracks_and_reports_rejects(cli: Path) -> None:
-    engine = engine_for()
+    engine = engine_for(get_settings().database_url)
     gone, _ = add_lead(engine, "S1", score=10)
     kept, _ = add_lead(engine, "S2", score=10)
     invoke("nurture", "--as-of", "2026-11-23T10:00:00Z", "--json")
