@@ -41,9 +41,10 @@ import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+import templates
 from store.shapes import LEAD_COLUMNS
 
-PROJECT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+PROJECT_TEMPLATES = templates.FOLDER
 EMAIL_POLICY = SMTP.clone(max_line_length=998)
 KINDS = ("owner_alert", "nurture")
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)

@@ -2,14 +2,14 @@
 charts and tables, autoescaped (the charts are SVG from the chart kit, every text in them escaped)."""
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+import templates
 from flows.report.sections import ReportScope, Section
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = templates.FOLDER
 
 
 def render_page(template: str, **context: Any) -> str:
