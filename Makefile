@@ -25,5 +25,5 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/score.py
 
-clean:
-	rm -rf leadscore.db leadscore.db-* outbox demo-data
+clean:  # everything `make demo` writes lives in ./demo/
+	rm -rf demo

@@ -27,7 +27,9 @@ def init(directory: Path) -> None:
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the SQLite file, the data and the outbox go")] = Path("."),
+    workdir: Annotated[
+        Path, typer.Option(help="The demo's own folder: its SQLite file, data, outbox, audiences and report")
+    ] = Path("demo"),
     leads: Annotated[int, typer.Option(help="Generated leads")] = 5_000,
     events: Annotated[int, typer.Option(help="Generated events")] = 100_000,
     seed: int = 0,
