@@ -7,7 +7,7 @@ The store is prepared once per ``--workdir`` (and per database): the demo data g
 size and ingested through the real ingestion (``leadscore ingest``). Each measurement runs on a copy
 (the SQLite file copied, or ``CREATE DATABASE … TEMPLATE`` on PostgreSQL), so the prepared store is
 left as it was. A first ``daily_pipeline`` run scores the whole store (every journey's first snapshot,
-the event mirror on SQLite); then a day's increment — ``--new-leads`` new leads, ``--new-events``
+the event cache on SQLite); then a day's increment — ``--new-leads`` new leads, ``--new-events``
 events (half of them from existing leads) and 200 CRM stage updates — is dropped into the inbox and
 the measured run ingests, scores (transitions, triggers), nurtures, refreshes audiences and reports.
 Both runs are dated inside the demo's send window (the next weekday morning in Paris if now is not),
