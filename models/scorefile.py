@@ -11,7 +11,7 @@ from models.breakdown import top_rules
 from models.engine import score
 from models.spec import NUMERIC_OPS, Bands, PointsModel, Scale
 from store.csvfile import open_csv
-from store.shapes import UTC_US
+from store.shapes import EVENT_SCHEMA, UTC_US
 
 LINE = "__line__"  # the physical line of a row in its file (header = 1)
 ADDED = ("score", "band", "top_rules")
@@ -47,7 +47,7 @@ def score_csv(
     rejects = [pl.concat([unreadable, non_numeric]).sort("line", maintain_order=True)]
     good = leads.filter(~pl.col(LINE).is_in(non_numeric.get_column("line").implode()))
     frame = good.with_columns(pl.col(LINE).alias("lead_key"))
-    events = _empty_events()
+    events = pl.DataFrame(schema=EVENT_SCHEMA)
     if events_path is not None:
         events, event_rejects = _read_events(events_path, frame)
         rejects.append(event_rejects)
@@ -205,15 +205,3 @@ def _read_events(path: Path, leads: pl.DataFrame) -> tuple[pl.DataFrame, pl.Data
         ),
     )
     return events, pl.concat([rejects, bad]).sort("line", maintain_order=True)
-
-
-def _empty_events() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "lead_key": pl.Int64,
-            "occurred_at": UTC_US,
-            "type": pl.Utf8,
-            "machine": pl.Boolean,
-            "properties": pl.Utf8,
-        }
-    )

@@ -19,18 +19,9 @@ import pyarrow as pa
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from store import sqlite_read_workers as sqlite_process
-from store.shapes import UTC_US
+from store import sqlite_read_workers
+from store.shapes import EVENT_SCHEMA
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
-
-EVENT_SCHEMA: dict[str, pl.DataType] = {
-    "lead_key": pl.Int64(),
-    "occurred_at": UTC_US,
-    "type": pl.Utf8(),
-    "product_line": pl.Utf8(),
-    "machine": pl.Boolean(),
-    "properties": pl.Utf8(),
-}
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _search_paths: weakref.WeakKeyDictionary[Engine, str | None] = weakref.WeakKeyDictionary()
@@ -107,7 +98,7 @@ def limit_read_processes(processes: int) -> None:
 def _fetch_arrow(engine: Engine, sql: str, values: Sequence[Any]) -> pa.Table:
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        return sqlite_process.fetch_arrow(adbc_uri(engine), sql, values, _read_processes)
+        return sqlite_read_workers.fetch_arrow(adbc_uri(engine), sql, values, _read_processes)
     if dialect == "postgresql":
         import adbc_driver_postgresql.dbapi as adbc_pg
 

@@ -30,6 +30,16 @@ AUDIENCE_LEAD_COLUMNS = tuple(name for name in LEAD_COLUMNS if name != "owner_em
 # What a trigger action (owner alert, webhook) says about the lead.
 LEAD_CONTACT_COLUMNS = ("lead_id", "email", "first_name", "last_name", "company", "owner_email")
 
+# A lead's events as the scoring engine reads them (``store.reader``); ``properties`` is the JSON text.
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "lead_key": pl.Int64(),
+    "occurred_at": UTC_US,
+    "type": pl.Utf8(),
+    "product_line": pl.Utf8(),
+    "machine": pl.Boolean(),
+    "properties": pl.Utf8(),
+}
+
 # A score's explanation: each rule that gave points, in rule order; the entries sum to the score.
 BREAKDOWN_TYPE = pl.List(pl.Struct({"rule": pl.Utf8, "points": pl.Float64}))
 
