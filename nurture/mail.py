@@ -41,10 +41,11 @@ import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-import templates
 from store.shapes import LEAD_COLUMNS
 
-PROJECT_TEMPLATES = templates.FOLDER
+# leadscore's own templates, installed beside its packages (package data). Found from this file, not by
+# importing `templates`: a project's own `templates/` folder in the working directory would shadow that import.
+PROJECT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 EMAIL_POLICY = SMTP.clone(max_line_length=998)
 KINDS = ("owner_alert", "nurture")
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)

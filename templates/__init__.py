@@ -1,9 +1,5 @@
 """leadscore's Jinja2 templates (emails, the report, the backtest report), shipped as package data.
 
-Code finds them through ``FOLDER`` rather than a path relative to the source tree, which exists only in a
-checkout or an editable install.
+Code finds this folder through ``nurture.mail.PROJECT_TEMPLATES`` (a path beside the installed packages), never by
+importing ``templates``: a user project's own ``templates/`` folder would shadow that import.
 """
-
-from pathlib import Path
-
-FOLDER = Path(__file__).resolve().parent

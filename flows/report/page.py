@@ -6,10 +6,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-import templates
 from flows.report.sections import ReportScope, Section
-
-TEMPLATES = templates.FOLDER
+from nurture.mail import PROJECT_TEMPLATES as TEMPLATES
 
 
 def render_page(template: str, **context: Any) -> str:
