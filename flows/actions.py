@@ -18,10 +18,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from nurture.delivery import deliver
+from flows.digest import is_digest, send_digests
+from flows.mailing import send_messages
+from nurture.chat import slack_message, teams_message
 from nurture.mail import Mailer, Outgoing, Sender, owner_alert
 from nurture.spec import load_nurture
-from nurture.webhooks import WebhookCall, post_all
+from nurture.webhooks import WebhookCall, WebhookResult, post_all
 from stages.portfolio import Portfolio
 from store.nurture import request_enrolments, request_exits
 from store.settings import Settings
@@ -68,7 +70,12 @@ def run_webhooks(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> l
             outcomes.append((firing["id"], "retry", 0, f"environment variable {secret_env} is not set", None))
             continue
         calls.append((firing, WebhookCall(str(firing["id"]), params["url"], webhook_payload(firing), secret)))
-    results = post_all([call for _, call in calls], timeout_s=timeout_s)
+    return outcomes + _settle(calls, post_all([call for _, call in calls], timeout_s=timeout_s))
+
+
+def _settle(calls: list[tuple[dict[str, Any], WebhookCall]], results: list[WebhookResult]) -> list[Outcome]:
+    """Done, retried by a later run (up to ``MAX_WEBHOOK_ATTEMPTS``), or failed for good."""
+    outcomes: list[Outcome] = []
     now = datetime.now(UTC)
     for (firing, _), result in zip(calls, results, strict=True):
         if result.ok:
@@ -79,6 +86,21 @@ def run_webhooks(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> l
             status = "failed"
         outcomes.append((firing["id"], status, result.attempts, result.outcome, None if status == "retry" else now))
     return outcomes
+
+
+def post_to_chats(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> list[Outcome]:
+    """Chat actions: each firing posted to its Slack or Teams incoming webhook (retried like webhooks)."""
+    outcomes: list[Outcome] = []
+    calls = []
+    for firing in firings:
+        params = json.loads(firing["params"])
+        url = os.environ.get(params["url_env"])
+        if not url:  # configuration: setting the variable lets a later run post it
+            outcomes.append((firing["id"], "retry", 0, f"environment variable {params['url_env']} is not set", None))
+            continue
+        message = (slack_message if params["platform"] == "slack" else teams_message)(webhook_payload(firing))
+        calls.append((firing, WebhookCall(str(firing["id"]), url, message)))
+    return outcomes + _settle(calls, post_all([call for _, call in calls], timeout_s=timeout_s))
 
 
 def _sender(portfolio: Portfolio, mail_from: str) -> Sender:
@@ -135,7 +157,7 @@ def notify_owners(
             firing_of[message.message_id] = firing["id"]
             yield message
 
-    for result in deliver(engine, alerts(), settings):
+    for result in send_messages(engine, alerts(), settings, now=now):
         ok = result.status in ("sent", "unknown", "duplicate")
         detail = (
             result.status + (f": {result.error}" if result.error else "") + (f" ({result.path})" if result.path else "")
@@ -164,13 +186,17 @@ def request_track_moves(engine: Engine, firings: list[dict[str, Any]]) -> list[O
 
 def execute_actions(engine: Engine, portfolio: Portfolio, settings: Settings) -> dict[str, dict[str, int]]:
     """Carry out every open firing; returns counts per action and final status (for the run summary)."""
-    firings = read_open_firings(engine, ["notify_owner", "webhook", "enrol", "exit"]).to_dicts()
+    firings = read_open_firings(engine, ["notify_owner", "webhook", "chat", "enrol", "exit"]).to_dicts()
     by_action: dict[str, list[dict[str, Any]]] = {}
     for firing in firings:
         by_action.setdefault(firing["action"], []).append(firing)
+    alerts = by_action.get("notify_owner", [])
+    digested = [firing for firing in alerts if is_digest(firing)]
     outcomes = (
-        notify_owners(engine, portfolio, by_action.get("notify_owner", []), settings)
+        send_digests(engine, portfolio, digested, _sender(portfolio, settings.mail_from), settings, datetime.now(UTC))
+        + notify_owners(engine, portfolio, [firing for firing in alerts if not is_digest(firing)], settings)
         + run_webhooks(by_action.get("webhook", []))
+        + post_to_chats(by_action.get("chat", []))
         + request_track_moves(engine, by_action.get("enrol", []) + by_action.get("exit", []))
     )
     record_firing_outcomes(engine, outcomes)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +21,7 @@ from sqlalchemy import Engine
 
 from flows import progress
 from flows.database import engine_for
+from flows.exclusions import excluded_now
 from flows.startup import enter_flow
 from nurture.audiences import (
     PHONE_PLATFORMS,
@@ -32,6 +34,7 @@ from nurture.audiences import (
     resolve_phones,
     with_lines,
 )
+from nurture.exclusions import load_exclusions
 from stages.portfolio import Portfolio, load_portfolio
 from store.audiences import last_export, read_audience_leads, read_uploaded, record_export, remember_phones
 from store.db import refresh_statistics
@@ -59,6 +62,7 @@ class ExportResult:
     full_path: str
     adds_path: str
     removes_path: str
+    excluded: int = 0  # consenting members left out by the portfolio's exclusions
 
 
 class AudienceNotFound(KeyError):
@@ -74,11 +78,15 @@ def export_audience(
     out_dir: Path,
     as_of: datetime,
     run_id: str,
+    excluded: pl.DataFrame | None = None,
 ) -> ExportResult:
-    """Export one audience to one platform: a full file, and adds/removes since its previous export."""
+    """Export one audience to one platform: a full file, and adds/removes since its previous export.
+    ``excluded`` (``lead_key, excluded``, from ``flows.exclusions.excluded_now``) are never uploaded."""
     where = spec.where.model_dump() if spec.where is not None else None
     leads = read_audience_leads(engine, name, as_of, where)
     consented, parsed = leads.filter("consented"), None
+    allowed = consented if excluded is None else consented.join(excluded, on="lead_key", how="anti")
+    left_out, consented = consented.height - allowed.height, allowed
     if platform in PHONE_PLATFORMS:
         consented, parsed = resolve_phones(consented, spec.default_country)
     current = with_lines(platform_rows(consented, platform, spec.default_country), platform)
@@ -129,6 +137,7 @@ def export_audience(
         full_path=record["full_path"],
         adds_path=record["adds_path"],
         removes_path=record["removes_path"],
+        excluded=left_out,
     )
 
 
@@ -165,12 +174,17 @@ def export_audiences(
     chosen = selected(load_audiences(portfolio), platform, audience)
     engine = engine_for(database_url)
     refresh_statistics(engine)
+    excluded = excluded_now(engine, load_exclusions(portfolio))
     run_id = start_run(engine, "audiences", as_of)
     try:
         results = []
         for done, (name, spec) in enumerate(chosen.items()):
             progress.report("exporting audiences", done, len(chosen), name)
-            results.append(export_audience(engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id))
+            results.append(
+                export_audience(
+                    engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, excluded=excluded
+                )
+            )
     except BaseException as exc:
         finish_run(engine, run_id, "failed", {"error": repr(exc)})
         raise
@@ -187,8 +201,10 @@ def export_audience_task(
     as_of: datetime,
     run_id: str,
     database_url: str,
+    excluded: pl.DataFrame,
 ) -> ExportResult:
-    return export_audience(engine_for(database_url), name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id)
+    engine = engine_for(database_url)
+    return export_audience(engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, excluded=excluded)
 
 
 @flow(name="refresh-audiences", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
@@ -202,12 +218,14 @@ def refresh_audiences(
     database_url = enter_flow(database_url).database_url
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
-    audiences = load_audiences(load_portfolio(Path(portfolio_path)))
+    portfolio = load_portfolio(Path(portfolio_path))
+    audiences = load_audiences(portfolio)
     engine = engine_for(database_url)
     refresh_statistics(engine)
+    excluded = excluded_now(engine, load_exclusions(portfolio))
     run_id = start_run(engine, "audiences", as_of)
     futures = [
-        export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url)
+        export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url, excluded)
         for name, spec in audiences.items()
         for platform in spec.platforms
     ]

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
@@ -10,6 +11,7 @@ from examples.generate import generate
 from flows.daily import daily_pipeline
 from flows.ingestion import ingest_file
 from flows.progress import progress_bars
+from nurture.spec import load_nurture
 from stages.portfolio import load_portfolio
 from store.settings import Settings
 
@@ -37,9 +39,13 @@ def run_demo(
     database_url = (
         settings.database_url if "database_url" in configured else f"sqlite:///{(workdir / 'leadscore.db').resolve()}"
     )
-    as_of = as_of or datetime.now(UTC).replace(microsecond=0)
-    data_dir = workdir / "demo-data"
     portfolio = load_portfolio(DEMO_PORTFOLIO)
+    if as_of is None:  # dated inside the nurture send window, so that the demo shows its emails any time
+        now = datetime.now(UTC).replace(microsecond=0)
+        as_of = load_nurture(portfolio).send_window.last_open(now, ZoneInfo(portfolio.spec.timezone))
+        if as_of != now:
+            console.print(f"dated {as_of.isoformat()}: the last minute of the nurture send window before now")
+    data_dir = workdir / "demo-data"
     if not (data_dir / "events.csv").exists():
         with console.status(f"generating {leads:,} leads and {events:,} events"):
             generate(data_dir, leads=leads, events=events, seed=seed, as_of=as_of, bad_rows=4)

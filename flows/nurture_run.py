@@ -6,11 +6,15 @@ entrypoint, and a module of that name would then shadow the ``nurture`` package.
 ``nurture_once`` is the plain function (tests and the CLI's dry run call it); ``run_nurture`` is the
 Prefect flow around it with an artifact summarising enrolments, sends and exits.
 
-Crash safety: exits and enrolments are committed first (a re-run sees them and does not repeat them);
-emails go through the at-most-once outbox with Message-IDs derived from ``enrolment:<id>:<step>``; the
-step log and enrolment positions are written after delivery. A crash in between leaves the enrolments
-on their email step: the re-run plans the same emails, the outbox recognises their Message-IDs (sent,
-or intent with unknown outcome), nothing is sent twice, and the re-run records the steps.
+The decisions are ``nurture.core``'s (state in, plan out); this module reads, writes and delivers.
+
+Crash safety: suppressions, exits and enrolments are committed first (a re-run sees them and does not
+repeat them); emails go through the at-most-once outbox with Message-IDs derived from
+``enrolment:<id>:<step>``, each outcome recorded as the server answers; the step log and enrolment
+positions are written after delivery. A crash in between leaves the enrolments on their email step:
+the re-run plans the same emails, the outbox recognises their Message-IDs, nothing is sent twice, and
+the re-run records the steps of those sent. The one message in flight at the crash stays ``unknown``
+and its step due until ``leadscore nurture outcomes`` resolves it.
 """
 
 from __future__ import annotations
@@ -28,19 +32,21 @@ from sqlalchemy import Engine
 
 from flows import progress
 from flows.database import engine_for
+from flows.exclusions import excluded_now
+from flows.mailing import send_messages
 from flows.startup import enter_flow
-from nurture.delivery import deliver
+from nurture.core import State, decide_entries, settle
+from nurture.exclusions import Exclusions, load_exclusions
 from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
 from nurture.spec import NurtureSpec, load_nurture
-from nurture.tracks import Tracks, after_send, compile_tracks, decide_enrolments, decide_exits, plan_steps
+from nurture.tracks import EMAIL_SCHEMA, Tracks, compile_tracks, plan_steps, with_variants
+from nurture.zones import lead_zones
 from stages.portfolio import Portfolio, load_portfolio
 from store import nurture as store
 from store.db import refresh_statistics
-from store.nurture import ENROLMENT_SCHEMA
 from store.scores import finish_run, start_run
 from store.settings import Settings
 
-SETTLED = ("sent", "unknown", "duplicate", "bounced")  # the step counts as done; "failed" stays due
 COMPOSE_BATCH = 2_000  # emails rendered at a time (recipients read, bodies held until delivered)
 EMAILS_LISTED = 1_000  # emails listed one by one in a run's summary; every one is in the outbox table
 
@@ -51,16 +57,19 @@ class NurtureSummary:
     as_of: datetime
     dry_run: bool
     exits: dict[str, int] = field(default_factory=dict)
-    enrolled: dict[str, int] = field(default_factory=dict)
+    enrolled: dict[str, int] = field(default_factory=dict)  # holdouts included
+    held_out: dict[str, int] = field(default_factory=dict)
     deliveries: dict[str, int] = field(default_factory=dict)
     deferred: dict[str, int] = field(default_factory=dict)
+    deferred_until: dict[str, str] = field(default_factory=dict)  # why → when the first of them is due again
     completed: int = 0
     audience_steps: int = 0
     requests: dict[str, int] = field(default_factory=dict)
     emails: list[dict[str, Any]] = field(default_factory=list)  # the first EMAILS_LISTED
     emails_total: int = 0
     errors: list[str] = field(default_factory=list)
-    unsubscribed_by_events: int = 0
+    notes: list[str] = field(default_factory=list)  # why a run did less than one might expect
+    suppressed_by_events: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,15 +78,18 @@ class NurtureSummary:
             "dry_run": self.dry_run,
             "exits": self.exits,
             "enrolled": self.enrolled,
+            "held_out": self.held_out,
             "deliveries": self.deliveries,
             "deferred": self.deferred,
+            "deferred_until": self.deferred_until,
             "completed": self.completed,
             "audience_steps": self.audience_steps,
             "requests": self.requests,
-            "unsubscribed_by_events": self.unsubscribed_by_events,
+            "suppressed_by_events": self.suppressed_by_events,
             "emails": self.emails,
             "emails_total": self.emails_total,
             "errors": self.errors,
+            "notes": self.notes,
         }
 
 
@@ -88,6 +100,7 @@ class Context:
     tracks: Tracks
     mailer: Mailer
     sender: Sender | None
+    exclusions: Exclusions
 
 
 def load_context(portfolio_path: Path | str) -> Context:
@@ -95,7 +108,8 @@ def load_context(portfolio_path: Path | str) -> Context:
     mailer = Mailer.for_portfolio(portfolio.path)
     spec = load_nurture(portfolio, mailer)
     sender = spec.sender.sender() if spec.sender else None
-    return Context(portfolio, spec, compile_tracks(spec, portfolio.spec.timezone), mailer, sender)
+    tracks = compile_tracks(spec, portfolio.spec.timezone)
+    return Context(portfolio, spec, tracks, mailer, sender, load_exclusions(portfolio))
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
@@ -113,93 +127,69 @@ def nurture_once(
     settings: Settings,
     run_id: str | None = None,
 ) -> NurtureSummary:
-    """One nurture run at ``as_of``. A dry run reads and decides but writes and sends nothing."""
+    """One nurture run at ``as_of``: read the state, decide (``nurture.core``), write, deliver, record.
+    A dry run reads and decides the same but writes and sends nothing."""
     summary = NurtureSummary(run_id=run_id or "dry-run", as_of=as_of, dry_run=dry_run)
     tracks = ctx.tracks
-    if not dry_run:
-        summary.unsubscribed_by_events = store.apply_unsubscribe_events(engine, as_of)
     lines = sorted({track.entry.product_line for track in ctx.spec.tracks.values()})
     journeys = store.read_journeys(engine, lines)
-    milestones = store.read_milestones(engine)
-    leads = store.read_consent(engine)
-    if dry_run:  # what the real run would first do: ingested unsubscribes suppress at once
-        leads = _with_unsubscribe_events(engine, leads, as_of)
-    enrolments = store.read_enrolments(engine)
-    requests = store.read_open_requests(engine, as_of)
-
-    exits = decide_exits(tracks, enrolments, journeys, milestones, leads, requests)
-    summary.exits = _counts(exits, "exit_reason")
-    exited_ids = exits["id"].to_list()
-    enrolments = enrolments.with_columns(
-        pl.when(pl.col("id").is_in(exited_ids)).then(pl.lit("exited")).otherwise(pl.col("status")).alias("status"),
-        pl.when(pl.col("id").is_in(exited_ids))
-        .then(pl.lit(as_of).cast(ENROLMENT_SCHEMA["exited_at"]))
-        .otherwise(pl.col("exited_at"))
-        .alias("exited_at"),
+    state = State(
+        journeys=journeys,
+        milestones=store.read_milestones(engine),
+        leads=store.read_consent(engine),
+        enrolments=store.read_enrolments(engine),
+        requests=store.read_open_requests(engine, as_of),
+        events=store.read_suppression_events(engine, as_of),
+        excluded=excluded_now(engine, ctx.exclusions),
     )
-    new, enrol_outcomes = decide_enrolments(tracks, enrolments, journeys, milestones, leads, requests, as_of)
-    summary.enrolled = _counts(new, "track")
-    exit_requests = requests.filter(pl.col("action") == "exit")
-    exit_outcomes = exit_requests.join(
-        enrolments.filter(pl.col("id").is_in(exited_ids)).select(
-            "track", "lead_key", pl.lit("exited").alias("outcome")
-        ),
-        on=["track", "lead_key"],
-        how="left",
-    ).select("id", pl.col("outcome").fill_null("not enrolled"))
-    request_outcomes = pl.concat([enrol_outcomes, exit_outcomes])
-    summary.requests = _counts(request_outcomes, "outcome")
-
+    entries = decide_entries(tracks, state, as_of, soft_bounces=ctx.spec.soft_bounces)
+    summary.suppressed_by_events = entries.suppressed.height
+    summary.exits = _counts(entries.exits, "exit_reason")
+    summary.enrolled = _counts(entries.new, "track")
+    summary.held_out = _counts(entries.new.filter("holdout"), "track")
+    summary.requests = _counts(entries.requests, "outcome")
     if dry_run:
-        fresh = new.with_columns(
-            (-pl.int_range(1, pl.len() + 1)).cast(pl.Int64).alias("id"),
-            pl.lit(as_of).cast(ENROLMENT_SCHEMA["enrolled_at"]).alias("enrolled_at"),
-            pl.lit(0).cast(pl.Int64).alias("current_step"),
-            pl.lit(as_of).cast(ENROLMENT_SCHEMA["next_step_at"]).alias("next_step_at"),
-            pl.lit("active").alias("status"),
-            pl.lit(None).cast(ENROLMENT_SCHEMA["exited_at"]).alias("exited_at"),
-        ).select(list(ENROLMENT_SCHEMA))
-        enrolments = pl.concat([enrolments, fresh])
+        enrolments = entries.provisional(state.enrolments, as_of)
     else:
         with engine.begin() as conn:
+            store.apply_suppressions(conn, list(entries.suppressed.iter_rows(named=True)))
             store.end_enrolments(
                 conn,
-                [{**row, "status": "exited"} for row in exits.iter_rows(named=True)],
+                [{**row, "status": "exited"} for row in entries.exits.iter_rows(named=True)],
                 at=as_of,
                 run_id=summary.run_id,
             )
             store.insert_enrolments(
-                conn,
-                [
-                    {
-                        **row,
-                        "enrolled_at": as_of,
-                        "current_step": 0,
-                        "next_step_at": as_of,
-                        "status": "active",
-                        "run_id": summary.run_id,
-                    }
-                    for row in new.iter_rows(named=True)
-                ],
+                conn, [_enrolment(row, as_of, summary.run_id) for row in entries.new.iter_rows(named=True)]
             )
-            store.settle_requests(conn, list(request_outcomes.iter_rows(named=True)), run_id=summary.run_id)
+            store.settle_requests(conn, list(entries.requests.iter_rows(named=True)), run_id=summary.run_id)
         refresh_statistics(engine)  # a first run has just filled the enrolments the next reads join
         enrolments = store.read_enrolments(engine)
 
     engagement = store.read_engagement(engine, as_of)
     per_days = ctx.spec.frequency_cap.per_days if ctx.spec.frequency_cap else 0
-    sends = store.read_recent_sends(engine, as_of - timedelta(days=per_days), as_of)
-    plan = plan_steps(tracks, enrolments, engagement, sends, as_of)
+    sends = store.read_recent_sends(engine, as_of - timedelta(days=max(per_days, 1)), as_of)
+    recipients = state.leads.join(lead_zones(state.leads, tracks.zone.key), on="lead_key", how="left")
+    plan = plan_steps(tracks, enrolments, engagement, sends, as_of, recipients)
     summary.deferred = _counts(plan.deferred, "why")
+    summary.deferred_until = {
+        why: until.isoformat()
+        for why, until in plan.deferred.group_by("why").agg(pl.col("until").min()).sort("why").iter_rows()
+    }
+    summary.notes = _why_nobody(ctx, journeys, summary)
 
+    lead_ids: dict[int, str] = {}  # of the listed emails: people know leads by id, not by internal key
     messages = _Listed(
-        _compose(engine, ctx, plan.emails, journeys, as_of, summary.run_id, settings, summary.errors), EMAILS_LISTED
+        _compose(engine, ctx, plan.emails, journeys, summary.run_id, settings, summary.errors, lead_ids), EMAILS_LISTED
     )
     if dry_run:
         for _ in messages:
             pass
         summary.emails_total = messages.count
-        summary.emails = [{**listed, "status": "would send"} for listed in messages.listed]
+        summary.emails = [
+            {"lead_id": lead_ids.get(listed["lead_key"]), **listed, "status": "would send"}
+            for listed in messages.listed
+        ]
         summary.audience_steps = plan.log.filter(pl.col("action").is_in(["audience", "leave_audience"])).height
         summary.completed = plan.updates.filter(pl.col("status") == "completed").height
         return summary
@@ -207,43 +197,63 @@ def nurture_once(
     def settled_so_far(done: int) -> None:
         progress.report("sending emails", done, plan.emails.height)
 
-    results = deliver(engine, iter(messages), settings, now=as_of, settled=settled_so_far)
+    results = send_messages(
+        engine, iter(messages), settings, now=as_of, per_minute=ctx.spec.pacing.per_minute, settled=settled_so_far
+    )
     summary.deliveries = dict(sorted(_tally(r.status for r in results).items()))
     summary.emails_total = len(results)
     summary.emails = [
-        {**listed, "status": result.status} for listed, result in zip(messages.listed, results, strict=False)
+        {"lead_id": lead_ids.get(listed["lead_key"]), **listed, "status": result.status}
+        for listed, result in zip(messages.listed, results, strict=False)
     ]
-    settled = pl.DataFrame(
-        [{"message_id": r.message_id, "ref": r.ref} for r in results if r.status in SETTLED],
-        schema={"message_id": pl.Utf8, "ref": pl.Utf8},
+    delivered = pl.DataFrame(
+        [{"ref": r.ref, "message_id": r.message_id, "status": r.status} for r in results],
+        schema={"ref": pl.Utf8, "message_id": pl.Utf8, "status": pl.Utf8},
     )
-    sent = (
-        plan.emails.with_columns(
-            (pl.lit("enrolment:") + pl.col("id").cast(pl.Utf8) + pl.lit(":") + pl.col("step").cast(pl.Utf8)).alias(
-                "ref"
-            )
-        )
-        .join(settled, on="ref", how="inner")
-        .drop("ref")
+    done = settle(tracks, plan, delivered, engagement, as_of)
+    summary.audience_steps = _audiences(
+        engine, done.log, enrolments, run_id=summary.run_id, as_of=as_of, summary=summary
     )
-    sent_log, sent_updates = after_send(tracks, sent, engagement, as_of)
-    log = pl.concat([plan.log, sent_log])
-    updates = pl.concat([plan.updates, sent_updates]).unique("id", keep="last", maintain_order=True)
-    summary.audience_steps = _audiences(engine, log, enrolments, run_id=summary.run_id, as_of=as_of, summary=summary)
-    completed = updates.filter(pl.col("status") == "completed")
-    summary.completed = completed.height
+    summary.completed = len(done.completed)
     with engine.begin() as conn:
-        store.record_steps(conn, [{**row, "at": as_of, "run_id": summary.run_id} for row in log.iter_rows(named=True)])
-        store.move_enrolments(
-            conn, list(updates.filter(pl.col("status") == "active").iter_rows(named=True)), run_id=summary.run_id
+        store.record_steps(
+            conn, [{**row, "at": as_of, "run_id": summary.run_id} for row in done.log.iter_rows(named=True)]
         )
+        store.move_enrolments(conn, list(done.updates.iter_rows(named=True)), run_id=summary.run_id)
         store.end_enrolments(
             conn,
-            [{"id": i, "status": "completed", "exit_reason": "completed"} for i in completed["id"].to_list()],
+            [{"id": i, "status": "completed", "exit_reason": "completed"} for i in done.completed],
             at=as_of,
             run_id=summary.run_id,
         )
     return summary
+
+
+def _enrolment(row: dict[str, Any], as_of: datetime, run_id: str) -> dict[str, Any]:
+    """A new enrolment's row: at step 0 and due now, or (held out) ended at once, never emailed."""
+    held_out = row.pop("holdout")
+    return {
+        **row,
+        "enrolled_at": as_of,
+        "current_step": 0,
+        "next_step_at": None if held_out else as_of,
+        "status": "exited" if held_out else "active",
+        "exit_reason": "holdout" if held_out else None,
+        "exited_at": as_of if held_out else None,
+        "run_id": run_id,
+    }
+
+
+def _why_nobody(ctx: Context, journeys: pl.DataFrame, summary: NurtureSummary) -> list[str]:
+    """Say why a run with tracks enrolled nobody when the reason is the store, not the leads."""
+    if not ctx.spec.tracks or summary.enrolled:
+        return []
+    notes = []
+    for line in sorted({track.entry.product_line for track in ctx.spec.tracks.values()}):
+        scored = journeys.filter((pl.col("product_line") == line) & pl.col("score").is_not_null()).height
+        if scored == 0:
+            notes.append(f"nobody enrolled in {line} tracks: no {line} journey has a score yet (run leadscore score)")
+    return notes
 
 
 def _tally(values: Any) -> dict[str, int]:
@@ -253,24 +263,17 @@ def _tally(values: Any) -> dict[str, int]:
     return counts
 
 
-def _with_unsubscribe_events(engine: Engine, leads: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
-    first = store.read_unsubscribe_events(engine, as_of)
-    return (
-        leads.join(first, on="lead_key", how="left")
-        .with_columns(pl.coalesce("unsubscribed_at", "first").alias("unsubscribed_at"))
-        .drop("first")
-    )
-
-
 def _compose(
     engine: Engine,
     ctx: Context,
     emails: pl.DataFrame,
     journeys: pl.DataFrame,
-    as_of: datetime,
     run_id: str,
     settings: Settings,
     errors: list[str],
+    lead_ids: dict[int, str],
+    *,
+    to: str | None = None,
 ) -> Iterator[Outgoing]:
     """One message per planned email, personalised with the lead, its journey and its top score reasons.
 
@@ -287,6 +290,8 @@ def _compose(
         state = {row["journey_id"]: row for row in wanted.iter_rows(named=True)}
         for row in batch.iter_rows(named=True):
             lead = leads[row["lead_key"]]
+            if len(lead_ids) < EMAILS_LISTED:
+                lead_ids[row["lead_key"]] = lead["lead_id"]
             track = ctx.spec.tracks[row["track"]]
             line = ctx.portfolio.product_lines[track.entry.product_line]
             journey = state.get(row["journey_id"]) or {}
@@ -315,13 +320,47 @@ def _compose(
                     ref=f"enrolment:{row['id']}:{row['step']}",
                     lead_key=row["lead_key"],
                     run_id=run_id,
-                    to=lead["email"],
+                    to=to or lead["email"],
                     sender=ctx.sender,
-                    date=as_of,
                     unsubscribe_secret=secret,
                 )
             except MailError as exc:
                 errors.append(f"lead {lead['lead_id']}, track {row['track']} step {row['step']}: {exc}")
+
+
+class PreviewError(ValueError):
+    """A preview that cannot be made: unknown lead, track or step, or a step that is not an email."""
+
+
+def preview(
+    engine: Engine, ctx: Context, lead_id: str, track: str, step: int, settings: Settings, *, to: str | None = None
+) -> Outgoing:
+    """The exact email ``lead_id`` gets at ``step`` of ``track`` (its enrolment's variant, when it has
+    one), composed as a run would, addressed to ``to`` when given (a test-send); nothing is recorded."""
+    spec = ctx.spec.tracks.get(track)
+    if spec is None:
+        raise PreviewError(f"unknown track {track!r}; tracks: {sorted(ctx.spec.tracks)}")
+    if not 0 <= step < len(spec.steps) or spec.steps[step].kind != "email":
+        emails = [index for index, s in enumerate(spec.steps) if s.kind == "email"]
+        raise PreviewError(f"step {step} of {track} is not an email step; its email steps: {emails}")
+    keys = store.lead_keys_by(engine, "lead_id", [lead_id])
+    if lead_id not in keys:
+        raise PreviewError(f"unknown lead {lead_id!r}")
+    key = keys[lead_id]
+    line = spec.entry.product_line
+    journey = store.read_journeys(engine, [line]).filter(pl.col("lead_key") == key)
+    if journey.is_empty():
+        raise PreviewError(f"lead {lead_id} has no {line} journey")
+    enrolled = store.read_enrolments(engine).filter((pl.col("lead_key") == key) & (pl.col("track") == track))
+    enrolment_id = int(enrolled["id"].max()) if not enrolled.is_empty() else 0  # type: ignore[arg-type]
+    template = spec.steps[step].templates[0]
+    row = {"id": enrolment_id, "lead_key": key, "journey_id": journey["journey_id"][0], "track": track, "step": step}
+    email = with_variants(ctx.tracks, pl.DataFrame([{**row, "template": template}], schema=EMAIL_SCHEMA))
+    errors: list[str] = []
+    composed = list(_compose(engine, ctx, email, journey, "preview", settings, errors, {}, to=to))
+    if not composed:
+        raise PreviewError("; ".join(errors) or "the portfolio declares no nurture sender")
+    return composed[0]
 
 
 class _Listed:

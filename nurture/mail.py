@@ -8,7 +8,7 @@ a field a template names but the context lacks is an error, found by ``validate_
 send rather than an empty string in a customer's inbox.
 
 Messages are written directly as RFC 5322 bytes: multipart/alternative, quoted-printable bodies
-(``binascii.b2a_qp``), ASCII headers kept on one line (``List-Unsubscribe`` must not be folded nor
+(``binascii.b2a_qp``), structured headers kept on one line (``List-Unsubscribe`` must not be folded nor
 RFC 2047-encoded, which Python's default policy does and Gmail then ignores, DESIGN §7) and only
 non-ASCII display texts encoded. ``email``'s object model costs ≈ 5–9 ms per message here (header
 registry parsing, Python QP), 20× the whole rendering, so the builder writes the few headers it needs
@@ -50,6 +50,8 @@ EMAIL_POLICY = SMTP.clone(max_line_length=998)
 KINDS = ("owner_alert", "nurture")
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 _SPACES = re.compile(r"\s+")
+_LINE = 76  # characters per folded header line
+_WORD_BYTES = 39  # UTF-8 bytes per encoded word: 52 base64 characters, a 64-character word, a 73-character line
 
 
 class MailError(ValueError):
@@ -266,24 +268,20 @@ def build_message(
     to: str,
     rendered: Rendered,
     message_id: str,
-    date: datetime,
+    date: datetime | None = None,
     list_unsubscribe: tuple[str | None, str | None] | None = None,
 ) -> bytes:
     """A multipart/alternative message (text, then HTML) with RFC 8058 one-click unsubscribe headers.
 
     ``list_unsubscribe`` is ``(https URL, mailto URL)``; internal mail (owner alerts) passes ``None``.
     The MIME boundary derives from the Message-ID, so the same message always has the same bytes.
+    Without ``date`` the message has no ``Date`` header: delivery stamps the sending time.
     """
     headers = [
-        (
-            "From",
-            formataddr((sender.name, sender.address))
-            if sender.name.isascii()
-            else f"{_text_header(sender.name)} <{sender.address}>",
-        ),
+        ("From", formataddr((sender.name, sender.address)) if sender.name.isascii() else sender.name),
         ("To", to),
-        ("Subject", _text_header(rendered.subject)),
-        ("Date", format_datetime(date)),
+        ("Subject", rendered.subject),
+        *([("Date", format_datetime(date))] if date is not None else []),
         ("Message-ID", f"<{message_id}>"),
     ]
     if list_unsubscribe is not None:
@@ -297,24 +295,40 @@ def build_message(
     headers += [("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
     lines = []
     for name, value in headers:
-        if "\r" in value or "\n" in value or not value.isascii():
+        text = name == "Subject" or (name == "From" and not value.isascii())  # RFC 2047 where needed
+        if "\r" in value or "\n" in value or not (text or value.isascii()):
             raise MailError([("<headers>", None, f"header {name} must be one line of ASCII: {value!r}")])
+        if text:
+            value = _text_header(value, len(name) + 2) + (f" <{sender.address}>" if name == "From" else "")
         lines.append(f"{name}: {value}")
     head = "\r\n".join(lines).encode("ascii")
     parts = [_qp_part(rendered.text, "plain", boundary), _qp_part(rendered.html, "html", boundary)]
     return head + b"\r\n\r\n" + b"".join(parts) + f"--{boundary}--\r\n".encode()
 
 
-def _text_header(value: str) -> str:
-    """ASCII as is (never folded below 998 characters); anything else as RFC 2047 encoded words on one
-    line: one word when it fits the 75-character limit, else ten characters per word (decoders drop the
-    spaces between adjacent encoded words of unstructured headers such as Subject)."""
+def _text_header(value: str, taken: int) -> str:
+    """An unstructured header's text folded to lines of at most 76 characters (RFC 5322 §2.2.3; RFC
+    2047 §2 for encoded words), ``taken`` being the ``Name: `` before it. ASCII folds at spaces (a text
+    too long for any line stays whole, under the 998-character limit); anything else becomes RFC 2047
+    encoded words of at most ``_WORD_BYTES`` UTF-8 bytes, one per line (decoders drop the folding
+    between adjacent encoded words)."""
     if value.isascii():
-        return value
-    whole = _encoded_word(value)
-    if len(whole) <= 75:
-        return whole
-    return " ".join(_encoded_word(value[start : start + 10]) for start in range(0, len(value), 10))
+        lines = [""]
+        for word in value.split(" "):
+            if lines[-1] and len(lines[-1]) + 1 + len(word) + (taken if len(lines) == 1 else 0) > _LINE:
+                lines.append(word)
+            else:
+                lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+        return "\r\n ".join(lines)
+    words: list[str] = []
+    chunk = ""
+    for char in value:
+        if len((chunk + char).encode()) > _WORD_BYTES:
+            words.append(_encoded_word(chunk))
+            chunk = ""
+        chunk += char
+    words.append(_encoded_word(chunk))
+    return "\r\n ".join(words)
 
 
 def _encoded_word(text: str) -> str:
@@ -344,7 +358,7 @@ def compose(
     run_id: str,
     to: str,
     sender: Sender,
-    date: datetime,
+    date: datetime | None = None,
     unsubscribe_secret: str | None = None,
 ) -> Outgoing:
     """Render ``template`` and wrap it as an ``Outgoing`` whose Message-ID derives from ``kind|ref``.

@@ -8,6 +8,7 @@ must render with a sample context, its audience steps must name a declared audie
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -86,6 +87,21 @@ class FrequencyCap(Spec):
     per_days: Annotated[float, Field(gt=0)]
 
 
+class Pacing(Spec):
+    """How fast nurture email goes out, so that a first run at 640k emails is not one burst: at most
+    ``per_minute`` messages a minute over SMTP, ``daily`` per sender and ``per_domain_daily`` per
+    recipient domain per day (``domains`` overrides it for named domains) in the portfolio's time
+    zone. What a cap holds back is sent in later runs, oldest due first."""
+
+    per_minute: Annotated[float, Field(gt=0)] | None = None
+    daily: Annotated[int, Field(ge=1)] | None = None
+    per_domain_daily: Annotated[int, Field(ge=1)] | None = None
+    domains: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+    def domain_cap(self, domain: str) -> int | None:
+        return self.domains.get(domain.lower(), self.per_domain_daily)
+
+
 class SendWindow(Spec):
     """When nurture email may go out, in the portfolio's time zone; ``end`` is exclusive."""
 
@@ -104,19 +120,30 @@ class SendWindow(Spec):
     def next_open(self, at: datetime, zone: ZoneInfo) -> datetime:
         """``at`` itself when inside the window, else when the window next opens (UTC)."""
         local = at.astimezone(zone)
-        for offset in range(8):
-            day = (local + timedelta(days=offset)).date()
-            if DAYS[day.weekday()] not in self.days:
-                continue
-            opens = datetime.combine(day, self.start, zone)
-            closes = (
-                datetime.combine(day, self.end, zone)
-                if self.end
-                else datetime.combine(day, time(0), zone) + timedelta(days=1)
-            )
+        for opens, closes in self._days(local, zone, 1):
             if local < closes:
                 return max(opens, local).astimezone(at.tzinfo)
         raise AssertionError("a window with at least one day opens within a week")
+
+    def last_open(self, at: datetime, zone: ZoneInfo) -> datetime:
+        """``at`` itself when inside the window, else the window's last minute before it (the demo
+        dates its run there, so that it shows nurture email on a Friday evening too)."""
+        local = at.astimezone(zone)
+        for opens, closes in self._days(local, zone, -1):
+            if local >= opens:
+                return min(local, closes - timedelta(minutes=1)).astimezone(at.tzinfo)
+        raise AssertionError("a window with at least one day was open within a week")
+
+    def _days(self, local: datetime, zone: ZoneInfo, step: int) -> Iterator[tuple[datetime, datetime]]:
+        """``(opens, closes)`` of the window on each of its days from ``local``'s, a week forward or back."""
+        for offset in range(8):
+            day = (local + timedelta(days=step * offset)).date()
+            if DAYS[day.weekday()] in self.days:
+                closes = datetime.combine(day + timedelta(days=1), time(0), zone)
+                yield (
+                    datetime.combine(day, self.start, zone),
+                    datetime.combine(day, self.end, zone) if self.end else closes,
+                )
 
 
 class Entry(Spec):
@@ -149,16 +176,25 @@ class Branch(Spec):
     else_: int | str = Field(alias="else")
 
 
-class Step(OneOf):
-    """Exactly one of: ``email: TEMPLATE``, ``wait: 3d``, ``audience: NAME`` (add), ``leave_audience:
-    NAME`` (remove), ``branch: {if: opened|clicked, then: STEP, else: STEP}``; ``name`` labels it so a
-    branch can jump to it (a branch may also give a step's index, or ``end``)."""
+class Variant(Spec):
+    """One template of an A/B test and its share (weights are relative: 1 and 1 split in halves)."""
 
-    choices = ("email", "wait", "audience", "leave_audience", "branch")
+    template: str
+    weight: Annotated[float, Field(gt=0)] = 1.0
+
+
+class Step(OneOf):
+    """Exactly one of: ``email: TEMPLATE``, ``variants: [{template, weight}, …]`` (an email whose
+    template is drawn per enrolment by weight: an A/B test), ``wait: 3d``, ``audience: NAME`` (add),
+    ``leave_audience: NAME`` (remove), ``branch: {if: opened|clicked, then: STEP, else: STEP}``; ``name``
+    labels it so a branch can jump to it (a branch may also give a step's index, or ``end``)."""
+
+    choices = ("email", "variants", "wait", "audience", "leave_audience", "branch")
     one_of_message = "a step has exactly one of {choices}; got {given}"
 
     name: str | None = None
     email: str | None = None
+    variants: Annotated[list[Variant], Field(min_length=2)] | None = None
     wait: str | None = None
     audience: str | None = None
     leave_audience: str | None = None
@@ -171,6 +207,15 @@ class Step(OneOf):
             parse_duration(value)
         return value
 
+    @property
+    def kind(self) -> str:
+        """``email`` for both kinds of email step (``variants`` are the templates it draws from)."""
+        return "email" if self.variants else super().kind
+
+    @property
+    def templates(self) -> list[str]:
+        return [v.template for v in self.variants] if self.variants else [self.email] if self.email else []
+
 
 class Reentry(Spec):
     after_days: Annotated[float, Field(gt=0)]
@@ -181,6 +226,9 @@ class TrackSpec(Spec):
     steps: Annotated[list[Step], Field(min_length=1)]
     exit: Exit = Field(default_factory=Exit)
     reentry: Literal["never", "always"] | Reentry = "never"
+    # Share of the leads entering the track held out: recorded as enrolled and at once ended
+    # (``exit_reason`` holdout), never emailed: the control group the report measures uplift against.
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
     @field_validator("reentry", mode="before")
     @classmethod
@@ -232,8 +280,11 @@ class TrackSpec(Spec):
 class NurtureSpec(Spec):
     sender: SenderSpec | None = None
     frequency_cap: FrequencyCap | None = None
+    pacing: Pacing = Field(default_factory=Pacing)
+    soft_bounces: Annotated[int, Field(ge=1)] = 3  # soft bounces that suppress like a hard one (nurture.events)
     send_window: SendWindow = Field(default_factory=SendWindow)
     audiences: dict[str, Any] = Field(default_factory=dict)  # validated by nurture.audiences
+    exclusions: dict[str, Any] = Field(default_factory=dict)  # validated by nurture.exclusions
     tracks: dict[str, TrackSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -251,7 +302,7 @@ def load_nurture(portfolio: Portfolio, mailer: Mailer | None = None) -> NurtureS
     spec = validate_part(path, node, portfolio.spec.nurture, NurtureSpec, at=("nurture",))
     problems = _cross_check(spec, portfolio, node)
     mailer = mailer or Mailer.for_portfolio(path)
-    templates = sorted({step.email for track in spec.tracks.values() for step in track.steps if step.email})
+    templates = sorted({name for track in spec.tracks.values() for step in track.steps for name in step.templates})
     if spec.sender is not None and templates:
         try:
             validate_templates(mailer, templates, sample_context("nurture", spec.sender.sender()))

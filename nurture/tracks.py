@@ -6,24 +6,25 @@ order until it reaches a ``wait`` (the next step becomes due ``as_of`` + the wai
 end of the track (completed). Audience steps and branches take no time. A due email goes out only inside
 the send window and under the frequency cap (counted per lead across all tracks, including this run's
 earlier emails, in track declaration order); otherwise the enrolment stays on that step until the window
-opens or the cap frees a slot. After the flow delivered the emails, ``after_send`` logs them and walks on
+opens or the cap frees a slot; the daily pacing caps then hold back what has no room today, oldest due
+first (``_pace``). After the flow delivered the emails, ``after_send`` logs them and walks on
 from the next step (stopping before any further email: one email per enrolment per run).
 
 Frames (times are ``Datetime("us", "UTC")``):
 
 - journeys: ``journey_id, lead_key, product_line, stage, status, score, band``
 - milestones: ``journey_id, qualification`` (sticky: reached once, reached for good)
-- leads: ``lead_key, email, email_opt_in, unsubscribed_at, bounced_at``
+- leads: ``lead_key, email, email_opt_in, unsubscribed_at, bounced_at`` (and ``excluded``, the exclusion met)
 - enrolments: ``store.nurture.ENROLMENT_SCHEMA``
 - requests: ``store.nurture.REQUEST_SCHEMA`` (enrol/exit asked for by triggers)
-- sends: ``lead_key, at, ref``: nurture emails already sent (for the frequency cap)
+- sends: ``lead_key, at, ref, to``: nurture emails already sent (for the frequency cap and pacing)
 - engagement: ``enrolment_id, opened, clicked``: reactions to each enrolment's latest email
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -75,11 +76,13 @@ _STOP_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True)
 class Tracks:
-    """A validated ``nurture:`` section compiled for the decisions: the steps as one table."""
+    """A validated ``nurture:`` section compiled for the decisions: the steps as one table, and the
+    A/B variants of email steps (``track, step, template, lo, hi``: the template's slice of [0, 1))."""
 
     spec: NurtureSpec
     zone: ZoneInfo
     steps: pl.DataFrame
+    variants: pl.DataFrame
 
     @property
     def names(self) -> list[str]:
@@ -92,25 +95,65 @@ class Tracks:
 
 def compile_tracks(spec: NurtureSpec, timezone: str) -> Tracks:
     rows = []
+    variants: list[dict[str, object]] = []
     for name, track in spec.tracks.items():
         for index, step in enumerate(track.steps):
+            total, seen = sum(v.weight for v in step.variants or []), 0.0
+            for variant in step.variants or []:
+                lo, seen = seen / total, seen + variant.weight
+                variants.append(
+                    {"track": name, "step": index, "template": variant.template, "lo": lo, "hi": seen / total}
+                )
             branch = step.branch
             rows.append(
                 {
                     "track": name,
                     "step": index,
                     "kind": step.kind,
-                    "arg": branch.if_ if branch else (step.email or step.wait or step.audience or step.leave_audience),
+                    "arg": branch.if_
+                    if branch
+                    else (step.templates[:1] or [step.wait or step.audience or step.leave_audience])[0],
                     "then_step": track.target(branch.then) if branch else None,
                     "else_step": track.target(branch.else_) if branch else None,
                     "wait_us": parse_duration(step.wait) // timedelta(microseconds=1) if step.wait else None,
                 }
             )
-    return Tracks(spec=spec, zone=ZoneInfo(timezone), steps=pl.DataFrame(rows, schema=STEP_SCHEMA))
+    variant_schema = {"track": pl.Utf8, "step": pl.Int64, "template": pl.Utf8, "lo": pl.Float64, "hi": pl.Float64}
+    return Tracks(
+        spec=spec,
+        zone=ZoneInfo(timezone),
+        steps=pl.DataFrame(rows, schema=STEP_SCHEMA),
+        variants=pl.DataFrame(variants, schema=variant_schema),
+    )
+
+
+def draw(keys: list[str], seed: int) -> pl.Expr:
+    """A uniform number in [0, 1) fixed by ``keys`` (the same enrolment and step always draw the same)."""
+    return (pl.struct(keys).hash(seed) % 1_000_003).cast(pl.Float64) / 1_000_003
+
+
+def with_variants(tracks: Tracks, emails: pl.DataFrame) -> pl.DataFrame:
+    """Emails of A/B steps get the template their draw falls in; the others keep theirs."""
+    if tracks.variants.is_empty() or emails.is_empty():
+        return emails
+    drawn = emails.with_columns(draw(["id", "step"], 17).alias("_u"))
+    picked = (
+        drawn.join(tracks.variants.rename({"template": "_variant"}), on=["track", "step"], how="inner")
+        .filter((pl.col("_u") >= pl.col("lo")) & (pl.col("_u") < pl.col("hi")))
+        .select("id", "step", "_variant")
+    )
+    return (
+        drawn.join(picked, on=["id", "step"], how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_variant", "template").alias("template"))
+        .drop("_u", "_variant")
+    )
 
 
 def _eligible(leads: pl.DataFrame) -> pl.DataFrame:
-    """``lead_key, suppressed``: why a lead may not be emailed (null when it may)."""
+    """``lead_key, suppressed``: why a lead may not be emailed (null when it may). ``excluded``, when
+    the frame has it, names the portfolio exclusion the lead meets (``nurture.exclusions``)."""
+    if "excluded" not in leads.columns:
+        leads = leads.with_columns(pl.lit(None, pl.Utf8).alias("excluded"))
     return leads.select(
         "lead_key",
         pl.when(pl.col("unsubscribed_at").is_not_null())
@@ -119,6 +162,8 @@ def _eligible(leads: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("bounced"))
         .when(~pl.col("email_opt_in").fill_null(False) | pl.col("email").is_null() | (pl.col("email") == ""))
         .then(pl.lit("no_consent"))
+        .when(pl.col("excluded").is_not_null())
+        .then(pl.lit("excluded: ") + pl.col("excluded"))
         .alias("suppressed"),
     )
 
@@ -317,7 +362,7 @@ def _reentry_refusal(track: TrackSpec, as_of: datetime) -> pl.Expr:
 class Plan:
     """What a run does to the due enrolments before sending: ``emails`` to send (``EMAIL_SCHEMA``),
     ``log`` of executed steps (``LOG_SCHEMA``), ``updates`` of enrolment positions (``UPDATE_SCHEMA``),
-    and ``deferred``: ``id, why`` for emails held back by the send window or the cap."""
+    and ``deferred``: ``id, why, until`` for emails held back by the send window, the cap or pacing."""
 
     emails: pl.DataFrame
     log: pl.DataFrame
@@ -326,17 +371,28 @@ class Plan:
 
 
 def plan_steps(
-    tracks: Tracks, enrolments: pl.DataFrame, engagement: pl.DataFrame, sends: pl.DataFrame, as_of: datetime
+    tracks: Tracks,
+    enrolments: pl.DataFrame,
+    engagement: pl.DataFrame,
+    sends: pl.DataFrame,
+    as_of: datetime,
+    leads: pl.DataFrame | None = None,
 ) -> Plan:
-    """Advance the active enrolments due at ``as_of`` up to their next wait, email or end."""
+    """Advance the active enrolments due at ``as_of`` up to their next wait, email or end.
+    ``leads`` (``lead_key, email``, optionally ``zone``) gives the recipient domains that per-domain
+    pacing caps count and each lead's time zone for the send window."""
     due = enrolments.filter(
         (pl.col("status") == "active")
         & pl.col("track").is_in(tracks.names)
         & (pl.col("next_step_at").is_null() | (pl.col("next_step_at") <= as_of))
-    ).select("id", "lead_key", "journey_id", "track", pl.col("current_step").alias("step"))
+    )
+    since = due.select("id", pl.col("next_step_at").alias("_due"))
+    due = due.select("id", "lead_key", "journey_id", "track", pl.col("current_step").alias("step"))
     stops, log = _walk(tracks, due, engagement, as_of, allow_email=True)
     candidates = stops.filter(pl.col("stop") == "email")
-    send, deferred = _gate(tracks, candidates, sends, as_of)
+    send, deferred = _gate(tracks, candidates, sends, leads, as_of)
+    send, paced = _pace(tracks, send.join(since, on="id", how="left"), sends, leads, as_of)
+    deferred = pl.concat([deferred, paced])
     updates = pl.concat(
         [
             _updates(stops.filter(pl.col("stop") != "email")),
@@ -351,10 +407,10 @@ def plan_steps(
         ]
     )
     return Plan(
-        emails=send.select(list(EMAIL_SCHEMA)).sort("track", "id"),
+        emails=with_variants(tracks, send.select(list(EMAIL_SCHEMA))).sort("track", "id"),
         log=log,
         updates=updates.sort("id"),
-        deferred=deferred.select("id", "why").sort("id"),
+        deferred=deferred.select("id", "why", pl.col("_until").alias("until")).sort("id"),
     )
 
 
@@ -452,21 +508,29 @@ def _walk(
 
 
 def _gate(
-    tracks: Tracks, candidates: pl.DataFrame, sends: pl.DataFrame, as_of: datetime
+    tracks: Tracks, candidates: pl.DataFrame, sends: pl.DataFrame, leads: pl.DataFrame | None, as_of: datetime
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split due emails into those that go now and those deferred (``id, why, _until``)."""
     order = {name: position for position, name in enumerate(tracks.names)}
     candidates = candidates.with_columns(pl.col("track").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+    # The send window is each lead's own (``zone``, from ``nurture.zones``), else the portfolio's.
+    if leads is not None and "zone" in leads.columns:
+        zoned = candidates.join(leads.select("lead_key", "zone"), on="lead_key", how="left")
+    else:
+        zoned = candidates.with_columns(pl.lit(None, pl.Utf8).alias("zone"))
+    zoned = zoned.with_columns(pl.col("zone").fill_null(tracks.zone.key))
     window = tracks.spec.send_window
-    opens = window.next_open(as_of, tracks.zone)
-    if opens > as_of:
-        deferred = candidates.select(
-            "id", pl.lit("send window").alias("why"), pl.lit(opens).cast(UTC_US).alias("_until")
-        )
-        return candidates.clear(), deferred
+    zones = zoned["zone"].unique().to_list()
+    opens = pl.DataFrame(
+        {"zone": zones, "_until": [window.next_open(as_of, ZoneInfo(zone)) for zone in zones]},
+        schema={"zone": pl.Utf8, "_until": UTC_US},
+    )
+    zoned = zoned.join(opens, on="zone", how="left")
+    closed = zoned.filter(pl.col("_until") > as_of).select("id", pl.lit("send window").alias("why"), "_until")
+    candidates = zoned.filter(pl.col("_until") <= as_of).drop("zone", "_until")
     cap = tracks.spec.frequency_cap
     if cap is None:
-        return candidates, pl.DataFrame(schema={"id": pl.Int64, "why": pl.Utf8, "_until": UTC_US})
+        return candidates, closed
     per = timedelta(days=cap.per_days)
     # A candidate's own message may already be in the outbox (a run that crashed after sending): it is
     # not an earlier email, and delivery will recognise it.
@@ -490,4 +554,49 @@ def _gate(
     k = pl.col("_position") - cap.emails
     oldest = pl.when(k < pl.col("_prior")).then(pl.col("_times").list.get(k, null_on_oob=True)).otherwise(pl.lit(as_of))
     deferred = held.select("id", pl.lit("frequency cap").alias("why"), (oldest.cast(UTC_US) + per).alias("_until"))
-    return send, deferred
+    return send, pl.concat([closed, deferred])
+
+
+def _pace(
+    tracks: Tracks, send: pl.DataFrame, sends: pl.DataFrame, leads: pl.DataFrame | None, as_of: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold back what the daily caps (per sender, per recipient domain) leave no room for today,
+    oldest due first; held emails become due at the next local midnight (``id, why, _until``)."""
+    pacing = tracks.spec.pacing
+    none = pl.DataFrame(schema={"id": pl.Int64, "why": pl.Utf8, "_until": UTC_US})
+    if pacing.daily is None and pacing.per_domain_daily is None and not pacing.domains:
+        return send, none
+    local = as_of.astimezone(tracks.zone).date()
+    day_start = datetime.combine(local, time(0), tracks.zone).astimezone(UTC)
+    tomorrow = datetime.combine(local + timedelta(days=1), time(0), tracks.zone).astimezone(UTC)
+    own = send.select(pl.format("enrolment:{}:{}", "id", "step")).to_series().implode()
+    domain = pl.col("email").str.split("@").list.last().str.strip_chars().str.to_lowercase().alias("_domain")
+    today = sends.filter((pl.col("at") >= day_start) & (pl.col("at") <= as_of) & ~pl.col("ref").is_in(own))
+    used = today.select(pl.col("to").alias("email")).select(domain)
+    used = used.group_by("_domain").agg(pl.len().cast(pl.Int64).alias("_used"))
+    if leads is None:
+        leads = send.select("lead_key", pl.lit(None, pl.Utf8).alias("email"))
+    ranked = (
+        send.join(leads.select("lead_key", "email").unique("lead_key"), on="lead_key", how="left")
+        .with_columns(domain)
+        .sort(pl.col("_due").fill_null(as_of), "id")
+        .join(used, on="_domain", how="left")
+        .with_columns(
+            (pl.int_range(pl.len()).over("_domain") + pl.col("_used").fill_null(0)).alias("_in_domain"),
+            pl.col("_domain")
+            .replace_strict(pacing.domains, default=pacing.per_domain_daily, return_dtype=pl.Int64)
+            .alias("_domain_cap"),
+        )
+    )
+    domain_ok = pl.col("_domain_cap").is_null() | (pl.col("_in_domain") < pl.col("_domain_cap"))
+    ranked = ranked.with_columns(domain_ok.alias("_domain_ok"))
+    overall = pl.col("_domain_ok").cast(pl.Int64).cum_sum() - 1 + today.height
+    ranked = ranked.with_columns(
+        pl.when(~pl.col("_domain_ok"))
+        .then(pl.lit("domain cap: ") + pl.col("_domain").fill_null("?"))
+        .when(pl.lit(pacing.daily is not None) & (overall >= (pacing.daily or 0)))
+        .then(pl.lit("daily cap"))
+        .alias("why")
+    )
+    held = ranked.filter(pl.col("why").is_not_null()).select("id", "why", pl.lit(tomorrow).cast(UTC_US).alias("_until"))
+    return ranked.filter(pl.col("why").is_null()).select(send.columns), held

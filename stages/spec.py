@@ -6,6 +6,7 @@ business constants. ``stages.portfolio`` loads a file against this grammar into 
 """
 
 import re
+from datetime import time
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -17,7 +18,7 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 BUILTIN_EVENT_TYPES = frozenset(
     {
         "page_view", "email_sent", "email_delivered", "email_open", "email_click", "email_reply",
-        "email_bounce", "form_submit", "asset_download", "webinar_register", "webinar_attend",
+        "email_bounce", "email_complaint", "form_submit", "asset_download", "webinar_register", "webinar_attend",
         "demo_request", "trial_start", "meeting_booked", "unsubscribe", "manual_adjustment",
     }
 )  # fmt: skip
@@ -73,10 +74,19 @@ class StageSpec(Spec):
 
 
 class NotifyOwner(Spec):
-    """Email the lead's owner (or the fixed address ``to``) from a template, with the score breakdown."""
+    """Email the lead's owner (or the fixed address ``to``) from a template, with the score breakdown;
+    with ``digest: "08:00"``, one email per owner a day at that time instead (``flows/digest.py``)."""
 
     template: str = "owner_alert"
     to: str | None = None
+    digest: str | None = None
+
+    @field_validator("digest")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        if value is not None:
+            time.fromisoformat(value)
+        return value
 
     @field_validator("to")
     @classmethod
@@ -107,8 +117,16 @@ class Webhook(Spec):
         return value
 
 
+class Chat(Spec):
+    """Post the firing to a Slack or Microsoft Teams channel through its incoming webhook; ``url_env``
+    names the environment variable holding the webhook URL (a secret: the URL alone lets anyone post)."""
+
+    platform: Literal["slack", "teams"]
+    url_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
 class Action(OneOf):
-    """Exactly one of: notify_owner, tag, untag, enrol, exit, webhook."""
+    """Exactly one of: notify_owner, tag, untag, enrol, exit, webhook, chat."""
 
     one_of_message = "an action has exactly one of {choices}; got {given}"
 
@@ -118,11 +136,14 @@ class Action(OneOf):
     enrol: Annotated[str, Field(min_length=1)] | None = None
     exit: Annotated[str, Field(min_length=1)] | None = None
     webhook: Webhook | None = None
+    chat: Chat | None = None
 
     @property
     def params(self) -> dict[str, Any]:
         """The action's arguments as a plain dict (what a firing records)."""
         value = getattr(self, self.kind)
+        if isinstance(value, NotifyOwner) and value.digest is None:
+            return value.model_dump(exclude={"digest"})  # an immediate alert's params as they always were
         if isinstance(value, Spec):
             return value.model_dump()
         return {"tag": value} if self.kind in ("tag", "untag") else {"track": value}

@@ -18,7 +18,7 @@ from store.bulk import insert_ignore
 from store.nurture_tables import NurtureEnrolment, NurtureRequest, NurtureStepLog
 from store.reader import read_frame
 from store.shapes import UTC_US
-from store.tables import Event, Lead, ScoreSnapshot, to_micros
+from store.tables import Lead, ScoreSnapshot, to_micros
 
 ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
 STEPS = NurtureStepLog.__table__  # type: ignore[attr-defined]
@@ -99,6 +99,8 @@ CONSENT_SCHEMA: dict[str, pl.DataType] = {
     "email_opt_in": pl.Boolean(),
     "unsubscribed_at": UTC_US,
     "bounced_at": UTC_US,
+    "country": pl.Utf8(),
+    "timezone": pl.Utf8(),
 }
 ENGAGEMENT_SCHEMA: dict[str, pl.DataType] = {
     "enrolment_id": pl.Int64(),
@@ -125,8 +127,25 @@ def read_milestones(engine: Engine) -> pl.DataFrame:
 
 
 def read_consent(engine: Engine) -> pl.DataFrame:
-    sql = 'SELECT "key" AS lead_key, email, email_opt_in, unsubscribed_at, bounced_at FROM leads'
+    """Consent and contact of every lead, with its ``country`` and ``timezone`` attribute (for the
+    lead's own send window)."""
+    timezone = (
+        "attributes->>'timezone'" if engine.dialect.name == "postgresql" else "json_extract(attributes, '$.timezone')"
+    )
+    sql = (
+        'SELECT "key" AS lead_key, email, email_opt_in, unsubscribed_at, bounced_at, country, '
+        f"{timezone} AS timezone FROM leads"
+    )
     return read_frame(engine, sql, {}, CONSENT_SCHEMA)
+
+
+def read_lead_facts(engine: Engine, columns: Sequence[str]) -> pl.DataFrame:
+    """``lead_key, email, attributes`` (JSON text) and the lead ``columns`` that exclusions test."""
+    known = [name for name in dict.fromkeys(columns) if name in LEADS.c and name not in ("email", "attributes")]
+    extra = "".join(f', "{name}"' for name in known)
+    sql = f'SELECT "key" AS lead_key, email, CAST(attributes AS TEXT) AS attributes{extra} FROM leads'
+    schema = {"lead_key": pl.Int64(), "email": pl.Utf8(), "attributes": pl.Utf8()}
+    return read_frame(engine, sql, {}, schema | {name: pl.Utf8() for name in known})
 
 
 def read_enrolments(engine: Engine) -> pl.DataFrame:
@@ -144,13 +163,14 @@ def read_open_requests(engine: Engine, as_of: datetime) -> pl.DataFrame:
 
 
 def read_recent_sends(engine: Engine, since: datetime, until: datetime) -> pl.DataFrame:
-    """``lead_key, at, ref``: nurture emails sent (or with an unknown outcome) in ``(since, until]``."""
+    """``lead_key, at, ref, to``: nurture emails sent (or with an unknown outcome) in ``(since, until]``."""
     sql = (
-        "SELECT lead_key, created_at AS at, ref FROM outbox WHERE kind = 'nurture' "
+        "SELECT lead_key, created_at AS at, ref, to_address AS \"to\" FROM outbox WHERE kind = 'nurture' "
         "AND status IN ('sent', 'intent') AND created_at > :since AND created_at <= :until"
     )
     params = {"since": to_micros(since), "until": to_micros(until)}
-    return read_frame(engine, sql, params, {"lead_key": pl.Int64(), "at": UTC_US, "ref": pl.Utf8()})
+    schema = {"lead_key": pl.Int64(), "at": UTC_US, "ref": pl.Utf8(), "to": pl.Utf8()}
+    return read_frame(engine, sql, params, schema)
 
 
 def read_engagement(engine: Engine, as_of: datetime) -> pl.DataFrame:
@@ -264,26 +284,40 @@ def settle_requests(conn: Connection, outcomes: Sequence[dict[str, Any]], *, run
     conn.execute(stmt, [{"rid": row["id"], "result": row["outcome"]} for row in outcomes])
 
 
-def read_unsubscribe_events(engine: Engine, as_of: datetime) -> pl.DataFrame:
-    """``lead_key, first``: each lead's first ingested ``unsubscribe`` event up to ``as_of``."""
+SUPPRESSION_EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "lead_key": pl.Int64(),
+    "type": pl.Utf8(),
+    "occurred_at": UTC_US,
+    "properties": pl.Utf8(),
+}
+
+
+def read_suppression_events(engine: Engine, as_of: datetime) -> pl.DataFrame:
+    """Unsubscribe, complaint and bounce events up to ``as_of`` of leads not yet both unsubscribed
+    and bounced (``nurture.events`` decides what they suppress)."""
     sql = (
-        "SELECT lead_key, MIN(occurred_at) AS first FROM events "
-        "WHERE type = 'unsubscribe' AND occurred_at <= :t GROUP BY lead_key"
+        "SELECT e.lead_key, e.type, e.occurred_at, CAST(e.properties AS TEXT) AS properties FROM events e "
+        'JOIN leads l ON l."key" = e.lead_key '
+        "WHERE e.type IN ('unsubscribe', 'email_complaint', 'email_bounce') AND e.occurred_at <= :t "
+        "AND (l.unsubscribed_at IS NULL OR l.bounced_at IS NULL)"
     )
-    return read_frame(engine, sql, {"t": to_micros(as_of)}, {"lead_key": pl.Int64(), "first": UTC_US})
+    return read_frame(engine, sql, {"t": to_micros(as_of)}, SUPPRESSION_EVENT_SCHEMA)
 
 
-def apply_unsubscribe_events(engine: Engine, as_of: datetime) -> int:
-    """Suppress every lead with an ingested ``unsubscribe`` event up to ``as_of`` (time of the first one)."""
-    events = Event.__table__  # type: ignore[attr-defined]
-    first = (
-        select(func.min(events.c.occurred_at))
-        .where(events.c.lead_key == LEADS.c.key, events.c.type == "unsubscribe", events.c.occurred_at <= as_of)
-        .scalar_subquery()
-    )
-    stmt = update(LEADS).where(LEADS.c.unsubscribed_at.is_(None), first.is_not(None)).values(unsubscribed_at=first)
-    with engine.begin() as conn:
-        return int(conn.execute(stmt).rowcount)
+def apply_suppressions(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Set ``unsubscribed_at`` / ``bounced_at`` (``lead_key`` and either, null for no change) where still
+    empty; returns the leads changed."""
+    changed = 0
+    for column in ("unsubscribed_at", "bounced_at"):
+        params = [{"k": row["lead_key"], "at": row[column]} for row in rows if row[column] is not None]
+        if params:
+            stmt = (
+                update(LEADS)
+                .where(LEADS.c.key == bindparam("k"), LEADS.c[column].is_(None))
+                .values({column: bindparam("at")})
+            )
+            changed += int(conn.execute(stmt, params).rowcount)
+    return changed
 
 
 def suppress(engine: Engine, lead_keys: Sequence[int], *, at: datetime, run_id: str) -> tuple[int, int]:

@@ -3,12 +3,13 @@
 Delivery is at-most-once (DESIGN §8): ``record_intents`` stores each message before the server is
 contacted; ``record_outcomes`` then sets what came of it. A message whose intent already exists is
 never sent again, whatever its status: a crash between the two leaves an ``intent`` with an unknown
-outcome, which ``unknown_outcomes`` lists for review.
+outcome, which ``unknown_outcomes`` lists and ``resolve_unknown`` settles once someone has checked
+the mail server's log. ``SqlOutbox`` is the port ``nurture.delivery`` writes through.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
@@ -88,6 +89,61 @@ def mark_bounced(conn: Connection, lead_keys: Sequence[int], at: datetime) -> in
         .values(bounced_at=at, updated_at=at)
     )
     return int(conn.execute(stmt).rowcount)
+
+
+class SqlOutbox:
+    """The outbox table as delivery's ledger: each ``record`` is one transaction, in the order
+    outcomes, then intents (a failed message tried again becomes an intent), then bounces."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def statuses(self, message_ids: Sequence[str]) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return statuses(conn, message_ids)
+
+    def record(
+        self,
+        *,
+        intents: Sequence[dict[str, Any]] = (),
+        outcomes: Sequence[dict[str, Any]] = (),
+        bounced: Sequence[int] = (),
+        at: datetime | None = None,
+    ) -> None:
+        if not (intents or outcomes or bounced):
+            return
+        with self.engine.begin() as conn:
+            if outcomes:
+                record_outcomes(conn, outcomes)
+            if intents:
+                ids = [row["message_id"] for row in intents]
+                retried = [mid for mid, status in statuses(conn, ids).items() if status == "failed"]
+                reopen_failed(conn, retried, run_ids={row["message_id"]: row["run_id"] for row in intents})
+                record_intents(conn, intents)
+            if bounced:
+                assert at is not None, "a bounce is recorded with its time"
+                mark_bounced(conn, bounced, at)
+
+
+def resolve_unknown(
+    engine: Engine, message_ids: Sequence[str], *, as_: Literal["sent", "released"], note: str
+) -> list[str]:
+    """Settle intents whose outcome is unknown, after checking the mail server's log: ``sent`` (it
+    went out: the step is recorded at the next run) or ``released`` (it did not: the next run sends
+    it again). Returns the Message-IDs changed; ids that are not open intents are left alone."""
+    if not message_ids:
+        return []
+    with engine.begin() as conn:
+        open_ = [mid for mid, status in statuses(conn, message_ids).items() if status == "intent"]
+        if not open_:
+            return []
+        values: dict[str, Any] = (
+            {"status": "sent", "sent_at": OUTBOX.c.created_at, "last_error": note}
+            if as_ == "sent"
+            else {"status": "failed", "last_error": note}
+        )
+        conn.execute(update(OUTBOX).where(OUTBOX.c.message_id.in_(open_), OUTBOX.c.status == "intent").values(**values))
+    return sorted(open_)
 
 
 def unknown_outcomes(engine: Engine, *, exclude_run: str | None = None) -> list[dict[str, Any]]:

@@ -256,3 +256,71 @@ def nurture_performance(engine: Engine) -> pl.DataFrame:
         .with_columns(pl.col("sent", "opened", "clicked").fill_null(0), pl.col("exits by reason").fill_null(""))
         .sort("track")
     )
+
+
+_EMAIL_EVENTS = "('email_delivered', 'email_open', 'email_click', 'unsubscribe', 'email_bounce', 'email_complaint')"
+
+
+def nurture_emails(engine: Engine) -> pl.DataFrame:
+    """Per track, step and template (an A/B variant is its template): emails sent, delivered, opened
+    and clicked by a person, unsubscribes, bounces and complaints they caused (events carrying the
+    ``message_id``; machine opens and clicks excluded; a refused send counts as a bounce)."""
+    tests = {
+        "sent": "o.status IN ('sent', 'intent')",
+        "delivered": "ev.type = 'email_delivered'",
+        "opened": "ev.type = 'email_open' AND ev.machine = FALSE",
+        "clicked": "ev.type = 'email_click' AND ev.machine = FALSE",
+        "unsubscribed": "ev.type = 'unsubscribe'",
+        "bounced": "o.status = 'bounced' OR ev.type = 'email_bounce'",
+        "complained": "ev.type = 'email_complaint'",
+    }
+    counted = ", ".join(
+        f"COUNT(DISTINCT CASE WHEN {test} THEN s.message_id END) AS {name}" for name, test in tests.items()
+    )
+    sql = (
+        f"SELECT e.track, s.step, s.detail AS template, {counted} "
+        "FROM nurture_steps s JOIN nurture_enrolments e ON e.id = s.enrolment_id "
+        "JOIN outbox o ON o.message_id = s.message_id "
+        f"LEFT JOIN events ev ON ev.message_id = s.message_id AND ev.type IN {_EMAIL_EVENTS} "
+        "WHERE s.action = 'email' GROUP BY e.track, s.step, s.detail ORDER BY e.track, s.step, s.detail"
+    )
+    schema = {"track": pl.Utf8(), "step": pl.Int64(), "template": pl.Utf8(), **dict.fromkeys(tests, pl.Int64())}
+    return read_frame(engine, sql, {}, schema)
+
+
+def nurture_arms(engine: Engine) -> pl.DataFrame:
+    """``track, arm, enrolled, converted``: per track the holdout and the treated enrolments, and per
+    A/B step each variant's (arm ``<template> (step N)``); converted = the journey reached a
+    qualification (MQL…) after the lead entered the track."""
+    converted = (
+        "SUM(CASE WHEN EXISTS (SELECT 1 FROM qualification_milestones m WHERE m.journey_id = n.journey_id "
+        "AND m.reached_at > n.enrolled_at) THEN 1 ELSE 0 END)"
+    )
+    schema = {"track": pl.Utf8(), "arm": pl.Utf8(), "enrolled": pl.Int64(), "converted": pl.Int64()}
+    groups = read_frame(
+        engine,
+        "SELECT n.track, CASE WHEN n.exit_reason = 'holdout' THEN 'holdout' ELSE 'treated' END AS arm, "
+        f"COUNT(*) AS enrolled, {converted} AS converted FROM nurture_enrolments n "
+        "GROUP BY n.track, CASE WHEN n.exit_reason = 'holdout' THEN 'holdout' ELSE 'treated' END",
+        {},
+        schema,
+    )
+    variants = read_frame(
+        engine,
+        "SELECT n.track, s.step, s.detail AS template, COUNT(*) AS enrolled, "
+        f"{converted} AS converted FROM nurture_enrolments n "
+        "JOIN nurture_steps s ON s.enrolment_id = n.id AND s.action = 'email' GROUP BY n.track, s.step, s.detail",
+        {},
+        {
+            "track": pl.Utf8(),
+            "step": pl.Int64(),
+            "template": pl.Utf8(),
+            "enrolled": pl.Int64(),
+            "converted": pl.Int64(),
+        },
+    )
+    tested = variants.filter(pl.len().over("track", "step") > 1).select(
+        "track", pl.format("{} (step {})", "template", "step").alias("arm"), "enrolled", "converted"
+    )
+    order = pl.when(pl.col("arm") == "holdout").then(0).when(pl.col("arm") == "treated").then(1).otherwise(2)
+    return pl.concat([groups, tested]).sort("track", order, "arm")

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     mail_from: str = "leadscore@localhost"
     # Keys the unsubscribe tokens in List-Unsubscribe links; without it tokens are only hashes.
     unsubscribe_secret: SecretStr | None = None
+    # DKIM signing of every message sent (nurture.signing): an RSA private key (PEM), the selector
+    # its public key is published under (<selector>._domainkey.<domain>) and the signing domain.
+    dkim_key_file: Path | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
     workers: int = 2
     # Where scoring tasks run (flows/runners.py): a thread pool, local processes, or a Dask cluster
     # (an existing one at ``dask_address``, else a local one of ``workers`` processes).

@@ -3,7 +3,7 @@
 import csv
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,20 +17,57 @@ from store.settings import get_settings
 
 @app.command()
 def nurture(
+    action: Annotated[
+        str, typer.Argument(help="run (the default), outcomes (review unknown deliveries) or preview LEAD")
+    ] = "run",
+    lead: Annotated[str | None, typer.Argument(help="preview: the lead_id", show_default=False)] = None,
     portfolio: PortfolioOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show who would get what; write and send nothing")] = False,
     as_of: Annotated[str | None, typer.Option(help="Run as of this time (ISO-8601 with zone); default now")] = None,
+    track: Annotated[str | None, typer.Option(help="preview: the track")] = None,
+    step: Annotated[int | None, typer.Option(help="preview: the email step's index in the track")] = None,
+    html: Annotated[Path | None, typer.Option(help="preview: write the HTML part here")] = None,
+    send_to: Annotated[
+        str | None, typer.Option(help="preview: test-send it to this address (nothing recorded)")
+    ] = None,
+    unknown: Annotated[bool, typer.Option("--unknown", help="outcomes: list deliveries of unknown outcome")] = True,
+    mark_sent: Annotated[
+        list[str] | None, typer.Option(help="outcomes: this Message-ID went out (the server's log says so)")
+    ] = None,
+    release: Annotated[
+        list[str] | None, typer.Option(help="outcomes: this Message-ID did not go out: send it in the next run")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Exit, enrol and advance nurture tracks and send the due emails (a Prefect flow run)."""
-    from flows.nurture_run import load_context, run_nurture
+    """Exit, enrol and advance nurture tracks and send the due emails (a Prefect flow run).
+
+    ``nurture outcomes --unknown`` lists the messages whose delivery was interrupted (never sent again,
+    their step kept due) and resolves them with --mark-sent/--release; ``nurture preview LEAD --track T
+    --step N`` renders the email that lead would get, and --send-to test-sends it."""
+    from flows.nurture_run import load_context
     from nurture.mail import MailError
 
+    if action not in ("run", "outcomes", "preview"):
+        raise base.fail(f"unknown action {action!r}: run, outcomes or preview")
+    if action == "outcomes":  # the outbox alone: no portfolio needed
+        _outcomes(unknown, mark_sent or [], release or [], json_out)
+        return
     path = base.portfolio_path(portfolio)
     try:
-        load_context(path)
+        ctx = load_context(path)
     except (SpecError, MailError) as exc:
         raise base.fail("invalid portfolio", exc) from exc
+    if action == "run":
+        _run(path, dry_run, as_of, json_out)
+    elif lead is None or track is None or step is None:
+        raise base.fail("nurture preview needs LEAD, --track and --step")
+    else:
+        _preview(ctx, lead, track, step, html, send_to)
+
+
+def _run(path: Path, dry_run: bool, as_of: str | None, json_out: bool) -> None:
+    from flows.nurture_run import run_nurture
+
     with progress_bars(base.progress_console(json_out)):
         summary = run_nurture(str(path), as_of=base.parse_time(as_of), dry_run=dry_run)
     if json_out:
@@ -39,20 +76,96 @@ def nurture(
     verb = "would send" if dry_run else "sent"
     enrolled = sum(summary["enrolled"].values())
     exits = sum(summary["exits"].values())
+    held = sum(summary["held_out"].values())
     console.print(
         f"nurture as of {summary['as_of']}{' (dry run: nothing written or sent)' if dry_run else ''}: "
-        f"{enrolled} enrolled, {exits} exited, {summary['completed']} completed, "
-        f"{summary['emails_total']} emails {verb}, deferred {summary['deferred'] or 0}"
+        f"{enrolled} enrolled{f' ({held} held out)' if held else ''}, {exits} exited, "
+        f"{summary['completed']} completed, {summary['emails_total']} emails {verb}"
     )
+    for why, count in summary["deferred"].items():
+        console.print(f"deferred {count:,} emails ({literal(why)}) until {summary['deferred_until'][why]}")
     if summary["emails"]:
         table = Table("lead", "to", "subject", "status", title=f"emails ({summary['emails_total']})")
         for email in summary["emails"][:20]:
             table.add_row(
-                str(email["lead_key"]), literal(email["to"]), literal(email["subject"]), literal(email["status"])
+                literal(email["lead_id"]), literal(email["to"]), literal(email["subject"]), literal(email["status"])
             )
         console.print(table)
+    for note in summary["notes"]:
+        console.print(f"[yellow]note:[/yellow] {literal(note)}")
     for problem in summary["errors"]:
         console.print(f"[yellow]problem:[/yellow] {literal(problem)}")
+
+
+def _outcomes(unknown: bool, mark_sent: list[str], release: list[str], json_out: bool) -> None:
+    """Resolve what the mail server's log says, then list what is still unknown."""
+    from flows.database import engine_for
+    from store import outbox
+
+    engine = engine_for(get_settings().database_url)
+    note = f"resolved by hand at {datetime.now(UTC).isoformat()}"
+    marked = outbox.resolve_unknown(engine, mark_sent, as_="sent", note=f"{note}: sent")
+    released = outbox.resolve_unknown(engine, release, as_="released", note=f"{note}: released for re-send")
+    rows = outbox.unknown_outcomes(engine) if unknown else []
+    listed = [
+        {key: row[key] for key in ("message_id", "kind", "ref", "to_address", "subject", "run_id", "created_at")}
+        for row in rows
+    ]
+    if json_out:
+        print(base.to_json({"marked_sent": marked, "released": released, "unknown": listed}))
+        return
+    for what, ids in (("marked sent", marked), ("released for re-send", released)):
+        if ids:
+            console.print(f"{what}: {len(ids)} ({literal(', '.join(ids))})")
+    if not listed:
+        console.print("no delivery of unknown outcome")
+        return
+    table = Table("message id", "ref", "to", "subject", "intended", title=f"unknown outcomes ({len(listed)})")
+    for row in listed:
+        table.add_row(
+            literal(row["message_id"]),
+            literal(row["ref"]),
+            literal(row["to_address"]),
+            literal(row["subject"]),
+            literal(row["created_at"]),
+        )
+    console.print(table)
+    console.print("check the mail server's log, then --mark-sent ID (it went out) or --release ID (send it again)")
+
+
+def _preview(ctx: Any, lead: str, track: str, step: int, html: Path | None, send_to: str | None) -> None:
+    from flows.database import engine_for
+    from flows.mailing import signer_for
+    from flows.nurture_run import PreviewError, preview
+    from nurture.delivery import stamp, transport_for
+
+    settings = get_settings()
+    try:
+        message = preview(engine_for(settings.database_url), ctx, lead, track, step, settings, to=send_to)
+    except PreviewError as exc:
+        raise base.fail("cannot preview", exc, code=1) from exc
+    parsed = message.parsed()
+    body = parsed.get_body(("plain",))
+    console.print(f"Subject: {literal(message.subject)}\nTo: {literal(message.to)}\n")
+    console.print(literal(body.get_content() if body is not None else ""))
+    target = html or Path(f"preview-{lead}-{track}-{step}.html")
+    part = parsed.get_body(("html",))
+    target.write_text(part.get_content() if part is not None else "", encoding="utf-8")
+    console.print(f"HTML written to {literal(target)}")
+    if send_to:
+        data = stamp(message.as_bytes(), datetime.now(UTC), signer_for(settings))
+        transport = transport_for(settings)
+        try:
+            transport.send(message.envelope_from or settings.mail_from, send_to, data)
+        except Exception as exc:
+            raise base.fail(f"test-send to {send_to} failed", exc, code=1) from exc
+        finally:
+            transport.close()
+        if not transport.remote:  # no server configured: the file outbox is where it went
+            folder = Path(settings.outbox_dir) / "test-sends"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{message.message_id}.eml").write_bytes(data)
+        console.print(f"test-sent to {literal(send_to)} (not recorded as a send)")
 
 
 @app.command()

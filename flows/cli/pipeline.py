@@ -91,6 +91,11 @@ def print_pipeline(summary: dict[str, Any]) -> None:
             + ", exits "
             + literal(json.dumps(nurture.get("exits", {})))
         )
+        for why, count in nurture.get("deferred", {}).items():
+            until = nurture.get("deferred_until", {}).get(why, "?")
+            console.print(f"nurture deferred {count:,} emails ({literal(why)}) until {literal(until)}")
+        for note in nurture.get("notes", []):
+            console.print(f"[yellow]note:[/yellow] {literal(note)}")
     for export in summary.get("audiences", []):
         console.print(
             f"audience {literal(export['audience'])} → {literal(export['platform'])}: {export['full']:,} leads "

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import polars as pl
 from sqlalchemy import Engine
 
+from flows.report.experiments import emails_section, uplift_section
 from flows.report.sections import (
     HISTOGRAM_BINS,
     TOP_MOVERS,
@@ -52,6 +53,8 @@ SECTIONS: list[SectionRenderer] = [
     SectionRenderer(lambda engine, scope: reports.conversion_by_band(engine, scope.shapes), conversion_section),
     SectionRenderer(lambda engine, scope: reports.top_movers(engine, TOP_MOVERS, scope.product_line), movers_section),
     SectionRenderer(lambda engine, _: reports.nurture_performance(engine), nurture_section),
+    SectionRenderer(lambda engine, _: reports.nurture_emails(engine), emails_section),
+    SectionRenderer(lambda engine, _: reports.nurture_arms(engine), uplift_section),
 ]
 
 

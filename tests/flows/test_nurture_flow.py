@@ -78,7 +78,7 @@ def test_a_large_send_is_composed_batch_by_batch_as_delivery_takes_it(
         record_intents(conn, rows)
 
     monkeypatch.setattr(nurture_run.store, "read_recipients", reading)
-    monkeypatch.setattr(delivery.outbox, "record_intents", recording)
+    monkeypatch.setattr(outbox, "record_intents", recording)
     summary = run_nurture(str(path), database_url=database_url, as_of=MON)
 
     # Never more than a compose batch ahead of delivery: bodies are not all held at once.
@@ -115,8 +115,8 @@ def test_nurture_dry_run_then_real_run_from_the_cli(cli: Path) -> None:
     dry = json.loads(invoke("nurture", "--dry-run", "--as-of", "2026-11-23T10:00:00Z", "--json").stdout)
     assert dry["dry_run"] is True and dry["enrolled"] == {"warm-up": 1}
     assert dry["emails"] == [
-        {"lead_key": key, "to": "c1@client.example", "ref": "enrolment:-1:0", "subject": "first for C1",
-         "status": "would send"},
+        {"lead_id": "C1", "lead_key": key, "to": "c1@client.example", "ref": "enrolment:-1:0",
+         "subject": "first for C1", "status": "would send"},
     ]  # fmt: skip
     assert store.enrolments(engine) == [] and outbox.messages(engine) == []
     real = invoke("nurture", "--as-of", "2026-11-23T10:00:00Z")
@@ -158,3 +158,34 @@ def test_an_invalid_nurture_section_is_a_usage_error(cli: Path) -> None:
     (cli / "portfolio.yaml").write_text(text)
     result = invoke("nurture", "--dry-run", code=2)
     assert "portfolio.yaml:27: nurture.tracks.warm-up.steps[1].wait: 'soon' is not a duration" in result.output
+
+
+def test_outcomes_lists_and_resolves_unknown_deliveries_from_the_cli(cli: Path) -> None:
+    engine = engine_for(get_settings().database_url)
+    key, _ = add_lead(engine, "O1", score=10)
+    with engine.begin() as conn:
+        outbox.record_intents(
+            conn,
+            [{"message_id": "m1@acme.example", "kind": "nurture", "ref": "enrolment:1:0", "lead_key": key,
+              "run_id": "r", "to_address": "o1@client.example", "subject": "first for O1", "path": None,
+              "created_at": MON}],
+        )  # fmt: skip
+    listed = invoke("nurture", "outcomes", "--unknown")
+    assert "unknown outcomes (1)" in listed.stdout and "m1@acme.example" in listed.stdout
+    resolved = json.loads(invoke("nurture", "outcomes", "--release", "m1@acme.example", "--json").stdout)
+    assert (resolved["released"], resolved["unknown"]) == (["m1@acme.example"], [])
+    assert [m["status"] for m in outbox.messages(engine)] == ["failed"]  # the next delivery sends it again
+
+
+def test_preview_renders_a_leads_email_and_test_sends_it_without_recording(cli: Path) -> None:
+    engine = engine_for(get_settings().database_url)
+    add_lead(engine, "P1", score=10)
+    shown = invoke("nurture", "preview", "P1", "--track", "warm-up", "--step", "3", "--html", cli / "p.html",
+                   "--send-to", "me@acme.example")  # fmt: skip
+    assert "Subject: second for P1" in shown.stdout and "Hello P1 (10.0)" in shown.stdout
+    assert ">Hello P1</p>" in (cli / "p.html").read_text()
+    [sent] = list((cli / "outbox" / "test-sends").iterdir())
+    assert b"To: me@acme.example\r\n" in sent.read_bytes() and sent.read_bytes().startswith(b"Date: ")
+    assert outbox.messages(engine) == [] and store.enrolments(engine) == []
+    refused = invoke("nurture", "preview", "P1", "--track", "warm-up", "--step", "1", code=1)
+    assert "step 1 of warm-up is not an email step; its email steps: [0, 3]" in refused.output

@@ -223,6 +223,8 @@ def test_cli_report_writes_html_and_json(demo_store: tuple[Path, str], tmp_path:
             "conversion-by-band",
             "top-movers",
             "nurture",
+            "nurture-emails",
+            "nurture-uplift",
         ]
         crm_funnel = [row for row in summary["sections"]["funnel"] if row["product line"] == "crm-suite"]
         assert [(r["stage"], r["reached"]) for r in crm_funnel][1:] == [

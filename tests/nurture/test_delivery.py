@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import Engine, select
 
 from nurture import delivery
-from nurture.delivery import deliver
+from nurture.delivery import DeliveryResult, Options, stamp, transport_for
 from nurture.mail import Mailer, Outgoing, Sender, compose, owner_alert, sample_context
 from store import outbox
+from store.outbox import SqlOutbox
 from store.settings import Settings
 from store.tables import Lead
 from tests.nurture.conftest import NOW, Recorder, add_leads
@@ -45,6 +46,18 @@ def alert_message(lead_key: int, to: str, firing_id: int) -> Outgoing:
     )  # fmt: skip
 
 
+def deliver(engine: Engine, messages: list[Outgoing], settings: Settings, **kwargs: object) -> list[DeliveryResult]:
+    """Delivery through the store's outbox and the configured transport, its clock stopped at NOW."""
+    options = Options.from_settings(settings, clock=lambda: NOW)
+    return delivery.deliver(SqlOutbox(engine), transport_for(settings), messages, options, now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def many_messages(engine: Engine, n: int) -> list[Outgoing]:
+    """``n`` leads ``LD-i`` at ``li@x.example`` and a nurture message to each (``enrolment:i:0``)."""
+    keys = add_leads(engine, *({"lead_id": f"LD-{i}", "email": f"l{i}@x.example"} for i in range(n)))
+    return [nurture_message(key, f"l{i}@x.example", f"enrolment:{i}:0") for i, key in enumerate(keys)]
+
+
 def smtp_settings(tmp_path: Path, port: int) -> Settings:
     return Settings(
         outbox_dir=tmp_path / "outbox", smtp_host="127.0.0.1", smtp_port=port, smtp_backoff_seconds=0.01,
@@ -61,13 +74,13 @@ def test_default_outbox_writes_eml_files_once(engine: Engine, tmp_path: Path) ->
     keys = add_leads(engine, {"lead_id": "LD-1", "email": "a@x.example"}, {"lead_id": "LD-2", "email": "b@x.example"})
     messages = [nurture_message(keys[0], "a@x.example", "enrolment:1:0"), alert_message(keys[1], "o@acme.example", 4)]
     settings = Settings(outbox_dir=tmp_path / "outbox", smtp_host=None)
-    results = deliver(engine, messages, settings, now=NOW)
+    results = deliver(engine, messages, settings)
     folder = tmp_path / "outbox" / "2026-11-23"
     assert [(r.status, r.attempts, r.path) for r in results] == [
         ("sent", 1, str(folder / f"{m.message_id}.eml")) for m in messages
     ]
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{m.message_id}.eml" for m in messages)
-    assert (folder / f"{messages[0].message_id}.eml").read_bytes() == messages[0].as_bytes()
+    assert (folder / f"{messages[0].message_id}.eml").read_bytes() == stamp(messages[0].as_bytes(), NOW, None)
     rows = outbox.messages(engine)
     assert [(r["kind"], r["ref"], r["status"], r["attempts"], r["sent_at"], r["to_address"]) for r in rows] == [
         ("nurture", "enrolment:1:0", "sent", 1, NOW, "a@x.example"),
@@ -75,7 +88,7 @@ def test_default_outbox_writes_eml_files_once(engine: Engine, tmp_path: Path) ->
     ]
     assert rows[0]["subject"] == "Ada, a quick look at Sample Line"
     (folder / f"{messages[0].message_id}.eml").unlink()
-    again = deliver(engine, [*messages, messages[0]], settings, now=NOW)
+    again = deliver(engine, [*messages, messages[0]], settings)
     assert [r.status for r in again] == ["duplicate", "duplicate", "duplicate"]
     assert not (folder / f"{messages[0].message_id}.eml").exists()  # nothing written again
     assert len(outbox.messages(engine)) == 2
@@ -89,7 +102,7 @@ def test_delivery_says_how_many_messages_are_settled_after_each_chunk(
     keys = add_leads(engine, *leads)
     messages = [nurture_message(key, f"l{i}@x.example", f"enrolment:{i}:0") for i, key in enumerate(keys)]
     settled: list[int] = []
-    results = deliver(engine, messages, Settings(outbox_dir=tmp_path / "outbox"), now=NOW, settled=settled.append)
+    results = deliver(engine, messages, Settings(outbox_dir=tmp_path / "outbox"), settled=settled.append)
     assert settled == [2, 4, 5]
     assert [r.status for r in results] == ["sent"] * 5
 
@@ -100,7 +113,7 @@ def test_smtp_round_trip_delivers_a_working_multipart_message(
     handler, port = smtp_server
     [key] = add_leads(engine, {"lead_id": "LD-1", "email": "ada@client.example"})
     message = nurture_message(key, "ada@client.example", "enrolment:1:0")
-    [result] = deliver(engine, [message], smtp_settings(tmp_path, port), now=NOW)
+    [result] = deliver(engine, [message], smtp_settings(tmp_path, port))
     assert (result.status, result.attempts, result.error) == ("sent", 1, None)
     [(mail_from, rcpt_tos, raw)] = handler.received
     assert (mail_from, rcpt_tos) == ("news@acme.example", ["ada@client.example"])
@@ -146,7 +159,7 @@ def test_550_bounces_a_nurture_lead_but_only_fails_an_owner_alert(
         nurture_message(keys[1], "ok@client.example", "enrolment:2:0"),
         alert_message(keys[2], "left@acme.example", 9),
     ]
-    results = deliver(engine, messages, smtp_settings(tmp_path, port), now=NOW)
+    results = deliver(engine, messages, smtp_settings(tmp_path, port))
     assert [(r.status, r.attempts) for r in results] == [("bounced", 1), ("sent", 1), ("failed", 1)]
     assert results[0].error == "550 5.1.1 No such user (at recipient)"
     assert [rcpt for _, rcpt, _ in handler.received] == [["ok@client.example"]]
@@ -169,7 +182,7 @@ def test_451_is_retried_until_accepted_or_attempts_run_out(
         "busy@x.example": ["451 4.3.0 Busy", "452 4.3.1 Busy", "451 4.3.0 Busy"],
     }
     messages = [nurture_message(keys[0], "slow@x.example", "e:1"), nurture_message(keys[1], "busy@x.example", "e:2")]
-    results = deliver(engine, messages, smtp_settings(tmp_path, port), now=NOW)
+    results = deliver(engine, messages, smtp_settings(tmp_path, port))
     assert [(r.status, r.attempts, r.error) for r in results] == [
         ("sent", 2, None),
         ("failed", 3, "451 4.3.0 Busy (at recipient)"),
@@ -184,7 +197,7 @@ def test_451_is_retried_until_accepted_or_attempts_run_out(
     assert [rcpt for _, rcpt, _ in handler.received] == [["slow@x.example"]]
     assert all(value is None for value in bounced_at(engine).values())  # temporary failures never suppress
     # A failed message was refused for sure: a later delivery tries it again; the sent one stays sent.
-    again = deliver(engine, messages, smtp_settings(tmp_path, port), now=NOW)
+    again = deliver(engine, messages, smtp_settings(tmp_path, port))
     assert [(r.status, r.attempts) for r in again] == [("duplicate", 0), ("sent", 1)]
     assert [rcpt for _, rcpt, _ in handler.received] == [["slow@x.example"], ["busy@x.example"]]
     assert [(r["ref"], r["status"], r["attempts"]) for r in outbox.messages(engine)] == [
@@ -206,9 +219,9 @@ def test_crash_after_sending_never_sends_twice(
     with monkeypatch.context() as patch:
         patch.setattr(outbox, "record_outcomes", crash)
         with pytest.raises(RuntimeError, match="process killed"):
-            deliver(engine, [message], settings, now=NOW)
+            deliver(engine, [message], settings)
     assert len(handler.received) == 1
-    [result] = deliver(engine, [message], settings, now=NOW)
+    [result] = deliver(engine, [message], settings)
     assert result.status == "unknown"
     assert len(handler.received) == 1
     [review] = outbox.unknown_outcomes(engine)
@@ -228,10 +241,10 @@ def test_crash_between_intent_and_send_never_sends_on_rerun(
         raise KeyboardInterrupt  # the process dies with the intent committed, nothing sent
 
     with monkeypatch.context() as patch:
-        patch.setattr(delivery._Smtp, "send", crash)
+        patch.setattr(delivery.SmtpTransport, "send", crash)
         with pytest.raises(KeyboardInterrupt):
-            deliver(engine, [first], settings, now=NOW)
-    results = deliver(engine, [first, second], settings, now=NOW)
+            deliver(engine, [first], settings)
+    results = deliver(engine, [first, second], settings)
     assert [r.status for r in results] == ["unknown", "sent"]
     assert [rcpt for _, rcpt, _ in handler.received] == [["b@x.example"]]
     assert [r["ref"] for r in outbox.unknown_outcomes(engine)] == ["enrolment:1:0"]
@@ -242,7 +255,7 @@ def test_an_unreachable_server_fails_without_suppressing(engine: Engine, tmp_pat
 
     [key] = add_leads(engine, {"lead_id": "LD-1", "email": "a@x.example"})
     settings = smtp_settings(tmp_path, _free_port())
-    [result] = deliver(engine, [nurture_message(key, "a@x.example", "e:1")], settings, now=NOW)
+    [result] = deliver(engine, [nurture_message(key, "a@x.example", "e:1")], settings)
     assert (result.status, result.attempts) == ("failed", 3)
     assert result.error is not None and result.error.startswith("421 ") and result.error.endswith("(at connect)")
     assert bounced_at(engine) == {"LD-1": None}

@@ -55,7 +55,8 @@ def test_grammar_errors_name_line_and_path(tmp_path: Path) -> None:
         (
             "nurture.tracks.t.steps[3]",
             29,
-            "a step has exactly one of email, wait, audience, leave_audience, branch; got ['email', 'audience']",
+            "a step has exactly one of email, variants, wait, audience, leave_audience, branch; "
+            "got ['email', 'audience']",
         ),
         ("nurture.tracks.t.reentry", 30, "re-entry is never, always or {after_days: N}; got 'sometimes'"),
     ]
@@ -136,3 +137,19 @@ def test_send_window_next_opening_respects_days_and_zone() -> None:
     )
     summer = datetime(2026, 7, 1, 5, 0, tzinfo=UTC)  # a Wednesday, 07:00 in Paris (UTC+2)
     assert window.next_open(summer, paris) == datetime(2026, 7, 1, 7, 0, tzinfo=UTC)
+
+
+def test_last_open_is_the_window_minute_before_a_friday_evening() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from nurture.spec import SendWindow
+
+    window = SendWindow(days=["mon", "tue", "wed", "thu", "fri"], start="09:00", end="17:00")
+    paris = ZoneInfo("Europe/Paris")
+    friday_evening = datetime(2026, 11, 27, 19, 30, tzinfo=UTC)  # 20:30 in Paris
+    assert window.last_open(friday_evening, paris) == datetime(2026, 11, 27, 15, 59, tzinfo=UTC)
+    sunday = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert window.last_open(sunday, paris) == datetime(2026, 11, 27, 15, 59, tzinfo=UTC)
+    inside = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert window.last_open(inside, paris) == inside

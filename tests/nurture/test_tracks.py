@@ -155,7 +155,7 @@ def test_exits_on_score_rise_stage_change_unsubscribe_event_request_and_bounce(e
         "stage_changed": 1,
         "unsubscribed": 1,
     }
-    assert tue.unsubscribed_by_events == 1
+    assert tue.suppressed_by_events == 1
     with engine.connect() as conn:
         assert conn.execute(select(Lead.unsubscribed_at).where(Lead.key == leaving)).scalar_one() == MON + timedelta(
             hours=20
@@ -246,8 +246,8 @@ def test_dry_run_shows_rendered_subjects_and_writes_nothing(engine: Engine, tmp_
     summary = run(engine, ctx, MON, tmp_path, dry_run=True)
     assert summary.enrolled == {"warm-up": 1}
     assert summary.emails == [
-        {"lead_key": key, "to": "dry@client.example", "ref": "enrolment:-1:0", "subject": "first for DRY",
-         "status": "would send"},
+        {"lead_id": "DRY", "lead_key": key, "to": "dry@client.example", "ref": "enrolment:-1:0",
+         "subject": "first for DRY", "status": "would send"},
     ]  # fmt: skip
     assert store.enrolments(engine) == [] and outbox.messages(engine) == []
     assert not (tmp_path / "outbox").exists()

@@ -24,7 +24,9 @@ TRACKS = """
 """
 
 
-def write_portfolio(folder: Path, *, tracks: str = TRACKS, cap: str = "{emails: 2, per_days: 7}") -> Path:
+def write_portfolio(
+    folder: Path, *, tracks: str = TRACKS, cap: str = "{emails: 2, per_days: 7}", nurture: str = ""
+) -> Path:
     """Times: Europe/Paris, weekdays 09:00–17:00 local (08:00–16:00 UTC in November)."""
     (folder / "templates" / "email").mkdir(parents=True, exist_ok=True)
     for name in ("first", "second", "third"):
@@ -58,7 +60,7 @@ nurture:
     unsubscribe_url: "https://acme.example/u?t={{token}}"
   frequency_cap: {cap}
   send_window: {{days: [mon, tue, wed, thu, fri], start: "09:00", end: "17:00"}}
-  audiences: {{readers: {{}}}}
+  audiences: {{readers: {{}}}}{nurture}
   tracks:{tracks}"""
     )
     return path
@@ -90,7 +92,7 @@ def add_event(engine: Engine, lead_key: int, event_id: str, type_: str, at: date
     with engine.begin() as conn:
         conn.execute(
             insert(Event.__table__).values(  # type: ignore[attr-defined]
-                lead_key=lead_key, event_id=event_id, type=type_, occurred_at=at, properties={}, **values
+                lead_key=lead_key, event_id=event_id, type=type_, occurred_at=at, **{"properties": {}, **values}
             )
         )
 

@@ -1,0 +1,42 @@
+"""Sending from flows: the outbox table, the configured transport and DKIM signer, wired from settings.
+
+Delivery itself (``nurture.delivery``) reads no settings and opens no transaction; this is the edge
+that builds its ports (DESIGN §9: settings are read at the edge and passed in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from nurture.delivery import DeliveryResult, Options, deliver, transport_for
+from nurture.mail import Outgoing
+from nurture.signing import DkimSigner
+from store.outbox import SqlOutbox
+from store.settings import Settings
+
+
+def signer_for(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer when a key file is configured (with its selector and domain), else none."""
+    if settings.dkim_key_file is None:
+        return None
+    if not (settings.dkim_selector and settings.dkim_domain):
+        raise ValueError("LEADSCORE_DKIM_KEY_FILE needs LEADSCORE_DKIM_SELECTOR and LEADSCORE_DKIM_DOMAIN")
+    return DkimSigner.from_file(settings.dkim_key_file, selector=settings.dkim_selector, domain=settings.dkim_domain)
+
+
+def send_messages(
+    engine: Engine,
+    messages: Iterable[Outgoing],
+    settings: Settings,
+    *,
+    now: datetime,
+    per_minute: float | None = None,
+    settled: Callable[[int], None] | None = None,
+) -> list[DeliveryResult]:
+    """Deliver ``messages`` through the configured transport into the store's outbox, at most once,
+    at most ``per_minute`` a minute over SMTP."""
+    options = Options.from_settings(settings, signer=signer_for(settings), per_minute=per_minute)
+    return deliver(SqlOutbox(engine), transport_for(settings), messages, options, now=now, settled=settled)
