@@ -27,10 +27,11 @@ def render_and_write(workdir: Path, n: int, dkim: bool) -> dict[str, float]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from nurture.delivery import FilesOnly, Options, deliver
+    from nurture.delivery import Options, deliver
     from nurture.mail import Mailer, compose, lead_context
     from nurture.signing import DkimSigner
     from nurture.spec import load_nurture
+    from nurture.transports import FilesOnly
     from stages.portfolio import load_portfolio
     from store.db import make_engine
     from store.outbox import SqlOutbox

@@ -39,7 +39,8 @@ from nurture.core import State, decide_entries, settle
 from nurture.exclusions import Exclusions, load_exclusions
 from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
 from nurture.spec import NurtureSpec, load_nurture
-from nurture.tracks import EMAIL_SCHEMA, Tracks, compile_tracks, plan_steps, with_variants
+from nurture.tracks import EMAIL_SCHEMA, Tracks, compile_tracks, plan_steps
+from nurture.variants import with_variants
 from nurture.zones import lead_zones
 from stages.portfolio import Portfolio, load_portfolio
 from store import nurture as store
@@ -355,7 +356,7 @@ def preview(
     enrolment_id = int(enrolled["id"].max()) if not enrolled.is_empty() else 0  # type: ignore[arg-type]
     template = spec.steps[step].templates[0]
     row = {"id": enrolment_id, "lead_key": key, "journey_id": journey["journey_id"][0], "track": track, "step": step}
-    email = with_variants(ctx.tracks, pl.DataFrame([{**row, "template": template}], schema=EMAIL_SCHEMA))
+    email = with_variants(ctx.tracks.variants, pl.DataFrame([{**row, "template": template}], schema=EMAIL_SCHEMA))
     errors: list[str] = []
     composed = list(_compose(engine, ctx, email, journey, "preview", settings, errors, {}, to=to))
     if not composed:

@@ -16,7 +16,8 @@ from datetime import datetime
 import polars as pl
 
 from nurture.events import suppressions
-from nurture.tracks import Plan, Tracks, after_send, decide_enrolments, decide_exits, draw
+from nurture.tracks import Plan, Tracks, after_send, decide_enrolments, decide_exits
+from nurture.variants import draw
 from store.nurture import ENROLMENT_SCHEMA
 
 # The step counts as done: sent, or sent/bounced by an earlier call. ``failed`` stays due; so does

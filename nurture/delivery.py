@@ -1,8 +1,8 @@
 """Delivering messages: ``.eml`` files in the outbox folder by default, SMTP when configured.
 
 Delivery is given its two ports and reads no settings: an ``Outbox`` (the at-most-once ledger, one
-transaction per call, ``store.outbox.SqlOutbox``) and a ``Transport`` (``SmtpTransport`` or
-``FilesOnly``), built at the edge by ``transport_for(settings)``.
+transaction per call, ``store.outbox.SqlOutbox``) and a ``Transport`` (``nurture.transports``:
+``SmtpTransport`` or ``FilesOnly``, built at the edge by ``transport_for(settings)``).
 
 At-most-once (DESIGN §8): a message's intent (with its stable Message-ID) is committed before the
 server is contacted, and a Message-ID the outbox already holds is never sent again. Over a remote
@@ -14,16 +14,13 @@ Every message is written as ``<outbox>/<date>/<id>.eml`` before it is sent, stam
 time (``Date``) and, when a signer is given, DKIM-signed: the record of what was sent. A message
 whose file cannot be written is ``failed`` and never reaches the server.
 
-SMTP: one connection per batch (re-opened if the server drops it), STARTTLS or implicit TLS and
-login as configured. A 4xx answer is retried with exponential backoff; a 5xx answer to the recipient
+A 4xx answer is retried with exponential backoff; a 5xx answer to the recipient
 or the content is permanent: a ``nurture`` message becomes a bounce and suppresses the lead
 (``leads.bounced_at``), an ``owner_alert`` only fails (a salesperson's address says nothing about the lead).
 """
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nurture.mail import Outgoing
+from nurture.transports import Refused, Transport, Unknown
 from store.settings import Settings
 
 CHUNK = 500  # messages per intent/outcome transaction of the file outbox; per outcome read of either
@@ -55,34 +53,6 @@ class DeliveryResult:
     path: str | None = None
 
 
-class _Refused(Exception):
-    """The server answered ``code``; ``permanent_for_recipient`` when it is about the recipient or content."""
-
-    def __init__(self, code: int, reply: bytes | str, stage: str):
-        self.code = code
-        self.stage = stage
-        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-        super().__init__(f"{code} {text} (at {stage})")
-
-    @property
-    def temporary(self) -> bool:
-        return 400 <= self.code < 500
-
-
-class _Unknown(Exception):
-    """The connection broke after the content was handed over: the server may have accepted it."""
-
-
-class Transport(Protocol):
-    """Where messages go. ``remote``: a server answers each message, so each outcome is recorded
-    as it comes (the file outbox has no answer to wait for)."""
-
-    remote: bool
-
-    def send(self, sender: str, to: str, data: bytes) -> None: ...
-    def close(self) -> None: ...
-
-
 class Outbox(Protocol):
     """The at-most-once ledger; each ``record`` call is one transaction."""
 
@@ -100,99 +70,6 @@ class Outbox(Protocol):
 
 class Signer(Protocol):
     def sign(self, message: bytes) -> bytes: ...
-
-
-class FilesOnly:
-    """The embedded default: the ``.eml`` file is the delivery."""
-
-    remote = False
-
-    def send(self, sender: str, to: str, data: bytes) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
-class SmtpTransport:
-    """One SMTP session for the whole batch, opened lazily and re-opened after a disconnect."""
-
-    remote = True
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.client: smtplib.SMTP | None = None
-
-    def _open(self) -> smtplib.SMTP:
-        s = self.settings
-        host = s.smtp_host or "localhost"
-        try:
-            if s.smtp_ssl:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    host, s.smtp_port, timeout=s.smtp_timeout, context=ssl.create_default_context()
-                )
-            else:
-                client = smtplib.SMTP(host, s.smtp_port, timeout=s.smtp_timeout)
-                if s.smtp_starttls:
-                    client.starttls(context=ssl.create_default_context())
-            if s.smtp_username:
-                password = s.smtp_password.get_secret_value() if s.smtp_password else ""
-                client.login(s.smtp_username, password)
-        except smtplib.SMTPResponseException as exc:
-            raise _Refused(exc.smtp_code, exc.smtp_error, "connect") from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            raise _Refused(421, str(exc), "connect") from exc  # not reached the server: safe to retry
-        return client
-
-    def send(self, sender: str, to: str, data: bytes) -> None:
-        if self.client is None:
-            self.client = self._open()
-        client = self.client
-        try:
-            client.ehlo_or_helo_if_needed()
-            code, reply = client.mail(sender)
-            if code != 250:
-                self._reset()
-                raise _Refused(code, reply, "sender")
-            code, reply = client.rcpt(to)
-            if code not in (250, 251):
-                self._reset()
-                raise _Refused(code, reply, "recipient")
-        except smtplib.SMTPServerDisconnected as exc:  # before the content: nothing was handed over
-            self.client = None
-            raise _Refused(421, str(exc), "connect") from exc
-        except smtplib.SMTPHeloError as exc:
-            raise _Refused(exc.smtp_code, exc.smtp_error, "connect") from exc
-        try:
-            code, reply = client.data(data)
-        except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing was handed over
-            self._reset()
-            raise _Refused(exc.smtp_code, exc.smtp_error, "data") from exc
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self.client = None
-            raise _Unknown(str(exc)) from exc
-        if code != 250:
-            raise _Refused(code, reply, "data")
-
-    def _reset(self) -> None:
-        try:
-            if self.client is not None:
-                self.client.rset()
-        except smtplib.SMTPException:
-            self.client = None
-
-    def close(self) -> None:
-        if self.client is not None:
-            try:
-                self.client.quit()
-            except smtplib.SMTPException:
-                self.client.close()
-            self.client = None
-
-
-def transport_for(settings: Settings) -> Transport:
-    """SMTP when a host is configured, else the file outbox alone."""
-    return SmtpTransport(settings) if settings.smtp_host else FilesOnly()
 
 
 @dataclass(frozen=True)
@@ -369,9 +246,9 @@ class _Chunk:
         """``(status, error)``: sent, retry (temporary refusal), bounced, failed or unknown."""
         try:
             self.transport.send(m.envelope_from or self.options.mail_from, m.to, data)
-        except _Unknown as exc:
+        except Unknown as exc:
             return "unknown", str(exc)
-        except _Refused as exc:
+        except Refused as exc:
             if exc.temporary:
                 return "retry", str(exc)
             if m.kind == "nurture" and exc.stage in ("recipient", "data"):

@@ -137,7 +137,8 @@ def _preview(ctx: Any, lead: str, track: str, step: int, html: Path | None, send
     from flows.database import engine_for
     from flows.mailing import signer_for
     from flows.nurture_run import PreviewError, preview
-    from nurture.delivery import stamp, transport_for
+    from nurture.delivery import stamp
+    from nurture.transports import transport_for
 
     settings = get_settings()
     try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flows.actions import post_to_chats
-from stages.portfolio import Action
+from stages.spec import Action
 from tests.nurture.chat_firing import FIRING
 
 

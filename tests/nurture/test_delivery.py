@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from nurture import delivery
-from nurture.delivery import DeliveryResult, Options, stamp, transport_for
+from nurture import delivery, transports
+from nurture.delivery import DeliveryResult, Options, stamp
 from nurture.mail import Mailer, Outgoing, Sender, compose, owner_alert, sample_context
+from nurture.transports import transport_for
 from store import outbox
 from store.outbox import SqlOutbox
 from store.settings import Settings
@@ -241,7 +242,7 @@ def test_crash_between_intent_and_send_never_sends_on_rerun(
         raise KeyboardInterrupt  # the process dies with the intent committed, nothing sent
 
     with monkeypatch.context() as patch:
-        patch.setattr(delivery.SmtpTransport, "send", crash)
+        patch.setattr(transports.SmtpTransport, "send", crash)
         with pytest.raises(KeyboardInterrupt):
             deliver(engine, [first], settings)
     results = deliver(engine, [first, second], settings)

@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from flows.digest import send_digests
 from nurture.mail import Sender
-from stages.portfolio import Action, load_portfolio
+from stages.portfolio import load_portfolio
+from stages.spec import Action
 from store import outbox
 from store.settings import Settings
 from tests.nurture.chat_firing import FIRING

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from flows.nurture_run import load_context
-from nurture import delivery
+from nurture import delivery, transports
 from store import nurture as store
 from store import outbox
 from store.outbox import SqlOutbox
@@ -50,7 +50,7 @@ def test_smtp_sends_are_spaced_to_the_rate_per_minute(
     settings = smtp_settings(tmp_path, port)
     options = delivery.Options.from_settings(settings, per_minute=300, clock=lambda: NOW)  # one per 0.2 s
     started = time.monotonic()
-    results = delivery.deliver(SqlOutbox(engine), delivery.SmtpTransport(settings), messages, options, now=NOW)
+    results = delivery.deliver(SqlOutbox(engine), transports.SmtpTransport(settings), messages, options, now=NOW)
     assert [r.status for r in results] == ["sent"] * 4 and len(handler.received) == 4
     assert time.monotonic() - started >= 0.6
 

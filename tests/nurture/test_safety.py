@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from flows.nurture_run import load_context
-from nurture import delivery
+from nurture import delivery, transports
 from nurture.mail import compose, sample_context
 from store import nurture as store
 from store import outbox
@@ -21,7 +21,7 @@ from tests.nurture.test_tracks import DAY, MON, enrolment_of, run
 from tests.nurture.world import add_event, add_lead, write_portfolio
 
 
-class KilledAfter(delivery.SmtpTransport):
+class KilledAfter(transports.SmtpTransport):
     """A real SMTP session whose process dies right after the server accepted the ``n``-th message."""
 
     def __init__(self, settings: object, n: int) -> None:
@@ -72,8 +72,8 @@ def test_an_unknown_outcome_keeps_the_step_due_until_marked_sent(
         raise KeyboardInterrupt  # died with the intent committed, the outcome never recorded
 
     with monkeypatch.context() as patch:
-        patch.setattr(delivery.FilesOnly, "send", killed)
-        patch.setattr(delivery.FilesOnly, "remote", True)
+        patch.setattr(transports.FilesOnly, "send", killed)
+        patch.setattr(transports.FilesOnly, "remote", True)
         with pytest.raises(KeyboardInterrupt):
             run(engine, ctx, MON, tmp_path)
     rerun = run(engine, ctx, MON + timedelta(minutes=5), tmp_path)
@@ -142,7 +142,7 @@ def test_date_is_the_sending_time_and_a_long_encoded_subject_is_folded(engine: E
     sending = NOW + timedelta(hours=3, seconds=7)
     options = delivery.Options(folder=tmp_path / "outbox", clock=lambda: sending)
     as_of = NOW - 7 * DAY  # a run dated in the past (--as-of) still dates its mail when it is sent
-    delivery.deliver(SqlOutbox(engine), delivery.FilesOnly(), [message], options, now=as_of)
+    delivery.deliver(SqlOutbox(engine), transports.FilesOnly(), [message], options, now=as_of)
     raw = next((tmp_path / "outbox").rglob("*.eml")).read_bytes()
     head = raw.split(b"\r\n\r\n", 1)[0].decode()
     subject = head[head.index("Subject: ") : head.index("\r\nMessage-ID:")].split("\r\n")

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Engine
 
-from nurture import delivery
+from nurture import delivery, transports
 from nurture.signing import DkimSigner
 from store.outbox import SqlOutbox
 from tests.nurture.conftest import NOW, Recorder, add_leads
@@ -33,7 +33,7 @@ def test_a_signed_message_verifies_after_an_smtp_round_trip(
     settings = smtp_settings(tmp_path, port)
     options = delivery.Options.from_settings(settings, signer=signer, clock=lambda: NOW)
     message = nurture_message(key, "ada@client.example", "enrolment:1:0")
-    [result] = delivery.deliver(SqlOutbox(engine), delivery.SmtpTransport(settings), [message], options, now=NOW)
+    [result] = delivery.deliver(SqlOutbox(engine), transports.SmtpTransport(settings), [message], options, now=NOW)
     assert result.status == "sent"
     [(_, _, raw)] = handler.received
     published = signer.public_record().encode()
