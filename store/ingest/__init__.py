@@ -1,0 +1,36 @@
+"""Ingestion of leads, events and CRM stage updates from CSV and JSON Lines files.
+
+Every row is validated by a Pydantic model; a bad row is rejected with its file, line, field and a
+readable reason (returned in the report and kept in ``ingest_rejects``), never silently dropped or
+half-stored. Re-ingesting any file is a no-op (events are insert-or-ignore on ``event_id``, leads are
+upserted on ``lead_id`` only when their content changed, rejects are unique per file line and content).
+
+One module per concern: ``rows`` (the row models), ``reading`` (files into physical rows), ``split``
+(rows into fields), ``validation``, ``report`` (report and reject ledger), ``machine`` (the
+machine-activity rule), ``skeleton`` (the one chunk loop) and one module per kind of row.
+"""
+
+from store.ingest.events import ingest_events, promoted_properties
+from store.ingest.leads import ingest_leads
+from store.ingest.machine import DEFAULT_PROXY_AGENTS, MachineRule
+from store.ingest.reading import Progress
+from store.ingest.report import IngestReport, Reject, write_rejects_csv
+from store.ingest.rows import EventRow, LeadRow, StageUpdateRow, event_row_adapter
+from store.ingest.stage_updates import ingest_stage_updates
+
+__all__: list[str] = [
+    "DEFAULT_PROXY_AGENTS",
+    "EventRow",
+    "IngestReport",
+    "LeadRow",
+    "MachineRule",
+    "Progress",
+    "Reject",
+    "StageUpdateRow",
+    "event_row_adapter",
+    "ingest_events",
+    "ingest_leads",
+    "ingest_stage_updates",
+    "promoted_properties",
+    "write_rejects_csv",
+]

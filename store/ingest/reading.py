@@ -1,0 +1,105 @@
+"""Reading files into physical rows: CSV cells or JSON objects with their line, or why a line is unreadable."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from store.csvfile import open_csv
+
+NUMBER = re.compile(r"^-?(?:0|[1-9]\d*)(\.\d+)?(?:[eE][+-]?\d+)?$")  # JSON's grammar: "0123" stays text
+
+# Called with the number of rows read and handled so far, after each chunk (a CLI progress bar).
+Progress = Callable[[int], None]
+
+
+class Raw:
+    """One physical row: its line and what the file said — a JSON object (``data``) or CSV cells
+    (``values`` under the header's ``names``, turned into a dict only when needed) — or why it could
+    not be read (``error``)."""
+
+    __slots__ = ("data", "error", "line", "names", "values")
+
+    def __init__(
+        self,
+        line: int,
+        data: dict[str, Any] | None = None,
+        values: list[str] | None = None,
+        names: list[str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.line, self.data, self.values, self.names, self.error = line, data, values, names, error
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The row as a dict, for rejects and for the lead splitter."""
+        if self.data is not None:
+            return self.data
+        names, values = self.names or [], self.values or []
+        raw: dict[str, Any] = dict(zip(names, values, strict=False))
+        if len(values) > len(names):
+            raw["_extra_values"] = values[len(names) :]
+        return raw
+
+
+def loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # orjson refuses some valid JSON (integers beyond 64 bits); json decides
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+
+
+def number(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def read_rows(path: Path) -> Iterator[Raw]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from _read_csv(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        yield from _read_jsonl(path)
+    else:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .ndjson")
+
+
+def _read_csv(path: Path) -> Iterator[Raw]:
+    with open_csv(path) as (names, rows):
+        for row in rows:
+            yield Raw(row.line, values=row.values, names=names, error=row.error)
+
+
+def _read_jsonl(path: Path) -> Iterator[Raw]:
+    with path.open(encoding="utf-8-sig") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                value = loads(text)
+            except ValueError as exc:
+                yield Raw(line, {"_text": text.rstrip("\r\n")[:2000]}, error=f"not valid JSON: {exc}")
+                continue
+            if not isinstance(value, dict):
+                error = f"expected a JSON object, got {type(value).__name__}"
+                yield Raw(line, {"_text": text.rstrip("\r\n")[:2000]}, error=error)
+                continue
+            yield Raw(line, value)
+
+
+def chunks(rows: Iterator[Raw], size: int, progress: Progress | None = None) -> Iterator[list[Raw]]:
+    done = 0
+    while chunk := list(islice(rows, size)):
+        yield chunk  # the caller handles the chunk before asking for the next one
+        done += len(chunk)
+        if progress is not None:
+            progress(done)

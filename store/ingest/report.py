@@ -1,0 +1,121 @@
+"""What an ingestion did and the rows it refused: the report returned to the caller and the reject
+ledger kept in ``ingest_rejects`` (unique per file line and content, so a re-ingest adds nothing)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from store.bulk import insert_ignore
+from store.ingest.reading import Raw, dumps
+from store.tables import IngestReject
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One refused row: the physical line of the file, the field at fault (None: the whole row)."""
+
+    line: int
+    field: str | None
+    reason: str
+    raw: dict[str, Any]
+    source: str = ""
+
+    def __str__(self) -> str:
+        where = f"{Path(self.source).name} line {self.line}" if self.source else f"line {self.line}"
+        return f"{where}, field {self.field!r}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion did. ``read = accepted + rejected``; ``accepted`` rows that were already
+    stored (a re-ingest) are neither ``inserted`` nor ``updated``. For events, ``updated`` counts
+    events of this file flagged as machine activity after their delivery appeared later in the file.
+    """
+
+    kind: str
+    source: str
+    read: int = 0
+    accepted: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    interests: list[tuple[int, str, datetime]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.kind} from {self.source}: read {self.read}, accepted {self.accepted}, "
+            f"inserted {self.inserted}, updated {self.updated}, rejected {self.rejected}"
+        )
+
+
+def write_rejects_csv(report: IngestReport, path: Path) -> Path:
+    """Write the report's rejects as CSV (source, line, field, reason, raw JSON) for people to fix."""
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "line", "field", "reason", "raw"])
+        for reject in report.rejects:
+            writer.writerow([report.source, reject.line, reject.field or "", reject.reason, dumps(reject.raw).decode()])
+    return Path(path)
+
+
+class Interests:
+    """The earliest time each (lead key, product line) pair showed up: the journeys a file may open."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[int, str], datetime] = {}
+
+    def add(self, key: int, line: str, when: datetime) -> None:
+        seen = self.first.get((key, line))
+        if seen is None or when < seen:
+            self.first[(key, line)] = when
+
+    def as_list(self) -> list[tuple[int, str, datetime]]:
+        return [(key, line, when) for (key, line), when in self.first.items()]
+
+
+def row_hash(raw: dict[str, Any]) -> str:
+    return hashlib.sha256(dumps(raw)).hexdigest()
+
+
+class RejectLedger:
+    """Collects a chunk's rejects for the report and the ``ingest_rejects`` table."""
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        self.pending: list[Reject] = []
+
+    def add(self, row: Raw, field_name: str | None, reason: str) -> None:
+        reject = Reject(row.line, field_name, reason, row.raw, self.report.source)
+        self.pending.append(reject)
+        self.report.rejects.append(reject)
+        self.report.rejected += 1
+
+    def flush(self, conn: Connection, now: datetime) -> None:
+        rows = [
+            {
+                "kind": self.report.kind,
+                "source": self.report.source,
+                "line": r.line,
+                "field": r.field,
+                "reason": r.reason,
+                "row_hash": row_hash(r.raw),
+                "raw": r.raw,
+                "rejected_at": now,
+            }
+            for r in self.pending
+        ]
+        insert_ignore(conn, IngestReject.__table__, rows)  # type: ignore[arg-type]
+        self.pending = []
+
+    def sort(self) -> None:
+        """File order: read, validation and look-up rejects mix."""
+        self.report.rejects.sort(key=attrgetter("line"))

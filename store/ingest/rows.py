@@ -1,0 +1,168 @@
+"""The row models a lead, an event and a CRM stage update must pass, wherever they come from (a file,
+the HTTP service). Rows are normalised while they are split into fields (strings stripped; blank cells
+dropped for events, ``None`` for leads so that a blank clears the stored value), so most fields
+validate in pydantic-core without a Python call: only timestamps, emails and the portfolio checks run
+Python."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
+
+from store.ingest.reading import NUMBER, loads, number
+
+_EMAIL = re.compile(r"^[^@\s,;<>()\[\]\"]+@[^@\s,;<>()\[\]\"]+\.[^@\s,;<>()\[\]\".]{2,}$")
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """ISO-8601 with an offset or ``Z``, normalised to UTC. A naive time is refused: guessing a zone
+    shifts every event of the file by hours. (Pydantic's own parser also takes Unix numbers.)"""
+    if value is None or isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
+    else:
+        raise ValueError(f"expected an ISO-8601 timestamp string, got {type(value).__name__}")
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"timezone missing in {value!r}: add an offset such as +00:00 or Z")
+    return parsed.astimezone(UTC)
+
+
+def _email(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected an email address string, got {type(value).__name__}")
+    lowered = value.lower()
+    if not _EMAIL.match(lowered):
+        raise ValueError(f"value is not a valid email address: {value!r} (expected name@domain.tld)")
+    return lowered
+
+
+OptEmail = Annotated[str | None, BeforeValidator(_email)]
+OptTime = Annotated[datetime | None, BeforeValidator(_timestamp)]
+Time = Annotated[datetime, BeforeValidator(_timestamp)]
+Identifier = Annotated[str, StringConstraints(min_length=1)]
+_ROW_CONFIG = ConfigDict(extra="ignore", coerce_numbers_to_str=True)  # a JSON zip code 12345 is text
+
+
+class LeadRow(BaseModel):
+    """A lead as it arrives; every column not named here is a free attribute (kept beside the model).
+    Flags accept true/false/yes/no/1/0 (pydantic's lax booleans); blank means false."""
+
+    model_config = _ROW_CONFIG
+
+    lead_id: Identifier
+    email: OptEmail = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country: str | None = None
+    owner_email: OptEmail = None
+    email_opt_in: bool | None = False
+    ads_opt_in: bool | None = False
+    unsubscribed_at: OptTime = None
+    bounced_at: OptTime = None
+
+
+class EventRow(BaseModel):
+    """An event as it arrives; ``extra`` holds the row's other columns, merged into ``properties``.
+
+    ``type`` and ``product_line`` are free text here: ``ingest_events`` validates with a subclass
+    restricted to the portfolio's lists (``Literal`` fields checked inside pydantic-core, which is
+    measurably faster than a Python validator per row), see ``event_row_adapter``."""
+
+    model_config = _ROW_CONFIG
+
+    event_id: Identifier
+    lead_id: Identifier
+    type: Identifier
+    occurred_at: Time
+    product_line: str | None = None
+    machine: bool | None = None
+    message_id: str | None = None
+    extra: Any = Field(default=None, repr=False)
+    properties: Any = Field(default=None, validate_default=True)
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _properties(cls, value: Any, info: ValidationInfo) -> dict[str, Any]:
+        """A JSON object (or JSON text of one), plus the row's extra columns; checks manual_adjustment."""
+        if value is None:
+            value = {}
+        elif isinstance(value, str):
+            try:
+                value = loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a JSON object, got {type(value).__name__}")
+        extra = info.data.get("extra")
+        if extra:
+            value = {**value, **extra}
+        if info.data.get("type") == "manual_adjustment":
+            points = value.get("points")
+            if isinstance(points, str) and NUMBER.match(points.strip()):
+                points = number(points.strip())
+                value = {**value, "points": points}
+            if not isinstance(points, int | float) or isinstance(points, bool):
+                raise ValueError(f"manual_adjustment needs a numeric 'points' property, got {points!r}")
+            reason = value.get("reason")
+            if not isinstance(reason, str) or not reason.strip():
+                raise ValueError("manual_adjustment needs a non-empty 'reason' property")
+        return value
+
+
+LEADS = TypeAdapter(list[LeadRow])
+
+
+@lru_cache(maxsize=32)
+def event_row_adapter(event_types: frozenset[str], product_lines: frozenset[str] | None) -> TypeAdapter[list[EventRow]]:
+    """A list-of-rows validator whose ``type`` (and ``product_line``, when the lines are known) only
+    accept the portfolio's values."""
+    overrides: dict[str, Any] = {"type": (Literal[tuple(sorted(event_types))], ...)}
+    if product_lines is not None:
+        allowed = Literal[tuple(sorted(product_lines))] | None if product_lines else None
+        overrides["product_line"] = (allowed, None)
+    row = create_model("PortfolioEventRow", __base__=EventRow, **overrides)
+    return TypeAdapter(list[row])  # type: ignore[valid-type]
+
+
+class StageUpdateRow(BaseModel):
+    """A CRM stage change: the lead, the product line, the stage it is now in, since when, and who said so."""
+
+    model_config = _ROW_CONFIG
+
+    lead_id: Identifier
+    product_line: Identifier
+    stage: Identifier
+    changed_at: Time
+    source: str | None = None
+
+
+STAGE_UPDATES = TypeAdapter(list[StageUpdateRow])
+LEAD_FIELDS = frozenset(LeadRow.model_fields)
+EVENT_FIELDS = frozenset(EventRow.model_fields) - {"extra"}

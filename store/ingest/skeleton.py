@@ -1,0 +1,98 @@
+"""The one chunk loop every ingestion runs: read a chunk, reject unreadable rows, validate outside the
+transaction, write inside one transaction per chunk together with the chunk's rejects.
+
+Work is done a chunk of rows at a time — one validation call, a handful of batched look-ups and bulk
+writes per chunk — so a file of a million rows takes seconds, and a killed load leaves whole chunks
+only (each chunk commits with its rejects; the next run skips what is stored).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, Table
+
+from store.db import GrowingTable
+from store.ingest.reading import Progress, Raw, chunks, read_rows
+from store.ingest.report import IngestReport, Interests, RejectLedger
+
+
+@dataclass
+class Ingestion:
+    """What one file's ingestion accumulates: the report, its reject ledger, the interests it shows."""
+
+    report: IngestReport
+    rejects: RejectLedger = field(init=False)
+    interests: Interests = field(default_factory=Interests)
+
+    def __post_init__(self) -> None:
+        self.rejects = RejectLedger(self.report)
+
+
+class ChunkSteps(Protocol):
+    """What differs between leads, events and stage updates: how a chunk is checked and written."""
+
+    def prepare(self, rows: list[Raw], run: Ingestion) -> Any:
+        """Validate the chunk's readable rows (rejecting bad ones) outside any transaction."""
+        ...
+
+    def write(self, conn: Connection, prepared: Any, now: datetime, run: Ingestion) -> None:
+        """Look up and store the prepared rows inside the chunk's transaction."""
+        ...
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a bulk load.
+
+    Rows are plain dicts and tuples without reference cycles (reference counting frees them), but
+    each chunk allocates millions of container objects, and the collector rescanning them cost
+    about as much as the validation itself (measured: 500k rows validate in 2.5 s instead of 4.5 s).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def run_chunks(
+    engine: Engine,
+    path: Path,
+    kind: str,
+    table: Table,
+    steps: ChunkSteps,
+    *,
+    chunk_size: int,
+    progress: Progress | None,
+) -> IngestReport:
+    """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order."""
+    path = Path(path)
+    run = Ingestion(IngestReport(kind=kind, source=str(path)))
+    growth = GrowingTable(engine, table.name)
+    with gc_paused():
+        for chunk in chunks(read_rows(path), chunk_size, progress):
+            now = datetime.now(UTC)
+            run.report.read += len(chunk)
+            readable: list[Raw] = []
+            for row in chunk:
+                if row.error is None:
+                    readable.append(row)
+                else:
+                    run.rejects.add(row, None, row.error)
+            prepared = steps.prepare(readable, run)
+            with engine.begin() as conn:
+                steps.write(conn, prepared, now, run)
+                run.rejects.flush(conn, now)
+            growth.added(run.report.inserted)  # the next chunk's look-ups are planned for the grown table
+    run.report.interests = run.interests.as_list()
+    run.rejects.sort()
+    return run.report
