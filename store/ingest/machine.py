@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from store.tables import to_micros
-
 # Case-insensitive substrings of the User-Agent of mail clients' image proxies and link scanners, which
 # fetch pixels and links without a human: Gmail's image proxy ("… (via ggpht.com GoogleImageProxy)"),
 # Yahoo Mail's ("YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html") and
@@ -23,6 +21,7 @@ DEFAULT_PROXY_AGENTS: tuple[str, ...] = ("GoogleImageProxy", "ggpht.com", "Yahoo
 
 MACHINE_CANDIDATES = frozenset({"email_open", "email_click"})
 DELIVERY_TYPES = ("email_delivered", "email_sent")
+EMAIL_TYPES = MACHINE_CANDIDATES | frozenset(DELIVERY_TYPES)  # the only rows the rule looks at
 
 # Delivery times (epoch microseconds) stored for each of the given message ids.
 StoredDeliveries = Callable[[Sequence[str]], dict[str, list[int]]]
@@ -67,27 +66,29 @@ class MachineDetector:
         self.deliveries: dict[str, list[int]] = {}
         self.waiting: dict[str, list[tuple[int, str]]] = {}
 
-    def run(self, events: list[dict[str, Any]], explicit: list[bool], stored: StoredDeliveries) -> list[str]:
-        """Set ``machine`` on the chunk's event rows (``explicit``: the row said, leave it); return
-        event_ids of earlier rows to flag now. ``stored`` looks up deliveries already in the store."""
+    def run(
+        self, events: list[dict[str, Any]], times: list[int], explicit: list[bool], stored: StoredDeliveries
+    ) -> list[str]:
+        """Set ``machine`` on the chunk's event rows (``times``: their epoch microseconds; ``explicit``:
+        the row said, leave it); return event_ids of earlier rows to flag now. ``stored`` looks up
+        deliveries already in the store."""
         rule = self.rule
         new_deliveries: dict[str, list[int]] = {}
-        for row in events:
+        for row, at in zip(events, times, strict=True):
             if row["type"] in DELIVERY_TYPES and row["message_id"] is not None:
-                at = to_micros(row["occurred_at"])
                 self.deliveries.setdefault(row["message_id"], []).append(at)
                 new_deliveries.setdefault(row["message_id"], []).append(at)
 
         late: list[str] = []
-        for message_id, times in new_deliveries.items():
+        for message_id, delivered in new_deliveries.items():
             for at, event_id in self.waiting.pop(message_id, ()):
-                if rule.after_delivery(times, at):
+                if rule.after_delivery(delivered, at):
                     late.append(event_id)
                 else:
                     self.waiting.setdefault(message_id, []).append((at, event_id))
 
         undecided: list[tuple[dict[str, Any], int]] = []
-        for row, fixed in zip(events, explicit, strict=True):
+        for row, at, fixed in zip(events, times, explicit, strict=True):
             if fixed or row["type"] not in MACHINE_CANDIDATES:
                 continue
             if rule.proxy(row["properties"]):
@@ -96,7 +97,6 @@ class MachineDetector:
             message_id = row["message_id"]
             if message_id is None:
                 continue
-            at = to_micros(row["occurred_at"])
             if rule.after_delivery(self.deliveries.get(message_id, ()), at):
                 row["machine"] = True
             else:

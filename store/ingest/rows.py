@@ -88,6 +88,33 @@ class LeadRow(BaseModel):
     bounced_at: OptTime = None
 
 
+def event_properties(value: Any, extra: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:
+    """An event's properties: a JSON object (or JSON text of one) plus the row's extra columns; checks
+    manual_adjustment. Shared by the row model and the columnar fast path, so both accept the same."""
+    if value is None:
+        value = {}
+    elif isinstance(value, str):
+        try:
+            value = loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a JSON object, got {type(value).__name__}")
+    if extra:
+        value = {**value, **extra}
+    if kind == "manual_adjustment":
+        points = value.get("points")
+        if isinstance(points, str) and NUMBER.match(points.strip()):
+            points = number(points.strip())
+            value = {**value, "points": points}
+        if not isinstance(points, int | float) or isinstance(points, bool):
+            raise ValueError(f"manual_adjustment needs a numeric 'points' property, got {points!r}")
+        reason = value.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("manual_adjustment needs a non-empty 'reason' property")
+    return value
+
+
 class EventRow(BaseModel):
     """An event as it arrives; ``extra`` holds the row's other columns, merged into ``properties``.
 
@@ -110,30 +137,7 @@ class EventRow(BaseModel):
     @field_validator("properties", mode="before")
     @classmethod
     def _properties(cls, value: Any, info: ValidationInfo) -> dict[str, Any]:
-        """A JSON object (or JSON text of one), plus the row's extra columns; checks manual_adjustment."""
-        if value is None:
-            value = {}
-        elif isinstance(value, str):
-            try:
-                value = loads(value)
-            except ValueError as exc:
-                raise ValueError(f"not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"must be a JSON object, got {type(value).__name__}")
-        extra = info.data.get("extra")
-        if extra:
-            value = {**value, **extra}
-        if info.data.get("type") == "manual_adjustment":
-            points = value.get("points")
-            if isinstance(points, str) and NUMBER.match(points.strip()):
-                points = number(points.strip())
-                value = {**value, "points": points}
-            if not isinstance(points, int | float) or isinstance(points, bool):
-                raise ValueError(f"manual_adjustment needs a numeric 'points' property, got {points!r}")
-            reason = value.get("reason")
-            if not isinstance(reason, str) or not reason.strip():
-                raise ValueError("manual_adjustment needs a non-empty 'reason' property")
-        return value
+        return event_properties(value, info.data.get("extra"), info.data.get("type"))
 
 
 LEADS = TypeAdapter(list[LeadRow])

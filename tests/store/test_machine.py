@@ -55,10 +55,12 @@ def test_detector_matches_store_earlier_chunk_and_later_chunk_deliveries() -> No
         _event("c4", "email_click", T0 + timedelta(hours=1), None, user_agent="BingPreview/1.0"),
         _event("o5", "email_open", T0 + timedelta(minutes=5), "m1"),  # a person, minutes later
     ]
-    late = detector.run(first, [False, False, False, False, True, False, False], stored)
+    late = detector.run(
+        first, [to_micros(e["occurred_at"]) for e in first], [False, False, False, False, True, False, False], stored
+    )
     assert [e["event_id"] for e in first if e["machine"]] == ["o0", "o1", "c4"]
     assert late == []
     assert asked == [["m0", "m1", "m2"]]  # one look-up per chunk, only for undecided messages
 
     second = [_event("d2", "email_sent", T0, "m2"), _event("d3", "email_sent", T0, "m3")]
-    assert detector.run(second, [False, False], stored) == ["o2"]
+    assert detector.run(second, [to_micros(T0)] * 2, [False, False], stored) == ["o2"]

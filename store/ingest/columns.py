@@ -1,0 +1,185 @@
+"""Columnar validation of a chunk of event rows (Polars over the CSV cells).
+
+A row whose every field passes the vectorised checks is accepted without a row model. The checks are
+deliberately narrower than the model (plain ISO-8601 times, no explicit ``machine`` cell, no
+``manual_adjustment``): every other row — and every JSON Lines row — is validated by the row model,
+which accepts it or rejects it in the same words as the reference path. Properties go through the
+same ``event_properties`` function as the model, so both paths store the same JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from pydantic import TypeAdapter
+
+from store.ingest.reading import Raw
+from store.ingest.rows import EventRow, event_properties
+from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
+from store.ingest.validation import Hints, validate
+from store.tables import to_micros
+
+# Only what Python's ``datetime.fromisoformat`` reads the same way: a 4-digit year from 1900, valid clock
+# fields, up to 6 fraction digits, Z or ±hh:mm. Anything else goes to the row model.
+_PLAIN_TIME = (
+    r"^(?:19|2\d)\d{2}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+)
+_ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
+_REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
+
+
+@dataclass
+class AcceptedEvents:
+    """A chunk's valid events in file order, column by column (``at``: epoch microseconds)."""
+
+    rows: list[Raw] = field(default_factory=list)
+    event_id: list[str] = field(default_factory=list)
+    lead_id: list[str] = field(default_factory=list)
+    type: list[str] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    product_line: list[str | None] = field(default_factory=list)
+    machine: list[bool | None] = field(default_factory=list)
+    message_id: list[str | None] = field(default_factory=list)
+    properties: list[dict[str, Any]] = field(default_factory=list)
+    position: list[int] = field(default_factory=list)
+
+    def add(self, position: int, row: Raw, values: tuple[Any, ...], properties: dict[str, Any]) -> None:
+        event_id, lead_id, kind, at, product_line, machine, message_id = values
+        if message_id is None:
+            promoted = properties.get("message_id")
+            if promoted is not None and promoted != "":
+                message_id = str(promoted)
+        self.position.append(position)
+        self.rows.append(row)
+        self.event_id.append(event_id)
+        self.lead_id.append(lead_id)
+        self.type.append(kind)
+        self.at.append(at)
+        self.product_line.append(product_line)
+        self.machine.append(machine)
+        self.message_id.append(message_id)
+        self.properties.append(properties)
+
+    def in_file_order(self) -> AcceptedEvents:
+        order = sorted(range(len(self.position)), key=self.position.__getitem__)
+        if order == list(range(len(order))):
+            return self
+        result = AcceptedEvents()
+        for name in AcceptedEvents.__dataclass_fields__:
+            column = getattr(self, name)
+            setattr(result, name, [column[i] for i in order])
+        return result
+
+
+@dataclass
+class EventColumns:
+    """Validates chunks of one file; the CSV plan (which cell is which field) is kept per header."""
+
+    adapter: TypeAdapter[list[EventRow]]
+    hints: Hints
+    event_types: frozenset[str]
+    product_lines: frozenset[str] | None
+    splitter: Splitter
+    plan_names: list[str] | None = None
+    plan: CsvPlan = field(default_factory=list)
+
+    def accept(self, rows: list[Raw], reject: Any) -> AcceptedEvents:
+        """The chunk's valid events; ``reject(row, field, reason)`` is called for the others."""
+        accepted = AcceptedEvents()
+        slow = list(range(len(rows)))
+        if rows and rows[0].data is None:
+            slow = self._columnar(rows, accepted)
+        self._by_model(rows, slow, accepted, reject)
+        return accepted.in_file_order()
+
+    def _plan_for(self, names: list[str] | None) -> CsvPlan:
+        if names is not self.plan_names:
+            self.plan_names, self.plan = names, csv_plan(self.splitter, names or [])
+        return self.plan
+
+    def _columnar(self, rows: list[Raw], accepted: AcceptedEvents) -> list[int]:
+        """Accept the rows that pass the vectorised checks; return the positions of the others."""
+        plan = self._plan_for(rows[0].names)
+        where = {role: position for position, role, _ in plan if role is not None}
+        roles = [role for _, role, _ in plan if role is not None]
+        if len(set(roles)) != len(roles) or not set(_REQUIRED) <= set(where):
+            return list(range(len(rows)))  # repeated or missing fields: the row model decides
+        cells = list(zip(*(row.values or () for row in rows), strict=True))
+        frame = pl.DataFrame({f"c{p}": pl.Series(cells[p], dtype=pl.String) for p in where.values()})
+
+        def cell(role: str) -> pl.Expr:
+            return pl.col(f"c{where[role]}").str.strip_chars() if role in where else pl.lit("")
+
+        allowed_types = sorted(self.event_types - {"manual_adjustment"})
+        checks = [~cell(role).str.contains(_ODD_EDGE) for role in where]
+        checks += [
+            cell("event_id") != "",
+            cell("lead_id") != "",
+            cell("type").is_in(allowed_types),
+            cell("occurred_at").str.contains(_PLAIN_TIME),
+            cell("machine") == "",
+        ]
+        if self.product_lines is not None:
+            checks.append((cell("product_line") == "") | cell("product_line").is_in(sorted(self.product_lines)))
+        at = (
+            cell("occurred_at")
+            .str.replace(r"Z$", "+00:00")
+            .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
+            .dt.epoch("us")
+        )
+        result = frame.select(
+            ok=pl.all_horizontal(checks) & at.is_not_null(),
+            event_id=cell("event_id"),
+            lead_id=cell("lead_id"),
+            type=cell("type"),
+            at=at,
+            product_line=cell("product_line"),
+            message_id=cell("message_id"),
+            properties=cell("properties"),
+        )
+        extras: CsvPlan = [entry for entry in plan if entry[1] is None]
+        slow: list[int] = []
+        columns = zip(*(result[name].to_list() for name in result.columns), strict=True)
+        for position, (ok, event_id, lead_id, kind, micros, line, message_id, text) in enumerate(columns):
+            row = rows[position]
+            if not ok:
+                slow.append(position)
+                continue
+            extra = split_event_cells(extras, row.values or []).get("extra") if extras else None
+            try:
+                properties = event_properties(text or None, extra, kind)
+            except ValueError:
+                slow.append(position)
+                continue
+            values = (event_id, lead_id, kind, micros, line or None, None, message_id or None)
+            accepted.add(position, row, values, properties)
+        return slow
+
+    def _by_model(self, rows: list[Raw], positions: list[int], accepted: AcceptedEvents, reject: Any) -> None:
+        """The row model for the rows the columnar checks did not accept: same messages as ever."""
+        if not positions:
+            return
+        items: list[dict[str, Any]] = []
+        for position in positions:
+            row = rows[position]
+            if row.data is not None:
+                items.append(split_event(self.splitter, row.data))
+            else:
+                items.append(split_event_cells(self._plan_for(row.names), row.values or []))
+        good, bad = validate(self.adapter, items, self.hints)
+        for index, (field_name, reason) in sorted(bad.items()):
+            reject(rows[positions[index]], field_name, reason)
+        for index, model in good:
+            position = positions[index]
+            values = (
+                model.event_id,
+                model.lead_id,
+                model.type,
+                to_micros(model.occurred_at),
+                model.product_line,
+                model.machine,
+                model.message_id,
+            )
+            accepted.add(position, rows[position], values, model.properties)
