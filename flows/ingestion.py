@@ -1,5 +1,6 @@
 """Ingest a file with the portfolio's rules, then open the journeys its rows show interest in."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,25 +51,64 @@ def ingest_file(
     """Ingest ``kind`` (leads, events or stage_updates); a CRM update for a line the lead has no journey
     in yet opens one (the next scoring run then moves it to the update's stage). ``progress`` is called
     with the rows handled so far after each chunk."""
+    outcome, _ = backfill(portfolio, kind, [path], database_url, progress)
+    return outcome
+
+
+def backfill(
+    portfolio: Portfolio,
+    kind: str,
+    paths: Sequence[Path],
+    database_url: str,
+    progress: Progress | None = None,
+) -> tuple[IngestOutcome, list[IngestReport]]:
+    """Ingest many files as one load: ``progress`` counts rows across all of them, and the work that
+    looks at the whole store (statistics, phone parsing, opening journeys) runs once at the end instead
+    of after every file. Returns the combined outcome and each file's report (for its rejects file)."""
     engine = engine_for(database_url)
-    lines = set(portfolio.product_lines)
+    reports: list[IngestReport] = []
+    for path in paths:
+        done = sum(report.read for report in reports)
+        step = None if progress is None else (lambda rows, done=done: progress(done + rows))
+        reports.append(_ingest_one(portfolio, kind, engine, path, step))
     if kind == "leads":
-        report = ingest_leads(engine, path, product_lines=lines, progress=progress)
         refresh_statistics(engine)  # the phone look-up joins the leads just stored
         parse_phones(portfolio, engine)
-    elif kind == "stage_updates":
+    combined = _combined(kind, reports)
+    opened = open_journeys(engine, new_journeys(portfolio, combined.interests))
+    refresh_statistics(engine)  # a large load must not leave the next step planning for the old table sizes
+    return IngestOutcome(combined, opened), reports
+
+
+def _ingest_one(portfolio: Portfolio, kind: str, engine: Engine, path: Path, progress: Progress | None) -> IngestReport:
+    lines = set(portfolio.product_lines)
+    if kind == "leads":
+        return ingest_leads(engine, path, product_lines=lines, progress=progress)
+    if kind == "stage_updates":
         stages = {name: [stage.name for stage in line.stages] for name, line in portfolio.product_lines.items()}
-        report = ingest_stage_updates(engine, path, stages=stages, progress=progress)
-    else:
-        options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
-        if portfolio.spec.ingest.proxy_user_agents is not None:
-            options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
-        report = ingest_events(
-            engine, path, event_types=portfolio.event_types, product_lines=lines, progress=progress, **options
-        )
-    opened = open_journeys(engine, new_journeys(portfolio, report.interests))
-    refresh_statistics(engine)  # a large file must not leave the next step planning for the old table sizes
-    return IngestOutcome(report, opened)
+        return ingest_stage_updates(engine, path, stages=stages, progress=progress)
+    options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
+    if portfolio.spec.ingest.proxy_user_agents is not None:
+        options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
+    return ingest_events(
+        engine, path, event_types=portfolio.event_types, product_lines=lines, progress=progress, **options
+    )
+
+
+def _combined(kind: str, reports: list[IngestReport]) -> IngestReport:
+    """One report for many files (a single file's report as it is); rejects keep their own source."""
+    if len(reports) == 1:
+        return reports[0]
+    combined = IngestReport(kind=kind, source=f"{len(reports)} files")
+    for report in reports:
+        combined.read += report.read
+        combined.accepted += report.accepted
+        combined.inserted += report.inserted
+        combined.updated += report.updated
+        combined.rejected += report.rejected
+        combined.rejects.extend(report.rejects)
+        combined.interests.extend(report.interests)
+    return combined
 
 
 def parse_phones(portfolio: Portfolio, engine: Engine) -> int:

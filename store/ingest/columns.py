@@ -30,6 +30,19 @@ _ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these sep
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
 
 
+def _promoted_message_id(properties: dict[str, Any]) -> str | None:
+    """A ``message_id`` property stands in for a missing ``message_id`` field."""
+    promoted = properties.get("message_id")
+    return None if promoted is None or promoted == "" else str(promoted)
+
+
+def _properties_or_none(value: str | None, extra: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    try:
+        return event_properties(value, extra, kind)
+    except ValueError:
+        return None
+
+
 @dataclass
 class AcceptedEvents:
     """A chunk's valid events in file order, column by column (``at``: epoch microseconds)."""
@@ -45,12 +58,16 @@ class AcceptedEvents:
     properties: list[dict[str, Any]] = field(default_factory=list)
     position: list[int] = field(default_factory=list)
 
+    def extend(self, positions: list[int], **columns: list[Any]) -> None:
+        """Columns of many rows at once (the columnar path)."""
+        self.position.extend(positions)
+        for name, values in columns.items():
+            getattr(self, name).extend(values)
+
     def add(self, position: int, row: Raw, values: tuple[Any, ...], properties: dict[str, Any]) -> None:
         event_id, lead_id, kind, at, product_line, machine, message_id = values
         if message_id is None:
-            promoted = properties.get("message_id")
-            if promoted is not None and promoted != "":
-                message_id = str(promoted)
+            message_id = _promoted_message_id(properties)
         self.position.append(position)
         self.rows.append(row)
         self.event_id.append(event_id)
@@ -139,22 +156,36 @@ class EventColumns:
             message_id=cell("message_id"),
             properties=cell("properties"),
         )
+        ok = result["ok"]
+        slow = ok.not_().arg_true().to_list()
+        fast = result.filter(ok)
+        positions = ok.arg_true().to_list()
+        kinds = fast["type"].to_list()
         extras: CsvPlan = [entry for entry in plan if entry[1] is None]
-        slow: list[int] = []
-        columns = zip(*(result[name].to_list() for name in result.columns), strict=True)
-        for position, (ok, event_id, lead_id, kind, micros, line, message_id, text) in enumerate(columns):
-            row = rows[position]
-            if not ok:
-                slow.append(position)
-                continue
-            extra = split_event_cells(extras, row.values or []).get("extra") if extras else None
-            try:
-                properties = event_properties(text or None, extra, kind)
-            except ValueError:
-                slow.append(position)
-                continue
-            values = (event_id, lead_id, kind, micros, line or None, None, message_id or None)
-            accepted.add(position, row, values, properties)
+        extra = [split_event_cells(extras, rows[p].values or []).get("extra") for p in positions] if extras else None
+        properties = [
+            _properties_or_none(text or None, extra[n] if extra else None, kind)
+            for n, (text, kind) in enumerate(zip(fast["properties"].to_list(), kinds, strict=True))
+        ]
+        names = ("event_id", "lead_id", "at", "product_line", "message_id")
+        columns = [positions, kinds, properties, *(fast[name].to_list() for name in names)]
+        keep = [n for n, found in enumerate(properties) if found is not None]
+        if len(keep) < len(positions):  # JSON the row model must explain goes there
+            slow = sorted(slow + [p for p, found in zip(positions, properties, strict=True) if found is None])
+            columns = [[column[n] for n in keep] for column in columns]
+        positions, kinds, properties, event_ids, lead_ids, micros, lines, message_ids = columns
+        accepted.extend(
+            positions,
+            rows=[rows[p] for p in positions],
+            event_id=event_ids,
+            lead_id=lead_ids,
+            type=kinds,
+            at=micros,
+            product_line=[line or None for line in lines],
+            machine=[None] * len(positions),
+            message_id=[m or _promoted_message_id(p) for m, p in zip(message_ids, properties, strict=True)],
+            properties=properties,
+        )
         return slow
 
     def _by_model(self, rows: list[Raw], positions: list[int], accepted: AcceptedEvents, reject: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from store.bulk import insert_ignore, upsert
+from store.csvfile import data_suffix
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw
 from store.ingest.report import IngestReport
@@ -150,7 +151,7 @@ def ingest_leads(
     A lead whose stored content would not change is not written, so re-ingesting reports 0/0.
     Within one chunk a repeated ``lead_id`` keeps its last row.
     """
-    steps = _LeadSteps(Path(path).suffix.lower() == ".csv", product_lines, Splitter(LEAD_FIELDS))
+    steps = _LeadSteps(data_suffix(path) == ".csv", product_lines, Splitter(LEAD_FIELDS))
     return run_chunks(
         engine,
         path,

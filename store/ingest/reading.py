@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from store.csvfile import open_csv
+from store.csvfile import data_suffix, open_csv, open_text
 
 NUMBER = re.compile(r"^-?(?:0|[1-9]\d*)(\.\d+)?(?:[eE][+-]?\d+)?$")  # JSON's grammar: "0123" stays text
 
@@ -64,13 +64,13 @@ def number(text: str) -> int | float:
 
 
 def read_rows(path: Path) -> Iterator[Raw]:
-    suffix = path.suffix.lower()
+    suffix = data_suffix(path)
     if suffix == ".csv":
         yield from _read_csv(path)
     elif suffix in (".jsonl", ".ndjson"):
         yield from _read_jsonl(path)
     else:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .ndjson")
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .ndjson (or .gz of one)")
 
 
 def _read_csv(path: Path) -> Iterator[Raw]:
@@ -80,7 +80,7 @@ def _read_csv(path: Path) -> Iterator[Raw]:
 
 
 def _read_jsonl(path: Path) -> Iterator[Raw]:
-    with path.open(encoding="utf-8-sig") as handle:
+    with open_text(path, newline=None) as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue

@@ -1,5 +1,6 @@
 """The ``leadscore`` CLI end to end: a tiny portfolio, a SQLite store in tmp_path, real Prefect flow runs."""
 
+import gzip
 import json
 import re
 from collections.abc import Iterator
@@ -193,6 +194,30 @@ def test_ingest_events_counts_and_rejects(cli: Path) -> None:
 
     again = run_json(*args)
     assert (again["read"], again["inserted"], again["rejected"], again["journeys_opened"]) == (7, 0, 2, 0)
+
+
+def test_ingest_backfill_loads_compressed_files_as_one_load(cli: Path) -> None:
+    run("ingest", "leads", cli / "leads.csv", "--portfolio", cli / "portfolio.yaml")
+    header, *rows = EVENTS.splitlines(keepends=True)
+    first, second = cli / "a.csv.gz", cli / "b.csv.gz"
+    first.write_bytes(gzip.compress("".join([header, *rows[:4]]).encode()))
+    second.write_bytes(gzip.compress("".join([header, *rows[4:]]).encode()))
+    refused = run("ingest", "events", first, second, "--portfolio", cli / "portfolio.yaml", code=2)
+    assert "add --backfill" in refused.output
+
+    args = ("ingest", "events", first, second, "--backfill", "--portfolio", cli / "portfolio.yaml")
+    loaded = run_json(*args)
+    assert {k: loaded[k] for k in ("source", "read", "inserted", "rejected", "journeys_opened")} == {
+        "source": "2 files",
+        "read": 7,
+        "inserted": 5,
+        "rejected": 2,
+        "journeys_opened": 1,
+    }
+    # Each file's rejects beside it, by its own line numbers: e4 (unknown lead) and e5 (no time zone).
+    assert (cli / "a.csv.gz.rejects.csv").read_text().splitlines()[1].split(",")[1:3] == ["5", "lead_id"]
+    assert (cli / "b.csv.gz.rejects.csv").read_text().splitlines()[1].split(",")[1:3] == ["2", "occurred_at"]
+    assert run_json(*args)["inserted"] == 0
 
 
 def test_ingest_refuses_a_missing_file_and_an_unknown_kind(cli: Path) -> None:

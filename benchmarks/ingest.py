@@ -1,0 +1,179 @@
+"""Ingestion benchmark: events/s and leads/s through ``store.ingest``, against a bare insert of the same
+rows in the same run (the floor: this machine is shared, so only ratios measured together compare).
+
+Plain events (page views, downloads, email events) are generated as CSV; the bare insert reads the same
+CSV with ``csv.reader`` and ``executemany``s the tuples into a table with a primary key (SQLite), or
+``COPY``s the file into one (PostgreSQL). ``--demo`` adds the demo's richer events (message ids and
+machine-activity detection) from ``examples/generate.py``; ``--reference`` the row-by-row path.
+
+    .venv/bin/python benchmarks/ingest.py --events 1000000 [--demo 1000000] [--reference]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+"""
+
+import argparse
+import csv
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stages.portfolio import BUILTIN_EVENT_TYPES  # noqa: E402
+from store.db import make_engine  # noqa: E402
+from store.ingest import ingest_events, ingest_leads  # noqa: E402
+
+PLAIN_TYPES = ["page_view", "asset_download", "email_delivered", "email_open", "email_click"]
+LINES = {"crm", "analytics"}
+
+
+def plain_files(workdir: Path, leads: int, events: int) -> tuple[Path, Path]:
+    """Leads and plain events as CSV, from a fixed seed."""
+    rng = np.random.default_rng(1)
+    lead_ids = [f"L{n:07d}" for n in range(leads)]
+    pl.DataFrame({"lead_id": lead_ids, "email": [f"{i.lower()}@example.com" for i in lead_ids]}).write_csv(
+        workdir / "leads.csv"
+    )
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    millis = np.sort(rng.integers(start, start + 300 * 86_400_000, events))
+    frame = pl.DataFrame(
+        {
+            "event_id": [f"E{n}" for n in range(events)],
+            "lead_id": pl.Series(lead_ids).gather(rng.integers(0, leads, events)),
+            "type": pl.Series(PLAIN_TYPES).gather(rng.integers(0, len(PLAIN_TYPES), events)),
+            "occurred_at": pl.Series(millis).cast(pl.Datetime("ms", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            "product_line": pl.Series(["", "crm", "analytics"]).gather(rng.integers(0, 3, events)),
+            "properties": pl.Series([f'{{"url":"/p/{n}"}}' for n in range(1000)]).gather(rng.integers(0, 1000, events)),
+        }
+    )
+    frame.write_csv(workdir / "events.csv")
+    return workdir / "leads.csv", workdir / "events.csv"
+
+
+def timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall and CPU seconds of ``work`` (CPU is steadier than wall on a loaded machine)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def bare_sqlite(path: Path, db: Path) -> int:
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE bare (event_id TEXT PRIMARY KEY, lead_id TEXT, type TEXT, occurred_at TEXT,"
+        " product_line TEXT, properties TEXT)"
+    )
+    with path.open(newline="") as handle:
+        rows = csv.reader(handle)
+        next(rows)
+        conn.executemany("INSERT INTO bare VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    count = conn.execute("SELECT count(*) FROM bare").fetchone()[0]
+    conn.close()
+    return int(count)
+
+
+def bare_postgres(path: Path, url: str, schema: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), options=f"-csearch_path={schema}") as conn:
+        conn.execute(
+            "CREATE TABLE bare (event_id text PRIMARY KEY, lead_id text, type text, occurred_at text,"
+            " product_line text, properties text)"
+        )
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY bare FROM STDIN (FORMAT csv, HEADER true)") as copy,
+            path.open("rb") as handle,
+        ):
+            while block := handle.read(1 << 20):
+                copy.write(block)
+        return int(conn.execute("SELECT count(*) FROM bare").fetchone()[0])  # type: ignore[index]
+
+
+def run(name: str, url: str, leads: Path, events: Path, bare: Callable[[], int], reference: bool) -> None:
+    engine = make_engine(url)
+    bare_wall, bare_cpu, count = timed(bare)
+    print(f"\n== {name}: {count:,} plain events")
+    print(f"bare insert         {bare_wall:8.1f} s  {count / bare_wall:>10,.0f} rows/s  ({bare_cpu:.1f} CPU s)")
+    wall, cpu, report = timed(lambda: ingest_leads(engine, leads, product_lines=LINES))
+    print(f"ingest leads        {wall:8.1f} s  {report.inserted / wall:>10,.0f} rows/s  ({cpu:.1f} CPU s)")
+    options: dict[str, Any] = {"event_types": BUILTIN_EVENT_TYPES, "product_lines": LINES}
+    wall, cpu, report = timed(lambda: ingest_events(engine, events, **options))
+    assert report.inserted == count, report.summary()
+    print(
+        f"ingest events       {wall:8.1f} s  {count / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)"
+        f"  = {wall / bare_wall:.1f}x the bare insert (target <= 6)"
+    )
+    again_wall, _, again = timed(lambda: ingest_events(engine, events, **options))
+    print(f"re-ingest (no-op)   {again_wall:8.1f} s  inserted {again.inserted}")
+    if reference:  # the same store emptied of events: the leads stay
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM events")
+        wall, cpu, report = timed(lambda: ingest_events(engine, events, row_by_row=True, **options))
+        print(f"row by row (ref.)   {wall:8.1f} s  {count / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)")
+    engine.dispose()
+
+
+def demo(workdir: Path, url: str, events: int) -> None:
+    """The demo's events: message ids, machine-activity detection, richer properties."""
+    from examples.generate import generate
+    from flows.ingestion import ingest_file
+    from stages.portfolio import load_portfolio
+
+    data = generate(workdir / "demo", leads=max(1000, events // 25), events=events, seed=1)
+    portfolio = load_portfolio(ROOT / "examples" / "demo" / "portfolio.yaml")
+    ingest_file(portfolio, "leads", data.leads, url)
+    wall, cpu, outcome = timed(lambda: ingest_file(portfolio, "events", data.events, url))
+    inserted = outcome.report.inserted
+    print(f"demo events         {wall:8.1f} s  {inserted / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--demo", type=int, default=0, help="also load this many demo events")
+    parser.add_argument("--reference", action="store_true", help="also time the row-by-row reference path")
+    parser.add_argument("--postgres", help="also run on this PostgreSQL database (in a throw-away schema)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="leadscore-ingest-") as tmp:
+        workdir = Path(tmp)
+        leads, events = plain_files(workdir, args.leads, args.events)
+        print(f"load average {os.getloadavg()[0]:.1f} (2 cores: above 2, wall times are inflated)")
+        url = f"sqlite:///{workdir / 'bench.db'}"
+        run("SQLite", url, leads, events, lambda: bare_sqlite(events, workdir / "bare.db"), args.reference)
+        if args.demo:
+            demo(workdir, f"sqlite:///{workdir / 'demo.db'}", args.demo)
+        if args.postgres:
+            _postgres(args.postgres, leads, events, args.reference)
+
+
+def _postgres(url: str, leads: Path, events: Path, reference: bool) -> None:
+    from sqlalchemy import create_engine
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+        run("PostgreSQL", scoped, leads, events, lambda: bare_postgres(events, url, schema), reference)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
