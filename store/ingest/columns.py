@@ -9,6 +9,7 @@ same ``event_properties`` function as the model, so both paths store the same JS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ _PLAIN_TIME = (
 )
 _ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
+Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
 
 
 def _promoted_message_id(properties: dict[str, Any]) -> str | None:
@@ -102,7 +104,7 @@ class EventColumns:
     plan_names: list[str] | None = None
     plan: CsvPlan = field(default_factory=list)
 
-    def accept(self, rows: list[Raw], reject: Any) -> AcceptedEvents:
+    def accept(self, rows: list[Raw], reject: Reject) -> AcceptedEvents:
         """The chunk's valid events; ``reject(row, field, reason)`` is called for the others."""
         accepted = AcceptedEvents()
         slow = list(range(len(rows)))
@@ -188,7 +190,7 @@ class EventColumns:
         )
         return slow
 
-    def _by_model(self, rows: list[Raw], positions: list[int], accepted: AcceptedEvents, reject: Any) -> None:
+    def _by_model(self, rows: list[Raw], positions: list[int], accepted: AcceptedEvents, reject: Reject) -> None:
         """The row model for the rows the columnar checks did not accept: same messages as ever."""
         if not positions:
             return
