@@ -35,6 +35,7 @@ from store.ingest import ingest_events, ingest_leads  # noqa: E402
 
 PLAIN_TYPES = ["page_view", "asset_download", "email_delivered", "email_open", "email_click"]
 LINES = {"crm", "analytics"}
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def plain_files(workdir: Path, leads: int, events: int) -> tuple[Path, Path]:
@@ -131,7 +132,7 @@ def demo(workdir: Path, url: str, events: int) -> None:
     from flows.ingestion import ingest_file
     from stages.portfolio import load_portfolio
 
-    data = generate(workdir / "demo", leads=max(1000, events // 25), events=events, seed=1)
+    data = generate(workdir / "demo", leads=max(1000, events // 25), events=events, seed=1, as_of=AS_OF)
     portfolio = load_portfolio(ROOT / "examples" / "demo" / "portfolio.yaml")
     ingest_file(portfolio, "leads", data.leads, url)
     wall, cpu, outcome = timed(lambda: ingest_file(portfolio, "events", data.events, url))
