@@ -10,6 +10,7 @@ from store.shapes import BREAKDOWN_TYPE
 MANUAL = "manual adjustments"
 FIT_CAP, BEHAVIOUR_CAP = "cap: fit", "cap: behaviour"
 SCALE_MAX, SCALE_MIN = "scale: maximum", "scale: minimum"
+BASE_POINTS = "base points"
 
 
 def settle(
@@ -20,10 +21,13 @@ def settle(
     manual: bool,
     caps: Caps,
     scale: Scale,
+    base: float = 0,
 ) -> pl.DataFrame:
     """``lead_key, score, breakdown`` from ``frame`` (``lead_key`` and one column per rule, plus
     ``_manual`` when ``manual``): the fit and behaviour groups capped, the total clamped to the scale,
-    and every cap or clamp an entry of its own so that the breakdown still sums to the score."""
+    and every cap or clamp an entry of its own so that the breakdown still sums to the score. ``base``
+    points (a learned scorecard's offset) come first, outside the caps."""
+    frame = frame.with_columns(pl.lit(float(base)).alias("_base"))
     entries = [*fit, *behaviour]
     if manual:
         entries.append(RuleColumn("_manual", MANUAL))
@@ -35,7 +39,7 @@ def settle(
         _cap(fit_total, caps.fit).alias("_fit_cap"),
         _cap(behaviour_total, caps.behaviour).alias("_behaviour_cap"),
     )
-    total = fit_total + pl.col("_fit_cap") + behaviour_total + pl.col("_behaviour_cap")
+    total = pl.col("_base") + fit_total + pl.col("_fit_cap") + behaviour_total + pl.col("_behaviour_cap")
     if manual:
         total = total + pl.col("_manual")
     frame = frame.with_columns(total.round(2).alias("_total"))
@@ -43,7 +47,9 @@ def settle(
         pl.when(pl.col("_total") > scale.max).then(scale.max - pl.col("_total")).otherwise(0.0).round(2).alias("_max"),
         pl.when(pl.col("_total") < scale.min).then(scale.min - pl.col("_total")).otherwise(0.0).round(2).alias("_min"),
     )
-    entries += [
+    entries = [
+        RuleColumn("_base", BASE_POINTS),
+        *entries,
         RuleColumn("_fit_cap", FIT_CAP),
         RuleColumn("_behaviour_cap", BEHAVIOUR_CAP),
         RuleColumn("_max", SCALE_MAX),

@@ -84,4 +84,5 @@ def score_points(
         manual=manual_frame is not None,
         caps=model.caps,
         scale=scale,
+        base=model.base_points,
     )

@@ -320,6 +320,8 @@ class PointsModel(Spec):
     version: str | None = None
     scale: Scale | None = None
     bands: Bands | None = None
+    base_points: float = 0
+    """Points every lead starts from (a learned scorecard's offset; shown as "base points" in the breakdown)."""
     fit: list[FitRule] = Field(default_factory=list)
     behaviour: list[BehaviourRule] = Field(default_factory=list)
     combos: list[ComboRule] = Field(default_factory=list)
@@ -332,7 +334,7 @@ class PointsModel(Spec):
     def _kind(self, info: ValidationInfo) -> Self:
         if (self.kind == "probability") != (self.probability is not None):
             raise ValueError("a 'probability' section goes with kind: probability, and only with it")
-        if self.probability is not None and (self.fit or self.behaviour or self.combos):
+        if self.probability is not None and (self.fit or self.behaviour or self.combos or self.base_points):
             raise ValueError("a probability model has no rules: its estimator scores")
         self._source = (info.context or {}).get("source")  # artifacts resolve relative to the model file
         return self

@@ -116,12 +116,16 @@ def round_edge(value: float) -> float:
 
 def bins_for(feature: Feature, frame: pl.DataFrame, y: np.ndarray, raw: pl.Series | None, tokens: tuple[str, ...],
              params: BinningParams) -> list[Bin]:  # fmt: skip
-    """The bins of one feature learned on ``frame`` (the feature frame of the training rows)."""
+    """The bins of one feature learned on ``frame`` (the feature frame of the training rows). An attribute
+    always gets a ``missing`` bin, whether or not its training values had gaps: every lead falls in exactly
+    one bin of the feature, and the scorecard decides what an empty value is worth."""
     values = frame.get_column(feature.name)
     min_rows = max(params.min_rows, math.ceil(params.min_share * len(y)))
     if feature.kind == "count":
         return _count_bins(feature, values.to_numpy(), min_rows)
-    seen = _seen_tokens(raw, tokens) if raw is not None else ()
+    # The missing-value words this column's rules name: those seen in it, or every one when it had none (a
+    # form may still send "Select" at scoring time, and the "missing" rule must catch it, not "other").
+    seen = (_seen_tokens(raw, tokens) if raw is not None else ()) or tuple(t for t in tokens if t)
     if feature.kind == "numeric":
         return _numeric_bins(feature, values, y, min_rows, params, seen)
     return _categorical_bins(feature, values, y, raw, min_rows, params, seen)
@@ -158,9 +162,8 @@ def _numeric_bins(feature: Feature, values: pl.Series, y: np.ndarray, min_rows: 
             edges = mono
     bounds = [None, *edges, None]
     bins = [Bin(feature, "range", lo=bounds[i], hi=bounds[i + 1]) for i in range(len(bounds) - 1)]
-    if (~known).sum() > 0:
-        bins.append(Bin(feature, "missing", tokens=seen))
-    return bins if len(bins) > 1 else []
+    bins.append(Bin(feature, "missing", tokens=seen))
+    return bins if len(bins) > 2 else []
 
 
 def _assign(v: np.ndarray, edges: list[float]) -> np.ndarray:
@@ -231,6 +234,5 @@ def _categorical_bins(feature: Feature, values: pl.Series, y: np.ndarray, raw: p
     ]
     if kept.height < stats.height:
         bins.append(Bin(feature, "other", tokens=seen, known=known))
-    if values.null_count():
-        bins.append(Bin(feature, "missing", tokens=seen))
-    return bins if len(bins) > 1 else []
+    bins.append(Bin(feature, "missing", tokens=seen))
+    return bins if len(bins) > 2 else []

@@ -47,7 +47,7 @@ def read_history(
     if not path.is_file():
         raise LearnError(f"{path}: file not found")
     try:
-        raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+        raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", separator=delimiter(path))
     except pl.exceptions.PolarsError as exc:
         raise LearnError(f"{path}: not a readable CSV file: {exc}") from exc
     # An unnamed, entirely empty column (a trailing comma on every line) carries nothing.
@@ -74,6 +74,14 @@ def read_history(
         ids=ids,
         cutoff=cutoff,
     )
+
+
+def delimiter(path: Path) -> str:
+    """``;`` when the header line has more semicolons than commas (European spreadsheet exports, the UCI
+    bank data), else ``,``: a semicolon file read with commas is one column and every name looks unknown."""
+    with path.open("rb") as handle:
+        header = handle.readline()
+    return ";" if header.count(b";") > header.count(b",") else ","
 
 
 def _target(path: Path, column: pl.Series, lines: np.ndarray) -> np.ndarray:
@@ -113,11 +121,12 @@ def read_events(path: Path, history: History, *, properties: bool = False) -> pl
     if not path.is_file():
         raise LearnError(f"{path}: file not found")
     try:
-        header = pl.read_csv(path, infer_schema=False, n_rows=0).columns
+        separator = delimiter(path)
+        header = pl.read_csv(path, infer_schema=False, n_rows=0, separator=separator).columns
         wanted = [
             c for c in header if c in ("lead_id", "type", "occurred_at", "machine", *(["properties"] * properties))
         ]
-        raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", columns=wanted)
+        raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", columns=wanted, separator=separator)
     except pl.exceptions.PolarsError as exc:
         raise LearnError(f"{path}: not a readable CSV file: {exc}") from exc
     for required in ("lead_id", "type", "occurred_at"):

@@ -26,7 +26,7 @@ from models.learning.features import (
     behaviour_features,
     event_counts,
 )
-from models.learning.guards import Leak, check_identifiers, check_target, find_leaks
+from models.learning.guards import LEAK_AUC, Leak, check_identifiers, check_target, find_leaks
 from models.learning.history import DEFAULT_MISSING, ROW, History, LearnError, read_events, read_history
 from models.learning.metrics import default_bands, summary
 from models.learning.scorecard import Scorecard, ScorecardParams, fit_scorecard
@@ -45,8 +45,9 @@ class LearnParams:
     folds: int = 5
     windows: tuple[float | None, ...] = DEFAULT_WINDOWS
     missing: tuple[str, ...] = DEFAULT_MISSING
-    leak_auc: float = 0.9  # a single column separating the outcome this well is treated as a leak
-    force: bool = False  # keep leaking columns (reported all the same)
+    leak_auc: float = LEAK_AUC  # a single column separating the outcome this well is treated as a leak
+    force: bool = False  # keep every leaking column (reported all the same)
+    keep: tuple[str, ...] = ()  # columns kept although flagged as leaks (reported all the same)
     scorecard: ScorecardParams = field(default_factory=ScorecardParams)
     probability: prob.ProbabilityParams = field(default_factory=prob.ProbabilityParams)
 
@@ -92,10 +93,10 @@ def prepare(
     ``properties`` keeps the events' JSON properties (for scoring hand-written models in a backtest)."""
     progress("reading the history")
     history = read_history(history_path, target=target, id_column=id_column, cutoff_column=cutoff_column, drop=drop)
-    check_target(history.target, target)
+    check_target(history.path, history.target, target)
     features = attribute_features(history.frame, history.attributes, params.missing)
     frame = attribute_frame(history.frame, features, params.missing)
-    check_identifiers(features, frame)
+    check_identifiers(history.path, features, frame)
     events = None
     if events_path is not None:
         progress("reading the events")
@@ -104,9 +105,12 @@ def prepare(
         counted = behaviour_features(events, params.windows)
         frame = frame.join(event_counts(events, moments(history, events), counted), on=ROW, how="left")
         features += counted
-    leaks = find_leaks(features, frame, history.target, params.leak_auc)
+    leaks = find_leaks(features, frame, history.target, params.leak_auc, raw=history.frame, cutoff=history.cutoff)
+    unknown = sorted(set(params.keep) - {f.label for f in features})
+    if unknown:
+        raise LearnError(f"{history.path}: --keep names no learnable column: {unknown}")
     if leaks and not params.force:
-        leaked = {leak.column for leak in leaks}
+        leaked = {leak.column for leak in leaks} - set(params.keep)
         features = [f for f in features if f.label not in leaked]
         frame = frame.select(ROW, *(f.name for f in features))
     if not features:
@@ -159,7 +163,7 @@ def fit(ds: Dataset, rows: np.ndarray, kind: Kind, scale: Scale, params: LearnPa
     frame, y = ds.frame[rows], ds.y[rows]
     if kind == "points":
         raw = ds.history.frame[rows]
-        card = fit_scorecard(ds.features, frame, y, raw, params.missing, scale, params.scorecard)
+        card = fit_scorecard(ds.features, frame, y, raw, params.missing, scale, params.scorecard, params.seed)
         return Fitted(kind, scorecard=card, scale=scale)
     encoding = prob.encode(ds.features, frame)
     estimator = prob.fit_estimator(encoding.matrix(frame), y, encoding, params.seed, params.probability)
@@ -306,6 +310,34 @@ _Dumper.add_representer(
 )
 
 
+def _header(ds: Dataset, params: LearnParams) -> list[str]:
+    """The file's opening comment: what it was learned from and which columns were left out as leaks."""
+    source = f"{ds.history.path.name} ({len(ds.y)} leads, {int(ds.y.sum())} converted)"
+    lines = [f"Learned by leadscore learn from {source}."]
+    for leak in ds.leaks:
+        kept = params.force or leak.column in params.keep
+        lines.append(f"{'Kept' if kept else 'Dropped'} as a likely leak: {leak.reason}.")
+    return lines
+
+
+def _scorecard_header(card: Scorecard, params: ScorecardParams) -> list[str]:
+    choice = card.choice
+    lines = [
+        f"Chosen by {params.inner_folds}-fold inner cross-validation on the training leads: L2 strength "
+        f"C = {choice.c:g}, smallest bin {choice.min_share:.0%} of the leads.",
+        "Every lead starts from base_points; each column adds the points of the one rule its value falls in",
+        "(0 for the column's least converting values), so blanking a column moves a score by at most its",
+        "largest rule. An empty value scores its column's 'missing' rule.",
+    ]
+    if card.unseen_missing:
+        lines.append(
+            "No training lead left these columns empty, so their 'missing' rule is worth 0: "
+            + ", ".join(card.unseen_missing)
+            + "."
+        )
+    return lines
+
+
 @dataclass(frozen=True)
 class Learned:
     model: PointsModel
@@ -354,9 +386,12 @@ def learn(
         "scale": {"min": scale.min, "max": scale.max},
     }
     artifact = None
+    header = _header(ds, params)
     if fitted.scorecard is not None:
-        fit_rules, behaviour_rules = fitted.scorecard.rules()
-        document |= {"fit": fit_rules, "behaviour": behaviour_rules}
+        card = fitted.scorecard
+        fit_rules, behaviour_rules = card.rules()
+        document |= {"base_points": card.base, "fit": fit_rules, "behaviour": behaviour_rules}
+        header += _scorecard_header(card, params.scorecard)
     else:
         assert fitted.encoding is not None
         artifact = out.with_name(f"{out.stem}.{version}.skops")
@@ -378,7 +413,11 @@ def learn(
             "leads": len(ds.y),
             "converted": int(ds.y.sum()),
             "features": [f.label for f in ds.features],
-            "dropped_as_leaks": [{"column": leak.column, "auc": leak.auc} for leak in ds.leaks if not params.force],
+            "dropped_as_leaks": [
+                {"column": leak.column, "auc": leak.auc, "evidence": list(leak.evidence)}
+                for leak in ds.leaks
+                if not params.force and leak.column not in params.keep
+            ],
             "params": settings,
         },
         "metrics": {
@@ -392,7 +431,16 @@ def learn(
     for group in ("fit", "behaviour"):
         if group in document:
             document[group] = [_OneLine(rule) for rule in document[group]]
-    text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+    if fitted.scorecard is not None:
+        choice = fitted.scorecard.choice
+        document["metadata"]["learned"]["chosen"] = {
+            "C": choice.c,
+            "min_bin_share": choice.min_share,
+            "inner_cv_auc": choice.inner_auc,
+            "missing_never_seen": list(fitted.scorecard.unseen_missing),
+        }
+    text = "".join(f"# {line}\n" if line else "#\n" for line in header)
+    text += yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     # Read back the way every model file is read: what was written must load.

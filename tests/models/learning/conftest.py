@@ -9,8 +9,13 @@ import pytest
 
 from examples.generate import generate
 
-SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
+# ../shared/data next to the checkout (a git worktree may sit one folder deeper)
+SHARED = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[3:] if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[4] / "shared" / "data",
+)
 LEADS = SHARED / "Leads.csv"
+BANK = SHARED / "bank-additional.csv"
 # Written by the sales team during or after the call (../shared/data/README.md): never features.
 LEAKING = (
     "Tags", "Lead Quality", "Lead Profile", "Last Notable Activity", "Asymmetrique Activity Index",
@@ -28,6 +33,13 @@ def leads_csv() -> Path:
     if not LEADS.is_file():
         pytest.skip(f"public lead data absent: {LEADS} (see ../shared/data/README.md)")
     return LEADS
+
+
+@pytest.fixture
+def bank_csv() -> Path:
+    if not BANK.is_file():
+        pytest.skip(f"public bank data absent: {BANK} (see ../shared/data/README.md)")
+    return BANK
 
 
 @pytest.fixture(scope="session")

@@ -43,8 +43,9 @@ def test_unknown_column(tmp_path: Path) -> None:
 
 def test_one_class_is_refused(tmp_path: Path) -> None:
     path = write_history(tmp_path / "h.csv", won=["no"] * 600)
-    with pytest.raises(LearnError, match=r"target 'won' has one class only \(all 0\): nothing to learn"):
+    with pytest.raises(LearnError) as error:
         prepare(path, target="won", params=PARAMS, id_column="lead_id")
+    assert str(error.value) == f"{path}: target 'won' has one class only (all 0): nothing to learn"
 
 
 def test_fewer_than_30_positives_are_refused(tmp_path: Path) -> None:
@@ -71,9 +72,36 @@ def test_a_column_that_gives_the_outcome_away_is_dropped_unless_forced(tmp_path:
     write_history(path, stage=outcome.replace_strict({"yes": "closed won", "No": "closed lost"}).to_list())
     ds = prepare(path, target="won", params=PARAMS, id_column="lead_id")
     assert [(leak.column, leak.auc) for leak in ds.leaks] == [("stage", 1.0)]
+    assert ds.leaks[0].evidence == (
+        "alone it separates the outcome (AUC 1.000 ≥ 0.9)",
+        "its name describes an outcome or sales activity (AUC 1.000)",
+    )
     assert [f.name for f in ds.features] == ["segment", "size"]
     forced = prepare(path, target="won", params=LearnParams(folds=3, force=True), id_column="lead_id")
     assert [f.name for f in forced.features] == ["segment", "size", "stage"]
+
+
+def test_a_time_recorded_after_the_cutoff_is_a_leak_and_keep_overrides_the_guard(tmp_path: Path) -> None:
+    # "updated_on" is filled in when a deal closes: a tenth of the leads have one after their cutoff.
+    updated = [(f"2026-06-0{2 + i % 5}T09:00:00Z" if i % 10 == 0 else "2026-05-01T09:00:00Z") for i in range(600)]
+    path = write_history(tmp_path / "h.csv", cutoff=["2026-06-01T00:00:00Z"] * 600, updated_on=updated)
+    kwargs = {"target": "won", "id_column": "lead_id", "cutoff_column": "cutoff"}
+    ds = prepare(path, params=PARAMS, **kwargs)
+    assert [(leak.column, leak.evidence) for leak in ds.leaks] == [
+        ("updated_on", ("60 of its times are after the lead's cutoff (recorded after the outcome)",))
+    ]
+    assert [f.name for f in ds.features] == ["segment", "size"]
+    kept = prepare(path, params=LearnParams(folds=3, keep=("updated_on",)), **kwargs)
+    assert [f.name for f in kept.features] == ["segment", "size", "updated_on"]
+    out = tmp_path / "m.yaml"
+    learn(path, out=out, params=PARAMS, **kwargs)
+    document = yaml.safe_load(out.read_text())
+    assert document["metadata"]["learned"]["dropped_as_leaks"] == [
+        {"column": "updated_on", "auc": ds.leaks[0].auc, "evidence": list(ds.leaks[0].evidence)}
+    ]
+    assert "# Dropped as a likely leak: 'updated_on' likely leaks the outcome: 60 of its times" in out.read_text()
+    with pytest.raises(LearnError, match=r"h.csv: --keep names no learnable column: \['nope'\]"):
+        prepare(path, params=LearnParams(folds=3, keep=("nope",)), **kwargs)
 
 
 def _events(tmp_path: Path, extra: str = "") -> Path:
@@ -140,7 +168,9 @@ def test_a_learned_yaml_scores_exactly_like_the_same_rules_written_by_hand(tmp_p
     history = write_history(tmp_path / "h.csv", segment_text=["A ", "b", "Select", "c", "x"] * 120)
     out = tmp_path / "learned.yaml"
     learned = learn(history, target="won", id_column="lead_id", out=out, params=PARAMS)
-    rules = learned.model.model_dump(mode="json", by_alias=True, exclude_defaults=True, include={"fit", "behaviour"})
+    rules = learned.model.model_dump(
+        mode="json", by_alias=True, exclude_defaults=True, include={"base_points", "fit", "behaviour"}
+    )
     assert rules["fit"], "the learned model has rules"
     hand = tmp_path / "hand.yaml"
     hand.write_text(yaml.safe_dump({"kind": "points", **rules}, sort_keys=False))

@@ -8,7 +8,7 @@ from models.learning.backtest import backtest
 from models.learning.learn import BASELINE, LearnParams, folds, prepare
 from models.spec import Scale
 from stages.portfolio import load_model
-from tests.models.learning.conftest import GENERATED_DROP, LEADS_DROP
+from tests.models.learning.conftest import GENERATED_DROP, LEADS_DROP, LEAKING
 
 HANDWRITTEN = "leads_handwritten.yaml"
 pytestmark = pytest.mark.slow
@@ -30,15 +30,29 @@ def test_learned_models_beat_the_baseline_and_hand_written_rules_on_x_education(
     assert sum(b["leads"] for b in metrics["learned points"]["bands"]) == 9240
 
 
-def test_the_leaking_column_is_reported_and_dropped_unless_forced(leads_csv) -> None:
-    drop = tuple(c for c in LEADS_DROP if c != "Tags")
-    ds = prepare(leads_csv, target="Converted", params=LearnParams(), id_column="Prospect ID", drop=drop)
-    assert [leak.column for leak in ds.leaks] == ["Tags"]
-    assert ds.leaks[0].auc > 0.9
-    assert "Tags" not in [f.name for f in ds.features]
-    forced = prepare(leads_csv, target="Converted", params=LearnParams(force=True), id_column="Prospect ID", drop=drop)
-    assert [leak.column for leak in forced.leaks] == ["Tags"]
-    assert "Tags" in [f.name for f in forced.features]
+def test_the_leak_guard_flags_every_leaking_column_of_x_education_and_drops_it_unless_kept(leads_csv) -> None:
+    # Every column left in but the lead number (an identifier): the guard must find the leaks on its own.
+    params = LearnParams()
+    ds = prepare(leads_csv, target="Converted", params=params, id_column="Prospect ID", drop=("Lead Number",))
+    flagged = {leak.column: leak for leak in ds.leaks}
+    # "I agree to pay the amount through cheque" says "No" on every lead: never a feature, so nothing to flag.
+    assert set(flagged) == set(LEAKING) - {"I agree to pay the amount through cheque"}
+    assert flagged["Tags"].evidence[0] == "alone it separates the outcome (AUC 0.923 ≥ 0.9)"
+    assert flagged["Lead Quality"].evidence == ("its name describes an outcome or sales activity (AUC 0.800)",)
+    assert not {f.name for f in ds.features} & set(LEAKING)
+    assert "Last Activity" in {f.name for f in ds.features}  # the lead's own last action is not a leak
+    kept = prepare(leads_csv, target="Converted", params=LearnParams(keep=("Lead Quality",)),
+                   id_column="Prospect ID", drop=("Lead Number",))  # fmt: skip
+    assert "Lead Quality" in {f.name for f in kept.features}
+    assert "Tags" not in {f.name for f in kept.features}
+
+
+def test_the_leak_guard_flags_the_bank_call_duration(bank_csv) -> None:
+    ds = prepare(bank_csv, target="y", params=LearnParams())  # semicolon-separated: the delimiter is sniffed
+    assert [(leak.column, leak.evidence) for leak in ds.leaks] == [
+        ("duration", ("its name describes an outcome or sales activity (AUC 0.822)",))
+    ]
+    assert len(ds.features) == 19 and "duration" not in {f.name for f in ds.features}
 
 
 def test_on_generated_data_the_learned_model_ranks_close_to_the_true_propensity(generated) -> None:
