@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.database import engine_for
 from flows.startup import enter_flow
-from models.learning.review import ReviewSettings, review_qualified, review_stages
+from models.learning.review import DECILES, ReviewSettings, lift_by_decile, review_qualified, review_stages
 from stages.portfolio import load_portfolio
 from store.outcomes import qualified_journeys, scored_outcomes
 
@@ -38,7 +38,8 @@ def review_models(
         min_leads_per_band=monitoring.min_leads_per_band,
     )
     bands = {(line.name, s.name): s.bands for line in portfolio.product_lines.values() for s in line.funnel}
-    stages, stage_warnings = review_stages(scored_outcomes(engine, since, as_of), bands, review)
+    outcomes = scored_outcomes(engine, since, as_of)
+    stages, stage_warnings = review_stages(outcomes, bands, review)
     opportunity = {name: line.spec.opportunity_stage for name, line in portfolio.product_lines.items()}
     qualified = qualified_journeys(engine, monitoring.qualification, since, as_of)
     lines, line_warnings = review_qualified(qualified, opportunity, monitoring.qualification, review)
@@ -48,10 +49,12 @@ def review_models(
         "stages": stages,
         "qualified": lines,
         "warnings": stage_warnings + line_warnings,
+        "lift": lift_by_decile(outcomes).to_dicts(),
     }
+    report["markdown"] = _markdown(report)
     for warning in report["warnings"]:
         logger.warning(warning)
-    create_markdown_artifact(key="model-review", markdown=_markdown(report), description="Model review")
+    create_markdown_artifact(key="model-review", markdown=report["markdown"], description="Model review")
     if report["warnings"] and monitoring.notify_webhook:
         response = httpx.post(monitoring.notify_webhook, json={"kind": "model-review", **report}, timeout=10)
         report["notified"] = response.status_code
@@ -74,4 +77,12 @@ def _markdown(report: dict[str, Any]) -> str:
     for q in report["qualified"]:
         rate = "–" if q["rate"] is None else f"{q['rate']:.0%}"
         lines.append(f"| {q['product_line']} | {q['qualified']} | {q['opportunities']} | {rate} | {q['target']:.0%} |")
+    lines += ["", "Lift by score decile (conversion over the stage's rate; leads), lowest scores first:", "",
+              "| product line / stage | " + " | ".join(f"D{d}" for d in range(1, DECILES + 1)) + " |",
+              "|---" * (DECILES + 1) + "|"]  # fmt: skip
+    cells: dict[str, list[str]] = {}
+    for row in report["lift"]:
+        stage = cells.setdefault(f"{row['product_line']}/{row['stage']}", [""] * DECILES)
+        stage[row["decile"] - 1] = "–" if row["lift"] is None else f"{row['lift']:.2f} ({row['leads']})"
+    lines += [f"| {stage} | " + " | ".join(values) + " |" for stage, values in cells.items()]
     return "\n".join(lines)

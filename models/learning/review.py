@@ -41,7 +41,14 @@ def review_stages(
             )
         judged = [b for b in table if b["leads"] >= settings.min_leads_per_band]
         for low, high in itertools.pairwise(judged):
-            if high["rate"] <= low["rate"]:
+            if high is judged[-1] and high["band"] == table[-1]["band"] and high["rate"] <= low["rate"]:
+                warnings.append(
+                    f"ALERT {where}: the top band {high['band']!r} converts {high['rate']:.1%} "
+                    f"({high['converted']}/{high['leads']}), no better than the next band {low['band']!r} at "
+                    f"{low['rate']:.1%} ({low['converted']}/{low['leads']}): top scores stopped converting better, "
+                    "revise the model"
+                )
+            elif high["rate"] <= low["rate"]:
                 warnings.append(
                     f"{where}: band {high['band']!r} converts {high['rate']:.1%} "
                     f"({high['converted']}/{high['leads']}), "
@@ -72,3 +79,35 @@ def review_qualified(
                 f"{settings.mql_to_opportunity_target:.0%}"
             )
     return lines, warnings
+
+
+DECILES = 10
+
+
+def lift_by_decile(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Conversion per score decile of live outcomes, per (product line, stage): the lift chart of the model
+    as it scores today. ``outcomes``: ``store.outcomes.scored_outcomes`` rows (``product_line, stage, score,
+    converted``). Decile 10 holds the highest scores; tied scores share the decile of their first rank, so a
+    points scale's many ties never split arbitrarily. ``lift`` is the decile's rate over the stage's rate."""
+    schema = {"product_line": pl.Utf8, "stage": pl.Utf8, "decile": pl.Int32, "leads": pl.UInt32,
+              "converted": pl.Int64, "rate": pl.Float64, "lift": pl.Float64}  # fmt: skip
+    if outcomes.is_empty():
+        return pl.DataFrame(schema=schema)
+    key = ["product_line", "stage"]
+    rank = pl.col("score").rank("min").over(key) - 1
+    return (
+        outcomes.with_columns(
+            (rank * DECILES // pl.len().over(key) + 1).cast(pl.Int32).alias("decile"),
+            pl.col("converted").cast(pl.Int64).mean().over(key).alias("_base"),
+        )
+        .group_by(*key, "decile")
+        .agg(pl.len().alias("leads"), pl.col("converted").cast(pl.Int64).sum(), pl.col("_base").first())
+        .with_columns((pl.col("converted") / pl.col("leads")).alias("rate"))
+        .with_columns(
+            pl.when(pl.col("_base") > 0).then((pl.col("rate") / pl.col("_base")).round(3)).alias("lift"),
+            pl.col("rate").round(4),
+        )
+        .sort(*key, "decile")
+        .select(list(schema))
+        .cast(schema)
+    )

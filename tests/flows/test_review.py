@@ -113,8 +113,8 @@ def test_review_warns_when_bands_invert_auc_drops_and_mqls_stall(database_url: s
     report = review_models(str(portfolio(tmp_path, url)), as_of=T0, database_url=database_url)
     assert report["warnings"] == [
         "crm/discovery: AUC 0.335 on 40 recent outcomes is below the floor 0.7",
-        "crm/discovery: band 'hot' converts 20.0% (4/20), no better than lower band 'cold' at 50.0% (10/20): "
-        "time to revise the model",
+        "ALERT crm/discovery: the top band 'hot' converts 20.0% (4/20), no better than the next band 'cold' at "
+        "50.0% (10/20): top scores stopped converting better, revise the model",
         "crm: MQL → opportunity 20.0% (2/10) is below the target 30%",
     ]
     discovery, evaluation = report["stages"]
@@ -137,6 +137,12 @@ def test_review_warns_when_bands_invert_auc_drops_and_mqls_stall(database_url: s
         {"product_line": "crm", "qualification": "MQL", "opportunity_stage": "opportunity", "qualified": 10,
          "opportunities": 2, "rate": 0.2, "target": 0.3},
     ]  # fmt: skip
+    # the lift chart on the same outcomes: discovery's top scores convert at 0.57 times its average rate
+    assert [(r["stage"], r["decile"], r["leads"], r["converted"], r["lift"]) for r in report["lift"]] == [
+        ("discovery", 1, 20, 10, 1.429), ("discovery", 6, 20, 4, 0.571),
+        ("evaluation", 1, 10, 1, 0.2), ("evaluation", 6, 10, 9, 1.8),
+    ]  # fmt: skip
+    assert "| crm/discovery | 1.43 (20) |  |  |  |  | 0.57 (20) |  |  |  |  |" in received[0]["markdown"]
     assert report["notified"] == 204
     assert len(received) == 1 and received[0]["kind"] == "model-review"
     assert received[0]["warnings"] == report["warnings"]
