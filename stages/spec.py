@@ -230,6 +230,9 @@ class ScheduleSpec(Spec):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
 
 
+WEEKLY_REVIEW = "0 7 * * 1"  # Mondays 07:00 in the portfolio's time zone, after the daily run
+
+
 class MonitoringSpec(Spec):
     """What ``review_models`` checks on recent outcomes: the AUC floor, the MQL → opportunity target (B2B
     practice: about 30 %), how far back outcomes count, and where warnings are posted (optional webhook)."""
@@ -240,6 +243,8 @@ class MonitoringSpec(Spec):
     window_days: Annotated[float, Field(gt=0)] = 90
     min_leads_per_band: Annotated[int, Field(ge=1)] = 30
     notify_webhook: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    schedule: ScheduleSpec | None = Field(default_factory=lambda: ScheduleSpec(cron=WEEKLY_REVIEW))
+    """When ``leadscore serve`` runs the review (weekly by default; ``null``: only when asked)."""
 
 
 class PortfolioSpec(Spec):

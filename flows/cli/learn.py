@@ -1,4 +1,5 @@
-"""``leadscore learn`` and ``leadscore backtest``: learn a model from history, judge models against history."""
+"""``leadscore learn``, ``leadscore backtest`` and ``leadscore review``: learn a model from history, judge models
+against history, and judge the portfolio's models on live outcomes."""
 
 import json
 from collections.abc import Iterator
@@ -97,7 +98,11 @@ def learn(
     seed: SeedOpt = 0,
     folds: FoldsOpt = 5,
     portfolio: PortfolioOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Keep columns that look like leaks (still reported)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Keep every column that looks like a leak (reported)")] = False,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Keep this column although it looks like a leak (repeatable; still reported)"),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Learn a points scorecard or a probability model from historical conversions."""
@@ -108,7 +113,7 @@ def learn(
     if kind not in ("points", "probability"):
         raise base.fail(f"--kind must be points or probability, not {kind!r}")
     scale = base.load_portfolio_or_fail(portfolio).scale if portfolio is not None else None
-    params = _params(seed, folds, missing, kind=kind, force=force)
+    params = _params(seed, folds, missing, kind=kind, force=force, keep=tuple(keep or ()))
     try:
         with _progress(json_out) as progress:
             learned = run(history, target=target, out=out, params=params, events_path=events,
@@ -123,21 +128,29 @@ def learn(
         "version": learned.version,
         "artifact": str(learned.artifact) if learned.artifact else None,
         "rules": len(model.fit) + len(model.behaviour),
-        "leaks": [{"column": leak.column, "auc": leak.auc, "dropped": not force} for leak in learned.leaks],
+        "leaks": [
+            {"column": leak.column, "auc": leak.auc, "evidence": list(leak.evidence), "dropped": dropped}
+            for leak in learned.leaks
+            for dropped in [not force and leak.column not in params.keep]
+        ],
         "metrics": learned.metrics,
     }
     if json_out:
         print(json.dumps(summary))
         return
-    for leak in learned.leaks:
-        console.print(f"[yellow]leak:[/yellow] {literal(leak.reason)}; " + ("kept (--force)" if force else "dropped"))
+    for leak in summary["leaks"]:
+        what = "dropped (--keep COLUMN keeps it)" if leak["dropped"] else "kept"
+        console.print(
+            f"[yellow]leak:[/yellow] {literal(leak['column'])}: {literal('; '.join(leak['evidence']))}; {what}"
+        )
     console.print(_metrics_table(learned.metrics))
     console.print(_bands_table(learned.metrics))
-    ours, baseline = learned.metrics[f"learned {kind}"]["auc"], learned.metrics[BASELINE]["auc"]
+    ours, baseline = learned.metrics[f"learned {kind}"], learned.metrics[BASELINE]
     what = f"{summary['rules']} rules" if kind == "points" else f"estimator {literal(learned.artifact)}"
     console.print(
         f"{kind} model [bold]{literal(out)}[/bold] version {learned.version}: {what}; "
-        f"CV AUC {ours:.3f} against the baseline's {baseline:.3f}"
+        f"CV AUC {ours['auc']:.3f} (top 20 % capture {ours['capture_top20']:.0%}) against the baseline's "
+        f"{baseline['auc']:.3f} ({baseline['capture_top20']:.0%})"
     )
 
 
@@ -216,3 +229,50 @@ def backtest(
         f"{ds.y.size} leads, {int(ds.y.sum())} converted; best CV AUC: [bold]{literal(best)}[/bold] "
         f"({metrics[best]['auc']:.3f})" + (f"; report → {literal(html)}" if html else "")
     )
+
+
+@app.command()
+def review(
+    portfolio: base.PortfolioOpt = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Review as of this time (ISO-8601 with zone)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Judge each stage's model on recent outcomes: conversion by band, AUC, MQL → opportunity against the
+    target, lift by score decile; alerts when the top band stops converting better than the next.
+    ``leadscore serve`` runs it weekly (monitoring.schedule)."""
+    from flows.review import review_models
+
+    path = base.portfolio_path(portfolio)
+    base.load_portfolio_or_fail(path)
+    report = review_models(str(path), as_of=base.parse_time(as_of))
+    if json_out:
+        print(base.to_json({k: v for k, v in report.items() if k != "markdown"}))
+        return
+    console.print(f"model review {report['since'][:10]} → {report['as_of'][:10]}")
+    for warning in report["warnings"]:
+        style = "bold red" if warning.startswith("ALERT") else "yellow"
+        console.print(f"[{style}]{literal(warning)}[/{style}]")
+    table = Table("product line / stage", "outcomes", "AUC", "conversion by band, lowest first", "lift D1 → D10")
+    lift: dict[tuple[str, str], list[str]] = {}
+    for row in report["lift"]:
+        lift.setdefault((row["product_line"], row["stage"]), []).append(
+            f"D{row['decile']} {row['lift']:.2f}" if row["lift"] is not None else f"D{row['decile']} –"
+        )
+    for s in report["stages"]:
+        bands = "; ".join(
+            f"{literal(b['band'])}: {b['converted']}/{b['leads']}"
+            + (f" ({b['rate']:.0%})" if b["rate"] is not None else "")
+            for b in s["bands"]
+        )
+        auc = "–" if s["auc"] is None else f"{s['auc']:.3f}"
+        where = (s["product_line"], s["stage"])
+        table.add_row(literal("/".join(where)), str(s["leads"]), auc, bands, literal(" ".join(lift.get(where, []))))
+    console.print(table)
+    for q in report["qualified"]:
+        rate = "–" if q["rate"] is None else f"{q['rate']:.0%}"
+        console.print(
+            f"{literal(q['product_line'])}: {literal(q['qualification'])} → {literal(q['opportunity_stage'])} "
+            f"{rate} ({q['opportunities']}/{q['qualified']}), target {q['target']:.0%}"
+        )
+    if not report["warnings"]:
+        console.print("[green]no warnings[/green]")

@@ -18,8 +18,9 @@ def serve(
         typer.Option("--portfolio", "-p", help="Portfolio YAML; repeat to serve several (default: as `score`)"),
     ] = None,
 ) -> None:
-    """Serve a deployment per portfolio on a Prefect server: its cron schedule, one run at a time. Ctrl-C stops."""
-    from flows.deploy import portfolio_deployment, serve_portfolios
+    """Serve each portfolio's deployments on a Prefect server: the daily run on its cron schedule and the model
+    review on monitoring.schedule (weekly by default), one run of each at a time. Ctrl-C stops."""
+    from flows.deploy import portfolio_deployments, serve_portfolios
 
     paths = [base.portfolio_path(path) for path in portfolio] if portfolio else [base.portfolio_path(None)]
     for path in paths:
@@ -33,11 +34,11 @@ def serve(
         )
     table = Table("deployment", "schedule", "portfolio", title="serving (Ctrl-C to stop)")
     for path in paths:
-        deployment = portfolio_deployment(path)
-        when = ", ".join(f"{s.cron} ({s.timezone})" for s in (d.schedule for d in deployment.schedules or []))
-        table.add_row(
-            literal(f"{deployment.flow_name}/{deployment.name}"), literal(when or "on demand only"), literal(path)
-        )
+        for deployment in portfolio_deployments(path):
+            when = ", ".join(f"{s.cron} ({s.timezone})" for s in (d.schedule for d in deployment.schedules or []))
+            table.add_row(
+                literal(f"{deployment.flow_name}/{deployment.name}"), literal(when or "on demand only"), literal(path)
+            )
     console.print(table)
     serve_portfolios(paths)
 

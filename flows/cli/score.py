@@ -196,7 +196,8 @@ def score_file(
     as_of: Annotated[str | None, typer.Option("--as-of")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Score a plain CSV of leads with one model file; keeps every column, adds score, band, top_rules."""
+    """Score a plain CSV of leads with one model file; keeps every column, adds score, band (when the model
+    names bands, as learned models do) and top_rules."""
     from models.scorefile import score_csv
     from stages.portfolio import load_model
 

@@ -384,6 +384,8 @@ def learn(
         "(the metadata describes the learned version)",
         "version": version,
         "scale": {"min": scale.min, "max": scale.max},
+        # the bands learn's metrics judge by: score-file writes each lead's band with them
+        "bands": {name: [lo, hi] for name, lo, hi in default_bands(scale).ordered},
     }
     artifact = None
     header = _header(ds, params)

@@ -158,6 +158,10 @@ def test_served_deployment_runs_score_the_store_one_at_a_time(
         assert schedule["active"] is True
         assert deployment["global_concurrency_limit"]["limit"] == 1
         assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+        review = _get(f"{api}/deployments/name/review-models/acme-cloud-demo")  # served beside it, weekly
+        assert review["entrypoint"] == "flows.review.review_models"
+        [weekly] = review["schedules"]
+        assert (weekly["schedule"]["cron"], weekly["schedule"]["timezone"]) == ("0 7 * * 1", "Europe/Paris")
 
         runs = [_run_flow(api, deployment["id"]) for _ in range(2)]
         done = _wait("both flow runs finished", _finished(api, runs), 300, served, log)
@@ -205,6 +209,10 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(
     assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == ("0 6 * * *", "Europe/Paris")
     assert deployment["global_concurrency_limit"]["limit"] == 1
     assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    review = _get(f"{api}/deployments/name/review-models/review")
+    assert (review["entrypoint"], review["work_pool_name"]) == ("flows/review.py:review_models", "leadscore")
+    [weekly] = review["schedules"]
+    assert (weekly["schedule"]["cron"], weekly["schedule"]["timezone"]) == ("0 7 * * 1", "Europe/Paris")
 
     log = tmp_path / "worker.log"
     worker = _start([str(BIN / "prefect"), "worker", "start", "--pool", "leadscore"], project_env, project, log)

@@ -119,5 +119,36 @@ def test_score_file_takes_a_learned_model(tmp_path: Path) -> None:
     result = run("score-file", model, history, "--out", out)
     assert result.exit_code == 0, result.stderr
     scored = pl.read_csv(out)
-    assert scored.columns == ["lead_id", "segment", "size", "won", "score", "top_rules"]
+    assert scored.columns == ["lead_id", "segment", "size", "won", "score", "band", "top_rules"]
     assert scored.height == 600 and scored.get_column("top_rules").str.contains("segment: ").any()
+
+
+def test_learn_drops_a_leak_unless_kept_reads_semicolons_and_score_file_writes_bands(tmp_path: Path) -> None:
+    history = write_history(tmp_path / "h.csv")
+    frame = pl.read_csv(history, infer_schema=False)
+    status = frame.get_column("won").replace_strict({"yes": "won", "No": "open"}).alias("Lead Status")
+    frame.with_columns(status).write_csv(tmp_path / "semi.csv", separator=";")  # a European spreadsheet export
+    out = tmp_path / "m.yaml"
+    args = ["learn", "--history", tmp_path / "semi.csv", "--target", "won", "--id-column", "lead_id", "--out", out]
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    [leak] = json.loads(result.stdout)["leaks"]
+    assert (leak["column"], leak["dropped"]) == ("Lead Status", True)
+    assert leak["evidence"][0] == "alone it separates the outcome (AUC 1.000 ≥ 0.9)"
+    document = yaml.safe_load(out.read_text())
+    assert document["metadata"]["learned"]["features"] == ["segment", "size"]
+    assert document["bands"] == {"0-20": [0, 20], "20-40": [20, 40], "40-60": [40, 60], "60-80": [60, 80],
+                                 "80-100": [80, 100]}  # fmt: skip
+    human = run(*args)
+    assert "leak: Lead Status: alone it separates the outcome (AUC 1.000 ≥ 0.9); its name describes" in human.stdout
+    assert "dropped (--keep COLUMN keeps it)" in human.stdout
+    kept = json.loads(run(*args, "--keep", "Lead Status", "--json").stdout)
+    assert kept["leaks"][0]["dropped"] is False
+    assert "Lead Status" in yaml.safe_load(out.read_text())["metadata"]["learned"]["features"]
+    run(*args)  # the model without the leak again
+    scored = tmp_path / "scored.csv"
+    done = run("score-file", out, history, "--out", scored)
+    assert done.exit_code == 0, done.stderr
+    bands = pl.read_csv(scored).select("score", "band")
+    assert bands.height == 600 and bands.get_column("band").null_count() == 0
+    assert bands.filter(pl.col("score") >= 80).get_column("band").unique().to_list() in ([], ["80-100"])

@@ -155,3 +155,48 @@ def test_review_without_outcomes_is_quiet(database_url: str, tmp_path: Path, web
     assert report["stages"] == [] and report["warnings"] == []
     assert report["qualified"][0]["qualified"] == 0 and report["qualified"][0]["rate"] is None
     assert received == [] and "notified" not in report
+
+
+def test_serve_runs_the_review_weekly_beside_the_daily_run_unless_its_schedule_is_null(tmp_path: Path) -> None:
+    from flows.deploy import portfolio_deployments
+
+    path = portfolio(tmp_path, "http://127.0.0.1:9/hook")
+    daily, review = portfolio_deployments(path)
+    assert (daily.flow_name, daily.schedules) == ("daily-pipeline", [])  # the portfolio names no daily schedule
+    assert (review.flow_name, review.name, review.entrypoint) == (
+        "review-models",
+        "portfolio",
+        "flows.review.review_models",
+    )
+    [weekly] = review.schedules or []
+    assert (weekly.schedule.cron, weekly.schedule.timezone) == ("0 7 * * 1", "UTC")
+    assert review.parameters == {"portfolio_path": str(path.resolve())}
+    path.write_text(path.read_text().replace("monitoring:\n", "monitoring:\n  schedule: null\n"))
+    assert [d.flow_name for d in portfolio_deployments(path)] == ["daily-pipeline"]
+
+
+def test_leadscore_review_prints_the_alert_and_the_lift(
+    database_url: str, tmp_path: Path, webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from store.settings import get_settings
+
+    url, _ = webhook
+    seed(database_url)
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    path = portfolio(tmp_path, url)
+    args = ["review", "--portfolio", str(path), "--as-of", T0.isoformat()]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    assert "ALERT crm/discovery: the top band 'hot' converts 20.0% (4/20)" in result.stdout
+    assert "crm/evaluation" in result.stdout and "D1 0.20 D6 1.80" in result.stdout
+    assert "crm: MQL → opportunity 20% (2/10), target 30%" in result.stdout
+    as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert as_json["warnings"][1].startswith("ALERT crm/discovery")
+    assert [(r["stage"], r["decile"]) for r in as_json["lift"]][:2] == [("discovery", 1), ("discovery", 6)]
+    get_settings.cache_clear()
+    engine_for.cache_clear()
