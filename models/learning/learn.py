@@ -148,6 +148,7 @@ class Fitted:
     encoding: prob.Encoding | None = None
     estimator: Any = None
     scale: Scale = field(default_factory=Scale)
+    choice: dict[str, Any] = field(default_factory=dict)  # a probability model's estimator, chosen by inner CV
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         if self.scorecard is not None:
@@ -166,8 +167,8 @@ def fit(ds: Dataset, rows: np.ndarray, kind: Kind, scale: Scale, params: LearnPa
         card = fit_scorecard(ds.features, frame, y, raw, params.missing, scale, params.scorecard, params.seed)
         return Fitted(kind, scorecard=card, scale=scale)
     encoding = prob.encode(ds.features, frame)
-    estimator = prob.fit_estimator(encoding.matrix(frame), y, encoding, params.seed, params.probability)
-    return Fitted(kind, encoding=encoding, estimator=estimator, scale=scale)
+    estimator, choice = prob.fit_estimator(encoding.matrix(frame), y, encoding, params.seed, params.probability)
+    return Fitted(kind, encoding=encoding, estimator=estimator, scale=scale, choice=choice)
 
 
 @dataclass(frozen=True)
@@ -433,6 +434,11 @@ def learn(
     for group in ("fit", "behaviour"):
         if group in document:
             document[group] = [_OneLine(rule) for rule in document[group]]
+    if fitted.choice:
+        document["metadata"]["learned"]["chosen"] = fitted.choice
+        header.append(
+            f"Estimator: {fitted.choice['estimator']}, {fitted.choice['why']} {fitted.choice['inner_cv_auc']}."
+        )
     if fitted.scorecard is not None:
         choice = fitted.scorecard.choice
         document["metadata"]["learned"]["chosen"] = {

@@ -58,7 +58,7 @@ def test_the_engine_scores_a_probability_model_with_reasons_that_sum_to_the_scor
     result = score_csv(load_model(out), history, as_of=AT, events_path=events)
     assert result.rejects.height == 0
     scored = result.scored
-    assert scored.columns[-2:] == ["score", "top_rules"]
+    assert scored.columns[-3:] == ["score", "band", "top_rules"]
     assert scored.get_column("score").is_between(0, 100).all()
     # The same leads straight through the engine: the breakdown of each lead sums to its score.
     leads = (
@@ -167,3 +167,15 @@ def test_backtest_judges_a_probability_file_with_its_calibration(learned) -> Non
     assert judged["calibration"]["brier"] < 0.25
     assert sum(row["leads"] for row in judged["calibration"]["deciles"]) == 600
     assert judged["auc"] > metrics["logistic regression (baseline)"]["auc"] - 0.1
+
+
+def test_the_estimator_is_chosen_by_inner_cross_validation_and_the_file_says_why(learned) -> None:
+    _, _, out = learned
+    chosen = load_model(out).metadata["learned"]["chosen"]
+    # 600 leads whose odds follow two columns: the logistic regression ranks better than boosting
+    assert chosen == {
+        "estimator": "logistic regression",
+        "inner_cv_auc": {"logistic regression": 0.9453, "gradient boosting": 0.9357},
+        "why": "best 3-fold out-of-fold AUC on 600 training leads",
+    }
+    assert f"# Estimator: {chosen['estimator']}, best 3-fold out-of-fold AUC on 600 training leads" in out.read_text()

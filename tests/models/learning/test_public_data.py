@@ -1,14 +1,16 @@
 """The learners on real lead data (X Education, ../shared/data) and on the demo generator's data with its truth."""
 
 import numpy as np
+import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.learning.backtest import backtest
-from models.learning.learn import BASELINE, LearnParams, folds, prepare
-from models.spec import Scale
+from models.learning.learn import BASELINE, LearnParams, fit, folds, prepare
+from models.spec import PointsModel, Scale
 from stages.portfolio import load_model
 from tests.models.learning.conftest import GENERATED_DROP, LEADS_DROP, LEAKING
+from tests.models.learning.test_scorecard import assert_blanking_is_bounded
 
 HANDWRITTEN = "leads_handwritten.yaml"
 pytestmark = pytest.mark.slow
@@ -28,6 +30,23 @@ def test_learned_models_beat_the_baseline_and_hand_written_rules_on_x_education(
     assert auc["learned probability"] > auc["hand-written"]
     assert metrics["learned probability"]["calibration"]["brier"] < 0.15
     assert sum(b["leads"] for b in metrics["learned points"]["bands"]) == 9240
+
+
+def test_blanking_any_x_education_column_moves_a_score_by_at_most_its_largest_rule(leads_csv) -> None:
+    ds = prepare(leads_csv, target="Converted", params=LearnParams(), id_column="Prospect ID", drop=LEADS_DROP)
+    card = fit(ds, np.arange(len(ds.y)), "points", Scale(), LearnParams()).scorecard
+    assert card is not None
+    fit_rules, _ = card.rules()
+    model = PointsModel.model_validate({"base_points": card.base, "fit": fit_rules})
+    assert min(rule.points for rule in model.fit) >= 0  # no column carries an offset
+    leads = (
+        pl.read_csv(leads_csv, infer_schema=False)
+        .with_row_index("lead_key")
+        .with_columns(pl.col("lead_key").cast(pl.Int64))
+    )
+    moved = assert_blanking_is_bounded(model, leads)
+    origin = max(rule.points for rule in model.fit if "Lead Origin" in rule.when or rule.name.startswith("Lead Origin"))
+    assert moved["Lead Origin"] <= origin < 50  # it was 52 → 97 with the offset in Lead Origin's rules
 
 
 def test_the_leak_guard_flags_every_leaking_column_of_x_education_and_drops_it_unless_kept(leads_csv) -> None:
