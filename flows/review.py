@@ -11,7 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 from flows.database import engine_for
 from flows.startup import enter_flow
 from models.learning.review import DECILES, ReviewSettings, lift_by_decile, review_qualified, review_stages
-from stages.portfolio import load_portfolio
+from models.spec import Bands
+from stages.portfolio import Portfolio, load_portfolio
 from store.outcomes import qualified_journeys, scored_outcomes
 
 
@@ -32,14 +33,9 @@ def review_models(
     monitoring = portfolio.spec.monitoring
     since = as_of - timedelta(days=monitoring.window_days)
     engine = engine_for(settings.database_url)
-    review = ReviewSettings(
-        auc_floor=monitoring.auc_floor,
-        mql_to_opportunity_target=monitoring.mql_to_opportunity_target,
-        min_leads_per_band=monitoring.min_leads_per_band,
-    )
-    bands = {(line.name, s.name): s.bands for line in portfolio.product_lines.values() for s in line.funnel}
+    review = review_settings(portfolio)
     outcomes = scored_outcomes(engine, since, as_of)
-    stages, stage_warnings = review_stages(outcomes, bands, review)
+    stages, stage_warnings = review_stages(outcomes, stage_bands(portfolio), review)
     opportunity = {name: line.spec.opportunity_stage for name, line in portfolio.product_lines.items()}
     qualified = qualified_journeys(engine, monitoring.qualification, since, as_of)
     lines, line_warnings = review_qualified(qualified, opportunity, monitoring.qualification, review)
@@ -59,6 +55,20 @@ def review_models(
         response = httpx.post(monitoring.notify_webhook, json={"kind": "model-review", **report}, timeout=10)
         report["notified"] = response.status_code
     return report
+
+
+def review_settings(portfolio: Portfolio) -> ReviewSettings:
+    """The portfolio's ``monitoring:`` as the review's thresholds (the flow and the report judge alike)."""
+    monitoring = portfolio.spec.monitoring
+    return ReviewSettings(
+        auc_floor=monitoring.auc_floor,
+        mql_to_opportunity_target=monitoring.mql_to_opportunity_target,
+        min_leads_per_band=monitoring.min_leads_per_band,
+    )
+
+
+def stage_bands(portfolio: Portfolio) -> dict[tuple[str, str], Bands]:
+    return {(line.name, s.name): s.bands for line in portfolio.product_lines.values() for s in line.funnel}
 
 
 def _markdown(report: dict[str, Any]) -> str:

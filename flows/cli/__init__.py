@@ -20,6 +20,7 @@ HELP_ORDER = (
     "daily",
     "learn",
     "backtest",
+    "review",
     "nurture",
     "suppress",
     "serve",

@@ -6,7 +6,7 @@ The report is the list :data:`SECTIONS`; adding a section is writing its rendere
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from sqlalchemy import Engine
@@ -23,9 +23,10 @@ from flows.report.sections import (
     movers_section,
     nurture_section,
     qualifications_section,
+    review_section,
 )
 from stages.portfolio import Portfolio, ProductLine
-from store import reports
+from store import outcomes, reports
 from store.reports import LineShape
 
 
@@ -42,6 +43,13 @@ def _histogram(engine: Engine, scope: ReportScope) -> pl.DataFrame:
     return reports.score_histogram(engine, scale.min, scale.max, HISTOGRAM_BINS, scope.product_line)
 
 
+def _outcomes(engine: Engine, scope: ReportScope) -> pl.DataFrame:
+    """Live outcomes of the monitoring window before the report, with the scores they had (the review's frame)."""
+    since = scope.generated_at - timedelta(days=scope.portfolio.spec.monitoring.window_days)
+    frame = outcomes.scored_outcomes(engine, since, scope.generated_at)
+    return frame if scope.product_line is None else frame.filter(pl.col("product_line") == scope.product_line)
+
+
 def _qualifications(engine: Engine, scope: ReportScope) -> pl.DataFrame:
     return reports.qualifications_per_day(engine, scope.portfolio.spec.timezone, scope.product_line)
 
@@ -55,6 +63,7 @@ SECTIONS: list[SectionRenderer] = [
     SectionRenderer(lambda engine, _: reports.nurture_performance(engine), nurture_section),
     SectionRenderer(lambda engine, _: reports.nurture_emails(engine), emails_section),
     SectionRenderer(lambda engine, _: reports.nurture_arms(engine), uplift_section),
+    SectionRenderer(_outcomes, review_section),
 ]
 
 

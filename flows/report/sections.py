@@ -12,6 +12,8 @@ import polars as pl
 from markupsafe import Markup
 
 from flows.report.charts import Axes, Chart, bars_svg, change_bars_svg, columns_svg, lines_svg
+from flows.review import review_settings, stage_bands
+from models.learning.review import lift_by_decile, review_stages
 from stages.portfolio import Portfolio
 from store.reports import LineShape
 
@@ -205,6 +207,51 @@ def nurture_section(scope: ReportScope, frame: pl.DataFrame) -> Section:
         rows,
         charts,
         None if rows else "No lead has been enrolled in a nurture track yet.",
+    )
+
+
+def review_section(scope: ReportScope, outcomes: pl.DataFrame) -> Section:
+    """The model review on live outcomes (``store.outcomes.scored_outcomes`` of the monitoring window): the
+    lift chart per (product line, stage) and the review's warnings, the top-band ALERT first."""
+    portfolio = scope.portfolio
+    _, warnings = review_stages(outcomes, stage_bands(portfolio), review_settings(portfolio))
+    lift = lift_by_decile(outcomes)
+    charts, rows = [], []
+    for (line, stage), group in lift.group_by("product_line", "stage", maintain_order=True):
+        deciles = group.select("decile", "leads", "converted", "rate", "lift").rows()
+        charts.append(
+            Chart(
+                f"{line}/{stage}: conversion by score decile (lowest scores first)",
+                columns_svg(
+                    [rate for _, _, _, rate, _ in deciles],
+                    [f"D{d}" for d, *_ in deciles],
+                    [_percent(rate) for _, _, _, rate, _ in deciles],
+                    [f"decile {d}: {c}/{n} converted, lift {lift}" for d, n, c, _, lift in deciles],
+                    title=f"{line}/{stage} lift chart",
+                    peak=1.0,
+                ),
+            )
+        )
+        rows += [
+            {"product line": line, "stage": stage, "decile": d, "outcomes": n, "converted": c, "rate": _percent(rate),
+             "lift": "n/a" if lift is None else f"{lift:.2f}"}
+            for d, n, c, rate, lift in deciles
+        ]  # fmt: skip
+    days = portfolio.spec.monitoring.window_days
+    alerts = sorted(warnings, key=lambda warning: not warning.startswith("ALERT"))
+    note = " · ".join(alerts) if alerts else None
+    if outcomes.is_empty():
+        note = f"n/a: no outcome in the last {days:g} days"
+    return Section(
+        "model-review",
+        "Model review on live outcomes",
+        f"Journeys that became customer or lost in the last {days:g} days, by the last score they had in each "
+        "stage before: conversion per score decile (D10: the highest scores; lift: the decile's rate over the "
+        "stage's). A model works while the rate climbs with the decile; `leadscore review` gives the full review.",
+        ["product line", "stage", "decile", "outcomes", "converted", "rate", "lift"],
+        rows,
+        charts,
+        note,
     )
 
 

@@ -200,3 +200,27 @@ def test_leadscore_review_prints_the_alert_and_the_lift(
     assert [(r["stage"], r["decile"]) for r in as_json["lift"]][:2] == [("discovery", 1), ("discovery", 6)]
     get_settings.cache_clear()
     engine_for.cache_clear()
+
+
+def test_the_daily_report_shows_the_lift_chart_and_the_alert(database_url: str, tmp_path: Path) -> None:
+    from flows.report.build import build_sections
+    from flows.report.page import render_html
+    from stages.portfolio import load_portfolio
+
+    seed(database_url)
+    book = load_portfolio(portfolio(tmp_path, "http://127.0.0.1:9/hook"))
+    scope, sections = build_sections(book, engine_for(database_url), generated_at=T0)
+    review = sections[-1]
+    assert review.key == "model-review"
+    assert review.note is not None and review.note.startswith("ALERT crm/discovery: the top band 'hot' converts")
+    assert [(r["stage"], r["decile"], r["outcomes"], r["converted"], r["rate"], r["lift"]) for r in review.rows] == [
+        ("discovery", 1, 20, 10, "50.0%", "1.43"), ("discovery", 6, 20, 4, "20.0%", "0.57"),
+        ("evaluation", 1, 10, 1, "10.0%", "0.20"), ("evaluation", 6, 10, 9, "90.0%", "1.80"),
+    ]  # fmt: skip
+    assert [chart.title for chart in review.charts] == [
+        "crm/discovery: conversion by score decile (lowest scores first)",
+        "crm/evaluation: conversion by score decile (lowest scores first)",
+    ]
+    assert "decile 6: 9/10 converted, lift 1.8" in render_html(scope, sections)
+    _, later = build_sections(book, engine_for(database_url), generated_at=T0 + timedelta(days=365))
+    assert later[-1].rows == [] and later[-1].note == "n/a: no outcome in the last 90 days"
