@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -31,6 +31,8 @@ from models.spec import PointsModel, ProbabilityFeature, Scale
 from store.shapes import BREAKDOWN_TYPE, UTC_US
 
 MAX_LEVELS = 60
+BLEND = "average of both"
+BLENDED = {"logistic": "logistic regression", "boosting": "gradient boosting"}  # the soft vote's members
 BASE_RULE, OTHER_RULE = "scale: typical lead", "other factors"
 TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 ADDRESS = re.compile(r'"__id__": (\d+)|"(\d+)\.npy"')
@@ -46,8 +48,9 @@ class ProbabilityParams:
     l2_regularization: float = 1.0
     calibration_folds: int = 3
     # Estimators tried by inner CV (out-of-fold AUC on the calibration folds), simplest first: on a small
-    # or sparse history a logistic regression ranks better than boosting, on a large one boosting wins.
-    candidates: tuple[str, ...] = ("logistic regression", "gradient boosting")
+    # or sparse history a logistic regression ranks better than boosting, on a large one boosting wins, and
+    # often the average of both (their soft vote) beats either.
+    candidates: tuple[str, ...] = ("logistic regression", "gradient boosting", BLEND)
     select_max_rows: int = 20_000  # the choice reads at most this many training leads (stratified)
 
 
@@ -128,6 +131,9 @@ def _logistic(encoding: Encoding) -> Any:
 def _candidate(name: str, encoding: Encoding, seed: int, params: ProbabilityParams) -> Any:
     if name == "logistic regression":
         return _logistic(encoding)
+    if name == BLEND:
+        both = [(key, _candidate(full, encoding, seed, params)) for key, full in BLENDED.items()]
+        return VotingClassifier(both, voting="soft")
     categorical = np.array([f.kind == "categorical" for f in encoding.features], dtype=bool)
     return HistGradientBoostingClassifier(
         max_iter=params.max_iter,
@@ -148,12 +154,15 @@ def choose_estimator(
         rows, _ = train_test_split(np.arange(len(y)), train_size=params.select_max_rows, stratify=y, random_state=seed)
         matrix, y = matrix[np.sort(rows)], y[np.sort(rows)]
     folds = StratifiedKFold(params.calibration_folds, shuffle=True, random_state=seed)
-    auc = {}
+    oof: dict[str, np.ndarray] = {}
     with threadpool_limits(1, user_api="openmp"):
-        for name in params.candidates:
-            estimator = _candidate(name, encoding, seed, params)
-            oof = cross_val_predict(estimator, matrix, y, cv=folds, method="predict_proba")[:, 1]
-            auc[name] = round(float(roc_auc_score(y, oof)), 4)
+        for name in {*params.candidates, *(BLENDED.values() if BLEND in params.candidates else ())}:
+            if name != BLEND:
+                estimator = _candidate(name, encoding, seed, params)
+                oof[name] = cross_val_predict(estimator, matrix, y, cv=folds, method="predict_proba")[:, 1]
+    if BLEND in params.candidates:  # the soft vote's out-of-fold probability, from its members' (no refit)
+        oof[BLEND] = np.mean([oof[name] for name in BLENDED.values()], axis=0)
+    auc = {name: round(float(roc_auc_score(y, oof[name])), 4) for name in params.candidates}
     best = max(auc, key=lambda name: auc[name])
     return {"estimator": best, "inner_cv_auc": auc,
             "why": f"best {params.calibration_folds}-fold out-of-fold AUC on {len(y)} training leads"}  # fmt: skip

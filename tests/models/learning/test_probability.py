@@ -12,7 +12,7 @@ from models.engine import score
 from models.files import SpecError
 from models.learning.backtest import backtest
 from models.learning.learn import LearnParams, fit, learn, prepare
-from models.learning.probability import BASE_RULE, OTHER_RULE
+from models.learning.probability import BASE_RULE, BLEND, OTHER_RULE, ProbabilityParams
 from models.scorefile import score_csv
 from models.spec import Scale
 from stages.portfolio import load_model, load_portfolio
@@ -175,7 +175,18 @@ def test_the_estimator_is_chosen_by_inner_cross_validation_and_the_file_says_why
     # 600 leads whose odds follow two columns: the logistic regression ranks better than boosting
     assert chosen == {
         "estimator": "logistic regression",
-        "inner_cv_auc": {"logistic regression": 0.9453, "gradient boosting": 0.9357},
+        "inner_cv_auc": {"logistic regression": 0.9453, "gradient boosting": 0.9357, "average of both": 0.9434},
         "why": "best 3-fold out-of-fold AUC on 600 training leads",
     }
     assert f"# Estimator: {chosen['estimator']}, best 3-fold out-of-fold AUC on 600 training leads" in out.read_text()
+
+
+def test_the_average_of_both_is_stored_and_scores_like_any_estimator(tmp_path: Path) -> None:
+    history = write_history(tmp_path / "h.csv")
+    params = LearnParams(kind="probability", folds=3, probability=ProbabilityParams(candidates=(BLEND,)))
+    out = tmp_path / "blend.yaml"
+    learn(history, target="won", id_column="lead_id", out=out, params=params)
+    model = load_model(out)
+    assert model.metadata["learned"]["chosen"]["estimator"] == "average of both"
+    scored = score_csv(model, history, as_of=AT).scored
+    assert scored.height == 600 and scored.get_column("score").n_unique() > 100
