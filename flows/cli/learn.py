@@ -241,10 +241,11 @@ def review(
     target, lift by score decile; alerts when the top band stops converting better than the next.
     ``leadscore serve`` runs it weekly (monitoring.schedule)."""
     from flows.review import review_models
+    from store.settings import get_settings
 
     path = base.portfolio_path(portfolio)
     base.load_portfolio_or_fail(path)
-    report = review_models(str(path), as_of=base.parse_time(as_of))
+    report = review_models(str(path), as_of=base.parse_time(as_of), database_url=get_settings().database_url)
     if json_out:
         print(base.to_json({k: v for k, v in report.items() if k != "markdown"}))
         return
