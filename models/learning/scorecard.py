@@ -4,7 +4,7 @@ integer points on the portfolio scale, tiny contributions pruned, written as an 
 The penalty and the smallest bin are chosen by inner cross-validation on the training rows: a fixed
 penalty that suits 3,500 converters overfits 350 spread over hundreds of bins."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -103,7 +103,7 @@ def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.
     splits = list(splitter.split(np.zeros(len(y)), y))
     scores: dict[tuple[float, float], list[float]] = {}
     for share in params.min_share_grid:
-        binning = BinningParams(**{**params.binning.__dict__, "min_share": share})
+        binning = replace(params.binning, min_share=share)
         for train, test in splits:
             bins = _bins(features, frame[train], y[train], raw[train], tokens, binning)
             x_train, x_test = indicators(bins, frame[train]), indicators(bins, frame[test])
@@ -129,7 +129,7 @@ def fit_scorecard(
 ) -> Scorecard:
     """``frame``: the feature frame of the training rows; ``raw``: their attribute columns as given (for spellings)."""
     choice = choose(features, frame, y, raw, tokens, params, seed)
-    binning = BinningParams(**{**params.binning.__dict__, "min_share": choice.min_share})
+    binning = replace(params.binning, min_share=choice.min_share)
     bins = _bins(features, frame, y, raw, tokens, binning)
     x = indicators(bins, frame)
     beta = _logistic(x, y, choice.c)
