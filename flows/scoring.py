@@ -323,3 +323,48 @@ def rescore_lead(portfolio: Portfolio, lead_id: str, product_line: str, database
     partitions.shared_partition_reads.release(token)
     finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
     return result.top[0]["score"] if result.top else None
+
+
+def lead_as_of(
+    portfolio: Portfolio, lead_id: str, as_of: datetime, database_url: str, product_line: str | None = None
+) -> dict[str, Any] | None:
+    """One lead's journeys as of ``as_of``, replayed like ``score --as-of``: stage, entry, status, score,
+    band, current qualification level, breakdown and the milestones reached by then; None for an
+    unknown lead. Read-only."""
+    from sqlmodel import Session
+
+    from store.queries import lead_key_of
+
+    engine = engine_for(database_url)
+    with Session(engine) as session:
+        key = lead_key_of(session, lead_id)
+    if key is None:
+        return None
+    token = uuid.uuid4().hex
+    journeys = []
+    try:
+        for name in [product_line] if product_line else list(portfolio.product_lines):
+            found = line_outcome(engine, portfolio, name, (key, key + 1), as_of, read_token=token, replay=True)
+            if found is None:
+                continue
+            outcome = found[2]
+            state = outcome.journeys.row(0, named=True)
+            scored = outcome.scored.to_dicts()
+            current = scored[0] if scored else {**state, "breakdown": []}
+            reached = read_reached(engine, name, (key, key + 1), as_of)["qualification"].to_list()
+            journeys.append(
+                {
+                    "product_line": name,
+                    "stage": state["stage"],
+                    "status": state["status"],
+                    "stage_entered_at": state["stage_entered_at"],
+                    "score": current["score"],
+                    "band": current["band"],
+                    "qualification": current["qualification"],
+                    "milestones": reached + outcome.milestones["qualification"].to_list(),
+                    "breakdown": current["breakdown"],
+                }
+            )
+    finally:
+        partitions.shared_partition_reads.release(token)
+    return {"lead_id": lead_id, "as_of": as_of, "journeys": journeys}
