@@ -230,7 +230,7 @@ def _day(store: Store, day: int) -> None:
         4: [("move", "B", "discovery", "2026-11-03T21:00:00Z"), ("adjust", "E", "g", -20)],
         5: [("views", "A", W, 2)],
         6: [("views", "B", W, 1), ("views", "E", "g", 2)],  # B earns its promotion back; E fires again
-        7: [("move", "C", "lost", "2026-11-06T10:00:00Z")],
+        7: [("move", "C", "lost", "2026-11-07T10:00:00Z")],
         8: [("views", "C", W, 2)],  # lost: not scored
         9: [("views", "D", W, 7)],  # D opens on day 9 and climbs to purchase
         10: [("views", "E", "g", 1)],
@@ -268,9 +268,10 @@ def _micros(frame: pl.DataFrame, *names: str) -> pl.DataFrame:
 
 def _replayed(store: Store, day: int) -> dict[str, list[tuple[Any, ...]]]:
     """A read-only replay of the run of ``day``, in the shape of the stored rows above."""
-    token = uuid.uuid4().hex
+    token, engine = uuid.uuid4().hex, engine_for(store.url)
+    (key_range,) = partitions.lead_key_partitions(engine, 1000)
     parts = [
-        line_outcome(engine_for(store.url), store.portfolio, line, (0, 1 << 40), at(day), read_token=token, replay=True)
+        line_outcome(engine, store.portfolio, line, key_range, at(day), read_token=token, replay=True)
         for line in (W, "g")
     ]
     partitions.shared_partition_reads.release(token)
