@@ -35,11 +35,14 @@ Outcome = tuple[int, str, int, str, datetime | None]  # firing id, status, attem
 
 
 def _breakdown(firing: dict[str, Any]) -> list[dict[str, Any]]:
-    return json.loads(firing["breakdown"]) if firing["breakdown"] else []
+    """The crossing state's breakdown, largest contributions first (the top reasons lead)."""
+    entries = json.loads(firing["breakdown"]) if firing["breakdown"] else None
+    return sorted(entries or [], key=lambda entry: -abs(entry["points"]))
 
 
 def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
-    """What a receiver gets: the trigger, the journey's state and breakdown, and who the lead is."""
+    """What a receiver gets: the trigger, the state that crossed (stage, score, band, qualification,
+    breakdown), the stage a promotion in the same run then took the journey to, and who the lead is."""
     return {
         "event": "trigger.fired",
         "firing_id": firing["id"],
@@ -54,6 +57,7 @@ def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
         "band": firing["band"],
         "qualification": firing["qualification"],
         "breakdown": _breakdown(firing),
+        "promoted_to": firing["promoted_to"],
         "lead": {name: firing[name] for name in LEAD_CONTACT_COLUMNS},
     }
 
@@ -141,6 +145,7 @@ def notify_owners(
                     "score": firing["score"],
                     "band": firing["band"],
                     "qualification": firing["qualification"],
+                    "promoted_to": firing["promoted_to"],
                 },
                 trigger={
                     "name": firing["trigger"],

@@ -12,6 +12,7 @@ from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flows import progress
@@ -20,11 +21,11 @@ from flows.database import engine_for
 from flows.runners import task_runner
 from flows.startup import enter_flow
 from models.breakdown import top_rules
-from stages.pipeline import run_line
+from stages.pipeline import LineOutcome, run_line
 from stages.portfolio import Portfolio, load_portfolio
 from store import partitions  # the module: score_partition ships by value to Dask, its lock cannot
 from store.db import refresh_statistics
-from store.scores import changed_scores, finish_run, read_journeys, read_leads, start_run
+from store.scores import finish_run, read_journeys, read_journeys_as_of, read_leads, start_run
 from store.settings import Settings
 from store.sqlite_read_workers import SqliteReadError
 from store.stages import (
@@ -44,7 +45,8 @@ class PartitionResult:
     product_line: str
     key_range: tuple[int, int]
     scored: int = 0
-    changed: int = 0
+    changed: int = 0  # journeys whose state changed (a replay: would change)
+    snapshots: int = 0  # snapshots written (0 in a replay)
     bands: dict[str, int] = field(default_factory=dict)
     top: list[dict[str, Any]] = field(default_factory=list)
     transitions: dict[str, int] = field(default_factory=dict)  # "from → to (reason)" → journeys
@@ -83,17 +85,78 @@ def score_partition(
     read_token: str,
     database_url: str,
 ) -> PartitionResult:
-    """Score one product line's journeys in one lead-key range; write the changed ones when ``run_id`` is set.
+    """Score one product line's journeys in one lead-key range; write the outcome when ``run_id`` is set.
 
+    Without ``run_id`` this is a read-only replay of a run at ``as_of`` (see ``line_outcome``).
     ``read_token`` identifies the run's view of the event log: the product lines of a partition share
     one read of its events.
     """
     engine = engine_for(database_url)
-    line = portfolio.line(line_name)
     result = PartitionResult(line_name, key_range)
-    journeys = read_journeys(engine, line_name, key_range)
-    if journeys.is_empty():
+    found = line_outcome(engine, portfolio, line_name, key_range, as_of, read_token=read_token, replay=run_id is None)
+    if found is None:
         return result
+    leads, updates, outcome = found
+    if run_id is not None:
+        funnel = FunnelWrite(
+            moved=outcome.moved,
+            transitions=outcome.transitions,
+            milestones=outcome.milestones,
+            arms=outcome.fired.armed,
+            firings=outcome.fired.firings,
+            # Updates dated after as_of wait for a later run; the others are taken into account now.
+            applied_updates=updates.filter(pl.col("changed_at") <= as_of)["id"].to_list(),
+        )
+        result.snapshots = write_partition(
+            engine,
+            run_id=run_id,
+            as_of=as_of,
+            product_line=line_name,
+            snapshots=outcome.snapshots,
+            current=outcome.changed,
+            funnel=funnel,
+        )
+    scored = outcome.scored
+    result.transitions = _counts(
+        outcome.transitions.select(pl.format("{} → {} ({})", "from_stage", "to_stage", "reason"))
+    )
+    result.milestones = _counts(outcome.milestones.select("qualification"))
+    result.firings = _counts(outcome.fired.firings.select(pl.format("{}: {}", "trigger", "action")))
+    result.scored, result.changed = scored.height, outcome.changed.height
+    result.bands = {f"{stage}/{band}": n for stage, band, n in scored.group_by("stage", "band").len().iter_rows()}
+    top = scored.sort("score", descending=True).head(TOP_N).join(leads.select("lead_key", "lead_id"), on="lead_key")
+    result.top = top.select(
+        "lead_id", "stage", "score", "band", top_rules(pl.col("breakdown")).alias("reasons")
+    ).to_dicts()
+    return result
+
+
+def line_outcome(
+    engine: Engine,
+    portfolio: Portfolio,
+    line_name: str,
+    key_range: tuple[int, int],
+    as_of: datetime,
+    *,
+    read_token: str,
+    replay: bool,
+) -> tuple[pl.DataFrame, pl.DataFrame, LineOutcome] | None:
+    """What a run at ``as_of`` does to one line's journeys in a key range: ``(leads, updates, outcome)``,
+    or None when the range has no journey.
+
+    A run starts from the store's current state. A ``replay`` starts from the state a run at ``as_of``
+    found, rebuilt from the logs: journeys opened by then, at the stage of their last transition written
+    by an earlier run, with the pending CRM updates, trigger arms and milestones of that moment; so a
+    replay of a past run gives the journeys, snapshots and firings that run wrote.
+    """
+    line = portfolio.line(line_name)
+    if replay:
+        journeys = read_journeys_as_of(engine, line_name, key_range, as_of, line.first_stage.name)
+    else:
+        journeys = read_journeys(engine, line_name, key_range)
+    if journeys.is_empty():
+        return None
+    replay_at = as_of if replay else None
     leads = partitions.shared_partition_reads.shared(  # the product lines of a partition read its leads once
         read_token,
         ("leads", str(engine.url), key_range, tuple(portfolio.scored_attributes)),
@@ -107,43 +170,19 @@ def score_partition(
         properties=portfolio.scored_properties,
     )
     events = partition_events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == line_name))
-    updates = read_pending_updates(engine, line_name, key_range)
+    updates = read_pending_updates(engine, line_name, key_range, replay_at)
     outcome = run_line(
         line,
         journeys=journeys,
         leads=leads,
         events=events,
         updates=updates,
-        armed=read_trigger_arms(engine, line_name, key_range),
-        reached=read_reached(engine, line_name, key_range),
+        armed=read_trigger_arms(engine, line_name, key_range, replay_at),
+        reached=read_reached(engine, line_name, key_range, replay_at),
         as_of=as_of,
         scale=portfolio.scale,
     )
-    scored = outcome.scored
-    changed = changed_scores(scored, journeys)
-    if run_id is not None:
-        funnel = FunnelWrite(
-            moved=outcome.moved,
-            transitions=outcome.transitions,
-            milestones=outcome.milestones,
-            arms=outcome.fired.armed,
-            firings=outcome.fired.firings,
-            # Updates dated after as_of wait for a later run; the others are taken into account now.
-            applied_updates=updates.filter(pl.col("changed_at") <= as_of)["id"].to_list(),
-        )
-        write_partition(engine, run_id=run_id, as_of=as_of, product_line=line_name, changed=changed, funnel=funnel)
-    result.transitions = _counts(
-        outcome.transitions.select(pl.format("{} → {} ({})", "from_stage", "to_stage", "reason"))
-    )
-    result.milestones = _counts(outcome.milestones.select("qualification"))
-    result.firings = _counts(outcome.fired.firings.select(pl.format("{}: {}", "trigger", "action")))
-    result.scored, result.changed = scored.height, changed.height
-    result.bands = {f"{stage}/{band}": n for stage, band, n in scored.group_by("stage", "band").len().iter_rows()}
-    top = scored.sort("score", descending=True).head(TOP_N).join(leads.select("lead_key", "lead_id"), on="lead_key")
-    result.top = top.select(
-        "lead_id", "stage", "score", "band", top_rules(pl.col("breakdown")).alias("reasons")
-    ).to_dicts()
-    return result
+    return leads, updates, outcome
 
 
 @task(cache_policy=NO_CACHE)
@@ -229,11 +268,14 @@ def summarize(results: list[PartitionResult], run_id: str | None, as_of: datetim
         for row in result.top:
             top.setdefault(f"{result.product_line}/{row['stage']}", []).append(row)
     top = {key: sorted(rows, key=lambda r: -r["score"])[:TOP_N] for key, rows in sorted(top.items())}
+    changed = sum(r.changed for r in results)
     return {
         "run_id": run_id,
         "as_of": as_of.isoformat(),
         "scored": sum(r.scored for r in results),
-        "changed": sum(r.changed for r in results),
+        # A replay writes nothing: it says how many journeys the run it replays changed.
+        "changed": changed if run_id is not None else 0,
+        **({"snapshots": sum(r.snapshots for r in results)} if run_id is not None else {"would_change": changed}),
         **{name: {ln: dict(sorted(c.items())) for ln, c in per_line.items() if c} for name, per_line in totals.items()},
         "top": top,
     }
@@ -281,3 +323,48 @@ def rescore_lead(portfolio: Portfolio, lead_id: str, product_line: str, database
     partitions.shared_partition_reads.release(token)
     finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
     return result.top[0]["score"] if result.top else None
+
+
+def lead_as_of(
+    portfolio: Portfolio, lead_id: str, as_of: datetime, database_url: str, product_line: str | None = None
+) -> dict[str, Any] | None:
+    """One lead's journeys as of ``as_of``, replayed like ``score --as-of``: stage, entry, status, score,
+    band, current qualification level, breakdown and the milestones reached by then; None for an
+    unknown lead. Read-only."""
+    from sqlmodel import Session
+
+    from store.queries import lead_key_of
+
+    engine = engine_for(database_url)
+    with Session(engine) as session:
+        key = lead_key_of(session, lead_id)
+    if key is None:
+        return None
+    token = uuid.uuid4().hex
+    journeys = []
+    try:
+        for name in [product_line] if product_line else list(portfolio.product_lines):
+            found = line_outcome(engine, portfolio, name, (key, key + 1), as_of, read_token=token, replay=True)
+            if found is None:
+                continue
+            outcome = found[2]
+            state = outcome.journeys.row(0, named=True)
+            scored = outcome.scored.to_dicts()
+            current = scored[0] if scored else {**state, "breakdown": []}
+            reached = read_reached(engine, name, (key, key + 1), as_of)["qualification"].to_list()
+            journeys.append(
+                {
+                    "product_line": name,
+                    "stage": state["stage"],
+                    "status": state["status"],
+                    "stage_entered_at": state["stage_entered_at"],
+                    "score": current["score"],
+                    "band": current["band"],
+                    "qualification": current["qualification"],
+                    "milestones": reached + outcome.milestones["qualification"].to_list(),
+                    "breakdown": current["breakdown"],
+                }
+            )
+    finally:
+        partitions.shared_partition_reads.release(token)
+    return {"lead_id": lead_id, "as_of": as_of, "journeys": journeys}

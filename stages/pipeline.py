@@ -15,7 +15,7 @@ from stages.portfolio import ProductLine
 from stages.scoring import score_line
 from stages.transitions import advance, apply_external, apply_transitions
 from stages.triggers import Fired, fire, qualification_milestones
-from store.shapes import TRANSITION_SCHEMA
+from store.shapes import TRANSITION_SCHEMA, UTC_US
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,18 @@ class LineOutcome:
     """What a run does to one product line's journeys of a partition.
 
     ``journeys``: every journey with its state after the run (stage, ``stage_entered_at``,
-    ``score_from``, ``status``); ``scored``: the final score of each scored (non-terminal) journey
-    (``SCORED_SCHEMA`` + ``breakdown``); ``transitions``: external moves then promotions, in order,
-    ``score_after`` filled; ``milestones``: qualifications reached for the first time; ``fired``:
-    trigger firings and arm rows.
+    ``score_from``, ``status``, ``entered_by``); ``scored``: the final score of each scored
+    (non-terminal) journey (``SCORED_SCHEMA`` + ``breakdown``); ``snapshots``: the score history the
+    run adds, ``scored``'s columns plus ``step``: every state a journey went through that differs from
+    the one before it (the crossing state, then each new stage's), in step order; ``transitions``:
+    external moves then promotions, in order, ``score_after`` filled; ``milestones``: qualifications
+    reached for the first time; ``fired``: trigger firings (with the crossing state and ``promoted_to``,
+    the stage a promotion of the same run then took the journey to) and arm rows.
     """
 
     journeys: pl.DataFrame
     scored: pl.DataFrame
+    snapshots: pl.DataFrame
     transitions: pl.DataFrame
     milestones: pl.DataFrame
     fired: Fired
@@ -40,6 +44,38 @@ class LineOutcome:
         """The journeys whose stage, entry or status changed (their new state)."""
         ids = self.transitions["journey_id"].unique().implode()
         return self.journeys.filter(pl.col("journey_id").is_in(ids))
+
+    @property
+    def changed(self) -> pl.DataFrame:
+        """The final state of each journey the run wrote a snapshot for (its new current values)."""
+        ids = self.snapshots["journey_id"].unique().implode()
+        return self.scored.filter(pl.col("journey_id").is_in(ids))
+
+
+HISTORY_COLUMNS = ("stage", "score", "band", "qualification")
+
+
+def history(before: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:
+    """The states of ``steps`` (``Advanced.steps``) that differ from the journey's previous state.
+
+    The previous state of step 0 is ``before`` (the journey as stored: ``HISTORY_COLUMNS``, null when
+    never scored); of step k, step k − 1. A promotion always changes the stage, so the state that
+    crossed and each stage entered in the run are all kept; an unchanged journey gets no row.
+    """
+    stored = before.select("journey_id", *(pl.col(name).alias(f"_prev_{name}") for name in HISTORY_COLUMNS))
+    ordered = steps.filter(pl.col("score").is_not_null()).sort("journey_id", "step")
+    previous = [pl.col(name).shift(1).over("journey_id").alias(f"_shift_{name}") for name in HISTORY_COLUMNS]
+    first = pl.col("step") == pl.col("step").min().over("journey_id")
+    differs = pl.lit(False)
+    for name in HISTORY_COLUMNS:
+        prev = pl.when(first).then(pl.col(f"_prev_{name}")).otherwise(pl.col(f"_shift_{name}"))
+        differs = differs | pl.col(name).ne_missing(prev)
+    return (
+        ordered.join(stored, on="journey_id", how="left", maintain_order="left")
+        .with_columns(previous)
+        .filter(differs)
+        .select(steps.columns)
+    )
 
 
 def run_line(
@@ -63,6 +99,11 @@ def run_line(
     recorded (``journey_id, qualification``).
     """
     before = journeys.select("journey_id", "stage", "score")
+    stored = journeys.select(
+        "journey_id",
+        *(pl.col(name) if name in journeys.columns else pl.lit(None).alias(name) for name in HISTORY_COLUMNS),
+    )
+    journeys = journeys.join(_last_activity(events, as_of), on="lead_key", how="left", maintain_order="left")
     external = apply_external(line, journeys, updates, as_of=as_of)
     journeys = apply_transitions(journeys, external)
 
@@ -88,10 +129,23 @@ def run_line(
     steps = pl.concat([advanced.steps, entered_terminal], how="diagonal_relaxed")
     milestones = qualification_milestones(line, steps, reached, as_of=as_of)
     fired = fire(line, before, steps, armed, as_of=as_of, reached=reached)
+    final = advanced.journeys.select("journey_id", pl.col("stage").alias("_final"))
+    firings = fired.firings.join(final, on="journey_id", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("_final") != pl.col("stage")).then(pl.col("_final")).alias("promoted_to")
+    )
     return LineOutcome(
-        journeys=advanced.journeys,
+        journeys=advanced.journeys.drop("last_activity"),
         scored=advanced.scored,
+        snapshots=history(stored, advanced.steps),
         transitions=pl.concat([external, advanced.transitions]),
         milestones=milestones,
-        fired=fired,
+        fired=Fired(firings=firings.drop("_final"), armed=fired.armed),
     )
+
+
+def _last_activity(events: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+    """Each lead's latest event up to ``as_of`` (``lead_key, last_activity``), machine activity excluded."""
+    human = events.filter(pl.col("occurred_at") <= as_of)
+    if "machine" in events.columns:
+        human = human.filter(~pl.col("machine").fill_null(False))
+    return human.group_by("lead_key").agg(pl.col("occurred_at").max().cast(UTC_US).alias("last_activity"))

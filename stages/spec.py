@@ -35,7 +35,10 @@ class StageSpec(Spec):
     count fully; a behaviour seen only before entry counts at ``f``.
 
     ``promote_at`` moves a journey to the next funnel stage once its score reaches it, but not before it
-    has spent ``min_dwell_days`` in the stage. A ``terminal`` stage (customer, lost) ends the funnel: it
+    has spent ``min_dwell_days`` in the stage. ``after_crm_move`` says what a move by sales (an external
+    CRM update) into this stage means: ``hold`` (the default) keeps the journey where sales put it until
+    activity after the move (an event the models read) earns the promotion; ``promote`` promotes on the
+    score alone, as after any other entry. A ``terminal`` stage (customer, lost) ends the funnel: it
     is entered only by an external (CRM) update, is never scored or promoted, and gives the journey its
     ``status``; terminal stages come after the funnel stages.
     """
@@ -43,6 +46,7 @@ class StageSpec(Spec):
     model: str | None = None
     promote_at: float | None = None
     min_dwell_days: Annotated[float, Field(ge=0)] | None = None
+    after_crm_move: Literal["hold", "promote"] = "hold"
     entry: Literal["reset", "carry"] = "carry"
     carry_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
     bands: Bands | None = None
@@ -54,7 +58,15 @@ class StageSpec(Spec):
         if self.terminal:
             extra = sorted(
                 name
-                for name in ("model", "promote_at", "min_dwell_days", "entry", "carry_fraction", "bands")
+                for name in (
+                    "model",
+                    "promote_at",
+                    "min_dwell_days",
+                    "after_crm_move",
+                    "entry",
+                    "carry_fraction",
+                    "bands",
+                )
                 if name in self.model_fields_set
             )
             if extra:

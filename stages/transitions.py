@@ -8,7 +8,9 @@ log. That keeps "scores are derived" true across stages.
 Frames used here:
 
 - journeys: ``journey_id, lead_key, stage, stage_entered_at, score_from`` and optionally ``status``
-  (default ``active``) and ``score`` (the current score, recorded as ``score_before`` of an external move);
+  (default ``active``), ``score`` (the current score, recorded as ``score_before`` of an external move),
+  ``entered_by`` (``opened``, ``threshold`` or ``external``: how it entered its stage) and
+  ``last_activity`` (its latest scored event: what lets a journey a CRM move put back earn promotion);
 - scored: what ``stages.scoring.score_line`` returns (``journey_id, stage, score, …``);
 - transitions: ``TRANSITION_SCHEMA``, in the order they happened; ``stage_entered_at`` of the journey
   afterwards is ``at``, its ``score_from`` and ``status`` are the columns of the same names.
@@ -43,6 +45,7 @@ def _stage_table(line: ProductLine) -> pl.DataFrame:
                 "next_resets": target is not None and target.resets,
                 "resets": stage.resets,
                 "terminal_status": stage.spec.status,
+                "holds": stage.spec.after_crm_move == "hold",
             }
         )
     return pl.DataFrame(
@@ -55,6 +58,7 @@ def _stage_table(line: ProductLine) -> pl.DataFrame:
             "next_resets": pl.Boolean,
             "resets": pl.Boolean,
             "terminal_status": pl.Utf8,
+            "holds": pl.Boolean,
         },
     )
 
@@ -69,13 +73,23 @@ def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_
     The journey moves one step, to the next funnel stage, entering it at ``as_of`` (the run's time:
     the moment the crossing was observed); with ``reset`` the new stage counts events from ``as_of``
     on, with ``carry`` ``score_from`` is kept. ``min_dwell_days`` holds a journey back until it has
-    spent that long in its stage (a journey without ``stage_entered_at`` is taken to have). A score
-    computed under another stage than the journey's current one is ignored (stale).
+    spent that long in its stage (a journey without ``stage_entered_at`` is taken to have). A journey
+    that sales moved into its stage (``entered_by == "external"``) stays there, under the stage's default
+    ``after_crm_move: hold``, until it shows activity after the move: a CRM move is a person's decision
+    that the same run must not undo. A score computed under another stage than the journey's current
+    one is ignored (stale).
     """
     table = _stage_table(line).filter(pl.col("promote_at").is_not_null())
     if table.is_empty() or journeys.is_empty():
         return pl.DataFrame(schema=TRANSITION_SCHEMA)
     at = pl.lit(as_of).cast(UTC_US)
+    entered_by = pl.col("entered_by") if "entered_by" in journeys.columns else pl.lit(None, pl.Utf8)
+    activity = pl.col("last_activity") if "last_activity" in journeys.columns else pl.lit(None, UTC_US)
+    held = (
+        pl.col("holds")
+        & (pl.col("entered_by") == "external")
+        & (pl.col("last_activity").is_null() | (pl.col("last_activity") <= pl.col("stage_entered_at")))
+    ).fill_null(False)
     return (
         journeys.select(
             "journey_id",
@@ -84,6 +98,8 @@ def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_
             pl.col("stage_entered_at").cast(UTC_US),
             pl.col("score_from").cast(UTC_US),
             _status(journeys).alias("status"),
+            entered_by.alias("entered_by"),
+            activity.cast(UTC_US).alias("last_activity"),
         )
         .join(scored.select("journey_id", "stage", "score"), on=["journey_id", "stage"], how="inner")
         .join(table, on="stage", how="inner")
@@ -94,6 +110,7 @@ def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_
                 | pl.col("stage_entered_at").is_null()
                 | ((at - pl.col("stage_entered_at")).dt.total_microseconds() >= pl.col("dwell_us"))
             )
+            & ~held
         )
         .select(
             "journey_id",
@@ -206,7 +223,8 @@ def apply_external(
 
 def apply_transitions(journeys: pl.DataFrame, transitions: pl.DataFrame) -> pl.DataFrame:
     """``journeys`` with the state after ``transitions`` (the last one per journey wins): stage,
-    ``stage_entered_at``, ``score_from`` and ``status`` (added when absent); other columns unchanged."""
+    ``stage_entered_at``, ``score_from``, ``status`` and ``entered_by`` (the last move's reason; the
+    last two added when absent); other columns unchanged."""
     if transitions.is_empty():
         return journeys
     last = (
@@ -218,10 +236,13 @@ def apply_transitions(journeys: pl.DataFrame, transitions: pl.DataFrame) -> pl.D
             pl.col("at").alias("_entered"),
             pl.col("score_from").alias("_from"),
             pl.col("status").alias("_status"),
+            pl.col("reason").alias("_reason"),
         )
     )
     if "status" not in journeys.columns:
         journeys = journeys.with_columns(pl.lit("active").alias("status"))
+    if "entered_by" not in journeys.columns:
+        journeys = journeys.with_columns(pl.lit(None, pl.Utf8).alias("entered_by"))
     moved = pl.col("_stage").is_not_null()
     return (
         journeys.join(last, on="journey_id", how="left", maintain_order="left")
@@ -231,8 +252,9 @@ def apply_transitions(journeys: pl.DataFrame, transitions: pl.DataFrame) -> pl.D
             .alias("stage_entered_at"),
             pl.when(moved).then(pl.col("_from")).otherwise(pl.col("score_from").cast(UTC_US)).alias("score_from"),
             pl.when(moved).then(pl.col("_status")).otherwise(pl.col("status")).alias("status"),
+            pl.when(moved).then(pl.col("_reason")).otherwise(pl.col("entered_by")).alias("entered_by"),
         )
-        .drop("_stage", "_entered", "_from", "_status")
+        .drop("_stage", "_entered", "_from", "_status", "_reason")
     )  # fmt: skip
 
 

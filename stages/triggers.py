@@ -17,9 +17,10 @@ Frames:
 
 - before: the journeys' state read at the start of the run (``journey_id, stage, score``; ``score``
   null for a journey never scored);
-- after: the run's scored states (``journey_id, lead_key, stage, score`` and optionally ``step`` and
-  ``breakdown``): ``Advanced.steps``, plus a row with a null score for each journey moved to a
-  terminal stage so that ``stage_entered`` sees it;
+- after: the run's scored states (``journey_id, lead_key, stage, score`` and optionally ``step``,
+  ``band``, ``qualification`` and ``breakdown``, which the firings copy: they carry the state that
+  crossed): ``Advanced.steps``, plus a row with a null score for each journey moved to a terminal
+  stage so that ``stage_entered`` sees it;
 - armed: ``ARM_SCHEMA``, the stored arm state. ``as_of`` is when a row was last written: a pair
   written at or after the run's ``as_of`` is not evaluated again, so re-running a run fires nothing twice.
 """
@@ -32,7 +33,7 @@ import polars as pl
 
 from stages.portfolio import ProductLine
 from stages.spec import TriggerSpec
-from store.shapes import ARM_SCHEMA, FIRING_SCHEMA, MILESTONE_SCHEMA, UTC_US
+from store.shapes import ARM_SCHEMA, FIRING_SCHEMA, FIRING_STATE_COLUMNS, MILESTONE_SCHEMA, UTC_US
 
 DIRECTION = {"crosses_up": "up", "crosses_down": "down", "qualification_reached": "reached", "stage_entered": "entered"}
 
@@ -140,6 +141,9 @@ def fire(
     at = pl.lit(as_of).cast(UTC_US)
     if "step" not in after.columns:
         after = after.with_columns(pl.lit(0, pl.Int32).alias("step"))
+    after = after.with_columns(
+        pl.lit(None, FIRING_SCHEMA[name]).alias(name) for name in FIRING_STATE_COLUMNS if name not in after.columns
+    )
     stored = armed.select(
         pl.col("journey_id").cast(pl.Int64),
         pl.col("trigger").cast(pl.Utf8),
@@ -154,7 +158,7 @@ def fire(
     firings, touched = [], []
     for step in sorted(after["step"].unique().to_list()):
         current = after.filter(pl.col("step") == step).select(
-            "journey_id", "lead_key", "stage", pl.col("score").cast(pl.Float64)
+            "journey_id", "lead_key", "stage", pl.col("score").cast(pl.Float64), *FIRING_STATE_COLUMNS
         )
         updates = []
         for trigger in line.triggers:
@@ -175,6 +179,7 @@ def fire(
                         "stage",
                         "score",
                         pl.col("prev_score").alias("score_before"),
+                        *FIRING_STATE_COLUMNS,
                     )
                 )
             # Keep a row only where the next run could not derive it from the journey's stored state:

@@ -28,7 +28,8 @@ QUALIFIED_JOURNEY_SCHEMA = {
 
 def scored_outcomes(engine: Engine, since: datetime, until: datetime) -> pl.DataFrame:
     """One row per (journey that became customer or lost in ``(since, until]``, stage it was scored in before):
-    the last score and band it had in that stage before the outcome, and ``converted`` (customer = 1)."""
+    the last score and band it had in that stage before the outcome (for a stage it was promoted out of,
+    the state that crossed), and ``converted`` (customer = 1)."""
     outcome = (
         select(
             StageTransition.journey_id,
@@ -46,6 +47,7 @@ def scored_outcomes(engine: Engine, since: datetime, until: datetime) -> pl.Data
         ScoreSnapshot.score,
         ScoreSnapshot.band,
         ScoreSnapshot.as_of,
+        ScoreSnapshot.step,
         ScoreSnapshot.id,
         outcome.c.status,
         outcome.c.outcome_at,
@@ -59,12 +61,12 @@ def scored_outcomes(engine: Engine, since: datetime, until: datetime) -> pl.Data
         return pl.DataFrame(schema=OUTCOME_SCHEMA)
     frame = pl.DataFrame(
         [tuple(r) for r in rows],
-        schema=["journey_id", "product_line", "stage", "score", "band", "as_of", "id", "status", "outcome_at"],
+        schema=["journey_id", "product_line", "stage", "score", "band", "as_of", "step", "id", "status", "outcome_at"],
         orient="row",
     )
     # A journey can end twice (lost, then won back): each outcome judges the scores before it.
     return (
-        frame.sort("as_of", "id")
+        frame.sort("as_of", "step", "id")  # a promoting run's states in order: the crossing one first
         .group_by("journey_id", "outcome_at", "stage", maintain_order=True)
         .last()
         .select(

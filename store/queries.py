@@ -16,8 +16,12 @@ def lead_key_of(session: Session, lead_id: str) -> int | None:
 
 def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) -> dict[str, Any] | None:
     """Current score, breakdown and snapshot history of each of a lead's journeys, with its stage
-    transitions and the qualifications it reached (when, in which stage, with which breakdown); the tags
-    on the lead."""
+    transitions, the qualifications it reached (when, in which stage, with which breakdown: milestones
+    kept for good, beside ``qualification``, the current stage's level) and its manual adjustments
+    (points, reason, author); the tags on the lead.
+
+    The history is in run then step order: a run that promoted the journey shows the state that
+    crossed, then each stage it entered."""
     with Session(engine) as session:
         key = lead_key_of(session, lead_id)
         if key is None:
@@ -27,11 +31,12 @@ def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) 
         if product_line:
             query = query.where(Journey.product_line == product_line)
         journeys = []
+        adjustments = list_adjustments(engine, lead_key=key)  # each journey shows those that count in its line
         for journey in session.exec(query.order_by(Journey.product_line)):
             snapshots = session.exec(
                 select(ScoreSnapshot)
                 .where(ScoreSnapshot.journey_id == journey.id)
-                .order_by(col(ScoreSnapshot.as_of), col(ScoreSnapshot.id))
+                .order_by(col(ScoreSnapshot.as_of), col(ScoreSnapshot.step), col(ScoreSnapshot.id))
             ).all()
             transitions = session.exec(
                 select(StageTransition)
@@ -52,6 +57,7 @@ def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) 
                     "score": journey.score,
                     "band": journey.band,
                     "qualification": journey.qualification,
+                    "milestones": [m.qualification for m in milestones],
                     "breakdown": snapshots[-1].breakdown if snapshots else [],
                     "history": [
                         {
@@ -61,6 +67,8 @@ def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) 
                             "band": s.band,
                             "qualification": s.qualification,
                             "run_id": s.run_id,
+                            "step": s.step,
+                            "breakdown": s.breakdown,
                         }
                         for s in snapshots
                     ],
@@ -73,22 +81,68 @@ def lead_history(engine: Engine, lead_id: str, product_line: str | None = None) 
                         m.model_dump(include={"qualification", "reached_at", "stage", "score", "breakdown", "run_id"})
                         for m in milestones
                     ],
+                    "adjustments": [row for row in adjustments if row["product_line"] in (None, journey.product_line)],
                 }
             )
         return {"lead_id": lead_id, "lead_key": key, "tags": list(tags), "journeys": journeys}
 
 
+def list_adjustments(
+    engine: Engine,
+    *,
+    lead_key: int | None = None,
+    author: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Manual adjustments (the audit trail), oldest first: when, lead, product line, points, reason, author."""
+    query = (
+        select(Event.occurred_at, Lead.lead_id, Event.product_line, Event.points, Event.properties, Event.event_id)
+        .join(Lead, col(Lead.key) == Event.lead_key)
+        .where(Event.type == "manual_adjustment")
+    )
+    if lead_key is not None:
+        query = query.where(Event.lead_key == lead_key)
+    if since is not None:
+        query = query.where(Event.occurred_at >= since)
+    if until is not None:
+        query = query.where(Event.occurred_at <= until)
+    with Session(engine) as session:
+        rows = session.exec(query.order_by(col(Event.occurred_at), col(Event.event_id))).all()
+    found = [
+        {
+            "at": at,
+            "lead_id": lead,
+            "product_line": line,
+            "points": points,
+            "reason": (properties or {}).get("reason"),
+            "author": (properties or {}).get("author"),
+            "event_id": event_id,
+        }
+        for at, lead, line, points, properties, event_id in rows
+    ]
+    return [row for row in found if author is None or row["author"] == author]
+
+
 def add_manual_adjustment(
-    engine: Engine, lead_id: str, product_line: str, points: float, reason: str, author: str, event_id: str
+    engine: Engine,
+    lead_id: str,
+    product_line: str,
+    points: float,
+    reason: str,
+    author: str,
+    event_id: str,
+    at: datetime | None = None,
 ) -> bool:
-    """Append a ``manual_adjustment`` event (the audit trail); False when the lead is unknown."""
+    """Append a ``manual_adjustment`` event (the audit trail) at ``at`` (default now); False when the
+    lead is unknown."""
     with Session(engine) as session:
         key = lead_key_of(session, lead_id)
     if key is None:
         return False
     row = {
         "lead_key": key,
-        "occurred_at": datetime.now(UTC),
+        "occurred_at": at or datetime.now(UTC),
         "event_id": event_id,
         "type": "manual_adjustment",
         "product_line": product_line,

@@ -127,8 +127,10 @@ def qualifications_per_day(engine: Engine, timezone: str, line: str | None = Non
 def conversion_by_band(engine: Engine, shapes: Sequence[LineShape]) -> pl.DataFrame:
     """Per (product line, band): scored journeys, how many converted, and the rate (null: no outcomes yet).
 
-    A journey counts in the band it was in just before it converted (its last snapshot before the first
-    time it entered an outcome stage), or, when it has not converted, in its current band.
+    A journey counts in the band it held when it converted: its last snapshot, up to the first time it
+    entered an outcome stage, in a stage before it (a run that promotes writes the state that crossed:
+    the state that converted, at the transition's time); a journey that has not converted counts in
+    its current band.
     """
     frames = []
     for shape in shapes:
@@ -142,14 +144,15 @@ def conversion_by_band(engine: Engine, shapes: Sequence[LineShape]) -> pl.DataFr
         )
         before = read_frame(
             engine,
-            "SELECT s.journey_id, s.as_of, s.id, s.band FROM score_snapshots s JOIN ("
+            "SELECT s.journey_id, s.as_of, s.step, s.id, s.band FROM score_snapshots s JOIN ("
             "SELECT journey_id, MIN(at) AS outcome_at FROM stage_transitions "
             "WHERE product_line = :line AND to_stage IN (:outcomes) GROUP BY journey_id) o "
-            "ON o.journey_id = s.journey_id WHERE s.as_of < o.outcome_at AND s.band IS NOT NULL",
+            "ON o.journey_id = s.journey_id WHERE s.as_of <= o.outcome_at AND s.stage NOT IN (:outcomes) "
+            "AND s.band IS NOT NULL",
             {"line": shape.name, "outcomes": outcomes},
-            {"journey_id": pl.Int64, "as_of": pl.Int64, "id": pl.Int64, "band": pl.Utf8},
+            {"journey_id": pl.Int64, "as_of": pl.Int64, "step": pl.Int64, "id": pl.Int64, "band": pl.Utf8},
         )
-        converted = before.sort("journey_id", "as_of", "id").group_by("journey_id").agg(pl.col("band").last())
+        converted = before.sort("journey_id", "as_of", "step", "id").group_by("journey_id").agg(pl.col("band").last())
         current = read_frame(
             engine,
             "SELECT id AS journey_id, band FROM journeys WHERE product_line = :line AND band IS NOT NULL",

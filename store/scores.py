@@ -16,14 +16,35 @@ from store.tables import Journey, Run, to_micros, utcnow
 
 
 def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
-    """Insert journeys that do not exist yet (``lead_key``, ``product_line``, ``stage``, ``opened_at``)."""
+    """Insert journeys that do not exist yet (``lead_key``, ``product_line``, ``stage``, ``opened_at``);
+    returns how many were opened.
+
+    ``opened_at`` is the time the data gives (the first event of the line, a CRM move, a lead's
+    arrival). A journey that exists and never moved since it opened is moved back to an earlier
+    ``opened_at`` when one arrives (a lead ingested today, its months-old events tomorrow): its entry
+    time comes from the data, not from the day of ingestion.
+    """
     if not rows:
         return 0
     for row in rows:
         row.setdefault("stage_entered_at", row["opened_at"])
         row.setdefault("status", "active")
+        row.setdefault("entered_by", "opened")
     with engine.begin() as conn:
-        return insert_ignore(conn, Journey.__table__, rows)
+        opened = insert_ignore(conn, Journey.__table__, rows)
+        if opened < len(rows):
+            mark = placeholder(conn)
+            conn.exec_driver_sql(
+                "UPDATE journeys SET stage_entered_at = CASE WHEN stage_entered_at = opened_at "
+                f"AND (entered_by IS NULL OR entered_by = 'opened') THEN {mark} ELSE stage_entered_at END, "
+                f"opened_at = {mark} WHERE lead_key = {mark} AND product_line = {mark} AND opened_at > {mark}",
+                [
+                    (at, at, row["lead_key"], row["product_line"], at)
+                    for row in rows
+                    for at in [to_micros(row["opened_at"])]
+                ],
+            )
+        return opened
 
 
 # A journey as a run reads it: its stage, the times that decide what counts, and its current score.
@@ -35,6 +56,7 @@ JOURNEY_STATE_SCHEMA = {
     "opened_at": pl.Int64,
     "score_from": pl.Int64,
     "stage_entered_at": pl.Int64,
+    "entered_by": pl.Utf8,
     "score": pl.Float64,
     "band": pl.Utf8,
     "qualification": pl.Utf8,
@@ -45,14 +67,82 @@ def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int])
     """The journeys of one product line in a lead-key range, with their current score; terminal ones
     too (a CRM update may bring a customer or lost journey back), though they are not scored."""
     sql = (
-        "SELECT id AS journey_id, lead_key, stage, status, opened_at, score_from, stage_entered_at, score, band, "
-        "qualification "
+        "SELECT id AS journey_id, lead_key, stage, status, opened_at, score_from, stage_entered_at, entered_by, "
+        "score, band, qualification "
         "FROM journeys WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi"
     )
     frame = read_frame(
         engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_STATE_SCHEMA
     )
     return frame.with_columns(pl.col("opened_at", "score_from", "stage_entered_at").cast(UTC_US))
+
+
+def read_journeys_as_of(
+    engine: Engine, product_line: str, key_range: tuple[int, int], as_of: datetime, first_stage: str
+) -> pl.DataFrame:
+    """``read_journeys`` as a run at ``as_of`` found them, rebuilt from the logs: journeys opened by then,
+    each at the stage, entry time, ``score_from`` and status of its last transition written by a run
+    before ``as_of`` (else where it opened: ``first_stage`` at ``opened_at``), with the score, band and
+    qualification of its last snapshot before ``as_of``."""
+    params = {"line": product_line, "lo": key_range[0], "hi": key_range[1], "t": to_micros(as_of)}
+    in_range = "product_line = :line AND lead_key >= :lo AND lead_key < :hi"
+    opened = read_frame(
+        engine,
+        f"SELECT id AS journey_id, lead_key, opened_at FROM journeys WHERE {in_range} AND opened_at <= :t",
+        params,
+        {"journey_id": pl.Int64, "lead_key": pl.Int64, "opened_at": pl.Int64},
+    )
+    moves = read_frame(
+        engine,
+        "SELECT t.journey_id, t.id, t.to_stage, t.at, t.score_from, t.status, t.reason FROM stage_transitions t "
+        f"JOIN runs r ON r.run_id = t.run_id WHERE t.{in_range.replace(' AND ', ' AND t.')} AND r.as_of < :t",
+        params,
+        {
+            "journey_id": pl.Int64,
+            "id": pl.Int64,
+            "to_stage": pl.Utf8,
+            "at": pl.Int64,
+            "score_from": pl.Int64,
+            "status": pl.Utf8,
+            "reason": pl.Utf8,
+        },
+    )
+    scores = read_frame(
+        engine,
+        "SELECT journey_id, as_of, step, id, score, band, qualification FROM score_snapshots "
+        f"WHERE {in_range} AND as_of < :t",
+        params,
+        {
+            "journey_id": pl.Int64,
+            "as_of": pl.Int64,
+            "step": pl.Int64,
+            "id": pl.Int64,
+            "score": pl.Float64,
+            "band": pl.Utf8,
+            "qualification": pl.Utf8,
+        },
+    )
+    last_move = moves.sort("id").group_by("journey_id").last()
+    last_score = scores.sort("as_of", "step", "id").group_by("journey_id").last()
+    moved = pl.col("to_stage").is_not_null()
+    return (
+        opened.join(last_move, on="journey_id", how="left")
+        .join(last_score.select("journey_id", "score", "band", "qualification"), on="journey_id", how="left")
+        .select(
+            "journey_id",
+            "lead_key",
+            pl.col("to_stage").fill_null(pl.lit(first_stage)).alias("stage"),
+            pl.col("status").fill_null(pl.lit("active")),
+            pl.col("opened_at").cast(UTC_US),
+            pl.col("score_from").cast(UTC_US),
+            pl.when(moved).then(pl.col("at")).otherwise(pl.col("opened_at")).cast(UTC_US).alias("stage_entered_at"),
+            pl.when(moved).then(pl.col("reason")).otherwise(pl.lit("opened")).alias("entered_by"),
+            "score",
+            "band",
+            "qualification",
+        )
+        .sort("journey_id")
+    )
 
 
 def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[str] = ()) -> pl.DataFrame:
@@ -74,29 +164,6 @@ def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[
         return frame
 
 
-def changed_scores(scored: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
-    """Scored journeys whose stage, score, band or qualification differs from the journey's stored values
-    (``current``: the journeys as read at the start of the run)."""
-    joined = scored.join(
-        current.select(
-            "journey_id",
-            pl.col("stage").alias("_stage"),
-            pl.col("score").alias("_score"),
-            pl.col("band").alias("_band"),
-            pl.col("qualification").alias("_qual"),
-        ),
-        on="journey_id",
-        how="left",
-    )
-    differs = (
-        pl.col("stage").ne_missing(pl.col("_stage"))
-        | pl.col("score").ne_missing(pl.col("_score"))
-        | pl.col("band").ne_missing(pl.col("_band"))
-        | pl.col("qualification").ne_missing(pl.col("_qual"))
-    )
-    return joined.filter(differs).drop("_stage", "_score", "_band", "_qual")
-
-
 def breakdown_json(breakdown: pl.Expr) -> pl.Expr:
     """Encode a list-of-struct breakdown as JSON text in Polars (no per-row Python)."""
     wrapped = pl.struct(breakdown.alias("b")).struct.json_encode()
@@ -104,50 +171,53 @@ def breakdown_json(breakdown: pl.Expr) -> pl.Expr:
 
 
 SNAPSHOT_COLUMNS = (
-    "journey_id", "lead_key", "product_line", "stage", "run_id", "as_of", "score", "band", "qualification", "breakdown",
+    "journey_id", "lead_key", "product_line", "stage", "run_id", "step", "as_of", "score", "band", "qualification",
+    "breakdown",
 )  # fmt: skip
 
 
-def write_scores(engine: Engine, *, run_id: str, as_of: datetime, product_line: str, changed: pl.DataFrame) -> int:
-    """Record changed scores in a transaction of their own (see ``write_snapshots``)."""
-    with engine.begin() as conn:
-        return write_snapshots(conn, run_id=run_id, as_of=as_of, product_line=product_line, changed=changed)
+def write_snapshots(
+    conn: Connection, *, run_id: str, as_of: datetime, product_line: str, snapshots: pl.DataFrame, current: pl.DataFrame
+) -> int:
+    """Record a run's score history (``snapshots``: one row per changed state, with its ``step``) and each
+    changed journey's new current values (``current``: its final state).
 
-
-def write_snapshots(conn: Connection, *, run_id: str, as_of: datetime, product_line: str, changed: pl.DataFrame) -> int:
-    """Record changed scores: one snapshot each and the journey's current values.
-
-    A re-run of the same run id inserts nothing twice (snapshots are unique per journey and run). The
-    rows go to the driver as plain tuples: SQLAlchemy's per-row parameter handling would double the
+    A re-run of the same run id inserts nothing twice (snapshots are unique per journey, run and step).
+    The rows go to the driver as plain tuples: SQLAlchemy's per-row parameter handling would double the
     cost of a first run, where every journey changes.
     """
-    if changed.is_empty():
+    if snapshots.is_empty():
         return 0
-    snapshots = changed.select(
-        "journey_id",
-        "lead_key",
-        pl.lit(product_line).alias("product_line"),
-        "stage",
-        pl.lit(run_id).alias("run_id"),
-        pl.lit(to_micros(as_of)).alias("as_of"),
-        "score",
-        "band",
-        "qualification",
-        breakdown_json(pl.col("breakdown")).alias("breakdown"),
-    ).rows()
-    journeys = changed.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows()
+    rows = (
+        snapshots.sort("journey_id", "step")
+        .select(
+            "journey_id",
+            "lead_key",
+            pl.lit(product_line).alias("product_line"),
+            "stage",
+            pl.lit(run_id).alias("run_id"),
+            pl.col("step").cast(pl.Int64),
+            pl.lit(to_micros(as_of)).alias("as_of"),
+            "score",
+            "band",
+            "qualification",
+            breakdown_json(pl.col("breakdown")).alias("breakdown"),
+        )
+        .rows()
+    )
+    journeys = current.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows()
     mark = placeholder(conn)
     snapshot_sql = (
-        f"INSERT INTO score_snapshots ({', '.join(SNAPSHOT_COLUMNS)}) VALUES ({', '.join([mark] * 10)}) "
-        "ON CONFLICT (journey_id, run_id) DO NOTHING"
+        f"INSERT INTO score_snapshots ({', '.join(SNAPSHOT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(SNAPSHOT_COLUMNS))}) ON CONFLICT (journey_id, run_id, step) DO NOTHING"
     )
     journey_sql = (
         f"UPDATE journeys SET score = {mark}, band = {mark}, qualification = {mark}, updated_run_id = {mark} "
         f"WHERE id = {mark}"
     )
-    conn.exec_driver_sql(snapshot_sql, snapshots)
+    conn.exec_driver_sql(snapshot_sql, rows)
     conn.exec_driver_sql(journey_sql, journeys)
-    return len(snapshots)
+    return len(rows)
 
 
 def start_run(engine: Engine, kind: str, as_of: datetime) -> str:

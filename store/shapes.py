@@ -84,7 +84,12 @@ FIRING_SCHEMA: dict[str, pl.DataType] = {
     "stage": pl.Utf8(),
     "score": pl.Float64(),
     "score_before": pl.Float64(),
+    # The state that crossed: what an alert or a webhook describes.
+    "band": pl.Utf8(),
+    "qualification": pl.Utf8(),
+    "breakdown": BREAKDOWN_TYPE,
 }
+FIRING_STATE_COLUMNS = ("band", "qualification", "breakdown")
 # A qualification a journey reached for the first time (sticky: never lost by a later reset).
 MILESTONE_SCHEMA: dict[str, pl.DataType] = {
     "journey_id": pl.Int64(),

@@ -21,22 +21,45 @@ def _params(product_line: str, key_range: tuple[int, int]) -> dict[str, object]:
     return {"line": product_line, "lo": key_range[0], "hi": key_range[1]}
 
 
-def read_pending_updates(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
-    """CRM updates not yet applied by a run: ``id`` and the ``STAGE_UPDATE_SCHEMA`` columns."""
-    sql = (
-        "SELECT id, lead_key, stage, changed_at, source FROM stage_updates "
-        "WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi AND applied_run_id IS NULL"
-    )
-    return _read_timed(engine, sql, _params(product_line, key_range), {"id": pl.Int64, **STAGE_UPDATE_SCHEMA})
+def read_pending_updates(
+    engine: Engine, product_line: str, key_range: tuple[int, int], replay_at: datetime | None = None
+) -> pl.DataFrame:
+    """CRM updates not yet applied by a run: ``id`` and the ``STAGE_UPDATE_SCHEMA`` columns.
+
+    With ``replay_at``: those a run at that time had to apply, i.e. dated by then and not applied by a
+    run before it."""
+    columns = "u.id, u.lead_key, u.stage, u.changed_at, u.source FROM stage_updates u"
+    in_range = "u.product_line = :line AND u.lead_key >= :lo AND u.lead_key < :hi"
+    params: dict[str, object] = _params(product_line, key_range)
+    if replay_at is None:
+        sql = f"SELECT {columns} WHERE {in_range} AND u.applied_run_id IS NULL"
+    else:
+        params["t"] = to_micros(replay_at)
+        sql = (
+            f"SELECT {columns} LEFT JOIN runs r ON r.run_id = u.applied_run_id WHERE {in_range} "
+            "AND u.changed_at <= :t AND (r.as_of IS NULL OR r.as_of >= :t)"
+        )
+    return _read_timed(engine, sql, params, {"id": pl.Int64, **STAGE_UPDATE_SCHEMA})
 
 
-def read_trigger_arms(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
-    """Stored arm rows of the line's journeys in the range (``ARM_SCHEMA``)."""
+def read_trigger_arms(
+    engine: Engine, product_line: str, key_range: tuple[int, int], replay_at: datetime | None = None
+) -> pl.DataFrame:
+    """Stored arm rows of the line's journeys in the range (``ARM_SCHEMA``); with ``replay_at``, each
+    pair's last row of the arm log written before that time."""
+    params = _params(product_line, key_range)
+    if replay_at is None:
+        sql = (
+            "SELECT a.journey_id, a.trigger, a.armed, a.as_of FROM trigger_arms a "
+            f"JOIN journeys j ON j.id = a.journey_id WHERE {_RANGE}"
+        )
+        return _read_timed(engine, sql, params, ARM_SCHEMA)
     sql = (
-        "SELECT a.journey_id, a.trigger, a.armed, a.as_of FROM trigger_arms a "
-        f"JOIN journeys j ON j.id = a.journey_id WHERE {_RANGE}"
+        "SELECT a.journey_id, a.trigger, a.armed, a.as_of FROM trigger_arm_log a "
+        f"JOIN journeys j ON j.id = a.journey_id WHERE {_RANGE} AND a.as_of < :t"
     )
-    return _read_timed(engine, sql, _params(product_line, key_range), ARM_SCHEMA)
+    logged = _read_timed(engine, sql, params | {"t": to_micros(replay_at)}, ARM_SCHEMA)
+    return logged.sort("as_of").group_by("journey_id", "trigger", maintain_order=True).last()
 
 
 def _read_timed(engine: Engine, sql: str, params: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -46,20 +69,27 @@ def _read_timed(engine: Engine, sql: str, params: dict[str, object], schema: dic
     return frame.with_columns(pl.col(times).cast(UTC_US))
 
 
-def read_reached(engine: Engine, product_line: str, key_range: tuple[int, int]) -> pl.DataFrame:
-    """Qualifications already reached (``journey_id, qualification``): milestones are sticky."""
+def read_reached(
+    engine: Engine, product_line: str, key_range: tuple[int, int], replay_at: datetime | None = None
+) -> pl.DataFrame:
+    """Qualifications already reached (``journey_id, qualification``): milestones are sticky. With
+    ``replay_at``, those reached before that time."""
     sql = (
         "SELECT m.journey_id, m.qualification FROM qualification_milestones m "
         f"JOIN journeys j ON j.id = m.journey_id WHERE {_RANGE}"
     )
-    return read_frame(engine, sql, _params(product_line, key_range), {"journey_id": pl.Int64, "qualification": pl.Utf8})
+    params = _params(product_line, key_range)
+    if replay_at is not None:
+        sql += " AND m.reached_at < :t"
+        params["t"] = to_micros(replay_at)
+    return read_frame(engine, sql, params, {"journey_id": pl.Int64, "qualification": pl.Utf8})
 
 
 @dataclass(frozen=True)
 class FunnelWrite:
     """Everything one (product line, partition) of a run stores, beside its changed scores."""
 
-    moved: pl.DataFrame  # journey_id, stage, stage_entered_at, score_from, status
+    moved: pl.DataFrame  # journey_id, stage, stage_entered_at, score_from, status, entered_by
     transitions: pl.DataFrame  # TRANSITION_SCHEMA
     milestones: pl.DataFrame  # MILESTONE_SCHEMA (+ breakdown)
     arms: pl.DataFrame  # ARM_SCHEMA
@@ -77,21 +107,26 @@ def write_partition(
     run_id: str,
     as_of: datetime,
     product_line: str,
-    changed: pl.DataFrame,
+    snapshots: pl.DataFrame,
+    current: pl.DataFrame,
     funnel: FunnelWrite,
 ) -> int:
     """Store a partition's run outcome in one transaction, so a crash leaves it all or nothing.
 
-    Every insert is keyed on a natural key (snapshot per journey and run, transition per journey,
+    ``snapshots`` and ``current`` are ``store.scores.write_snapshots``'s. Every insert is keyed on a
+    natural key (snapshot per journey, run and step, transition per journey,
     time and target, milestone per journey and qualification, firing per run, journey, trigger, step
     and action), so writing the same outcome again changes nothing. Returns the snapshots written.
     """
     with engine.begin() as conn:
-        written = write_snapshots(conn, run_id=run_id, as_of=as_of, product_line=product_line, changed=changed)
+        written = write_snapshots(
+            conn, run_id=run_id, as_of=as_of, product_line=product_line, snapshots=snapshots, current=current
+        )
         _move_journeys(conn, funnel.moved, run_id)
         _insert(conn, "stage_transitions", _transition_rows(funnel.transitions, product_line, run_id))
         _insert(conn, "qualification_milestones", _milestone_rows(funnel.milestones, product_line, run_id))
         _upsert_arms(conn, funnel.arms)
+        _insert(conn, "trigger_arm_log", funnel.arms.select("journey_id", "trigger", _micros("as_of"), "armed"))
         _insert(conn, "trigger_firings", _firing_rows(funnel.firings, product_line, run_id, as_of))
         _apply_tags(conn, funnel.firings, run_id, as_of)
         if funnel.applied_updates:
@@ -120,11 +155,17 @@ def _move_journeys(conn: Connection, moved: pl.DataFrame, run_id: str) -> None:
         return
     mark = placeholder(conn)
     rows = moved.select(
-        "stage", _micros("stage_entered_at"), _micros("score_from"), "status", pl.lit(run_id), "journey_id"
+        "stage",
+        _micros("stage_entered_at"),
+        _micros("score_from"),
+        "status",
+        "entered_by",
+        pl.lit(run_id),
+        "journey_id",
     ).rows()
     conn.exec_driver_sql(
         f"UPDATE journeys SET stage = {mark}, stage_entered_at = {mark}, score_from = {mark}, status = {mark}, "
-        f"updated_run_id = {mark} WHERE id = {mark}",
+        f"entered_by = {mark}, updated_run_id = {mark} WHERE id = {mark}",
         rows,
     )
 
@@ -179,6 +220,10 @@ def _firing_rows(firings: pl.DataFrame, product_line: str, run_id: str, as_of: d
         "stage",
         "score",
         "score_before",
+        "band",
+        "qualification",
+        breakdown_json(pl.col("breakdown")).alias("breakdown"),
+        "promoted_to",
         pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("fired_at"),
         pl.when(done).then(pl.lit("done")).otherwise(pl.lit("pending")).alias("status"),
         done.cast(pl.Int32).alias("attempts"),
@@ -246,29 +291,25 @@ OPEN_FIRING_SCHEMA = {
     "band": pl.Utf8,
     "qualification": pl.Utf8,
     "breakdown": pl.Utf8,
+    "promoted_to": pl.Utf8,
 }
 
 
 def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
     """Firings of ``actions`` still to carry out (pending, or retried after a temporary failure), with
-    the lead's contact fields and the journey's band, qualification and latest breakdown (JSON text),
-    oldest first."""
+    the lead's contact fields and the state that crossed (band, qualification, breakdown as JSON text,
+    the stage a promotion then took the journey to), oldest first."""
     if not actions:
         return pl.DataFrame(schema=OPEN_FIRING_SCHEMA)
     names = ", ".join(f"'{name}'" for name in actions if name.isidentifier())
     statuses = ", ".join(f"'{name}'" for name in OPEN_FIRING_STATUSES)
     open_firing = f"f.status IN ({statuses}) AND f.action IN ({names})"
-    # The latest snapshot per firing journey, grouped once: a correlated ``MAX(id)`` per firing let
-    # PostgreSQL walk the snapshots' primary key backwards for each one (minutes at 1M leads).
     sql = (
         "SELECT f.id, f.run_id, f.journey_id, f.lead_key, f.product_line, f.trigger, f.direction, f.action, "
         "CAST(f.params AS TEXT) AS params, f.stage, f.score, f.score_before, f.fired_at, f.attempts, "
-        f"{', '.join(f'l.{name}' for name in LEAD_CONTACT_COLUMNS)}, j.band, j.qualification, "
-        "CAST(s.breakdown AS TEXT) AS breakdown "
-        "FROM trigger_firings f JOIN leads l ON l.key = f.lead_key JOIN journeys j ON j.id = f.journey_id "
-        "LEFT JOIN (SELECT x.journey_id, MAX(x.id) AS id FROM score_snapshots x WHERE x.journey_id IN "
-        f"(SELECT f.journey_id FROM trigger_firings f WHERE {open_firing}) GROUP BY x.journey_id) latest "
-        "ON latest.journey_id = f.journey_id LEFT JOIN score_snapshots s ON s.id = latest.id "
+        f"{', '.join(f'l.{name}' for name in LEAD_CONTACT_COLUMNS)}, f.band, f.qualification, "
+        "CAST(f.breakdown AS TEXT) AS breakdown, f.promoted_to "
+        "FROM trigger_firings f JOIN leads l ON l.key = f.lead_key "
         f"WHERE {open_firing} ORDER BY f.id"
     )
     frame = read_frame(engine, sql, {}, OPEN_FIRING_SCHEMA)

@@ -129,6 +129,8 @@ class Journey(SQLModel, table=True):
     opened_at: datetime | None = _time()
     stage_entered_at: datetime | None = _time()
     score_from: datetime | None = _time()
+    # How the journey entered its stage: opened, threshold or external (a CRM move holds it there).
+    entered_by: str | None = None
     score: float | None = None
     band: str | None = None
     qualification: str | None = None
@@ -136,10 +138,14 @@ class Journey(SQLModel, table=True):
 
 
 class ScoreSnapshot(SQLModel, table=True):
-    """The score history: one row each time a journey's score, band or qualification changed."""
+    """The score history: one row each time a journey's stage, score, band or qualification changed.
+
+    A run that promotes a journey writes one row per state it went through, in ``step`` order: the state
+    that crossed the threshold (step 0), then each new stage's state (step k after the k-th promotion).
+    """
 
     __tablename__ = "score_snapshots"
-    __table_args__ = (Index("ix_snapshots_journey_run", "journey_id", "run_id", unique=True),)
+    __table_args__ = (Index("ix_snapshots_journey_run_step", "journey_id", "run_id", "step", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     journey_id: int
@@ -147,6 +153,7 @@ class ScoreSnapshot(SQLModel, table=True):
     product_line: str
     stage: str
     run_id: str
+    step: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     as_of: datetime = _time(nullable=False)
     score: float
     band: str | None = None
@@ -258,6 +265,17 @@ class TriggerArm(SQLModel, table=True):
     as_of: datetime = _time(nullable=False)
 
 
+class TriggerArmLog(SQLModel, table=True):
+    """Every arm row a run wrote, kept: a replay as of T reads each pair's last row before T."""
+
+    __tablename__ = "trigger_arm_log"
+
+    journey_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    trigger: str = Field(sa_column=Column(String, primary_key=True))
+    as_of: datetime = Field(sa_column=Column(EpochMicros(), primary_key=True))
+    armed: bool
+
+
 class TriggerFiring(SQLModel, table=True):
     """One action of one trigger firing, and what came of it (pending, done, failed)."""
 
@@ -281,6 +299,12 @@ class TriggerFiring(SQLModel, table=True):
     stage: str
     score: float | None = None
     score_before: float | None = None
+    # The state that crossed (band, qualification level, breakdown) and the stage a promotion in the same
+    # run then took the journey to: an alert describes the crossing, not the reset state after it.
+    band: str | None = None
+    qualification: str | None = None
+    breakdown: list[Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    promoted_to: str | None = None
     fired_at: datetime = _time(nullable=False)
     status: str = "pending"  # pending | done | failed
     attempts: int = 0

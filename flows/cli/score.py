@@ -38,10 +38,11 @@ def score(
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    console.print(
-        f"scored [bold]{summary['scored']}[/bold] journeys as of {summary['as_of']}, "
-        f"{summary['changed']} changed" + ("" if summary["run_id"] else " (read-only replay)")
-    )
+    if summary["run_id"]:
+        changed = f"{summary['changed']} changed"
+    else:
+        changed = f"{summary['would_change']} changed in the run replayed (read-only replay: nothing written)"
+    console.print(f"scored [bold]{summary['scored']}[/bold] journeys as of {summary['as_of']}, {changed}")
     for line, counts in summary["bands"].items():
         table = Table("stage", "band", "journeys", title=f"{literal(line)}: score distribution")
         for key, n in sorted(counts.items()):
@@ -70,12 +71,20 @@ def print_summary(summary: dict[str, Any]) -> None:
 def explain(
     lead_id: str,
     product_line: Annotated[str | None, typer.Option("--product-line")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Replay as of this time (ISO-8601 with zone): stage, score, breakdown then")
+    ] = None,
+    portfolio: PortfolioOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """A lead's current score per product line and stage, the breakdown, and its score history."""
     from flows.database import engine_for
     from store.queries import lead_history
 
+    when = base.parse_time(as_of)
+    if when is not None:
+        _explain_as_of(lead_id, product_line, when, portfolio, json_out)
+        return
     history = lead_history(engine_for(get_settings().database_url), lead_id, product_line)
     if history is None:
         raise base.fail(f"unknown lead {lead_id!r}", code=1)
@@ -88,24 +97,12 @@ def explain(
             f"{literal(lead_id)} has no journey{literal(where)} yet (one opens when the lead shows interest in a line)"
         )
     for journey in history["journeys"]:
-        scored = (
-            f"score {journey['score']} ({literal(journey['band'])})"
-            if journey["score"] is not None
-            else "not scored yet (run leadscore score)"
-        )
-        console.print(
-            f"[bold]{literal(lead_id)}[/bold] · {literal(journey['product_line'])} · "
-            f"stage [bold]{literal(journey['stage'])}[/bold]: "
-            f"{scored}, qualification {literal(journey['qualification'] or '—')}"
-        )
-        table = Table("rule", "points", title="breakdown")
-        for entry in journey["breakdown"]:
-            table.add_row(literal(entry["rule"]), f"{entry['points']:+g}")
-        console.print(table)
-        hist = Table("as of", "stage", "score", "band", "qualification", "run", title="history")
+        _print_state(lead_id, journey)
+        hist = Table("as of", "step", "stage", "score", "band", "qualification", "run", title="history")
         for snap in journey["history"]:
             hist.add_row(
                 str(snap["as_of"]),
+                str(snap["step"]),
                 literal(snap["stage"]),
                 f"{snap['score']:g}",
                 literal(snap["band"]),
@@ -127,7 +124,7 @@ def explain(
                 )
             console.print(moves)
         if journey["qualifications"]:
-            reached = Table("qualification", "reached at", "stage", "score", "top reasons", title="qualifications")
+            reached = Table("qualification", "reached at", "stage", "score", "top reasons", title="milestones reached")
             for milestone in journey["qualifications"]:
                 top = sorted(milestone["breakdown"], key=lambda e: -abs(e["points"]))[:3]
                 reached.add_row(
@@ -138,8 +135,62 @@ def explain(
                     literal("; ".join(f"{e['rule']}:{e['points']:+g}" for e in top)),
                 )
             console.print(reached)
+        if journey["adjustments"]:
+            console.print(_adjustment_table(journey["adjustments"], "manual adjustments"))
     if history["tags"]:
         console.print(f"tags: {literal(', '.join(history['tags']))}")
+
+
+def _print_state(lead_id: str, journey: dict[str, Any]) -> None:
+    """The journey's stage and score, its current level beside the milestones it reached, its breakdown."""
+    scored = (
+        f"score {journey['score']} ({literal(journey['band'])})"
+        if journey["score"] is not None
+        else "not scored yet (run leadscore score)"
+    )
+    reached = ", ".join(journey["milestones"]) or "none"
+    console.print(
+        f"[bold]{literal(lead_id)}[/bold] · {literal(journey['product_line'])} · "
+        f"stage [bold]{literal(journey['stage'])}[/bold]: {scored}; "
+        f"current level {literal(journey['qualification'] or '—')}, milestones reached {literal(reached)}"
+    )
+    table = Table("rule", "points", title="breakdown")
+    for entry in journey["breakdown"]:
+        table.add_row(literal(entry["rule"]), f"{entry['points']:+g}")
+    console.print(table)
+
+
+def _explain_as_of(
+    lead_id: str, product_line: str | None, when: datetime, portfolio: Path | None, json_out: bool
+) -> None:
+    from flows.scoring import lead_as_of
+
+    loaded = base.load_portfolio_or_fail(portfolio)
+    state = lead_as_of(loaded, lead_id, when, get_settings().database_url, product_line)
+    if state is None:
+        raise base.fail(f"unknown lead {lead_id!r}", code=1)
+    if json_out:
+        print(base.to_json(state))
+        return
+    console.print(f"as of {when.isoformat()} (read-only replay)")
+    if not state["journeys"]:
+        console.print(f"{literal(lead_id)} had no journey open then")
+    for journey in state["journeys"]:
+        _print_state(lead_id, journey)
+
+
+def _adjustment_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table("at", "lead", "product line", "points", "reason", "author", title=title)
+    for row in rows:
+        table.add_row(
+            str(row["at"]),
+            literal(row["lead_id"]),
+            literal(row["product_line"] or "all lines"),
+            _number(row["points"]),
+            literal(row["reason"]),
+            literal(row["author"]),
+        )
+    return table
 
 
 def _number(value: float | None) -> str:
@@ -148,41 +199,71 @@ def _number(value: float | None) -> str:
 
 @app.command()
 def adjust(
-    lead_id: str,
-    product_line: Annotated[str, typer.Option("--product-line")],
-    points: Annotated[float, typer.Option()],
-    reason: Annotated[str, typer.Option()],
-    author: Annotated[str, typer.Option()] = "cli",
+    lead_id: Annotated[str | None, typer.Argument(help="The lead (with --list: only its adjustments)")] = None,
+    product_line: Annotated[str | None, typer.Option("--product-line")] = None,
+    points: Annotated[float | None, typer.Option()] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+    author: Annotated[str | None, typer.Option(help="Who adjusts (default cli); with --list: only theirs")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="When the adjustment counts from (ISO-8601 with zone; default now)")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List adjustments instead of adding one")] = False,
+    since: Annotated[str | None, typer.Option(help="With --list: from this time on")] = None,
+    until: Annotated[str | None, typer.Option(help="With --list: up to this time")] = None,
     portfolio: PortfolioOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Add or remove points by hand: an audited ``manual_adjustment`` event; the journey is rescored now.
 
     Like any event tagged with a product line, the adjustment opens the lead's journey in that line if needed.
+    ``--list`` shows the adjustments (when, lead, line, points, reason, author), by lead, author or dates.
     """
     from sqlmodel import Session
 
     from flows.database import engine_for
     from flows.scoring import rescore_lead
     from stages.journeys import new_journeys
-    from store.queries import add_manual_adjustment, lead_key_of
+    from store.queries import add_manual_adjustment, lead_key_of, list_adjustments
     from store.scores import open_journeys
 
+    engine = engine_for(get_settings().database_url)
+    if list_:
+        key = None
+        if lead_id is not None:
+            with Session(engine) as session:
+                key = lead_key_of(session, lead_id)
+            if key is None:
+                raise base.fail(f"unknown lead {lead_id!r}", code=1)
+        rows = list_adjustments(
+            engine, lead_key=key, author=author, since=base.parse_time(since), until=base.parse_time(until)
+        )
+        if json_out:
+            print(base.to_json(rows))
+        else:
+            console.print(_adjustment_table(rows, f"manual adjustments ({len(rows)})"))
+        return
+    if lead_id is None or product_line is None or points is None or reason is None:
+        raise typer.BadParameter("LEAD_ID, --product-line, --points and --reason are required to add an adjustment")
     loaded = base.load_portfolio_or_fail(portfolio)
     if product_line not in loaded.product_lines:
         known = ", ".join(sorted(loaded.product_lines))
         raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
     if not reason.strip():
         raise typer.BadParameter("a reason is required (it is the audit trail)", param_hint="--reason")
-    engine = engine_for(get_settings().database_url)
+    when = base.parse_time(at) or datetime.now(UTC)
     event_id = f"adj-{uuid.uuid4().hex}"
-    if not add_manual_adjustment(engine, lead_id, product_line, points, reason, author, event_id):
+    if not add_manual_adjustment(engine, lead_id, product_line, points, reason, author or "cli", event_id, when):
         raise base.fail(f"unknown lead {lead_id!r}", code=1)
     with Session(engine) as session:
         key = lead_key_of(session, lead_id)
-    open_journeys(engine, new_journeys(loaded, [(key, product_line, datetime.now(UTC))]))
+    open_journeys(engine, new_journeys(loaded, [(key, product_line, when)]))
     result = rescore_lead(loaded, lead_id, product_line, get_settings().database_url)
+    summary = {"lead_id": lead_id, "event_id": event_id, "at": when, "points": points, "score": result}
+    if json_out:
+        print(base.to_json(summary))
+        return
     console.print(
-        f"{literal(lead_id)}: {points:+g} ({literal(reason)}) recorded as {event_id}; "
+        f"{literal(lead_id)}: {points:+g} ({literal(reason)}) at {when.isoformat()} recorded as {event_id}; "
         f"{literal(product_line)} score now {result}"
     )
 

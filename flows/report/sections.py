@@ -116,7 +116,9 @@ def qualifications_section(scope: ReportScope, frame: pl.DataFrame) -> Section:
     return Section(
         "qualifications",
         "Qualifications over time",
-        f"Journeys reaching each qualification for the first time, per day ({scope.portfolio.spec.timezone}).",
+        f"Milestones: journeys reaching each qualification for the first time, per day "
+        f"({scope.portfolio.spec.timezone}). A milestone is kept for good; a journey's current level (its "
+        "current stage's score against the thresholds) may be lower after a reset promotion.",
         ["product line", "qualification", "day", "reached"],
         rows,
         charts,

@@ -252,7 +252,8 @@ def test_score_twice_then_replay_a_past_date_read_only(cli: Path) -> None:
     replay = run_json("score", "--portfolio", portfolio, "--as-of", as_of)
     assert replay["run_id"] is None
     assert replay["as_of"] == (NOW - timedelta(days=10)).isoformat()
-    assert (replay["scored"], replay["changed"]) == (3, 1)
+    # Nothing is written; the run it replays (ten days ago, before any run) would have scored all three.
+    assert (replay["scored"], replay["changed"], replay["would_change"]) == (3, 0, 3)
     assert replay["top"]["crm/discovery"][0]["score"] == 25.0
     assert counts() == (3, 2)  # no snapshot, no run
     current = run_json("explain", "L1")["journeys"][0]
@@ -302,8 +303,11 @@ def test_explain_then_adjust_then_explain(cli: Path) -> None:
     assert [h["score"] for h in journey["history"]] == [30.0, 40.0]
 
     human = run("explain", "L1")
-    assert "L1 · crm · stage discovery: score 40.0 (warm), qualification MQL" in human.stdout
+    assert "L1 · crm · stage discovery: score 40.0 (warm); current level MQL, milestones reached MQL" in human.stdout
     assert "manual adjustments" in human.stdout
+    assert "[vip] met at trade show" in human.stdout and "cli" in human.stdout  # the reason and the author
+    [adjustment] = journey["adjustments"]
+    assert (adjustment["points"], adjustment["reason"], adjustment["author"]) == (10.0, reason, "cli")
 
     assert "unknown lead 'L404'" in run("explain", "L404", code=1).output
     assert (
@@ -333,6 +337,36 @@ def test_adjust_opens_the_journey_of_a_lead_without_one(cli: Path) -> None:
         {"rule": "persona title", "points": 15.0},
         {"rule": "manual adjustments", "points": -5.0},
     ]
+
+
+def test_adjust_at_a_time_list_the_adjustments_and_explain_a_past_date(cli: Path) -> None:
+    ingest_both(cli)
+    portfolio = cli / "portfolio.yaml"
+    run("score", "--portfolio", portfolio, "--json")
+    when = ago(20)
+    added = run_json(
+        "adjust", "L2", "--product-line", "crm", "--points", "7", "--reason", "called", "--author", "ana",
+        "--at", when, "-p", portfolio,
+    )  # fmt: skip
+    assert (added["at"], added["score"]) == ((NOW - timedelta(days=20)).isoformat(), 12.0)  # 5 + 7
+    run("adjust", "L1", "--product-line", "crm", "--points", "-3", "--reason", "typo", "-p", portfolio)
+
+    listed = run_json("adjust", "--list")
+    assert [(r["lead_id"], r["points"], r["reason"], r["author"]) for r in listed] == [
+        ("L2", 7.0, "called", "ana"),
+        ("L1", -3.0, "typo", "cli"),
+    ]
+    assert [r["lead_id"] for r in run_json("adjust", "--list", "--author", "ana")] == ["L2"]
+    assert [r["lead_id"] for r in run_json("adjust", "L1", "--list")] == ["L1"]
+    assert run_json("adjust", "--list", "--until", ago(25)) == []
+    assert "called" in run("adjust", "--list").stdout
+
+    # 25 days ago L1 had two pricing views (30 and 29 days ago) besides its title (+15), and no adjustment.
+    [past] = run_json("explain", "L1", "--as-of", ago(25), "-p", portfolio)["journeys"]
+    assert (past["stage"], past["score"], past["band"], past["qualification"]) == ("discovery", 25.0, "warm", "MQL")
+    assert past["breakdown"] == [{"rule": "persona title", "points": 15.0}, {"rule": "pricing page", "points": 10.0}]
+    assert run_json("explain", "L2", "--as-of", ago(29), "-p", portfolio)["journeys"] == []  # opened 28 days ago
+    assert "read-only replay" in run("explain", "L1", "--as-of", ago(25), "-p", portfolio).stdout
 
 
 SCORE_MODEL = """kind: points

@@ -203,8 +203,12 @@ def test_carry_keeps_the_points_and_a_lead_can_climb_two_stages_in_one_run(tmp_p
         "discovery → evaluation (threshold)": 2,
         "evaluation → purchase (threshold)": 1,
     }
-    # One snapshot per journey and run, in its final stage.
-    assert [(s["stage"], s["score"]) for s in b["history"]] == [("purchase", 70.0)]
+    # The history shows each state the run went through: the crossing in discovery, then each stage entered.
+    assert [(s["stage"], s["score"]) for s in b["history"]] == [
+        ("discovery", 70.0),
+        ("evaluation", 70.0),
+        ("purchase", 70.0),
+    ]
 
     store.views("A", "widgets", 2, 3)
     store.score(T2)
@@ -262,17 +266,24 @@ def test_crm_updates_move_backwards_and_terminal_stages_stop_scoring(tmp_path: P
     store.score(T2)
     assert len(store.rows(StageTransition)) == 3
 
-    # Sales re-open D: it is active and scored again, with everything it did.
+    # Sales re-open D: it is active and scored again, with everything it did, but stays where sales put
+    # it (50 ≥ promote_at 30) until it shows activity after the move.
     reopen = "lead_id,product_line,stage,changed_at,source\nD,widgets,discovery,2026-11-12T09:00:00Z,\n"
     store.ingest("stage_updates", reopen)
     store.score(T3)
     d = store.journey("D")
-    assert (d["stage"], d["status"], d["score"]) == ("evaluation", "active", 50.0)
-    assert moves(d)[1:] == [
-        ("lost", "discovery", "external", 20.0, 50.0),
-        ("discovery", "evaluation", "threshold", 50.0, 50.0),
-    ]
+    assert (d["stage"], d["status"], d["score"]) == ("discovery", "active", 50.0)
+    assert moves(d)[1:] == [("lost", "discovery", "external", 20.0, 50.0)]
     assert d["transitions"][1]["source"] == "crm"
+
+    store.views("D", "widgets", 21)  # new activity after the move earns the promotion
+    store.score(datetime(2026, 11, 22, tzinfo=UTC))
+    d = store.journey("D")
+    assert (d["stage"], d["score"]) == ("purchase", 60.0)
+    assert moves(d)[2:] == [
+        ("discovery", "evaluation", "threshold", 60.0, 60.0),
+        ("evaluation", "purchase", "threshold", 60.0, 60.0),
+    ]
 
 
 def test_triggers_fire_once_per_crossing_and_rearm(tmp_path: Path, database_url: str, hook: Hook) -> None:

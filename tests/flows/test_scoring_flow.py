@@ -118,7 +118,8 @@ def test_replay_as_of_is_read_only(loaded: str, database_url: str) -> None:
     )
 
     assert replay["run_id"] is None
-    assert replay["changed"] == 3  # differs from the stored scores, but nothing is written
+    # Only L1's journey was open by then (its first widgets event, 2 October 10:00); nothing is written.
+    assert (replay["scored"], replay["changed"], replay["would_change"]) == (1, 0, 1)
     assert replay["top"]["widgets/discovery"][0]["score"] == 40.0  # 20 persona + 2 pricing visits
     assert _scores(database_url) == before
     assert _count(database_url, ScoreSnapshot) == 3
