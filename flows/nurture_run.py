@@ -39,7 +39,8 @@ from nurture.core import State, decide_entries, settle
 from nurture.exclusions import Exclusions, load_exclusions
 from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
 from nurture.spec import NurtureSpec, load_nurture
-from nurture.tracks import EMAIL_SCHEMA, Tracks, compile_tracks, plan_steps
+from nurture.steps import EMAIL_SCHEMA, plan_steps
+from nurture.tracks import Tracks, compile_tracks
 from nurture.variants import with_variants
 from nurture.zones import lead_zones
 from stages.portfolio import Portfolio, load_portfolio

@@ -3,7 +3,7 @@
 ``decide_entries`` takes what a run reads (``State``) and returns who is suppressed by ingested events,
 which enrolments end, which open and what each trigger request came to (``Entries``); the flow writes
 that, or (a dry run) lays it over the enrolments with ``Entries.provisional``. ``plan_steps`` (in
-``nurture.tracks``) then plans the due steps, and ``settle`` turns the delivery results into the step
+``nurture.steps``) then plans the due steps, and ``settle`` turns the delivery results into the step
 log and the enrolment moves. A dry run and a real run call the same functions on the same frames, so
 they decide the same (a test holds them to it).
 """
@@ -16,7 +16,8 @@ from datetime import datetime
 import polars as pl
 
 from nurture.events import suppressions
-from nurture.tracks import Plan, Tracks, after_send, decide_enrolments, decide_exits
+from nurture.steps import Plan, after_send
+from nurture.tracks import Tracks, decide_enrolments, decide_exits
 from nurture.variants import draw
 from store.nurture import ENROLMENT_SCHEMA
 

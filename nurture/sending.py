@@ -1,7 +1,7 @@
 """When a due email may go: the send window in each lead's own time zone, the frequency cap per lead,
 and the daily pacing caps per sender and per recipient domain (oldest due first).
 
-``gate`` splits the due emails (``nurture.tracks.plan_steps``' candidates) into those that go now and
+``gate`` splits the due emails (``nurture.steps.plan_steps``' candidates) into those that go now and
 those deferred, each with ``why`` and ``_until`` (when it becomes due again); ``pace`` then holds back
 what the day's caps leave no room for. Frames: ``sends`` ``lead_key, at, ref, to`` (emails already
 sent); ``leads`` ``lead_key, email`` and optionally ``zone``.
