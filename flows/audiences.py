@@ -23,17 +23,8 @@ from flows import progress
 from flows.database import engine_for
 from flows.exclusions import excluded_now
 from flows.startup import enter_flow
-from nurture.audiences import (
-    PHONE_PLATFORMS,
-    AudienceSpec,
-    Platform,
-    csv_text,
-    diff,
-    load_audiences,
-    platform_rows,
-    resolve_phones,
-    with_lines,
-)
+from nurture.audience_rows import platform_rows, resolve_phones
+from nurture.audiences import PHONE_PLATFORMS, AudienceSpec, Platform, csv_text, diff, load_audiences, with_lines
 from nurture.exclusions import load_exclusions
 from stages.portfolio import Portfolio, load_portfolio
 from store.audiences import last_export, read_audience_leads, read_uploaded, record_export, remember_phones

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from flows.database import engine_for
-from nurture.audiences import PHONE_PLATFORMS, load_audiences, resolve_phones
+from nurture.audience_rows import resolve_phones
+from nurture.audiences import PHONE_PLATFORMS, load_audiences
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
 from store.audiences import read_unparsed_phones, remember_phones

@@ -141,7 +141,7 @@ def test_lead_ingestion_parses_phones_for_phone_platforms(cli: Path, monkeypatch
     def no_parsing(phone: str, region: str | None) -> str | None:
         raise AssertionError(f"export parsed {phone!r} again")
 
-    monkeypatch.setattr("nurture.audiences.e164", no_parsing)
+    monkeypatch.setattr("nurture.audience_rows.e164", no_parsing)
     result = json.loads(run("audiences", "export", "--platform", "google", "--json").stdout)
     assert (
         Path(result[0]["full_path"]).read_text().splitlines()[1].split(",")[1]

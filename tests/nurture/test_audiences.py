@@ -15,17 +15,8 @@ import polars as pl
 import pytest
 
 from models.files import SpecError
-from nurture.audiences import (
-    LEAD_SCHEMA,
-    csv_text,
-    diff,
-    e164,
-    load_audiences,
-    meta_name,
-    platform_rows,
-    resolve_phones,
-    with_lines,
-)
+from nurture.audience_rows import LEAD_SCHEMA, e164, meta_name, platform_rows, resolve_phones
+from nurture.audiences import csv_text, diff, load_audiences, with_lines
 from stages.portfolio import load_portfolio
 
 SHA = {
