@@ -28,7 +28,8 @@ def render_and_write(workdir: Path, n: int, dkim: bool) -> dict[str, float]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from nurture.delivery import Options, deliver
-    from nurture.mail import Mailer, compose, lead_context
+    from nurture.mail import Mailer, lead_context
+    from nurture.messages import compose
     from nurture.signing import DkimSigner
     from nurture.spec import load_nurture
     from nurture.transports import FilesOnly

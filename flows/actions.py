@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from flows.digest import is_digest, send_digests
 from flows.mailing import send_messages
 from nurture.chat import slack_message, teams_message
-from nurture.mail import Mailer, Outgoing, Sender, owner_alert
+from nurture.mail import Mailer, Sender
+from nurture.messages import Outgoing, owner_alert
 from nurture.spec import load_nurture
 from nurture.webhooks import WebhookCall, WebhookResult, post_all
 from stages.portfolio import Portfolio

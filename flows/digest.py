@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from flows.mailing import send_messages
-from nurture.mail import Mailer, Outgoing, Sender, compose, lead_context, message_id_for
+from nurture.mail import Mailer, Sender, lead_context
+from nurture.messages import Outgoing, compose, message_id_for
 from stages.portfolio import Portfolio
 from store.outbox import SqlOutbox
 from store.settings import Settings

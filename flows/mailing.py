@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from nurture.delivery import DeliveryResult, Options, deliver
-from nurture.mail import Outgoing
+from nurture.messages import Outgoing
 from nurture.signing import DkimSigner
 from nurture.transports import transport_for
 from store.outbox import SqlOutbox

@@ -37,7 +37,8 @@ from flows.mailing import send_messages
 from flows.startup import enter_flow
 from nurture.core import State, decide_entries, settle
 from nurture.exclusions import Exclusions, load_exclusions
-from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
+from nurture.mail import Mailer, MailError, Sender, lead_context
+from nurture.messages import Outgoing, compose
 from nurture.spec import NurtureSpec, load_nurture
 from nurture.steps import EMAIL_SCHEMA, plan_steps
 from nurture.tracks import Tracks, compile_tracks

@@ -30,7 +30,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
-from nurture.mail import Outgoing
+from nurture.messages import Outgoing
 from nurture.transports import Refused, Transport, Unknown
 from store.settings import Settings
 

@@ -1,4 +1,4 @@
-"""Email rendering and message building: pure functions, no I/O beyond reading templates.
+"""Email rendering: subject, text and HTML from templates; pure functions, no I/O beyond reading templates.
 
 Every email is a pair of Jinja2 templates, ``NAME.txt.j2`` and ``NAME.html.j2``, that extend the
 layouts in ``templates/email/`` and give their subject in ``{% block subject %}`` (in the text
@@ -7,35 +7,18 @@ template). The environment is sandboxed (marketers edit templates), escapes HTML
 a field a template names but the context lacks is an error, found by ``validate_templates`` before any
 send rather than an empty string in a customer's inbox.
 
-Messages are written directly as RFC 5322 bytes: multipart/alternative, quoted-printable bodies
-(``binascii.b2a_qp``), structured headers kept on one line (``List-Unsubscribe`` must not be folded nor
-RFC 2047-encoded, which Python's default policy does and Gmail then ignores, DESIGN §7) and only
-non-ASCII display texts encoded. ``email``'s object model costs ≈ 5–9 ms per message here (header
-registry parsing, Python QP), 20× the whole rendering, so the builder writes the few headers it needs
-itself; the stdlib parser reads the result back in the tests. ``Outgoing`` also accepts a ready
-``EmailMessage``, serialised with ``EMAIL_POLICY`` (``SMTP`` with 998-character lines).
+``nurture.messages`` turns what renders here into the bytes that are sent.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import email
-import email.utils
-import hashlib
-import hmac
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
@@ -46,16 +29,13 @@ from store.shapes import LEAD_COLUMNS
 # leadscore's own templates, installed beside its packages (package data). Found from this file, not by
 # importing `templates`: a project's own `templates/` folder in the working directory would shadow that import.
 PROJECT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-EMAIL_POLICY = SMTP.clone(max_line_length=998)
-KINDS = ("owner_alert", "nurture")
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 _SPACES = re.compile(r"\s+")
-_LINE = 76  # characters per folded header line
-_WORD_BYTES = 39  # UTF-8 bytes per encoded word: 52 base64 characters, a 64-character word, a 73-character line
 
 
 class MailError(ValueError):
-    """A template that cannot be rendered; ``problems`` lists ``(file, line, message)``."""
+    """A template that cannot be rendered (or a header ``nurture.messages`` cannot write); ``problems``
+    lists ``(file, line, message)``."""
 
     def __init__(self, problems: list[tuple[str, int | None, str]]):
         self.problems = problems
@@ -91,54 +71,6 @@ class Rendered:
     subject: str
     text: str
     html: str
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message ready for delivery, keyed by its stable ``message_id`` (without angle brackets)."""
-
-    message_id: str
-    kind: str  # owner_alert | nurture
-    ref: str  # what caused it: firing:<id>, enrolment:<id>:<step>
-    lead_key: int
-    run_id: str
-    to: str
-    message: EmailMessage | bytes = field(repr=False)  # bytes: serialised by ``build_message``
-    subject: str = ""  # read from ``message`` when it is an ``EmailMessage``
-    envelope_from: str = ""  # the From address (bounces go back to the sender); idem
-
-    def __post_init__(self) -> None:
-        if isinstance(self.message, EmailMessage):
-            object.__setattr__(self, "subject", self.subject or str(self.message["Subject"] or ""))
-            sender = email.utils.parseaddr(str(self.message["From"] or ""))[1]
-            object.__setattr__(self, "envelope_from", self.envelope_from or sender)
-
-    def as_bytes(self) -> bytes:
-        if isinstance(self.message, bytes):
-            return self.message
-        return self.message.as_bytes(policy=EMAIL_POLICY)
-
-    def parsed(self) -> EmailMessage:
-        """The message as an ``EmailMessage`` (parsed back from bytes when built by ``build_message``)."""
-        if isinstance(self.message, EmailMessage):
-            return self.message
-        parsed = email.message_from_bytes(self.message, policy=EMAIL_POLICY)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-
-def message_id_for(kind: str, ref: str, domain: str) -> str:
-    """A Message-ID derived from what caused the message: the same cause always gives the same id,
-    which is what makes a re-run recognise a message it already sent."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown message kind {kind!r}; known: {KINDS}")
-    digest = hashlib.sha256(f"{kind}|{ref}".encode()).hexdigest()[:40]
-    return f"{digest}@{domain}"
-
-
-def unsubscribe_token(lead_id: str, secret: str | None) -> str:
-    key = (secret or "leadscore-unsubscribe").encode()
-    return hmac.new(key, lead_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class Mailer:
@@ -260,170 +192,3 @@ def sample_context(kind: str, sender: Sender) -> dict[str, Any]:
         "reasons": [{"rule": "pricing page", "points": 15.0}],
         "track": {"name": "sample-track", "step": 0},
     }
-
-
-def build_message(
-    *,
-    sender: Sender,
-    to: str,
-    rendered: Rendered,
-    message_id: str,
-    date: datetime | None = None,
-    list_unsubscribe: tuple[str | None, str | None] | None = None,
-) -> bytes:
-    """A multipart/alternative message (text, then HTML) with RFC 8058 one-click unsubscribe headers.
-
-    ``list_unsubscribe`` is ``(https URL, mailto URL)``; internal mail (owner alerts) passes ``None``.
-    The MIME boundary derives from the Message-ID, so the same message always has the same bytes.
-    Without ``date`` the message has no ``Date`` header: delivery stamps the sending time.
-    """
-    headers = [
-        ("From", formataddr((sender.name, sender.address)) if sender.name.isascii() else sender.name),
-        ("To", to),
-        ("Subject", rendered.subject),
-        *([("Date", format_datetime(date))] if date is not None else []),
-        ("Message-ID", f"<{message_id}>"),
-    ]
-    if list_unsubscribe is not None:
-        url, mailto = list_unsubscribe
-        targets = [f"<{target}>" for target in (url, mailto) if target]
-        if targets:
-            headers.append(("List-Unsubscribe", ", ".join(targets)))
-        if url:
-            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
-    boundary = "=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]
-    headers += [("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
-    lines = []
-    for name, value in headers:
-        text = name == "Subject" or (name == "From" and not value.isascii())  # RFC 2047 where needed
-        if "\r" in value or "\n" in value or not (text or value.isascii()):
-            raise MailError([("<headers>", None, f"header {name} must be one line of ASCII: {value!r}")])
-        if text:
-            value = _text_header(value, len(name) + 2) + (f" <{sender.address}>" if name == "From" else "")
-        lines.append(f"{name}: {value}")
-    head = "\r\n".join(lines).encode("ascii")
-    parts = [_qp_part(rendered.text, "plain", boundary), _qp_part(rendered.html, "html", boundary)]
-    return head + b"\r\n\r\n" + b"".join(parts) + f"--{boundary}--\r\n".encode()
-
-
-def _text_header(value: str, taken: int) -> str:
-    """An unstructured header's text folded to lines of at most 76 characters (RFC 5322 §2.2.3; RFC
-    2047 §2 for encoded words), ``taken`` being the ``Name: `` before it. ASCII folds at spaces (a text
-    too long for any line stays whole, under the 998-character limit); anything else becomes RFC 2047
-    encoded words of at most ``_WORD_BYTES`` UTF-8 bytes, one per line (decoders drop the folding
-    between adjacent encoded words)."""
-    if value.isascii():
-        lines = [""]
-        for word in value.split(" "):
-            if lines[-1] and len(lines[-1]) + 1 + len(word) + (taken if len(lines) == 1 else 0) > _LINE:
-                lines.append(word)
-            else:
-                lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
-        return "\r\n ".join(lines)
-    words: list[str] = []
-    chunk = ""
-    for char in value:
-        if len((chunk + char).encode()) > _WORD_BYTES:
-            words.append(_encoded_word(chunk))
-            chunk = ""
-        chunk += char
-    words.append(_encoded_word(chunk))
-    return "\r\n ".join(words)
-
-
-def _encoded_word(text: str) -> str:
-    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
-
-
-def _qp_part(body: str, subtype: str, boundary: str) -> bytes:
-    encoded = binascii.b2a_qp(body.replace("\r\n", "\n").encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
-    return (
-        (
-            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        ).encode()
-        + encoded
-        + (b"" if encoded.endswith(b"\r\n") else b"\r\n")
-    )
-
-
-def compose(
-    mailer: Mailer,
-    template: str,
-    context: Mapping[str, Any],
-    *,
-    kind: str,
-    ref: str,
-    lead_key: int,
-    run_id: str,
-    to: str,
-    sender: Sender,
-    date: datetime | None = None,
-    unsubscribe_secret: str | None = None,
-) -> Outgoing:
-    """Render ``template`` and wrap it as an ``Outgoing`` whose Message-ID derives from ``kind|ref``.
-
-    Marketing email (``nurture``) gets its unsubscribe links (placeholders filled) into both the
-    headers and the template context (``unsubscribe_url``); owner alerts get neither.
-    """
-    message_id = message_id_for(kind, ref, sender.domain)
-    unsubscribe: tuple[str | None, str | None] | None = None
-    if kind == "nurture":
-        lead_id = str(context["lead"]["lead_id"])
-        values = {
-            "token": unsubscribe_token(lead_id, unsubscribe_secret),
-            "lead_id": quote(lead_id, safe=""),
-            "message_id": quote(message_id, safe=""),
-        }
-        unsubscribe = (
-            sender.unsubscribe_url.format(**values) if sender.unsubscribe_url else None,
-            sender.unsubscribe_mailto.format(**values) if sender.unsubscribe_mailto else None,
-        )
-    full = {**context, "sender": sender.context(), "unsubscribe_url": unsubscribe[0] if unsubscribe else None}
-    rendered = mailer.render(template, full)
-    message = build_message(
-        sender=sender, to=to, rendered=rendered, message_id=message_id, date=date, list_unsubscribe=unsubscribe
-    )
-    return Outgoing(message_id, kind, ref, lead_key, run_id, to, message, rendered.subject, sender.address)
-
-
-def owner_alert(
-    mailer: Mailer,
-    *,
-    firing_id: int,
-    lead: Mapping[str, Any],
-    product_line: Mapping[str, Any],
-    journey: Mapping[str, Any],
-    trigger: Mapping[str, Any],
-    breakdown: list[Mapping[str, Any]],
-    to: str,
-    sender: Sender,
-    run_id: str,
-    date: datetime,
-    template: str = "owner_alert",
-) -> Outgoing:
-    """The salesperson's alert for one trigger firing (``ref`` ``firing:<id>``).
-
-    ``lead``: lead fields (``lead_id``, ``email``, names, ``company``, ``attributes``…, plus ``key``);
-    ``product_line``: ``name``, ``title``; ``journey``: ``stage``, ``score``, ``band``, ``qualification``;
-    ``trigger``: ``name``, ``direction``, ``score_before``; ``breakdown``: ``[{rule, points}]``.
-    """
-    context = {
-        "lead": lead_context(lead),
-        "product_line": dict(product_line),
-        "journey": dict(journey),
-        "trigger": {"score_before": None, **trigger},
-        "breakdown": [dict(entry) for entry in breakdown],
-    }
-    return compose(
-        mailer,
-        template,
-        context,
-        kind="owner_alert",
-        ref=f"firing:{firing_id}",
-        lead_key=int(lead["key"]),
-        run_id=run_id,
-        to=to,
-        sender=sender,
-        date=date,
-    )

@@ -10,7 +10,8 @@ from sqlalchemy import Engine, select
 
 from nurture import delivery, transports
 from nurture.delivery import DeliveryResult, Options, stamp
-from nurture.mail import Mailer, Outgoing, Sender, compose, owner_alert, sample_context
+from nurture.mail import Mailer, Sender, sample_context
+from nurture.messages import Outgoing, compose, owner_alert
 from nurture.transports import transport_for
 from store import outbox
 from store.outbox import SqlOutbox

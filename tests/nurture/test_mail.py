@@ -7,16 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nurture.mail import (
-    Mailer,
-    MailError,
-    Sender,
-    compose,
-    message_id_for,
-    owner_alert,
-    sample_context,
-    validate_templates,
-)
+from nurture.mail import Mailer, MailError, Sender, sample_context, validate_templates
+from nurture.messages import compose, message_id_for, owner_alert
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "portfolio.yaml"
 WHEN = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -208,7 +200,7 @@ def test_non_ascii_subjects_are_encoded_and_headers_cannot_be_injected() -> None
 def test_an_email_message_built_elsewhere_is_accepted() -> None:
     from email.message import EmailMessage
 
-    from nurture.mail import Outgoing
+    from nurture.messages import Outgoing
 
     msg = EmailMessage()
     msg["From"] = "Sales Ops <ops@acme.example>"

@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 
 from flows.nurture_run import load_context
 from nurture import delivery, transports
-from nurture.mail import compose, sample_context
+from nurture.mail import sample_context
+from nurture.messages import compose
 from store import nurture as store
 from store import outbox
 from store.outbox import SqlOutbox
