@@ -6,7 +6,9 @@ entrypoint, and a module of that name would then shadow the ``nurture`` package.
 ``nurture_once`` is the plain function (tests and the CLI's dry run call it); ``run_nurture`` is the
 Prefect flow around it with an artifact summarising enrolments, sends and exits.
 
-The decisions are ``nurture.core``'s (state in, plan out); this module reads, writes and delivers.
+The decisions are ``nurture.core``'s (state in, plan out); this module reads, writes and delivers. The
+emails are composed by ``flows.nurture_emails`` (which also makes previews) from what
+``flows.nurture_context`` loads.
 
 Crash safety: suppressions, exits and enrolments are committed first (a re-run sees them and does not
 repeat them); emails go through the at-most-once outbox with Message-IDs derived from
@@ -34,23 +36,18 @@ from flows import progress
 from flows.database import engine_for
 from flows.exclusions import excluded_now
 from flows.mailing import send_messages
+from flows.nurture_context import Context, load_context
+from flows.nurture_emails import compose_emails
 from flows.startup import enter_flow
 from nurture.core import State, decide_entries, settle
-from nurture.exclusions import Exclusions, load_exclusions
-from nurture.mail import Mailer, MailError, Sender, lead_context
-from nurture.messages import Outgoing, compose
-from nurture.spec import NurtureSpec, load_nurture
-from nurture.steps import EMAIL_SCHEMA, plan_steps
-from nurture.tracks import Tracks, compile_tracks
-from nurture.variants import with_variants
+from nurture.messages import Outgoing
+from nurture.steps import plan_steps
 from nurture.zones import lead_zones
-from stages.portfolio import Portfolio, load_portfolio
 from store import nurture as store
 from store.db import refresh_statistics
 from store.scores import finish_run, start_run
 from store.settings import Settings
 
-COMPOSE_BATCH = 2_000  # emails rendered at a time (recipients read, bodies held until delivered)
 EMAILS_LISTED = 1_000  # emails listed one by one in a run's summary; every one is in the outbox table
 
 
@@ -94,25 +91,6 @@ class NurtureSummary:
             "errors": self.errors,
             "notes": self.notes,
         }
-
-
-@dataclass(frozen=True)
-class Context:
-    portfolio: Portfolio
-    spec: NurtureSpec
-    tracks: Tracks
-    mailer: Mailer
-    sender: Sender | None
-    exclusions: Exclusions
-
-
-def load_context(portfolio_path: Path | str) -> Context:
-    portfolio = load_portfolio(portfolio_path)
-    mailer = Mailer.for_portfolio(portfolio.path)
-    spec = load_nurture(portfolio, mailer)
-    sender = spec.sender.sender() if spec.sender else None
-    tracks = compile_tracks(spec, portfolio.spec.timezone)
-    return Context(portfolio, spec, tracks, mailer, sender, load_exclusions(portfolio))
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
@@ -182,9 +160,10 @@ def nurture_once(
     summary.notes = _why_nobody(ctx, journeys, summary)
 
     lead_ids: dict[int, str] = {}  # of the listed emails: people know leads by id, not by internal key
-    messages = _Listed(
-        _compose(engine, ctx, plan.emails, journeys, summary.run_id, settings, summary.errors, lead_ids), EMAILS_LISTED
+    composed = compose_emails(
+        engine, ctx, plan.emails, journeys, summary.run_id, settings, summary.errors, lead_ids, listed=EMAILS_LISTED
     )
+    messages = _Listed(composed, EMAILS_LISTED)
     if dry_run:
         for _ in messages:
             pass
@@ -264,106 +243,6 @@ def _tally(values: Any) -> dict[str, int]:
     for value in values:
         counts[value] = counts.get(value, 0) + 1
     return counts
-
-
-def _compose(
-    engine: Engine,
-    ctx: Context,
-    emails: pl.DataFrame,
-    journeys: pl.DataFrame,
-    run_id: str,
-    settings: Settings,
-    errors: list[str],
-    lead_ids: dict[int, str],
-    *,
-    to: str | None = None,
-) -> Iterator[Outgoing]:
-    """One message per planned email, personalised with the lead, its journey and its top score reasons.
-
-    Messages are made batch by batch as delivery takes them: a first run that emails a million leads
-    never holds more than a batch of bodies, recipients and breakdowns. A message that cannot be
-    rendered is left out and its problem appended to ``errors`` (the enrolment stays due).
-    """
-    if emails.is_empty() or ctx.sender is None:
-        return
-    secret = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
-    for batch in emails.iter_slices(COMPOSE_BATCH):
-        leads, breakdowns = store.read_recipients(engine, batch["lead_key"].to_list(), batch["journey_id"].to_list())
-        wanted = journeys.filter(pl.col("journey_id").is_in(batch["journey_id"].drop_nulls().implode()))
-        state = {row["journey_id"]: row for row in wanted.iter_rows(named=True)}
-        for row in batch.iter_rows(named=True):
-            lead = leads[row["lead_key"]]
-            if len(lead_ids) < EMAILS_LISTED:
-                lead_ids[row["lead_key"]] = lead["lead_id"]
-            track = ctx.spec.tracks[row["track"]]
-            line = ctx.portfolio.product_lines[track.entry.product_line]
-            journey = state.get(row["journey_id"]) or {}
-            reasons = sorted(
-                (entry for entry in breakdowns.get(row["journey_id"], []) if entry.get("points", 0) > 0),
-                key=lambda entry: -entry["points"],
-            )[:3]
-            context = {
-                "lead": lead_context(lead),
-                "product_line": {"name": line.name, "title": line.spec.title or line.name},
-                "journey": {
-                    "stage": journey.get("stage"),
-                    "score": journey.get("score"),
-                    "band": journey.get("band"),
-                    "qualification": journey.get("qualification"),
-                },
-                "reasons": reasons,
-                "track": {"name": row["track"], "step": row["step"]},
-            }
-            try:
-                yield compose(
-                    ctx.mailer,
-                    row["template"],
-                    context,
-                    kind="nurture",
-                    ref=f"enrolment:{row['id']}:{row['step']}",
-                    lead_key=row["lead_key"],
-                    run_id=run_id,
-                    to=to or lead["email"],
-                    sender=ctx.sender,
-                    unsubscribe_secret=secret,
-                )
-            except MailError as exc:
-                errors.append(f"lead {lead['lead_id']}, track {row['track']} step {row['step']}: {exc}")
-
-
-class PreviewError(ValueError):
-    """A preview that cannot be made: unknown lead, track or step, or a step that is not an email."""
-
-
-def preview(
-    engine: Engine, ctx: Context, lead_id: str, track: str, step: int, settings: Settings, *, to: str | None = None
-) -> Outgoing:
-    """The exact email ``lead_id`` gets at ``step`` of ``track`` (its enrolment's variant, when it has
-    one), composed as a run would, addressed to ``to`` when given (a test-send); nothing is recorded."""
-    spec = ctx.spec.tracks.get(track)
-    if spec is None:
-        raise PreviewError(f"unknown track {track!r}; tracks: {sorted(ctx.spec.tracks)}")
-    if not 0 <= step < len(spec.steps) or spec.steps[step].kind != "email":
-        emails = [index for index, s in enumerate(spec.steps) if s.kind == "email"]
-        raise PreviewError(f"step {step} of {track} is not an email step; its email steps: {emails}")
-    keys = store.lead_keys_by(engine, "lead_id", [lead_id])
-    if lead_id not in keys:
-        raise PreviewError(f"unknown lead {lead_id!r}")
-    key = keys[lead_id]
-    line = spec.entry.product_line
-    journey = store.read_journeys(engine, [line]).filter(pl.col("lead_key") == key)
-    if journey.is_empty():
-        raise PreviewError(f"lead {lead_id} has no {line} journey")
-    enrolled = store.read_enrolments(engine).filter((pl.col("lead_key") == key) & (pl.col("track") == track))
-    enrolment_id = int(enrolled["id"].max()) if not enrolled.is_empty() else 0  # type: ignore[arg-type]
-    template = spec.steps[step].templates[0]
-    row = {"id": enrolment_id, "lead_key": key, "journey_id": journey["journey_id"][0], "track": track, "step": step}
-    email = with_variants(ctx.tracks.variants, pl.DataFrame([{**row, "template": template}], schema=EMAIL_SCHEMA))
-    errors: list[str] = []
-    composed = list(_compose(engine, ctx, email, journey, "preview", settings, errors, {}, to=to))
-    if not composed:
-        raise PreviewError("; ".join(errors) or "the portfolio declares no nurture sender")
-    return composed[0]
 
 
 class _Listed:

@@ -18,11 +18,6 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 MAX_LINES = 400
 # The demo generator: its rules, and the vocabularies (names, titles, pages) it draws from.
 LONG_BY_NATURE = {"examples/generate.py", "examples/vocabulary.py"}
-# Over the limit before issue #14 and split by its other moves or by later issues; this allow-list only
-# shrinks, and the assertion becomes "no module over the limit" once all of #14 has landed.
-NOT_YET_SPLIT = {
-    "flows/nurture_run.py",
-}
 
 
 def modules() -> dict[str, Path]:
@@ -129,7 +124,7 @@ def test_no_module_over_the_limit() -> None:
         for path in (ROOT / folder).rglob("*.py")
         if len(path.read_text(encoding="utf-8").splitlines()) > MAX_LINES
     }
-    assert sorted(long - LONG_BY_NATURE - NOT_YET_SPLIT) == []
+    assert sorted(long - LONG_BY_NATURE) == []
 
 
 def test_the_checks_see_circles_and_wrong_turns() -> None:

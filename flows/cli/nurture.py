@@ -44,7 +44,7 @@ def nurture(
     ``nurture outcomes --unknown`` lists the messages whose delivery was interrupted (never sent again,
     their step kept due) and resolves them with --mark-sent/--release; ``nurture preview LEAD --track T
     --step N`` renders the email that lead would get, and --send-to test-sends it."""
-    from flows.nurture_run import load_context
+    from flows.nurture_context import load_context
     from nurture.mail import MailError
 
     if action not in ("run", "outcomes", "preview"):
@@ -136,7 +136,7 @@ def _outcomes(unknown: bool, mark_sent: list[str], release: list[str], json_out:
 def _preview(ctx: Any, lead: str, track: str, step: int, html: Path | None, send_to: str | None) -> None:
     from flows.database import engine_for
     from flows.mailing import signer_for
-    from flows.nurture_run import PreviewError, preview
+    from flows.nurture_emails import PreviewError, preview
     from nurture.delivery import stamp
     from nurture.transports import transport_for
 

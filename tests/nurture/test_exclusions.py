@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from flows.audiences import export_audience
 from flows.exclusions import excluded_now
-from flows.nurture_run import load_context
+from flows.nurture_context import load_context
 from models.files import SpecError
 from nurture.audiences import AudienceSpec, AudienceWhere
 from nurture.exclusions import load_exclusions

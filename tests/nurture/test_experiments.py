@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Engine, insert
 
-from flows.nurture_run import load_context
+from flows.nurture_context import load_context
 from store import nurture as store
 from store import outbox
 from store.tables import Journey, Lead

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from flows.nurture_run import load_context
+from flows.nurture_context import load_context
 from nurture import delivery, transports
 from store import nurture as store
 from store import outbox

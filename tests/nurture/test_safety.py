@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from flows.nurture_run import load_context
+from flows.nurture_context import load_context
 from nurture import delivery, transports
 from nurture.mail import sample_context
 from nurture.messages import compose

@@ -10,7 +10,8 @@ from sqlalchemy import Engine, select
 
 import store as store_package
 from flows import nurture_run as flow_module
-from flows.nurture_run import Context, NurtureSummary, load_context, nurture_once
+from flows.nurture_context import Context, load_context
+from flows.nurture_run import NurtureSummary, nurture_once
 from store import nurture as store
 from store import outbox
 from store.nurture import request_enrolments, request_exits
