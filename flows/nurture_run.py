@@ -43,6 +43,7 @@ from nurture.core import State, decide_entries, settle
 from nurture.messages import Outgoing
 from nurture.steps import plan_steps
 from nurture.zones import lead_zones
+from store import audiences
 from store import nurture as store
 from store.db import refresh_statistics
 from store.scores import finish_run, start_run
@@ -193,9 +194,7 @@ def nurture_once(
         schema={"ref": pl.Utf8, "message_id": pl.Utf8, "status": pl.Utf8},
     )
     done = settle(tracks, plan, delivered, engagement, as_of)
-    summary.audience_steps = _audiences(
-        engine, done.log, enrolments, run_id=summary.run_id, as_of=as_of, summary=summary
-    )
+    summary.audience_steps = _audiences(engine, done.log, enrolments, run_id=summary.run_id, as_of=as_of)
     summary.completed = len(done.completed)
     with engine.begin() as conn:
         store.record_steps(
@@ -271,7 +270,6 @@ def _audiences(
     *,
     run_id: str,
     as_of: datetime,
-    summary: NurtureSummary,
 ) -> int:
     """Audience steps add or remove the leads in the named audience (``store.audiences``, idempotent)."""
     steps = log.filter(pl.col("action").is_in(["audience", "leave_audience"])).join(
@@ -279,11 +277,6 @@ def _audiences(
     )
     if steps.is_empty():
         return 0
-    try:
-        from store import audiences  # built on the audiences branch
-    except ImportError:
-        summary.errors.append("audience steps recorded, but store.audiences is not installed: members not updated")
-        return steps.height
     for (action, audience), group in steps.group_by("action", "detail"):
         call = audiences.add_members if action == "audience" else audiences.remove_members
         call(engine, str(audience), sorted(group["lead_key"].to_list()), run_id=run_id, as_of=as_of)
