@@ -15,6 +15,7 @@ or intent with unknown outcome), nothing is sent twice, and the re-run records t
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from flows.startup import enter_flow
 from nurture.delivery import deliver
 from nurture.mail import Mailer, MailError, Outgoing, Sender, compose, lead_context
 from nurture.spec import NurtureSpec, load_nurture
+from nurture.tokens import check_secret
 from nurture.tracks import Tracks, after_send, compile_tracks, decide_enrolments, decide_exits, plan_steps
 from stages.portfolio import Portfolio, load_portfolio
 from store import nurture as store
@@ -114,6 +116,7 @@ def nurture_once(
     run_id: str | None = None,
 ) -> NurtureSummary:
     """One nurture run at ``as_of``. A dry run reads and decides but writes and sends nothing."""
+    secret = unsubscribe_secret(settings)  # over SMTP without a real secret: refuse before anything is written
     summary = NurtureSummary(run_id=run_id or "dry-run", as_of=as_of, dry_run=dry_run)
     tracks = ctx.tracks
     if not dry_run:
@@ -193,7 +196,7 @@ def nurture_once(
     summary.deferred = _counts(plan.deferred, "why")
 
     messages = _Listed(
-        _compose(engine, ctx, plan.emails, journeys, as_of, summary.run_id, settings, summary.errors), EMAILS_LISTED
+        _compose(engine, ctx, plan.emails, journeys, as_of, summary.run_id, secret, summary.errors), EMAILS_LISTED
     )
     if dry_run:
         for _ in messages:
@@ -262,6 +265,19 @@ def _with_unsubscribe_events(engine: Engine, leads: pl.DataFrame, as_of: datetim
     )
 
 
+def unsubscribe_secret(settings: Settings) -> str:
+    """The key that signs this run's unsubscribe links (``nurture.tokens``).
+
+    Mail that leaves over SMTP needs ``LEADSCORE_UNSUBSCRIBE_SECRET`` of adequate length (``SecretError``
+    otherwise): the service verifies its links with the same key. A file outbox without one (previews,
+    the demo) signs with a throw-away key, so its links are well-formed but answered by no service.
+    """
+    configured = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
+    if settings.smtp_host or configured:
+        return check_secret(configured)
+    return secrets.token_urlsafe(32)
+
+
 def _compose(
     engine: Engine,
     ctx: Context,
@@ -269,7 +285,7 @@ def _compose(
     journeys: pl.DataFrame,
     as_of: datetime,
     run_id: str,
-    settings: Settings,
+    secret: str,
     errors: list[str],
 ) -> Iterator[Outgoing]:
     """One message per planned email, personalised with the lead, its journey and its top score reasons.
@@ -280,7 +296,6 @@ def _compose(
     """
     if emails.is_empty() or ctx.sender is None:
         return
-    secret = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
     for batch in emails.iter_slices(COMPOSE_BATCH):
         leads, breakdowns = store.read_recipients(engine, batch["lead_key"].to_list(), batch["journey_id"].to_list())
         wanted = journeys.filter(pl.col("journey_id").is_in(batch["journey_id"].drop_nulls().implode()))

@@ -23,14 +23,20 @@ def nurture(
     json_out: JsonOpt = False,
 ) -> None:
     """Exit, enrol and advance nurture tracks and send the due emails (a Prefect flow run)."""
-    from flows.nurture_run import load_context, run_nurture
+    from flows.nurture_run import load_context, run_nurture, unsubscribe_secret
     from nurture.mail import MailError
+    from nurture.tokens import SecretError
+    from store.settings import get_settings
 
     path = base.portfolio_path(portfolio)
     try:
         load_context(path)
     except (SpecError, MailError) as exc:
         raise base.fail("invalid portfolio", exc) from exc
+    try:
+        unsubscribe_secret(get_settings())
+    except SecretError as exc:
+        raise base.fail("refusing to send", exc) from exc
     with progress_bars(base.progress_console(json_out)):
         summary = run_nurture(str(path), as_of=base.parse_time(as_of), dry_run=dry_run)
     if json_out:
