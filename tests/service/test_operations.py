@@ -43,14 +43,26 @@ def test_a_revoked_key_is_refused(live: Live) -> None:
     assert [k.revoked_at is not None for k in list_keys(live.engine) if k.key_id == info.key_id] == [True]
 
 
+def _sample(text: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_metrics_count_requests_by_route_and_items_by_outcome(live: Live) -> None:
+    lookups = 'leadscore_http_requests_total{method="GET",route="/v1/leads/{lead_id}/score",status="404"}'
+    rejected = 'leadscore_items_total{kind="events",outcome="rejected"}'
+    before = live.client.get("/metrics").text
+    live.get("/v1/leads/L-secret-id/score")
     live.get("/v1/leads/L-secret-id/score")
     live.post("/v1/events", [{"event_id": "e1", "lead_id": "nobody", "type": "page_view", "occurred_at": "x"}])
-    text = live.client.get("/metrics").text
-    assert 'leadscore_http_requests_total{method="GET",route="/v1/leads/{lead_id}/score",status="404"} 1.0' in text
-    assert 'leadscore_items_total{kind="events",outcome="rejected"} 1.0' in text
-    assert "L-secret-id" not in text  # ids never become label values
-    assert "leadscore_http_request_seconds_bucket" in text
+    after = live.client.get("/metrics").text
+    assert _sample(after, lookups) - _sample(before, lookups) == 2
+    assert _sample(after, rejected) - _sample(before, rejected) == 1
+    assert "L-secret-id" not in after  # ids never become label values
+    assert 'leadscore_http_request_seconds_bucket{le="0.025",route="/v1/leads/{lead_id}/score"}' in after
 
 
 def test_body_size_and_rate_limits(tmp_path: Path) -> None:
