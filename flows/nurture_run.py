@@ -140,7 +140,9 @@ def nurture_once(
         .otherwise(pl.col("exited_at"))
         .alias("exited_at"),
     )
-    new, enrol_outcomes = decide_enrolments(tracks, enrolments, journeys, milestones, leads, requests, as_of)
+    # A lead that stopped one product line's email (preference centre) enters none of its tracks.
+    open_lines = journeys.join(store.read_line_optouts(engine, as_of), on=["lead_key", "product_line"], how="anti")
+    new, enrol_outcomes = decide_enrolments(tracks, enrolments, open_lines, milestones, leads, requests, as_of)
     summary.enrolled = _counts(new, "track")
     exit_requests = requests.filter(pl.col("action") == "exit")
     exit_outcomes = exit_requests.join(

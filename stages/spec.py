@@ -19,6 +19,7 @@ BUILTIN_EVENT_TYPES = frozenset(
         "page_view", "email_sent", "email_delivered", "email_open", "email_click", "email_reply",
         "email_bounce", "form_submit", "asset_download", "webinar_register", "webinar_attend",
         "demo_request", "trial_start", "meeting_booked", "unsubscribe", "manual_adjustment",
+        "resubscribe", "spam_complaint", "content_served",  # the service: preferences, feedback, web content
     }
 )  # fmt: skip
 

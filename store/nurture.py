@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
 from store.bulk import insert_ignore
 from store.nurture_tables import NurtureEnrolment, NurtureRequest, NurtureStepLog
@@ -264,21 +264,55 @@ def settle_requests(conn: Connection, outcomes: Sequence[dict[str, Any]], *, run
     conn.execute(stmt, [{"rid": row["id"], "result": row["outcome"]} for row in outcomes])
 
 
+# An unsubscribe counts from after the lead's last resubscribe (preference centre) up to ``as_of``.
+_SINCE_RESUBSCRIBE = (
+    "e.occurred_at <= :t AND e.occurred_at > COALESCE((SELECT MAX(r.occurred_at) FROM events r "
+    "WHERE r.lead_key = e.lead_key AND r.type = 'resubscribe' AND r.occurred_at <= :t), -1)"
+)
+
+
 def read_unsubscribe_events(engine: Engine, as_of: datetime) -> pl.DataFrame:
-    """``lead_key, first``: each lead's first ingested ``unsubscribe`` event up to ``as_of``."""
+    """``lead_key, first``: each lead's first ingested ``unsubscribe`` from everything (no product line)
+    up to ``as_of`` and since its last ``resubscribe``."""
     sql = (
-        "SELECT lead_key, MIN(occurred_at) AS first FROM events "
-        "WHERE type = 'unsubscribe' AND occurred_at <= :t GROUP BY lead_key"
+        "SELECT e.lead_key, MIN(e.occurred_at) AS first FROM events e "
+        f"WHERE e.type = 'unsubscribe' AND e.product_line IS NULL AND {_SINCE_RESUBSCRIBE} GROUP BY e.lead_key"
     )
     return read_frame(engine, sql, {"t": to_micros(as_of)}, {"lead_key": pl.Int64(), "first": UTC_US})
 
 
+def read_line_optouts(engine: Engine, as_of: datetime) -> pl.DataFrame:
+    """``lead_key, product_line``: the lines a lead stopped (``unsubscribe`` of one line) since it last resubscribed."""
+    sql = (
+        "SELECT DISTINCT e.lead_key, e.product_line FROM events e "
+        f"WHERE e.type = 'unsubscribe' AND e.product_line IS NOT NULL AND {_SINCE_RESUBSCRIBE}"
+    )
+    return read_frame(engine, sql, {"t": to_micros(as_of)}, {"lead_key": pl.Int64(), "product_line": pl.Utf8()})
+
+
 def apply_unsubscribe_events(engine: Engine, as_of: datetime) -> int:
-    """Suppress every lead with an ingested ``unsubscribe`` event up to ``as_of`` (time of the first one)."""
-    events = Event.__table__  # type: ignore[attr-defined]
+    """Suppress every lead with an ingested ``unsubscribe`` from everything up to ``as_of`` (time of the
+    first one since its last ``resubscribe``)."""
+    events = Event.__table__.alias("e")  # type: ignore[attr-defined]
+    resubscribes = Event.__table__.alias("r")  # type: ignore[attr-defined]
+    last_resubscribe = (
+        select(func.max(resubscribes.c.occurred_at))
+        .where(
+            resubscribes.c.lead_key == LEADS.c.key,
+            resubscribes.c.type == "resubscribe",
+            resubscribes.c.occurred_at <= as_of,
+        )
+        .scalar_subquery()
+    )
     first = (
         select(func.min(events.c.occurred_at))
-        .where(events.c.lead_key == LEADS.c.key, events.c.type == "unsubscribe", events.c.occurred_at <= as_of)
+        .where(
+            events.c.lead_key == LEADS.c.key,
+            events.c.type == "unsubscribe",
+            events.c.product_line.is_(None),
+            events.c.occurred_at <= as_of,
+            or_(last_resubscribe.is_(None), events.c.occurred_at > last_resubscribe),
+        )
         .scalar_subquery()
     )
     stmt = update(LEADS).where(LEADS.c.unsubscribed_at.is_(None), first.is_not(None)).values(unsubscribed_at=first)
