@@ -47,7 +47,7 @@ def fresh_scores(
     leads = read_leads(engine, key_range, portfolio.scored_attributes)
     events = read_events(engine, key_range, None, portfolio.scored_event_types, portfolio.scored_properties)
     found = []
-    for name, line in portfolio.product_lines.items():
+    for name, line in sorted(portfolio.product_lines.items()):  # the order of the stored look-up
         if product_line not in (None, name):
             continue
         journeys = read_journeys(engine, name, key_range)
