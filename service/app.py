@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from nurture.spec import load_nurture
 from nurture.tokens import check_secret
-from service import intake, scores, unsubscribe
+from service import feedback, intake, scores, unsubscribe
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.limits import BodyLimit, RateLimiter
@@ -37,6 +37,7 @@ class Service:
     portfolio: Portfolio
     secrets: list[str]  # the unsubscribe secret, then the previous one during a rotation
     tracks: dict[str, list[str]]  # product line → its nurture tracks
+    feedback_keys: dict[str, str]  # email provider → the key that verifies its webhooks
     keys: KeyCache
     limiter: RateLimiter
     metrics: Metrics
@@ -60,6 +61,7 @@ def build_service(settings: ServiceSettings) -> Service:
         portfolio=portfolio,
         secrets=secrets,
         tracks=tracks,
+        feedback_keys=settings.feedback_keys(),
         keys=KeyCache(engine, settings.api_key_cache_seconds),
         limiter=RateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
         metrics=Metrics(),
@@ -93,6 +95,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(intake.router)
     app.include_router(scores.router)
     app.include_router(unsubscribe.router)
+    app.include_router(feedback.router)
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     async def healthz() -> dict[str, str]:

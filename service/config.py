@@ -20,6 +20,19 @@ class ServiceSettings(Settings):
     api_writer_batch: int = 5_000  # SQLite: most items the one writer commits in a transaction
     # The previous unsubscribe secret during a rotation: links signed with it keep working until it is removed.
     unsubscribe_secret_previous: SecretStr | None = None
+    # Email feedback webhooks (POST /v1/email-events/{provider}); a provider without its key is not served.
+    webhook_secret: SecretStr | None = None  # generic: leadscore's own HMAC scheme
+    mailgun_signing_key: SecretStr | None = None
+    sendgrid_verification_key: SecretStr | None = None  # the base64 DER public key SendGrid shows
+
+    def feedback_keys(self) -> dict[str, str]:
+        """Provider → the key that verifies its webhooks, for the providers configured."""
+        keys = {
+            "generic": self.webhook_secret,
+            "mailgun": self.mailgun_signing_key,
+            "sendgrid": self.sendgrid_verification_key,
+        }
+        return {name: key.get_secret_value() for name, key in keys.items() if key is not None}
 
     def portfolio_file(self) -> Path:
         """``LEADSCORE_PORTFOLIO``, else ``./portfolio.yaml``: the service never guesses another one."""

@@ -1,4 +1,4 @@
-"""Reads and small writes of the HTTP service: a lead's current scores, and preference changes."""
+"""Reads and small writes of the HTTP service: current scores, preference changes, email feedback."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 
+from store.bulk import insert_ignore
 from store.nurture_tables import NurtureEnrolment
+from store.outbox_tables import OutboxMessage
+from store.service_tables import WebhookReceipt
 from store.tables import Event, Journey, Lead, ScoreSnapshot
 
 _LEADS = Lead.__table__  # type: ignore[attr-defined]
 _JOURNEYS = Journey.__table__  # type: ignore[attr-defined]
 _SNAPSHOTS = ScoreSnapshot.__table__  # type: ignore[attr-defined]
 _ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_RECEIPTS = WebhookReceipt.__table__  # type: ignore[attr-defined]
 
 
 def lead_key(engine: Engine, lead_id: str) -> int | None:
@@ -110,3 +115,40 @@ def preferences(engine: Engine, key: int) -> tuple[datetime | None, set[str]]:
     with engine.connect() as conn:
         unsubscribed = conn.execute(select(_LEADS.c.unsubscribed_at).where(_LEADS.c.key == key)).scalar()
         return unsubscribed, set(conn.execute(lines).scalars())
+
+
+def leads_by_message(engine: Engine, message_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """``message_id → (lead_id, lead_key)`` of the messages leadscore sent (the outbox knows the lead)."""
+    if not message_ids:
+        return {}
+    stmt = (
+        select(_OUTBOX.c.message_id, _LEADS.c.lead_id, _LEADS.c.key)
+        .join(_LEADS, _LEADS.c.key == _OUTBOX.c.lead_key)
+        .where(_OUTBOX.c.message_id.in_(sorted(set(message_ids))))
+    )
+    with engine.connect() as conn:
+        return {message_id: (lead_id, key) for message_id, lead_id, key in conn.execute(stmt)}
+
+
+def receipt_seen(engine: Engine, provider: str, receipt_id: str) -> bool:
+    stmt = select(_RECEIPTS.c.receipt_id).where(_RECEIPTS.c.provider == provider, _RECEIPTS.c.receipt_id == receipt_id)
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None
+
+
+def record_receipt(engine: Engine, provider: str, receipt_id: str, at: datetime) -> None:
+    with engine.begin() as conn:
+        insert_ignore(conn, _RECEIPTS, [{"provider": provider, "receipt_id": receipt_id, "received_at": at}])
+
+
+def mark_bounced(engine: Engine, keys: Sequence[int], at: datetime) -> int:
+    """A hard bounce: the address is dead, the lead is not emailed again (the first time is kept)."""
+    if not keys:
+        return 0
+    stmt = (
+        update(_LEADS)
+        .where(_LEADS.c.key.in_(sorted(set(keys))), _LEADS.c.bounced_at.is_(None))
+        .values(bounced_at=at, updated_at=at)
+    )
+    with engine.begin() as conn:
+        return int(conn.execute(stmt).rowcount)
