@@ -336,6 +336,7 @@ def _compose(
                     sender=ctx.sender,
                     date=as_of,
                     unsubscribe_secret=secret,
+                    tracking_url=ctx.spec.tracking.base_url if ctx.spec.tracking else None,
                 )
             except MailError as exc:
                 errors.append(f"lead {lead['lead_id']}, track {row['track']} step {row['step']}: {exc}")

@@ -41,6 +41,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNot
 from jinja2.sandbox import SandboxedEnvironment
 
 from nurture.tokens import unsubscribe_token
+from nurture.tracking import track_html
 from store.shapes import LEAD_COLUMNS
 
 # leadscore's own templates, installed beside its packages (package data). Found from this file, not by
@@ -341,11 +342,13 @@ def compose(
     sender: Sender,
     date: datetime,
     unsubscribe_secret: str | None = None,
+    tracking_url: str | None = None,
 ) -> Outgoing:
     """Render ``template`` and wrap it as an ``Outgoing`` whose Message-ID derives from ``kind|ref``.
 
     Marketing email (``nurture``) gets its unsubscribe links (placeholders filled) into both the
-    headers and the template context (``unsubscribe_url``); owner alerts get neither.
+    headers and the template context (``unsubscribe_url``), and with ``tracking_url`` signed click links
+    and an open pixel in its HTML (``nurture.tracking``); owner alerts get none of these.
     """
     message_id = message_id_for(kind, ref, sender.domain)
     unsubscribe: tuple[str | None, str | None] | None = None
@@ -364,6 +367,12 @@ def compose(
         )
     full = {**context, "sender": sender.context(), "unsubscribe_url": unsubscribe[0] if unsubscribe else None}
     rendered = mailer.render(template, full)
+    if tracking_url and unsubscribe is not None and unsubscribe_secret:
+        tracked = track_html(
+            rendered.html, message_id=message_id, base_url=tracking_url, secret=unsubscribe_secret,
+            keep=[url for url in unsubscribe if url],
+        )  # fmt: skip
+        rendered = Rendered(rendered.subject, rendered.text, tracked)
     message = build_message(
         sender=sender, to=to, rendered=rendered, message_id=message_id, date=date, list_unsubscribe=unsubscribe
     )

@@ -229,8 +229,22 @@ class TrackSpec(Spec):
         return len(self.steps) if value == "end" else [step.name for step in self.steps].index(value)
 
 
+class TrackingSpec(Spec):
+    """Open pixel and click redirects in nurture email, answered by the service at ``base_url``."""
+
+    base_url: str
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("the tracking base URL must be https://")
+        return value
+
+
 class NurtureSpec(Spec):
     sender: SenderSpec | None = None
+    tracking: TrackingSpec | None = None
     frequency_cap: FrequencyCap | None = None
     send_window: SendWindow = Field(default_factory=SendWindow)
     audiences: dict[str, Any] = Field(default_factory=dict)  # validated by nurture.audiences

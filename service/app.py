@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from nurture.spec import load_nurture
 from nurture.tokens import check_secret
-from service import feedback, intake, scores, unsubscribe
+from service import feedback, intake, scores, tracking, unsubscribe
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.limits import BodyLimit, RateLimiter
@@ -38,6 +38,7 @@ class Service:
     secrets: list[str]  # the unsubscribe secret, then the previous one during a rotation
     tracks: dict[str, list[str]]  # product line → its nurture tracks
     feedback_keys: dict[str, str]  # email provider → the key that verifies its webhooks
+    tracking: bool  # the portfolio turns the open pixel and click redirects on
     keys: KeyCache
     limiter: RateLimiter
     metrics: Metrics
@@ -52,8 +53,9 @@ def build_service(settings: ServiceSettings) -> Service:
         secrets.append(check_secret(previous, "LEADSCORE_UNSUBSCRIBE_SECRET_PREVIOUS"))
     engine = make_engine(settings.database_url)
     portfolio = load_portfolio(settings.portfolio_file())
+    nurture = load_nurture(portfolio)
     tracks: dict[str, list[str]] = {}
-    for name, track in load_nurture(portfolio).tracks.items():
+    for name, track in nurture.tracks.items():
         tracks.setdefault(track.entry.product_line, []).append(name)
     service = Service(
         settings=settings,
@@ -62,6 +64,7 @@ def build_service(settings: ServiceSettings) -> Service:
         secrets=secrets,
         tracks=tracks,
         feedback_keys=settings.feedback_keys(),
+        tracking=nurture.tracking is not None,
         keys=KeyCache(engine, settings.api_key_cache_seconds),
         limiter=RateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
         metrics=Metrics(),
@@ -96,6 +99,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(scores.router)
     app.include_router(unsubscribe.router)
     app.include_router(feedback.router)
+    app.include_router(tracking.router)
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     async def healthz() -> dict[str, str]:

@@ -42,11 +42,12 @@ class Live:
             for scope in ("events:write", "scores:read", "admin")
         }
         self.port = free_port()
+        self.portfolio = settings.pop("portfolio", DEMO_PORTFOLIO)
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "LEADSCORE_DATABASE_URL": url,
-            "LEADSCORE_PORTFOLIO": str(settings.pop("portfolio", DEMO_PORTFOLIO)),
+            "LEADSCORE_PORTFOLIO": str(self.portfolio),
             "LEADSCORE_UNSUBSCRIBE_SECRET": SECRET,
             "LEADSCORE_UNSUBSCRIBE_SECRET_PREVIOUS": PREVIOUS_SECRET,
             "LEADSCORE_API_KEY_CACHE_SECONDS": "0",
