@@ -60,6 +60,10 @@ def demo(
 
     summary = run_demo(workdir, leads=leads, events=events, seed=seed, console=console, settings=get_settings())
     print_pipeline(summary)
+    from flows.cli.api import print_service_hint
+
+    tops = [row["lead_id"] for rows in summary["score"]["top"].values() for row in rows]
+    print_service_hint(summary["store"], base.DEMO_DIR / "portfolio.yaml", tops[0] if tops else "LEAD_ID")
 
 
 @app.command()
