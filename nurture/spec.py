@@ -18,6 +18,7 @@ from pydantic_core import InitErrorDetails
 
 from models.files import SpecError, line_of, validate_part
 from models.spec import OneOf, Spec, _placed
+from nurture.content import ContentSlot
 from nurture.mail import Mailer, MailError, Sender, sample_context, validate_templates
 from stages.portfolio import Portfolio
 from stages.spec import EMAIL
@@ -245,6 +246,7 @@ class TrackingSpec(Spec):
 class NurtureSpec(Spec):
     sender: SenderSpec | None = None
     tracking: TrackingSpec | None = None
+    content: dict[str, ContentSlot] = Field(default_factory=dict)  # web content slots (``nurture.content``)
     frequency_cap: FrequencyCap | None = None
     send_window: SendWindow = Field(default_factory=SendWindow)
     audiences: dict[str, Any] = Field(default_factory=dict)  # validated by nurture.audiences
@@ -323,4 +325,12 @@ def _cross_check(spec: NurtureSpec, portfolio: Portfolio, node: Any) -> list[tup
                     [*at, "steps", index, step.kind],
                     f"unknown audience {audience!r}; declare it under nurture.audiences",
                 )
+    for slot_name, slot in spec.content.items():
+        for index, variant in enumerate(slot.variants):
+            at = ["nurture", "content", slot_name, "variants", index, "when"]
+            if variant.when is None:
+                problem(at, "a variant needs when: (only the default has none)")
+            elif variant.when.product_line not in portfolio.product_lines:
+                known = sorted(portfolio.product_lines)
+                problem([*at, "product_line"], f"unknown product line {variant.when.product_line!r}; known: {known}")
     return problems

@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
+from nurture.content import ContentSlot
 from nurture.spec import load_nurture
 from nurture.tokens import check_secret
-from service import feedback, intake, scores, tracking, unsubscribe
+from service import content, feedback, intake, scores, tracking, unsubscribe
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.limits import BodyLimit, RateLimiter
@@ -39,6 +40,7 @@ class Service:
     tracks: dict[str, list[str]]  # product line → its nurture tracks
     feedback_keys: dict[str, str]  # email provider → the key that verifies its webhooks
     tracking: bool  # the portfolio turns the open pixel and click redirects on
+    content: dict[str, ContentSlot]  # web content slots (nurture.content)
     keys: KeyCache
     limiter: RateLimiter
     metrics: Metrics
@@ -65,6 +67,7 @@ def build_service(settings: ServiceSettings) -> Service:
         tracks=tracks,
         feedback_keys=settings.feedback_keys(),
         tracking=nurture.tracking is not None,
+        content=nurture.content,
         keys=KeyCache(engine, settings.api_key_cache_seconds),
         limiter=RateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
         metrics=Metrics(),
@@ -100,6 +103,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(feedback.router)
     app.include_router(tracking.router)
+    app.include_router(content.router)
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     async def healthz() -> dict[str, str]:

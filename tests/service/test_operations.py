@@ -67,7 +67,7 @@ def test_metrics_count_requests_by_route_and_items_by_outcome(live: Live) -> Non
 
 def test_body_size_and_rate_limits(tmp_path: Path) -> None:
     live = Live(f"sqlite:///{tmp_path}/limits.db", tmp_path, api_max_body_bytes=2000, api_rate_per_second=0.01,
-                api_rate_burst=3, api_max_batch=5)  # fmt: skip
+                api_rate_burst=3, api_max_batch=5, api_cors_origins='["https://www.acme.example"]')  # fmt: skip
     try:
         big = [{"event_id": f"e{i}", "lead_id": "L1", "type": "page_view", "occurred_at": "x" * 100} for i in range(20)]
         too_big = live.post("/v1/events", big)
@@ -84,5 +84,10 @@ def test_body_size_and_rate_limits(tmp_path: Path) -> None:
         limited = live.get("/v1/leads/L1/score")
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
         assert live.get("/v1/leads/L1/score", scope="admin").status_code == 404  # another key, its own bucket
+        preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+        allowed = live.client.options("/v1/leads/L1/score", headers={"Origin": "https://www.acme.example", **preflight})
+        assert allowed.headers["access-control-allow-origin"] == "https://www.acme.example"
+        other = live.client.options("/v1/leads/L1/score", headers={"Origin": "https://evil.example", **preflight})
+        assert "access-control-allow-origin" not in other.headers
     finally:
         live.close()
