@@ -216,21 +216,3 @@ def upsert(
         )
 
     return sum(_execute_counting(conn, table, finish, part) for part in _chunks(unique_rows, chunk))
-
-
-def insert_ignore_returning(
-    conn_or_session: Connection | Session, table: Table, rows: Sequence[dict[str, Any]], key: str
-) -> list[Any]:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING key``: the keys of the rows actually inserted.
-
-    For small batches that must tell each row's fate (the HTTP service answers stored or duplicate per
-    item); ≈ 10× slower per row than ``insert_ignore``, which only counts. Works on SQLite ≥ 3.35.
-    """
-    conn = _connection(conn_or_session)
-    name = conn.dialect.name
-    dialect_insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(name)
-    if dialect_insert is None:
-        raise NotImplementedError(f"bulk writes support sqlite and postgresql, not {name!r}")
-    stmt = dialect_insert(table).on_conflict_do_nothing().returning(table.c[key])
-    # 500 rows of ≈ 20 columns stay under SQLite's 32,766 bound parameters.
-    return [found for part in _chunks(rows, 500) for found in conn.execute(stmt.values(list(part))).scalars()]

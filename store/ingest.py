@@ -41,7 +41,7 @@ from pydantic import (
 from sqlalchemy import Connection, Engine, any_, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 
-from store.bulk import insert_ignore, insert_ignore_returning, upsert
+from store.bulk import insert_ignore, upsert
 from store.csvfile import open_csv
 from store.db import GrowingTable
 from store.tables import (
@@ -937,12 +937,13 @@ def ingest_events(
             # Clustered-key (lead) order turns random B-tree inserts into local ones: SQLite inserts ≈ 2×
             # faster; sorting on the lead alone is cheap (ints) and gives almost all of the locality.
             events.sort(key=itemgetter("lead_key"))
-            if isinstance(path, Records):  # which ids were new, not only how many
-                stored = insert_ignore_returning(conn, _EVENT_TABLE, events, "event_id")  # type: ignore[arg-type]
-                report.written.update(stored)
-                report.inserted += len(stored)
-            else:
-                report.inserted += insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
+            report.inserted += insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
+            if isinstance(path, Records) and events:  # which ids are new: the rows stored now carry this ``now``
+                ids = [row["event_id"] for row in events]
+                found = _lookup(
+                    conn, _EVENT_TABLE.c.event_id, ids, [_EVENT_TABLE.c.event_id], _EVENT_TABLE.c.ingested_at == now
+                )
+                report.written.update(event_id for (event_id,) in found)
             if late:
                 report.updated += _flag_machine(conn, late)
             rejects.flush(conn, now)
