@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -59,7 +60,12 @@ def build_service(settings: ServiceSettings) -> Service:
     tracks: dict[str, list[str]] = {}
     for name, track in nurture.tracks.items():
         tracks.setdefault(track.entry.product_line, []).append(name)
-    service = Service(
+
+    def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
+        return intake.take(engine, portfolio, kind, items)
+
+    writer = SingleWriter(take, settings.api_writer_batch) if engine.dialect.name == "sqlite" else DirectWriter(take)
+    return Service(
         settings=settings,
         engine=engine,
         portfolio=portfolio,
@@ -71,11 +77,8 @@ def build_service(settings: ServiceSettings) -> Service:
         keys=KeyCache(engine, settings.api_key_cache_seconds),
         limiter=RateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
         metrics=Metrics(),
-        writer=DirectWriter(lambda kind, items: intake.take(engine, portfolio, kind, items)),
+        writer=writer,
     )
-    if engine.dialect.name == "sqlite":
-        service.writer = SingleWriter(service.writer.take_items, settings.api_writer_batch)
-    return service
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -110,7 +113,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"], summary="The store answers")
-    async def readyz(request: Request) -> Response:
+    async def readyz() -> Response:
         try:
             await run_in_threadpool(_ping, service.engine)
         except Exception as exc:  # any store failure means "not ready", with its class only (no secrets)
@@ -121,7 +124,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost first: metrics see every answer (413s too), CORS answers preflights before the limit.
+    # The last added runs outermost: metrics see every answer (413s too), CORS answers before the body limit.
     app.add_middleware(BodyLimit, max_bytes=service.settings.api_max_body_bytes)
     if service.settings.api_cors_origins:
         app.add_middleware(

@@ -64,7 +64,7 @@ def answers(kind: str, items: list[Any], report: IngestReport) -> list[dict[str,
     return out
 
 
-def _schema(model: type[Any], max_batch: str) -> dict[str, Any]:
+def _schema(model: type[Any]) -> dict[str, Any]:
     one = model.model_json_schema()
     return {
         "requestBody": {
@@ -73,7 +73,7 @@ def _schema(model: type[Any], max_batch: str) -> dict[str, Any]:
                 "application/json": {
                     "schema": {
                         "oneOf": [one, {"type": "array", "items": one}],
-                        "description": f"one object or an array of up to {max_batch} (LEADSCORE_API_MAX_BATCH)",
+                        "description": "one object or an array of up to LEADSCORE_API_MAX_BATCH items (1,000)",
                     }
                 }
             },
@@ -100,14 +100,14 @@ async def _post(request: Request, kind: str) -> dict[str, Any]:
     return {**counts, "results": results}
 
 
-@router.post("/events", summary="Post events (one or an array)", openapi_extra=_schema(EventRow, "1000"))
+@router.post("/events", summary="Post events (one or an array)", openapi_extra=_schema(EventRow))
 async def post_events(request: Request, key: KeyInfo = require("events:write")) -> dict[str, Any]:
     """Store events as ingestion does (same validation, machine-activity rules, insert-or-ignore on
     ``event_id``); the answer lists each item as stored, duplicate or rejected (field and reason)."""
     return await _post(request, "events")
 
 
-@router.post("/leads", summary="Upsert leads (one or an array)", openapi_extra=_schema(LeadRow, "1000"))
+@router.post("/leads", summary="Upsert leads (one or an array)", openapi_extra=_schema(LeadRow))
 async def post_leads(request: Request, key: KeyInfo = require("events:write")) -> dict[str, Any]:
     """Upsert leads on ``lead_id`` as ingestion does; ``duplicate`` means already stored as given."""
     return await _post(request, "leads")

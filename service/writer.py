@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# (kind, all the items, the request's source) → one result per item, in order.
+# (kind, the items of one or more requests) → one answer per item, in order.
 Take = Callable[[str, list[Any]], list[dict[str, Any]]]
 
 
