@@ -7,17 +7,17 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
 from store.api_keys import create_key
 from store.db import make_engine
+from tests.postgres import postgres_url, search_path_url, throwaway_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PORTFOLIO = ROOT / "examples" / "demo" / "portfolio.yaml"
@@ -101,19 +101,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('store')}/service.db"
         return
-    base = os.environ.get("LEADSCORE_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("PostgreSQL tests need LEADSCORE_TEST_POSTGRES_URL")
-    schema = f"s_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    base = postgres_url()
+    with throwaway_schema(base, "s") as schema:
+        yield search_path_url(base, schema)
 
 
 @pytest.fixture(scope="module")
