@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 from nurture.feedback import PROVIDERS, Feedback, SignatureError
 from stages.portfolio import Portfolio
 from store.ingest import Records, ingest_events
-from store.live import leads_by_message, mark_bounced, receipt_seen, record_receipt
+from store.live import leads_by_message, receipt_seen, record_receipt
 from store.nurture import suppress
+from store.outbox import mark_bounced
 
 router = APIRouter(prefix="/v1", tags=["email feedback"])
 SUPPRESSING = frozenset({"unsubscribe", "spam_complaint"})
@@ -54,7 +55,8 @@ def store_feedback(
     hard = [
         leads[i.message_id][1] for i in matched if i.type == "email_bounce" and i.properties.get("bounce") == "hard"
     ]
-    mark_bounced(engine, hard, now)
+    with engine.begin() as conn:
+        mark_bounced(conn, hard, now)
     record_receipt(engine, provider, receipt, now)
     stored = len(report.written)
     return {"replayed": False, "stored": stored, "duplicate": len(rows) - stored, "unmatched": len(found) - len(rows)}

@@ -139,16 +139,3 @@ def receipt_seen(engine: Engine, provider: str, receipt_id: str) -> bool:
 def record_receipt(engine: Engine, provider: str, receipt_id: str, at: datetime) -> None:
     with engine.begin() as conn:
         insert_ignore(conn, _RECEIPTS, [{"provider": provider, "receipt_id": receipt_id, "received_at": at}])
-
-
-def mark_bounced(engine: Engine, keys: Sequence[int], at: datetime) -> int:
-    """A hard bounce: the address is dead, the lead is not emailed again (the first time is kept)."""
-    if not keys:
-        return 0
-    stmt = (
-        update(_LEADS)
-        .where(_LEADS.c.key.in_(sorted(set(keys))), _LEADS.c.bounced_at.is_(None))
-        .values(bounced_at=at, updated_at=at)
-    )
-    with engine.begin() as conn:
-        return int(conn.execute(stmt).rowcount)
