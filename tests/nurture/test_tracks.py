@@ -292,3 +292,20 @@ def test_sending_over_smtp_without_a_real_unsubscribe_secret_refuses_to_start(
     with pytest.raises(SecretError, match=r"LEADSCORE_UNSUBSCRIBE_SECRET (is not set|has 9 characters, fewer than 32)"):
         nurture_once(engine, ctx, MON, settings=settings, run_id="r1")
     assert (store.enrolments(engine), handler.received, outbox.messages(engine)) == ([], [], [])
+
+
+def test_a_lead_that_stopped_a_product_line_enters_none_of_its_tracks_until_it_resubscribes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The preference centre's events: ``unsubscribe`` of one line keeps the lead out of that line's tracks
+    (not suppressed: other lines still mail it); a later ``resubscribe`` lets it in again."""
+    ctx = load_context(write_portfolio(tmp_path))
+    stopped, _ = add_lead(engine, "STOPPED", score=10)
+    add_lead(engine, "KEEN", score=10)
+    add_event(engine, stopped, "pref-1", "unsubscribe", MON - DAY, product_line="crm")
+    summary = run(engine, ctx, MON, tmp_path)
+    assert summary.enrolled == {"warm-up": 1} and summary.unsubscribed_by_events == 0
+    assert stopped not in [e["lead_key"] for e in store.enrolments(engine)]
+    add_event(engine, stopped, "pref-2", "resubscribe", MON + timedelta(hours=1))
+    assert run(engine, ctx, MON + timedelta(hours=2), tmp_path).enrolled == {"warm-up": 1}
+    assert enrolment_of(engine, stopped)["status"] == "active"

@@ -9,7 +9,7 @@ from typing import Any
 
 from flows.scoring import score_partition
 from stages.portfolio import load_portfolio
-from store import reader
+from store import partitions
 from store.scores import finish_run, start_run
 from tests.service.conftest import DEMO_PORTFOLIO, Live
 
@@ -59,7 +59,7 @@ def _batch_run(live: Live, as_of: datetime) -> str:
     token = uuid.uuid4().hex
     for line in portfolio.product_lines:
         score_partition.fn(portfolio, line, (0, 1_000_000), as_of, run_id, token, live.url)
-    reader.shared_partition_reads.release(token)
+    partitions.shared_partition_reads.release(token)
     finish_run(live.engine, run_id, "completed", {})
     return run_id
 
