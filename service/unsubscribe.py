@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+import templates
 from nurture.tokens import unsubscribe_lead
 from stages.portfolio import Portfolio
 from store.ingest import Records, ingest_events
@@ -27,7 +27,7 @@ from store.live import end_track_enrolments, lead_key, preferences, resubscribe
 from store.nurture import suppress
 
 router = APIRouter(tags=["unsubscribe"])
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "service"
+TEMPLATES = templates.FOLDER / "service"
 _PAGES = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
 ACTIONS = ("everything", "line", "resubscribe")
 RUN_ID = "service"  # recorded on the enrolments the service ends

@@ -59,11 +59,12 @@ def keys_create(
     name: Annotated[str, typer.Argument(help="Who uses the key")], scope: Scopes, json_out: JsonOpt = False
 ) -> None:
     """Create a key with the given scopes and print it (it cannot be shown again)."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from store.api_keys import create_key
+    from store.settings import get_settings
 
     try:
-        key, info = create_key(engine_for(), name, scope)
+        key, info = create_key(engine_for(get_settings().database_url), name, scope)
     except ValueError as exc:
         raise base.fail("cannot create the key", exc) from exc
     if json_out:
@@ -79,10 +80,11 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(json_out: JsonOpt = False) -> None:
     """The keys (ids, names, scopes, created, revoked); never their secrets."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from store.api_keys import list_keys
+    from store.settings import get_settings
 
-    keys = list_keys(engine_for())
+    keys = list_keys(engine_for(get_settings().database_url))
     if json_out:
         print(base.to_json([{**info.__dict__, "scopes": list(info.scopes)} for info in keys]))
         return
@@ -101,10 +103,11 @@ def keys_list(json_out: JsonOpt = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key: a running service refuses it within 5 seconds."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
     from store.api_keys import revoke_key
+    from store.settings import get_settings
 
-    if not revoke_key(engine_for(), key_id):
+    if not revoke_key(engine_for(get_settings().database_url), key_id):
         raise base.fail(f"no live key {key_id}", code=1)
     console.print(f"key {literal(key_id)} revoked")
 

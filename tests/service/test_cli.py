@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.engine import engine_for
+from flows.database import engine_for
 from store.api_keys import check_key
 from store.settings import SECRETS_FILE, Settings, get_settings
 
