@@ -19,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import templates
+from nurture.mail import PROJECT_TEMPLATES
 from nurture.tokens import unsubscribe_lead
 from stages.portfolio import Portfolio
 from store.ingest import Records, ingest_events
@@ -27,7 +27,7 @@ from store.live import end_track_enrolments, lead_key, preferences, resubscribe
 from store.nurture import suppress
 
 router = APIRouter(tags=["unsubscribe"])
-TEMPLATES = templates.FOLDER / "service"
+TEMPLATES = PROJECT_TEMPLATES / "service"
 _PAGES = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
 ACTIONS = ("everything", "line", "resubscribe")
 RUN_ID = "service"  # recorded on the enrolments the service ends
