@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from flows import progress
 from flows.database import engine_for
 from flows.exclusions import excluded_now
-from flows.mailing import send_messages
+from flows.mailing import send_messages, unsubscribe_secret
 from flows.startup import enter_flow
 from nurture.core import State, decide_entries, settle
 from nurture.exclusions import Exclusions, load_exclusions
@@ -130,6 +130,7 @@ def nurture_once(
 ) -> NurtureSummary:
     """One nurture run at ``as_of``: read the state, decide (``nurture.core``), write, deliver, record.
     A dry run reads and decides the same but writes and sends nothing."""
+    secret = unsubscribe_secret(settings)  # over SMTP without a real secret: refuse before anything is written
     summary = NurtureSummary(run_id=run_id or "dry-run", as_of=as_of, dry_run=dry_run)
     tracks = ctx.tracks
     lines = sorted({track.entry.product_line for track in ctx.spec.tracks.values()})
@@ -181,7 +182,7 @@ def nurture_once(
 
     lead_ids: dict[int, str] = {}  # of the listed emails: people know leads by id, not by internal key
     messages = _Listed(
-        _compose(engine, ctx, plan.emails, journeys, summary.run_id, settings, summary.errors, lead_ids), EMAILS_LISTED
+        _compose(engine, ctx, plan.emails, journeys, summary.run_id, secret, summary.errors, lead_ids), EMAILS_LISTED
     )
     if dry_run:
         for _ in messages:
@@ -270,7 +271,7 @@ def _compose(
     emails: pl.DataFrame,
     journeys: pl.DataFrame,
     run_id: str,
-    settings: Settings,
+    secret: str,
     errors: list[str],
     lead_ids: dict[int, str],
     *,
@@ -284,7 +285,6 @@ def _compose(
     """
     if emails.is_empty() or ctx.sender is None:
         return
-    secret = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
     for batch in emails.iter_slices(COMPOSE_BATCH):
         leads, breakdowns = store.read_recipients(engine, batch["lead_key"].to_list(), batch["journey_id"].to_list())
         wanted = journeys.filter(pl.col("journey_id").is_in(batch["journey_id"].drop_nulls().implode()))
@@ -324,6 +324,7 @@ def _compose(
                     to=to or lead["email"],
                     sender=ctx.sender,
                     unsubscribe_secret=secret,
+                    tracking_url=ctx.spec.tracking.base_url if ctx.spec.tracking else None,
                 )
             except MailError as exc:
                 errors.append(f"lead {lead['lead_id']}, track {row['track']} step {row['step']}: {exc}")
@@ -358,7 +359,8 @@ def preview(
     row = {"id": enrolment_id, "lead_key": key, "journey_id": journey["journey_id"][0], "track": track, "step": step}
     email = with_variants(ctx.tracks.variants, pl.DataFrame([{**row, "template": template}], schema=EMAIL_SCHEMA))
     errors: list[str] = []
-    composed = list(_compose(engine, ctx, email, journey, "preview", settings, errors, {}, to=to))
+    secret = unsubscribe_secret(settings)
+    composed = list(_compose(engine, ctx, email, journey, "preview", secret, errors, {}, to=to))
     if not composed:
         raise PreviewError("; ".join(errors) or "the portfolio declares no nurture sender")
     return composed[0]

@@ -23,7 +23,6 @@ import binascii
 import email
 import email.utils
 import hashlib
-import hmac
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -41,6 +40,8 @@ import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from nurture.tokens import unsubscribe_token
+from nurture.tracking import track_html
 from store.shapes import LEAD_COLUMNS
 
 # leadscore's own templates, installed beside its packages (package data). Found from this file, not by
@@ -68,8 +69,8 @@ class Sender:
     """Who a message is from, and (for marketing email) where to unsubscribe and the postal address.
 
     ``unsubscribe_url`` and ``unsubscribe_mailto`` may hold ``{token}``, ``{lead_id}`` and
-    ``{message_id}`` placeholders; ``{token}`` is an HMAC of the lead id (keyed by
-    ``LEADSCORE_UNSUBSCRIBE_SECRET``), so links cannot be forged for other leads.
+    ``{message_id}`` placeholders; ``{token}`` is the lead id signed with ``LEADSCORE_UNSUBSCRIBE_SECRET``
+    (``nurture.tokens``), so links cannot be forged for other leads and the service reads the lead from it.
     """
 
     name: str
@@ -134,11 +135,6 @@ def message_id_for(kind: str, ref: str, domain: str) -> str:
         raise ValueError(f"unknown message kind {kind!r}; known: {KINDS}")
     digest = hashlib.sha256(f"{kind}|{ref}".encode()).hexdigest()[:40]
     return f"{digest}@{domain}"
-
-
-def unsubscribe_token(lead_id: str, secret: str | None) -> str:
-    key = (secret or "leadscore-unsubscribe").encode()
-    return hmac.new(key, lead_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class Mailer:
@@ -360,15 +356,19 @@ def compose(
     sender: Sender,
     date: datetime | None = None,
     unsubscribe_secret: str | None = None,
+    tracking_url: str | None = None,
 ) -> Outgoing:
     """Render ``template`` and wrap it as an ``Outgoing`` whose Message-ID derives from ``kind|ref``.
 
     Marketing email (``nurture``) gets its unsubscribe links (placeholders filled) into both the
-    headers and the template context (``unsubscribe_url``); owner alerts get neither.
+    headers and the template context (``unsubscribe_url``), and with ``tracking_url`` signed click links
+    and an open pixel in its HTML (``nurture.tracking``); owner alerts get none of these.
     """
     message_id = message_id_for(kind, ref, sender.domain)
     unsubscribe: tuple[str | None, str | None] | None = None
     if kind == "nurture":
+        if not unsubscribe_secret:
+            raise MailError([(template, None, "nurture email needs the unsubscribe secret that signs its links")])
         lead_id = str(context["lead"]["lead_id"])
         values = {
             "token": unsubscribe_token(lead_id, unsubscribe_secret),
@@ -381,6 +381,12 @@ def compose(
         )
     full = {**context, "sender": sender.context(), "unsubscribe_url": unsubscribe[0] if unsubscribe else None}
     rendered = mailer.render(template, full)
+    if tracking_url and unsubscribe is not None and unsubscribe_secret:
+        tracked = track_html(
+            rendered.html, message_id=message_id, base_url=tracking_url, secret=unsubscribe_secret,
+            keep=[url for url in unsubscribe if url],
+        )  # fmt: skip
+        rendered = Rendered(rendered.subject, rendered.text, tracked)
     message = build_message(
         sender=sender, to=to, rendered=rendered, message_id=message_id, date=date, list_unsubscribe=unsubscribe
     )

@@ -105,6 +105,8 @@ class IngestReport:
     rejected: int = 0
     rejects: list[Reject] = field(default_factory=list)
     interests: list[tuple[int, str, datetime]] = field(default_factory=list)
+    # Ids this call stored or changed, kept for ``Records`` only: the service answers per item.
+    written: set[str] = field(default_factory=set)
 
     def summary(self) -> str:
         return (
@@ -307,7 +309,23 @@ def _number(text: str) -> int | float:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def _read_rows(path: Path) -> Iterator[_Raw]:
+@dataclass(frozen=True)
+class Records:
+    """Rows that arrive as JSON values rather than a file (the HTTP service): each item's position from 1
+    is its "line" in rejects, ``source`` names the request. The same validation and writes as a file."""
+
+    source: str
+    items: Sequence[Any]
+
+
+def _source(path: Path | Records) -> Path | Records:
+    return path if isinstance(path, Records) else Path(path)
+
+
+def _read_rows(path: Path | Records) -> Iterator[_Raw]:
+    if isinstance(path, Records):
+        yield from _read_records(path)
+        return
     suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from _read_csv(path)
@@ -338,6 +356,14 @@ def _read_jsonl(path: Path) -> Iterator[_Raw]:
                 yield _Raw(line, {"_text": text.rstrip("\r\n")[:2000]}, error=error)
                 continue
             yield _Raw(line, value)
+
+
+def _read_records(records: Records) -> Iterator[_Raw]:
+    for line, value in enumerate(records.items, start=1):
+        if isinstance(value, dict):
+            yield _Raw(line, value)
+        else:
+            yield _Raw(line, {"_value": value}, error=f"expected a JSON object, got {type(value).__name__}")
 
 
 # Called with the number of rows read and handled so far, after each chunk (a CLI progress bar).
@@ -562,7 +588,7 @@ def _gc_paused() -> Iterator[None]:
 @_gc_paused()
 def ingest_leads(
     engine: Engine,
-    path: Path,
+    path: Path | Records,
     *,
     product_lines: set[str] | None = None,
     chunk_size: int = 50_000,
@@ -576,11 +602,11 @@ def ingest_leads(
     A lead whose stored content would not change is not written, so re-ingesting reports 0/0.
     Within one chunk a repeated ``lead_id`` keeps its last row.
     """
-    path = Path(path)
-    source = str(path)
+    path = _source(path)
+    source = path.source if isinstance(path, Records) else str(path)
     report = IngestReport(kind="leads", source=source)
     rejects = _Rejects("leads", source, report)
-    csv_values = path.suffix.lower() == ".csv"
+    csv_values = isinstance(path, Path) and path.suffix.lower() == ".csv"
     splitter = _Splitter(LEAD_FIELDS)
     interests: dict[tuple[int, str], datetime] = {}
     growth = GrowingTable(engine, _LEAD_TABLE.name)
@@ -642,6 +668,8 @@ def ingest_leads(
                 if any(values[name] != old[name] for name in _LEAD_CONTENT):
                     updates.append({"lead_id": lead_id, **values, "updated_at": now})
             report.inserted += insert_ignore(conn, _LEAD_TABLE, inserts)  # type: ignore[arg-type]
+            if isinstance(path, Records):
+                report.written.update(row["lead_id"] for row in [*inserts, *updates])
             report.updated += upsert(
                 conn,
                 _LEAD_TABLE,  # type: ignore[arg-type]
@@ -815,7 +843,7 @@ def _event_hints(event_types: frozenset[str], product_lines: set[str] | None) ->
 @_gc_paused()
 def ingest_events(
     engine: Engine,
-    path: Path,
+    path: Path | Records,
     *,
     event_types: set[str] | frozenset[str],
     product_lines: set[str] | None = None,
@@ -830,8 +858,8 @@ def ingest_events(
     promoted from the properties when the row has no column for it; CSV columns that are not event
     fields become properties. An explicit ``machine`` value on the row wins over detection.
     """
-    path = Path(path)
-    source = str(path)
+    path = _source(path)
+    source = path.source if isinstance(path, Records) else str(path)
     report = IngestReport(kind="events", source=source)
     rejects = _Rejects("events", source, report)
     adapter = event_row_adapter(frozenset(event_types), None if product_lines is None else frozenset(product_lines))
@@ -910,6 +938,12 @@ def ingest_events(
             # faster; sorting on the lead alone is cheap (ints) and gives almost all of the locality.
             events.sort(key=itemgetter("lead_key"))
             report.inserted += insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
+            if isinstance(path, Records) and events:  # which ids are new: the rows stored now carry this ``now``
+                ids = [row["event_id"] for row in events]
+                found = _lookup(
+                    conn, _EVENT_TABLE.c.event_id, ids, [_EVENT_TABLE.c.event_id], _EVENT_TABLE.c.ingested_at == now
+                )
+                report.written.update(event_id for (event_id,) in found)
             if late:
                 report.updated += _flag_machine(conn, late)
             rejects.flush(conn, now)
@@ -950,6 +984,7 @@ __all__: list[str] = [
     "EventRow",
     "IngestReport",
     "LeadRow",
+    "Records",
     "Reject",
     "ingest_events",
     "ingest_leads",
