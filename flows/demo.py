@@ -70,4 +70,4 @@ def run_demo(
             outbox_dir=str(outbox),
         )
     console.print(f"store: {database_url}")
-    return summary
+    return {**summary, "store": database_url}

@@ -6,6 +6,7 @@ that builds its ports (DESIGN §9: settings are read at the edge and passed in).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from nurture.delivery import DeliveryResult, Options, deliver
 from nurture.messages import Outgoing
 from nurture.signing import DkimSigner
+from nurture.tokens import check_secret
 from nurture.transports import transport_for
 from store.outbox import SqlOutbox
 from store.settings import Settings
@@ -26,6 +28,19 @@ def signer_for(settings: Settings) -> DkimSigner | None:
     if not (settings.dkim_selector and settings.dkim_domain):
         raise ValueError("LEADSCORE_DKIM_KEY_FILE needs LEADSCORE_DKIM_SELECTOR and LEADSCORE_DKIM_DOMAIN")
     return DkimSigner.from_file(settings.dkim_key_file, selector=settings.dkim_selector, domain=settings.dkim_domain)
+
+
+def unsubscribe_secret(settings: Settings) -> str:
+    """The key that signs a run's unsubscribe and tracking links (``nurture.tokens``).
+
+    Mail that leaves over SMTP needs ``LEADSCORE_UNSUBSCRIBE_SECRET`` of adequate length (``SecretError``
+    otherwise): the service verifies its links with the same key. A file outbox without one (previews,
+    the demo) signs with a throw-away key, so its links are well-formed but answered by no service.
+    """
+    configured = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
+    if settings.smtp_host or configured:
+        return check_secret(configured)
+    return secrets.token_urlsafe(32)
 
 
 def send_messages(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import polars as pl
 from sqlalchemy import Engine
 
+from flows.mailing import unsubscribe_secret
 from flows.nurture_context import Context
 from nurture.mail import MailError, lead_context
 from nurture.messages import Outgoing, compose
@@ -25,7 +26,7 @@ def compose_emails(
     emails: pl.DataFrame,
     journeys: pl.DataFrame,
     run_id: str,
-    settings: Settings,
+    secret: str,
     errors: list[str],
     lead_ids: dict[int, str],
     *,
@@ -41,7 +42,6 @@ def compose_emails(
     """
     if emails.is_empty() or ctx.sender is None:
         return
-    secret = settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None
     for batch in emails.iter_slices(COMPOSE_BATCH):
         leads, breakdowns = store.read_recipients(engine, batch["lead_key"].to_list(), batch["journey_id"].to_list())
         wanted = journeys.filter(pl.col("journey_id").is_in(batch["journey_id"].drop_nulls().implode()))
@@ -81,6 +81,7 @@ def compose_emails(
                     to=to or lead["email"],
                     sender=ctx.sender,
                     unsubscribe_secret=secret,
+                    tracking_url=ctx.spec.tracking.base_url if ctx.spec.tracking else None,
                 )
             except MailError as exc:
                 errors.append(f"lead {lead['lead_id']}, track {row['track']} step {row['step']}: {exc}")
@@ -115,7 +116,8 @@ def preview(
     row = {"id": enrolment_id, "lead_key": key, "journey_id": journey["journey_id"][0], "track": track, "step": step}
     email = with_variants(ctx.tracks.variants, pl.DataFrame([{**row, "template": template}], schema=EMAIL_SCHEMA))
     errors: list[str] = []
-    composed = list(compose_emails(engine, ctx, email, journey, "preview", settings, errors, {}, to=to))
+    secret = unsubscribe_secret(settings)
+    composed = list(compose_emails(engine, ctx, email, journey, "preview", secret, errors, {}, to=to))
     if not composed:
         raise PreviewError("; ".join(errors) or "the portfolio declares no nurture sender")
     return composed[0]

@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from flows import progress
 from flows.database import engine_for
 from flows.exclusions import excluded_now
-from flows.mailing import send_messages
+from flows.mailing import send_messages, unsubscribe_secret
 from flows.nurture_context import Context, load_context
 from flows.nurture_emails import compose_emails
 from flows.startup import enter_flow
@@ -111,6 +111,7 @@ def nurture_once(
 ) -> NurtureSummary:
     """One nurture run at ``as_of``: read the state, decide (``nurture.core``), write, deliver, record.
     A dry run reads and decides the same but writes and sends nothing."""
+    secret = unsubscribe_secret(settings)  # over SMTP without a real secret: refuse before anything is written
     summary = NurtureSummary(run_id=run_id or "dry-run", as_of=as_of, dry_run=dry_run)
     tracks = ctx.tracks
     lines = sorted({track.entry.product_line for track in ctx.spec.tracks.values()})
@@ -162,7 +163,7 @@ def nurture_once(
 
     lead_ids: dict[int, str] = {}  # of the listed emails: people know leads by id, not by internal key
     composed = compose_emails(
-        engine, ctx, plan.emails, journeys, summary.run_id, settings, summary.errors, lead_ids, listed=EMAILS_LISTED
+        engine, ctx, plan.emails, journeys, summary.run_id, secret, summary.errors, lead_ids, listed=EMAILS_LISTED
     )
     messages = _Listed(composed, EMAILS_LISTED)
     if dry_run:

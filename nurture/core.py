@@ -15,7 +15,7 @@ from datetime import datetime
 
 import polars as pl
 
-from nurture.events import suppressions
+from nurture.events import line_optouts, suppressions
 from nurture.steps import Plan, after_send
 from nurture.tracks import Tracks, decide_enrolments, decide_exits
 from nurture.variants import draw
@@ -28,9 +28,9 @@ SETTLED = ("sent", "duplicate", "bounced")
 
 @dataclass(frozen=True)
 class State:
-    """What a run reads. ``events``: ``lead_key, type, occurred_at, properties`` of the unsubscribe,
-    bounce and complaint events up to the run (``nurture.events``); ``excluded``: ``lead_key,
-    excluded`` (``nurture.exclusions.excluded``)."""
+    """What a run reads. ``events``: ``lead_key, type, product_line, occurred_at, properties`` of the
+    unsubscribe, resubscribe, bounce and spam complaint events up to the run (``nurture.events``);
+    ``excluded``: ``lead_key, excluded`` (``nurture.exclusions.excluded``)."""
 
     journeys: pl.DataFrame
     milestones: pl.DataFrame
@@ -79,7 +79,8 @@ def _ended(enrolments: pl.DataFrame, exits: pl.DataFrame, as_of: datetime) -> pl
 
 
 def decide_entries(tracks: Tracks, state: State, as_of: datetime, *, soft_bounces: int) -> Entries:
-    """Suppress by events first (they end tracks at once), then decide exits, enrolments and requests."""
+    """Suppress by events first (they end tracks at once), then decide exits, enrolments and requests.
+    A lead that stopped one product line (preference centre) enters none of that line's tracks."""
     suppressed = suppressions(state.leads, state.events, soft_bounces=soft_bounces)
     leads = (
         state.leads.join(suppressed, on="lead_key", how="left", suffix="_new", maintain_order="left")
@@ -91,8 +92,9 @@ def decide_entries(tracks: Tracks, state: State, as_of: datetime, *, soft_bounce
         .join(state.excluded, on="lead_key", how="left", maintain_order="left")
     )
     exits = decide_exits(tracks, state.enrolments, state.journeys, state.milestones, leads, state.requests)
+    open_lines = state.journeys.join(line_optouts(state.events), on=["lead_key", "product_line"], how="anti")
     new, enrol_outcomes = decide_enrolments(
-        tracks, _ended(state.enrolments, exits, as_of), state.journeys, state.milestones, leads, state.requests, as_of
+        tracks, _ended(state.enrolments, exits, as_of), open_lines, state.milestones, leads, state.requests, as_of
     )
     shares = {name: track.holdout for name, track in tracks.spec.tracks.items()}
     share = pl.col("track").replace_strict(shares, default=0.0, return_dtype=pl.Float64)

@@ -48,8 +48,8 @@ class Sender:
     """Who a message is from, and (for marketing email) where to unsubscribe and the postal address.
 
     ``unsubscribe_url`` and ``unsubscribe_mailto`` may hold ``{token}``, ``{lead_id}`` and
-    ``{message_id}`` placeholders; ``{token}`` is an HMAC of the lead id (keyed by
-    ``LEADSCORE_UNSUBSCRIBE_SECRET``), so links cannot be forged for other leads.
+    ``{message_id}`` placeholders; ``{token}`` is the lead id signed with ``LEADSCORE_UNSUBSCRIBE_SECRET``
+    (``nurture.tokens``), so links cannot be forged for other leads and the service reads the lead from it.
     """
 
     name: str

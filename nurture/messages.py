@@ -17,7 +17,6 @@ import binascii
 import email
 import email.utils
 import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +27,8 @@ from typing import Any
 from urllib.parse import quote
 
 from nurture.mail import Mailer, MailError, Rendered, Sender, lead_context
+from nurture.tokens import unsubscribe_token
+from nurture.tracking import track_html
 
 EMAIL_POLICY = SMTP.clone(max_line_length=998)
 KINDS = ("owner_alert", "nurture")
@@ -76,11 +77,6 @@ def message_id_for(kind: str, ref: str, domain: str) -> str:
         raise ValueError(f"unknown message kind {kind!r}; known: {KINDS}")
     digest = hashlib.sha256(f"{kind}|{ref}".encode()).hexdigest()[:40]
     return f"{digest}@{domain}"
-
-
-def unsubscribe_token(lead_id: str, secret: str | None) -> str:
-    key = (secret or "leadscore-unsubscribe").encode()
-    return hmac.new(key, lead_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def build_message(
@@ -181,15 +177,19 @@ def compose(
     sender: Sender,
     date: datetime | None = None,
     unsubscribe_secret: str | None = None,
+    tracking_url: str | None = None,
 ) -> Outgoing:
     """Render ``template`` and wrap it as an ``Outgoing`` whose Message-ID derives from ``kind|ref``.
 
     Marketing email (``nurture``) gets its unsubscribe links (placeholders filled) into both the
-    headers and the template context (``unsubscribe_url``); owner alerts get neither.
+    headers and the template context (``unsubscribe_url``), and with ``tracking_url`` signed click links
+    and an open pixel in its HTML (``nurture.tracking``); owner alerts get none of these.
     """
     message_id = message_id_for(kind, ref, sender.domain)
     unsubscribe: tuple[str | None, str | None] | None = None
     if kind == "nurture":
+        if not unsubscribe_secret:
+            raise MailError([(template, None, "nurture email needs the unsubscribe secret that signs its links")])
         lead_id = str(context["lead"]["lead_id"])
         values = {
             "token": unsubscribe_token(lead_id, unsubscribe_secret),
@@ -202,6 +202,12 @@ def compose(
         )
     full = {**context, "sender": sender.context(), "unsubscribe_url": unsubscribe[0] if unsubscribe else None}
     rendered = mailer.render(template, full)
+    if tracking_url and unsubscribe is not None and unsubscribe_secret:
+        tracked = track_html(
+            rendered.html, message_id=message_id, base_url=tracking_url, secret=unsubscribe_secret,
+            keep=[url for url in unsubscribe if url],
+        )  # fmt: skip
+        rendered = Rendered(rendered.subject, rendered.text, tracked)
     message = build_message(
         sender=sender, to=to, rendered=rendered, message_id=message_id, date=date, list_unsubscribe=unsubscribe
     )

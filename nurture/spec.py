@@ -19,6 +19,7 @@ from pydantic_core import InitErrorDetails
 
 from models.files import SpecError, line_of, validate_part
 from models.spec import OneOf, Spec, _placed
+from nurture.content import ContentSlot
 from nurture.mail import Mailer, MailError, Sender, sample_context, validate_templates
 from stages.portfolio import Portfolio
 from stages.spec import EMAIL
@@ -277,8 +278,23 @@ class TrackSpec(Spec):
         return len(self.steps) if value == "end" else [step.name for step in self.steps].index(value)
 
 
+class TrackingSpec(Spec):
+    """Open pixel and click redirects in nurture email, answered by the service at ``base_url``."""
+
+    base_url: str
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("the tracking base URL must be https://")
+        return value
+
+
 class NurtureSpec(Spec):
     sender: SenderSpec | None = None
+    tracking: TrackingSpec | None = None
+    content: dict[str, ContentSlot] = Field(default_factory=dict)  # web content slots (``nurture.content``)
     frequency_cap: FrequencyCap | None = None
     pacing: Pacing = Field(default_factory=Pacing)
     soft_bounces: Annotated[int, Field(ge=1)] = 3  # soft bounces that suppress like a hard one (nurture.events)
@@ -360,4 +376,12 @@ def _cross_check(spec: NurtureSpec, portfolio: Portfolio, node: Any) -> list[tup
                     [*at, "steps", index, step.kind],
                     f"unknown audience {audience!r}; declare it under nurture.audiences",
                 )
+    for slot_name, slot in spec.content.items():
+        for index, variant in enumerate(slot.variants):
+            at = ["nurture", "content", slot_name, "variants", index, "when"]
+            if variant.when is None:
+                problem(at, "a variant needs when: (only the default has none)")
+            elif variant.when.product_line not in portfolio.product_lines:
+                known = sorted(portfolio.product_lines)
+                problem([*at, "product_line"], f"unknown product line {variant.when.product_line!r}; known: {known}")
     return problems

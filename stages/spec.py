@@ -18,8 +18,9 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 BUILTIN_EVENT_TYPES = frozenset(
     {
         "page_view", "email_sent", "email_delivered", "email_open", "email_click", "email_reply",
-        "email_bounce", "email_complaint", "form_submit", "asset_download", "webinar_register", "webinar_attend",
+        "email_bounce", "spam_complaint", "form_submit", "asset_download", "webinar_register", "webinar_attend",
         "demo_request", "trial_start", "meeting_booked", "unsubscribe", "manual_adjustment",
+        "resubscribe", "content_served",  # the service: preferences and web content
     }
 )  # fmt: skip
 

@@ -9,7 +9,8 @@ from sqlmodel import Session, create_engine
 
 import store.audiences
 import store.nurture_tables  # registers the nurture tables
-import store.outbox_tables  # noqa: F401  (registers the outbox table)
+import store.outbox_tables
+import store.service_tables  # noqa: F401  (registers the outbox and service tables)
 from store import tables  # noqa: F401  (registers the tables on the metadata)
 from store.migrate import upgrade
 

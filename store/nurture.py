@@ -287,18 +287,20 @@ def settle_requests(conn: Connection, outcomes: Sequence[dict[str, Any]], *, run
 SUPPRESSION_EVENT_SCHEMA: dict[str, pl.DataType] = {
     "lead_key": pl.Int64(),
     "type": pl.Utf8(),
+    "product_line": pl.Utf8(),
     "occurred_at": UTC_US,
     "properties": pl.Utf8(),
 }
 
 
 def read_suppression_events(engine: Engine, as_of: datetime) -> pl.DataFrame:
-    """Unsubscribe, complaint and bounce events up to ``as_of`` of leads not yet both unsubscribed
-    and bounced (``nurture.events`` decides what they suppress)."""
+    """Unsubscribe (of everything or one ``product_line``), resubscribe, spam complaint and bounce events
+    up to ``as_of`` of leads not yet both unsubscribed and bounced (``nurture.events`` decides what
+    they suppress and which lines a lead stopped)."""
     sql = (
-        "SELECT e.lead_key, e.type, e.occurred_at, CAST(e.properties AS TEXT) AS properties FROM events e "
-        'JOIN leads l ON l."key" = e.lead_key '
-        "WHERE e.type IN ('unsubscribe', 'email_complaint', 'email_bounce') AND e.occurred_at <= :t "
+        "SELECT e.lead_key, e.type, e.product_line, e.occurred_at, CAST(e.properties AS TEXT) AS properties "
+        'FROM events e JOIN leads l ON l."key" = e.lead_key '
+        "WHERE e.type IN ('unsubscribe', 'resubscribe', 'spam_complaint', 'email_bounce') AND e.occurred_at <= :t "
         "AND (l.unsubscribed_at IS NULL OR l.bounced_at IS NULL)"
     )
     return read_frame(engine, sql, {"t": to_micros(as_of)}, SUPPRESSION_EVENT_SCHEMA)

@@ -261,7 +261,7 @@ def nurture_performance(engine: Engine) -> pl.DataFrame:
     )
 
 
-_EMAIL_EVENTS = "('email_delivered', 'email_open', 'email_click', 'unsubscribe', 'email_bounce', 'email_complaint')"
+_EMAIL_EVENTS = "('email_delivered', 'email_open', 'email_click', 'unsubscribe', 'email_bounce', 'spam_complaint')"
 
 
 def nurture_emails(engine: Engine) -> pl.DataFrame:
@@ -275,7 +275,7 @@ def nurture_emails(engine: Engine) -> pl.DataFrame:
         "clicked": "ev.type = 'email_click' AND ev.machine = FALSE",
         "unsubscribed": "ev.type = 'unsubscribe'",
         "bounced": "o.status = 'bounced' OR ev.type = 'email_bounce'",
-        "complained": "ev.type = 'email_complaint'",
+        "complained": "ev.type = 'spam_complaint'",
     }
     counted = ", ".join(
         f"COUNT(DISTINCT CASE WHEN {test} THEN s.message_id END) AS {name}" for name, test in tests.items()

@@ -7,11 +7,14 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SECRETS_FILE = ".leadscore-secrets.env"
+
 
 class Settings(BaseSettings):
     """Where the store, the outbox and the mail server are. Secrets never come from the portfolio."""
 
-    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", env_file=None, extra="ignore")
+    # Secrets `leadscore init` generated (git-ignored); the environment wins over the file.
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", env_file=SECRETS_FILE, extra="ignore")
 
     database_url: str = "sqlite:///./leadscore.db"
     outbox_dir: Path = Path("./outbox")
@@ -27,7 +30,7 @@ class Settings(BaseSettings):
     smtp_attempts: int = 3  # tries per message on temporary (4xx) failures
     smtp_backoff_seconds: float = 2.0  # wait before the first retry; doubles on each further one
     mail_from: str = "leadscore@localhost"
-    # Keys the unsubscribe tokens in List-Unsubscribe links; without it tokens are only hashes.
+    # Signs the unsubscribe links (nurture.tokens); required to send over SMTP and to run the service.
     unsubscribe_secret: SecretStr | None = None
     # DKIM signing of every message sent (nurture.signing): an RSA private key (PEM), the selector
     # its public key is published under (<selector>._domainkey.<domain>) and the signing domain.

@@ -66,8 +66,14 @@ def nurture(
 
 
 def _run(path: Path, dry_run: bool, as_of: str | None, json_out: bool) -> None:
+    from flows.mailing import unsubscribe_secret
     from flows.nurture_run import run_nurture
+    from nurture.tokens import SecretError
 
+    try:  # refuse here, with a message, rather than from inside the flow run
+        unsubscribe_secret(get_settings())
+    except SecretError as exc:
+        raise base.fail("refusing to send", exc) from exc
     with progress_bars(base.progress_console(json_out)):
         summary = run_nurture(str(path), as_of=base.parse_time(as_of), dry_run=dry_run)
     if json_out:
@@ -138,12 +144,13 @@ def _preview(ctx: Any, lead: str, track: str, step: int, html: Path | None, send
     from flows.mailing import signer_for
     from flows.nurture_emails import PreviewError, preview
     from nurture.delivery import stamp
+    from nurture.tokens import SecretError
     from nurture.transports import transport_for
 
     settings = get_settings()
     try:
         message = preview(engine_for(settings.database_url), ctx, lead, track, step, settings, to=send_to)
-    except PreviewError as exc:
+    except (PreviewError, SecretError) as exc:
         raise base.fail("cannot preview", exc, code=1) from exc
     parsed = message.parsed()
     body = parsed.get_body(("plain",))

@@ -13,7 +13,7 @@ machine-activity rule), ``skeleton`` (the one chunk loop) and one module per kin
 from store.ingest.events import ingest_events, promoted_properties
 from store.ingest.leads import ingest_leads
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, MachineRule
-from store.ingest.reading import Progress
+from store.ingest.reading import Progress, Records
 from store.ingest.report import IngestReport, Reject, write_rejects_csv
 from store.ingest.rows import EventRow, LeadRow, StageUpdateRow, event_row_adapter
 from store.ingest.stage_updates import ingest_stage_updates
@@ -25,6 +25,7 @@ __all__: list[str] = [
     "LeadRow",
     "MachineRule",
     "Progress",
+    "Records",
     "Reject",
     "StageUpdateRow",
     "event_row_adapter",

@@ -17,7 +17,7 @@ from store.bulk import insert_ignore, json_text
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.lookup import in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, EMAIL_TYPES, MachineDetector, MachineRule
-from store.ingest.reading import Progress, Raw
+from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
 from store.ingest.skeleton import Ingestion, run_chunks
@@ -260,7 +260,7 @@ class _ColumnarSteps:
 
 def ingest_events(
     engine: Engine,
-    path: Path,
+    path: Path | Records,
     *,
     event_types: set[str] | frozenset[str],
     product_lines: set[str] | None = None,
@@ -286,4 +286,13 @@ def ingest_events(
         steps = _RowByRowSteps(adapter, hints, detector)
     else:
         steps = _ColumnarSteps(EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS)), detector)
-    return run_chunks(engine, path, "events", _EVENT_TABLE, steps, chunk_size=chunk_size, progress=progress)  # type: ignore[arg-type]
+    return run_chunks(
+        engine,
+        path,
+        "events",
+        _EVENT_TABLE,
+        steps,
+        chunk_size=chunk_size,
+        progress=progress,
+        stamped=("event_id", "ingested_at"),
+    )  # type: ignore[arg-type]

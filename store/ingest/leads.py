@@ -11,9 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from store.bulk import insert_ignore, upsert
-from store.csvfile import data_suffix
 from store.ingest.lookup import lookup
-from store.ingest.reading import Progress, Raw
+from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport
 from store.ingest.rows import LEAD_FIELDS, LEADS, LeadRow
 from store.ingest.skeleton import Ingestion, run_chunks
@@ -137,7 +136,7 @@ class _LeadSteps:
 
 def ingest_leads(
     engine: Engine,
-    path: Path,
+    path: Path | Records,
     *,
     product_lines: set[str] | None = None,
     chunk_size: int = 50_000,
@@ -151,7 +150,7 @@ def ingest_leads(
     A lead whose stored content would not change is not written, so re-ingesting reports 0/0.
     Within one chunk a repeated ``lead_id`` keeps its last row.
     """
-    steps = _LeadSteps(data_suffix(path) == ".csv", product_lines, Splitter(LEAD_FIELDS))
+    steps = _LeadSteps(is_csv(path), product_lines, Splitter(LEAD_FIELDS))
     return run_chunks(
         engine,
         path,
@@ -160,4 +159,5 @@ def ingest_leads(
         steps,
         chunk_size=chunk_size,
         progress=progress,  # type: ignore[arg-type]
+        stamped=("lead_id", "updated_at"),
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,19 @@ def number(text: str) -> int | float:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def read_rows(path: Path) -> Iterator[Raw]:
+@dataclass(frozen=True)
+class Records:
+    """Rows that arrive as JSON values rather than a file (the HTTP service): each item's position from 1
+    is its "line" in rejects, ``source`` names the request. The same validation and writes as a file."""
+
+    source: str
+    items: Sequence[Any]
+
+
+def read_rows(path: Path | Records) -> Iterator[Raw]:
+    if isinstance(path, Records):
+        yield from _read_records(path)
+        return
     suffix = data_suffix(path)
     if suffix == ".csv":
         yield from _read_csv(path)
@@ -94,6 +107,19 @@ def _read_jsonl(path: Path) -> Iterator[Raw]:
                 yield Raw(line, {"_text": text.rstrip("\r\n")[:2000]}, error=error)
                 continue
             yield Raw(line, value)
+
+
+def _read_records(records: Records) -> Iterator[Raw]:
+    for line, value in enumerate(records.items, start=1):
+        if isinstance(value, dict):
+            yield Raw(line, value)
+        else:
+            yield Raw(line, {"_value": value}, error=f"expected a JSON object, got {type(value).__name__}")
+
+
+def is_csv(path: Path | Records) -> bool:
+    """Whether the rows are CSV cells (text values) rather than JSON values."""
+    return isinstance(path, Path) and data_suffix(path) == ".csv"
 
 
 def chunks(rows: Iterator[Raw], size: int, progress: Progress | None = None) -> Iterator[list[Raw]]:

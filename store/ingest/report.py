@@ -49,6 +49,8 @@ class IngestReport:
     rejected: int = 0
     rejects: list[Reject] = field(default_factory=list)
     interests: list[tuple[int, str, datetime]] = field(default_factory=list)
+    # Ids this call stored or changed, kept for ``Records`` only (None for files): the service answers per item.
+    written: set[str] | None = None
 
     def summary(self) -> str:
         return (

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, Table
 
 from store.db import GrowingTable
-from store.ingest.reading import Progress, Raw, chunks, read_rows
+from store.ingest.lookup import lookup
+from store.ingest.reading import Progress, Raw, Records, chunks, read_rows
 from store.ingest.report import IngestReport, Interests, RejectLedger
 
 
@@ -66,17 +67,23 @@ def gc_paused() -> Iterator[None]:
 
 def run_chunks(
     engine: Engine,
-    path: Path,
+    path: Path | Records,
     kind: str,
     table: Table,
     steps: ChunkSteps,
     *,
     chunk_size: int,
     progress: Progress | None,
+    stamped: tuple[str, str] | None = None,
 ) -> IngestReport:
-    """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order."""
-    path = Path(path)
-    run = Ingestion(IngestReport(kind=kind, source=str(path)))
+    """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order.
+
+    For ``Records`` the report also says which ids this call wrote (``written``): ``stamped`` names the
+    table's id column and the column a write stamps with the chunk's time."""
+    path = path if isinstance(path, Records) else Path(path)
+    run = Ingestion(IngestReport(kind=kind, source=path.source if isinstance(path, Records) else str(path)))
+    if isinstance(path, Records) and stamped is not None:
+        run.report.written = set()
     growth = GrowingTable(engine, table.name)
     with gc_paused():
         for chunk in chunks(read_rows(path), chunk_size, progress):
@@ -91,8 +98,18 @@ def run_chunks(
             prepared = steps.prepare(readable, run)
             with engine.begin() as conn:
                 steps.write(conn, prepared, now, run)
+                if run.report.written is not None and stamped is not None:
+                    run.report.written.update(_written(conn, table, stamped, readable, now))
                 run.rejects.flush(conn, now)
             growth.added(run.report.inserted)  # the next chunk's look-ups are planned for the grown table
     run.report.interests = run.interests.as_list()
     run.rejects.sort()
     return run.report
+
+
+def _written(conn: Connection, table: Table, stamped: tuple[str, str], rows: list[Raw], now: datetime) -> list[str]:
+    """The ids among ``rows`` whose stored row carries this chunk's time: the ones this chunk wrote."""
+    id_name, stamp_name = stamped
+    ids = sorted({str(row.data[id_name]) for row in rows if row.data is not None and row.data.get(id_name)})
+    found = lookup(conn, table.c[id_name], ids, [table.c[id_name]], table.c[stamp_name] == now)
+    return [identifier for (identifier,) in found]

@@ -34,3 +34,7 @@ def test_demo_runs_the_daily_pipeline_on_the_embedded_store(tmp_path: Path, monk
     assert any((demo / "audiences").rglob("*.csv"))
     assert any((demo / "outbox").rglob("*.eml"))  # owner alerts and nurture emails
     assert "LEADSCORE_OUTBOX_DIR" not in os.environ  # the demo tells the flows; it does not edit the environment
+    # How to start the service on the demo store, and one look-up of a top lead.
+    assert f"export LEADSCORE_DATABASE_URL=sqlite:///{(demo / 'leadscore.db').resolve()}" in result.output
+    assert "leadscore api --port 8000 &" in result.output
+    assert 'curl -s -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/v1/leads/' in result.output

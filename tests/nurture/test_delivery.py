@@ -12,6 +12,7 @@ from nurture import delivery, transports
 from nurture.delivery import DeliveryResult, Options, stamp
 from nurture.mail import Mailer, Sender, sample_context
 from nurture.messages import Outgoing, compose, owner_alert
+from nurture.tokens import unsubscribe_token
 from nurture.transports import transport_for
 from store import outbox
 from store.outbox import SqlOutbox
@@ -20,6 +21,7 @@ from store.tables import Lead
 from tests.nurture.conftest import NOW, Recorder, add_leads
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "portfolio.yaml"
+SECRET = "test-unsubscribe-secret-0123456789abcdef"
 SENDER = Sender(
     name="Acme Cloud",
     address="news@acme.example",
@@ -35,7 +37,7 @@ def nurture_message(lead_key: int, to: str, ref: str, run_id: str = "run-1") -> 
     context["lead"] = {**context["lead"], "lead_id": f"LD-{lead_key}", "email": to}
     return compose(
         MAILER, "nurture_intro", context, kind="nurture", ref=ref, lead_key=lead_key, run_id=run_id, to=to,
-        sender=SENDER, date=NOW,
+        sender=SENDER, date=NOW, unsubscribe_secret=SECRET,
     )  # fmt: skip
 
 
@@ -121,8 +123,11 @@ def test_smtp_round_trip_delivers_a_working_multipart_message(
     assert (mail_from, rcpt_tos) == ("news@acme.example", ["ada@client.example"])
     headers = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
     token_line = next(line for line in headers if line.startswith(b"List-Unsubscribe:"))
-    assert token_line.startswith(b"List-Unsubscribe: <https://acme.example/unsubscribe?token=")
-    assert token_line.endswith(b">, <mailto:unsubscribe@acme.example?subject=unsubscribe-" + token_line[58:90] + b">")
+    token = unsubscribe_token(f"LD-{key}", SECRET).encode()
+    assert token_line == (
+        b"List-Unsubscribe: <https://acme.example/unsubscribe?token=" + token + b">, "
+        b"<mailto:unsubscribe@acme.example?subject=unsubscribe-" + token + b">"
+    )
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in headers
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed.get_content_type() == "multipart/alternative"

@@ -93,7 +93,7 @@ def test_the_report_measures_per_email_statistics_and_uplift_over_the_holdout(en
     add_event(engine, key, "o1", "email_open", at, message_id=first, machine=True)  # a proxy: not a person
     add_event(engine, key, "o2", "email_open", at, message_id=first, machine=False)
     add_event(engine, key, "u", "unsubscribe", at, message_id=first)
-    add_event(engine, key, "c", "email_complaint", at, message_id=first)
+    add_event(engine, key, "c", "spam_complaint", at, message_id=first)
 
     emails = reports.nurture_emails(engine)
     assert emails["sent"].sum() == len(treated) and set(emails["template"]) == {"first", "third"}

@@ -13,6 +13,7 @@ from nurture.messages import compose, message_id_for, owner_alert
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "portfolio.yaml"
 WHEN = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 LONG_URL = "https://preferences.acme.example/email/unsubscribe/one-click?token={token}&message={message_id}"
+SECRET = "test-unsubscribe-secret-0123456789abcdef"
 SENDER = Sender(
     name="Acme Cloud",
     address="news@acme.example",
@@ -108,6 +109,7 @@ def test_nurture_message_is_multipart_with_unfolded_one_click_unsubscribe_and_in
         to="ada@example.com",
         sender=SENDER,
         date=WHEN,
+        unsubscribe_secret=SECRET,
     )
     raw = out.as_bytes()
     header_lines = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
@@ -180,20 +182,20 @@ def test_non_ascii_subjects_are_encoded_and_headers_cannot_be_injected() -> None
     mailer = Mailer.for_portfolio(DEMO)
     out = compose(
         mailer, "nurture_intro", nurture_context(first_name="Zoé"), kind="nurture", ref="enrolment:1:0", lead_key=1,
-        run_id="r", to="zoe@example.com", sender=SENDER, date=WHEN,
+        run_id="r", to="zoe@example.com", sender=SENDER, date=WHEN, unsubscribe_secret=SECRET,
     )  # fmt: skip
     head = out.as_bytes().split(b"\r\n\r\n", 1)[0]
     assert b"Subject: =?utf-8?" in head
     assert out.parsed()["Subject"] == "Zoé, a quick look at Sample Line" == out.subject
     again = compose(
         mailer, "nurture_intro", nurture_context(first_name="Zoé"), kind="nurture", ref="enrolment:1:0", lead_key=1,
-        run_id="r", to="zoe@example.com", sender=SENDER, date=WHEN,
+        run_id="r", to="zoe@example.com", sender=SENDER, date=WHEN, unsubscribe_secret=SECRET,
     )  # fmt: skip
     assert again.as_bytes() == out.as_bytes()  # same cause, same bytes
     with pytest.raises(MailError, match="header To must be one line of ASCII"):
         compose(
             mailer, "nurture_intro", nurture_context(), kind="nurture", ref="e:2", lead_key=2, run_id="r",
-            to="a@example.com\r\nBcc: everyone@example.com", sender=SENDER, date=WHEN,
+            to="a@example.com\r\nBcc: everyone@example.com", sender=SENDER, date=WHEN, unsubscribe_secret=SECRET,
         )  # fmt: skip
 
 
@@ -227,3 +229,12 @@ def test_a_long_non_ascii_subject_and_sender_name_stay_on_one_header_line_each()
     assert len(subject) < 998 and all(len(word) <= 75 for word in subject.split(" ") if word.startswith("=?"))
     assert name in out.parsed()["Subject"]
     assert str(out.parsed()["From"]) == "Équipe Acmé Cloud — Société <news@acme.example>"
+
+
+def test_nurture_email_without_an_unsubscribe_secret_is_refused() -> None:
+    """No constant default key: unsigned (or constant-keyed) links would let anyone unsubscribe anyone."""
+    with pytest.raises(MailError, match="needs the unsubscribe secret"):
+        compose(
+            Mailer.for_portfolio(DEMO), "nurture_intro", nurture_context(), kind="nurture", ref="e:1", lead_key=1,
+            run_id="r", to="a@example.com", sender=SENDER, date=WHEN,
+        )  # fmt: skip

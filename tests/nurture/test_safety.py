@@ -17,7 +17,7 @@ from store import nurture as store
 from store import outbox
 from store.outbox import SqlOutbox
 from tests.nurture.conftest import NOW, Recorder, add_leads
-from tests.nurture.test_delivery import MAILER, SENDER, deliver, many_messages, nurture_message, smtp_settings
+from tests.nurture.test_delivery import MAILER, SECRET, SENDER, deliver, many_messages, nurture_message, smtp_settings
 from tests.nurture.test_tracks import DAY, MON, enrolment_of, run
 from tests.nurture.world import add_event, add_lead, write_portfolio
 
@@ -96,7 +96,7 @@ def test_hard_bounce_and_complaint_events_suppress_and_soft_bounces_count_to_the
     at = MON + timedelta(hours=1)
     hard = {"status": "5.1.1", "diagnostic": "user unknown"}
     add_event(engine, leads["HARD"], "b1", "email_bounce", at, properties=hard)
-    add_event(engine, leads["SPAM"], "c1", "email_complaint", at)
+    add_event(engine, leads["SPAM"], "c1", "spam_complaint", at)
     for i in range(3):
         add_event(engine, leads["SOFT"], f"s{i}", "email_bounce", at + i * DAY / 4, properties={"type": "soft"})
     for i in range(2):
@@ -111,6 +111,29 @@ def test_hard_bounce_and_complaint_events_suppress_and_soft_bounces_count_to_the
     assert consent[leads["TWICE"]]["bounced_at"] is None and consent[leads["OK"]]["bounced_at"] is None
     status = {e["lead_key"]: (e["status"], e["exit_reason"]) for e in store.enrolments(engine)}
     assert status[leads["TWICE"]] == ("active", None) and status[leads["HARD"]] == ("exited", "bounced")
+
+
+def test_a_resubscribe_voids_earlier_unsubscribes_and_complaints_and_a_webhook_hard_bounce_counts(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The preference centre's ``resubscribe`` outweighs what came before it; the service's webhooks
+    store a bounce's kind as ``bounce: hard``, which suppresses like a 5.x.x status."""
+    ctx = load_context(write_portfolio(tmp_path))
+    leads = {name: add_lead(engine, name, score=10)[0] for name in ("BACK", "BOUNCED", "GONE")}
+    at = MON - DAY
+    add_event(engine, leads["BACK"], "u1", "unsubscribe", at)
+    add_event(engine, leads["BACK"], "c1", "spam_complaint", at + timedelta(hours=1))
+    add_event(engine, leads["BACK"], "r1", "resubscribe", at + timedelta(hours=2))
+    add_event(engine, leads["GONE"], "r2", "resubscribe", at)
+    add_event(engine, leads["GONE"], "c2", "spam_complaint", at + timedelta(hours=1))
+    add_event(engine, leads["BOUNCED"], "b1", "email_bounce", at, properties={"bounce": "hard"})
+    summary = run(engine, ctx, MON, tmp_path)
+    assert (summary.suppressed_by_events, summary.enrolled) == (2, {"warm-up": 1})
+    consent = {row["lead_key"]: row for row in store.read_consent(engine).iter_rows(named=True)}
+    assert consent[leads["BACK"]]["unsubscribed_at"] is None
+    assert consent[leads["GONE"]]["unsubscribed_at"] == at + timedelta(hours=1)
+    assert consent[leads["BOUNCED"]]["bounced_at"] == at
+    assert [e["lead_key"] for e in store.enrolments(engine)] == [leads["BACK"]]
 
 
 def test_dry_run_and_real_run_decide_the_same(engine: Engine, tmp_path: Path) -> None:
@@ -136,7 +159,7 @@ def test_date_is_the_sending_time_and_a_long_encoded_subject_is_folded(engine: E
     context["lead"] = {**context["lead"], "first_name": "Zoé-Ληταϊτιδα Ωμέγα Ελληνικά Ä Ö Ü ß Ñ Ç Å Ø Æ Œ"}
     message = compose(
         MAILER, "nurture_intro", context, kind="nurture", ref="enrolment:9:0", lead_key=1, run_id="r",
-        to="z@x.example", sender=SENDER,
+        to="z@x.example", sender=SENDER, unsubscribe_secret=SECRET,
     )  # fmt: skip
     assert b"\r\nDate:" not in message.as_bytes()  # dated when it is sent, not when composed
     add_leads(engine, {"lead_id": "LD-Z", "email": "z@x.example"})

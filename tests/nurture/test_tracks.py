@@ -12,6 +12,7 @@ import store as store_package
 from flows import nurture_run as flow_module
 from flows.nurture_context import Context, load_context
 from flows.nurture_run import NurtureSummary, nurture_once
+from nurture.tokens import SecretError
 from store import nurture as store
 from store import outbox
 from store.nurture import request_enrolments, request_exits
@@ -21,6 +22,7 @@ from tests.nurture.conftest import Recorder
 from tests.nurture.world import add_event, add_lead, add_milestone, set_journey, write_portfolio
 
 MON = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday, 11:00 in Paris
+SECRET = "nurture-test-unsubscribe-secret-0123456789"
 DAY = timedelta(days=1)
 
 
@@ -262,7 +264,10 @@ def test_a_refused_email_stays_due_and_a_bounce_exits_the_track(
     busy, _ = add_lead(engine, "BUSY", score=10)
     gone, _ = add_lead(engine, "GONE", score=10)
     handler.script = {"busy@client.example": ["451 busy"] * 3, "gone@client.example": ["550 no such user"]}
-    settings = Settings(outbox_dir=tmp_path / "outbox", smtp_host="127.0.0.1", smtp_port=port, smtp_backoff_seconds=0)
+    settings = Settings(
+        outbox_dir=tmp_path / "outbox", smtp_host="127.0.0.1", smtp_port=port, smtp_backoff_seconds=0,
+        unsubscribe_secret=SECRET,
+    )  # fmt: skip
     first = nurture_once(engine, ctx, MON, settings=settings, run_id="r1")
     assert first.deliveries == {"bounced": 1, "failed": 1}
     assert (enrolment_of(engine, busy)["current_step"], enrolment_of(engine, busy)["next_step_at"]) == (0, MON)
@@ -272,3 +277,36 @@ def test_a_refused_email_stays_due_and_a_bounce_exits_the_track(
     assert [rcpt for _, rcpt, _ in handler.received] == [["busy@client.example"]]
     assert [(s[0], s[1], s[3]) for s in steps_of(engine, busy)] == [(0, "email", "r2"), (1, "wait", "r2")]
     assert enrolment_of(engine, gone)["exit_reason"] == "bounced"
+
+
+@pytest.mark.parametrize("secret", [None, "too-short"])
+def test_sending_over_smtp_without_a_real_unsubscribe_secret_refuses_to_start(
+    engine: Engine, tmp_path: Path, smtp_server: tuple[Recorder, int], secret: str | None
+) -> None:
+    """Links signed with a missing, short or constant key could be forged: nothing is enrolled nor sent."""
+    handler, port = smtp_server
+    ctx = load_context(write_portfolio(tmp_path))
+    add_lead(engine, "ADA", score=10)
+    settings = Settings(
+        outbox_dir=tmp_path / "outbox", smtp_host="127.0.0.1", smtp_port=port, unsubscribe_secret=secret
+    )
+    with pytest.raises(SecretError, match=r"LEADSCORE_UNSUBSCRIBE_SECRET (is not set|has 9 characters, fewer than 32)"):
+        nurture_once(engine, ctx, MON, settings=settings, run_id="r1")
+    assert (store.enrolments(engine), handler.received, outbox.messages(engine)) == ([], [], [])
+
+
+def test_a_lead_that_stopped_a_product_line_enters_none_of_its_tracks_until_it_resubscribes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The preference centre's events: ``unsubscribe`` of one line keeps the lead out of that line's tracks
+    (not suppressed: other lines still mail it); a later ``resubscribe`` lets it in again."""
+    ctx = load_context(write_portfolio(tmp_path))
+    stopped, _ = add_lead(engine, "STOPPED", score=10)
+    add_lead(engine, "KEEN", score=10)
+    add_event(engine, stopped, "pref-1", "unsubscribe", MON - DAY, product_line="crm")
+    summary = run(engine, ctx, MON, tmp_path)
+    assert summary.enrolled == {"warm-up": 1} and summary.suppressed_by_events == 0
+    assert stopped not in [e["lead_key"] for e in store.enrolments(engine)]
+    add_event(engine, stopped, "pref-2", "resubscribe", MON + timedelta(hours=1))
+    assert run(engine, ctx, MON + timedelta(hours=2), tmp_path).enrolled == {"warm-up": 1}
+    assert enrolment_of(engine, stopped)["status"] == "active"

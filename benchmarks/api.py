@@ -1,0 +1,227 @@
+"""Load test of the HTTP service on 127.0.0.1: event intake (single and in batches), score look-ups,
+``fresh=true`` look-ups; bounded (each phase stops after ``--seconds``) and checked (every accepted
+event stored exactly once).
+
+The store gets ``--leads`` leads, each with a scored journey and its snapshot (the look-ups read them),
+and one lead with 500 events for ``fresh=true``. The service runs as ``uvicorn service.app:create_app``
+in its own process(es); the client is httpx on asyncio with ``--concurrency`` requests in flight.
+
+    .venv/bin/python benchmarks/api.py                                   # SQLite, 200k leads
+    .venv/bin/python benchmarks/api.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from store.api_keys import create_key  # noqa: E402
+from store.bulk import insert_ignore  # noqa: E402
+from store.db import make_engine  # noqa: E402
+from store.tables import Event, Lead  # noqa: E402
+
+PORTFOLIO = ROOT / "examples" / "demo" / "portfolio.yaml"
+SECRET = "benchmark-unsubscribe-secret-0123456789abc"
+NOW = datetime.now(UTC)
+
+
+def prepare(url: str, leads: int) -> None:
+    """``leads`` leads with a scored crm-suite journey and its latest snapshot; one lead with 500 events."""
+    engine = make_engine(url)
+    chunk = 50_000
+    with engine.begin() as conn:
+        for start in range(0, leads, chunk):
+            rows = [
+                {"lead_id": f"B{n}", "email": f"b{n}@client.example", "email_opt_in": True, "ads_opt_in": False,
+                 "attributes": {"job_title": "Head of Sales" if n % 3 else "Engineer", "product_interest": "crm-suite"},
+                 "created_at": NOW, "updated_at": NOW}
+                for n in range(start, min(leads, start + chunk))
+            ]  # fmt: skip
+            insert_ignore(conn, Lead.__table__, rows)  # type: ignore[arg-type]
+        conn.execute(
+            text(
+                "INSERT INTO journeys (lead_key, product_line, stage, status, opened_at, stage_entered_at, score, "
+                "band) SELECT key, 'crm-suite', 'discovery', 'active', :t, :t, key % 100, "
+                "CASE WHEN key % 100 < 20 THEN 'cold' WHEN key % 100 < 40 THEN 'warm' ELSE 'hot' END FROM leads"
+            ),
+            {"t": int(NOW.timestamp() * 1_000_000)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO score_snapshots (journey_id, lead_key, product_line, stage, run_id, as_of, score, band, "
+                "breakdown) SELECT id, lead_key, product_line, stage, 'bench', :t, score, band, :b FROM journeys"
+            ),
+            {"t": int(NOW.timestamp() * 1_000_000), "b": json.dumps([{"rule": "decision maker", "points": 15.0}])},
+        )
+        key = conn.execute(text("SELECT key FROM leads WHERE lead_id = 'B1'")).scalar_one()
+        events = [
+            {"lead_key": key, "occurred_at": NOW - timedelta(hours=n), "event_id": f"fresh-{n}",
+             "type": "page_view" if n % 5 else "asset_download", "product_line": "crm-suite", "machine": False,
+             "url": "/pricing" if n % 2 else "/product", "properties": {}, "ingested_at": NOW}
+            for n in range(500)
+        ]  # fmt: skip
+        insert_ignore(conn, Event.__table__, events)  # type: ignore[arg-type]
+    engine.dispose()
+
+
+def start_service(url: str, workers: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
+           "LEADSCORE_UNSUBSCRIBE_SECRET": SECRET, "LEADSCORE_API_RATE_PER_SECOND": "1000000",
+           "LEADSCORE_API_RATE_BURST": "1000000"}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+        cwd=workdir, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("the service did not become ready within 120 s")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+async def load(base: str, key: str, seconds: float, concurrency: int, make: Any) -> dict[str, Any]:
+    """``concurrency`` workers send ``make(n)`` → (method, path, json, items) until ``seconds`` pass."""
+    latencies: list[float] = []
+    counts = {"requests": 0, "items": 0, "stored": 0, "errors": 0}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=60
+    ) as client:
+        end = time.monotonic() + seconds
+        sequence = iter(range(10**12))
+
+        async def worker() -> None:
+            while time.monotonic() < end:
+                method, path, body, items = make(next(sequence))
+                started = time.perf_counter()
+                answer = await client.request(method, path, json=body)
+                latencies.append(time.perf_counter() - started)
+                counts["requests"] += 1
+                if answer.status_code >= 400 and answer.status_code != 404:
+                    counts["errors"] += 1
+                    continue
+                counts["items"] += items
+                if method == "POST":
+                    counts["stored"] += answer.json()["stored"]
+
+        began = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.monotonic() - began
+    return {
+        **counts,
+        "seconds": round(elapsed, 1),
+        "requests_per_s": round(counts["requests"] / elapsed),
+        "items_per_s": round(counts["items"] / elapsed),
+        "p50_ms": round(_percentile(latencies, 0.5), 1),
+        "p99_ms": round(_percentile(latencies, 0.99), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL server URL (a throw-away database is made); default SQLite"
+    )
+    parser.add_argument("--leads", type=int, default=200_000)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (SQLite wants 1)")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="leadscore-api-bench-"))
+    database = None
+    if args.database_url:
+        database = f"bench_api_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(args.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        url = args.database_url.rsplit("/", 1)[0] + f"/{database}"
+    else:
+        url = f"sqlite:///{workdir}/bench.db"
+    began = time.monotonic()
+    prepare(url, args.leads)
+    print(f"store: {args.leads:,} leads with scored journeys, prepared in {time.monotonic() - began:.1f} s", flush=True)
+    engine = make_engine(url)
+    key, _ = create_key(engine, "benchmark", ["admin"])
+    process, base = start_service(url, args.workers, workdir)
+    results: dict[str, Any] = {"store": engine.dialect.name, "leads": args.leads, "workers": args.workers}
+    try:
+        run = uuid.uuid4().hex[:6]
+
+        def single(n: int) -> tuple[str, str, Any, int]:
+            event = {"event_id": f"s-{run}-{n}", "lead_id": f"B{n % args.leads}", "type": "page_view",
+                     "occurred_at": NOW.isoformat(), "url": "/pricing"}  # fmt: skip
+            return "POST", "/v1/events", event, 1
+
+        def batch(n: int) -> tuple[str, str, Any, int]:
+            events = [
+                {"event_id": f"b-{run}-{n}-{i}", "lead_id": f"B{(n * 500 + i) % args.leads}", "type": "page_view",
+                 "occurred_at": NOW.isoformat(), "url": "/product"}
+                for i in range(500)
+            ]  # fmt: skip
+            return "POST", "/v1/events", events, 500
+
+        def lookup(n: int) -> tuple[str, str, Any, int]:
+            return "GET", f"/v1/leads/B{random.randrange(args.leads)}/score", None, 1
+
+        def fresh(n: int) -> tuple[str, str, Any, int]:
+            return "GET", "/v1/leads/B1/score?fresh=true&product_line=crm-suite", None, 1
+
+        phases = [("single events", single, args.concurrency), ("batches of 500", batch, 4),
+                  ("score look-ups", lookup, args.concurrency), ("fresh=true, 500 events", fresh, 4)]  # fmt: skip
+        for name, make, concurrency in phases:
+            results[name] = asyncio.run(load(base, key, args.seconds, concurrency, make))
+            print(f"{name}: {json.dumps(results[name])}", flush=True)
+        with engine.connect() as conn:
+            stored = conn.execute(
+                text(f"SELECT count(*) FROM events WHERE event_id LIKE 's-{run}-%' OR event_id LIKE 'b-{run}-%'")
+            ).scalar_one()
+        accepted = results["single events"]["stored"] + results["batches of 500"]["stored"]
+        results["exactly_once"] = stored == accepted
+        print(
+            f"accepted {accepted:,} events, stored {stored:,}: {'exactly once' if stored == accepted else 'MISMATCH'}"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        engine.dispose()
+        if database:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

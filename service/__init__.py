@@ -1,0 +1,1 @@
+"""The live service: an HTTP API on the store and portfolio the pipelines use (DESIGN §9)."""

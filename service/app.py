@@ -1,0 +1,142 @@
+"""The FastAPI app: settings, store, portfolio and secrets read once at start-up, then the routers.
+
+Started by ``leadscore api`` (uvicorn, ``service.app:create_app`` as a factory) or any ASGI server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, text
+
+from nurture.content import ContentSlot
+from nurture.spec import load_nurture
+from nurture.tokens import check_secret
+from service import content, feedback, intake, scores, tracking, unsubscribe
+from service.auth import KeyCache
+from service.config import ServiceSettings
+from service.limits import BodyLimit, RateLimiter
+from service.metrics import Metrics, MetricsMiddleware
+from service.writer import DirectWriter, SingleWriter
+from stages.portfolio import Portfolio, load_portfolio
+from store.db import make_engine
+
+
+@dataclass
+class Service:
+    """What every request needs, made once at start-up (settings are never read in a request)."""
+
+    settings: ServiceSettings
+    engine: Engine
+    portfolio: Portfolio
+    secrets: list[str]  # the unsubscribe secret, then the previous one during a rotation
+    tracks: dict[str, list[str]]  # product line → its nurture tracks
+    feedback_keys: dict[str, str]  # email provider → the key that verifies its webhooks
+    tracking: bool  # the portfolio turns the open pixel and click redirects on
+    content: dict[str, ContentSlot]  # web content slots (nurture.content)
+    keys: KeyCache
+    limiter: RateLimiter
+    metrics: Metrics
+    writer: DirectWriter
+
+
+def build_service(settings: ServiceSettings) -> Service:
+    """Open the store (migrated), load the portfolio, check the secrets: any problem stops the start."""
+    secrets = [check_secret(settings.unsubscribe_secret.get_secret_value() if settings.unsubscribe_secret else None)]
+    if settings.unsubscribe_secret_previous is not None:
+        previous = settings.unsubscribe_secret_previous.get_secret_value()
+        secrets.append(check_secret(previous, "LEADSCORE_UNSUBSCRIBE_SECRET_PREVIOUS"))
+    engine = make_engine(settings.database_url)
+    portfolio = load_portfolio(settings.portfolio_file())
+    nurture = load_nurture(portfolio)
+    tracks: dict[str, list[str]] = {}
+    for name, track in nurture.tracks.items():
+        tracks.setdefault(track.entry.product_line, []).append(name)
+
+    def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
+        return intake.take(engine, portfolio, kind, items)
+
+    writer = SingleWriter(take, settings.api_writer_batch) if engine.dialect.name == "sqlite" else DirectWriter(take)
+    return Service(
+        settings=settings,
+        engine=engine,
+        portfolio=portfolio,
+        secrets=secrets,
+        tracks=tracks,
+        feedback_keys=settings.feedback_keys(),
+        tracking=nurture.tracking is not None,
+        content=nurture.content,
+        keys=KeyCache(engine, settings.api_key_cache_seconds),
+        limiter=RateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
+        metrics=Metrics(),
+        writer=writer,
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The app; ``settings`` default to the environment (read here, at start-up, once)."""
+    service = build_service(settings or ServiceSettings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.writer.start()
+        try:
+            yield
+        finally:
+            await service.writer.stop()
+            service.engine.dispose()
+
+    app = FastAPI(
+        title="leadscore",
+        summary="Events in, email feedback, unsubscribes and real-time scores",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.include_router(intake.router)
+    app.include_router(scores.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(feedback.router)
+    app.include_router(tracking.router)
+    app.include_router(content.router)
+
+    @app.get("/healthz", tags=["operations"], summary="The process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="The store answers")
+    async def readyz() -> Response:
+        try:
+            await run_in_threadpool(_ping, service.engine)
+        except Exception as exc:  # any store failure means "not ready", with its class only (no secrets)
+            return JSONResponse({"status": "unavailable", "store": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready", "store": service.engine.dialect.name})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # The last added runs outermost: metrics see every answer (413s too), CORS answers before the body limit.
+    app.add_middleware(BodyLimit, max_bytes=service.settings.api_max_body_bytes)
+    if service.settings.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=service.settings.api_cors_origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "X-API-Key"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    return app
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

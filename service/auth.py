@@ -1,0 +1,61 @@
+"""API keys with scopes on the routes that need them; each key has its own rate limit."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from store.api_keys import KeyInfo, check_key
+
+_BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer lsk_…`")
+_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: lsk_…`")
+
+
+class KeyCache:
+    """Checked keys remembered for ``ttl`` seconds, so a request costs no store round-trip; a revocation
+    therefore takes effect within ``ttl``. Entries are keyed by the key's hash, never the key."""
+
+    def __init__(self, engine: Engine, ttl: float = 5.0) -> None:
+        self.engine, self.ttl = engine, ttl
+        self.entries: dict[str, tuple[KeyInfo | None, float]] = {}
+
+    async def check(self, presented: str) -> KeyInfo | None:
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self.entries.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = await run_in_threadpool(check_key, self.engine, presented)
+        if len(self.entries) > 10_000:  # a flood of made-up keys must not grow memory without bound
+            self.entries.clear()
+        self.entries[digest] = (found, now + self.ttl)
+        return found
+
+
+def require(scope: str) -> Any:
+    """A dependency: the caller's live key has ``scope`` (or ``admin``) and is within its rate limit."""
+
+    async def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+        header: Annotated[str | None, Security(_HEADER)],
+    ) -> KeyInfo:
+        service = request.app.state.service
+        presented = bearer.credentials if bearer is not None else header
+        key = await service.keys.check(presented) if presented else None
+        if key is None:
+            raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in key.scopes and "admin" not in key.scopes:
+            raise HTTPException(403, f"this key lacks the scope {scope!r}")
+        wait = service.limiter.take(key.key_id)
+        if wait:
+            raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))})
+        return key
+
+    return Depends(dependency)

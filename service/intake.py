@@ -1,0 +1,113 @@
+"""``POST /v1/events`` and ``POST /v1/leads``: the file ingestion's row models, messages and idempotent
+writes (``store.ingest`` with ``Records``), answered item by item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request
+from sqlalchemy import Engine
+
+from service.auth import require
+from stages.journeys import new_journeys
+from stages.portfolio import Portfolio
+from store.api_keys import KeyInfo
+from store.ingest import EventRow, IngestReport, LeadRow, Records, ingest_events, ingest_leads
+from store.scores import open_journeys
+
+router = APIRouter(prefix="/v1", tags=["intake"])
+ID_FIELD = {"events": "event_id", "leads": "lead_id"}
+
+
+def take(engine: Engine, portfolio: Portfolio, kind: str, items: list[Any]) -> list[dict[str, Any]]:
+    """Validate and store ``items`` in one ingestion call; open the journeys they show interest in.
+
+    Each item gets ``stored`` (new, or a lead whose content changed), ``duplicate`` (its id was stored
+    already, as it is: nothing written) or ``rejected`` with the field and the reason a file row gets.
+    """
+    records = Records(f"api:{kind}", items)
+    if kind == "events":
+        options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
+        if portfolio.spec.ingest.proxy_user_agents is not None:
+            options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
+        lines = set(portfolio.product_lines)
+        report = ingest_events(engine, records, event_types=portfolio.event_types, product_lines=lines, **options)
+    else:
+        report = ingest_leads(engine, records, product_lines=set(portfolio.product_lines))
+    open_journeys(engine, new_journeys(portfolio, report.interests))
+    return answers(kind, items, report)
+
+
+def _identifier(item: Any, name: str) -> str | None:
+    value = item.get(name) if isinstance(item, dict) else None
+    return None if value is None else str(value).strip()
+
+
+def answers(kind: str, items: list[Any], report: IngestReport) -> list[dict[str, Any]]:
+    """One answer per item, in order; an id repeated within the items is stored once (the first)."""
+    rejected = {reject.line - 1: reject for reject in report.rejects}
+    name = ID_FIELD[kind]
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        identifier = _identifier(item, name)
+        answer: dict[str, Any] = {"index": index, name: identifier}
+        reject = rejected.get(index)
+        if reject is not None:
+            answer.update(status="rejected", field=reject.field, reason=reject.reason)
+        else:
+            fresh = identifier in report.written and identifier not in seen
+            answer["status"] = "stored" if fresh else "duplicate"
+            seen.add(identifier or "")
+        out.append(answer)
+    return out
+
+
+def _schema(model: type[Any]) -> dict[str, Any]:
+    one = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [one, {"type": "array", "items": one}],
+                        "description": "one object or an array of up to LEADSCORE_API_MAX_BATCH items (1,000)",
+                    }
+                }
+            },
+        }
+    }
+
+
+async def _post(request: Request, kind: str) -> dict[str, Any]:
+    service = request.app.state.service
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+    items = body if isinstance(body, list) else [body]
+    if len(items) > service.settings.api_max_batch:
+        raise HTTPException(413, f"{len(items)} items; at most {service.settings.api_max_batch} per request")
+    results = await service.writer.take(kind, items) if items else []
+    counts = {status: 0 for status in ("stored", "duplicate", "rejected")}
+    for result in results:
+        counts[result["status"]] += 1
+    for status, count in counts.items():
+        if count:
+            service.metrics.items.labels(kind, status).inc(count)
+    return {**counts, "results": results}
+
+
+@router.post("/events", summary="Post events (one or an array)", openapi_extra=_schema(EventRow))
+async def post_events(request: Request, key: KeyInfo = require("events:write")) -> dict[str, Any]:
+    """Store events as ingestion does (same validation, machine-activity rules, insert-or-ignore on
+    ``event_id``); the answer lists each item as stored, duplicate or rejected (field and reason)."""
+    return await _post(request, "events")
+
+
+@router.post("/leads", summary="Upsert leads (one or an array)", openapi_extra=_schema(LeadRow))
+async def post_leads(request: Request, key: KeyInfo = require("events:write")) -> dict[str, Any]:
+    """Upsert leads on ``lead_id`` as ingestion does; ``duplicate`` means already stored as given."""
+    return await _post(request, "leads")

@@ -1,0 +1,130 @@
+"""POST /v1/leads and /v1/events: per-item answers, the file ingestion's messages, idempotent by id, and on
+SQLite concurrent posts through the one writer without "database is locked"."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import text
+
+from stages.portfolio import load_portfolio
+from store.ingest import ingest_events
+from tests.service.conftest import DEMO_PORTFOLIO, Live
+
+AT = "2026-11-30T10:00:00Z"
+
+
+def _count(live: Live, sql: str, **params: object) -> int:
+    with live.engine.connect() as conn:
+        return int(conn.execute(text(sql), params).scalar_one())
+
+
+def test_leads_are_upserted_with_an_answer_per_item(live: Live) -> None:
+    leads = [
+        {"lead_id": "IN-1", "email": "ada@client.example", "job_title": "CTO", "product_interest": "crm-suite"},
+        {"lead_id": "IN-2", "email": "not-an-email"},
+        {"lead_id": "IN-3", "email": "bob@client.example"},
+    ]
+    first = live.post("/v1/leads", leads)
+    assert first.status_code == 200
+    assert first.json() == {
+        "stored": 2,
+        "duplicate": 0,
+        "rejected": 1,
+        "results": [
+            {"index": 0, "lead_id": "IN-1", "status": "stored"},
+            {"index": 1, "lead_id": "IN-2", "status": "rejected", "field": "email",
+             "reason": "value is not a valid email address: 'not-an-email' (expected name@domain.tld)"},
+            {"index": 2, "lead_id": "IN-3", "status": "stored"},
+        ],
+    }  # fmt: skip
+    again = live.post("/v1/leads", leads).json()
+    assert [r["status"] for r in again["results"]] == ["duplicate", "rejected", "duplicate"]
+    changed = live.post("/v1/leads", {"lead_id": "IN-3", "company": "Bob & Co"}).json()
+    assert changed["results"] == [{"index": 0, "lead_id": "IN-3", "status": "stored"}]
+    assert _count(live, "SELECT count(*) FROM leads WHERE lead_id LIKE 'IN-%'") == 2
+    # product_interest opened the journey, as a file would
+    assert (
+        _count(live, "SELECT count(*) FROM journeys j JOIN leads l ON l.key = j.lead_key WHERE l.lead_id = 'IN-1'") == 1
+    )
+
+
+def test_a_bad_event_is_rejected_with_the_file_message_and_the_rest_stored_once(live: Live, tmp_path: Path) -> None:
+    live.post("/v1/leads", [{"lead_id": "EV-1"}, {"lead_id": "EV-2"}])
+    batch = [
+        {"event_id": "ev-1", "lead_id": "EV-1", "type": "page_view", "occurred_at": AT, "url": "/pricing"},
+        {"event_id": "ev-2", "lead_id": "EV-1", "type": "page_veiw", "occurred_at": AT},
+        {"event_id": "ev-3", "lead_id": "EV-2", "type": "demo_request", "occurred_at": AT, "product_line": "crm-suite"},
+        {"event_id": "ev-4", "lead_id": "NOBODY", "type": "page_view", "occurred_at": AT},
+        "not an object",
+        {"event_id": "ev-1", "lead_id": "EV-1", "type": "page_view", "occurred_at": AT, "url": "/pricing"},
+    ]
+    first = live.post("/v1/events", batch).json()
+    statuses = [(r["index"], r["status"], r.get("field")) for r in first["results"]]
+    assert statuses == [
+        (0, "stored", None), (1, "rejected", "type"), (2, "stored", None), (3, "rejected", "lead_id"),
+        (4, "rejected", None), (5, "duplicate", None),
+    ]  # fmt: skip
+    assert first["results"][3]["reason"] == "unknown lead_id 'NOBODY' (ingest leads first)"
+    assert first["results"][4]["reason"] == "expected a JSON object, got str"
+    # The same row in a file gets the same reason.
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(batch[1]) + "\n")
+    portfolio = load_portfolio(DEMO_PORTFOLIO)
+    from_file = ingest_events(
+        live.engine, path, event_types=portfolio.event_types, product_lines=set(portfolio.product_lines)
+    )
+    assert first["results"][1]["reason"] == from_file.rejects[0].reason
+    assert first["results"][1]["reason"].startswith("unknown event type 'page_veiw'; allowed: ")
+
+    second = live.post("/v1/events", batch).json()
+    assert (second["stored"], second["duplicate"], second["rejected"]) == (0, 3, 3)
+    assert _count(live, "SELECT count(*) FROM events WHERE event_id IN ('ev-1', 'ev-2', 'ev-3', 'ev-4')") == 2
+    assert _count(live, "SELECT count(*) FROM events WHERE event_id = 'ev-1' AND url = '/pricing'") == 1
+
+
+def test_one_event_as_an_object_and_machine_activity_as_at_ingestion(live: Live) -> None:
+    live.post("/v1/leads", {"lead_id": "MA-1"})
+    delivered = {
+        "event_id": "ma-d",
+        "lead_id": "MA-1",
+        "type": "email_delivered",
+        "occurred_at": AT,
+        "message_id": "m1@x",
+    }
+    assert live.post("/v1/events", delivered).json()["stored"] == 1
+    opened = {"lead_id": "MA-1", "type": "email_open"}
+    opens = [
+        {**opened, "event_id": "ma-o1", "occurred_at": "2026-11-30T10:00:01Z", "message_id": "m1@x"},
+        {**opened, "event_id": "ma-o2", "occurred_at": "2026-11-30T11:00:00Z", "message_id": "m1@x"},
+        {
+            **opened,
+            "event_id": "ma-o3",
+            "occurred_at": "2026-11-30T12:00:00Z",
+            "user_agent": "x (via ggpht.com GoogleImageProxy)",
+        },
+    ]
+    assert live.post("/v1/events", opens).json()["stored"] == 3
+    with live.engine.connect() as conn:
+        flags = dict(conn.execute(text("SELECT event_id, machine FROM events WHERE event_id LIKE 'ma-o%'")).all())
+    assert {k: bool(v) for k, v in flags.items()} == {"ma-o1": True, "ma-o2": False, "ma-o3": True}
+
+
+def test_concurrent_single_events_are_all_stored_exactly_once(live: Live) -> None:
+    live.post("/v1/leads", [{"lead_id": f"CC-{i}"} for i in range(10)])
+    events = [
+        {"event_id": f"cc-{n}", "lead_id": f"CC-{n % 10}", "type": "page_view", "occurred_at": AT} for n in range(300)
+    ]
+
+    def post(event: dict[str, object]) -> str:
+        answer = live.post("/v1/events", event)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["results"][0]["status"])
+
+    with ThreadPoolExecutor(16) as pool:
+        first = list(pool.map(post, events))
+        again = list(pool.map(post, events[:50]))
+    assert first == ["stored"] * 300 and again == ["duplicate"] * 50
+    assert _count(live, "SELECT count(*) FROM events WHERE event_id LIKE 'cc-%'") == 300
