@@ -1,6 +1,5 @@
 """Tracks across simulated days (``as_of``): enrolment, waits, branches, exits, consent, window, cap, re-runs."""
 
-import sys
 import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -8,7 +7,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-import store as store_package
 from flows import nurture_run as flow_module
 from flows.nurture_context import Context, load_context
 from flows.nurture_run import NurtureSummary, nurture_once
@@ -59,8 +57,7 @@ def test_enrol_wait_branch_and_complete_across_days(
         )
         or len(keys)
     )
-    monkeypatch.setitem(sys.modules, "store.audiences", audiences)  # the audiences branch builds the real one
-    monkeypatch.setattr(store_package, "audiences", audiences, raising=False)
+    monkeypatch.setattr(flow_module, "audiences", audiences)  # records the calls instead of writing members
     reader, _ = add_lead(engine, "READER", score=10)
     silent, _ = add_lead(engine, "SILENT", score=25)
 
