@@ -30,15 +30,43 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="The demo's own folder: its SQLite file, data, outbox, audiences and report")
     ] = Path("demo"),
-    leads: Annotated[int, typer.Option(help="Generated leads")] = 5_000,
-    events: Annotated[int, typer.Option(help="Generated events")] = 100_000,
+    days: Annotated[int, typer.Option(min=1, help="Simulated days, ending today")] = 60,
+    leads: Annotated[int, typer.Option(min=1, help="Generated leads")] = 3_000,
+    events: Annotated[int, typer.Option(min=0, help="Generated events over the days")] = 60_000,
     seed: int = 0,
 ) -> None:
-    """Generate the demo portfolio's data, ingest it and run the daily pipeline on the embedded store."""
+    """Simulate DAYS days of the demo portfolio: each day's data in, then the daily pipeline at business hours."""
     from flows.demo import run_demo
 
-    summary = run_demo(workdir, leads=leads, events=events, seed=seed, console=console, settings=get_settings())
+    summary = run_demo(
+        workdir, leads=leads, events=events, days=days, seed=seed, console=console, settings=get_settings()
+    )
+    first = summary["days"][0]
+    for report in first.get("ingested", []):
+        what = f"read {report['read']:,}, inserted {report['inserted']:,}, rejected {report['rejected']}"
+        console.print(f"day one, {literal(report['kind'])}: {literal(what)} (kept with reasons)")
+    console.print(f"simulated {days} days in {summary['seconds']:.0f} s; the last day's run:")
     print_pipeline(summary)
+    print_tour(summary)
+
+
+def print_tour(summary: dict[str, Any]) -> None:
+    """Where to look next: three commands on the demo's store, the report, the outbox, and how to go live."""
+    store = f"LEADSCORE_DATABASE_URL={summary['database_url']}"
+    days = summary["days"]
+    console.print("\n[bold]What to try next[/bold] (on the demo's store):")
+    if summary.get("tour_lead"):
+        lead, line = summary["tour_lead"]
+        console.print(f"  {store} leadscore explain {lead} --product-line {line}   # promoted, owner alerted")
+    console.print(f"  {store} leadscore score --as-of {days[len(days) // 2]['as_of']}   # the scores as they were")
+    commands = typer.main.get_command(app)
+    nurture = getattr(commands, "commands", {}).get("nurture")
+    if "preview" in getattr(nurture, "commands", {}):
+        console.print(f"  {store} leadscore nurture preview   # the next emails, without sending")
+    console.print(f"  report: {literal(summary['report_path'])}   outbox: {literal(summary['outbox'])}")
+    console.print("  go live: `leadscore serve` runs the portfolio's `schedule:` on a Prefect server (README, Deploy)")
+    if "api" in getattr(commands, "commands", {}):
+        console.print("  HTTP service: `leadscore api`")
 
 
 @app.command()
