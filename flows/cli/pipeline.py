@@ -52,17 +52,17 @@ def demo(
 
 def print_tour(summary: dict[str, Any]) -> None:
     """Where to look next: three commands on the demo's store, the report, the outbox, and how to go live."""
-    store = f"LEADSCORE_DATABASE_URL={summary['database_url']}"
     days = summary["days"]
-    console.print("\n[bold]What to try next[/bold] (on the demo's store):")
+    console.print("\n[bold]What to try next[/bold], on the demo's store:")
+    console.print(f"  export LEADSCORE_DATABASE_URL={summary['database_url']}")
     if summary.get("tour_lead"):
         lead, line = summary["tour_lead"]
-        console.print(f"  {store} leadscore explain {lead} --product-line {line}   # promoted, owner alerted")
-    console.print(f"  {store} leadscore score --as-of {days[len(days) // 2]['as_of']}   # the scores as they were")
+        console.print(f"  leadscore explain {lead} --product-line {line}   # promoted, its owner alerted: the history")
+    console.print(f"  leadscore score --as-of {days[len(days) // 2]['as_of']}   # the scores as they were that day")
     commands = typer.main.get_command(app)
     nurture = getattr(commands, "commands", {}).get("nurture")
     if "preview" in getattr(nurture, "commands", {}):
-        console.print(f"  {store} leadscore nurture preview   # the next emails, without sending")
+        console.print("  leadscore nurture preview   # the next emails, without sending")
     console.print(f"  report: {literal(summary['report_path'])}   outbox: {literal(summary['outbox'])}")
     console.print("  go live: `leadscore serve` runs the portfolio's `schedule:` on a Prefect server (README, Deploy)")
     if "api" in getattr(commands, "commands", {}):
