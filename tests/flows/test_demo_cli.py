@@ -5,6 +5,7 @@ bottom one, a promotion that reset the score, nurture emails in the outbox and a
 back after opening one, qualifications on more than one day; and the same seed gives the same store.
 """
 
+import base64
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from flows.report import line_shape
 from stages.portfolio import load_portfolio
 from store import reports
 from store.settings import Settings, get_settings
+from tests.flows.test_report import CHROMIUM, DevTools
 
 SMALL = ["--days", "12", "--leads", "400", "--events", "8000"]
 
@@ -142,3 +144,28 @@ def test_the_same_seed_gives_the_same_store(tmp_path: Path) -> None:
     first, second = _simulated(tmp_path / "a"), _simulated(tmp_path / "b")
     assert all(first), [len(rows) for rows in first]  # scores, transitions, emails and events exist
     assert first == second
+
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "demo-report.png"
+
+
+@pytest.mark.slow
+def test_the_demo_report_renders_and_is_photographed(demo: tuple[Path, str], tmp_path: Path) -> None:
+    """The README's screenshot is this page: set LEADSCORE_UPDATE_SCREENSHOT=1 to write it to docs/."""
+    if not CHROMIUM.exists():
+        pytest.skip("headless Chromium is not installed here (`apt-get install -y chromium`)")
+    browser = DevTools(tmp_path / "chromium-profile")
+    try:
+        browser.call("Emulation.setDeviceMetricsOverride", width=1100, height=1400, deviceScaleFactor=1, mobile=False)
+        browser.load((demo[0] / "demo" / "report.html").as_uri())
+        marks = browser.evaluate("document.querySelectorAll('svg.chart rect.bar, svg.chart polyline.series').length")
+        problems = browser.problems()
+        shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
+    finally:
+        browser.close()
+    assert problems == [] and marks > 10
+    png = base64.b64decode(shot["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("LEADSCORE_UPDATE_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(png)
