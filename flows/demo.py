@@ -18,6 +18,7 @@ import polars as pl
 from prefect.settings import temporary_settings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
 
 from examples.generate import generate
 from examples.simulate import World, respond
@@ -120,7 +121,7 @@ def run_demo(
     return summary
 
 
-def _new_sends(engine: Any, journeys: pl.DataFrame, answered: set[str]) -> pl.DataFrame:
+def _new_sends(engine: Engine, journeys: pl.DataFrame, answered: set[str]) -> pl.DataFrame:
     """``lead_id, message_id`` of the nurture emails written since the last look (each is answered once)."""
     fresh = [
         (m["lead_key"], m["message_id"]) for m in messages(engine, kind="nurture") if m["message_id"] not in answered
