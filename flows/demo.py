@@ -118,6 +118,7 @@ def run_demo(
     summary["database_url"] = database_url
     summary["outbox"] = str(outbox)
     summary["tour_lead"] = promoted_and_alerted(engine)
+    summary["nurtured_lead"] = min(nurtured, default=None)
     return summary
 
 

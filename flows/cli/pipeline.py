@@ -59,13 +59,12 @@ def print_tour(summary: dict[str, Any]) -> None:
         lead, line = summary["tour_lead"]
         console.print(f"  leadscore explain {lead} --product-line {line}   # promoted, its owner alerted: the history")
     console.print(f"  leadscore score --as-of {days[len(days) // 2]['as_of']}   # the scores as they were that day")
-    commands = typer.main.get_command(app)
-    nurture = getattr(commands, "commands", {}).get("nurture")
-    if "preview" in getattr(nurture, "commands", {}):
-        console.print("  leadscore nurture preview   # the next emails, without sending")
+    if summary.get("nurtured_lead"):
+        lead = summary["nurtured_lead"]
+        console.print(f"  leadscore nurture preview {lead}   # the nurture email this lead would get next, rendered")
     console.print(f"  report: {literal(summary['report_path'])}   outbox: {literal(summary['outbox'])}")
     console.print("  go live: `leadscore serve` runs the portfolio's `schedule:` on a Prefect server (README, Deploy)")
-    if "api" in getattr(commands, "commands", {}):
+    if "api" in getattr(typer.main.get_command(app), "commands", {}):  # the HTTP service, where installed
         console.print("  HTTP service: `leadscore api`")
 
 

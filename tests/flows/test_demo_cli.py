@@ -58,6 +58,9 @@ def test_demo_writes_only_its_own_folder(demo: tuple[Path, str]) -> None:
     assert [path.name for path in root.iterdir()] == ["demo"]
     assert "rejected 4 (kept with reasons)" in output  # the generator's deliberately bad rows, on day one
     assert "simulated 12 days" in output
+    # The guided tour names real leads of this store: one promoted and alerted, one that was nurtured.
+    tour = output[output.index("What to try next") :]
+    assert "leadscore explain LD-" in tour and "leadscore nurture preview LD-" in tour and "--as-of" in tour
     html = (root / "demo" / "report.html").read_text()
     assert "Nurture performance" in html and "<svg" in html
     assert any((root / "demo" / "audiences").rglob("*.csv"))
