@@ -212,6 +212,7 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(
     assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     review = _get(f"{api}/deployments/name/review-models/review")
     assert (review["entrypoint"], review["work_pool_name"]) == ("flows/review.py:review_models", "leadscore")
+    assert review["parameters"] == {"portfolio_path": "examples/demo/portfolio.yaml"}
     [weekly] = review["schedules"]
     assert (weekly["schedule"]["cron"], weekly["schedule"]["timezone"]) == ("0 7 * * 1", "Europe/Paris")
 
