@@ -82,7 +82,7 @@ def test_the_top_band_converts_better_than_the_bottom(demo: tuple[Path, str]) ->
     assert set(table["band"]) == {"cold", "warm", "hot"}  # both demo lines name their bands alike
     pooled = table.group_by("band").agg(pl.col("journeys", "converted").sum())
     rate = {band: converted / journeys for band, journeys, converted in pooled.iter_rows()}
-    assert rate["hot"] > rate["cold"] and rate["warm"] > rate["cold"], table
+    assert rate["hot"] > rate["cold"], table
 
 
 def test_a_promotion_reset_the_score(demo: tuple[Path, str]) -> None:
