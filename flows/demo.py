@@ -1,21 +1,44 @@
-"""``leadscore demo``: generate the demo portfolio's data, ingest it and score it, all on the embedded store."""
+"""``leadscore demo``: sixty days of the demo portfolio, simulated day by day on the embedded store.
 
-from datetime import UTC, datetime
+The generator draws the period; each simulated day drops that day's leads, events and CRM stage
+updates into the pipeline's drop folder and runs the real daily pipeline dated at that day's business
+hours in the portfolio's time zone (so the send window opens, nurture emails go to the outbox and owner
+alerts fire at crossings). Between days, ``examples.simulate`` answers what leadscore did: opens and
+clicks of the emails sent the day before (keyed by the Message-IDs the outbox wrote), the visits clicks
+bring, and the deals sales closes.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import polars as pl
+from prefect.settings import temporary_settings
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
 
 from examples.generate import generate
+from examples.simulate import World, respond
 from flows.daily import daily_pipeline
-from flows.ingestion import ingest_file
-from flows.progress import progress_bars
-from nurture.spec import load_nurture
+from flows.database import engine_for
 from stages.portfolio import load_portfolio
+from store.outbox import messages
+from store.scores import journey_positions, promoted_and_alerted
 from store.settings import Settings
 
 DEMO_PORTFOLIO = Path(__file__).resolve().parent.parent / "examples" / "demo" / "portfolio.yaml"
+BUSINESS_HOUR = time(10, 0)  # each simulated run: inside the portfolio's send window on weekdays
+
+
+def run_days(timezone: str, last: date, days: int) -> list[datetime]:
+    """The UTC instants of ``days`` daily runs at the business hour, the last one on ``last``."""
+    zone = ZoneInfo(timezone)
+    return [
+        datetime.combine(last - timedelta(days=days - 1 - i), BUSINESS_HOUR, zone).astimezone(UTC) for i in range(days)
+    ]
 
 
 def run_demo(
@@ -23,13 +46,14 @@ def run_demo(
     *,
     leads: int,
     events: int,
+    days: int = 60,
     seed: int = 0,
     as_of: datetime | None = None,
     console: Console | None = None,
     settings: Settings,
 ) -> dict[str, Any]:
-    """The main job end to end: generate (once), ingest, then the daily pipeline. Returns its summary.
-    Re-running reuses the generated files and changes nothing in the store."""
+    """Simulate ``days`` days ending on ``as_of``'s day (default today) into ``workdir``; return the last
+    day's pipeline summary, with ``days`` (the per-day counts) and ``seconds`` added."""
     console = console or Console(quiet=True)
     workdir.mkdir(parents=True, exist_ok=True)
     # The store, owner alerts and nurture emails are the demo's own unless the settings name others.
@@ -40,34 +64,88 @@ def run_demo(
         settings.database_url if "database_url" in configured else f"sqlite:///{(workdir / 'leadscore.db').resolve()}"
     )
     portfolio = load_portfolio(DEMO_PORTFOLIO)
-    if as_of is None:  # dated inside the nurture send window, so that the demo shows its emails any time
-        now = datetime.now(UTC).replace(microsecond=0)
-        as_of = load_nurture(portfolio).send_window.last_open(now, ZoneInfo(portfolio.spec.timezone))
-        if as_of != now:
-            console.print(f"dated {as_of.isoformat()}: the last minute of the nurture send window before now")
-    data_dir = workdir / "demo-data"
-    if not (data_dir / "events.csv").exists():
-        with console.status(f"generating {leads:,} leads and {events:,} events"):
-            generate(data_dir, leads=leads, events=events, seed=seed, as_of=as_of, bad_rows=4)
-    for kind in ("leads", "events"):
-        with console.status(f"ingesting {kind}"):
-            outcome = ingest_file(portfolio, kind, data_dir / f"{kind}.csv", database_url)
-        s = outcome.summary()
-        console.print(
-            f"ingested {kind}: read {s['read']:,}, inserted {s['inserted']:,}, rejected {s['rejected']} "
-            f"(kept with reasons), journeys opened {s['journeys_opened']:,}"
-        )
-        for reject in outcome.rejects[:5]:
-            console.print(f"  [yellow]rejected[/yellow] line {reject.line}, {reject.field or 'row'}: {reject.reason}")
-    console.print("daily pipeline: score, transitions, triggers, nurture, audiences, report (a Prefect flow run)")
-    with progress_bars(console):
-        summary = daily_pipeline(
-            str(DEMO_PORTFOLIO),
-            database_url=database_url,
-            as_of=as_of,
-            audiences_dir=str(workdir / "audiences"),
-            report_path=str(workdir / "report.html"),
-            outbox_dir=str(outbox),
-        )
-    console.print(f"store: {database_url}")
-    return {**summary, "store": database_url}
+    zone = ZoneInfo(portfolio.spec.timezone)
+    runs = run_days(portfolio.spec.timezone, (as_of or datetime.now(UTC)).astimezone(zone).date(), days)
+    data_dir, inbox = workdir / "demo-data", workdir / "inbox"
+    started = datetime.now(UTC)
+    with console.status(f"generating {days} days: {leads:,} leads and {events:,} events"):
+        generate(data_dir, leads=leads, events=events, seed=seed, as_of=runs[-1], days=days, bad_rows=4)
+        world = World.read(data_dir, start=runs[0])
+    engine = engine_for(database_url)
+    answered: set[str] = set()
+    nurtured: set[str] = set()
+    per_day: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # One flow run per simulated day, as the schedule would run them; without the heartbeat thread a
+    # flow run costs ≈ 0.1 s instead of ≈ 1 s (DESIGN §7), which is most of what sixty runs would cost.
+    with (
+        temporary_settings({"flows.heartbeat_frequency": None}),
+        Progress(*columns, console=console, transient=True) as bar,
+    ):
+        task = bar.add_task("simulating days", total=days)
+        for i, run in enumerate(runs):
+            bar.update(task, description=f"simulating {run.astimezone(zone):%a %d %b}")
+            previous = runs[i - 1] if i else None
+            day_leads, day_events = world.arriving(previous, run)
+            updates = pl.DataFrame()
+            if previous is not None:
+                journeys = journey_positions(engine)
+                sends = _new_sends(engine, journeys, answered)
+                nurtured.update(sends["lead_id"].to_list())
+                rng = np.random.default_rng([seed, i])
+                answers = respond(world, sends, journeys, nurtured, since=previous, until=run, rng=rng)
+                day_events = pl.concat([day_events, answers.events]).sort("occurred_at", maintain_order=True)
+                updates = answers.stage_updates
+            name = f"{run.astimezone(zone):%Y-%m-%d}.csv"
+            for kind, rows in (("leads", day_leads), ("events", day_events), ("stage_updates", updates)):
+                if rows.height:
+                    (inbox / kind).mkdir(parents=True, exist_ok=True)
+                    rows.write_csv(inbox / kind / name)
+            summary = daily_pipeline(
+                str(DEMO_PORTFOLIO),
+                database_url=database_url,
+                as_of=run,
+                inbox=str(inbox),
+                audiences_dir=str(workdir / "audiences"),
+                report_path=str(workdir / "report.html") if run == runs[-1] else None,
+                outbox_dir=str(outbox),
+            )
+            per_day.append(_day(run, summary, day_leads.height, day_events.height, updates.height))
+            bar.advance(task)
+    summary["days"] = per_day
+    summary["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+    summary["database_url"] = database_url
+    summary["outbox"] = str(outbox)
+    summary["tour_lead"] = promoted_and_alerted(engine)
+    summary["nurtured_lead"] = min(nurtured, default=None)
+    return summary
+
+
+def _new_sends(engine: Engine, journeys: pl.DataFrame, answered: set[str]) -> pl.DataFrame:
+    """``lead_id, message_id`` of the nurture emails written since the last look (each is answered once)."""
+    fresh = [
+        (m["lead_key"], m["message_id"]) for m in messages(engine, kind="nurture") if m["message_id"] not in answered
+    ]
+    answered.update(message_id for _, message_id in fresh)
+    keys = journeys.select("lead_key", "lead_id").unique("lead_key", maintain_order=True)
+    frame = pl.DataFrame(fresh, schema={"lead_key": pl.Int64, "message_id": pl.Utf8}, orient="row")
+    return frame.join(keys, on="lead_key", how="inner", maintain_order="left").select("lead_id", "message_id")
+
+
+def _day(run: datetime, summary: dict[str, Any], leads: int, events: int, updates: int) -> dict[str, Any]:
+    """What one simulated day brought in and what its run did."""
+    score = summary.get("score", {})
+    nurture = summary.get("nurture", {})
+    return {
+        "as_of": run.isoformat(),
+        "leads": leads,
+        "events": events,
+        "stage_updates": updates,
+        "transitions": score.get("transitions", {}),
+        "firings": score.get("firings", {}),
+        "emails": nurture.get("deliveries", {}),
+        "ingested": [
+            {k: r.get(k) for k in ("kind", "read", "inserted", "rejected")} for r in summary.get("ingested", [])
+        ],
+    }

@@ -184,7 +184,8 @@ def conversion_by_band(engine: Engine, shapes: Sequence[LineShape]) -> pl.DataFr
 
 
 def top_movers(engine: Engine, n: int, line: str | None = None) -> pl.DataFrame:
-    """The ``n`` journeys whose score changed most (either way) between their two latest snapshots."""
+    """The ``n`` journeys whose score changed most (either way) between their two latest snapshots; a snapshot
+    written for a band or qualification change alone moved nobody, so a zero change is no mover."""
     where, params = _line_filter(line, "s.product_line")
     latest_two = read_frame(
         engine,
@@ -210,6 +211,7 @@ def top_movers(engine: Engine, n: int, line: str | None = None) -> pl.DataFrame:
     return (
         latest.join(previous, on="journey_id", how="inner")
         .with_columns((pl.col("score") - pl.col("previous")).alias("change"))
+        .filter(pl.col("change") != 0)
         .with_columns(pl.col("as_of").cast(UTC_US))
         .sort(pl.col("change").abs(), "lead_id", descending=[True, False])
         .head(n)

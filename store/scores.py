@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlmodel import Session
 
 from store.bulk import insert_ignore, placeholder
@@ -234,3 +234,35 @@ def finish_run(engine: Engine, run_id: str, status: str, stats: dict[str, Any]) 
         run.status, run.stats, run.finished_at = status, stats, utcnow()
         session.add(run)
         session.commit()
+
+
+def journey_positions(engine: Engine) -> pl.DataFrame:
+    """``lead_key, lead_id, product_line, stage, score, stage_entered_at`` of every journey: where each lead
+    stands now, for whoever acts on it from outside (the demo's simulated sales team)."""
+    sql = (
+        "SELECT j.lead_key, l.lead_id, j.product_line, j.stage, j.score, j.stage_entered_at "
+        "FROM journeys j JOIN leads l ON l.key = j.lead_key ORDER BY j.id"
+    )
+    schema = {
+        "lead_key": pl.Int64(),
+        "lead_id": pl.Utf8(),
+        "product_line": pl.Utf8(),
+        "stage": pl.Utf8(),
+        "score": pl.Float64(),
+        "stage_entered_at": UTC_US,
+    }
+    return read_frame(engine, sql, {}, schema)
+
+
+def promoted_and_alerted(engine: Engine) -> tuple[str, str] | None:
+    """``(lead_id, product_line)`` of a journey that was promoted by its score and whose owner was alerted
+    (the lead the demo's guided tour explains), or None."""
+    sql = (
+        "SELECT l.lead_id, t.product_line FROM stage_transitions t JOIN leads l ON l.key = t.lead_key "
+        "WHERE t.reason = 'threshold' AND EXISTS (SELECT 1 FROM trigger_firings f "
+        "WHERE f.journey_id = t.journey_id AND f.action = 'notify_owner' AND f.status = 'done') "
+        "ORDER BY t.at, l.lead_id LIMIT 1"
+    )
+    with engine.connect() as conn:
+        row = conn.execute(text(sql)).first()
+    return None if row is None else (row[0], row[1])

@@ -22,28 +22,7 @@ def init(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise base.fail(f"{directory} is a file, not a directory", code=1)
     shutil.copytree(base.DEMO_DIR, directory, dirs_exist_ok=True)
-    secrets_file = write_secrets(directory)
     console.print(f"Starter portfolio written to [bold]{literal(directory)}[/bold]: edit portfolio.yaml and models/.")
-    console.print(
-        f"Secrets (unsubscribe key) in {literal(secrets_file)}, git-ignored: run leadscore from {literal(directory)}."
-    )
-
-
-def write_secrets(directory: Path) -> Path:
-    """A fresh unsubscribe secret in DIRECTORY's git-ignored secrets file (kept when there is one)."""
-    import secrets
-
-    from store.settings import SECRETS_FILE
-
-    path = directory / SECRETS_FILE
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(f"LEADSCORE_UNSUBSCRIBE_SECRET={secrets.token_urlsafe(32)}\n")
-    ignore = directory / ".gitignore"
-    listed = ignore.read_text().splitlines() if ignore.exists() else []
-    if SECRETS_FILE not in listed:
-        ignore.write_text("".join(f"{line}\n" for line in [*listed, SECRETS_FILE]))
-    return path
 
 
 @app.command()
@@ -51,19 +30,44 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="The demo's own folder: its SQLite file, data, outbox, audiences and report")
     ] = Path("demo"),
-    leads: Annotated[int, typer.Option(help="Generated leads")] = 5_000,
-    events: Annotated[int, typer.Option(help="Generated events")] = 100_000,
+    days: Annotated[int, typer.Option(min=1, help="Simulated days, ending today")] = 60,
+    leads: Annotated[int, typer.Option(min=1, help="Generated leads")] = 3_000,
+    events: Annotated[int, typer.Option(min=0, help="Generated events over the days")] = 60_000,
     seed: int = 0,
 ) -> None:
-    """Generate the demo portfolio's data, ingest it and run the daily pipeline on the embedded store."""
+    """Simulate DAYS days of the demo portfolio: each day's data in, then the daily pipeline at business hours."""
     from flows.demo import run_demo
 
-    summary = run_demo(workdir, leads=leads, events=events, seed=seed, console=console, settings=get_settings())
+    summary = run_demo(
+        workdir, leads=leads, events=events, days=days, seed=seed, console=console, settings=get_settings()
+    )
+    first = summary["days"][0]
+    for report in first.get("ingested", []):
+        what = f"read {report['read']:,}, inserted {report['inserted']:,}, rejected {report['rejected']}"
+        console.print(f"day one, {literal(report['kind'])}: {literal(what)} (kept with reasons)")
+    console.print(f"simulated {days} days in {summary['seconds']:.0f} s; the last day's run:")
     print_pipeline(summary)
+    print_tour(summary)
+
+
+def print_tour(summary: dict[str, Any]) -> None:
+    """Where to look next: three commands on the demo's store, the report, the outbox, and how to go live."""
+    days = summary["days"]
+    console.print("\n[bold]What to try next[/bold], on the demo's store:")
+    console.print(f"  export LEADSCORE_DATABASE_URL={summary['database_url']}")
+    if summary.get("tour_lead"):
+        lead, line = summary["tour_lead"]
+        console.print(f"  leadscore explain {lead} --product-line {line}   # promoted, its owner alerted: the history")
+    console.print(f"  leadscore score --as-of {days[len(days) // 2]['as_of']}   # the scores as they were that day")
+    if summary.get("nurtured_lead"):
+        lead = summary["nurtured_lead"]
+        console.print(f"  leadscore nurture preview {lead}   # the nurture email this lead would get next, rendered")
+    console.print(f"  report: {literal(summary['report_path'])}   outbox: {literal(summary['outbox'])}")
+    console.print("  go live: `leadscore serve` runs the portfolio's `schedule:` on a Prefect server (README, Deploy)")
     from flows.cli.api import print_service_hint
 
-    tops = [row["lead_id"] for rows in summary["score"]["top"].values() for row in rows]
-    print_service_hint(summary["store"], base.DEMO_DIR / "portfolio.yaml", tops[0] if tops else "LEAD_ID")
+    lead = summary["tour_lead"][0] if summary.get("tour_lead") else "LEAD_ID"
+    print_service_hint(summary["database_url"], base.DEMO_DIR / "portfolio.yaml", lead)
 
 
 @app.command()

@@ -24,7 +24,6 @@ from tests.flows.ops_demo import AS_OF, demo_portfolio, load_demo
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-SCHEDULE = '\nschedule: {cron: "0 6 * * *", timezone: Europe/Paris}\n'
 
 
 def _free_port() -> int:
@@ -141,7 +140,7 @@ def test_served_deployment_runs_score_the_store_one_at_a_time(
 ) -> None:
     api, env = prefect_server
     portfolio = demo_portfolio(tmp_path / "portfolio", partition_size=1000)
-    portfolio.write_text(portfolio.read_text() + SCHEDULE)
+    # The demo portfolio carries its `schedule:` (weekdays 07:00 in its time zone), as `leadscore init` copies it.
     store = f"sqlite:///{tmp_path}/store.db"
     load_demo(portfolio, tmp_path / "data", store, leads=1_200, events=15_000)
 
@@ -154,7 +153,7 @@ def test_served_deployment_runs_score_the_store_one_at_a_time(
         assert deployment["entrypoint"] == "flows.daily.daily_pipeline"
         assert deployment["parameters"] == {"portfolio_path": str(portfolio.resolve())}
         [schedule] = deployment["schedules"]
-        assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == ("0 6 * * *", "Europe/Paris")
+        assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == ("0 7 * * 1-5", "Europe/Paris")
         assert schedule["active"] is True
         assert deployment["global_concurrency_limit"]["limit"] == 1
         assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
@@ -184,14 +183,14 @@ def test_served_deployment_runs_score_the_store_one_at_a_time(
 def test_prefect_yaml_deploys_to_a_process_work_pool(
     tmp_path: Path, prefect_server: tuple[str, dict[str, str]]
 ) -> None:
-    """The project directory as a user has it: prefect.yaml, the flows and their portfolio.yaml."""
+    """A fresh clone: prefect.yaml and the flows, with no portfolio.yaml of its own (it runs the bundled demo's)."""
     api, env = prefect_server
     project = tmp_path / "project"
-    demo_portfolio(project, partition_size=1000)
+    demo_portfolio(project / "examples" / "demo", partition_size=1000)
     shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
     (project / "flows").symlink_to(REPO / "flows")
     store = f"sqlite:///{tmp_path}/store.db"
-    load_demo(project / "portfolio.yaml", tmp_path / "data", store, leads=1_200, events=15_000)
+    load_demo(project / "examples" / "demo" / "portfolio.yaml", tmp_path / "data", store, leads=1_200, events=15_000)
 
     project_env = env | {"PWD": str(project), "LEADSCORE_DATABASE_URL": store}
     for args in (["work-pool", "create", "leadscore", "--type", "process"], ["--no-prompt", "deploy", "--all"]):
@@ -202,16 +201,18 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(
     deployment = _get(f"{api}/deployments/name/daily-pipeline/daily")
     assert deployment["work_pool_name"] == "leadscore"
     assert deployment["entrypoint"] == "flows/daily.py:daily_pipeline"
-    assert deployment["parameters"] == {"portfolio_path": "portfolio.yaml"}
+    assert not (project / "portfolio.yaml").exists()
+    assert deployment["parameters"] == {"portfolio_path": "examples/demo/portfolio.yaml"}
     assert deployment["pull_steps"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}
     ]
     [schedule] = deployment["schedules"]
-    assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == ("0 6 * * *", "Europe/Paris")
+    assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == ("0 7 * * 1-5", "Europe/Paris")
     assert deployment["global_concurrency_limit"]["limit"] == 1
     assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     review = _get(f"{api}/deployments/name/review-models/review")
     assert (review["entrypoint"], review["work_pool_name"]) == ("flows/review.py:review_models", "leadscore")
+    assert review["parameters"] == {"portfolio_path": "examples/demo/portfolio.yaml"}
     [weekly] = review["schedules"]
     assert (weekly["schedule"]["cron"], weekly["schedule"]["timezone"]) == ("0 7 * * 1", "Europe/Paris")
 

@@ -62,6 +62,7 @@ def _build_store(engine: Engine) -> None:
         (2, "discovery", 0, 20.0, "cold"),
         (2, "evaluation", 1.5, 100.0, "hot"),
         (3, "discovery", 0, 10.0, "cold"),
+        (3, "discovery", 2.5, 10.0, "cold"),  # a snapshot that changed nothing shown: no mover
         (4, "evaluation", 1.5, 70.0, "hot"),
     ]
     milestones = [  # journey, qualification, reached at (UTC): 23:30 UTC on Oct 31 is Nov 1 in Paris
