@@ -20,7 +20,9 @@ from prefect.cache_policies import NO_CACHE
 from flows import progress
 from flows.allocator import release_free_memory
 from flows.audiences import refresh_audiences
+from flows.database import engine_for
 from flows.ingestion import ingest_file
+from flows.locking import writing
 from flows.nurture_run import run_nurture
 from flows.report import report_task
 from flows.scoring import scoring_flow
@@ -112,30 +114,35 @@ def daily_pipeline(
         "timings": timings,
         "failed": [],
     }
-    steps_total = 4 + (folder is not None)
-    started = time.perf_counter()
-    if folder is not None:
-        progress.report("daily pipeline", 0, steps_total, "ingest")
-        summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
-        timings["ingest"] = round(time.perf_counter() - started, 3)
-        release_free_memory()
-    score = scoring_flow(settings)  # on the task runner the settings name
-    steps = (
-        ("score", lambda: score(portfolio_path, as_of=as_of, database_url=database_url, outbox_dir=outbox_dir)),
-        ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of, outbox_dir=outbox_dir)),
-        ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
-        ("report", lambda: report_task(portfolio_path, report_path, database_url)),
-    )
-    for done, (name, step) in enumerate(steps, steps_total - len(steps)):
-        progress.report("daily pipeline", done, steps_total, name)
+    # One writing run per portfolio and store, for the whole pipeline.
+    with writing(engine_for(database_url), portfolio, settings.run_lock_wait):
+        steps_total = 4 + (folder is not None)
         started = time.perf_counter()
-        try:
-            summary[name] = step()
-        except Exception as exc:  # the next steps still run on what was stored
-            logger.error("step %s failed: %r", name, exc)
-            summary["failed"].append({"step": name, "error": repr(exc)})
-        timings[name] = round(time.perf_counter() - started, 3)
-        release_free_memory()  # the next step's peak does not stack on what this one freed
+        if folder is not None:
+            progress.report("daily pipeline", 0, steps_total, "ingest")
+            summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
+            timings["ingest"] = round(time.perf_counter() - started, 3)
+            release_free_memory()
+        score = scoring_flow(settings)  # on the task runner the settings name
+        steps = (
+            ("score", lambda: score(portfolio_path, as_of=as_of, database_url=database_url, outbox_dir=outbox_dir)),
+            (
+                "nurture",
+                lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of, outbox_dir=outbox_dir),
+            ),
+            ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
+            ("report", lambda: report_task(portfolio_path, report_path, database_url)),
+        )
+        for done, (name, step) in enumerate(steps, steps_total - len(steps)):
+            progress.report("daily pipeline", done, steps_total, name)
+            started = time.perf_counter()
+            try:
+                summary[name] = step()
+            except Exception as exc:  # the next steps still run on what was stored
+                logger.error("step %s failed: %r", name, exc)
+                summary["failed"].append({"step": name, "error": repr(exc)})
+            timings[name] = round(time.perf_counter() - started, 3)
+            release_free_memory()  # the next step's peak does not stack on what this one freed
     progress.report("daily pipeline", steps_total, steps_total)
     if summary["failed"]:
         raise RuntimeError(f"daily pipeline: {len(summary['failed'])} step(s) failed: {summary['failed']}")

@@ -84,6 +84,7 @@ FIRING_SCHEMA: dict[str, pl.DataType] = {
     "stage": pl.Utf8(),
     "score": pl.Float64(),
     "score_before": pl.Float64(),
+    "armed_at": pl.Int64(),  # the crossing: when the trigger was armed (epoch µs of its arm row; 0: always)
 }
 # A qualification a journey reached for the first time (sticky: never lost by a later reset).
 MILESTONE_SCHEMA: dict[str, pl.DataType] = {

@@ -83,8 +83,9 @@ def write_partition(
     """Store a partition's run outcome in one transaction, so a crash leaves it all or nothing.
 
     Every insert is keyed on a natural key (snapshot per journey and run, transition per journey,
-    time and target, milestone per journey and qualification, firing per run, journey, trigger, step
-    and action), so writing the same outcome again changes nothing. Returns the snapshots written.
+    time and target, milestone per journey and qualification, firing per crossing: journey, trigger,
+    step, action and arm time), so writing the same outcome again, even from another run, changes
+    nothing. Returns the snapshots written.
     """
     with engine.begin() as conn:
         written = write_snapshots(conn, run_id=run_id, as_of=as_of, product_line=product_line, changed=changed)
@@ -180,6 +181,7 @@ def _firing_rows(firings: pl.DataFrame, product_line: str, run_id: str, as_of: d
         "score",
         "score_before",
         pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("fired_at"),
+        "armed_at",
         pl.when(done).then(pl.lit("done")).otherwise(pl.lit("pending")).alias("status"),
         done.cast(pl.Int32).alias("attempts"),
         pl.when(done).then(pl.lit(as_of).cast(UTC_US).dt.epoch("us")).alias("completed_at"),
