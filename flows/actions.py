@@ -6,8 +6,9 @@ never get here (they are applied inside the scoring transaction). Owner notifica
 outbox, at most once per firing (the Message-ID derives from the firing id); track enrol/exit become
 requests that the next nurture run honours with its consent and re-entry rules; webhooks are POSTed
 with retries, each try within ``LEADSCORE_WEBHOOK_DEADLINE`` seconds and the whole step within
-``LEADSCORE_WEBHOOK_BUDGET``; an endpoint that keeps failing is retried by later runs up to
-``MAX_WEBHOOK_ATTEMPTS`` and then left ``failed`` with its last outcome: it never blocks a run.
+``LEADSCORE_WEBHOOK_BUDGET``; an endpoint that keeps failing (or an alert whose ``.eml`` could not
+be written, or that the mail server refused for now) is retried by later runs up to ``MAX_ATTEMPTS``
+and then left ``failed`` with its last outcome: it never blocks a run.
 """
 
 import json
@@ -31,7 +32,7 @@ from store.settings import Settings
 from store.shapes import LEAD_CONTACT_COLUMNS
 from store.stages import read_open_firings, record_firing_outcomes
 
-MAX_WEBHOOK_ATTEMPTS = 9
+MAX_ATTEMPTS = 9
 Outcome = tuple[int, str, int, str, datetime | None]  # firing id, status, attempts now, outcome, completed
 
 
@@ -61,7 +62,7 @@ def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
 
 def run_webhooks(firings: list[dict[str, Any]], *, deadline_s: float = 5.0, budget_s: float = 30.0) -> list[Outcome]:
     """POST the webhook firings within ``budget_s`` (each try within ``deadline_s``); what is cut off
-    or failed temporarily stays ``retry`` for the next run, up to ``MAX_WEBHOOK_ATTEMPTS``."""
+    or failed temporarily stays ``retry`` for the next run, up to ``MAX_ATTEMPTS``."""
     outcomes: list[Outcome] = []
     calls = []
     for firing in firings:
@@ -77,13 +78,13 @@ def run_webhooks(firings: list[dict[str, Any]], *, deadline_s: float = 5.0, budg
 
 
 def _settle(calls: list[tuple[dict[str, Any], WebhookCall]], results: list[WebhookResult]) -> list[Outcome]:
-    """Done, retried by a later run (up to ``MAX_WEBHOOK_ATTEMPTS``), or failed for good."""
+    """Done, retried by a later run (up to ``MAX_ATTEMPTS``), or failed for good."""
     outcomes: list[Outcome] = []
     now = datetime.now(UTC)
     for (firing, _), result in zip(calls, results, strict=True):
         if result.ok:
             status = "done"
-        elif result.retryable and firing["attempts"] + result.attempts < MAX_WEBHOOK_ATTEMPTS:
+        elif result.retryable and firing["attempts"] + result.attempts < MAX_ATTEMPTS:
             status = "retry"
         else:
             status = "failed"
@@ -160,12 +161,18 @@ def notify_owners(
             firing_of[message.message_id] = firing["id"]
             yield message
 
+    attempts_before = {firing["id"]: firing["attempts"] for firing in firings}
     for result in send_messages(engine, alerts(), settings, now=now):
-        ok = result.status in ("sent", "unknown", "duplicate")
+        firing_id = firing_of[result.message_id]
         detail = (
             result.status + (f": {result.error}" if result.error else "") + (f" ({result.path})" if result.path else "")
         )
-        outcomes.append((firing_of[result.message_id], "done" if ok else "failed", result.attempts, detail, now))
+        if result.status in ("sent", "unknown", "duplicate"):
+            outcomes.append((firing_id, "done", result.attempts, detail, now))
+        elif result.retryable and attempts_before[firing_id] + result.attempts < MAX_ATTEMPTS:
+            outcomes.append((firing_id, "retry", result.attempts, detail, None))  # e.g. the outbox disk was full
+        else:
+            outcomes.append((firing_id, "failed", result.attempts, detail, now))
     return outcomes
 
 

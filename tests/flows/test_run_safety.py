@@ -66,3 +66,28 @@ def test_a_score_run_exits_saying_who_writes_the_portfolio(tmp_path: Path, datab
     with engine_for(database_url).connect() as conn:
         status = conn.execute(text("SELECT status FROM runs WHERE run_id = :r"), {"r": run_id}).scalar_one()
     assert status == "aborted"
+
+
+def test_an_owner_alert_that_could_not_be_written_is_retried_by_the_next_run(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from store.settings import get_settings
+    from tests.flows.test_funnel_flow import _alerting_store, _settings
+
+    outbox = tmp_path / "outbox"
+    outbox.write_text("a file where the outbox folder should be: every .eml write fails")
+    _settings(monkeypatch, outbox_dir=str(outbox))
+    monkeypatch.delenv("LEADSCORE_SMTP_HOST", raising=False)
+    store = _alerting_store(tmp_path, database_url)
+    try:
+        first = store.score(datetime(2026, 11, 7, tzinfo=UTC))
+        assert first["actions"]["notify_owner"] == {"retry": 1}
+        outbox.unlink()
+        second = store.score(datetime(2026, 11, 8, tzinfo=UTC))
+    finally:
+        get_settings.cache_clear()
+    assert second["actions"]["notify_owner"] == {"done": 1}
+    (eml,) = outbox.rglob("*.eml")
+    assert "To: rep@acme.example" in eml.read_text()
+    (firing,) = [f for f in store.rows(TriggerFiring) if f.action == "notify_owner"]
+    assert (firing.status, firing.attempts) == ("done", 2)
