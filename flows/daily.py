@@ -4,7 +4,9 @@ and triggers), nurture, refresh the ad audiences, report.
 The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``events/``,
 ``stage_updates/`` (CSV or JSONL). A file that was read goes to ``processed/DATE/`` (with its
 ``.rejects.csv`` beside it when some rows were refused); a file that could not be read at all (an
-unsupported type, a broken header) goes to ``rejected/DATE/`` with a ``.error.txt`` saying why.
+unsupported type, a broken header, any unexpected error) goes to ``rejected/DATE/`` with a
+``.error.txt`` saying why, and the other files are still read: one bad file never stops the pipeline
+nor stays in the inbox to fail every later day.
 Ingestion is idempotent, so a crash before a file is moved only means it is read again next time.
 """
 
@@ -63,8 +65,10 @@ def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str) -> 
         else:
             try:
                 outcome = ingest_file(portfolio, kind, path, database_url)
-            except ValueError as exc:
+            except ValueError as exc:  # the file as a whole is unreadable (a broken header, …)
                 error = str(exc)
+            except Exception as exc:  # anything else: this file is set aside, the others are still read
+                error = f"unexpected {type(exc).__name__} while reading the file: {exc}"[:2000]
             else:
                 moved = _move(path, inbox / "processed" / day / kind)
                 if outcome.rejects:

@@ -14,6 +14,7 @@ import csv
 import gc
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
+import polars as pl
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -105,12 +107,36 @@ class IngestReport:
     rejected: int = 0
     rejects: list[Reject] = field(default_factory=list)
     interests: list[tuple[int, str, datetime]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is odd about the file as a whole
 
     def summary(self) -> str:
         return (
             f"{self.kind} from {self.source}: read {self.read}, accepted {self.accepted}, "
             f"inserted {self.inserted}, updated {self.updated}, rejected {self.rejected}"
-        )
+        ) + "".join(f"; {note}" for note in self.notes)
+
+
+class _RepeatedIds:
+    """Counts ids that appear more than once among a file's accepted rows, as 64-bit hashes (8 bytes an
+    id, so a 20M-row file costs 160 MB at most, not a set of strings)."""
+
+    def __init__(self, id_name: str, which_wins: str) -> None:
+        self.id_name, self.which_wins, self.hashes = id_name, which_wins, [pl.Series([], dtype=pl.UInt64)]
+
+    def add(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.hashes.append(pl.Series(ids, dtype=pl.Utf8).hash())
+
+    def note(self, report: IngestReport) -> None:
+        """Say so in the report when the file had no data rows, or repeated ids."""
+        if report.read == 0:
+            report.notes.append("the file is empty (no data rows)")
+        hashes = pl.concat(self.hashes)
+        repeated = hashes.len() - hashes.n_unique()
+        if repeated:
+            report.notes.append(
+                f"{repeated} row(s) repeat a {self.id_name} seen earlier in the file ({self.which_wins})"
+            )
 
 
 def write_rejects_csv(report: IngestReport, path: Path) -> Path:
@@ -147,7 +173,10 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timezone missing in {value!r}: add an offset such as +00:00 or Z")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first representable UTC time
+        raise ValueError(f"{value!r} is out of range once converted to UTC") from None
 
 
 def _email(value: Any) -> str | None:
@@ -236,6 +265,7 @@ class EventRow(BaseModel):
             reason = value.get("reason")
             if not isinstance(reason, str) or not reason.strip():
                 raise ValueError("manual_adjustment needs a non-empty 'reason' property")
+        _check_finite(value)
         return value
 
 
@@ -292,11 +322,42 @@ class _Raw:
         return raw
 
 
+def _check_finite(properties: dict[str, Any]) -> None:
+    """The number properties rules add up must be finite: one ``inf`` would poison every later score."""
+    for key in PROMOTED_NUMBER_PROPERTIES:
+        value = properties.get(key)
+        if value is None or value == "" or isinstance(value, bool):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue  # not a number at all: stored as text, rules see no number
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text} is out of range")
+    return number
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _loads(text: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text)  # orjson refuses some valid JSON (integers beyond 64 bits); json decides
+        pass
+    try:  # orjson refuses some valid JSON (integers beyond 64 bits, deep nesting); json decides
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _dumps(value: Any) -> bytes:
@@ -323,10 +384,25 @@ def _read_csv(path: Path) -> Iterator[_Raw]:
             yield _Raw(row.line, values=row.values, names=names, error=row.error)
 
 
+def _not_utf8(text: str) -> str | None:
+    """Why a line read with ``surrogateescape`` is not UTF-8 text (None when it is)."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not UTF-8 text (byte 0x{ord(text[exc.start]) - 0xDC00:02x}); save the file as UTF-8"
+    return None
+
+
 def _read_jsonl(path: Path) -> Iterator[_Raw]:
-    with path.open(encoding="utf-8-sig") as handle:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
+                continue
+            if (error := _not_utf8(text)) is not None:
+                printable = text.encode("utf-8", "replace").decode().rstrip("\r\n")[:2000]
+                yield _Raw(line, {"_text": printable}, error=error)
                 continue
             try:
                 value = _loads(text)
@@ -584,6 +660,7 @@ def ingest_leads(
     splitter = _Splitter(LEAD_FIELDS)
     interests: dict[tuple[int, str], datetime] = {}
     growth = GrowingTable(engine, _LEAD_TABLE.name)
+    repeated = _RepeatedIds("lead_id", "the last one wins")
 
     for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
@@ -616,6 +693,7 @@ def ingest_leads(
             present = set(model.model_fields_set)
             latest.pop(model.lead_id, None)  # keep file order: the last row of a lead wins
             latest[model.lead_id] = (model, attributes, cleared, present, lines)
+        repeated.add([model.lead_id for _, model in good])
 
         with engine.begin() as conn:
             stored = {
@@ -668,6 +746,7 @@ def ingest_leads(
 
     report.interests = [(key, line, when) for (key, line), when in interests.items()]
     report.rejects.sort(key=attrgetter("line"))  # file order (read, validation and look-up rejects mix)
+    repeated.note(report)
     return report
 
 
@@ -843,6 +922,7 @@ def ingest_events(
     lead_keys: dict[str, int] = {}
     interests: dict[tuple[int, str], datetime] = {}
     growth = GrowingTable(engine, _EVENT_TABLE.name)
+    repeated = _RepeatedIds("event_id", "events are immutable: the first one is kept")
 
     for chunk in _chunks(_read_rows(path), chunk_size, progress):
         now = datetime.now(UTC)
@@ -905,6 +985,7 @@ def ingest_events(
                     if seen is None or model.occurred_at < seen:
                         interests[pair] = model.occurred_at
             report.accepted += len(events)
+            repeated.add([event["event_id"] for event in events])
             late = detector.run(conn, events, explicit)
             # Clustered-key (lead) order turns random B-tree inserts into local ones: SQLite inserts ≈ 2×
             # faster; sorting on the lead alone is cheap (ints) and gives almost all of the locality.
@@ -917,6 +998,7 @@ def ingest_events(
 
     report.interests = [(key, line, when) for (key, line), when in interests.items()]
     report.rejects.sort(key=attrgetter("line"))  # file order (read, validation and look-up rejects mix)
+    repeated.note(report)
     return report
 
 

@@ -1,6 +1,7 @@
 """``leadscore score``, ``explain``, ``adjust`` and ``score-file``: scoring runs, one lead's story, manual points."""
 
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,6 +174,8 @@ def adjust(
         raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
     if not reason.strip():
         raise typer.BadParameter("a reason is required (it is the audit trail)", param_hint="--reason")
+    if not math.isfinite(points):  # events are immutable: an infinite adjustment would poison every later run
+        raise typer.BadParameter(f"must be a finite number, got {points}", param_hint="--points")
     engine = engine_for(get_settings().database_url)
     event_id = f"adj-{uuid.uuid4().hex}"
     if not add_manual_adjustment(engine, lead_id, product_line, points, reason, author, event_id):

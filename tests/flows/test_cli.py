@@ -289,6 +289,14 @@ def test_explain_then_adjust_then_explain(cli: Path) -> None:
     )
     wrong_line = run("adjust", "L1", "--product-line", "erp", "--points", "1", "--reason", "x", "-p", portfolio, code=2)
     assert "unknown product line 'erp'; known: crm" in wrong_line.output
+    for hostile in ("inf", "-inf", "nan", "1e400"):
+        refused = run(
+            "adjust", "L1", "--product-line", "crm", "--points", hostile, "--reason", "x", "-p", portfolio, code=2
+        )
+        assert "must be a finite number" in refused.output
+    assert "crm score now 40.0" in run(
+        "adjust", "L1", "--product-line", "crm", "--points", "0", "--reason", "still finite", "-p", portfolio
+    ).stdout.replace("\n", " ")
 
 
 def test_adjust_opens_the_journey_of_a_lead_without_one(cli: Path) -> None:
