@@ -18,8 +18,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from rich.console import Console
 from rich.markup import escape
 
+from flows.tempserver import tie_temporary_server
 from models.files import SpecError
 from store.settings import get_settings
+
+tie_temporary_server()  # a CLI killed with SIGKILL must not leave Prefect's temporary server behind
 
 app = typer.Typer(help="Lead scoring pipelines: ingest, score, explain, adjust.", no_args_is_help=True)
 console = Console()
