@@ -411,3 +411,36 @@ def test_an_invalid_portfolio_exits_2_naming_the_file_the_line_and_the_path(cli:
     )
 
     assert "portfolio file" in run("score", "--portfolio", cli / "nope.yaml", code=2).output
+
+
+def test_a_store_held_by_another_writer_is_one_clear_line(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from tests.store.test_runlock import hold
+
+    portfolio = cli / "portfolio.yaml"
+    run("ingest", "leads", cli / "leads.csv", "--portfolio", portfolio, "--json")
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", f"sqlite:///{cli}/x.db?timeout=0.5")  # SQLite waits 0.5 s
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    shell = sqlite3.connect(cli / "x.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")  # like a sqlite3 shell left inside a write transaction
+    try:
+        busy = run("ingest", "events", cli / "events.csv", "--portfolio", portfolio, code=3)
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    message = busy.output.replace("\n", " ").strip()
+    assert message == (
+        f"the store sqlite:///{cli}/x.db?timeout=0.5 is locked by another program (an open sqlite3 shell or a stuck "
+        "process?); waited 0.5 s. Let it finish or close it, then run again."
+    )
+
+    process, run_id = hold(f"sqlite:///{cli}/x.db", "", "tiny")
+    try:
+        locked = run("score", "--portfolio", portfolio, code=3).output.replace("\n", " ")
+    finally:
+        process.kill()
+        process.wait()
+    assert f"another leadscore run is writing portfolio 'tiny' to this store (run {run_id}, pid {process.pid}" in locked
+    assert "Traceback" not in locked
