@@ -28,7 +28,8 @@ class _Lines:
     """The file's text lines for ``csv.reader``, noting the (physical) lines that were not UTF-8."""
 
     def __init__(self, handle: Iterator[str]) -> None:
-        self.handle, self.count, self.bad = handle, 0, {}
+        self.handle, self.count = handle, 0
+        self.bad: dict[int, str] = {}  # line → why
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -59,9 +60,7 @@ def open_csv(path: Path) -> Iterator[tuple[list[str], Iterator[CsvRow]]]:
     """The header's column names (empty for an empty file) and the data rows."""
     with Path(path).open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         delimiter = delimiter_of(handle.readline())
-        handle.seek(0)
-        if handle.read(1) != "\ufeff":  # utf-8-sig skips the BOM only at the very start
-            handle.seek(0)
+        handle.seek(0)  # the decoder starts afresh: a BOM is skipped again
         lines = _Lines(handle)
         reader = csv.reader(lines, delimiter=delimiter)
         header = next(reader, None)
