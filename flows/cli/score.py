@@ -183,7 +183,8 @@ def adjust(
     with Session(engine) as session:
         key = lead_key_of(session, lead_id)
     open_journeys(engine, new_journeys(loaded, [(key, product_line, datetime.now(UTC))]))
-    result = rescore_lead(loaded, lead_id, product_line, get_settings().database_url)
+    settings = get_settings()
+    result = rescore_lead(loaded, lead_id, product_line, settings.database_url, settings.run_lock_wait)
     console.print(
         f"{literal(lead_id)}: {points:+g} ({literal(reason)}) recorded as {event_id}; "
         f"{literal(product_line)} score now {result}"
