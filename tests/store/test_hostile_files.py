@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from store.ingest import BUILTIN_EVENT_TYPES, ingest_events, ingest_leads
+from stages.spec import BUILTIN_EVENT_TYPES
+from store.ingest import ingest_events, ingest_leads
 from store.tables import Event, Lead
 
 TYPES = set(BUILTIN_EVENT_TYPES)
