@@ -28,7 +28,8 @@ NUMERIC_OPS = ("lt", "le", "gt", "ge", "between")
 class Spec(BaseModel):
     """Base of every spec: unknown keys are errors, so a typo never silently scores nothing."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Infinite or NaN points, bounds or thresholds have no meaning and would poison every total.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class OneOf(Spec):

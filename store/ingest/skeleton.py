@@ -20,16 +20,18 @@ from sqlalchemy import Connection, Engine, Table
 
 from store.db import GrowingTable
 from store.ingest.reading import Progress, Raw, chunks, read_rows
-from store.ingest.report import IngestReport, Interests, RejectLedger
+from store.ingest.report import IngestReport, Interests, RejectLedger, RepeatedIds
 
 
 @dataclass
 class Ingestion:
-    """What one file's ingestion accumulates: the report, its reject ledger, the interests it shows."""
+    """What one file's ingestion accumulates: the report, its reject ledger, the interests it shows and
+    the ids it accepted (``None``: a kind whose ids may repeat)."""
 
     report: IngestReport
     rejects: RejectLedger = field(init=False)
     interests: Interests = field(default_factory=Interests)
+    ids: RepeatedIds | None = None
 
     def __post_init__(self) -> None:
         self.rejects = RejectLedger(self.report)
@@ -73,10 +75,12 @@ def run_chunks(
     *,
     chunk_size: int,
     progress: Progress | None,
+    ids: RepeatedIds | None = None,
 ) -> IngestReport:
-    """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order."""
+    """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
+    with ``ids``, notes on an empty file and repeated ids."""
     path = Path(path)
-    run = Ingestion(IngestReport(kind=kind, source=str(path)))
+    run = Ingestion(IngestReport(kind=kind, source=str(path)), ids=ids)
     growth = GrowingTable(engine, table.name)
     with gc_paused():
         for chunk in chunks(read_rows(path), chunk_size, progress):
@@ -95,4 +99,6 @@ def run_chunks(
             growth.added(run.report.inserted)  # the next chunk's look-ups are planned for the grown table
     run.report.interests = run.interests.as_list()
     run.rejects.sort()
+    if ids is not None:
+        ids.note(run.report)
     return run.report
