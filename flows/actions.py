@@ -5,8 +5,10 @@ between scoring and delivery loses nothing: the next run picks up whatever is st
 never get here (they are applied inside the scoring transaction). Owner notifications go through the
 outbox, at most once per firing (the Message-ID derives from the firing id); track enrol/exit become
 requests that the next nurture run honours with its consent and re-entry rules; webhooks are POSTed
-with retries, and an endpoint that keeps failing is retried by later runs up to
-``MAX_WEBHOOK_ATTEMPTS`` and then left ``failed`` with its last outcome: it never blocks a run.
+with retries, each try within ``LEADSCORE_WEBHOOK_DEADLINE`` seconds and the whole step within
+``LEADSCORE_WEBHOOK_BUDGET``; an endpoint that keeps failing (or an alert whose ``.eml`` could not
+be written, or that the mail server refused for now) is retried by later runs up to ``MAX_ATTEMPTS``
+and then left ``failed`` with its last outcome: it never blocks a run.
 """
 
 import json
@@ -31,7 +33,7 @@ from store.settings import Settings
 from store.shapes import LEAD_CONTACT_COLUMNS
 from store.stages import read_open_firings, record_firing_outcomes
 
-MAX_WEBHOOK_ATTEMPTS = 9
+MAX_ATTEMPTS = 9
 Outcome = tuple[int, str, int, str, datetime | None]  # firing id, status, attempts now, outcome, completed
 
 
@@ -63,7 +65,9 @@ def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_webhooks(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> list[Outcome]:
+def run_webhooks(firings: list[dict[str, Any]], *, deadline_s: float = 5.0, budget_s: float = 30.0) -> list[Outcome]:
+    """POST the webhook firings within ``budget_s`` (each try within ``deadline_s``); what is cut off
+    or failed temporarily stays ``retry`` for the next run, up to ``MAX_ATTEMPTS``."""
     outcomes: list[Outcome] = []
     calls = []
     for firing in firings:
@@ -75,17 +79,17 @@ def run_webhooks(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> l
             outcomes.append((firing["id"], "retry", 0, f"environment variable {secret_env} is not set", None))
             continue
         calls.append((firing, WebhookCall(str(firing["id"]), params["url"], webhook_payload(firing), secret)))
-    return outcomes + _settle(calls, post_all([call for _, call in calls], timeout_s=timeout_s))
+    return outcomes + _settle(calls, post_all([call for _, call in calls], deadline_s=deadline_s, budget_s=budget_s))
 
 
 def _settle(calls: list[tuple[dict[str, Any], WebhookCall]], results: list[WebhookResult]) -> list[Outcome]:
-    """Done, retried by a later run (up to ``MAX_WEBHOOK_ATTEMPTS``), or failed for good."""
+    """Done, retried by a later run (up to ``MAX_ATTEMPTS``), or failed for good."""
     outcomes: list[Outcome] = []
     now = datetime.now(UTC)
     for (firing, _), result in zip(calls, results, strict=True):
         if result.ok:
             status = "done"
-        elif result.retryable and firing["attempts"] + result.attempts < MAX_WEBHOOK_ATTEMPTS:
+        elif result.retryable and firing["attempts"] + result.attempts < MAX_ATTEMPTS:
             status = "retry"
         else:
             status = "failed"
@@ -93,7 +97,7 @@ def _settle(calls: list[tuple[dict[str, Any], WebhookCall]], results: list[Webho
     return outcomes
 
 
-def post_to_chats(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> list[Outcome]:
+def post_to_chats(firings: list[dict[str, Any]], *, deadline_s: float = 5.0, budget_s: float = 30.0) -> list[Outcome]:
     """Chat actions: each firing posted to its Slack or Teams incoming webhook (retried like webhooks)."""
     outcomes: list[Outcome] = []
     calls = []
@@ -105,7 +109,7 @@ def post_to_chats(firings: list[dict[str, Any]], *, timeout_s: float = 10.0) -> 
             continue
         message = (slack_message if params["platform"] == "slack" else teams_message)(webhook_payload(firing))
         calls.append((firing, WebhookCall(str(firing["id"]), url, message)))
-    return outcomes + _settle(calls, post_all([call for _, call in calls], timeout_s=timeout_s))
+    return outcomes + _settle(calls, post_all([call for _, call in calls], deadline_s=deadline_s, budget_s=budget_s))
 
 
 def _sender(portfolio: Portfolio, mail_from: str) -> Sender:
@@ -163,12 +167,18 @@ def notify_owners(
             firing_of[message.message_id] = firing["id"]
             yield message
 
+    attempts_before = {firing["id"]: firing["attempts"] for firing in firings}
     for result in send_messages(engine, alerts(), settings, now=now):
-        ok = result.status in ("sent", "unknown", "duplicate")
+        firing_id = firing_of[result.message_id]
         detail = (
             result.status + (f": {result.error}" if result.error else "") + (f" ({result.path})" if result.path else "")
         )
-        outcomes.append((firing_of[result.message_id], "done" if ok else "failed", result.attempts, detail, now))
+        if result.status in ("sent", "unknown", "duplicate"):
+            outcomes.append((firing_id, "done", result.attempts, detail, now))
+        elif result.retryable and attempts_before[firing_id] + result.attempts < MAX_ATTEMPTS:
+            outcomes.append((firing_id, "retry", result.attempts, detail, None))  # e.g. the outbox disk was full
+        else:
+            outcomes.append((firing_id, "failed", result.attempts, detail, now))
     return outcomes
 
 
@@ -197,12 +207,13 @@ def execute_actions(engine: Engine, portfolio: Portfolio, settings: Settings) ->
     for firing in firings:
         by_action.setdefault(firing["action"], []).append(firing)
     alerts = by_action.get("notify_owner", [])
+    deadline = settings.webhook_deadline
     digested = [firing for firing in alerts if is_digest(firing)]
     outcomes = (
         send_digests(engine, portfolio, digested, _sender(portfolio, settings.mail_from), settings, datetime.now(UTC))
         + notify_owners(engine, portfolio, [firing for firing in alerts if not is_digest(firing)], settings)
-        + run_webhooks(by_action.get("webhook", []))
-        + post_to_chats(by_action.get("chat", []))
+        + run_webhooks(by_action.get("webhook", []), deadline_s=deadline, budget_s=settings.webhook_budget)
+        + post_to_chats(by_action.get("chat", []), deadline_s=deadline, budget_s=settings.webhook_budget)
         + request_track_moves(engine, by_action.get("enrol", []) + by_action.get("exit", []))
     )
     record_firing_outcomes(engine, outcomes)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from flows import progress
 from flows.database import engine_for
 from flows.exclusions import excluded_now
+from flows.locking import writing
 from flows.startup import enter_flow
 from nurture.audience_rows import platform_rows, resolve_phones
 from nurture.audiences import PHONE_PLATFORMS, AudienceSpec, Platform, csv_text, diff, load_audiences, with_lines
@@ -159,27 +160,29 @@ def export_audiences(
     out_dir: Path = DEFAULT_OUT,
     as_of: datetime | None = None,
     database_url: str,
+    lock_wait_s: float = 0.0,
 ) -> list[ExportResult]:
-    """Export the selected audiences to one platform as one run (recorded in ``runs``)."""
+    """Export the selected audiences to one platform as one run (recorded in ``runs``), under the run lock."""
     as_of = as_of or datetime.now(UTC)
     chosen = selected(load_audiences(portfolio), platform, audience)
     engine = engine_for(database_url)
     refresh_statistics(engine)
     excluded = excluded_now(engine, load_exclusions(portfolio))
-    run_id = start_run(engine, "audiences", as_of)
-    try:
-        results = []
-        for done, (name, spec) in enumerate(chosen.items()):
-            progress.report("exporting audiences", done, len(chosen), name)
-            results.append(
-                export_audience(
-                    engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, excluded=excluded
+    with writing(engine, portfolio, lock_wait_s) as scope:
+        run_id = start_run(engine, "audiences", as_of, scope)
+        try:
+            results = []
+            for done, (name, spec) in enumerate(chosen.items()):
+                progress.report("exporting audiences", done, len(chosen), name)
+                results.append(
+                    export_audience(
+                        engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, excluded=excluded
+                    )
                 )
-            )
-    except BaseException as exc:
-        finish_run(engine, run_id, "failed", {"error": repr(exc)})
-        raise
-    finish_run(engine, run_id, "completed", {"platform": platform, "exports": [asdict(r) for r in results]})
+        except BaseException as exc:
+            finish_run(engine, run_id, "failed", {"error": repr(exc)})
+            raise
+        finish_run(engine, run_id, "completed", {"platform": platform, "exports": [asdict(r) for r in results]})
     return results
 
 
@@ -206,7 +209,8 @@ def refresh_audiences(
     database_url: str | None = None,
 ) -> list[dict[str, Any]]:
     """Export every audience to each of its platforms; an artifact lists sizes, adds and removes."""
-    database_url = enter_flow(database_url).database_url
+    settings = enter_flow(database_url)
+    database_url = settings.database_url
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
@@ -214,19 +218,20 @@ def refresh_audiences(
     engine = engine_for(database_url)
     refresh_statistics(engine)
     excluded = excluded_now(engine, load_exclusions(portfolio))
-    run_id = start_run(engine, "audiences", as_of)
-    futures = [
-        export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url, excluded)
-        for name, spec in audiences.items()
-        for platform in spec.platforms
-    ]
-    outcomes = [future.result(raise_on_failure=False) for future in futures]
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    results = [asdict(outcome) for outcome in outcomes if isinstance(outcome, ExportResult)]
-    if failures:
-        finish_run(engine, run_id, "failed", {"exports": results, "error": repr(failures[0])})
-        raise failures[0]
-    finish_run(engine, run_id, "completed", {"exports": results})
+    with writing(engine, portfolio, settings.run_lock_wait) as scope:
+        run_id = start_run(engine, "audiences", as_of, scope)
+        futures = [
+            export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url, excluded)
+            for name, spec in audiences.items()
+            for platform in spec.platforms
+        ]
+        outcomes = [future.result(raise_on_failure=False) for future in futures]
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        results = [asdict(outcome) for outcome in outcomes if isinstance(outcome, ExportResult)]
+        if failures:
+            finish_run(engine, run_id, "failed", {"exports": results, "error": repr(failures[0])})
+            raise failures[0]
+        finish_run(engine, run_id, "completed", {"exports": results})
     create_table_artifact(
         key="audience-exports",
         table=[

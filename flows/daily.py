@@ -4,7 +4,9 @@ and triggers), nurture, refresh the ad audiences, report.
 The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``events/``,
 ``stage_updates/`` (CSV or JSONL). A file that was read goes to ``processed/DATE/`` (with its
 ``.rejects.csv`` beside it when some rows were refused); a file that could not be read at all (an
-unsupported type, a broken header) goes to ``rejected/DATE/`` with a ``.error.txt`` saying why.
+unsupported type, a broken header, any unexpected error) goes to ``rejected/DATE/`` with a
+``.error.txt`` saying why, and the other files are still read: one bad file never stops the pipeline
+nor stays in the inbox to fail every later day.
 Ingestion is idempotent, so a crash before a file is moved only means it is read again next time.
 """
 
@@ -20,7 +22,9 @@ from prefect.cache_policies import NO_CACHE
 from flows import progress
 from flows.allocator import release_free_memory
 from flows.audiences import refresh_audiences
+from flows.database import engine_for
 from flows.ingestion import ingest_file
+from flows.locking import writing
 from flows.nurture_run import run_nurture
 from flows.report import report_task
 from flows.scoring import scoring_flow
@@ -61,8 +65,10 @@ def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str) -> 
         else:
             try:
                 outcome = ingest_file(portfolio, kind, path, database_url)
-            except ValueError as exc:
+            except ValueError as exc:  # the file as a whole is unreadable (a broken header, …)
                 error = str(exc)
+            except Exception as exc:  # anything else: this file is set aside, the others are still read
+                error = f"unexpected {type(exc).__name__} while reading the file: {exc}"[:2000]
             else:
                 moved = _move(path, inbox / "processed" / day / kind)
                 if outcome.rejects:
@@ -111,33 +117,38 @@ def daily_pipeline(
         "timings": timings,
         "failed": [],
     }
-    steps_total = 3 + (report_path is not None) + (folder is not None)
-    started = time.perf_counter()
-    if folder is not None:
-        progress.report("daily pipeline", 0, steps_total, "ingest")
-        summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
-        timings["ingest"] = round(time.perf_counter() - started, 3)
-        release_free_memory()
-    score = scoring_flow(settings)  # on the task runner the settings name
-    steps = [
-        ("score", lambda: score(portfolio_path, as_of=as_of, database_url=database_url, outbox_dir=outbox_dir)),
-        ("nurture", lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of, outbox_dir=outbox_dir)),
-        ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
-    ]
-    if report_path is not None:  # the demo's simulated days before the last have no reader for a report
-        out = report_path
-        summary["report_path"] = str(Path(out).resolve())
-        steps.append(("report", lambda: report_task(portfolio_path, out, database_url)))
-    for done, (name, step) in enumerate(steps, steps_total - len(steps)):
-        progress.report("daily pipeline", done, steps_total, name)
+    # One writing run per portfolio and store, for the whole pipeline.
+    with writing(engine_for(database_url), portfolio, settings.run_lock_wait):
+        steps_total = 3 + (report_path is not None) + (folder is not None)
         started = time.perf_counter()
-        try:
-            summary[name] = step()
-        except Exception as exc:  # the next steps still run on what was stored
-            logger.error("step %s failed: %r", name, exc)
-            summary["failed"].append({"step": name, "error": repr(exc)})
-        timings[name] = round(time.perf_counter() - started, 3)
-        release_free_memory()  # the next step's peak does not stack on what this one freed
+        if folder is not None:
+            progress.report("daily pipeline", 0, steps_total, "ingest")
+            summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
+            timings["ingest"] = round(time.perf_counter() - started, 3)
+            release_free_memory()
+        score = scoring_flow(settings)  # on the task runner the settings name
+        steps = [
+            ("score", lambda: score(portfolio_path, as_of=as_of, database_url=database_url, outbox_dir=outbox_dir)),
+            (
+                "nurture",
+                lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of, outbox_dir=outbox_dir),
+            ),
+            ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
+        ]
+        if report_path is not None:  # the demo's simulated days before the last have no reader for a report
+            out = report_path
+            summary["report_path"] = str(Path(out).resolve())
+            steps.append(("report", lambda: report_task(portfolio_path, out, database_url)))
+        for done, (name, step) in enumerate(steps, steps_total - len(steps)):
+            progress.report("daily pipeline", done, steps_total, name)
+            started = time.perf_counter()
+            try:
+                summary[name] = step()
+            except Exception as exc:  # the next steps still run on what was stored
+                logger.error("step %s failed: %r", name, exc)
+                summary["failed"].append({"step": name, "error": repr(exc)})
+            timings[name] = round(time.perf_counter() - started, 3)
+            release_free_memory()  # the next step's peak does not stack on what this one freed
     progress.report("daily pipeline", steps_total, steps_total)
     if summary["failed"]:
         raise RuntimeError(f"daily pipeline: {len(summary['failed'])} step(s) failed: {summary['failed']}")

@@ -38,6 +38,7 @@ class IngestOutcome:
             "updated": r.updated,
             "rejected": r.rejected,
             "journeys_opened": self.journeys_opened,
+            "notes": r.notes,
             "rejects": [{"line": x.line, "field": x.field, "reason": x.reason} for x in r.rejects[:100]],
         }
 

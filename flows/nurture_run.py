@@ -22,6 +22,7 @@ and its step due until ``leadscore nurture outcomes`` resolves it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from sqlalchemy import Engine
 from flows import progress
 from flows.database import engine_for
 from flows.exclusions import excluded_now
+from flows.locking import writing
 from flows.mailing import send_messages, unsubscribe_secret
 from flows.nurture_context import Context, load_context
 from flows.nurture_emails import compose_emails
@@ -301,16 +303,17 @@ def run_nurture(
     ctx = load_context(portfolio_path)
     engine = engine_for(settings.database_url)
     refresh_statistics(engine)
-    run_id = None if dry_run else start_run(engine, "nurture", as_of)
-    try:
-        summary = nurture_once(engine, ctx, as_of, dry_run=dry_run, settings=settings, run_id=run_id)
-    except BaseException as exc:
+    with nullcontext(None) if dry_run else writing(engine, ctx.portfolio, settings.run_lock_wait) as scope:
+        run_id = None if dry_run else start_run(engine, "nurture", as_of, scope)
+        try:
+            summary = nurture_once(engine, ctx, as_of, dry_run=dry_run, settings=settings, run_id=run_id)
+        except BaseException as exc:
+            if run_id is not None:
+                finish_run(engine, run_id, "failed", {"error": repr(exc)})
+            raise
+        result = summary.as_dict()
         if run_id is not None:
-            finish_run(engine, run_id, "failed", {"error": repr(exc)})
-        raise
-    result = summary.as_dict()
-    if run_id is not None:
-        finish_run(engine, run_id, "completed", {k: v for k, v in result.items() if k != "emails"})
+            finish_run(engine, run_id, "completed", {k: v for k, v in result.items() if k != "emails"})
     logger.info(
         "nurture: %d enrolled, %d emails, %d exits",
         sum(summary.enrolled.values()),

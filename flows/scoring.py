@@ -1,6 +1,7 @@
 """``score_portfolio``: score every active journey, one task per (product line, lead partition)."""
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from flows import progress
 from flows.actions import execute_actions
 from flows.database import engine_for
+from flows.locking import writing
 from flows.runners import task_runner
 from flows.startup import enter_flow
 from models.breakdown import top_rules
@@ -218,34 +220,35 @@ def score_portfolio(
     portfolio = load_portfolio(Path(portfolio_path))
     engine = engine_for(database_url)
     refresh_statistics(engine)
-    run_id = start_run(engine, "score", as_of) if write else None
-    key_ranges = partitions.lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
-    read_token = uuid.uuid4().hex
-    # Partition-major order: the lines of a partition run side by side and share its event read.
-    futures = [
-        score_partition.submit(portfolio, line, key_range, as_of, run_id, read_token, database_url)
-        for key_range in key_ranges
-        for line in portfolio.product_lines
-    ]
-    # Every partition commits on its own: one failure does not lose the others' work.
-    for done, _ in enumerate(as_completed(futures), 1):
-        progress.report("scoring partitions", done, len(futures))
-    partitions.shared_partition_reads.release(read_token)
-    outcomes = [future.result(raise_on_failure=False) for future in futures]
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    if failures:
+    with writing(engine, portfolio, settings.run_lock_wait) if write else nullcontext(None) as scope:
+        run_id = start_run(engine, "score", as_of, scope) if write else None
+        key_ranges = partitions.lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
+        read_token = uuid.uuid4().hex
+        # Partition-major order: the lines of a partition run side by side and share its event read.
+        futures = [
+            score_partition.submit(portfolio, line, key_range, as_of, run_id, read_token, database_url)
+            for key_range in key_ranges
+            for line in portfolio.product_lines
+        ]
+        # Every partition commits on its own: one failure does not lose the others' work.
+        for done, _ in enumerate(as_completed(futures), 1):
+            progress.report("scoring partitions", done, len(futures))
+        partitions.shared_partition_reads.release(read_token)
+        outcomes = [future.result(raise_on_failure=False) for future in futures]
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            if run_id is not None:
+                finish_run(engine, run_id, "failed", {"failed_tasks": len(failures), "error": repr(failures[0])})
+            raise failures[0]
+        summary = summarize(outcomes, run_id, as_of)
         if run_id is not None:
-            finish_run(engine, run_id, "failed", {"failed_tasks": len(failures), "error": repr(failures[0])})
-        raise failures[0]
-    summary = summarize(outcomes, run_id, as_of)
-    if run_id is not None:
-        refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
-        summary["actions"] = carry_out_actions(portfolio, settings)
-        summary["firing_outcomes"] = firing_summary(engine, run_id)
-        finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
-    logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
-    _publish(summary)
-    return summary
+            refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
+            summary["actions"] = carry_out_actions(portfolio, settings)
+            summary["firing_outcomes"] = firing_summary(engine, run_id)
+            finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
+        logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
+        _publish(summary)
+        return summary
 
 
 def scoring_flow(settings: Settings) -> Flow[..., dict[str, Any]]:
@@ -305,8 +308,10 @@ def _publish(summary: dict[str, Any]) -> None:
     )
 
 
-def rescore_lead(portfolio: Portfolio, lead_id: str, product_line: str, database_url: str) -> float | None:
-    """Rescore one lead's journey now (after a manual adjustment), outside a flow run."""
+def rescore_lead(
+    portfolio: Portfolio, lead_id: str, product_line: str, database_url: str, lock_wait_s: float = 0.0
+) -> float | None:
+    """Rescore one lead's journey now (after a manual adjustment), outside a flow run, under the run lock."""
     from sqlmodel import Session
 
     from store.queries import lead_key_of
@@ -317,11 +322,12 @@ def rescore_lead(portfolio: Portfolio, lead_id: str, product_line: str, database
     if key is None:
         return None
     as_of = datetime.now(UTC)
-    run_id = start_run(engine, "adjust", as_of)
-    token = uuid.uuid4().hex
-    result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, token, database_url)
-    partitions.shared_partition_reads.release(token)
-    finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
+    with writing(engine, portfolio, lock_wait_s) as scope:
+        run_id = start_run(engine, "adjust", as_of, scope)
+        token = uuid.uuid4().hex
+        result = score_partition.fn(portfolio, product_line, (key, key + 1), as_of, run_id, token, database_url)
+        partitions.shared_partition_reads.release(token)
+        finish_run(engine, run_id, "completed", {"scored": result.scored, "changed": result.changed})
     return result.top[0]["score"] if result.top else None
 
 

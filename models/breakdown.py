@@ -31,7 +31,9 @@ def settle(
     entries = [*fit, *behaviour]
     if manual:
         entries.append(RuleColumn("_manual", MANUAL))
-    frame = frame.with_columns(pl.col(c.key).fill_null(0.0).round(2) for c in entries)
+    # A rule's points are finite or nothing: an infinite one would turn the clamped total into NaN.
+    finite = [pl.when(pl.col(c.key).is_finite()).then(pl.col(c.key)).otherwise(0.0).round(2) for c in entries]
+    frame = frame.with_columns(finite)
 
     fit_total = _sum([c.key for c in fit])
     behaviour_total = _sum([c.key for c in behaviour])

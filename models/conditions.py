@@ -54,8 +54,10 @@ def check(value: pl.Expr, test: FieldTest, numeric: bool = False) -> pl.Expr:
 
 
 def number(value: pl.Expr, numeric: bool) -> pl.Expr:
-    """A value as a number: number columns as they are, text parsed (null when it is not one)."""
-    return value.cast(pl.Float64) if numeric else value.str.strip_chars().cast(pl.Float64, strict=False)
+    """A value as a number: number columns as they are, text parsed (null when it is not a finite
+    number: ``inf`` and ``nan`` compare as nothing and add nothing)."""
+    parsed = value.cast(pl.Float64) if numeric else value.str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.when(parsed.is_finite()).then(parsed)
 
 
 def _equals(on: Operand, expected: str | float | bool) -> pl.Expr:

@@ -26,9 +26,9 @@ NUMERIC_OPS = ("lt", "le", "gt", "ge", "between")
 
 
 class Spec(BaseModel):
-    """Base of every spec: unknown keys are errors, so a typo never silently scores nothing."""
+    """Base of every spec: unknown keys (a typo never silently scores nothing) and inf/NaN are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class OneOf(Spec):

@@ -132,10 +132,16 @@ def load_audiences(portfolio: Portfolio) -> dict[str, AudienceSpec]:
 
 
 def _csv_field(column: str) -> pl.Expr:
-    """A CSV field as RFC 4180 writes it: quoted only when it holds a comma, a quote or a line break."""
+    """A CSV field as RFC 4180 writes it: quoted only when it holds a comma, a quote or a line break.
+
+    A cell that a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or
+    a carriage return: a job title "=HYPERLINK(…)") is neutralised as OWASP's CSV-injection guidance
+    says: a leading ``'`` and the field quoted."""
     text = pl.col(column).fill_null("")
+    formula = text.str.contains(r"^[=+\-@\t\r]")
+    text = pl.when(formula).then(pl.concat_str([pl.lit("'"), text])).otherwise(text)
     quoted = pl.concat_str([pl.lit('"'), text.str.replace_all('"', '""', literal=True), pl.lit('"')])
-    return pl.when(text.str.contains(r'[",\r\n]')).then(quoted).otherwise(text)
+    return pl.when(formula | text.str.contains(r'[",\r\n]')).then(quoted).otherwise(text)
 
 
 def with_lines(rows: pl.DataFrame, platform: Platform) -> pl.DataFrame:

@@ -41,7 +41,8 @@ CHUNK = 500  # messages per intent/outcome transaction of the file outbox; per o
 class DeliveryResult:
     """``status``: sent | failed | bounced | unknown (intent without outcome: counted as sent, review
     it) | duplicate (an earlier call already sent or bounced this Message-ID). A ``failed`` message is
-    tried again by a later call: its failure was a known refusal, so nothing can be sent twice."""
+    tried again by a later call: its failure was a known refusal, so nothing can be sent twice;
+    ``retryable`` says that failure was temporary."""
 
     message_id: str
     kind: str
@@ -51,6 +52,7 @@ class DeliveryResult:
     attempts: int = 0
     error: str | None = None
     path: str | None = None
+    retryable: bool = False  # the failure was temporary (a 4xx answer, the ``.eml`` not written)
 
 
 class Outbox(Protocol):
@@ -202,7 +204,7 @@ class _Chunk:
             error = written if isinstance(written, str) else None
             status = "failed" if error else "sent"
             outcomes.append(_outcome(m, status, 1, error, None if error else self.now))
-            self.results[m.message_id] = _result(m, status, 1, error, str(paths[m.message_id]))
+            self.results[m.message_id] = _result(m, status, 1, error, str(paths[m.message_id]), bool(error))
         self.outbox.record(outcomes=outcomes)
 
     def _one_by_one(self, fresh: Sequence[Outgoing]) -> None:
@@ -225,18 +227,20 @@ class _Chunk:
                 answered, bounced = [], []
                 written = self._write(m, path, options.clock())
                 if isinstance(written, str):
-                    status, error = "failed", written
+                    status, error = "retry", written  # a later run writes it: never counted as sent
                 else:
                     status, error = self._send(m, written)
-                if status == "retry":
+                temporary = status == "retry"
+                if temporary and not isinstance(written, str):
                     retry.append(m)
+                if temporary:
                     status = "failed"  # unless a later round gets it through
                 if status == "bounced":
                     bounced.append(m.lead_key)
                 finished = options.clock()
                 if status != "unknown":
                     answered.append(_outcome(m, status, attempt, error, finished if status == "sent" else None))
-                self.results[m.message_id] = _result(m, status, attempt, error, str(path))
+                self.results[m.message_id] = _result(m, status, attempt, error, str(path), temporary)
             pending = retry
             if not pending:
                 break
@@ -276,6 +280,11 @@ def _outcome(m: Outgoing, status: str, attempts: int, error: str | None, sent_at
 
 
 def _result(
-    m: Outgoing, status: str, attempts: int = 0, error: str | None = None, path: str | None = None
+    m: Outgoing,
+    status: str,
+    attempts: int = 0,
+    error: str | None = None,
+    path: str | None = None,
+    retryable: bool = False,
 ) -> DeliveryResult:
-    return DeliveryResult(m.message_id, m.kind, m.ref, m.lead_key, status, attempts, error, path)
+    return DeliveryResult(m.message_id, m.kind, m.ref, m.lead_key, status, attempts, error, path, retryable)

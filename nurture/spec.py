@@ -22,7 +22,7 @@ from models.spec import OneOf, Spec, _placed
 from nurture.content import ContentSlot
 from nurture.mail import Mailer, MailError, Sender, sample_context, validate_templates
 from stages.portfolio import Portfolio
-from stages.spec import EMAIL
+from stages.spec import EMAIL, TemplateName
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
@@ -180,7 +180,7 @@ class Branch(Spec):
 class Variant(Spec):
     """One template of an A/B test and its share (weights are relative: 1 and 1 split in halves)."""
 
-    template: str
+    template: TemplateName
     weight: Annotated[float, Field(gt=0)] = 1.0
 
 
@@ -194,7 +194,7 @@ class Step(OneOf):
     one_of_message = "a step has exactly one of {choices}; got {given}"
 
     name: str | None = None
-    email: str | None = None
+    email: TemplateName | None = None
     variants: Annotated[list[Variant], Field(min_length=2)] | None = None
     wait: str | None = None
     audience: str | None = None

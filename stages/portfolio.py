@@ -135,6 +135,13 @@ def load_portfolio(path: Path | str) -> Portfolio:
                 continue
             where = f"product_lines.{line_name}.stages.{stage_name}.model"
             model_path = (path.parent / stage_spec.model).resolve()
+            folder = path.parent.resolve()
+            # A relative path stays inside the portfolio's folder (no ../../etc/passwd); an absolute one is
+            # the operator's explicit choice (shared model libraries).
+            if not Path(stage_spec.model).is_absolute() and not model_path.is_relative_to(folder):
+                message = f"model file {stage_spec.model!r} is outside the portfolio's folder {folder}"
+                problems.append((where, _line(node, where), message))
+                continue
             if not model_path.is_file():
                 problems.append(
                     (where, _line(node, where), f"model file {stage_spec.model!r} not found ({model_path})")

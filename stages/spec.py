@@ -9,7 +9,7 @@ import re
 from datetime import time
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.spec import Bands, OneOf, Scale, Spec
@@ -86,11 +86,24 @@ class StageSpec(Spec):
         return self
 
 
+def _template_name(value: str) -> str:
+    """A template is named, never given as a path: it is looked up in the portfolio's ``templates/``."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+        raise ValueError(
+            f"{value!r} is not a template name (letters, digits, '_', '-', '.'; no path): "
+            "templates are looked up in the portfolio's templates/ folder"
+        )
+    return value
+
+
+TemplateName = Annotated[str, AfterValidator(_template_name)]
+
+
 class NotifyOwner(Spec):
     """Email the lead's owner (or the fixed address ``to``) from a template, with the score breakdown;
     with ``digest: "08:00"``, one email per owner a day at that time instead (``flows/digest.py``)."""
 
-    template: str = "owner_alert"
+    template: TemplateName = "owner_alert"
     to: str | None = None
     digest: str | None = None
 
@@ -226,21 +239,24 @@ class ScoringSpec(Spec):
     partition_size: Annotated[int, Field(ge=1000)] = 50_000
 
 
+def _known_zone(value: str) -> str:
+    """An IANA time zone, checked once when the portfolio loads (not when a report first needs it)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return str(ZoneInfo(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+
+
+Zone = Annotated[str, AfterValidator(_known_zone)]
+
+
 class ScheduleSpec(Spec):
     """When deployments run the portfolio (``leadscore serve``); the time zone defaults to the portfolio's."""
 
     cron: Annotated[str, Field(pattern=r"^\S+(\s+\S+){4}$")]
-    timezone: str | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            return value if value is None else str(ZoneInfo(value))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+    timezone: Zone | None = None
 
 
 WEEKLY_REVIEW = "0 7 * * 1"  # Mondays 07:00 in the portfolio's time zone, after the daily run
@@ -263,7 +279,7 @@ class MonitoringSpec(Spec):
 class PortfolioSpec(Spec):
     name: str = "portfolio"
     scale: Scale = Field(default_factory=Scale)
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
     event_types: list[str] = Field(default_factory=list)
     ingest: IngestSpec = Field(default_factory=IngestSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)

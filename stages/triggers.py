@@ -151,6 +151,8 @@ def fire(
         (pl.col("as_of") if "as_of" in armed.columns else pl.lit(None)).cast(UTC_US),
     )
     done = stored.filter(pl.col("as_of") >= at).select("journey_id", "trigger")
+    # A firing is identified by the arm state it consumed, so two runs reading the same state agree on it.
+    arm_times = stored.select("journey_id", "trigger", pl.col("as_of").dt.epoch("us").alias("armed_at"))
     state = stored.select("journey_id", "trigger", "armed")
     previous = before.select(
         "journey_id", pl.col("stage").alias("prev_stage"), pl.col("score").cast(pl.Float64).alias("prev_score")
@@ -166,8 +168,11 @@ def fire(
             rows = _evaluate(line, trigger, watched, previous, state, reached)
             fired = rows.filter(pl.col("fired"))
             if not fired.is_empty():
+                crossing = arm_times.filter(pl.col("trigger") == trigger.name).drop("trigger")
                 firings.append(
-                    fired.join(_actions(trigger), how="cross").select(
+                    fired.join(crossing, on="journey_id", how="left")
+                    .join(_actions(trigger), how="cross")
+                    .select(
                         "journey_id",
                         "lead_key",
                         pl.lit(trigger.name).alias("trigger"),
@@ -180,6 +185,7 @@ def fire(
                         "score",
                         pl.col("prev_score").alias("score_before"),
                         *FIRING_STATE_COLUMNS,
+                        pl.col("armed_at").fill_null(0),
                     )
                 )
             # Keep a row only where the next run could not derive it from the journey's stored state:

@@ -1,5 +1,10 @@
 """CSV read the same way everywhere: physical line numbers (a quoted cell may span lines), the header
-checked, blank lines skipped, and a row of the wrong width reported rather than guessed at."""
+checked, blank lines skipped, and a row of the wrong width reported rather than guessed at.
+
+A hostile row is reported on its own line and the rest of the file is read: a cell over the size
+limit, bytes that are not UTF-8. A file whose header has no comma but a ``;``, tab or ``|`` is read
+with that delimiter (spreadsheets in many locales save ``;``).
+"""
 
 import csv
 import gzip
@@ -9,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+FIELD_LIMIT = 1 << 20  # characters per cell: a 1 MB cell is data, a 10 MB one is a broken file
+OTHER_DELIMITERS = (";", "\t", "|")
+csv.field_size_limit(FIELD_LIMIT)
+
 
 @dataclass(frozen=True, slots=True)
 class CsvRow:
@@ -17,13 +26,13 @@ class CsvRow:
     error: str | None = None
 
 
-def open_text(path: Path, newline: str | None = "") -> TextIO:
+def open_text(path: Path, newline: str | None = "", errors: str = "strict") -> TextIO:
     """A UTF-8 text file (a BOM skipped), gunzipped on the fly when its name ends in ``.gz``: history is
     exported compressed, and decompressing while reading costs less than a copy on disk."""
     path = Path(path)
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", newline=newline, encoding="utf-8-sig")
-    return path.open(newline=newline, encoding="utf-8-sig")
+        return gzip.open(path, "rt", newline=newline, encoding="utf-8-sig", errors=errors)
+    return path.open(newline=newline, encoding="utf-8-sig", errors=errors)
 
 
 def data_suffix(path: Path) -> str:
@@ -32,25 +41,74 @@ def data_suffix(path: Path) -> str:
     return (path.with_suffix("") if path.suffix.lower() == ".gz" else path).suffix.lower()
 
 
+class _Lines:
+    """The file's text lines for ``csv.reader``, noting the (physical) lines that were not UTF-8."""
+
+    def __init__(self, handle: Iterator[str]) -> None:
+        self.handle, self.count = handle, 0
+        self.bad: dict[int, str] = {}  # line → why
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        text = next(self.handle)
+        self.count += 1
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # surrogateescape kept the undecodable bytes as lone surrogates
+                self.bad[self.count] = (
+                    f"not UTF-8 text (byte 0x{ord(text[exc.start]) - 0xDC00:02x}); save the file as UTF-8"
+                )
+        return text
+
+
+def delimiter_of(first_line: str) -> str:
+    """``,`` unless the header has none and one of ``OTHER_DELIMITERS`` splits it."""
+    if "," in first_line:
+        return ","
+    found = [(first_line.count(d), d) for d in OTHER_DELIMITERS if d in first_line]
+    return max(found)[1] if found else ","
+
+
 @contextmanager
 def open_csv(path: Path) -> Iterator[tuple[list[str], Iterator[CsvRow]]]:
     """The header's column names (empty for an empty file) and the data rows."""
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
+    with open_text(path, errors="surrogateescape") as handle:
+        delimiter = delimiter_of(handle.readline())
+        handle.seek(0)  # the decoder starts afresh: a BOM is skipped again
+        lines = _Lines(handle)
+        reader = csv.reader(lines, delimiter=delimiter)
         header = next(reader, None)
         names = [name.strip() for name in header or []]
+        if lines.bad:
+            raise ValueError(f"{path}: the header row is {next(iter(lines.bad.values()))}")
         if any(not name for name in names):
             raise ValueError(f"{path}: the header row has an empty column name: {header}")
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"{path}: the header row repeats column(s) {duplicates}")
-        yield names, _rows(reader, len(names))
+        yield names, _rows(reader, lines, len(names))
 
 
-def _rows(reader: "csv._reader", width: int) -> Iterator[CsvRow]:
+def _rows(reader: "csv._reader", lines: _Lines, width: int) -> Iterator[CsvRow]:
     last = reader.line_num
-    for values in reader:
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a cell over FIELD_LIMIT, a NUL byte: this row only
+            line, last = last + 1, reader.line_num
+            yield CsvRow(line, [], f"unreadable CSV row: {exc}")
+            continue
         line, last = last + 1, reader.line_num
+        if lines.bad:
+            bad = [lines.bad.pop(n) for n in range(line, last + 1) if n in lines.bad]
+            if bad:
+                yield CsvRow(line, [value.encode("utf-8", "replace").decode() for value in values], bad[0])
+                continue
         if not any(value.strip() for value in values):
             continue
         error = None if len(values) == width else f"row has {len(values)} values but the header has {width} columns"

@@ -14,11 +14,13 @@ import store.service_tables  # noqa: F401  (registers the outbox and service tab
 from store import tables  # noqa: F401  (registers the tables on the metadata)
 from store.migrate import upgrade
 
+SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite write waits for another writer before "database is locked"
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create the engine and bring the schema to the newest migration (idempotent; keeps existing data)."""
-    if url.startswith("sqlite"):
-        kwargs.setdefault("connect_args", {"timeout": 60})
+    if url.startswith("sqlite") and "timeout=" not in url:  # ``?timeout=SECONDS`` in the URL says otherwise
+        kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT})
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -1,5 +1,6 @@
 """Journeys, score snapshots and runs: the write side of scoring, set-based and transactional per partition."""
 
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlmodel import Session
 
 from store.bulk import insert_ignore, placeholder
 from store.reader import read_frame
+from store.runlock import HOST, claim
 from store.shapes import LEAD_COLUMNS, UTC_US
 from store.tables import Journey, Run, to_micros, utcnow
 
@@ -220,10 +222,15 @@ def write_snapshots(
     return len(rows)
 
 
-def start_run(engine: Engine, kind: str, as_of: datetime) -> str:
+def start_run(engine: Engine, kind: str, as_of: datetime, scope: str | None = None) -> str:
+    """Record a ``running`` run with the process running it (so that a killed one is found stale) and
+    the run lock ``scope`` it holds."""
     run_id = uuid.uuid4().hex
     with Session(engine) as session:
-        session.add(Run(run_id=run_id, kind=kind, as_of=as_of, started_at=utcnow()))
+        session.add(
+            Run(run_id=run_id, kind=kind, as_of=as_of, started_at=utcnow(), scope=scope, host=HOST, pid=os.getpid())
+        )
+        claim(session.connection(), scope, run_id)
         session.commit()
     return run_id
 

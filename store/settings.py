@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     workers: int = 2
+    # Webhooks: wall-clock seconds per try (connect + the whole answer), and for a run's whole webhook step.
+    webhook_deadline: float = 5.0
+    webhook_budget: float = 30.0
+    # Seconds a writing run waits for another run of the same portfolio on the store (then exits, saying who).
+    run_lock_wait: float = 0.0
     # Where scoring tasks run (flows/runners.py): a thread pool, local processes, or a Dask cluster
     # (an existing one at ``dask_address``, else a local one of ``workers`` processes).
     task_runner: Literal["threads", "processes", "dask"] = "threads"

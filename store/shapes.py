@@ -88,6 +88,7 @@ FIRING_SCHEMA: dict[str, pl.DataType] = {
     "band": pl.Utf8(),
     "qualification": pl.Utf8(),
     "breakdown": BREAKDOWN_TYPE,
+    "armed_at": pl.Int64(),  # the crossing: when the trigger was armed (epoch µs of its arm row; 0: always)
 }
 FIRING_STATE_COLUMNS = ("band", "qualification", "breakdown")
 # A qualification a journey reached for the first time (sticky: never lost by a later reset).

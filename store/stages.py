@@ -114,9 +114,9 @@ def write_partition(
     """Store a partition's run outcome in one transaction, so a crash leaves it all or nothing.
 
     ``snapshots`` and ``current`` are ``store.scores.write_snapshots``'s. Every insert is keyed on a
-    natural key (snapshot per journey, run and step, transition per journey,
-    time and target, milestone per journey and qualification, firing per run, journey, trigger, step
-    and action), so writing the same outcome again changes nothing. Returns the snapshots written.
+    natural key (snapshot per journey, run and step, transition per journey, time and target, milestone
+    per journey and qualification, firing per crossing: journey, trigger, step, action and arm time), so
+    writing the same outcome again, even from another run, changes nothing. Returns the snapshots written.
     """
     with engine.begin() as conn:
         written = write_snapshots(
@@ -225,6 +225,7 @@ def _firing_rows(firings: pl.DataFrame, product_line: str, run_id: str, as_of: d
         breakdown_json(pl.col("breakdown")).alias("breakdown"),
         "promoted_to",
         pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("fired_at"),
+        "armed_at",
         pl.when(done).then(pl.lit("done")).otherwise(pl.lit("pending")).alias("status"),
         done.cast(pl.Int32).alias("attempts"),
         pl.when(done).then(pl.lit(as_of).cast(UTC_US).dt.epoch("us")).alias("completed_at"),

@@ -162,17 +162,39 @@ class ScoreSnapshot(SQLModel, table=True):
 
 
 class Run(SQLModel, table=True):
-    """One pipeline run; every snapshot records the run that wrote it."""
+    """One pipeline run; every snapshot records the run that wrote it.
+
+    ``scope`` is the run lock it held (``store.runlock``), ``host``/``pid`` the process that ran it: a
+    ``running`` run of a scope whose lock is free was killed, and the next run marks it ``aborted``
+    with ``note`` saying when and why.
+    """
 
     __tablename__ = "runs"
 
     run_id: str = Field(primary_key=True)
     kind: str
-    status: str = "running"
+    status: str = "running"  # running | completed | failed | aborted
     as_of: datetime = _time(nullable=False)
     started_at: datetime | None = _time()
     finished_at: datetime | None = _time()
     stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    scope: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    note: str | None = None
+
+
+class RunLock(SQLModel, table=True):
+    """Who holds the run lock of a scope (a portfolio on this store). On SQLite the row is the lock
+    (taken inside ``BEGIN IMMEDIATE``); on PostgreSQL an advisory lock is, and the row says who has it."""
+
+    __tablename__ = "run_locks"
+
+    scope: str = Field(primary_key=True)
+    run_id: str | None = None
+    host: str
+    pid: int
+    acquired_at: datetime = _time(nullable=False)
 
 
 class IngestReject(SQLModel, table=True):
@@ -277,12 +299,18 @@ class TriggerArmLog(SQLModel, table=True):
 
 
 class TriggerFiring(SQLModel, table=True):
-    """One action of one trigger firing, and what came of it (pending, done, failed)."""
+    """One action of one trigger firing, and what came of it (pending, done, failed).
+
+    Unique per crossing: ``armed_at`` is when the trigger was last armed for the journey (the arm row the
+    run read; 0 when it has been armed since the journey began), so two runs that read the same state
+    cannot both store the firing, whatever their run ids.
+    """
 
     __tablename__ = "trigger_firings"
     __table_args__ = (
-        UniqueConstraint("run_id", "journey_id", "trigger", "step", "action_index", name="ux_firings_natural"),
+        UniqueConstraint("journey_id", "trigger", "step", "action_index", "armed_at", name="ux_firings_crossing"),
         Index("ix_firings_status", "status"),
+        Index("ix_firings_run", "run_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -306,6 +334,7 @@ class TriggerFiring(SQLModel, table=True):
     breakdown: list[Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     promoted_to: str | None = None
     fired_at: datetime = _time(nullable=False)
+    armed_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     status: str = "pending"  # pending | done | failed
     attempts: int = 0
     outcome: str | None = None

@@ -48,8 +48,15 @@ def export(
     when = base.parse_time(as_of)
     try:
         with progress_bars(base.progress_console(json_out)):
+            settings = get_settings()
             results = export_audiences(  # type: ignore[arg-type]
-                loaded, platform, audience=audience, out_dir=out, as_of=when, database_url=get_settings().database_url
+                loaded,
+                platform,
+                audience=audience,
+                out_dir=out,
+                as_of=when,
+                database_url=settings.database_url,
+                lock_wait_s=settings.run_lock_wait,
             )
     except SpecError as exc:
         raise base.fail("invalid audiences in the portfolio", exc) from exc

@@ -11,21 +11,65 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 # Prefect's temporary server otherwise tries to phone home on every CLI run (and logs an error offline).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from rich.console import Console
 from rich.markup import escape
 
+from flows.tempserver import tie_temporary_server
 from models.files import SpecError
 from store.settings import get_settings
 
-app = typer.Typer(help="Lead scoring pipelines: ingest, score, explain, adjust.", no_args_is_help=True)
+tie_temporary_server()  # a CLI killed with SIGKILL must not leave Prefect's temporary server behind
+
 console = Console()
 # Problems go to stderr (so ``--json`` output stays parseable), unwrapped, and never read as rich markup:
 # a message quoting a regular expression such as '[a-z]+' must print as written.
 errors = Console(stderr=True, soft_wrap=True, highlight=False)
+BUSY = 3  # exit code: the store or the portfolio is busy with another writer; run again later
+
+
+def busy_store_message(exc: Exception) -> str | None:
+    """One line for a store that another writer holds (the run lock, or SQLite's write lock), else None."""
+    from sqlalchemy.exc import OperationalError
+
+    from flows.database import engine_for
+    from store.db import SQLITE_BUSY_TIMEOUT
+    from store.runlock import RunLocked, holders
+
+    if isinstance(exc, RunLocked):
+        return str(exc)
+    if not (isinstance(exc, OperationalError) and "database is locked" in str(exc)):
+        return None
+    url = get_settings().database_url
+    engine = engine_for(url)
+    try:
+        held = "; ".join(f"portfolio {scope!r}: {holder}" for scope, holder in holders(engine))
+    except Exception:  # the lock table may be unreadable too: the message must still come out
+        held = ""
+    who = f"a leadscore run ({held})" if held else "another program (an open sqlite3 shell or a stuck process?)"
+    waited = engine.url.query.get("timeout", SQLITE_BUSY_TIMEOUT)
+    return f"the store {url} is locked by {who}; waited {waited} s. Let it finish or close it, then run again."
+
+
+class _Commands(TyperGroup):
+    """Every command: a busy store is one clear line on stderr (exit code 3), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            message = busy_store_message(exc)
+            if message is None:
+                raise
+            raise fail(message, code=BUSY) from None
+
+
+app = typer.Typer(help="Lead scoring pipelines: ingest, score, explain, adjust.", no_args_is_help=True, cls=_Commands)
 
 
 @app.callback()

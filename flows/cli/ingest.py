@@ -127,6 +127,8 @@ def _print_ingest(report: Any) -> None:
         f"[bold]{s['kind']}[/bold] {literal(s['source'])}: read {s['read']}, inserted {s['inserted']}, "
         f"updated {s['updated']}, rejected {s['rejected']}, journeys opened {s['journeys_opened']}"
     )
+    for note in s["notes"]:
+        console.print(f"[yellow]note:[/yellow] {literal(note)}")
     if report.rejects:
         table = Table("line", "field", "reason", title=f"rejected rows ({len(report.rejects)})")
         for reject in report.rejects[:10]:

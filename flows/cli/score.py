@@ -1,6 +1,7 @@
 """``leadscore score``, ``explain``, ``adjust`` and ``score-file``: scoring runs, one lead's story, manual points."""
 
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,6 +251,8 @@ def adjust(
         raise typer.BadParameter(f"unknown product line {product_line!r}; known: {known}", param_hint="--product-line")
     if not reason.strip():
         raise typer.BadParameter("a reason is required (it is the audit trail)", param_hint="--reason")
+    if not math.isfinite(points):  # events are immutable: an infinite adjustment would poison every later run
+        raise typer.BadParameter(f"must be a finite number, got {points}", param_hint="--points")
     when = base.parse_time(at) or datetime.now(UTC)
     event_id = f"adj-{uuid.uuid4().hex}"
     if not add_manual_adjustment(engine, lead_id, product_line, points, reason, author or "cli", event_id, when):
@@ -257,7 +260,8 @@ def adjust(
     with Session(engine) as session:
         key = lead_key_of(session, lead_id)
     open_journeys(engine, new_journeys(loaded, [(key, product_line, when)]))
-    result = rescore_lead(loaded, lead_id, product_line, get_settings().database_url)
+    settings = get_settings()
+    result = rescore_lead(loaded, lead_id, product_line, settings.database_url, settings.run_lock_wait)
     summary = {"lead_id": lead_id, "event_id": event_id, "at": when, "points": points, "score": result}
     if json_out:
         print(base.to_json(summary))

@@ -18,7 +18,7 @@ from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.lookup import in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, EMAIL_TYPES, MachineDetector, MachineRule
 from store.ingest.reading import Progress, Raw, Records
-from store.ingest.report import IngestReport
+from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
@@ -161,6 +161,8 @@ class _RowByRowSteps:
             if model.product_line is not None:
                 run.interests.add(key, model.product_line, model.occurred_at)
         run.report.accepted += len(events)
+        if run.ids is not None:
+            run.ids.add([event["event_id"] for event in events])
         times = [to_micros(event["occurred_at"]) for event in events]
         late = self.detector.run(events, times, explicit, lambda ids: _stored_deliveries(conn, ids))
         # Clustered-key (lead) order turns random B-tree inserts into local ones: SQLite inserts ≈ 2×
@@ -207,6 +209,8 @@ class _ColumnarSteps:
                 if key is None:
                     run.rejects.add(accepted.rows[i], "lead_id", _unknown_lead(accepted.lead_id[i]))
         run.report.accepted += len(known)
+        if run.ids is not None:
+            run.ids.add([accepted.event_id[i] for i in known])
         machine = [bool(accepted.machine[i]) for i in known]
         email = [n for n, i in enumerate(known) if accepted.type[i] in EMAIL_TYPES]
         if email:
@@ -286,13 +290,15 @@ def ingest_events(
         steps = _RowByRowSteps(adapter, hints, detector)
     else:
         steps = _ColumnarSteps(EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS)), detector)
+    repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
     return run_chunks(
         engine,
         path,
         "events",
         _EVENT_TABLE,
-        steps,
+        steps,  # type: ignore[arg-type]
         chunk_size=chunk_size,
         progress=progress,
         stamped=("event_id", "ingested_at"),
-    )  # type: ignore[arg-type]
+        ids=repeated,
+    )

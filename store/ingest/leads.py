@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine
 from store.bulk import insert_ignore, upsert
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
-from store.ingest.report import IngestReport
+from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import LEAD_FIELDS, LEADS, LeadRow
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
@@ -74,6 +74,7 @@ class _LeadSteps:
             run.rejects.add(rows[index], field_name, reason)
 
         latest: _Latest = {}
+        accepted: list[str] = []
         product_lines = self.product_lines
         for index, model in good:
             attributes, cleared = extras[index]
@@ -84,9 +85,12 @@ class _LeadSteps:
                 run.rejects.add(rows[index], "product_interest", f"unknown product line(s) {unknown}; known: {known}")
                 continue
             run.report.accepted += 1
+            accepted.append(model.lead_id)
             present = set(model.model_fields_set)
             latest.pop(model.lead_id, None)  # keep file order: the last row of a lead wins
             latest[model.lead_id] = (model, attributes, cleared, present, lines)
+        if run.ids is not None:
+            run.ids.add(accepted)
         return latest
 
     def write(self, conn: Connection, latest: _Latest, now: datetime, run: Ingestion) -> None:
@@ -160,4 +164,5 @@ def ingest_leads(
         chunk_size=chunk_size,
         progress=progress,  # type: ignore[arg-type]
         stamped=("lead_id", "updated_at"),
+        ids=RepeatedIds("lead_id", "the last one wins"),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,11 +50,26 @@ class Raw:
         return raw
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text} is out of range")
+    return number
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def loads(text: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text)  # orjson refuses some valid JSON (integers beyond 64 bits); json decides
+        pass
+    try:  # orjson refuses some valid JSON (integers beyond 64 bits, deep nesting); json decides
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def dumps(value: Any) -> bytes:
@@ -92,10 +108,25 @@ def _read_csv(path: Path) -> Iterator[Raw]:
             yield Raw(row.line, values=row.values, names=names, error=row.error)
 
 
+def _not_utf8(text: str) -> str | None:
+    """Why a line read with ``surrogateescape`` is not UTF-8 text (None when it is)."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not UTF-8 text (byte 0x{ord(text[exc.start]) - 0xDC00:02x}); save the file as UTF-8"
+    return None
+
+
 def _read_jsonl(path: Path) -> Iterator[Raw]:
-    with open_text(path, newline=None) as handle:
+    with open_text(path, newline=None, errors="surrogateescape") as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
+                continue
+            if (error := _not_utf8(text)) is not None:
+                printable = text.encode("utf-8", "replace").decode().rstrip("\r\n")[:2000]
+                yield Raw(line, {"_text": printable}, error=error)
                 continue
             try:
                 value = loads(text)

@@ -6,6 +6,7 @@ Python."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from store.ingest.reading import NUMBER, loads, number
+from store.tables import PROMOTED_NUMBER_PROPERTIES
 
 _EMAIL = re.compile(r"^[^@\s,;<>()\[\]\"]+@[^@\s,;<>()\[\]\"]+\.[^@\s,;<>()\[\]\".]{2,}$")
 
@@ -44,7 +46,10 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timezone missing in {value!r}: add an offset such as +00:00 or Z")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first representable UTC time
+        raise ValueError(f"{value!r} is out of range once converted to UTC") from None
 
 
 def _email(value: Any) -> str | None:
@@ -112,7 +117,24 @@ def event_properties(value: Any, extra: dict[str, Any] | None, kind: str | None)
         reason = value.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("manual_adjustment needs a non-empty 'reason' property")
+    _check_finite(value)
     return value
+
+
+def _check_finite(properties: dict[str, Any]) -> None:
+    """The number properties rules add up must be finite: one ``inf`` would poison every later score."""
+    for key in PROMOTED_NUMBER_PROPERTIES:
+        value = properties.get(key)
+        if value is None or value == "" or isinstance(value, bool):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue  # not a number at all: stored as text, rules see no number
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
 
 
 class EventRow(BaseModel):

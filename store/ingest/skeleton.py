@@ -21,16 +21,18 @@ from sqlalchemy import Connection, Engine, Table
 from store.db import GrowingTable
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, chunks, read_rows
-from store.ingest.report import IngestReport, Interests, RejectLedger
+from store.ingest.report import IngestReport, Interests, RejectLedger, RepeatedIds
 
 
 @dataclass
 class Ingestion:
-    """What one file's ingestion accumulates: the report, its reject ledger, the interests it shows."""
+    """What one file's ingestion accumulates: the report, its reject ledger, the interests it shows and
+    the ids it accepted (``None``: a kind whose ids may repeat)."""
 
     report: IngestReport
     rejects: RejectLedger = field(init=False)
     interests: Interests = field(default_factory=Interests)
+    ids: RepeatedIds | None = None
 
     def __post_init__(self) -> None:
         self.rejects = RejectLedger(self.report)
@@ -75,13 +77,16 @@ def run_chunks(
     chunk_size: int,
     progress: Progress | None,
     stamped: tuple[str, str] | None = None,
+    ids: RepeatedIds | None = None,
 ) -> IngestReport:
-    """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order.
+    """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
+    with ``ids``, notes on an empty file and repeated ids.
 
     For ``Records`` the report also says which ids this call wrote (``written``): ``stamped`` names the
     table's id column and the column a write stamps with the chunk's time."""
     path = path if isinstance(path, Records) else Path(path)
-    run = Ingestion(IngestReport(kind=kind, source=path.source if isinstance(path, Records) else str(path)))
+    source = path.source if isinstance(path, Records) else str(path)
+    run = Ingestion(IngestReport(kind=kind, source=source), ids=ids)
     if isinstance(path, Records) and stamped is not None:
         run.report.written = set()
     growth = GrowingTable(engine, table.name)
@@ -104,6 +109,8 @@ def run_chunks(
             growth.added(run.report.inserted)  # the next chunk's look-ups are planned for the grown table
     run.report.interests = run.interests.as_list()
     run.rejects.sort()
+    if ids is not None:
+        ids.note(run.report)
     return run.report
 
 

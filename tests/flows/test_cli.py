@@ -318,6 +318,14 @@ def test_explain_then_adjust_then_explain(cli: Path) -> None:
     )
     wrong_line = run("adjust", "L1", "--product-line", "erp", "--points", "1", "--reason", "x", "-p", portfolio, code=2)
     assert "unknown product line 'erp'; known: crm" in wrong_line.output
+    for hostile in ("inf", "-inf", "nan", "1e400"):
+        refused = run(
+            "adjust", "L1", "--product-line", "crm", "--points", hostile, "--reason", "x", "-p", portfolio, code=2
+        )
+        assert "must be a finite number" in refused.output
+    assert "crm score now 40.0" in run(
+        "adjust", "L1", "--product-line", "crm", "--points", "0", "--reason", "still finite", "-p", portfolio
+    ).stdout.replace("\n", " ")
 
 
 def test_adjust_opens_the_journey_of_a_lead_without_one(cli: Path) -> None:
@@ -462,3 +470,36 @@ def test_an_invalid_portfolio_exits_2_naming_the_file_the_line_and_the_path(cli:
     )
 
     assert "portfolio file" in run("score", "--portfolio", cli / "nope.yaml", code=2).output
+
+
+def test_a_store_held_by_another_writer_is_one_clear_line(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from tests.store.test_runlock import hold
+
+    portfolio = cli / "portfolio.yaml"
+    run("ingest", "leads", cli / "leads.csv", "--portfolio", portfolio, "--json")
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", f"sqlite:///{cli}/x.db?timeout=0.5")  # SQLite waits 0.5 s
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    shell = sqlite3.connect(cli / "x.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")  # like a sqlite3 shell left inside a write transaction
+    try:
+        busy = run("ingest", "events", cli / "events.csv", "--portfolio", portfolio, code=3)
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    message = busy.output.replace("\n", " ").strip()
+    assert message == (
+        f"the store sqlite:///{cli}/x.db?timeout=0.5 is locked by another program (an open sqlite3 shell or a stuck "
+        "process?); waited 0.5 s. Let it finish or close it, then run again."
+    )
+
+    process, run_id = hold(f"sqlite:///{cli}/x.db", "", "tiny")
+    try:
+        locked = run("score", "--portfolio", portfolio, code=3).output.replace("\n", " ")
+    finally:
+        process.kill()
+        process.wait()
+    assert f"another leadscore run is writing portfolio 'tiny' to this store (run {run_id}, pid {process.pid}" in locked
+    assert "Traceback" not in locked

@@ -1027,3 +1027,29 @@ def test_random_models_match_reference_and_breakdown_sums_to_score() -> None:
             for name, value in got.points.items():
                 assert math.isclose(value, expected_points[name], abs_tol=0.0101), (name, model, lead)
             assert math.isclose(got.score, expected_score, abs_tol=0.05), (model, lead)
+
+
+def test_non_finite_values_in_every_numeric_input_never_make_a_non_finite_score() -> None:
+    """A store written before ingestion refused them may still hold inf and nan: they count as no number."""
+    model = points_model(
+        fit=[{"name": "big", "when": {"company_size": {"ge": 100}}, "points": 10}],
+        behaviour=[
+            {"name": "long", "event": "web", "where": {"duration_s": {"gt": 60}}, "points": 5, "per": "once"},
+            {"name": "watched", "event": "web", "total_at_least": {"duration_s": 120}, "points": 7},
+        ],
+    )
+    hostile = ["inf", "-inf", "nan", "1e400", float("inf"), float("nan")]
+    events = [Ev(1, 1, "web"), Ev(2, 1, "web", {"duration_s": 90})]
+    events += [Ev(1, 1, "web", {"duration_s": value}) for value in hostile]
+    events += [Ev(1, 1, "manual_adjustment", {"points": value}) for value in hostile]
+    events += [Ev(2, 1, "manual_adjustment", {"points": 3})]
+    leads = leads_frame(1, 2, company_size=["inf", "150"])
+    result = run(model, events=pl.DataFrame(events_frame(*events)), leads=leads)
+    assert result[1].score == 0.0 and result[1].points == {}
+    assert result[2].score == 18.0 and result[2].points == {"big": 10.0, "long": 5.0, MANUAL: 3.0}
+
+
+@pytest.mark.parametrize("points", [math.inf, -math.inf, math.nan])
+def test_a_model_with_non_finite_points_is_refused(points: float) -> None:
+    with pytest.raises(ValueError, match="finite number"):
+        points_model(behaviour=[{"name": "r", "event": "web", "points": points}])

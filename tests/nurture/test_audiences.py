@@ -205,6 +205,18 @@ def test_linkedin_hashed_email_plain_fields_and_csv_quoting() -> None:
     )
 
 
+def test_cells_a_spreadsheet_would_run_as_formulas_are_escaped() -> None:
+    frame = leads(
+        {"first_name": '=HYPERLINK("http://x.example","a")', "last_name": "+1", "job_title": "-2+3"},
+        {"first_name": "@SUM(A1)", "last_name": "-Lee", "company": "Ann-Marie = ok"},
+    )
+    rows = platform_rows(frame, "linkedin")
+    assert with_lines(rows, "linkedin")["line"].to_list() == [
+        ',"\'=HYPERLINK(""http://x.example"",""a"")","\'+1","\'-2+3",,,',
+        ',"\'@SUM(A1)","\'-Lee",,Ann-Marie = ok,,',
+    ]
+
+
 def test_unmatchable_leads_are_left_out() -> None:
     frame = leads(
         {"email": "not an email", "first_name": "Solo"},  # nothing to match on anywhere

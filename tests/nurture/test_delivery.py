@@ -266,3 +266,36 @@ def test_an_unreachable_server_fails_without_suppressing(engine: Engine, tmp_pat
     assert (result.status, result.attempts) == ("failed", 3)
     assert result.error is not None and result.error.startswith("421 ") and result.error.endswith("(at connect)")
     assert bounced_at(engine) == {"LD-1": None}
+
+
+def test_a_message_whose_file_cannot_be_written_is_failed_and_sent_by_the_next_run(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The .eml is the delivery: an OSError writing it (here a folder in the way, like a full disk) must
+    not leave an intent that the next run would count as sent."""
+    leads = [{"lead_id": f"LD-{i}", "email": f"l{i}@x.example"} for i in range(4)]
+    keys = add_leads(engine, *leads)
+    messages = [nurture_message(key, f"l{i}@x.example", f"enrolment:{i}:0") for i, key in enumerate(keys)]
+    settings = Settings(outbox_dir=tmp_path / "outbox", smtp_host=None)
+    folder = tmp_path / "outbox" / "2026-11-23"
+    blocked = [folder / f"{m.message_id}.eml" for m in messages[1:3]]
+    for path in blocked:
+        path.mkdir(parents=True)
+    results = deliver(engine, messages, settings)
+    assert [(r.status, r.retryable) for r in results] == [
+        ("sent", False),
+        ("failed", True),
+        ("failed", True),
+        ("sent", False),
+    ]
+    assert results[1].error is not None and results[1].error.startswith(f"could not write {blocked[0]}: ")
+    assert "Is a directory" in results[1].error
+    assert [r["status"] for r in outbox.messages(engine)] == ["sent", "failed", "failed", "sent"]
+    assert outbox.unknown_outcomes(engine) == []
+
+    for path in blocked:
+        path.rmdir()
+    again = deliver(engine, messages, settings)
+    assert [r.status for r in again] == ["duplicate", "sent", "sent", "duplicate"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{m.message_id}.eml" for m in messages)
+    assert [r["status"] for r in outbox.messages(engine)] == ["sent"] * 4

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from models.files import SpecError
 from stages.portfolio import load_portfolio
@@ -181,3 +182,30 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
     ]
     text = str(SpecError(tmp_path / "portfolio.yaml", found))
     assert f"{tmp_path / 'portfolio.yaml'}:" in text and all(line for _, line, _ in found)
+
+
+def test_a_template_given_as_a_path_is_refused(tmp_path: Path) -> None:
+    action = {"notify_owner": {"template": "../../etc/passwd"}}
+    where, message = only(tmp_path, triggers=[trigger(actions=[action])])
+    assert where == "product_lines.w.triggers[0].actions[0].notify_owner.template"
+    assert "'../../etc/passwd' is not a template name" in message
+
+
+def test_a_model_outside_the_portfolio_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "portfolio"
+    folder.mkdir()
+    (tmp_path / "outside.yaml").write_text("kind: points\n")
+    where, message = only(folder, stages=with_stage("purchase", model="../outside.yaml"))
+    assert where == "product_lines.w.stages.purchase.model"
+    assert message == f"model file '../outside.yaml' is outside the portfolio's folder {folder.resolve()}"
+
+
+def test_an_unknown_time_zone_is_refused_when_the_portfolio_loads(tmp_path: Path) -> None:
+    path = write_portfolio(tmp_path, line_spec())
+    document = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({"timezone": "Mars/Olympus", **document}, sort_keys=False))
+    with pytest.raises(SpecError) as caught:
+        load_portfolio(path)
+    ((where, line, message),) = caught.value.problems
+    assert (where, line) == ("timezone", 1)
+    assert "unknown time zone 'Mars/Olympus'" in message

@@ -122,9 +122,33 @@ def _tables(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names())
 
 
-def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture() -> None:
-    assert revisions()[:3] == ["0001", "0002", "0003"]
+def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture_then_stage_history_then_run_safety() -> None:
+    assert revisions() == ["0001", "0002", "0003", "0006", "0007", "0008"]
     assert head() == revisions()[-1]
+
+
+def test_firings_stored_before_run_safety_keep_distinct_crossings(blank: Blank) -> None:
+    """Two runs that doubled a firing before 0007 keep both rows: their crossing is unknown (``-id``)."""
+    raw = blank.raw_engine()
+    _migrate_to(raw, "0006")
+    t = to_micros(T0)
+    with raw.begin() as conn:
+        for firing_id, run in ((1, "r1"), (2, "r2")):
+            conn.execute(
+                text(
+                    "INSERT INTO trigger_firings (id, run_id, journey_id, lead_key, product_line, trigger, step, "
+                    "direction, action_index, action, params, stage, fired_at, status, attempts) VALUES "
+                    "(:id, :run, 10, 1, 'crm', 'hot', 0, 'up', 0, 'webhook', '{}', 'discovery', :t, 'done', 1)"
+                ),
+                {"id": firing_id, "run": run, "t": t},
+            )
+    raw.dispose()
+    engine = blank.make_engine()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, run_id, armed_at FROM trigger_firings ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [(1, "r1", -1), (2, "r2", -2)]
+        assert _tables(engine) >= {"run_locks"}
+    engine.dispose()
 
 
 def test_upgrade_from_revision_1_keeps_the_data(blank: Blank) -> None:
