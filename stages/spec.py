@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.spec import Bands, OneOf, Scale, Spec
+from stages.sales import SalesSpec
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 BUILTIN_EVENT_TYPES = frozenset(
@@ -232,6 +233,7 @@ class PortfolioSpec(Spec):
     schedule: ScheduleSpec | None = None
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     product_lines: Annotated[dict[str, ProductLineSpec], Field(min_length=1)]
+    sales: SalesSpec = Field(default_factory=SalesSpec)
     # Tracks, audiences and sending rules: validated by ``nurture.spec`` against this same file
     # (``nurture/`` builds on ``stages/``, never the reverse).
     nurture: dict[str, Any] = Field(default_factory=dict)
