@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 from markupsafe import Markup
 
-from flows.report.charts import Axes, Chart, bars_svg, change_bars_svg, columns_svg, lines_svg
+from models.charts import Axes, Chart, bars_svg, change_bars_svg, columns_svg, lines_svg
 from stages.portfolio import Portfolio
 from store.reports import LineShape
 

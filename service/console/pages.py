@@ -198,11 +198,8 @@ def _lead_page(service: Any, lead_id: str) -> dict[str, Any] | None:
     portfolio = service.portfolio
     for journey in history["journeys"]:
         line = portfolio.product_lines.get(journey["product_line"])
-        stages = [stage.name for stage in line.stages] if line else []
-        scale = (portfolio.scale.min, portfolio.scale.max)
-        journey["chart"] = history_svg(journey["history"], journey["transitions"], stages, scale)
-        journey["stages"] = stages
-        journey["reasons"] = top_reasons(journey["breakdown"], len(journey["breakdown"]))
+        journey["chart"] = history_svg(journey["history"], journey["transitions"], portfolio.scale.max)
+        journey["stages"] = [stage.name for stage in line.stages] if line else []
     return (
         history
         | store.lead_profile(service.engine, history["lead_key"])
