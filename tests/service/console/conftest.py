@@ -130,4 +130,4 @@ def signed_in(live: Live, email: str) -> Browser:
 
 
 def screenshot_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "docs"
+    return Path(__file__).resolve().parents[3] / "docs"
