@@ -3,10 +3,10 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
-from store.tables import Journey, _time
+from store.tables import Journey, Lead, _time
 
 
 class ConsoleUser(SQLModel, table=True):
@@ -54,6 +54,11 @@ class QueueDecision(SQLModel, table=True):
     at: datetime = _time(nullable=False)
 
 
-# The leads list sorts journeys by score, often within one product line: both orders are index scans.
-Index("ix_journeys_line_score", Journey.__table__.c.product_line, Journey.__table__.c.score)  # type: ignore[attr-defined]
-Index("ix_journeys_score", Journey.__table__.c.score)  # type: ignore[attr-defined]
+# The console's leads list sorts journeys by score, overall or within one filter value: each is an index scan
+# that stops after a page, even when no journey matches. Its search reads the start of these lead fields.
+_J = Journey.__table__  # type: ignore[attr-defined]
+for _column in ("product_line", "stage", "band", "qualification"):
+    Index(f"ix_journeys_{_column}_score", _J.c[_column], _J.c.score)
+Index("ix_journeys_score", _J.c.score)
+for _column in ("email", "first_name", "last_name", "company"):
+    Index(f"ix_leads_{_column}_lower", func.lower(Lead.__table__.c[_column]))  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Console: users, the audit of console actions, sales queue decisions; journeys indexed by score
+"""Console: users, the audit of console actions, sales queue decisions; journeys by score, leads by search
 
 Revision ID: 0008
 Revises: 0005
@@ -14,6 +14,9 @@ revision: str = "0008"
 down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+JOURNEY_COLUMNS = ("product_line", "stage", "band", "qualification")  # the list's filters, each with the score
+LEAD_COLUMNS = ("email", "first_name", "last_name", "company")  # searched by prefix, case-insensitive
 
 
 def upgrade() -> None:
@@ -54,13 +57,19 @@ def upgrade() -> None:
         sa.UniqueConstraint("journey_id", "qualification", name="ux_queue_decisions_journey"),
     )
     op.create_index(op.f("ix_queue_decisions_lead_key"), "queue_decisions", ["lead_key"], unique=False)
-    op.create_index("ix_journeys_line_score", "journeys", ["product_line", "score"], unique=False)
+    for column in JOURNEY_COLUMNS:
+        op.create_index(f"ix_journeys_{column}_score", "journeys", [column, "score"], unique=False)
     op.create_index("ix_journeys_score", "journeys", ["score"], unique=False)
+    for column in LEAD_COLUMNS:
+        op.create_index(f"ix_leads_{column}_lower", "leads", [sa.text(f"lower({column})")], unique=False)
 
 
 def downgrade() -> None:
+    for column in LEAD_COLUMNS:
+        op.drop_index(f"ix_leads_{column}_lower", table_name="leads")
     op.drop_index("ix_journeys_score", table_name="journeys")
-    op.drop_index("ix_journeys_line_score", table_name="journeys")
+    for column in JOURNEY_COLUMNS:
+        op.drop_index(f"ix_journeys_{column}_score", table_name="journeys")
     op.drop_index(op.f("ix_queue_decisions_lead_key"), table_name="queue_decisions")
     op.drop_table("queue_decisions")
     op.drop_index("ix_console_audit_lead", table_name="console_audit")

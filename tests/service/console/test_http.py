@@ -103,7 +103,9 @@ def test_leads_list_filters_sorts_pages_and_exports_the_filter(console: Live) ->
     assert _lead_ids(mia.get("/console/leads", q="globex").text) == ["CO-HOT", "CO-COLD"]  # company
     assert _lead_ids(mia.get("/console/leads", q="CO-WARM").text) == ["CO-WARM"]  # id
     assert _lead_ids(mia.get("/console/leads", q="hana@").text) == ["CO-HOT"]  # email
-    assert _lead_ids(mia.get("/console/leads", q="wes warm").text) == ["CO-WARM"]  # name
+    assert _lead_ids(mia.get("/console/leads", q="WES").text) == ["CO-WARM"]  # first name
+    assert _lead_ids(mia.get("/console/leads", q="warm").text) == ["CO-WARM"]  # last name
+    assert _lead_ids(mia.get("/console/leads", q="lobex").text) == []  # the start of a field, not its middle
     assert _lead_ids(mia.get("/console/leads", owner="sue@acme.example").text) == ["CO-XSS"]
     assert _lead_ids(mia.get("/console/leads", product_line="analytics-cloud").text) == ["CO-COLD"]
     assert _lead_ids(mia.get("/console/leads", stage="evaluation", sort="lead_id").text) == [
