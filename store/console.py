@@ -92,11 +92,9 @@ def _filtered(flt: LeadFilter) -> Select[Any]:
             stmt = stmt.where(column == value)
     if flt.mql_since is not None:
         reached = select(_MILESTONES.c.journey_id).where(
-            _MILESTONES.c.journey_id == _JOURNEYS.c.id,
-            _MILESTONES.c.qualification == flt.since_qualification,
-            _MILESTONES.c.reached_at >= flt.mql_since,
+            _MILESTONES.c.qualification == flt.since_qualification, _MILESTONES.c.reached_at >= flt.mql_since
         )
-        stmt = stmt.where(reached.exists())
+        stmt = stmt.where(_JOURNEYS.c.id.in_(reached))  # one list, probed while the score index is walked
     if flt.sort == "lead_id":
         return stmt.order_by(_LEADS.c.lead_id, _JOURNEYS.c.product_line)
     score = _JOURNEYS.c.score.asc() if flt.sort == "score_asc" else _JOURNEYS.c.score.desc()
