@@ -108,7 +108,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(tracking.router)
     app.include_router(content.router)
-    mount_console(app, service)  # the console (issue #19), when LEADSCORE_SESSION_SECRET is set
+    mount_console(
+        app, service.portfolio, service.tracks
+    )  # the console (issue #19), when LEADSCORE_SESSION_SECRET is set
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     async def healthz() -> dict[str, str]:

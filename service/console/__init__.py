@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -15,10 +15,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from service.console.config import MIN_SESSION_SECRET, ConsoleSettings
 from service.console.sessions import Sessions, SignInRequired
+from stages.portfolio import Portfolio
 from stages.sales import SalesSpec
-
-if TYPE_CHECKING:
-    from service.app import Service
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "console"
 log = logging.getLogger("leadscore.console")
@@ -35,22 +33,24 @@ class Console:
     tracks: dict[str, list[str]]  # product line → its nurture tracks
 
 
-def build_console(service: Service, settings: ConsoleSettings) -> Console:
+def build_console(portfolio: Portfolio, tracks: dict[str, list[str]], settings: ConsoleSettings) -> Console:
     """Check the session secret and the portfolio's ``sales`` section against its tracks."""
     secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
     if len(secret) < MIN_SESSION_SECRET:
         raise ValueError(f"LEADSCORE_SESSION_SECRET must have at least {MIN_SESSION_SECRET} characters")
-    sales = service.portfolio.spec.sales
+    sales = portfolio.spec.sales
     for line, track in sales.recycle_tracks.items():
-        if track not in service.tracks.get(line, []):
+        if track not in tracks.get(line, []):
             raise ValueError(f"sales.recycle_tracks.{line}: {track!r} is not a nurture track of that product line")
     pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
     pages.filters["quote"] = lambda value: quote(str(value), safe="")
     return Console(Sessions(secret, settings.session_hours * 3600), pages, settings.console_page_size, sales,
-                   service.tracks)  # fmt: skip
+                   tracks)  # fmt: skip
 
 
-def mount(app: FastAPI, service: Service, settings: ConsoleSettings | None = None) -> None:
+def mount(
+    app: FastAPI, portfolio: Portfolio, tracks: dict[str, list[str]], settings: ConsoleSettings | None = None
+) -> None:
     """Serve the console under ``/console`` when ``LEADSCORE_SESSION_SECRET`` is set (said in the log otherwise)."""
     settings = settings or ConsoleSettings()
     if settings.session_secret is None:
@@ -58,7 +58,7 @@ def mount(app: FastAPI, service: Service, settings: ConsoleSettings | None = Non
         return
     from service.console import pages
 
-    app.state.console = build_console(service, settings)
+    app.state.console = build_console(portfolio, tracks, settings)
     app.include_router(pages.router)
 
     @app.exception_handler(SignInRequired)

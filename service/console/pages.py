@@ -294,7 +294,8 @@ def _queue_items(service: Any, sales: Any, owner: str | None, now: datetime) -> 
     items: dict[int, dict[str, Any]] = {}
     for row in store.queue(service.engine, names, owner):
         line = portfolio.product_lines.get(row["product_line"])
-        if line is None or all(stage.name != row["stage"] or stage.terminal for stage in line.stages):
+        stage = next((s for s in line.stages if s.name == row["stage"]), None) if line else None
+        if stage is None or stage.terminal:  # a customer or a lost deal is not sales' to answer any more
             continue
         item = items.setdefault(row["journey_id"], row | {"qualifications": [], "due": None})
         item["qualifications"].append(row["qualification"])

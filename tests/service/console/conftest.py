@@ -15,7 +15,7 @@ import pytest
 
 from flows.scoring import score_partition
 from stages.portfolio import load_portfolio
-from store import reader
+from store import partitions
 from store.scores import finish_run, start_run
 from store.users import add_user
 from tests.service.conftest import DEMO_PORTFOLIO, Live
@@ -75,7 +75,7 @@ def fill(live: Live) -> str:
     token = uuid.uuid4().hex
     for line in portfolio.product_lines:
         score_partition.fn(portfolio, line, (0, 1_000_000), AS_OF, run_id, token, live.url)
-    reader.shared_partition_reads.release(token)
+    partitions.shared_partition_reads.release(token)
     finish_run(live.engine, run_id, "completed", {})
     for email, (name, role) in USERS.items():
         add_user(live.engine, email, name, role, PASSWORD)
