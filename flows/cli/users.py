@@ -21,7 +21,8 @@ def users_add(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
 ) -> None:
     """Create a user; the password is asked twice (hidden), or read from stdin for scripts."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
+    from store.settings import get_settings
     from store.users import add_user
 
     if password_stdin:
@@ -29,7 +30,7 @@ def users_add(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = add_user(engine_for(), email, name or email.split("@")[0], role, password)
+        user = add_user(engine_for(get_settings().database_url), email, name or email.split("@")[0], role, password)
     except ValueError as exc:
         raise base.fail("cannot add the user", exc) from exc
     console.print(f"user {literal(user.email)} ({user.role}) added")
@@ -38,10 +39,11 @@ def users_add(
 @users_app.command("list")
 def users_list(json_out: JsonOpt = False) -> None:
     """The users, their roles and whether they may sign in."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
+    from store.settings import get_settings
     from store.users import list_users
 
-    users = list_users(engine_for())
+    users = list_users(engine_for(get_settings().database_url))
     if json_out:
         print(base.to_json([user.__dict__ for user in users]))
         return
@@ -55,9 +57,10 @@ def users_list(json_out: JsonOpt = False) -> None:
 @users_app.command("disable")
 def users_disable(email: str) -> None:
     """Stop a user from signing in; their open sessions end at their next request."""
-    from flows.engine import engine_for
+    from flows.database import engine_for
+    from store.settings import get_settings
     from store.users import disable_user
 
-    if not disable_user(engine_for(), email):
+    if not disable_user(engine_for(get_settings().database_url), email):
         raise base.fail(f"no active user {email}", code=1)
     console.print(f"user {literal(email)} disabled")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -13,12 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+import templates
 from service.console.config import MIN_SESSION_SECRET, ConsoleSettings
 from service.console.sessions import Sessions, SignInRequired
 from stages.portfolio import Portfolio
 from stages.sales import SalesSpec
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "console"
+TEMPLATES = templates.FOLDER / "console"
 log = logging.getLogger("leadscore.console")
 
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.engine import engine_for
+from flows.database import engine_for
 from store.settings import get_settings
 from store.users import check_password
 
