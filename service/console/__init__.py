@@ -12,13 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import templates
+from nurture.mail import PROJECT_TEMPLATES
 from service.console.config import MIN_SESSION_SECRET, ConsoleSettings
 from service.console.sessions import Sessions, SignInRequired
 from stages.portfolio import Portfolio
 from stages.sales import SalesSpec
 
-TEMPLATES = templates.FOLDER / "console"
+TEMPLATES = PROJECT_TEMPLATES / "console"
 log = logging.getLogger("leadscore.console")
 
 
