@@ -23,6 +23,7 @@ from nurture.tokens import check_secret
 from service import content, feedback, intake, scores, tracking, unsubscribe
 from service.auth import KeyCache
 from service.config import ServiceSettings
+from service.console import mount as mount_console
 from service.limits import BodyLimit, RateLimiter
 from service.metrics import Metrics, MetricsMiddleware
 from service.writer import DirectWriter, SingleWriter
@@ -107,6 +108,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(tracking.router)
     app.include_router(content.router)
+    mount_console(
+        app, service.portfolio, service.tracks
+    )  # the console (issue #19), when LEADSCORE_SESSION_SECRET is set
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     async def healthz() -> dict[str, str]:

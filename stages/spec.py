@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.spec import Bands, OneOf, Scale, Spec
+from stages.sales import SalesSpec
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 BUILTIN_EVENT_TYPES = frozenset(
@@ -286,6 +287,7 @@ class PortfolioSpec(Spec):
     schedule: ScheduleSpec | None = None
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     product_lines: Annotated[dict[str, ProductLineSpec], Field(min_length=1)]
+    sales: SalesSpec = Field(default_factory=SalesSpec)
     # Tracks, audiences and sending rules: validated by ``nurture.spec`` against this same file
     # (``nurture/`` builds on ``stages/``, never the reverse).
     nurture: dict[str, Any] = Field(default_factory=dict)

@@ -8,9 +8,10 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlmodel import Session, create_engine
 
 import store.audiences
+import store.console_tables
 import store.nurture_tables  # registers the nurture tables
 import store.outbox_tables
-import store.service_tables  # noqa: F401  (registers the outbox and service tables)
+import store.service_tables  # noqa: F401  (registers the outbox, service and console tables)
 from store import tables  # noqa: F401  (registers the tables on the metadata)
 from store.migrate import upgrade
 

@@ -4,8 +4,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from flows.report.charts import Axes, Chart, colour, columns_svg, lines_svg
 from flows.report.page import render_page
+from models.charts import Axes, Chart, colour, columns_svg, lines_svg
 
 Metrics = dict[str, dict[str, Any]]
 

@@ -11,8 +11,8 @@ from typing import Any
 import polars as pl
 from markupsafe import Markup
 
-from flows.report.charts import Axes, Chart, bars_svg, change_bars_svg, columns_svg, lines_svg
 from flows.review import review_settings, stage_bands
+from models.charts import Axes, Chart, bars_svg, change_bars_svg, columns_svg, lines_svg
 from models.learning.review import lift_by_decile, review_stages
 from stages.portfolio import Portfolio
 from store.reports import LineShape

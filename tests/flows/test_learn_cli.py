@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.report.charts import PALETTE
+from models.charts import PALETTE
 from tests.models.learning.conftest import write_history
 
 HAND = """kind: points

@@ -1,7 +1,8 @@
-"""The report's one chart kit: inline SVG (no scripts, no CDN), one palette, every text escaped.
+"""The one chart kit: inline SVG (no scripts, no CDN), one palette, every text escaped.
 
-The daily report's sections and the backtest page both draw with it, so a chart looks the same wherever
-it appears.
+The daily report's sections, the backtest page and the console's lead page all draw with it, so a chart looks
+the same wherever it appears. It lives in ``models/`` (pure functions, no I/O) because both ``flows/`` and the
+service import it, and the service may not import ``flows/``.
 """
 
 from collections.abc import Mapping, Sequence
@@ -118,12 +119,14 @@ def lines_svg(
     title: str,
     size: tuple[int, int] = (560, 200),
     legend: int = 110,
+    marks: Sequence[tuple[float, str]] = (),
 ) -> Markup:
-    """One line per series (x, y points) with dots and a legend; a single x shows as dots in the middle."""
+    """One line per series (x, y points) with dots and a legend; a single x shows as dots in the middle.
+    ``marks`` draw a dashed vertical line at each x with its label (events on the x axis, e.g. stage moves)."""
     w, h = size
     left, bottom, top = (52 if axes.titles else 36), 30, 12
     right = w - legend
-    xs = [x for points in series.values() for x, _ in points]
+    xs = [x for points in series.values() for x, _ in points] + [at for at, _ in marks]
     lo, hi = min(xs, default=0), max(xs, default=0)
 
     def xy(x: float, y: float) -> tuple[float, float]:
@@ -146,6 +149,13 @@ def lines_svg(
         body.append(
             f'<line x1="{left}" y1="{h - bottom}" x2="{right}" y2="{top}" stroke="#999" stroke-dasharray="4 4"/>'
         )
+    for at, label in marks:
+        x, _ = xy(at, 0)
+        body.append(
+            f'<line class="mark" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{h - bottom}" stroke="#555" '
+            'stroke-dasharray="3 3"/>'
+        )
+        body.append(_text(x + 3, top + 8, label, size=9))
     for i, (name, points) in enumerate(series.items()):
         coords = [xy(x, y) for x, y in sorted(points)]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)

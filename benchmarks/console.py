@@ -1,0 +1,144 @@
+"""Page times of the console on a large store: the leads list (50 rows, several filters and sorts) and lead
+pages of random leads, each fetched over HTTP from the real service (uvicorn on 127.0.0.1), signed in.
+
+The store is a copy of an existing SQLite store (``--store``, e.g. the 200k-lead daily benchmark's), so the
+original is never migrated or written; the copy is deleted at the end.
+
+    .venv/bin/python benchmarks/console.py --store /path/to/bench.db [--requests 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from store.db import make_engine  # noqa: E402
+from store.users import add_user  # noqa: E402
+
+PORTFOLIO = ROOT / "examples" / "demo" / "portfolio.yaml"
+PASSWORD = "benchmark-password-0123"
+LIST_TARGET_MS, LEAD_TARGET_MS = 200.0, 150.0
+LISTS = [
+    {},
+    {"product_line": "crm-suite"},
+    {"product_line": "crm-suite", "band": "hot"},
+    {"stage": "evaluation", "sort": "score_asc"},
+    {"qualification": "MQL"},
+    {"mql_since": "2000-01-01"},
+    {"q": "example"},
+    {"page": "40"},
+]
+
+
+def start(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
+           "LEADSCORE_UNSUBSCRIBE_SECRET": "benchmark-unsubscribe-secret-0123456789abc",
+           "LEADSCORE_SESSION_SECRET": "benchmark-session-secret-0123456789abcdef"}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        cwd=workdir, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("the service did not become ready within 120 s")
+
+
+def timed(client: httpx.Client, path: str, params: dict[str, str]) -> float:
+    began = time.perf_counter()
+    answer = client.get(path, params=params)
+    elapsed = (time.perf_counter() - began) * 1000
+    if answer.status_code != 200:
+        raise RuntimeError(f"{path} {params}: {answer.status_code} {answer.text[:200]}")
+    return elapsed
+
+
+def summary(times: list[float], target: float) -> dict[str, Any]:
+    ordered = sorted(times)
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered), 1),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
+        "max_ms": round(ordered[-1], 1),
+        "target_ms": target,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, required=True, help="a SQLite store to copy (left untouched)")
+    parser.add_argument("--requests", type=int, default=40, help="lead pages fetched (and list pages per filter / 5)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="leadscore-console-bench-"))
+    try:
+        began = time.monotonic()
+        shutil.copy(args.store, workdir / "store.db")
+        url = f"sqlite:///{workdir}/store.db"
+        engine = make_engine(url)  # migrates the copy (the console's tables and indexes)
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+            leads = conn.execute(text("SELECT count(*) FROM leads")).scalar_one()
+            ids = [row[0] for row in conn.execute(text("SELECT lead_id FROM leads ORDER BY key"))]
+        add_user(engine, "bench@acme.example", "Bench", "admin", PASSWORD)
+        engine.dispose()
+        print(f"store: {leads:,} leads, copied and migrated in {time.monotonic() - began:.1f} s", flush=True)
+        process, base = start(url, workdir)
+        try:
+            client = httpx.Client(base_url=base, timeout=60)
+            login = client.get("/console/login").text
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', login).group(1)  # type: ignore[union-attr]
+            form = {"csrf": csrf, "email": "bench@acme.example", "password": PASSWORD, "next": "/console/leads"}
+            assert client.post("/console/login", data=form).status_code == 303
+            rounds = max(1, args.requests // 5)
+            results: dict[str, Any] = {"leads": leads}
+            list_times = []
+            for params in LISTS:
+                timed(client, "/console/leads", params)  # warm: the first read of an index from disk
+                times = [timed(client, "/console/leads", params) for _ in range(rounds)]
+                list_times += times
+                print(f"list {json.dumps(params)}: median {statistics.median(times):.1f} ms", flush=True)
+            results["list_page"] = summary(list_times, LIST_TARGET_MS)
+            sample = random.Random(args.seed).sample(ids, args.requests)
+            results["lead_page"] = summary([timed(client, f"/console/leads/{i}", {}) for i in sample], LEAD_TARGET_MS)
+            client.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        load = os.getloadavg()[0]
+        results["load_average"] = round(load, 2)
+        print(json.dumps(results))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
