@@ -22,7 +22,28 @@ def init(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise base.fail(f"{directory} is a file, not a directory", code=1)
     shutil.copytree(base.DEMO_DIR, directory, dirs_exist_ok=True)
+    secrets_file = write_secrets(directory)
     console.print(f"Starter portfolio written to [bold]{literal(directory)}[/bold]: edit portfolio.yaml and models/.")
+    console.print(
+        f"Secrets (unsubscribe key) in {literal(secrets_file)}, git-ignored: run leadscore from {literal(directory)}."
+    )
+
+
+def write_secrets(directory: Path) -> Path:
+    """A fresh unsubscribe secret in DIRECTORY's git-ignored secrets file (kept when there is one)."""
+    import secrets
+
+    from store.settings import SECRETS_FILE
+
+    path = directory / SECRETS_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(f"LEADSCORE_UNSUBSCRIBE_SECRET={secrets.token_urlsafe(32)}\n")
+    ignore = directory / ".gitignore"
+    listed = ignore.read_text().splitlines() if ignore.exists() else []
+    if SECRETS_FILE not in listed:
+        ignore.write_text("".join(f"{line}\n" for line in [*listed, SECRETS_FILE]))
+    return path
 
 
 @app.command()

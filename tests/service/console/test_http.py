@@ -138,8 +138,9 @@ def test_lead_page_escapes_and_adjust_move_track_are_recorded_with_their_author(
     sam, mia = signed_in(console, "sam@acme.example"), signed_in(console, "mia@acme.example")
     page = sam.get("/console/leads/CO-XSS").text
     assert XSS not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
-    # One run: one score (the new stage's) and one stage move marked on the chart.
-    assert page.count('class="mark"') == 1 and page.count('class="point"') == 1
+    # One promoting run: the state that crossed and the new stage's state (history per crossing), one
+    # stage move marked on the chart.
+    assert page.count('class="mark"') == 1 and page.count('class="point"') == 2
     assert "→ evaluation</text>" in page
     assert "SQL</td><td>" in page  # the milestones table
     assert (
