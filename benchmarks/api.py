@@ -82,13 +82,16 @@ def prepare(url: str, leads: int) -> None:
     engine.dispose()
 
 
-def start_service(url: str, workers: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(
+    url: str, workers: int, workdir: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The service under uvicorn on a free 127.0.0.1 port, once ``/readyz`` answers (``benchmarks/console.py`` too)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
            "LEADSCORE_UNSUBSCRIBE_SECRET": SECRET, "LEADSCORE_API_RATE_PER_SECOND": "1000000",
-           "LEADSCORE_API_RATE_BURST": "1000000"}  # fmt: skip
+           "LEADSCORE_API_RATE_BURST": "1000000", **(extra_env or {})}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],

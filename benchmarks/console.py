@@ -15,7 +15,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.api import start_service  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.users import add_user  # noqa: E402
 
@@ -49,27 +49,8 @@ LISTS = [
 
 
 def start(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
-           "LEADSCORE_UNSUBSCRIBE_SECRET": "benchmark-unsubscribe-secret-0123456789abc",
-           "LEADSCORE_SESSION_SECRET": "benchmark-session-secret-0123456789abcdef"}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        cwd=workdir, env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("the service did not become ready within 120 s")
+    """The service with the console on (it needs a session secret), one worker."""
+    return start_service(url, 1, workdir, {"LEADSCORE_SESSION_SECRET": "benchmark-session-secret-0123456789abcdef"})
 
 
 def timed(client: httpx.Client, path: str, params: dict[str, str]) -> float:
