@@ -157,7 +157,13 @@ def test_served_deployment_runs_score_the_store_one_at_a_time(
         assert schedule["active"] is True
         assert deployment["global_concurrency_limit"]["limit"] == 1
         assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
-        review = _get(f"{api}/deployments/name/review-models/acme-cloud-demo")  # served beside it, weekly
+        review = _wait(  # served beside it, weekly; `serve` registers its deployments one after the other
+            "review deployment registered",
+            lambda: _get(f"{api}/deployments/name/review-models/acme-cloud-demo"),
+            120,
+            served,
+            log,
+        )
         assert review["entrypoint"] == "flows.review.review_models"
         [weekly] = review["schedules"]
         assert (weekly["schedule"]["cron"], weekly["schedule"]["timezone"]) == ("0 7 * * 1", "Europe/Paris")
