@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, text
 from sqlmodel import Session, create_engine
 
+import store.account_tables
 import store.audiences
 import store.console_tables
 import store.nurture_tables  # registers the nurture tables

@@ -75,6 +75,8 @@ class Lead(SQLModel, table=True):
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime | None = _time()
     updated_at: datetime | None = _time()
+    # The account (company) the lead belongs to; empty: its email domain, unless free mail (store.account_tables).
+    account_id: str | None = Field(default=None, index=True)
 
 
 PROMOTED_TEXT_PROPERTIES = ("url", "form", "asset", "campaign", "webinar")

@@ -91,6 +91,7 @@ class LeadRow(BaseModel):
     ads_opt_in: bool | None = False
     unsubscribed_at: OptTime = None
     bounced_at: OptTime = None
+    account_id: str | None = None
 
 
 def event_properties(value: Any, extra: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:
