@@ -1,7 +1,7 @@
 """``daily_pipeline``: the scheduled run of DESIGN §4 — ingest the drop folder, score (with transitions
 and triggers), nurture, refresh the ad audiences, report.
 
-The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``events/``,
+The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``accounts/``, ``events/``,
 ``stage_updates/`` (CSV or JSONL). A file that was read goes to ``processed/DATE/`` (with its
 ``.rejects.csv`` beside it when some rows were refused); a file that could not be read at all (an
 unsupported type, a broken header, any unexpected error) goes to ``rejected/DATE/`` with a
@@ -32,7 +32,7 @@ from flows.startup import enter_flow
 from stages.portfolio import Portfolio, load_portfolio
 from store.ingest import write_rejects_csv
 
-DROP_KINDS = ("leads", "events", "stage_updates")
+DROP_KINDS = ("leads", "accounts", "events", "stage_updates")
 READABLE = (".csv", ".jsonl", ".ndjson")
 
 

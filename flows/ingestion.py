@@ -14,7 +14,7 @@ from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
 from store.audiences import read_unparsed_phones, remember_phones
 from store.db import refresh_statistics
-from store.ingest import IngestReport, Progress, ingest_events, ingest_leads, ingest_stage_updates
+from store.ingest import IngestReport, Progress, ingest_accounts, ingest_events, ingest_leads, ingest_stage_updates
 from store.scores import open_journeys
 
 
@@ -50,7 +50,7 @@ def ingest_file(
     database_url: str,
     progress: Progress | None = None,
 ) -> IngestOutcome:
-    """Ingest ``kind`` (leads, events or stage_updates); a CRM update for a line the lead has no journey
+    """Ingest ``kind`` (leads, accounts, events or stage_updates); a CRM update for a line the lead has no journey
     in yet opens one (the next scoring run then moves it to the update's stage). ``progress`` is called
     with the rows handled so far after each chunk."""
     outcome, _ = backfill(portfolio, kind, [path], database_url, progress)
@@ -86,6 +86,8 @@ def _ingest_one(portfolio: Portfolio, kind: str, engine: Engine, path: Path, pro
     lines = set(portfolio.product_lines)
     if kind == "leads":
         return ingest_leads(engine, path, product_lines=lines, progress=progress)
+    if kind == "accounts":
+        return ingest_accounts(engine, path, progress=progress)
     if kind == "stage_updates":
         stages = {name: [stage.name for stage in line.stages] for name, line in portfolio.product_lines.items()}
         return ingest_stage_updates(engine, path, stages=stages, progress=progress)

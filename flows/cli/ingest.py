@@ -30,7 +30,7 @@ InputFiles = Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, r
 
 @app.command()
 def ingest(
-    kind: Annotated[str, typer.Argument(help="leads | events")],
+    kind: Annotated[str, typer.Argument(help="leads | events | accounts")],
     files: InputFiles,
     portfolio: PortfolioOpt = None,
     json_out: JsonOpt = False,
@@ -43,8 +43,8 @@ def ingest(
     ] = False,
 ) -> None:
     """Validate and store CSV or JSONL files (.gz too); bad rows are kept with their reason, re-ingesting is a no-op."""
-    if kind not in ("leads", "events"):
-        raise typer.BadParameter("leads or events", param_hint="KIND")
+    if kind not in ("leads", "events", "accounts"):
+        raise typer.BadParameter("leads, events or accounts", param_hint="KIND")
     if len(files) > 1 and not backfill:
         raise typer.BadParameter("several files are one load: add --backfill", param_hint="FILES")
     _ingest(kind, files, portfolio, json_out)

@@ -1,4 +1,4 @@
-"""Ingestion of leads, events and CRM stage updates from CSV and JSON Lines files.
+"""Ingestion of leads, accounts, events and CRM stage updates from CSV and JSON Lines files.
 
 Every row is validated by a Pydantic model; a bad row is rejected with its file, line, field and a
 readable reason (returned in the report and kept in ``ingest_rejects``), never silently dropped or
@@ -11,7 +11,7 @@ machine-activity rule), ``skeleton`` (the one chunk loop) and one module per kin
 """
 
 from store.ingest.events import ingest_events, promoted_properties
-from store.ingest.leads import ingest_leads
+from store.ingest.leads import ingest_accounts, ingest_leads
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, MachineRule
 from store.ingest.reading import Progress, Records
 from store.ingest.report import IngestReport, Reject, write_rejects_csv
@@ -29,6 +29,7 @@ __all__: list[str] = [
     "Reject",
     "StageUpdateRow",
     "event_row_adapter",
+    "ingest_accounts",
     "ingest_events",
     "ingest_leads",
     "ingest_stage_updates",

@@ -1,4 +1,5 @@
-"""Leads: upserted on ``lead_id`` only when their content changes; ``key`` is assigned once by the database."""
+"""Leads and accounts: upserted on their id only when their content changes; ``key`` is assigned once by
+the database. Both are "a row of known fields plus free attributes", so they share one set of chunk steps."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import Connection, Engine, Table
 
+from store.account_tables import Account
 from store.bulk import insert_ignore, upsert
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport, RepeatedIds
-from store.ingest.rows import LEAD_FIELDS, LEADS, LeadRow
+from store.ingest.rows import ACCOUNTS, LEADS, AccountRow, LeadRow
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.validation import validate
@@ -22,7 +25,6 @@ from store.tables import Lead
 
 _LEAD_TABLE = Lead.__table__
 _LEAD_FLAGS = frozenset({"email_opt_in", "ads_opt_in"})
-_LEAD_CONTENT = [name for name in LeadRow.model_fields if name != "lead_id"] + ["attributes"]
 _SPLIT_LINES = re.compile(r"[,;]")
 
 
@@ -39,9 +41,31 @@ def _interest_lines(attributes: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
-def _lead_value(model: LeadRow, name: str) -> Any:
-    value = getattr(model, name)
-    return bool(value) if name in _LEAD_FLAGS else value
+@dataclass(frozen=True)
+class _Kind:
+    """What differs between leads and accounts: the row model, the table, the id and the sticky times."""
+
+    name: str
+    adapter: TypeAdapter[Any]
+    fields: frozenset[str]
+    table: Table
+    id_name: str
+    content: list[str]
+    sticky_times: tuple[str, ...] = ()
+
+    def value(self, model: BaseModel, name: str) -> Any:
+        value = getattr(model, name)
+        return bool(value) if name in _LEAD_FLAGS else value
+
+
+def _kind(name: str, adapter: TypeAdapter[Any], row: type[BaseModel], table: Any, sticky: tuple[str, ...]) -> _Kind:
+    id_name = next(iter(row.model_fields))
+    content = [field for field in row.model_fields if field != id_name] + ["attributes"]
+    return _Kind(name, adapter, frozenset(row.model_fields), table, id_name, content, sticky)
+
+
+_LEADS = _kind("leads", LEADS, LeadRow, _LEAD_TABLE, ("unsubscribed_at", "bounced_at"))
+_ACCOUNTS = _kind("accounts", ACCOUNTS, AccountRow, Account.__table__, ())
 
 
 def _merge_time(old: datetime | None, new: datetime | None) -> datetime | None:
@@ -51,13 +75,14 @@ def _merge_time(old: datetime | None, new: datetime | None) -> datetime | None:
     return min(old, new)
 
 
-# A chunk's accepted leads by lead_id: the row, attributes set, attribute names cleared, fields
-# present in the row, product lines of interest.
-_Latest = dict[str, tuple[LeadRow, dict[str, Any], set[str], set[str], list[str]]]
+# A chunk's accepted rows by id: the row, attributes set, attribute names cleared, fields
+# present in the row, product lines of interest (leads only).
+_Latest = dict[str, tuple[BaseModel, dict[str, Any], set[str], set[str], list[str]]]
 
 
 @dataclass
-class _LeadSteps:
+class _RecordSteps:
+    kind: _Kind
     csv_values: bool
     product_lines: set[str] | None
     splitter: Splitter
@@ -69,62 +94,58 @@ class _LeadSteps:
             fields, attributes, cleared = split_lead(self.splitter, row.raw, self.csv_values)
             items.append(fields)
             extras.append((attributes, cleared))
-        good, bad = validate(LEADS, items)
+        good, bad = validate(self.kind.adapter, items)
         for index, (field_name, reason) in sorted(bad.items()):
             run.rejects.add(rows[index], field_name, reason)
 
         latest: _Latest = {}
         accepted: list[str] = []
         product_lines = self.product_lines
+        id_name = self.kind.id_name
         for index, model in good:
             attributes, cleared = extras[index]
-            lines = _interest_lines(attributes)
+            lines = _interest_lines(attributes) if self.kind is _LEADS else []
             unknown = [ln for ln in lines if product_lines is not None and ln not in product_lines]
             if unknown:
                 known = ", ".join(sorted(product_lines or ())) or "none"
                 run.rejects.add(rows[index], "product_interest", f"unknown product line(s) {unknown}; known: {known}")
                 continue
             run.report.accepted += 1
-            accepted.append(model.lead_id)
+            identifier = getattr(model, id_name)
+            accepted.append(identifier)
             present = set(model.model_fields_set)
-            latest.pop(model.lead_id, None)  # keep file order: the last row of a lead wins
-            latest[model.lead_id] = (model, attributes, cleared, present, lines)
+            latest.pop(identifier, None)  # keep file order: the last row of an id wins
+            latest[identifier] = (model, attributes, cleared, present, lines)
         if run.ids is not None:
             run.ids.add(accepted)
         return latest
 
     def write(self, conn: Connection, latest: _Latest, now: datetime, run: Ingestion) -> None:
-        stored = {
-            row.lead_id: row._mapping for row in lookup(conn, _LEAD_TABLE.c.lead_id, list(latest), list(_LEAD_TABLE.c))
-        }
+        kind = self.kind
+        table, id_name, content = kind.table, kind.id_name, kind.content
+        found = lookup(conn, table.c[id_name], list(latest), list(table.c))
+        stored = {row._mapping[id_name]: row._mapping for row in found}
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for lead_id, (model, attributes, cleared, present, _lines) in latest.items():
-            old = stored.get(lead_id)
+        for identifier, (model, attributes, cleared, present, _lines) in latest.items():
+            old = stored.get(identifier)
             if old is None:
-                values = {name: _lead_value(model, name) for name in LEAD_FIELDS}
+                values = {name: kind.value(model, name) for name in kind.fields}
                 values["attributes"] = attributes
                 inserts.append({**values, "created_at": now, "updated_at": now})
                 continue
-            values = {name: old[name] for name in _LEAD_CONTENT}
-            for name in present - {"lead_id"}:
-                values[name] = _lead_value(model, name)
-            values["unsubscribed_at"] = _merge_time(old["unsubscribed_at"], values["unsubscribed_at"])
-            values["bounced_at"] = _merge_time(old["bounced_at"], values["bounced_at"])
+            values = {name: old[name] for name in content}
+            for name in present - {id_name}:
+                values[name] = kind.value(model, name)
+            for name in kind.sticky_times:
+                values[name] = _merge_time(old[name], values[name])
             merged = {k: v for k, v in dict(old["attributes"] or {}).items() if k not in cleared}
             merged.update(attributes)
             values["attributes"] = merged
-            if any(values[name] != old[name] for name in _LEAD_CONTENT):
-                updates.append({"lead_id": lead_id, **values, "updated_at": now})
-        run.report.inserted += insert_ignore(conn, _LEAD_TABLE, inserts)  # type: ignore[arg-type]
-        run.report.updated += upsert(
-            conn,
-            _LEAD_TABLE,  # type: ignore[arg-type]
-            updates,
-            ["lead_id"],
-            [*_LEAD_CONTENT, "updated_at"],
-            compare_cols=_LEAD_CONTENT,
-        )
+            if any(values[name] != old[name] for name in content):
+                updates.append({id_name: identifier, **values, "updated_at": now})
+        run.report.inserted += insert_ignore(conn, table, inserts)
+        run.report.updated += upsert(conn, table, updates, [id_name], [*content, "updated_at"], compare_cols=content)
         with_lines = [lead_id for lead_id, entry in latest.items() if entry[4]]
         if with_lines:
             keyed = lookup(
@@ -154,7 +175,7 @@ def ingest_leads(
     A lead whose stored content would not change is not written, so re-ingesting reports 0/0.
     Within one chunk a repeated ``lead_id`` keeps its last row.
     """
-    steps = _LeadSteps(is_csv(path), product_lines, Splitter(LEAD_FIELDS))
+    steps = _RecordSteps(_LEADS, is_csv(path), product_lines, Splitter(_LEADS.fields))
     return run_chunks(
         engine,
         path,
@@ -165,4 +186,23 @@ def ingest_leads(
         progress=progress,  # type: ignore[arg-type]
         stamped=("lead_id", "updated_at"),
         ids=RepeatedIds("lead_id", "the last one wins"),
+    )
+
+
+def ingest_accounts(
+    engine: Engine, path: Path | Records, *, chunk_size: int = 50_000, progress: Progress | None = None
+) -> IngestReport:
+    """Upsert accounts on ``account_id`` exactly as ``ingest_leads`` upserts leads: a column present sets
+    the field (blank clears it), unknown columns are free ``attributes``, an unchanged row is not written."""
+    steps = _RecordSteps(_ACCOUNTS, is_csv(path), None, Splitter(_ACCOUNTS.fields))
+    return run_chunks(
+        engine,
+        path,
+        "accounts",
+        _ACCOUNTS.table,
+        steps,
+        chunk_size=chunk_size,
+        progress=progress,  # type: ignore[arg-type]
+        stamped=("account_id", "updated_at"),
+        ids=RepeatedIds("account_id", "the last one wins"),
     )

@@ -191,5 +191,37 @@ class StageUpdateRow(BaseModel):
 
 
 STAGE_UPDATES = TypeAdapter(list[StageUpdateRow])
+
+
+def _domain(value: Any) -> str | None:
+    """A company's web domain, lower-cased, without scheme, ``www.``, path or ``@``: ``acme.com``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected a domain such as acme.com, got {type(value).__name__}")
+    text = re.sub(r"^[a-z]+://", "", value.strip().lower()).split("/")[0].lstrip("@")
+    text = text.removeprefix("www.")
+    if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", text):
+        raise ValueError(f"not a domain: {value!r} (expected e.g. acme.com)")
+    return text
+
+
+class AccountRow(BaseModel):
+    """An account (company) as it arrives; every other column is a free attribute. ``owner`` is the
+    account owner's email (who gets the account alerts); ``domain`` links leads without an account_id."""
+
+    model_config = _ROW_CONFIG
+
+    account_id: Identifier
+    name: str | None = None
+    domain: Annotated[str | None, BeforeValidator(_domain)] = None
+    industry: str | None = None
+    employees: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    region: str | None = None
+    owner: OptEmail = None
+
+
+ACCOUNTS = TypeAdapter(list[AccountRow])
+ACCOUNT_FIELDS = frozenset(AccountRow.model_fields)
 LEAD_FIELDS = frozenset(LeadRow.model_fields)
 EVENT_FIELDS = frozenset(EventRow.model_fields) - {"extra"}
