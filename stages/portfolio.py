@@ -11,6 +11,7 @@ import yaml
 
 from models.files import SpecError, line_of, read_yaml, validate_file, validate_part
 from models.spec import Bands, PointsModel, Scale
+from stages.account_spec import AccountModelSpec, AccountsSpec
 from stages.spec import BUILTIN_EVENT_TYPES, PortfolioSpec, ProductLineSpec, StageSpec, TriggerSpec
 
 
@@ -39,6 +40,7 @@ class ProductLine:
     name: str
     spec: ProductLineSpec
     stages: list[Stage]
+    account_model: AccountModelSpec | None = None
 
     @property
     def first_stage(self) -> Stage:
@@ -82,6 +84,7 @@ class Portfolio:
     spec: PortfolioSpec
     product_lines: dict[str, ProductLine] = field(default_factory=dict)
     node: yaml.Node | None = field(default=None, repr=False, compare=False)
+    accounts: AccountsSpec = field(default_factory=AccountsSpec)
 
     @property
     def scale(self) -> Scale:
@@ -168,10 +171,27 @@ def load_portfolio(path: Path | str) -> Portfolio:
                     )
                 )
             stages.append(Stage(stage_name, index, stage_spec, model, stage_spec.bands or line_spec.bands))
-        lines[line_name] = ProductLine(line_name, line_spec, stages)
+        account_model = None
+        if line_spec.account_model is not None:
+            at = ("product_lines", line_name, "account_model")
+            context = {"scale": spec.scale}
+            try:
+                account_model = validate_part(path, node, line_spec.account_model, AccountModelSpec, at, context)
+            except SpecError as exc:
+                problems += exc.problems
+            else:
+                unknown = set(account_model.engaged.events) - BUILTIN_EVENT_TYPES - set(spec.event_types)
+                if unknown:
+                    where = ".".join([*at, "engaged", "events"])
+                    problems.append((where, _line(node, where), f"unknown event types {sorted(unknown)}"))
+        lines[line_name] = ProductLine(line_name, line_spec, stages, account_model)
+    try:
+        accounts = validate_part(path, node, spec.accounts, AccountsSpec, ("accounts",))
+    except SpecError as exc:
+        problems += exc.problems
     if problems:
         raise SpecError(path, problems)
-    return Portfolio(path=path, spec=spec, product_lines=lines, node=node)
+    return Portfolio(path=path, spec=spec, product_lines=lines, node=node, accounts=accounts)
 
 
 def load_model(path: Path | str) -> PointsModel:

@@ -225,6 +225,8 @@ class ProductLineSpec(Spec):
     triggers: list[TriggerSpec] = Field(default_factory=list)
     opportunity_stage: str | None = None
     """The stage that counts as "opportunity" for the MQL → opportunity KPI."""
+    account_model: dict[str, Any] | None = None
+    """Scores the line's accounts: validated by ``stages.account_spec`` when the portfolio loads."""
 
 
 class IngestSpec(Spec):
@@ -288,6 +290,8 @@ class PortfolioSpec(Spec):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     product_lines: Annotated[dict[str, ProductLineSpec], Field(min_length=1)]
     sales: SalesSpec = Field(default_factory=SalesSpec)
+    accounts: dict[str, Any] = Field(default_factory=dict)
+    """Which email domains form no account (``stages.account_spec.AccountsSpec``)."""
     # Tracks, audiences and sending rules: validated by ``nurture.spec`` against this same file
     # (``nurture/`` builds on ``stages/``, never the reverse).
     nurture: dict[str, Any] = Field(default_factory=dict)

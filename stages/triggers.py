@@ -28,6 +28,7 @@ Frames:
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import polars as pl
 
@@ -49,19 +50,29 @@ class Fired:
     armed: pl.DataFrame
 
 
-def _condition(line: ProductLine, trigger: TriggerSpec, stage: pl.Expr, score: pl.Expr) -> pl.Expr:
+class Watched(Protocol):
+    """What ``fire`` watches: a product line's journeys, or an account model's accounts (``stages.accounts``)."""
+
+    @property
+    def triggers(self) -> list[TriggerSpec]: ...
+
+    @property
+    def qualifications(self) -> list[tuple[str, float]]: ...
+
+
+def _condition(line: Watched, trigger: TriggerSpec, stage: pl.Expr, score: pl.Expr) -> pl.Expr:
     kind = trigger.kind
     if kind == "crosses_up":
         return score >= trigger.threshold
     if kind == "crosses_down":
         return score < trigger.threshold
     if kind == "qualification_reached":
-        return score >= line.spec.qualifications[str(trigger.when.qualification_reached)]
+        return score >= dict(line.qualifications)[str(trigger.when.qualification_reached)]
     return stage == trigger.when.stage_entered
 
 
 def _evaluate(
-    line: ProductLine,
+    line: Watched,
     trigger: TriggerSpec,
     current: pl.DataFrame,
     previous: pl.DataFrame,
@@ -118,7 +129,7 @@ def _actions(trigger: TriggerSpec) -> pl.DataFrame:
 
 
 def fire(
-    line: ProductLine,
+    line: Watched,
     before: pl.DataFrame,
     after: pl.DataFrame,
     armed: pl.DataFrame,
