@@ -14,7 +14,7 @@ and then left ``failed`` with its last outcome: it never blocks a run.
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,20 +65,27 @@ def webhook_payload(firing: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_webhooks(firings: list[dict[str, Any]], *, deadline_s: float = 5.0, budget_s: float = 30.0) -> list[Outcome]:
+def run_webhooks(
+    firings: list[dict[str, Any]],
+    *,
+    deadline_s: float = 5.0,
+    budget_s: float = 30.0,
+    payload: Callable[[dict[str, Any]], dict[str, Any]] = webhook_payload,
+) -> list[Outcome]:
     """POST the webhook firings within ``budget_s`` (each try within ``deadline_s``); what is cut off
-    or failed temporarily stays ``retry`` for the next run, up to ``MAX_ATTEMPTS``."""
+    or failed temporarily stays ``retry`` for the next run, up to ``MAX_ATTEMPTS``. ``payload`` makes the
+    body (an account firing's differs from a lead's)."""
     outcomes: list[Outcome] = []
     calls = []
     for firing in firings:
-        params = json.loads(firing["params"])
+        params = firing["params"] if isinstance(firing["params"], dict) else json.loads(firing["params"])
         secret_env = params.get("secret_env")
         secret = os.environ.get(secret_env) if secret_env else None
         if secret_env and not secret:
             # A configuration problem: keep it open so that setting the variable lets a later run deliver.
             outcomes.append((firing["id"], "retry", 0, f"environment variable {secret_env} is not set", None))
             continue
-        calls.append((firing, WebhookCall(str(firing["id"]), params["url"], webhook_payload(firing), secret)))
+        calls.append((firing, WebhookCall(str(firing["id"]), params["url"], payload(firing), secret)))
     return outcomes + _settle(calls, post_all([call for _, call in calls], deadline_s=deadline_s, budget_s=budget_s))
 
 
@@ -112,7 +119,7 @@ def post_to_chats(firings: list[dict[str, Any]], *, deadline_s: float = 5.0, bud
     return outcomes + _settle(calls, post_all([call for _, call in calls], deadline_s=deadline_s, budget_s=budget_s))
 
 
-def _sender(portfolio: Portfolio, mail_from: str) -> Sender:
+def sender_for(portfolio: Portfolio, mail_from: str) -> Sender:
     """The portfolio's nurture sender when it has one, else ``mail_from`` (``LEADSCORE_MAIL_FROM``)."""
     spec = load_nurture(portfolio)
     if spec.sender is not None:
@@ -128,7 +135,7 @@ def notify_owners(
     if not firings:
         return outcomes
     mailer, now = Mailer.for_portfolio(portfolio.path), datetime.now(UTC)
-    sender = _sender(portfolio, settings.mail_from)
+    sender = sender_for(portfolio, settings.mail_from)
     firing_of: dict[str, int] = {}
 
     def alerts() -> Iterator[Outgoing]:  # made as delivery takes them: a first run alerts thousands
@@ -167,8 +174,23 @@ def notify_owners(
             firing_of[message.message_id] = firing["id"]
             yield message
 
+    sent = send_alerts(engine, alerts(), firings, firing_of, settings, now)  # alerts() adds the unaddressed
+    return outcomes + sent
+
+
+def send_alerts(
+    engine: Engine,
+    alerts: Iterator[Outgoing],
+    firings: list[dict[str, Any]],
+    firing_of: dict[str, int],
+    settings: Settings,
+    now: datetime,
+) -> list[Outcome]:
+    """Deliver alert emails (``firing_of``: Message-ID → firing id, filled as ``alerts`` yields) and say
+    what came of each firing: done, retried by a later run (up to ``MAX_ATTEMPTS``) or failed."""
+    outcomes: list[Outcome] = []
     attempts_before = {firing["id"]: firing["attempts"] for firing in firings}
-    for result in send_messages(engine, alerts(), settings, now=now):
+    for result in send_messages(engine, alerts, settings, now=now):
         firing_id = firing_of[result.message_id]
         detail = (
             result.status + (f": {result.error}" if result.error else "") + (f" ({result.path})" if result.path else "")
@@ -210,7 +232,9 @@ def execute_actions(engine: Engine, portfolio: Portfolio, settings: Settings) ->
     deadline = settings.webhook_deadline
     digested = [firing for firing in alerts if is_digest(firing)]
     outcomes = (
-        send_digests(engine, portfolio, digested, _sender(portfolio, settings.mail_from), settings, datetime.now(UTC))
+        send_digests(
+            engine, portfolio, digested, sender_for(portfolio, settings.mail_from), settings, datetime.now(UTC)
+        )
         + notify_owners(engine, portfolio, [firing for firing in alerts if not is_digest(firing)], settings)
         + run_webhooks(by_action.get("webhook", []), deadline_s=deadline, budget_s=settings.webhook_budget)
         + post_to_chats(by_action.get("chat", []), deadline_s=deadline, budget_s=settings.webhook_budget)

@@ -254,3 +254,43 @@ def owner_alert(
         sender=sender,
         date=date,
     )
+
+
+def account_alert(
+    mailer: Mailer,
+    *,
+    firing_id: int,
+    account: Mapping[str, Any],
+    product_line: Mapping[str, Any],
+    trigger: Mapping[str, Any],
+    members: list[Mapping[str, Any]],
+    to: str,
+    sender: Sender,
+    run_id: str,
+    date: datetime,
+    template: str = "account_alert",
+) -> Outgoing:
+    """The account owner's alert for one account trigger firing (``ref`` ``account-firing:<id>``).
+
+    ``account``: ``account_id``, ``name``, ``score``, ``band``, ``qualifications``; ``members``: the
+    members it names, each ``lead_id``, ``name``, ``email``, ``score``, ``engaged``, ``seniority`` and
+    ``reasons`` (their top rules). Not tied to one lead: the outbox row has ``lead_key`` 0.
+    """
+    context = {
+        "account": dict(account),
+        "product_line": dict(product_line),
+        "trigger": {"score_before": None, **trigger},
+        "members": [dict(member) for member in members],
+    }
+    return compose(
+        mailer,
+        template,
+        context,
+        kind="account_alert",
+        ref=f"account-firing:{firing_id}",
+        lead_key=0,
+        run_id=run_id,
+        to=to,
+        sender=sender,
+        date=date,
+    )

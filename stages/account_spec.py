@@ -189,6 +189,8 @@ def _trigger_problems(
     if [t.name for t in model.triggers].count(trigger.name) > 1:
         found.append(((*where, "name"), f"trigger name {trigger.name!r} is used twice; it keys the trigger's state"))
     for position, action in enumerate(trigger.actions):
+        if action.notify_owner is not None and action.notify_owner.digest is not None:
+            found.append(((*where, "actions", position, "notify_owner", "digest"), "account alerts are sent at once"))
         if action.kind not in ACCOUNT_ACTIONS:
             message = f"account triggers take {' or '.join(ACCOUNT_ACTIONS)}, not {action.kind}"
             found.append(((*where, "actions", position), message))

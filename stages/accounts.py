@@ -8,7 +8,7 @@ crossing, re-arm when the condition stops holding).
 
 Frames:
 
-- leads: ``lead_key, email, account_id`` and the seniority attribute column when the model has one;
+- leads: ``lead_key, email, account_id`` and the seniority attribute as a column or in ``attributes`` (JSON);
 - accounts: ``account_id, name, domain, industry, employees, region, owner, attributes`` (JSON text);
 - scores: ``lead_key, score`` — the members' current scores in the product line;
 - engaged: ``lead_key`` — members with a qualifying event in the window.
@@ -21,6 +21,7 @@ import polars as pl
 
 from models.bands import band_expr
 from models.fit import fit_points
+from models.frames import extract
 from models.spec import Bands, PointsModel, Scale
 from stages.account_spec import AccountModelSpec
 from stages.spec import Crossing, TriggerSpec, When
@@ -97,12 +98,9 @@ def member_figures(
     model: AccountModelSpec, members: pl.DataFrame, leads: pl.DataFrame, scores: pl.DataFrame, engaged: pl.DataFrame
 ) -> pl.DataFrame:
     """Each member with its ``score`` (null: no journey in the line), ``engaged`` flag and ``seniority``."""
-    attribute = model.seniority.attribute if model.seniority else None
-    level = (
-        model.seniority_expr(pl.col(attribute).cast(pl.Utf8))
-        if attribute and attribute in leads.columns
-        else pl.lit(None, pl.Utf8)
-    )
+    level = pl.lit(None, pl.Utf8)
+    if model.seniority is not None:
+        level = model.seniority_expr(extract(leads, model.seniority.attribute, "attributes"))
     return (
         members.join(
             leads.select(pl.col("lead_key").cast(pl.Int64), level.alias("seniority")), on="lead_key", how="left"

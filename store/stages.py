@@ -4,6 +4,7 @@ milestones, firings, tags and the journeys' new stages out, in the same transact
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import polars as pl
 from sqlalchemy import Connection, Engine
@@ -317,14 +318,19 @@ def read_open_firings(engine: Engine, actions: Sequence[str]) -> pl.DataFrame:
     return frame.with_columns(pl.col("fired_at").cast(UTC_US))
 
 
-def record_firing_outcomes(engine: Engine, outcomes: Sequence[tuple[int, str, int, str, datetime | None]]) -> None:
-    """Store ``(firing id, status, attempts made now, outcome, completed_at)`` for each carried-out action."""
+def record_firing_outcomes(
+    engine: Engine,
+    outcomes: Sequence[tuple[int, str, int, str, datetime | None]],
+    table: Literal["trigger_firings", "account_firings"] = "trigger_firings",
+) -> None:
+    """Store ``(firing id, status, attempts made now, outcome, completed_at)`` for each carried-out action
+    of lead triggers (or of account triggers: ``account_firings``)."""
     if not outcomes:
         return
     with engine.begin() as conn:
         mark = placeholder(conn)
         conn.exec_driver_sql(
-            f"UPDATE trigger_firings SET status = {mark}, attempts = attempts + {mark}, outcome = {mark}, "
+            f"UPDATE {table} SET status = {mark}, attempts = attempts + {mark}, outcome = {mark}, "
             f"completed_at = {mark} WHERE id = {mark}",
             [
                 (status, attempts, outcome, None if done is None else to_micros(done), firing_id)
