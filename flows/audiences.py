@@ -75,7 +75,8 @@ def export_audience(
     """Export one audience to one platform: a full file, and adds/removes since its previous export.
     ``excluded`` (``lead_key, excluded``, from ``flows.exclusions.excluded_now``) are never uploaded."""
     where = spec.where.model_dump() if spec.where is not None else None
-    leads = read_audience_leads(engine, name, as_of, where)
+    accounts = spec.accounts.model_dump() if spec.accounts is not None else None
+    leads = read_audience_leads(engine, name, as_of, where, accounts)
     consented, parsed = leads.filter("consented"), None
     allowed = consented if excluded is None else consented.join(excluded, on="lead_key", how="anti")
     left_out, consented = consented.height - allowed.height, allowed

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import progress
+from flows.accounts import score_accounts_task
 from flows.allocator import release_free_memory
 from flows.audiences import refresh_audiences
 from flows.database import engine_for
@@ -99,7 +100,8 @@ def daily_pipeline(
     report_path: str | None = "report.html",
     outbox_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest → score (transitions, triggers) → nurture → audience exports (into ``audiences_dir``) →
+    """Ingest → score (transitions, triggers) → accounts (when a line has an account model) → nurture →
+    audience exports (into ``audiences_dir``) →
     the HTML report (``report_path``; None: no report this run) and its key tables as artifacts.
 
     Each step runs even when an earlier one failed for part of the data (scores of the other partitions
@@ -119,7 +121,8 @@ def daily_pipeline(
     }
     # One writing run per portfolio and store, for the whole pipeline.
     with writing(engine_for(database_url), portfolio, settings.run_lock_wait):
-        steps_total = 3 + (report_path is not None) + (folder is not None)
+        accounts = any(line.account_model is not None for line in portfolio.product_lines.values())
+        steps_total = 3 + accounts + (report_path is not None) + (folder is not None)
         started = time.perf_counter()
         if folder is not None:
             progress.report("daily pipeline", 0, steps_total, "ingest")
@@ -135,6 +138,8 @@ def daily_pipeline(
             ),
             ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
         ]
+        if accounts:  # after the leads are scored: members' scores roll up into their accounts
+            steps.insert(1, ("accounts", lambda: score_accounts_task(portfolio_path, as_of, database_url, settings)))
         if report_path is not None:  # the demo's simulated days before the last have no reader for a report
             out = report_path
             summary["report_path"] = str(Path(out).resolve())

@@ -7,6 +7,7 @@ and hashed by the platform's rules (``nurture.audience_rows``), each row becomes
 the lines are diffed against what the previous export uploaded.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 import polars as pl
@@ -51,12 +52,28 @@ class AudienceWhere(Spec):
         return self
 
 
+class AudienceAccounts(Spec):
+    """Account-based membership: every member of the accounts of one line's account model that are in
+    one of ``bands`` (or hold one of ``qualifications``) as the last accounts run left them."""
+
+    product_line: str
+    bands: Annotated[list[str], Field(min_length=1)] | None = None
+    qualifications: Annotated[list[str], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _criterion(self) -> Self:
+        if self.bands is None and self.qualifications is None:
+            raise ValueError("accounts: name bands or qualifications (e.g. bands: [hot])")
+        return self
+
+
 class AudienceSpec(Spec):
     """One audience: the platforms it is exported to, and who is in it besides the leads tracks add."""
 
     platforms: Annotated[list[Platform], Field(min_length=1)]
     description: str | None = None
     where: AudienceWhere | None = None
+    accounts: AudienceAccounts | None = None
     default_country: str | None = None
     """ISO 3166 alpha-2 country of leads that have none: the region for phones written without ``+``."""
 
@@ -100,6 +117,8 @@ def load_audiences(portfolio: Portfolio) -> dict[str, AudienceSpec]:
         problems.append((dotted, line_of(node, loc), message))
 
     for name, spec in audiences.items():
+        if spec.accounts is not None:
+            _check_accounts(portfolio, spec.accounts, ["nurture", "audiences", name, "accounts"], problem)
         where = spec.where
         if where is None:
             continue
@@ -126,6 +145,28 @@ def load_audiences(portfolio: Portfolio) -> dict[str, AudienceSpec]:
     if problems:
         raise SpecError(portfolio.path, problems)
     return audiences
+
+
+def _check_accounts(
+    portfolio: Portfolio, accounts: AudienceAccounts, at: list[Any], problem: Callable[[list[Any], str], None]
+) -> None:
+    """The account criterion names a line with an account model, and its bands and qualifications."""
+    line = portfolio.product_lines.get(accounts.product_line)
+    model = line.account_model if line is not None else None
+    if line is None or model is None:
+        with_model = sorted(name for name, ln in portfolio.product_lines.items() if ln.account_model is not None)
+        problem([*at, "product_line"], f"{accounts.product_line!r} has no account model; lines with one: {with_model}")
+        return
+    bands = set((model.bands or line.spec.bands).ranges)
+    for index, band in enumerate(accounts.bands or []):
+        if band not in bands:
+            problem([*at, "bands", index], f"unknown account band {band!r}; bands: {sorted(bands)}")
+    for index, name in enumerate(accounts.qualifications or []):
+        if name not in model.qualifications:
+            problem(
+                [*at, "qualifications", index],
+                f"unknown account qualification {name!r}; known: {sorted(model.qualifications)}",
+            )
 
 
 # ── files and diffs ─────────────────────────────────────────────────────────────────────────

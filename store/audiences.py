@@ -10,6 +10,7 @@
 Reads go through ``store.reader.read_frame`` (Arrow, no Python object per row); writes are bulk.
 """
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -177,8 +178,39 @@ def _criteria_sql(where: dict[str, Any] | None, params: dict[str, Any]) -> str |
     return "SELECT lead_key FROM journeys WHERE " + " AND ".join(clauses)
 
 
-def read_audience_leads(engine: Engine, audience: str, as_of: datetime, where: dict[str, Any] | None) -> pl.DataFrame:
-    """The audience's members with their contact fields and consent: explicit members ∪ matching journeys.
+def _accounts_sql(accounts: dict[str, Any] | None, params: dict[str, Any]) -> str | None:
+    """``SELECT lead_key …``: the members of the accounts whose last snapshot at or before ``:t`` is in one of
+    the bands (or holds one of the qualifications), for account-based membership (None without it)."""
+    if accounts is None:
+        return None
+    params["a_line"] = accounts["product_line"]
+    last = (
+        "SELECT s.account_id, s.band, CAST(s.qualifications AS TEXT) AS q FROM account_scores s"
+        " WHERE s.product_line = :a_line AND s.id = (SELECT MAX(x.id) FROM account_scores x"
+        " WHERE x.product_line = s.product_line AND x.account_id = s.account_id AND x.as_of <= :t)"
+    )
+    tests = []
+    if accounts.get("bands") is not None:
+        tests.append("a.band IN (:a_bands)")
+        params["a_bands"] = list(accounts["bands"])
+    for index, name in enumerate(accounts.get("qualifications") or []):
+        tests.append(f"a.q LIKE :a_q{index}")
+        params[f"a_q{index}"] = "%" + json.dumps(name) + "%"
+    return (
+        f"SELECT m.lead_key FROM account_members m JOIN ({last}) a ON a.account_id = m.account_id"
+        f" WHERE {' OR '.join(tests)}"
+    )
+
+
+def read_audience_leads(
+    engine: Engine,
+    audience: str,
+    as_of: datetime,
+    where: dict[str, Any] | None,
+    accounts: dict[str, Any] | None = None,
+) -> pl.DataFrame:
+    """The audience's members with their contact fields and consent: explicit members ∪ matching journeys
+    ∪ members of matching accounts.
 
     Leads that were erased are gone from ``leads`` and so from here. ``consented`` is false for a lead
     without ads consent or that unsubscribed (at any time: consent withdrawn is never replayed away).
@@ -188,9 +220,9 @@ def read_audience_leads(engine: Engine, audience: str, as_of: datetime, where: d
         "SELECT lead_key FROM audience_members WHERE audience = :audience AND added_at <= :t"
         " AND (removed_at IS NULL OR removed_at > :t)"
     )
-    criteria = _criteria_sql(where, params)
-    if criteria is not None:
-        members += " UNION " + criteria
+    for criteria in (_criteria_sql(where, params), _accounts_sql(accounts, params)):
+        if criteria is not None:
+            members += " UNION " + criteria
     sql = (
         f"SELECT l.key AS lead_key, {', '.join(f'l.{name}' for name in AUDIENCE_LEAD_COLUMNS)},"
         " CAST(l.attributes AS TEXT) AS attributes,"
