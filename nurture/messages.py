@@ -286,7 +286,7 @@ def account_alert(
         mailer,
         template,
         context,
-        kind="account_alert",
+        kind="owner_alert",  # an internal alert like a lead's: no unsubscribe links, its own ref
         ref=f"account-firing:{firing_id}",
         lead_key=0,
         run_id=run_id,

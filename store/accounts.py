@@ -124,7 +124,7 @@ def read_account_arms(engine: Engine, product_line: str) -> pl.DataFrame:
 
 def write_members(engine: Engine, members: pl.DataFrame, as_of: datetime) -> int:
     """Replace the membership (``lead_key, account_id, source``) with this run's, in one transaction."""
-    rows = members.select("lead_key", "account_id", "source", pl.lit(to_micros(as_of)).alias("as_of")).to_dicts()
+    rows = [{**row, "as_of": as_of} for row in members.select("lead_key", "account_id", "source").to_dicts()]
     with engine.begin() as conn:
         conn.execute(delete(_MEMBERS))
         return insert_ignore(conn, _MEMBERS, rows)  # type: ignore[arg-type]
@@ -142,14 +142,13 @@ def write_account_run(
 ) -> int:
     """In one transaction: the changed accounts' snapshots, the arm rows and the firings (unique per
     crossing, so a re-run stores none twice). Returns the snapshots written."""
-    at = to_micros(as_of)
     metrics = ("members", "max_score", "sum_score", "engaged_members", "seniorities")
     rows = [
         {
             "product_line": product_line,
             "account_id": row["account_id"],
             "run_id": run_id,
-            "as_of": at,
+            "as_of": as_of,
             "score": row["score"],
             "band": row["band"],
             "qualifications": row["qualifications"],
@@ -160,11 +159,11 @@ def write_account_run(
         for row in snapshots.to_dicts()
     ]
     arm_rows = [
-        {"product_line": product_line, "account_id": a, "trigger": t, "armed": armed, "as_of": to_micros(when)}
+        {"product_line": product_line, "account_id": a, "trigger": t, "armed": armed, "as_of": when}
         for a, t, armed, when in arms.select("account_id", "trigger", "armed", "as_of").iter_rows()
     ]
     firing_rows = [
-        {**firing, "product_line": product_line, "run_id": run_id, "fired_at": at, "status": "pending", "attempts": 0}
+        {**firing, "product_line": product_line, "run_id": run_id, "fired_at": as_of, "status": "pending", "attempts": 0}
         for firing in firings
     ]
     with engine.begin() as conn:
