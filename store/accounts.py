@@ -162,10 +162,8 @@ def write_account_run(
         {"product_line": product_line, "account_id": a, "trigger": t, "armed": armed, "as_of": when}
         for a, t, armed, when in arms.select("account_id", "trigger", "armed", "as_of").iter_rows()
     ]
-    firing_rows = [
-        {**firing, "product_line": product_line, "run_id": run_id, "fired_at": as_of, "status": "pending", "attempts": 0}
-        for firing in firings
-    ]
+    stamp = {"product_line": product_line, "run_id": run_id, "fired_at": as_of, "status": "pending", "attempts": 0}
+    firing_rows = [{**firing, **stamp} for firing in firings]
     with engine.begin() as conn:
         if rows:
             conn.execute(_SCORES.insert(), rows)
