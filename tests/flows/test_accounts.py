@@ -293,3 +293,45 @@ def test_an_invalid_account_model_names_file_and_line(tmp_path: Path) -> None:
     )
     assert "unknown levels ['boss']" in text
     assert "portfolio.yaml:26: product_lines.w.account_model.triggers[0].when: an account has no stage" in text
+
+
+def test_cli_ingests_accounts_scores_shows_and_lists_them(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from store.settings import get_settings
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(app, list(args), env={"COLUMNS": "1000"})
+        assert result.exit_code == 0, (result.output, result.exception)
+        return json.loads(result.stdout) if "--json" in args else result.stdout
+
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEADSCORE_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.delenv("LEADSCORE_PORTFOLIO", raising=False)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+    try:
+        world = World(tmp_path, database_url)
+        world.views("ann", T1 - timedelta(hours=1))  # ann 30
+        (tmp_path / "more.csv").write_text("account_id,name,domain\nA-NEW,New,new.example\n")
+        assert run("ingest", "accounts", "more.csv", "--json")["inserted"] == 1
+        score_portfolio(str(tmp_path / "portfolio.yaml"), as_of=T1, database_url=database_url)
+        when = T1.isoformat()
+        replay = run("accounts", "score", "--as-of", when, "--json")
+        assert "run_id" not in replay and replay["lines"]["w"]["accounts"] == 4
+        written = run("accounts", "score", "--as-of", when, "--write", "--json")
+        # Acme: 20 + 10 + best 15 + team 3 + one engaged 5 + one level 2 = 55 (warm): nothing fires.
+        assert written["lines"]["w"]["snapshots"] == 4 and written["lines"]["w"]["firings"] == 0
+        shown = run("accounts", "show", "A-ACME", "--as-of", when, "--json")["lines"]["w"]
+        assert (shown["score"], shown["band"], shown["stored"]["score"]) == (55.0, "warm", 55.0)
+        assert [m["score"] for m in shown["member_list"]] == [30.0, 0.0, 0.0, 0.0]
+        top = run("accounts", "top", "-n", "2", "--json")["w"]
+        assert [(row["account_id"], row["score"]) for row in top] == [("A-ACME", 55.0), ("A-EMPTY", 0.0)]
+        assert "A-ACME" in run("accounts", "top")
+    finally:
+        get_settings.cache_clear()
+        engine_for.cache_clear()
