@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine
 
+from flows.report.accounts import account_lines, hot_accounts_section, read_hot_accounts
 from flows.report.experiments import emails_section, uplift_section
 from flows.report.sections import (
     HISTOGRAM_BINS,
@@ -36,6 +37,8 @@ class SectionRenderer:
 
     read: Callable[[Engine, ReportScope], pl.DataFrame]
     render: Callable[[ReportScope, pl.DataFrame], Section]
+    applies: Callable[[ReportScope], bool] = lambda _: True
+    """Whether the report has this section (the accounts section: only with an account model)."""
 
 
 def _histogram(engine: Engine, scope: ReportScope) -> pl.DataFrame:
@@ -64,6 +67,7 @@ SECTIONS: list[SectionRenderer] = [
     SectionRenderer(lambda engine, _: reports.nurture_emails(engine), emails_section),
     SectionRenderer(lambda engine, _: reports.nurture_arms(engine), uplift_section),
     SectionRenderer(_outcomes, review_section),
+    SectionRenderer(read_hot_accounts, hot_accounts_section, lambda scope: bool(account_lines(scope))),
 ]
 
 
@@ -98,4 +102,5 @@ def build_sections(
     scope = ReportScope(
         portfolio, [line_shape(line) for line in lines], generated_at or datetime.now(UTC), product_line
     )
-    return scope, [section.render(scope, section.read(engine, scope)) for section in sections]
+    drawn = [section.render(scope, section.read(engine, scope)) for section in sections if section.applies(scope)]
+    return scope, drawn

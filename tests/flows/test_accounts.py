@@ -279,6 +279,23 @@ def test_account_audience_is_exactly_the_members_of_hot_accounts(world: World) -
     assert sorted(leads["lead_key"].to_list()) == sorted(keys[name] for name in ("ann", "bob", "cid", "dee"))
 
 
+def test_the_report_lists_the_hot_accounts(world: World) -> None:
+    from flows.report import build_sections
+
+    world.run(T1)
+    _, sections = build_sections(world.portfolio, world.engine, generated_at=T1)
+    (hot,) = [section for section in sections if section.key == "hot-accounts"]
+    assert [{k: v for k, v in row.items() if k != "since run"} for row in hot.rows] == [
+        {
+            "product line": "w",
+            "account": "A-ACME",
+            "score": 84.0,
+            "qualifications": "buying group engaged",
+            "members": 4,
+        }
+    ]
+
+
 def test_an_invalid_account_model_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(MODEL)
     broken = PORTFOLIO.replace("seniorities_any: [executive, director]", "seniorities_any: [boss]").replace(
