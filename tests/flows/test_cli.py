@@ -224,7 +224,7 @@ def test_ingest_refuses_a_missing_file_and_an_unknown_kind(cli: Path) -> None:
     missing = run("ingest", "leads", cli / "nope.csv", code=2)
     assert "does not exist" in missing.output
     kind = run("ingest", "people", cli / "leads.csv", "--portfolio", cli / "portfolio.yaml", code=2)
-    assert "leads or events" in kind.output
+    assert "leads, events or accounts" in kind.output
 
 
 def test_score_twice_then_replay_a_past_date_read_only(cli: Path) -> None:
