@@ -279,6 +279,24 @@ def test_account_audience_is_exactly_the_members_of_hot_accounts(world: World) -
     assert sorted(leads["lead_key"].to_list()) == sorted(keys[name] for name in ("ann", "bob", "cid", "dee"))
 
 
+def test_the_daily_pipeline_scores_accounts_after_the_leads(world: World) -> None:
+    from flows.daily import daily_pipeline
+
+    summary = daily_pipeline(
+        str(world.folder / "portfolio.yaml"),
+        database_url=world.url,
+        as_of=T1,
+        audiences_dir=str(world.folder / "audiences"),
+        report_path=None,
+        outbox_dir=str(world.folder / "outbox"),
+    )
+    assert list(summary["timings"]) == ["score", "accounts", "nurture", "audiences"]
+    assert summary["accounts"]["lines"]["w"]["firings"] == 2
+    assert summary["accounts"]["actions"] == {"notify_owner": {"done": 2}}
+    (export,) = summary["audiences"]
+    assert (export["audience"], export["members"], export["full"]) == ("hot-accounts", 4, 4)
+
+
 def test_the_report_lists_the_hot_accounts(world: World) -> None:
     from flows.report import build_sections
 
