@@ -196,12 +196,13 @@ def _check(
     try:
         resolve_chains(list(current.items()) + [(m, s) for m, (s, _) in fresh.items()])
     except MergeCycle as cycle:
-        shown = " → ".join(names.get(key, f"#{key}") for key in cycle.keys)
-        problems += [
-            f"{pair.where}: field merged: merging {pair.merged!r} into {pair.survivor!r} closes a cycle ({shown})"
-            for m, (_, pair) in fresh.items()
-            if m in cycle.keys
-        ]
+        loop = cycle.keys[:-1]
+        for merged, (_, pair) in fresh.items():
+            if merged in loop:
+                start = loop.index(merged)
+                shown = " → ".join(names.get(key, f"#{key}") for key in [*loop[start:], *loop[:start], merged])
+                what = f"merging {pair.merged!r} into {pair.survivor!r}"
+                problems.append(f"{pair.where}: field merged: {what} closes a cycle ({shown})")
     return [(m, s) for m, (s, _) in fresh.items()], problems
 
 

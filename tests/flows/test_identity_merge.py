@@ -225,7 +225,7 @@ def test_cli_refuses_bad_files_naming_line_and_field_then_merges_by_email(cli: P
     cycle.write_text("survivor,merged\nL1,L1b\nL1b,L1\n")
     assert _run("leads", "merge", cycle, code=2).output.splitlines()[1:] == [
         f"{cycle}:2: field merged: merging 'L1b' into 'L1' closes a cycle (L1b → L1 → L1b)",
-        f"{cycle}:3: field merged: merging 'L1' into 'L1b' closes a cycle (L1b → L1 → L1b)",
+        f"{cycle}:3: field merged: merging 'L1' into 'L1b' closes a cycle (L1 → L1b → L1)",
     ]
 
     assert json.loads(_run("leads", "merge", "--auto", "--json").stdout) == {"merged": 1, "already": 0}
