@@ -141,3 +141,20 @@ def attach(
     if len(parts) == 1:
         return parts[0]
     return pl.concat(parts).sort("lead_key", "occurred_at", maintain_order=True)
+
+
+def alias_sent_steps(engine: Engine) -> pl.DataFrame:
+    """``lead_key, track, step`` of the nurture emails sent to leads now merged, under their final
+    survivor: a step one of them got counts as sent for the survivor."""
+    identity = read_identity(engine)
+    if identity.aliases.is_empty():
+        return pl.DataFrame(schema={"lead_key": pl.Int64(), "track": pl.Utf8(), "step": pl.Int64()})
+    sent = read_frame(
+        engine,
+        "SELECT DISTINCT n.lead_key, n.track, s.step FROM nurture_steps s "
+        "JOIN nurture_enrolments n ON n.id = s.enrolment_id "
+        "JOIN lead_aliases a ON a.merged_key = n.lead_key AND a.unmerged_at IS NULL WHERE s.action = 'email'",
+        {},
+        {"lead_key": pl.Int64(), "track": pl.Utf8(), "step": pl.Int64()},
+    )
+    return remap(sent, identity.aliases).unique()
