@@ -22,6 +22,7 @@ BUILTIN_EVENT_TYPES = frozenset(
         "email_bounce", "spam_complaint", "form_submit", "asset_download", "webinar_register", "webinar_attend",
         "demo_request", "trial_start", "meeting_booked", "unsubscribe", "manual_adjustment",
         "resubscribe", "content_served",  # the service: preferences and web content
+        "identify",  # names a lead and an anonymous visitor: the visitor is that lead
     }
 )  # fmt: skip
 
