@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from store.reader import read_events, read_frame
 from store.tables import to_micros
@@ -158,3 +158,16 @@ def alias_sent_steps(engine: Engine) -> pl.DataFrame:
         {"lead_key": pl.Int64(), "track": pl.Utf8(), "step": pl.Int64()},
     )
     return remap(sent, identity.aliases).unique()
+
+
+def purge_anonymous(engine: Engine, before: datetime) -> int:
+    """Delete the anonymous events older than ``before`` of visitors linked to no lead; returns how many.
+    A linked visitor's events are the lead's history now: they stay."""
+    with engine.begin() as conn:
+        return conn.execute(
+            text(
+                "DELETE FROM anonymous_events WHERE occurred_at < :t "
+                "AND anonymous_id NOT IN (SELECT anonymous_id FROM visitor_links)"
+            ),
+            {"t": to_micros(before)},
+        ).rowcount

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 
 from flows.cli import base
 from flows.cli.base import JsonOpt, app, console
@@ -15,7 +16,7 @@ app.add_typer(leads_app, name="leads")
 AtOpt = Annotated[str | None, typer.Option("--at", help="When it happens (ISO-8601 with zone; default now)")]
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from flows.database import engine_for
     from store.settings import get_settings
 
@@ -69,3 +70,22 @@ def leads_unmerge(
     except (MergeError, OSError) as exc:
         raise base.fail("unmerge refused", exc) from exc
     _report(counts, json_out)
+
+
+@leads_app.command("purge-anonymous")
+def leads_purge_anonymous(
+    portfolio: Annotated[
+        Path | None, typer.Option(help="Portfolio file (its identity.anonymous_retention_days)")
+    ] = None,
+    as_of: Annotated[str | None, typer.Option(help="Count the retention back from this time (default now)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete anonymous visitors' events older than the retention period, of visitors no lead claimed
+    (the daily pipeline does it too)."""
+    from datetime import timedelta
+
+    from store.identity import purge_anonymous
+
+    days = base.load_portfolio_or_fail(portfolio).spec.identity.anonymous_retention_days
+    before = (base.parse_time(as_of) or datetime.now(UTC)) - timedelta(days=days)
+    _report({"anonymous_deleted": purge_anonymous(_engine(), before)}, json_out)
