@@ -171,3 +171,21 @@ def purge_anonymous(engine: Engine, before: datetime) -> int:
             ),
             {"t": to_micros(before)},
         ).rowcount
+
+
+def linked_lead(engine: Engine, anonymous_id: str) -> str | None:
+    """The ``lead_id`` a visitor is linked to now (the final survivor when that lead was merged), or None."""
+    with engine.connect() as conn:
+        key = conn.execute(
+            text("SELECT lead_key FROM visitor_links WHERE anonymous_id = :a"), {"a": anonymous_id}
+        ).scalar_one_or_none()
+        seen: set[int] = set()
+        while key is not None and key not in seen:
+            seen.add(key)
+            survivor = conn.execute(
+                text("SELECT survivor_key FROM lead_aliases WHERE merged_key = :k AND unmerged_at IS NULL"), {"k": key}
+            ).scalar_one_or_none()
+            if survivor is None:
+                return conn.execute(text("SELECT lead_id FROM leads WHERE key = :k"), {"k": key}).scalar_one_or_none()
+            key = survivor
+    return None

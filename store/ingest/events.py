@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, update
 
 from store.bulk import insert_ignore, json_text
+from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.lookup import in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, EMAIL_TYPES, MachineDetector, MachineRule
@@ -348,4 +349,5 @@ def ingest_events(
         progress=progress,
         stamped=("event_id", "ingested_at"),
         ids=repeated,
+        also_written_to=(ANONYMOUS_EVENTS,),
     )

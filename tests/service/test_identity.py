@@ -68,3 +68,35 @@ def test_the_merge_endpoints_are_in_the_openapi_schema(live: Live) -> None:
     assert set(paths["/v1/leads/merge"]) == {"post"} and set(paths["/v1/leads/unmerge"]) == {"post"}
     schema = paths["/v1/leads/merge"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/MergeRequest"}
+
+
+def test_posted_visitor_events_and_an_identify_serve_the_visitor_as_its_lead(live: Live) -> None:
+    live.post("/v1/leads", {"lead_id": "ID-VIS", "product_interest": "crm-suite"})
+    with live.engine.begin() as conn:
+        vis = "(SELECT key FROM leads WHERE lead_id = 'ID-VIS')"
+        conn.execute(text(f"UPDATE journeys SET band = 'hot', score = 50 WHERE lead_key = {vis}"))
+    at = (AS_OF - timedelta(days=1)).isoformat()
+    visit = {"event_id": "vis-1", "anonymous_id": "web-42", "type": "page_view", "occurred_at": at, "url": "/pricing"}
+    nobody = {"event_id": "vis-2", "type": "page_view", "occurred_at": at}
+    answer = live.post("/v1/events", [visit, nobody]).json()
+    assert (answer["stored"], answer["rejected"]) == (1, 1)
+    before = live.get("/v1/content/homepage-hero", anonymous_id="web-42").json()
+    assert (before["variant"], before["known"]) == ("generic", False)
+
+    identify = {
+        "event_id": "vis-3",
+        "lead_id": "ID-VIS",
+        "anonymous_id": "web-42",
+        "type": "identify",
+        "occurred_at": at,
+    }
+    assert live.post("/v1/events", identify).json()["stored"] == 1
+    after = live.get("/v1/content/homepage-hero", anonymous_id="web-42").json()
+    assert (after["variant"], after["why"], after["known"]) == (
+        "crm-demo",
+        "first match: crm-suite (stage discovery, band hot)",
+        True,
+    )
+    with live.engine.connect() as conn:
+        stored = conn.execute(text("SELECT anonymous_id, url FROM anonymous_events WHERE event_id = 'vis-1'")).one()
+    assert tuple(stored) == ("web-42", "/pricing")
