@@ -295,8 +295,8 @@ def _merge_milestones(
     owner = {j.id: j for j in merged_journeys}
     target = {j.id: theirs[(final[j.lead_key], j.product_line)].id for j in merged_journeys}
     incoming = sorted(_rows(conn, MILESTONES, MILESTONES.c.journey_id, list(owner)), key=lambda m: m.reached_at)
-    held = {
-        (m.journey_id, m.qualification): m
+    held = {  # (journey, qualification) → the survivor's milestone (id and values)
+        (m.journey_id, m.qualification): {"id": m.id, **{name: getattr(m, name) for name in _MILESTONE}}
         for m in _rows(conn, MILESTONES, MILESTONES.c.journey_id, list(set(target.values())))
     }
     for milestone in incoming:
@@ -313,13 +313,11 @@ def _merge_milestones(
                 .returning(MILESTONES.c.id)
             ).scalar_one()
             record["milestones_added"].append(new_id)
-            held[place] = milestone._replace(id=new_id, journey_id=place[0])
-        elif milestone.reached_at < existing.reached_at:
-            before = {name: getattr(existing, name) for name in _MILESTONE}
-            before["reached_at"] = to_micros(before["reached_at"])
-            record["milestones_before"].append({"id": existing.id, **before})
-            conn.execute(update(MILESTONES).where(MILESTONES.c.id == existing.id).values(**values))
-            held[place] = milestone._replace(id=existing.id, journey_id=place[0])
+            held[place] = {"id": new_id, **values}
+        elif milestone.reached_at < existing["reached_at"]:  # incoming in time order: at most once per place
+            record["milestones_before"].append({**existing, "reached_at": to_micros(existing["reached_at"])})
+            conn.execute(update(MILESTONES).where(MILESTONES.c.id == existing["id"]).values(**values))
+            held[place] = {"id": existing["id"], **values}
 
 
 def _update_each(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:

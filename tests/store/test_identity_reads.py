@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, text
 
 from stages.spec import BUILTIN_EVENT_TYPES
 from store import event_cache, partitions
@@ -18,6 +18,7 @@ from store.ingest import ingest_events, ingest_leads
 from store.merges import Pair, merge, unmerge
 from store.partitions import shared_partition_reads
 from store.reader import read_events
+from store.tables import Journey, QualificationMilestone
 from tests.store.samples import lead_keys, write
 
 TYPES = ["email_click", "page_view"]
@@ -95,3 +96,60 @@ def test_chains_resolve_to_the_final_survivor_and_cycles_are_named() -> None:
     with pytest.raises(MergeCycle) as cycle:
         resolve_chains([(1, 2), (2, 3), (3, 1)])
     assert cycle.value.keys == [1, 2, 3, 1]
+
+
+def _journey(engine: Engine, key: int, line: str, opened: datetime) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                insert(Journey.__table__).values(  # type: ignore[attr-defined]
+                    lead_key=key, product_line=line, stage="discovery", status="active", opened_at=opened,
+                    stage_entered_at=opened, entered_by="opened",
+                )
+            ).inserted_primary_key[0]
+        )  # fmt: skip
+
+
+def _milestone(engine: Engine, journey: int, key: int, qualification: str, at: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(QualificationMilestone.__table__).values(  # type: ignore[attr-defined]
+                journey_id=journey, lead_key=key, product_line="crm", qualification=qualification, threshold=40,
+                reached_at=at, stage="discovery", score=40, run_id="r", breakdown=[],
+            )
+        )  # fmt: skip
+
+
+def _state(engine: Engine) -> list[tuple[object, ...]]:
+    sql = (
+        "SELECT l.lead_id, j.product_line, j.status, j.opened_at, m.qualification, m.reached_at FROM journeys j "
+        "JOIN leads l ON l.key = j.lead_key LEFT JOIN qualification_milestones m ON m.journey_id = j.id "
+        "ORDER BY l.lead_id, j.product_line, m.qualification"
+    )
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(sql))]
+
+
+def test_a_merge_keeps_the_earliest_milestones_and_opens_lines_and_unmerge_puts_all_back(sqlite: Engine) -> None:
+    keys = lead_keys(sqlite)
+    day = lambda n: datetime(2026, 1, n, tzinfo=UTC)  # noqa: E731
+    mine = _journey(sqlite, keys["L1"], "crm", day(10))
+    theirs = _journey(sqlite, keys["L8"], "crm", day(5))
+    _journey(sqlite, keys["L8"], "web", day(7))
+    _milestone(sqlite, mine, keys["L1"], "MQL", day(20))
+    _milestone(sqlite, theirs, keys["L8"], "MQL", day(15))
+    _milestone(sqlite, theirs, keys["L8"], "SQL", day(18))
+    apart = _state(sqlite)
+
+    merge(sqlite, [Pair("L1", "L8", "t:2")], at=AT, source="test")
+    micros = lambda n: int(day(n).timestamp() * 1_000_000)  # noqa: E731
+    assert _state(sqlite) == [
+        ("L1", "crm", "active", micros(5), "MQL", micros(15)),  # opened and qualified at the earlier dates
+        ("L1", "crm", "active", micros(5), "SQL", micros(18)),
+        ("L1", "web", "active", micros(7), None, None),  # a line only the merged lead had
+        ("L8", "crm", "aliased", micros(5), "MQL", micros(15)),
+        ("L8", "crm", "aliased", micros(5), "SQL", micros(18)),
+        ("L8", "web", "aliased", micros(7), None, None),
+    ]
+    unmerge(sqlite, [Pair("L1", "L8", "u:2")], at=datetime(2026, 3, 2, tzinfo=UTC))
+    assert _state(sqlite) == apart
