@@ -12,7 +12,7 @@ Ingestion is idempotent, so a crash before a file is moved only means it is read
 
 import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from flows.report import report_task
 from flows.scoring import scoring_flow
 from flows.startup import enter_flow
 from stages.portfolio import Portfolio, load_portfolio
+from store.identity import purge_anonymous
 from store.ingest import write_rejects_csv
 
 DROP_KINDS = ("leads", "accounts", "events", "stage_updates")
@@ -90,6 +91,13 @@ def drop_folder_of(portfolio: Portfolio) -> Path | None:
     return None if folder is None else (portfolio.path.parent / folder).resolve()
 
 
+@task(cache_policy=NO_CACHE)
+def purge_expired_visitors(portfolio: Portfolio, as_of: datetime, database_url: str) -> dict[str, int]:
+    """Delete unlinked anonymous events past the portfolio's retention (``identity.anonymous_retention_days``)."""
+    days = portfolio.spec.identity.anonymous_retention_days
+    return {"anonymous_deleted": purge_anonymous(engine_for(database_url), as_of - timedelta(days=days))}
+
+
 @flow(name="daily-pipeline", log_prints=True)
 def daily_pipeline(
     portfolio_path: str,
@@ -122,7 +130,7 @@ def daily_pipeline(
     # One writing run per portfolio and store, for the whole pipeline.
     with writing(engine_for(database_url), portfolio, settings.run_lock_wait):
         accounts = any(line.account_model is not None for line in portfolio.product_lines.values())
-        steps_total = 3 + accounts + (report_path is not None) + (folder is not None)
+        steps_total = 4 + accounts + (report_path is not None) + (folder is not None)
         started = time.perf_counter()
         if folder is not None:
             progress.report("daily pipeline", 0, steps_total, "ingest")
@@ -137,6 +145,7 @@ def daily_pipeline(
                 lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of, outbox_dir=outbox_dir),
             ),
             ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, database_url)),
+            ("retention", lambda: purge_expired_visitors(portfolio, as_of, database_url)),
         ]
         if accounts:  # after the leads are scored: members' scores roll up into their accounts
             steps.insert(1, ("accounts", lambda: score_accounts_task(portfolio_path, as_of, database_url, settings)))

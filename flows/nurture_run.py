@@ -43,11 +43,12 @@ from flows.nurture_emails import compose_emails
 from flows.startup import enter_flow
 from nurture.core import State, decide_entries, settle
 from nurture.messages import Outgoing
-from nurture.steps import plan_steps
+from nurture.steps import plan_steps, sent_already
 from nurture.zones import lead_zones
 from store import audiences
 from store import nurture as store
 from store.db import refresh_statistics
+from store.identity import alias_sent_steps
 from store.scores import finish_run, start_run
 from store.settings import Settings
 
@@ -163,9 +164,19 @@ def nurture_once(
     }
     summary.notes = _why_nobody(ctx, journeys, summary)
 
+    # A step already sent to a lead since merged into this one counts as sent: never the same step twice.
+    repeats = sent_already(plan.emails, alias_sent_steps(engine))
     lead_ids: dict[int, str] = {}  # of the listed emails: people know leads by id, not by internal key
     composed = compose_emails(
-        engine, ctx, plan.emails, journeys, summary.run_id, secret, summary.errors, lead_ids, listed=EMAILS_LISTED
+        engine,
+        ctx,
+        plan.emails.join(repeats, on="id", how="anti"),
+        journeys,
+        summary.run_id,
+        secret,
+        summary.errors,
+        lead_ids,
+        listed=EMAILS_LISTED,
     )
     messages = _Listed(composed, EMAILS_LISTED)
     if dry_run:
@@ -196,6 +207,7 @@ def nurture_once(
         [{"ref": r.ref, "message_id": r.message_id, "status": r.status} for r in results],
         schema={"ref": pl.Utf8, "message_id": pl.Utf8, "status": pl.Utf8},
     )
+    delivered = pl.concat([delivered, _settled_as_duplicates(repeats)])
     done = settle(tracks, plan, delivered, engagement, as_of)
     summary.audience_steps = _audiences(engine, done.log, enrolments, run_id=summary.run_id, as_of=as_of)
     summary.completed = len(done.completed)
@@ -211,6 +223,15 @@ def nurture_once(
             run_id=summary.run_id,
         )
     return summary
+
+
+def _settled_as_duplicates(repeats: pl.DataFrame) -> pl.DataFrame:
+    """Delivery results for the emails not sent because their step was sent already (see ``sent_already``)."""
+    return repeats.select(
+        pl.format("enrolment:{}:{}", "id", "step").alias("ref"),
+        pl.lit(None, pl.Utf8).alias("message_id"),
+        pl.lit("duplicate").alias("status"),
+    )
 
 
 def _enrolment(row: dict[str, Any], as_of: datetime, run_id: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from stages.pipeline import LineOutcome, run_line
 from stages.portfolio import Portfolio, load_portfolio
 from store import partitions  # the module: score_partition ships by value to Dask, its lock cannot
 from store.db import refresh_statistics
+from store.identity import visible_journeys
 from store.scores import finish_run, read_journeys, read_journeys_as_of, read_leads, start_run
 from store.settings import Settings
 from store.sqlite_read_workers import SqliteReadError
@@ -156,9 +157,12 @@ def line_outcome(
         journeys = read_journeys_as_of(engine, line_name, key_range, as_of, line.first_stage.name)
     else:
         journeys = read_journeys(engine, line_name, key_range)
+    replay_at = as_of if replay else None
+    # Merged leads' journeys are not scored: their events count for the survivor's (store.identity).
+    identity = partitions.shared_partition_reads.identity(engine, token=read_token, as_of=replay_at)
+    journeys = visible_journeys(journeys, identity)
     if journeys.is_empty():
         return None
-    replay_at = as_of if replay else None
     leads = partitions.shared_partition_reads.shared(  # the product lines of a partition read its leads once
         read_token,
         ("leads", str(engine.url), key_range, tuple(portfolio.scored_attributes)),
@@ -170,6 +174,7 @@ def line_outcome(
         token=read_token,
         types=portfolio.scored_event_types,
         properties=portfolio.scored_properties,
+        as_of=replay_at,
     )
     events = partition_events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == line_name))
     updates = read_pending_updates(engine, line_name, key_range, replay_at)

@@ -198,3 +198,9 @@ def _walk(
         )
     stop_frame = pl.concat([pl.DataFrame(schema=_STOP_SCHEMA), *(s.cast(_STOP_SCHEMA) for s in stops)])
     return stop_frame, pl.concat([log.cast(LOG_SCHEMA) for log in logs]).sort("enrolment_id", "step")
+
+
+def sent_already(emails: pl.DataFrame, sent: pl.DataFrame) -> pl.DataFrame:
+    """The planned ``emails`` whose (lead, track, step) was sent already (``sent``: ``lead_key, track,
+    step``, e.g. to a duplicate since merged into the lead): they are settled as ``duplicate``, never sent."""
+    return emails.join(sent, on=["lead_key", "track", "step"], how="semi")

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from nurture.content import ContentSlot
 from nurture.spec import load_nurture
 from nurture.tokens import check_secret
-from service import content, feedback, intake, scores, tracking, unsubscribe
+from service import content, feedback, identity, intake, scores, tracking, unsubscribe
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.console import mount as mount_console
@@ -108,6 +108,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(tracking.router)
     app.include_router(content.router)
+    app.include_router(identity.router)
     mount_console(
         app, service.portfolio, service.tracks
     )  # the console (issue #19), when LEADSCORE_SESSION_SECRET is set

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from nurture.content import choose
 from service.auth import require
 from store.api_keys import KeyInfo
+from store.identity import linked_lead
 from store.ingest import Records, ingest_events
 from store.live import current_scores
 
@@ -28,11 +29,13 @@ async def content(
     key: KeyInfo = require("scores:read"),
 ) -> dict[str, Any]:
     """First matching variant by the lead's product line, stage, band or qualification; the default
-    otherwise. An ``anonymous_id`` gets the default until visitors are tied to leads."""
+    otherwise. An ``anonymous_id`` is served as the lead it is linked to (``identify``), else the default."""
     service = request.app.state.service
     spec = service.content.get(slot)
     if spec is None:
         raise HTTPException(404, f"unknown content slot {slot!r}")
+    if lead_id is None and anonymous_id is not None:
+        lead_id = await run_in_threadpool(linked_lead, service.engine, anonymous_id)
     journeys = await run_in_threadpool(current_scores, service.engine, lead_id) if lead_id else None
     variant, why = choose(spec, journeys or [])
     if lead_id and journeys is not None:

@@ -15,6 +15,7 @@ from service.auth import require
 from stages.pipeline import run_line
 from stages.portfolio import Portfolio
 from store.api_keys import KeyInfo
+from store.identity import attach, read_identity, visible_journeys
 from store.live import current_scores, lead_key
 from store.queries import lead_history
 from store.reader import read_events
@@ -45,12 +46,16 @@ def fresh_scores(
         return None
     key_range = (key, key + 1)
     leads = read_leads(engine, key_range, portfolio.scored_attributes)
-    events = read_events(engine, key_range, None, portfolio.scored_event_types, portfolio.scored_properties)
+    types, properties = portfolio.scored_event_types, portfolio.scored_properties
+    identity = read_identity(engine)  # a merged lead's and linked visitors' events count, as in a run
+    events = attach(
+        engine, read_events(engine, key_range, None, types, properties), key_range, identity, types, properties
+    )
     found = []
     for name, line in sorted(portfolio.product_lines.items()):  # the order of the stored look-up
         if product_line not in (None, name):
             continue
-        journeys = read_journeys(engine, name, key_range)
+        journeys = visible_journeys(read_journeys(engine, name, key_range), identity)
         if journeys.is_empty():
             continue
         outcome = run_line(

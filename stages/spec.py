@@ -22,6 +22,7 @@ BUILTIN_EVENT_TYPES = frozenset(
         "email_bounce", "spam_complaint", "form_submit", "asset_download", "webinar_register", "webinar_attend",
         "demo_request", "trial_start", "meeting_booked", "unsubscribe", "manual_adjustment",
         "resubscribe", "content_served",  # the service: preferences and web content
+        "identify",  # names a lead and an anonymous visitor: the visitor is that lead
     }
 )  # fmt: skip
 
@@ -242,6 +243,13 @@ class ScoringSpec(Spec):
     partition_size: Annotated[int, Field(ge=1000)] = 50_000
 
 
+class IdentitySpec(Spec):
+    """Anonymous visitors' events that no lead has claimed are deleted after ``anonymous_retention_days``
+    (the daily pipeline's retention step, or ``leadscore leads purge-anonymous``)."""
+
+    anonymous_retention_days: Annotated[float, Field(gt=0)] = 90
+
+
 def _known_zone(value: str) -> str:
     """An IANA time zone, checked once when the portfolio loads (not when a report first needs it)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -286,6 +294,7 @@ class PortfolioSpec(Spec):
     event_types: list[str] = Field(default_factory=list)
     ingest: IngestSpec = Field(default_factory=IngestSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    identity: IdentitySpec = Field(default_factory=IdentitySpec)
     schedule: ScheduleSpec | None = None
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     product_lines: Annotated[dict[str, ProductLineSpec], Field(min_length=1)]

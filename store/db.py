@@ -10,6 +10,7 @@ from sqlmodel import Session, create_engine
 import store.account_tables
 import store.audiences
 import store.console_tables
+import store.identity_tables
 import store.nurture_tables  # registers the nurture tables
 import store.outbox_tables
 import store.service_tables  # noqa: F401  (registers the outbox, service and console tables)

@@ -7,12 +7,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from datetime import datetime
 from typing import Any, TypeVar
 
 import polars as pl
 from sqlalchemy import Engine
 
 from store import event_cache
+from store.identity import Identity, attach, read_identity
 from store.reader import read_events, read_frame
 
 T = TypeVar("T")
@@ -56,9 +58,22 @@ class SharedPartitionReads:
         token: str,
         types: Sequence[str],
         properties: Sequence[str],
+        as_of: datetime | None = None,
     ) -> pl.DataFrame:
-        key = ("events", str(engine.url), key_range, tuple(types), tuple(properties))
-        return self.shared(token, key, lambda: _partition_events(engine, key_range, types, properties))
+        """The partition's events as they count (merges and visitor links in force now, or at ``as_of``
+        for a replay): the raw read is shared, and so is the run's identity mapping."""
+        identity = self.identity(engine, token=token, as_of=as_of)
+        key = ("events", str(engine.url), key_range, tuple(types), tuple(properties), as_of)
+
+        def read() -> pl.DataFrame:
+            raw = _partition_events(engine, key_range, types, properties)
+            return attach(engine, raw, key_range, identity, types, properties)
+
+        return self.shared(token, key, read)
+
+    def identity(self, engine: Engine, *, token: str, as_of: datetime | None = None) -> Identity:
+        """The merges and visitor links in force (``as_of`` None: now), read once per run."""
+        return self.shared(token, ("identity", str(engine.url), as_of), lambda: read_identity(engine, as_of))
 
     def shared(self, token: str, key: tuple[Any, ...], read: Callable[[], T]) -> T:
         """``read()``, or the result of the run's (``token``) first call with this ``key``."""

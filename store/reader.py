@@ -147,6 +147,7 @@ def read_events(
     properties: Sequence[str] | None = None,
     *,
     lead_keys: Sequence[int] | None = None,
+    anonymous_ids: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Events of a lead-key partition ``[lo, hi)``, ordered by ``(lead_key, occurred_at, event_id)``.
 
@@ -155,7 +156,8 @@ def read_events(
     ``properties`` names the event properties the caller needs: the promoted ones come as their own
     typed columns (no JSON parsing); when any other is asked for, the JSON text comes as ``properties``.
     Without ``properties``, the JSON text comes and no promoted column. ``lead_keys`` keeps only those
-    leads (the event cache re-reads the leads whose events changed).
+    leads (the event cache re-reads the leads whose events changed). ``anonymous_ids`` reads those
+    visitors' events from ``anonymous_events`` instead, with ``anonymous_id`` in place of ``lead_key``.
     """
     where: list[str] = []
     params: dict[str, Any] = {}
@@ -165,6 +167,9 @@ def read_events(
     if lead_keys is not None:
         where.append("lead_key IN (:lead_keys)")
         params["lead_keys"] = [int(key) for key in lead_keys]
+    if anonymous_ids is not None:
+        where.append("anonymous_id IN (:anonymous_ids)")
+        params["anonymous_ids"] = list(anonymous_ids)
     if product_line is not None:
         where.append("(product_line = :product_line OR product_line IS NULL)")
         params["product_line"] = product_line
@@ -173,7 +178,10 @@ def read_events(
         params["types"] = list(types)
     schema = dict(EVENT_SCHEMA)
     wanted = list(dict.fromkeys(properties)) if properties is not None else None
-    columns = ["lead_key", "occurred_at", "type", "product_line", "machine"]
+    key, table = ("anonymous_id", "anonymous_events") if anonymous_ids is not None else ("lead_key", "events")
+    if anonymous_ids is not None:
+        schema = {"anonymous_id": pl.Utf8(), **{k: v for k, v in schema.items() if k != "lead_key"}}
+    columns = [key, "occurred_at", "type", "product_line", "machine"]
     if wanted is None or any(key not in PROMOTED_PROPERTIES for key in wanted):
         columns.append("CAST(properties AS TEXT) AS properties")
     else:
@@ -183,8 +191,8 @@ def read_events(
             columns.append(key)
             schema[key] = pl.Float64() if key in PROMOTED_NUMBER_PROPERTIES else pl.Utf8()
     sql = (
-        f"SELECT {', '.join(columns)} FROM events"
+        f"SELECT {', '.join(columns)} FROM {table}"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY lead_key, occurred_at, event_id"
+        + f" ORDER BY {key}, occurred_at, event_id"
     )
     return read_frame(engine, sql, params, schema)

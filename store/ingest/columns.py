@@ -51,7 +51,8 @@ class AcceptedEvents:
 
     rows: list[Raw] = field(default_factory=list)
     event_id: list[str] = field(default_factory=list)
-    lead_id: list[str] = field(default_factory=list)
+    lead_id: list[str | None] = field(default_factory=list)
+    anonymous_id: list[str | None] = field(default_factory=list)
     type: list[str] = field(default_factory=list)
     at: list[int] = field(default_factory=list)
     product_line: list[str | None] = field(default_factory=list)
@@ -67,13 +68,14 @@ class AcceptedEvents:
             getattr(self, name).extend(values)
 
     def add(self, position: int, row: Raw, values: tuple[Any, ...], properties: dict[str, Any]) -> None:
-        event_id, lead_id, kind, at, product_line, machine, message_id = values
+        event_id, lead_id, anonymous_id, kind, at, product_line, machine, message_id = values
         if message_id is None:
             message_id = _promoted_message_id(properties)
         self.position.append(position)
         self.rows.append(row)
         self.event_id.append(event_id)
         self.lead_id.append(lead_id)
+        self.anonymous_id.append(anonymous_id)
         self.type.append(kind)
         self.at.append(at)
         self.product_line.append(product_line)
@@ -139,6 +141,7 @@ class EventColumns:
             cell("type").is_in(allowed_types),
             cell("occurred_at").str.contains(_PLAIN_TIME),
             cell("machine") == "",
+            cell("anonymous_id") == "",  # visitors' events (and identify) take the row model
         ]
         if self.product_lines is not None:
             checks.append((cell("product_line") == "") | cell("product_line").is_in(sorted(self.product_lines)))
@@ -181,6 +184,7 @@ class EventColumns:
             rows=[rows[p] for p in positions],
             event_id=event_ids,
             lead_id=lead_ids,
+            anonymous_id=[None] * len(positions),
             type=kinds,
             at=micros,
             product_line=[line or None for line in lines],
@@ -209,6 +213,7 @@ class EventColumns:
             values = (
                 model.event_id,
                 model.lead_id,
+                model.anonymous_id,
                 model.type,
                 to_micros(model.occurred_at),
                 model.product_line,

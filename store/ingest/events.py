@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, update
 
 from store.bulk import insert_ignore, json_text
+from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.lookup import in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, EMAIL_TYPES, MachineDetector, MachineRule
@@ -24,6 +25,7 @@ from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import Hints, event_hints, validate
+from store.ingest.visitors import Visitors
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_TEXT_PROPERTIES, Event, Lead, from_micros, to_micros
 
 _LEAD_TABLE = Lead.__table__
@@ -130,45 +132,43 @@ class _RowByRowSteps:
         return [(rows[index], model) for index, model in good]
 
     def write(self, conn: Connection, good: list[tuple[Raw, EventRow]], now: datetime, run: Ingestion) -> None:
-        lead_keys = self.lead_keys.resolve(conn, (m.lead_id for _, m in good))
+        lead_keys = self.lead_keys.resolve(conn, (m.lead_id for _, m in good if m.lead_id is not None))
         events: list[dict[str, Any]] = []
         explicit: list[bool] = []
+        visitors = Visitors()
         for row, model in good:
-            key = lead_keys.get(model.lead_id)
-            if key is None:
-                run.rejects.add(row, "lead_id", _unknown_lead(model.lead_id))
-                continue
             message_id = model.message_id
             if message_id is None:
                 promoted = model.properties.get("message_id")
                 if promoted is not None and promoted != "":
                     message_id = str(promoted)
-            events.append(
-                {
-                    "lead_key": key,
-                    "occurred_at": model.occurred_at,
-                    "event_id": model.event_id,
-                    "type": model.type,
-                    "product_line": model.product_line,
-                    "machine": bool(model.machine),
-                    "message_id": message_id,
-                    "properties": model.properties,
-                    "ingested_at": now,
-                    **promoted_properties(model.properties),
-                }
-            )
+            values = _values(
+                model.occurred_at, model.event_id, model.type, model.product_line, model.machine, message_id,
+                model.properties, now,
+            )  # fmt: skip
+            if model.lead_id is None:
+                visitors.event(model.anonymous_id, values)  # type: ignore[arg-type]
+                continue
+            key = lead_keys.get(model.lead_id)
+            if key is None:
+                run.rejects.add(row, "lead_id", _unknown_lead(model.lead_id))
+                continue
+            events.append({"lead_key": key, **values})
             explicit.append(model.machine is not None)
+            if model.anonymous_id is not None:
+                visitors.link(model.anonymous_id, key, model.occurred_at)
             if model.product_line is not None:
                 run.interests.add(key, model.product_line, model.occurred_at)
-        run.report.accepted += len(events)
+        run.report.accepted += len(events) + len(visitors.events)
         if run.ids is not None:
-            run.ids.add([event["event_id"] for event in events])
+            run.ids.add([event["event_id"] for event in events + visitors.events])
         times = [to_micros(event["occurred_at"]) for event in events]
         late = self.detector.run(events, times, explicit, lambda ids: _stored_deliveries(conn, ids))
         # Clustered-key (lead) order turns random B-tree inserts into local ones: SQLite inserts ≈ 2×
         # faster; sorting on the lead alone is cheap (ints) and gives almost all of the locality.
         events.sort(key=itemgetter("lead_key"))
         run.report.inserted += insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
+        run.report.inserted += visitors.write(conn)
         if late:
             run.report.updated += _flag_machine(conn, late)
 
@@ -201,16 +201,18 @@ class _ColumnarSteps:
         return self.columns.accept(rows, run.rejects.add)
 
     def write(self, conn: Connection, accepted: AcceptedEvents, now: datetime, run: Ingestion) -> None:
-        lead_keys = self.lead_keys.resolve(conn, accepted.lead_id)
-        keys = [lead_keys.get(lead_id) for lead_id in accepted.lead_id]
+        named = [lead_id for lead_id in accepted.lead_id if lead_id is not None]
+        lead_keys = self.lead_keys.resolve(conn, named)
+        keys = [None if lead_id is None else lead_keys.get(lead_id) for lead_id in accepted.lead_id]
         known = [i for i, key in enumerate(keys) if key is not None]
-        if len(known) < len(keys):
+        visitors = self._visitors(accepted, keys, now)
+        if len(known) + len(visitors.events) < len(keys):
             for i, key in enumerate(keys):
-                if key is None:
+                if key is None and accepted.lead_id[i] is not None:
                     run.rejects.add(accepted.rows[i], "lead_id", _unknown_lead(accepted.lead_id[i]))
-        run.report.accepted += len(known)
+        run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
-            run.ids.add([accepted.event_id[i] for i in known])
+            run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
         machine = [bool(accepted.machine[i]) for i in known]
         email = [n for n, i in enumerate(known) if accepted.type[i] in EMAIL_TYPES]
         if email:
@@ -258,8 +260,54 @@ class _ColumnarSteps:
         # Lead order (stable, like the reference) makes the merge's B-tree inserts local.
         staged = sorted(values, key=itemgetter(0))
         run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, _STAGED, staged)  # type: ignore[arg-type]
+        run.report.inserted += visitors.write(conn)
         if late:
             run.report.updated += _flag_machine(conn, late)
+
+    @staticmethod
+    def _visitors(accepted: AcceptedEvents, keys: list[int | None], now: datetime) -> Visitors:
+        """The chunk's anonymous events (rows without a lead) and links (rows with both ids): few, and all
+        validated by the row model (the columnar checks send any ``anonymous_id`` there)."""
+        visitors = Visitors()
+        for i, anonymous_id in enumerate(accepted.anonymous_id):
+            if anonymous_id is None:
+                continue
+            at = from_micros(accepted.at[i])
+            if accepted.lead_id[i] is None:
+                visitors.event(
+                    anonymous_id,
+                    _values(
+                        at, accepted.event_id[i], accepted.type[i], accepted.product_line[i], accepted.machine[i],
+                        accepted.message_id[i], accepted.properties[i], now,
+                    ),
+                )  # fmt: skip
+            elif keys[i] is not None:
+                visitors.link(anonymous_id, keys[i], at)  # type: ignore[arg-type]
+        return visitors
+
+
+def _values(
+    at: datetime,
+    event_id: str,
+    kind: str,
+    product_line: str | None,
+    machine: bool | None,
+    message_id: str | None,
+    properties: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """An event's stored columns but its owner (``lead_key`` or ``anonymous_id``)."""
+    return {
+        "occurred_at": at,
+        "event_id": event_id,
+        "type": kind,
+        "product_line": product_line,
+        "machine": bool(machine),
+        "message_id": message_id,
+        "properties": properties,
+        "ingested_at": now,
+        **promoted_properties(properties),
+    }
 
 
 def ingest_events(
@@ -301,4 +349,5 @@ def ingest_events(
         progress=progress,
         stamped=("event_id", "ingested_at"),
         ids=repeated,
+        also_written_to=(ANONYMOUS_EVENTS,),
     )

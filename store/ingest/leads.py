@@ -21,6 +21,7 @@ from store.ingest.rows import ACCOUNTS, LEADS, AccountRow, LeadRow
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.validation import validate
+from store.ingest.visitors import Visitors
 from store.tables import Lead
 
 _LEAD_TABLE = Lead.__table__
@@ -29,7 +30,11 @@ _SPLIT_LINES = re.compile(r"[,;]")
 
 
 def _interest_lines(attributes: dict[str, Any]) -> list[str]:
-    value = attributes.get("product_interest")
+    return _listed(attributes.get("product_interest"))
+
+
+def _listed(value: Any) -> list[str]:
+    """A list attribute: a JSON list, or text separated by commas or semicolons; blanks and repeats dropped."""
     if value is None:
         return []
     parts = value if isinstance(value, list) else _SPLIT_LINES.split(str(value))
@@ -157,6 +162,20 @@ class _RecordSteps:
             for lead_id, key, created_at in keyed:
                 for line in latest[lead_id][4]:
                     run.interests.add(key, line, created_at or now)
+        _link_visitors(conn, latest, now)
+
+
+def _link_visitors(conn: Connection, latest: _Latest, now: datetime) -> None:
+    """A lead row's ``anonymous_ids`` (list column) claims those visitors for the lead, from its arrival on."""
+    claimed = {lead_id: ids for lead_id, entry in latest.items() if (ids := _listed(entry[1].get("anonymous_ids")))}
+    if not claimed:
+        return
+    visitors = Visitors()
+    columns = [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, _LEAD_TABLE.c.created_at]
+    for lead_id, key, created_at in lookup(conn, _LEAD_TABLE.c.lead_id, list(claimed), columns):
+        for anonymous_id in claimed[lead_id]:
+            visitors.link(anonymous_id, key, created_at or now, source="lead row")
+    visitors.write(conn)
 
 
 def ingest_leads(

@@ -148,7 +148,8 @@ class EventRow(BaseModel):
     model_config = _ROW_CONFIG
 
     event_id: Identifier
-    lead_id: Identifier
+    anonymous_id: Identifier | None = None  # a website visitor not known as a lead (yet)
+    lead_id: Identifier | None = Field(default=None, validate_default=True)
     type: Identifier
     occurred_at: Time
     product_line: str | None = None
@@ -161,6 +162,14 @@ class EventRow(BaseModel):
     @classmethod
     def _properties(cls, value: Any, info: ValidationInfo) -> dict[str, Any]:
         return event_properties(value, info.data.get("extra"), info.data.get("type"))
+
+    @field_validator("lead_id")
+    @classmethod
+    def _someone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """An event is about a lead or an anonymous visitor (both: the visitor is that lead, see ``identify``)."""
+        if value is None and info.data.get("anonymous_id") is None:
+            raise ValueError("required (or anonymous_id for a visitor not known as a lead)")
+        return value
 
 
 LEADS = TypeAdapter(list[LeadRow])

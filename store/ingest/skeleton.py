@@ -78,12 +78,14 @@ def run_chunks(
     progress: Progress | None,
     stamped: tuple[str, str] | None = None,
     ids: RepeatedIds | None = None,
+    also_written_to: tuple[Table, ...] = (),
 ) -> IngestReport:
     """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
     with ``ids``, notes on an empty file and repeated ids.
 
     For ``Records`` the report also says which ids this call wrote (``written``): ``stamped`` names the
-    table's id column and the column a write stamps with the chunk's time."""
+    table's id column and the column a write stamps with the chunk's time (in ``table`` and in the tables
+    ``also_written_to``, where some rows may go: anonymous visitors' events)."""
     path = path if isinstance(path, Records) else Path(path)
     source = path.source if isinstance(path, Records) else str(path)
     run = Ingestion(IngestReport(kind=kind, source=source), ids=ids)
@@ -104,7 +106,8 @@ def run_chunks(
             with engine.begin() as conn:
                 steps.write(conn, prepared, now, run)
                 if run.report.written is not None and stamped is not None:
-                    run.report.written.update(_written(conn, table, stamped, readable, now))
+                    for target in (table, *also_written_to):
+                        run.report.written.update(_written(conn, target, stamped, readable, now))
                 run.rejects.flush(conn, now)
             growth.added(run.report.inserted)  # the next chunk's look-ups are planned for the grown table
     run.report.interests = run.interests.as_list()

@@ -80,7 +80,7 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
     ingested = {(r["kind"], r.get("rejected")) for r in first["ingested"]}
     assert ("stage_updates", 1) in ingested and ("leads", 2) in ingested
     assert first["score"]["scored"] > 0 and first["failed"] == []
-    assert list(first["timings"]) == ["ingest", "score", "nurture", "audiences", "report"]
+    assert list(first["timings"]) == ["ingest", "score", "nurture", "audiences", "retention", "report"]
     transitions = first["score"]["transitions"]["crm-suite"]
     assert transitions["discovery → lost (external)"] == 1
     sent = sum(first["nurture"]["deliveries"].values())

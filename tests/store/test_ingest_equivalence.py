@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 
 from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine
+from store.identity_tables import ANONYMOUS_EVENTS, VisitorLink
 from store.ingest import IngestReport, ingest_events, ingest_leads
 from store.tables import Event, IngestReject
 
@@ -76,6 +77,9 @@ def _event(rng: random.Random, n: int, ids: list[str]) -> dict[str, Any]:
             row["properties"] = json.dumps({"note": 'two\nlines, "quoted"', "message_id": message})
         elif trouble == 9:
             row["campaign"] = rng.choice(["", "spring", "42"])
+        elif trouble == 10:  # a visitor: anonymous, identified (both ids), or nobody at all (refused)
+            row["anonymous_id"] = rng.choice(["V1", "V2", " V3 ", ""])
+            row["lead_id"] = rng.choice(["", row["lead_id"]])
         else:
             row["occurred_at"] = rng.choice(GOOD_TIMES)
     return row
@@ -129,12 +133,16 @@ def _report(report: IngestReport) -> tuple[Any, ...]:
 
 
 def _store(engine: Engine) -> tuple[list[Any], list[Any]]:
-    events = Event.__table__
     rejects = IngestReject.__table__
     with engine.connect() as conn:
-        stored = conn.execute(
-            select(*(c for c in events.c if c.name != "ingested_at")).order_by(events.c.event_id)
-        ).all()
+        stored = [
+            row
+            for table in (Event.__table__, ANONYMOUS_EVENTS)
+            for row in conn.execute(
+                select(*(c for c in table.c if c.name != "ingested_at")).order_by(table.c.event_id)
+            ).all()
+        ]
+        stored += conn.execute(select(VisitorLink.__table__).order_by(VisitorLink.__table__.c.anonymous_id)).all()
         refused = conn.execute(
             select(rejects.c.kind, rejects.c.line, rejects.c.field, rejects.c.reason, rejects.c.row_hash).order_by(
                 rejects.c.source, rejects.c.line
@@ -159,5 +167,8 @@ def test_columnar_path_equals_the_row_by_row_reference(engine: Engine, tmp_path:
     expected_store, actual_store = _store(reference), _store(engine)
     assert actual_store == expected_store
     assert len(expected_store[0]) > 300 and len(expected_store[1]) > 50  # the files exercise both sides
-    assert any(row[5] for row in expected_store[0])  # machine activity was flagged
+    assert any(len(row) > 5 and row[5] is True for row in expected_store[0])  # machine activity was flagged
+    with reference.connect() as conn:  # and visitors were stored, some of them identified
+        assert conn.execute(select(ANONYMOUS_EVENTS.c.event_id)).first() is not None
+        assert conn.execute(select(VisitorLink.__table__.c.lead_key)).first() is not None
     reference.dispose()
