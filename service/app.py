@@ -62,8 +62,11 @@ def build_service(settings: ServiceSettings) -> Service:
     for name, track in nurture.tracks.items():
         tracks.setdefault(track.entry.product_line, []).append(name)
 
+    erasure_key = settings.erasure_key()
+    erasure_secret = erasure_key.get_secret_value() if erasure_key is not None else None
+
     def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
-        return intake.take(engine, portfolio, kind, items)
+        return intake.take(engine, portfolio, kind, items, erasure_secret)
 
     writer = SingleWriter(take, settings.api_writer_batch) if engine.dialect.name == "sqlite" else DirectWriter(take)
     return Service(

@@ -6,7 +6,7 @@ them here registers them all, and :data:`HELP_ORDER` keeps ``leadscore --help`` 
 
 from typer.models import CommandInfo, TyperInfo
 
-from flows.cli import api, audiences, ingest, learn, nurture, ops, pipeline, score, users  # noqa: F401  (register commands)
+from flows.cli import api, audiences, ingest, leads, learn, nurture, ops, pipeline, score, users  # noqa: F401  (register commands)
 from flows.cli.base import app
 
 HELP_ORDER = (
@@ -27,6 +27,7 @@ HELP_ORDER = (
     "report",
     "stages",  # the groups: Typer lists them after the commands
     "audiences",
+    "leads",
     "api",
     "users",
 )

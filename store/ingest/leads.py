@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,13 @@ from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.validation import validate
 from store.tables import Lead
+from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
 _LEAD_FLAGS = frozenset({"email_opt_in", "ads_opt_in"})
 _LEAD_CONTENT = [name for name in LeadRow.model_fields if name != "lead_id"] + ["attributes"]
 _SPLIT_LINES = re.compile(r"[,;]")
+_SUPPRESSED = ("email_opt_in", "ads_opt_in", "unsubscribed_at")
 
 
 def _interest_lines(attributes: dict[str, Any]) -> list[str]:
@@ -61,6 +63,7 @@ class _LeadSteps:
     csv_values: bool
     product_lines: set[str] | None
     splitter: Splitter
+    erased: Erased | None = None
 
     def prepare(self, rows: list[Raw], run: Ingestion) -> _Latest:
         items: list[dict[str, Any]] = []
@@ -78,6 +81,15 @@ class _LeadSteps:
         product_lines = self.product_lines
         for index, model in good:
             attributes, cleared = extras[index]
+            present = set(model.model_fields_set)
+            erased = None if self.erased is None else self.erased.match(model.lead_id, model.email)
+            if erased is not None and self.erased is not None:
+                if self.erased.policy == "refuse":
+                    run.rejects.add(rows[index], erased, ERASED_REASON, redact=True)
+                    continue
+                when = model.unsubscribed_at or datetime.now(UTC)
+                model = model.model_copy(update={"email_opt_in": False, "ads_opt_in": False, "unsubscribed_at": when})
+                present.update(_SUPPRESSED)
             lines = _interest_lines(attributes)
             unknown = [ln for ln in lines if product_lines is not None and ln not in product_lines]
             if unknown:
@@ -86,7 +98,6 @@ class _LeadSteps:
                 continue
             run.report.accepted += 1
             accepted.append(model.lead_id)
-            present = set(model.model_fields_set)
             latest.pop(model.lead_id, None)  # keep file order: the last row of a lead wins
             latest[model.lead_id] = (model, attributes, cleared, present, lines)
         if run.ids is not None:
@@ -145,6 +156,7 @@ def ingest_leads(
     product_lines: set[str] | None = None,
     chunk_size: int = 50_000,
     progress: Progress | None = None,
+    erased: Erased | None = None,
 ) -> IngestReport:
     """Upsert leads on ``lead_id``; ``key`` is assigned once by the database and never changes.
 
@@ -152,9 +164,11 @@ def ingest_leads(
     ``unsubscribed_at``/``bounced_at``); a column absent from the file (or a key absent from a JSON
     line) keeps the stored value. Unknown columns are free ``attributes``, kept as text from CSV.
     A lead whose stored content would not change is not written, so re-ingesting reports 0/0.
-    Within one chunk a repeated ``lead_id`` keeps its last row.
+    Within one chunk a repeated ``lead_id`` keeps its last row. A row of an ``erased`` person (by lead id
+    or email) is refused without keeping its content, or stored suppressed, as the portfolio's
+    ``privacy: after_erasure`` says.
     """
-    steps = _LeadSteps(is_csv(path), product_lines, Splitter(LEAD_FIELDS))
+    steps = _LeadSteps(is_csv(path), product_lines, Splitter(LEAD_FIELDS), erased)
     return run_chunks(
         engine,
         path,

@@ -32,7 +32,7 @@ def test_help_lists_the_commands_in_their_usual_order() -> None:
     listed = [name for name in re.findall(r"^│ (\S+) ", result.stdout, re.MULTILINE) if not name.startswith("-")]
     assert listed == [
         "init", "ingest", "score", "explain", "adjust", "score-file", "demo", "daily", "learn", "backtest", "review",
-        "nurture", "suppress", "serve", "report", "stages", "audiences", "api", "users",
+        "nurture", "suppress", "serve", "report", "stages", "audiences", "leads", "api", "users",
     ]  # fmt: skip
 
 

@@ -55,10 +55,15 @@ def test_init_writes_a_git_ignored_secret_that_settings_read(tmp_path: Path, mon
     target = tmp_path / "acme"
     assert CliRunner().invoke(app, ["init", str(target)]).exit_code == 0
     secrets_file = target / SECRETS_FILE
-    line = secrets_file.read_text()
+    line, erasure = secrets_file.read_text().splitlines()
     assert line.startswith("LEADSCORE_UNSUBSCRIBE_SECRET=") and len(line.strip().split("=", 1)[1]) == 43
+    assert erasure.startswith("LEADSCORE_ERASURE_SECRET=") and len(erasure.split("=", 1)[1]) == 43
     assert stat.S_IMODE(os.stat(secrets_file).st_mode) == 0o600
     assert (target / ".gitignore").read_text().splitlines()[-1] == SECRETS_FILE
     monkeypatch.chdir(target)
     monkeypatch.delenv("LEADSCORE_UNSUBSCRIBE_SECRET", raising=False)
+    monkeypatch.delenv("LEADSCORE_ERASURE_SECRET", raising=False)
     assert Settings().unsubscribe_secret.get_secret_value() == line.strip().split("=", 1)[1]  # type: ignore[union-attr]
+    assert Settings().erasure_key().get_secret_value() == erasure.split("=", 1)[1]  # type: ignore[union-attr]
+    assert CliRunner().invoke(app, ["init", str(target)]).exit_code == 0  # run again: both keys kept
+    assert secrets_file.read_text().splitlines() == [line, erasure]
