@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from nurture.content import ContentSlot
 from nurture.spec import load_nurture
 from nurture.tokens import check_secret
-from service import content, feedback, intake, scores, tracking, unsubscribe
+from service import content, feedback, intake, privacy, scores, tracking, unsubscribe
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.console import mount as mount_console
@@ -106,6 +106,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.include_router(intake.router)
+    app.include_router(privacy.router)
     app.include_router(scores.router)
     app.include_router(unsubscribe.router)
     app.include_router(feedback.router)
