@@ -25,7 +25,8 @@ def init(directory: Path) -> None:
     secrets_file = write_secrets(directory)
     console.print(f"Starter portfolio written to [bold]{literal(directory)}[/bold]: edit portfolio.yaml and models/.")
     console.print(
-        f"Secrets (unsubscribe key) in {literal(secrets_file)}, git-ignored: run leadscore from {literal(directory)}."
+        f"Secrets (unsubscribe and erasure keys) in {literal(secrets_file)}, git-ignored: "
+        f"run leadscore from {literal(directory)}."
     )
 
 
