@@ -92,6 +92,10 @@ def erase(
     wanted = list(dict.fromkeys(value.strip() for value in identifiers if value.strip()))
     for start in range(0, len(wanted), BATCH):
         _erase_batch(engine, wanted[start : start + BATCH], key, actor, at, rewrite_line, outcome)
+    if engine.dialect.name == "sqlite" and outcome.rows:
+        # The old pages (zeroed by secure_delete, see below) may still sit in the write-ahead log: fold it in.
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return outcome
 
 
@@ -105,6 +109,9 @@ def _erase_batch(
     outcome: ErasureOutcome,
 ) -> None:
     with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # Deleted content is overwritten with zeros, not left in the file's free pages (whatever the build).
+            conn.exec_driver_sql("PRAGMA secure_delete = ON")
         leads, named = find_leads(conn, identifiers)
         unmatched = [value for value in identifiers if _as_named(value) not in named]
         digests = {value: key.email(value) if is_email(value) else key.lead_id(value) for value in unmatched}

@@ -201,6 +201,8 @@ def test_an_erased_person_is_gone_from_every_table_file_and_export(world: Path, 
     rejects = naming_rejects(engine, {person.email.lower(), person.lead_id.lower(), second.lower(), second_email})
     assert rejects >= 3  # the events file's two bad rows of LD-0000001, the leads file's bad row with its email
     assert files_naming(world / "outbox", person)
+    if engine.dialect.name == "sqlite":
+        assert [path for path in files_naming(world, person) if Path(path).name.startswith("flow.db")]
     if supported(engine):
         assert person.key in cached_keys(engine)
     before = scores(engine, {person.key, second_key})
@@ -230,6 +232,8 @@ def test_an_erased_person_is_gone_from_every_table_file_and_export(world: Path, 
     assert scan(engine, person) == {}
     assert keyed(engine, person.key) == {"audience_export_rows": len(lines)}  # hashed cells, for the next removal
     assert files_naming(world / "outbox", person) == []
+    if engine.dialect.name == "sqlite":  # not in the file's free pages nor its write-ahead log either
+        assert [path for path in files_naming(world, person) if Path(path).name.startswith("flow.db")] == []
     assert person.key not in cached_keys(engine)
     with engine.connect() as conn:
         entries = conn.execute(text("SELECT actor, action, lead_key, detail FROM console_audit ORDER BY id")).all()
