@@ -1,13 +1,15 @@
 """Access (GDPR art. 15): everything the store holds about one lead, as JSON-ready data.
 
 It reads the same map erasure deletes by (``store.lead_data``), so what is exported is exactly what
-an erasure would remove: the lead row, its events, journeys, score history, firings, emails, audience
-memberships and uploaded lines, enrolments and their steps, console audit entries, rejects naming it.
+an erasure would remove: the lead row, its events, journeys, score history, firings, emails (with the
+``.eml`` as sent), audience memberships and uploaded lines, enrolments and their steps, console audit
+entries, rejects naming it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -49,6 +51,9 @@ def export_lead(engine: Engine, identifier: str, *, actor: str, at: datetime | N
             order = list(target.primary_key.columns)
             rows = conn.execute(select(target).where(condition).order_by(*order))
             tables[name] = [{column: _plain(value) for column, value in row._mapping.items()} for row in rows]
+        for message in tables.get("outbox", []):  # the email as sent: the .eml file the outbox kept
+            path = Path(message["path"]) if message.get("path") else None
+            message["eml"] = path.read_text(encoding="utf-8", errors="replace") if path and path.is_file() else None
         row = conn.execute(select(table("leads")).where(scope.where("leads"))).one()  # type: ignore[arg-type]
         counts = {name: len(rows) for name, rows in tables.items() if rows}
         audit.record(conn, actor, "export", lead_key=lead.key, at=at, rows=counts)

@@ -216,6 +216,8 @@ def test_an_erased_person_is_gone_from_every_table_file_and_export(world: Path, 
             assert len(exported["tables"][name]) == count, name
             assert {row["lead_key"] for row in exported["tables"][name]} <= {person.key}
     assert [row["action"] for row in exported["tables"]["console_audit"]] == ["adjust"]
+    emails = [message["eml"] for message in exported["tables"]["outbox"]]
+    assert emails and all(emails) and any(person.email.lower() in eml.lower() for eml in emails)
 
     request = world / "erase.txt"
     request.write_text(f"# GDPR requests\n{person.email.upper()}\n{second}\nnot an id\nbad@@x\n")
