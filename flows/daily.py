@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
 
 from flows import progress
 from flows.accounts import score_accounts_task
@@ -47,8 +48,11 @@ def _move(path: Path, folder: Path) -> Path:
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str) -> list[dict[str, Any]]:
-    """Ingest every file waiting in ``inbox``, kind by kind in name order, and file it away."""
+def ingest_drop_folder(
+    portfolio: Portfolio, inbox: Path, database_url: str, erasure_secret: SecretStr | None = None
+) -> list[dict[str, Any]]:
+    """Ingest every file waiting in ``inbox``, kind by kind in name order, and file it away
+    (``erasure_secret`` recognises erased people; a ``SecretStr``, so Prefect records it masked)."""
     logger = get_run_logger()
     day = datetime.now(UTC).date().isoformat()
     reports: list[dict[str, Any]] = []
@@ -66,7 +70,7 @@ def ingest_drop_folder(portfolio: Portfolio, inbox: Path, database_url: str) -> 
             error = f"unsupported file type {path.suffix!r}; use {', '.join(READABLE)}"
         else:
             try:
-                outcome = ingest_file(portfolio, kind, path, database_url)
+                outcome = ingest_file(portfolio, kind, path, database_url, erasure_secret=erasure_secret)
             except ValueError as exc:  # the file as a whole is unreadable (a broken header, …)
                 error = str(exc)
             except Exception as exc:  # anything else: this file is set aside, the others are still read
@@ -134,7 +138,7 @@ def daily_pipeline(
         started = time.perf_counter()
         if folder is not None:
             progress.report("daily pipeline", 0, steps_total, "ingest")
-            summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url)
+            summary["ingested"] = ingest_drop_folder(portfolio, folder, database_url, settings.erasure_key())
             timings["ingest"] = round(time.perf_counter() - started, 3)
             release_free_memory()
         score = scoring_flow(settings)  # on the task runner the settings name

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from flows.database import engine_for
@@ -16,6 +17,7 @@ from store.audiences import read_unparsed_phones, remember_phones
 from store.db import refresh_statistics
 from store.ingest import IngestReport, Progress, ingest_accounts, ingest_events, ingest_leads, ingest_stage_updates
 from store.scores import open_journeys
+from store.tombstones import Erased, load_erased
 
 
 @dataclass
@@ -49,11 +51,13 @@ def ingest_file(
     path: Path,
     database_url: str,
     progress: Progress | None = None,
+    erasure_secret: SecretStr | None = None,
 ) -> IngestOutcome:
     """Ingest ``kind`` (leads, accounts, events or stage_updates); a CRM update for a line the lead has no journey
     in yet opens one (the next scoring run then moves it to the update's stage). ``progress`` is called
-    with the rows handled so far after each chunk."""
-    outcome, _ = backfill(portfolio, kind, [path], database_url, progress)
+    with the rows handled so far after each chunk. ``erasure_secret`` recognises erased people
+    (``store.tombstones``): needed once anyone was erased."""
+    outcome, _ = backfill(portfolio, kind, [path], database_url, progress, erasure_secret)
     return outcome
 
 
@@ -63,16 +67,18 @@ def backfill(
     paths: Sequence[Path],
     database_url: str,
     progress: Progress | None = None,
+    erasure_secret: SecretStr | None = None,
 ) -> tuple[IngestOutcome, list[IngestReport]]:
     """Ingest many files as one load: ``progress`` counts rows across all of them, and the work that
     looks at the whole store (statistics, phone parsing, opening journeys) runs once at the end instead
     of after every file. Returns the combined outcome and each file's report (for its rejects file)."""
     engine = engine_for(database_url)
+    erased = erased_people(engine, portfolio, erasure_secret)
     reports: list[IngestReport] = []
     for path in paths:
         done = sum(report.read for report in reports)
         step = None if progress is None else (lambda rows, done=done: progress(done + rows))
-        reports.append(_ingest_one(portfolio, kind, engine, path, step))
+        reports.append(_ingest_one(portfolio, kind, engine, path, step, erased))
     if kind == "leads":
         refresh_statistics(engine)  # the phone look-up joins the leads just stored
         parse_phones(portfolio, engine)
@@ -82,10 +88,18 @@ def backfill(
     return IngestOutcome(combined, opened), reports
 
 
-def _ingest_one(portfolio: Portfolio, kind: str, engine: Engine, path: Path, progress: Progress | None) -> IngestReport:
+def erased_people(engine: Engine, portfolio: Portfolio, secret: SecretStr | None) -> Erased | None:
+    """The tombstones rows are checked against, with the portfolio's ``privacy: after_erasure``."""
+    plain = secret.get_secret_value() if secret is not None else None
+    return load_erased(engine, plain, portfolio.spec.privacy.after_erasure)
+
+
+def _ingest_one(
+    portfolio: Portfolio, kind: str, engine: Engine, path: Path, progress: Progress | None, erased: Erased | None
+) -> IngestReport:
     lines = set(portfolio.product_lines)
     if kind == "leads":
-        return ingest_leads(engine, path, product_lines=lines, progress=progress)
+        return ingest_leads(engine, path, product_lines=lines, progress=progress, erased=erased)
     if kind == "accounts":
         return ingest_accounts(engine, path, progress=progress)
     if kind == "stage_updates":
@@ -94,8 +108,9 @@ def _ingest_one(portfolio: Portfolio, kind: str, engine: Engine, path: Path, pro
     options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
     if portfolio.spec.ingest.proxy_user_agents is not None:
         options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
+    types = portfolio.event_types
     return ingest_events(
-        engine, path, event_types=portfolio.event_types, product_lines=lines, progress=progress, **options
+        engine, path, event_types=types, product_lines=lines, progress=progress, erased=erased, **options
     )
 
 

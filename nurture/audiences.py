@@ -7,6 +7,7 @@ and hashed by the platform's rules (``nurture.audience_rows``), each row becomes
 the lines are diffed against what the previous export uploaded.
 """
 
+import csv
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
@@ -26,6 +27,13 @@ COLUMNS: dict[str, list[str]] = {
     "meta": ["EMAIL", "PHONE", "FN", "LN", "CT", "ST", "ZIP", "COUNTRY", "EXTERN_ID"],
     "google": ["Email", "Phone", "First Name", "Last Name", "Country", "Zip"],
     "linkedin": ["email", "firstname", "lastname", "jobtitle", "employeecompany", "country", "googleaid"],
+}
+
+# The columns each platform receives SHA-256 hashed: all that is kept of an erased lead's uploaded line.
+HASHED: dict[str, frozenset[str]] = {
+    "meta": frozenset(COLUMNS["meta"]) - {"EXTERN_ID"},
+    "google": frozenset({"Email", "Phone", "First Name", "Last Name"}),
+    "linkedin": frozenset({"email"}),
 }
 
 AudienceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=100)]
@@ -210,3 +218,14 @@ def diff(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.DataFrame, p
     adds = current.join(previous.select(keys), on=keys, how="anti").sort("lead_key")
     removes = previous.join(current.select(keys), on=keys, how="anti").sort("lead_key")
     return adds, removes
+
+
+def hashed_line(platform: str, line: str) -> str:
+    """An uploaded line with its plain cells blanked: what an erased lead's removal line carries.
+
+    The platform matches a removal on the hashed identifiers; the plain ones (Meta's ``EXTERN_ID``,
+    Google's country and zip, LinkedIn's names) are personal data the store must not keep after erasure.
+    """
+    cells = next(csv.reader([line]))
+    kept = [cell if column in HASHED[platform] else "" for column, cell in zip(COLUMNS[platform], cells, strict=True)]
+    return ",".join(kept)  # hashes are hex: no cell needs quoting

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from nurture.content import ContentSlot
 from nurture.spec import load_nurture
 from nurture.tokens import check_secret
-from service import content, feedback, identity, intake, scores, tracking, unsubscribe
+from service import content, feedback, identity, intake, privacy, scores, tracking, unsubscribe
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.console import mount as mount_console
@@ -62,8 +62,11 @@ def build_service(settings: ServiceSettings) -> Service:
     for name, track in nurture.tracks.items():
         tracks.setdefault(track.entry.product_line, []).append(name)
 
+    erasure_key = settings.erasure_key()
+    erasure_secret = erasure_key.get_secret_value() if erasure_key is not None else None
+
     def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
-        return intake.take(engine, portfolio, kind, items)
+        return intake.take(engine, portfolio, kind, items, erasure_secret)
 
     writer = SingleWriter(take, settings.api_writer_batch) if engine.dialect.name == "sqlite" else DirectWriter(take)
     return Service(
@@ -103,6 +106,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.include_router(intake.router)
+    app.include_router(privacy.router)
     app.include_router(scores.router)
     app.include_router(unsubscribe.router)
     app.include_router(feedback.router)

@@ -15,26 +15,33 @@ from stages.portfolio import Portfolio
 from store.api_keys import KeyInfo
 from store.ingest import EventRow, IngestReport, LeadRow, Records, ingest_events, ingest_leads
 from store.scores import open_journeys
+from store.tombstones import load_erased
 
 router = APIRouter(prefix="/v1", tags=["intake"])
 ID_FIELD = {"events": "event_id", "leads": "lead_id"}
 
 
-def take(engine: Engine, portfolio: Portfolio, kind: str, items: list[Any]) -> list[dict[str, Any]]:
+def take(
+    engine: Engine, portfolio: Portfolio, kind: str, items: list[Any], erasure_secret: str | None = None
+) -> list[dict[str, Any]]:
     """Validate and store ``items`` in one ingestion call; open the journeys they show interest in.
+    An erased person is refused (or stored suppressed) as in a file: tombstones are read per call, so an
+    erasure made while the service runs holds at once.
 
     Each item gets ``stored`` (new, or a lead whose content changed), ``duplicate`` (its id was stored
     already, as it is: nothing written) or ``rejected`` with the field and the reason a file row gets.
     """
     records = Records(f"api:{kind}", items)
+    erased = load_erased(engine, erasure_secret, portfolio.spec.privacy.after_erasure)
     if kind == "events":
         options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
         if portfolio.spec.ingest.proxy_user_agents is not None:
             options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
         lines = set(portfolio.product_lines)
-        report = ingest_events(engine, records, event_types=portfolio.event_types, product_lines=lines, **options)
+        types = portfolio.event_types
+        report = ingest_events(engine, records, event_types=types, product_lines=lines, erased=erased, **options)
     else:
-        report = ingest_leads(engine, records, product_lines=set(portfolio.product_lines))
+        report = ingest_leads(engine, records, product_lines=set(portfolio.product_lines), erased=erased)
     open_journeys(engine, new_journeys(portfolio, report.interests))
     return answers(kind, items, report)
 

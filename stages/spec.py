@@ -287,6 +287,13 @@ class MonitoringSpec(Spec):
     """When ``leadscore serve`` runs the review (weekly by default; ``null``: only when asked)."""
 
 
+class PrivacySpec(Spec):
+    """What happens when an erased person (``leadscore leads erase``) comes back in a file or the API."""
+
+    after_erasure: Literal["refuse", "suppress"] = "refuse"
+    """``refuse``: the row is rejected (its content not kept); ``suppress``: stored without consent, unsubscribed."""
+
+
 class PortfolioSpec(Spec):
     name: str = "portfolio"
     scale: Scale = Field(default_factory=Scale)
@@ -301,6 +308,7 @@ class PortfolioSpec(Spec):
     sales: SalesSpec = Field(default_factory=SalesSpec)
     accounts: dict[str, Any] = Field(default_factory=dict)
     """Which email domains form no account (``stages.account_spec.AccountsSpec``)."""
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
     # Tracks, audiences and sending rules: validated by ``nurture.spec`` against this same file
     # (``nurture/`` builds on ``stages/``, never the reverse).
     nurture: dict[str, Any] = Field(default_factory=dict)

@@ -13,7 +13,8 @@ import store.console_tables
 import store.identity_tables
 import store.nurture_tables  # registers the nurture tables
 import store.outbox_tables
-import store.service_tables  # noqa: F401  (registers the outbox, service and console tables)
+import store.service_tables
+import store.tombstones  # noqa: F401  (registers the outbox, service, console and tombstone tables)
 from store import tables  # noqa: F401  (registers the tables on the metadata)
 from store.migrate import upgrade
 

@@ -129,6 +129,26 @@ def drop_cache(engine: Engine) -> None:
     shutil.rmtree(cache_dir(engine), ignore_errors=True)
 
 
+def forget(engine: Engine, lead_keys: Sequence[int]) -> int:
+    """Delete every cache file that holds one of these leads' events (erasure: no copy may stay on disk).
+
+    The files are dropped rather than patched: the next run re-reads those chunks from the store, where
+    the events are gone. Returns how many files were deleted.
+    """
+    if not supported(engine):
+        return 0
+    names = {f"chunk-{int(key) // CHUNK_KEYS:06d}.arrow" for key in lead_keys}
+    deleted = 0
+    for folder in cache_dir(engine).glob("*"):
+        for name in names:
+            path = folder / name
+            with _lock(path):
+                if path.exists():
+                    path.unlink()
+                    deleted += 1
+    return deleted
+
+
 def _signature(types: Sequence[str], properties: Sequence[str]) -> str:
     """A folder per projection: a portfolio that reads other types or properties gets its own files (and
     so does a leadscore whose event columns differ)."""

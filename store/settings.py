@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     mail_from: str = "leadscore@localhost"
     # Signs the unsubscribe links (nurture.tokens); required to send over SMTP and to run the service.
     unsubscribe_secret: SecretStr | None = None
+    # Keys the tombstones of erased people (store.tombstones); never rotate it. Without it, the unsubscribe secret.
+    erasure_secret: SecretStr | None = None
     # DKIM signing of every message sent (nurture.signing): an RSA private key (PEM), the selector
     # its public key is published under (<selector>._domainkey.<domain>) and the signing domain.
     dkim_key_file: Path | None = None
@@ -47,6 +49,10 @@ class Settings(BaseSettings):
     # (an existing one at ``dask_address``, else a local one of ``workers`` processes).
     task_runner: Literal["threads", "processes", "dask"] = "threads"
     dask_address: str | None = None
+
+    def erasure_key(self) -> SecretStr | None:
+        """The secret that keys erasure tombstones: its own setting, else the unsubscribe secret."""
+        return self.erasure_secret or self.unsubscribe_secret
 
 
 @lru_cache

@@ -6,7 +6,7 @@ them here registers them all, and :data:`HELP_ORDER` keeps ``leadscore --help`` 
 
 from typer.models import CommandInfo, TyperInfo
 
-from flows.cli import accounts, api, audiences, ingest, leads, learn, nurture, ops, pipeline, score, users  # noqa: F401  (register commands)
+from flows.cli import accounts, api, audiences, ingest, leads, learn, nurture, ops, pipeline, privacy, score, users  # noqa: F401  (register commands)
 from flows.cli.base import app
 
 HELP_ORDER = (

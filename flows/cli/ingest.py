@@ -72,7 +72,10 @@ def _ingest(kind: str, files: list[Path], portfolio: Path | None, json_out: bool
     title = f"ingesting {files[0].name}" if len(files) == 1 else f"ingesting {len(files)} files"
     try:
         with _row_progress(title, files, quiet=json_out) as progress:
-            report, reports = backfill(loaded, kind, files, get_settings().database_url, progress=progress)
+            settings = get_settings()
+            report, reports = backfill(
+                loaded, kind, files, settings.database_url, progress=progress, erasure_secret=settings.erasure_key()
+            )
     except ValueError as exc:  # a file-level problem: unsupported type, bad header
         raise base.fail("cannot ingest", exc) from exc
     # Besides the ingest_rejects table, a sidecar file beside each input for whoever fixes the rows.

@@ -1,4 +1,6 @@
-"""``leadscore leads merge|unmerge|purge-anonymous``: who is who (duplicates and anonymous visitors)."""
+"""``leadscore leads merge|unmerge|purge-anonymous``: who is who (duplicates and anonymous visitors).
+
+The group's erase and export commands live in :mod:`flows.cli.privacy`."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +12,10 @@ from sqlalchemy import Engine
 from flows.cli import base
 from flows.cli.base import JsonOpt, app, console
 
-leads_app = typer.Typer(help="Duplicate leads (merge, unmerge) and anonymous visitors (purge).")
+leads_app = typer.Typer(
+    help="Who is who: merge duplicates, purge anonymous visitors, erase or export a person (GDPR).",
+    no_args_is_help=True,
+)
 app.add_typer(leads_app, name="leads")
 
 AtOpt = Annotated[str | None, typer.Option("--at", help="When it happens (ISO-8601 with zone; default now)")]

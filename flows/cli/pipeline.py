@@ -25,12 +25,14 @@ def init(directory: Path) -> None:
     secrets_file = write_secrets(directory)
     console.print(f"Starter portfolio written to [bold]{literal(directory)}[/bold]: edit portfolio.yaml and models/.")
     console.print(
-        f"Secrets (unsubscribe key) in {literal(secrets_file)}, git-ignored: run leadscore from {literal(directory)}."
+        f"Secrets (unsubscribe and erasure keys) in {literal(secrets_file)}, git-ignored: "
+        f"run leadscore from {literal(directory)}."
     )
 
 
 def write_secrets(directory: Path) -> Path:
-    """A fresh unsubscribe secret in DIRECTORY's git-ignored secrets file (kept when there is one)."""
+    """Fresh unsubscribe and erasure secrets in DIRECTORY's git-ignored secrets file (a secret already
+    there is kept: the erasure key must never change, tombstones are made with it)."""
     import secrets
 
     from store.settings import SECRETS_FILE
@@ -38,7 +40,11 @@ def write_secrets(directory: Path) -> Path:
     path = directory / SECRETS_FILE
     if not path.exists():
         path.touch(mode=0o600)
-        path.write_text(f"LEADSCORE_UNSUBSCRIBE_SECRET={secrets.token_urlsafe(32)}\n")
+    lines = path.read_text().splitlines()
+    for name in ("LEADSCORE_UNSUBSCRIBE_SECRET", "LEADSCORE_ERASURE_SECRET"):
+        if not any(line.startswith(f"{name}=") for line in lines):
+            lines.append(f"{name}={secrets.token_urlsafe(32)}")
+    path.write_text("".join(f"{line}\n" for line in lines))
     ignore = directory / ".gitignore"
     listed = ignore.read_text().splitlines() if ignore.exists() else []
     if SECRETS_FILE not in listed:

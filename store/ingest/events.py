@@ -27,6 +27,7 @@ from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_TEXT_PROPERTIES, Event, Lead, from_micros, to_micros
+from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
 _EVENT_TABLE = Event.__table__
@@ -100,8 +101,12 @@ class _LeadKeys:
         return self.keys
 
 
-def _unknown_lead(lead_id: str) -> str:
-    return f"unknown lead_id {lead_id!r} (ingest leads first)"
+def _refuse_unknown(run: Ingestion, row: Raw, lead_id: str, erased: Erased | None) -> None:
+    """An event of no stored lead: an erased person's is refused without keeping its content."""
+    if erased is not None and erased.match(lead_id) is not None:
+        run.rejects.add(row, "lead_id", ERASED_REASON, redact=True)
+    else:
+        run.rejects.add(row, "lead_id", f"unknown lead_id {lead_id!r} (ingest leads first)")
 
 
 @dataclass
@@ -116,6 +121,7 @@ class _RowByRowSteps:
     plan_names: list[str] | None = None
     plan: CsvPlan = field(default_factory=list)
     lead_keys: _LeadKeys = field(default_factory=_LeadKeys)
+    erased: Erased | None = None
 
     def prepare(self, rows: list[Raw], run: Ingestion) -> list[tuple[Raw, EventRow]]:
         items: list[dict[str, Any]] = []
@@ -151,7 +157,7 @@ class _RowByRowSteps:
                 continue
             key = lead_keys.get(model.lead_id)
             if key is None:
-                run.rejects.add(row, "lead_id", _unknown_lead(model.lead_id))
+                _refuse_unknown(run, row, model.lead_id, self.erased)
                 continue
             events.append({"lead_key": key, **values})
             explicit.append(model.machine is not None)
@@ -196,6 +202,7 @@ class _ColumnarSteps:
     columns: EventColumns
     detector: MachineDetector
     lead_keys: _LeadKeys = field(default_factory=_LeadKeys)
+    erased: Erased | None = None
 
     def prepare(self, rows: list[Raw], run: Ingestion) -> AcceptedEvents:
         return self.columns.accept(rows, run.rejects.add)
@@ -209,7 +216,7 @@ class _ColumnarSteps:
         if len(known) + len(visitors.events) < len(keys):
             for i, key in enumerate(keys):
                 if key is None and accepted.lead_id[i] is not None:
-                    run.rejects.add(accepted.rows[i], "lead_id", _unknown_lead(accepted.lead_id[i]))
+                    _refuse_unknown(run, accepted.rows[i], accepted.lead_id[i], self.erased)
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
@@ -321,6 +328,7 @@ def ingest_events(
     chunk_size: int = 50_000,
     progress: Progress | None = None,
     row_by_row: bool = False,
+    erased: Erased | None = None,
 ) -> IngestReport:
     """Insert events (ignore an ``event_id`` already stored: events are immutable).
 
@@ -328,6 +336,7 @@ def ingest_events(
     promoted from the properties when the row has no column for it; CSV columns that are not event
     fields become properties. An explicit ``machine`` value on the row wins over detection.
     ``row_by_row`` takes the reference path the columnar one is tested against (same results, slower).
+    An event of an ``erased`` person is refused without keeping its content.
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
@@ -335,9 +344,10 @@ def ingest_events(
     adapter, hints = event_row_adapter(types, lines), event_hints(types, product_lines)
     steps: _RowByRowSteps | _ColumnarSteps
     if row_by_row:
-        steps = _RowByRowSteps(adapter, hints, detector)
+        steps = _RowByRowSteps(adapter, hints, detector, erased=erased)
     else:
-        steps = _ColumnarSteps(EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS)), detector)
+        columns = EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS))
+        steps = _ColumnarSteps(columns, detector, erased=erased)
     repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
     return run_chunks(
         engine,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ from store.ingest.split import Splitter, split_lead
 from store.ingest.validation import validate
 from store.ingest.visitors import Visitors
 from store.tables import Lead
+from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
 _LEAD_FLAGS = frozenset({"email_opt_in", "ads_opt_in"})
 _SPLIT_LINES = re.compile(r"[,;]")
+_SUPPRESSED = ("email_opt_in", "ads_opt_in", "unsubscribed_at")
 
 
 def _interest_lines(attributes: dict[str, Any]) -> list[str]:
@@ -91,6 +93,7 @@ class _RecordSteps:
     csv_values: bool
     product_lines: set[str] | None
     splitter: Splitter
+    erased: Erased | None = None
 
     def prepare(self, rows: list[Raw], run: Ingestion) -> _Latest:
         items: list[dict[str, Any]] = []
@@ -109,6 +112,15 @@ class _RecordSteps:
         id_name = self.kind.id_name
         for index, model in good:
             attributes, cleared = extras[index]
+            present = set(model.model_fields_set)
+            erased = None if self.erased is None else self.erased.match(model.lead_id, model.email)
+            if erased is not None and self.erased is not None:
+                if self.erased.policy == "refuse":
+                    run.rejects.add(rows[index], erased, ERASED_REASON, redact=True)
+                    continue
+                when = model.unsubscribed_at or datetime.now(UTC)
+                model = model.model_copy(update={"email_opt_in": False, "ads_opt_in": False, "unsubscribed_at": when})
+                present.update(_SUPPRESSED)
             lines = _interest_lines(attributes) if self.kind is _LEADS else []
             unknown = [ln for ln in lines if product_lines is not None and ln not in product_lines]
             if unknown:
@@ -118,7 +130,6 @@ class _RecordSteps:
             run.report.accepted += 1
             identifier = getattr(model, id_name)
             accepted.append(identifier)
-            present = set(model.model_fields_set)
             latest.pop(identifier, None)  # keep file order: the last row of an id wins
             latest[identifier] = (model, attributes, cleared, present, lines)
         if run.ids is not None:
@@ -185,6 +196,7 @@ def ingest_leads(
     product_lines: set[str] | None = None,
     chunk_size: int = 50_000,
     progress: Progress | None = None,
+    erased: Erased | None = None,
 ) -> IngestReport:
     """Upsert leads on ``lead_id``; ``key`` is assigned once by the database and never changes.
 
@@ -192,9 +204,11 @@ def ingest_leads(
     ``unsubscribed_at``/``bounced_at``); a column absent from the file (or a key absent from a JSON
     line) keeps the stored value. Unknown columns are free ``attributes``, kept as text from CSV.
     A lead whose stored content would not change is not written, so re-ingesting reports 0/0.
-    Within one chunk a repeated ``lead_id`` keeps its last row.
+    Within one chunk a repeated ``lead_id`` keeps its last row. A row of an ``erased`` person (by lead id
+    or email) is refused without keeping its content, or stored suppressed, as the portfolio's
+    ``privacy: after_erasure`` says.
     """
-    steps = _RecordSteps(_LEADS, is_csv(path), product_lines, Splitter(_LEADS.fields))
+    steps = _RecordSteps(_LEADS, is_csv(path), product_lines, Splitter(_LEADS.fields), erased)
     return run_chunks(
         engine,
         path,

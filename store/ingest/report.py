@@ -121,8 +121,9 @@ class RejectLedger:
         self.report = report
         self.pending: list[Reject] = []
 
-    def add(self, row: Raw, field_name: str | None, reason: str) -> None:
-        reject = Reject(row.line, field_name, reason, row.raw, self.report.source)
+    def add(self, row: Raw, field_name: str | None, reason: str, *, redact: bool = False) -> None:
+        """``redact``: keep the line and the reason only (an erased person's row must not be stored again)."""
+        reject = Reject(row.line, field_name, reason, {} if redact else row.raw, self.report.source)
         self.pending.append(reject)
         self.report.rejects.append(reject)
         self.report.rejected += 1

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.cli.pipeline import write_secrets
 from flows.database import engine_for
 from store.api_keys import check_key
 from store.settings import SECRETS_FILE, Settings, get_settings
@@ -55,10 +56,19 @@ def test_init_writes_a_git_ignored_secret_that_settings_read(tmp_path: Path, mon
     target = tmp_path / "acme"
     assert CliRunner().invoke(app, ["init", str(target)]).exit_code == 0
     secrets_file = target / SECRETS_FILE
-    line = secrets_file.read_text()
+    line, erasure = secrets_file.read_text().splitlines()
     assert line.startswith("LEADSCORE_UNSUBSCRIBE_SECRET=") and len(line.strip().split("=", 1)[1]) == 43
+    assert erasure.startswith("LEADSCORE_ERASURE_SECRET=") and len(erasure.split("=", 1)[1]) == 43
     assert stat.S_IMODE(os.stat(secrets_file).st_mode) == 0o600
     assert (target / ".gitignore").read_text().splitlines()[-1] == SECRETS_FILE
     monkeypatch.chdir(target)
     monkeypatch.delenv("LEADSCORE_UNSUBSCRIBE_SECRET", raising=False)
+    monkeypatch.delenv("LEADSCORE_ERASURE_SECRET", raising=False)
     assert Settings().unsubscribe_secret.get_secret_value() == line.strip().split("=", 1)[1]  # type: ignore[union-attr]
+    assert Settings().erasure_key().get_secret_value() == erasure.split("=", 1)[1]  # type: ignore[union-attr]
+    secrets_file.write_text(line + "\n")  # a store made before erasure existed gains its key, the other kept
+    write_secrets(target)
+    kept, added = secrets_file.read_text().splitlines()
+    assert kept == line and added.startswith("LEADSCORE_ERASURE_SECRET=") and added != erasure
+    write_secrets(target)
+    assert secrets_file.read_text().splitlines() == [kept, added]
