@@ -6,8 +6,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from flows.report.sections import ReportScope, Section
 from nurture.mail import PROJECT_TEMPLATES as TEMPLATES
+from nurture.report.sections import ReportScope, Section
 
 
 def render_page(template: str, **context: Any) -> str:
