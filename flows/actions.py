@@ -112,7 +112,7 @@ def post_to_chats(firings: list[dict[str, Any]], *, deadline_s: float = 5.0, bud
     return outcomes + _settle(calls, post_all([call for _, call in calls], deadline_s=deadline_s, budget_s=budget_s))
 
 
-def _sender(portfolio: Portfolio, mail_from: str) -> Sender:
+def sender_for(portfolio: Portfolio, mail_from: str) -> Sender:
     """The portfolio's nurture sender when it has one, else ``mail_from`` (``LEADSCORE_MAIL_FROM``)."""
     spec = load_nurture(portfolio)
     if spec.sender is not None:
@@ -128,7 +128,7 @@ def notify_owners(
     if not firings:
         return outcomes
     mailer, now = Mailer.for_portfolio(portfolio.path), datetime.now(UTC)
-    sender = _sender(portfolio, settings.mail_from)
+    sender = sender_for(portfolio, settings.mail_from)
     firing_of: dict[str, int] = {}
 
     def alerts() -> Iterator[Outgoing]:  # made as delivery takes them: a first run alerts thousands
@@ -210,7 +210,9 @@ def execute_actions(engine: Engine, portfolio: Portfolio, settings: Settings) ->
     deadline = settings.webhook_deadline
     digested = [firing for firing in alerts if is_digest(firing)]
     outcomes = (
-        send_digests(engine, portfolio, digested, _sender(portfolio, settings.mail_from), settings, datetime.now(UTC))
+        send_digests(
+            engine, portfolio, digested, sender_for(portfolio, settings.mail_from), settings, datetime.now(UTC)
+        )
         + notify_owners(engine, portfolio, [firing for firing in alerts if not is_digest(firing)], settings)
         + run_webhooks(by_action.get("webhook", []), deadline_s=deadline, budget_s=settings.webhook_budget)
         + post_to_chats(by_action.get("chat", []), deadline_s=deadline, budget_s=settings.webhook_budget)

@@ -56,10 +56,11 @@ def mount(
     if settings.session_secret is None:
         log.warning("the console is off: set LEADSCORE_SESSION_SECRET (32+ characters) to serve it")
         return
-    from service.console import pages
+    from service.console import lead, leads, queue, signin
 
     app.state.console = build_console(portfolio, tracks, settings)
-    app.include_router(pages.router)
+    for pages in (signin, leads, lead, queue):
+        app.include_router(pages.router)
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _exc: Any) -> RedirectResponse:
