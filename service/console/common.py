@@ -28,6 +28,7 @@ NOTICES = {
     "accepted": "Accepted.",
     "rejected": "Rejected and sent back to nurture.",
     "user": "User added.",
+    "testsent": "Test-sent (not recorded as a send).",
 }
 
 
