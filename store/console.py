@@ -77,7 +77,7 @@ def _starts_with(column: Any, prefix: str) -> Any:
     return and_(func.lower(column) >= low, func.lower(column) < low[:-1] + chr(ord(low[-1]) + 1))
 
 
-def _filtered(flt: LeadFilter) -> Select[Any]:
+def _filtered(flt: LeadFilter, *, probe: bool = False) -> Select[Any]:
     stmt = select(*LIST_COLUMNS).select_from(_JOURNEYS.join(_LEADS, _LEADS.c.key == _JOURNEYS.c.lead_key))
     if flt.q:
         q = flt.q.strip()
@@ -92,20 +92,39 @@ def _filtered(flt: LeadFilter) -> Select[Any]:
         if value:
             stmt = stmt.where(column == value)
     if flt.mql_since is not None:
-        reached = select(_MILESTONES.c.journey_id).where(
-            _MILESTONES.c.qualification == flt.since_qualification, _MILESTONES.c.reached_at >= flt.mql_since
-        )
-        stmt = stmt.where(_JOURNEYS.c.id.in_(reached))  # one list, probed while the score index is walked
+        reached = _reached(flt)
+        if probe:  # walk the journeys in score order, each probed by its (journey, qualification) key
+            stmt = stmt.where(reached.where(_MILESTONES.c.journey_id == _JOURNEYS.c.id).exists())
+        else:  # read the few matches off the (qualification, reached_at, journey) index, then sort them
+            stmt = stmt.where(_JOURNEYS.c.id.in_(reached.with_only_columns(_MILESTONES.c.journey_id)))
     if flt.sort == "lead_id":
         return stmt.order_by(_LEADS.c.lead_id, _JOURNEYS.c.product_line)
-    score = _JOURNEYS.c.score.asc() if flt.sort == "score_asc" else _JOURNEYS.c.score.desc()
-    return stmt.order_by(score.nulls_last(), _JOURNEYS.c.id)
+    if flt.sort == "score_asc":
+        return stmt.order_by(_JOURNEYS.c.score.asc().nulls_last(), _JOURNEYS.c.id)
+    # Ties in the score index's own order (score, then id, both descending): a walk that stops after a page
+    # needs no sort of a whole group of equal scores.
+    return stmt.order_by(_JOURNEYS.c.score.desc().nulls_last(), _JOURNEYS.c.id.desc())
+
+
+def _reached(flt: LeadFilter) -> Select[Any]:
+    return select(1).where(
+        _MILESTONES.c.qualification == flt.since_qualification, _MILESTONES.c.reached_at >= flt.mql_since
+    )
+
+
+# "Became MQL since" matching more milestones than this is served by walking the score index and probing
+# each journey (a page fills early); fewer, by reading the matches and sorting them (≈ 1 µs a match).
+PROBE_ABOVE = 20_000
 
 
 def list_leads(engine: Engine, flt: LeadFilter, page: int, per_page: int) -> tuple[list[dict[str, Any]], bool]:
     """One page of the list and whether another follows (no total count: it would scan every match)."""
-    stmt = _filtered(flt).limit(per_page + 1).offset(max(page - 1, 0) * per_page)
     with engine.connect() as conn:
+        probe = False
+        if flt.mql_since is not None:
+            matches = _reached(flt).limit(PROBE_ABOVE + 1).subquery()  # counted up to the threshold only
+            probe = conn.execute(select(func.count()).select_from(matches)).scalar_one() > PROBE_ABOVE
+        stmt = _filtered(flt, probe=probe).limit(per_page + 1).offset(max(page - 1, 0) * per_page)
         rows = [dict(row._mapping) for row in conn.execute(stmt)]
     return rows[:per_page], len(rows) > per_page
 

@@ -5,7 +5,7 @@ page). One grouped read and a Polars explode: no Python loop over journeys."""
 from __future__ import annotations
 
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from store.reader import read_frame
 from store.shapes import BREAKDOWN_TYPE
@@ -17,6 +17,12 @@ _LATEST = (
 )
 SCHEMA = {"product_line": pl.Utf8(), "stage": pl.Utf8(), "rule": pl.Utf8(), "journeys": pl.UInt32(),
           "points": pl.Float64()}  # fmt: skip
+
+
+def latest_snapshot(engine: Engine) -> int | None:
+    """The id of the newest snapshot: the usage changes only when a run writes one (a cache key)."""
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT MAX(id) FROM score_snapshots")).scalar_one()
 
 
 def rule_usage(engine: Engine) -> pl.DataFrame:

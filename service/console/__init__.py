@@ -4,7 +4,7 @@ portfolio), signed-cookie sessions and CSRF-checked forms. ``mount`` is the serv
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +34,7 @@ class Console:
     sales: SalesSpec
     tracks: dict[str, list[str]]  # product line → its nurture tracks
     nurture: Context  # tracks, templates and sender: what previews are composed with
+    cache: dict[str, Any] = field(default_factory=dict)  # slow reads kept until the store changes (models page)
 
 
 def build_console(portfolio: Portfolio, tracks: dict[str, list[str]], settings: ConsoleSettings) -> Console:

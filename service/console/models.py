@@ -15,7 +15,7 @@ from models.wording import rules
 from service.console.common import render, session_of
 from service.console.sessions import require
 from stages.portfolio import Portfolio
-from store.rule_usage import rule_usage
+from store.rule_usage import latest_snapshot, rule_usage
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -57,15 +57,20 @@ def stage_models(portfolio: Portfolio, usage: dict[tuple[str, str, str], tuple[i
     return lines
 
 
-def _page_data(service: Any) -> dict[str, Any]:
-    frame = rule_usage(service.engine)
-    usage = {(line, stage, rule): (n, total) for line, stage, rule, n, total in frame.iter_rows()}
-    return {"lines": stage_models(service.portfolio, usage)}
+def _page_data(service: Any, cache: dict[str, Any]) -> dict[str, Any]:
+    """Made again only after a run wrote snapshots (the rules' use reads every journey's latest one; the
+    portfolio is the process's own)."""
+    latest = latest_snapshot(service.engine)
+    if cache.get("models_at") != latest or "models" not in cache:
+        frame = rule_usage(service.engine)
+        usage = {(line, stage, rule): (n, total) for line, stage, rule, n, total in frame.iter_rows()}
+        cache["models"], cache["models_at"] = {"lines": stage_models(service.portfolio, usage)}, latest
+    return cache["models"]
 
 
 @router.get("/models", response_class=HTMLResponse)
 async def models(request: Request) -> HTMLResponse:
     session = await session_of(request)
     require(session, "models")
-    found = await run_in_threadpool(_page_data, request.app.state.service)
+    found = await run_in_threadpool(_page_data, request.app.state.service, request.app.state.console.cache)
     return render(request, session, "models.html.j2", **found)
