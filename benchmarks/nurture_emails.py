@@ -86,8 +86,8 @@ def render_and_write(workdir: Path, n: int, dkim: bool) -> dict[str, float]:
 def full_run(workdir: Path, n: int) -> dict[str, float]:
     from sqlalchemy import insert
 
-    from flows.nurture_context import load_context
     from flows.nurture_run import nurture_once
+    from nurture.context import load_context
     from store.db import make_engine
     from store.settings import Settings
     from store.tables import Journey, Lead

@@ -1,5 +1,5 @@
 """``daily_pipeline``: the scheduled run of DESIGN §4 — ingest the drop folder, score (with transitions
-and triggers), nurture, refresh the ad audiences, report.
+and triggers), alert the owners of overdue queue items, nurture, refresh the ad audiences, report.
 
 The drop folder holds one sub-folder per kind, read in this order: ``leads/``, ``accounts/``, ``events/``,
 ``stage_updates/`` (CSV or JSONL). A file that was read goes to ``processed/DATE/`` (with its
@@ -28,6 +28,7 @@ from flows.database import engine_for
 from flows.ingestion import ingest_file
 from flows.locking import writing
 from flows.nurture_run import run_nurture
+from flows.queue_alerts import alert_overdue
 from flows.report import report_task
 from flows.scoring import scoring_flow
 from flows.startup import enter_flow
@@ -112,9 +113,9 @@ def daily_pipeline(
     report_path: str | None = "report.html",
     outbox_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest → score (transitions, triggers) → accounts (when a line has an account model) → nurture →
-    audience exports (into ``audiences_dir``) →
-    the HTML report (``report_path``; None: no report this run) and its key tables as artifacts.
+    """Ingest → score (transitions, triggers) → accounts (when a line has an account model) → overdue queue
+    alerts → nurture → audience exports (into ``audiences_dir``) → anonymous-visitor retention → the HTML
+    report (``report_path``; None: no report this run) and its key tables as artifacts.
 
     Each step runs even when an earlier one failed for part of the data (scores of the other partitions
     are stored), and the run fails at the end if any step did; re-running it is idempotent.
@@ -134,7 +135,7 @@ def daily_pipeline(
     # One writing run per portfolio and store, for the whole pipeline.
     with writing(engine_for(database_url), portfolio, settings.run_lock_wait):
         accounts = any(line.account_model is not None for line in portfolio.product_lines.values())
-        steps_total = 4 + accounts + (report_path is not None) + (folder is not None)
+        steps_total = 5 + accounts + (report_path is not None) + (folder is not None)
         started = time.perf_counter()
         if folder is not None:
             progress.report("daily pipeline", 0, steps_total, "ingest")
@@ -144,6 +145,7 @@ def daily_pipeline(
         score = scoring_flow(settings)  # on the task runner the settings name
         steps = [
             ("score", lambda: score(portfolio_path, as_of=as_of, database_url=database_url, outbox_dir=outbox_dir)),
+            ("overdue", lambda: alert_overdue(engine_for(database_url), portfolio, settings, as_of)),
             (
                 "nurture",
                 lambda: run_nurture(portfolio_path, database_url=database_url, as_of=as_of, outbox_dir=outbox_dir),

@@ -14,20 +14,11 @@ from sqlalchemy import Engine
 
 from nurture.delivery import DeliveryResult, Options, deliver
 from nurture.messages import Outgoing
-from nurture.signing import DkimSigner
+from nurture.signing import signer_for
 from nurture.tokens import check_secret
 from nurture.transports import transport_for
 from store.outbox import SqlOutbox
 from store.settings import Settings
-
-
-def signer_for(settings: Settings) -> DkimSigner | None:
-    """The DKIM signer when a key file is configured (with its selector and domain), else none."""
-    if settings.dkim_key_file is None:
-        return None
-    if not (settings.dkim_selector and settings.dkim_domain):
-        raise ValueError("LEADSCORE_DKIM_KEY_FILE needs LEADSCORE_DKIM_SELECTOR and LEADSCORE_DKIM_DOMAIN")
-    return DkimSigner.from_file(settings.dkim_key_file, selector=settings.dkim_selector, domain=settings.dkim_domain)
 
 
 def unsubscribe_secret(settings: Settings) -> str:

@@ -7,8 +7,8 @@ entrypoint, and a module of that name would then shadow the ``nurture`` package.
 Prefect flow around it with an artifact summarising enrolments, sends and exits.
 
 The decisions are ``nurture.core``'s (state in, plan out); this module reads, writes and delivers. The
-emails are composed by ``flows.nurture_emails`` (which also makes previews) from what
-``flows.nurture_context`` loads.
+emails are composed by ``nurture.composing`` (which also makes previews) from what
+``nurture.context`` loads.
 
 Crash safety: suppressions, exits and enrolments are committed first (a re-run sees them and does not
 repeat them); emails go through the at-most-once outbox with Message-IDs derived from
@@ -38,9 +38,9 @@ from flows.database import engine_for
 from flows.exclusions import excluded_now
 from flows.locking import writing
 from flows.mailing import send_messages, unsubscribe_secret
-from flows.nurture_context import Context, load_context
-from flows.nurture_emails import compose_emails
 from flows.startup import enter_flow
+from nurture.composing import compose_emails
+from nurture.context import Context, load_context
 from nurture.core import State, decide_entries, settle
 from nurture.messages import Outgoing
 from nurture.steps import plan_steps, sent_already

@@ -10,9 +10,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.database import engine_for
 from flows.startup import enter_flow
-from models.learning.review import DECILES, ReviewSettings, lift_by_decile, review_qualified, review_stages
-from models.spec import Bands
-from stages.portfolio import Portfolio, load_portfolio
+from models.learning.review import DECILES, lift_by_decile, review_qualified, review_stages
+from stages.portfolio import load_portfolio
+from stages.review import review_settings, stage_bands
 from store.outcomes import qualified_journeys, scored_outcomes
 
 
@@ -55,20 +55,6 @@ def review_models(
         response = httpx.post(monitoring.notify_webhook, json={"kind": "model-review", **report}, timeout=10)
         report["notified"] = response.status_code
     return report
-
-
-def review_settings(portfolio: Portfolio) -> ReviewSettings:
-    """The portfolio's ``monitoring:`` as the review's thresholds (the flow and the report judge alike)."""
-    monitoring = portfolio.spec.monitoring
-    return ReviewSettings(
-        auc_floor=monitoring.auc_floor,
-        mql_to_opportunity_target=monitoring.mql_to_opportunity_target,
-        min_leads_per_band=monitoring.min_leads_per_band,
-    )
-
-
-def stage_bands(portfolio: Portfolio) -> dict[tuple[str, str], Bands]:
-    return {(line.name, s.name): s.bands for line in portfolio.product_lines.values() for s in line.funnel}
 
 
 def _markdown(report: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from nurture.tokens import unsubscribe_token
 from nurture.tracking import track_html
 
 EMAIL_POLICY = SMTP.clone(max_line_length=998)
-KINDS = ("owner_alert", "nurture")
+KINDS = ("owner_alert", "nurture", "sla_alert")
 _LINE = 76  # characters per folded header line
 _WORD_BYTES = 39  # UTF-8 bytes per encoded word: 52 base64 characters, a 64-character word, a 73-character line
 
@@ -41,7 +41,7 @@ class Outgoing:
     """One message ready for delivery, keyed by its stable ``message_id`` (without angle brackets)."""
 
     message_id: str
-    kind: str  # owner_alert | nurture
+    kind: str  # owner_alert | nurture | sla_alert
     ref: str  # what caused it: firing:<id>, enrolment:<id>:<step>
     lead_key: int
     run_id: str
@@ -289,6 +289,39 @@ def account_alert(
         kind="owner_alert",  # an internal alert like a lead's: no unsubscribe links, its own ref
         ref=f"account-firing:{firing_id}",
         lead_key=0,
+        run_id=run_id,
+        to=to,
+        sender=sender,
+        date=date,
+    )
+
+
+def sla_alert(
+    mailer: Mailer,
+    *,
+    item: Mapping[str, Any],
+    product_line: Mapping[str, Any],
+    to: str,
+    sender: Sender,
+    run_id: str,
+    date: datetime,
+) -> Outgoing:
+    """The owner's alert for a queue item past its SLA (``ref`` ``sla:<journey_id>:<qualification>``, so one
+    item can only ever give one Message-ID). ``item``: the queue row (lead fields, ``lead_key``, ``stage``,
+    ``score``, ``qualification``, ``reached_at``, ``due_at``, ``breakdown``)."""
+    context = {
+        "lead": lead_context(item),
+        "product_line": dict(product_line),
+        "item": {name: item[name] for name in ("stage", "score", "qualification", "reached_at", "due_at")},
+        "breakdown": [dict(entry) for entry in item["breakdown"]],
+    }
+    return compose(
+        mailer,
+        "sla_alert",
+        context,
+        kind="sla_alert",
+        ref=f"sla:{item['journey_id']}:{item['qualification']}",
+        lead_key=int(item["lead_key"]),
         run_id=run_id,
         to=to,
         sender=sender,

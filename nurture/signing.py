@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim import fold, hash_headers, rfc822_parse
 from dkim.canonicalization import CanonicalizationPolicy
 
+from store.settings import Settings
+
 # From, Subject, Date, List-Unsubscribe and List-Unsubscribe-Post must be signed (RFC 8058 §3.1);
 # the others tie the signature to this recipient, message and MIME structure.
 SIGNED_HEADERS = (
@@ -73,3 +75,12 @@ class DkimSigner:
         signature = base64.b64encode(self.key.sign(digest.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256())))
         folded = b"\r\n ".join(signature[start : start + 72] for start in range(0, len(signature), 72))
         return b"DKIM-Signature: " + value + folded + b"\r\n" + message
+
+
+def signer_for(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer when a key file is configured (with its selector and domain), else none."""
+    if settings.dkim_key_file is None:
+        return None
+    if not (settings.dkim_selector and settings.dkim_domain):
+        raise ValueError("LEADSCORE_DKIM_KEY_FILE needs LEADSCORE_DKIM_SELECTOR and LEADSCORE_DKIM_DOMAIN")
+    return DkimSigner.from_file(settings.dkim_key_file, selector=settings.dkim_selector, domain=settings.dkim_domain)

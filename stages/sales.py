@@ -21,3 +21,7 @@ class SalesSpec(Spec):
         """When sales must have answered a journey that reached ``qualification`` (None: no SLA)."""
         hours = self.sla_hours.get(qualification)
         return None if hours is None else reached_at + timedelta(hours=hours)
+
+    def cutoffs(self, now: datetime) -> dict[str, datetime]:
+        """Per qualification with an SLA: an item that reached it before this time is overdue at ``now``."""
+        return {name: now - timedelta(hours=hours) for name, hours in self.sla_hours.items()}

@@ -1,10 +1,11 @@
-"""Reads and writes of the console: the leads list, what a lead page shows beyond ``lead_history``, the sales
-queue, and the actions people take (each written with its audit entry in one transaction)."""
+"""Reads and writes of the console: the leads list, what a lead page shows beyond ``lead_history``, and the
+actions people take on a lead (each written with its audit entry in one transaction). The sales queue is in
+``store.console_queue``."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,7 +77,7 @@ def _starts_with(column: Any, prefix: str) -> Any:
     return and_(func.lower(column) >= low, func.lower(column) < low[:-1] + chr(ord(low[-1]) + 1))
 
 
-def _filtered(flt: LeadFilter) -> Select[Any]:
+def _filtered(flt: LeadFilter, *, probe: bool = False) -> Select[Any]:
     stmt = select(*LIST_COLUMNS).select_from(_JOURNEYS.join(_LEADS, _LEADS.c.key == _JOURNEYS.c.lead_key))
     if flt.q:
         q = flt.q.strip()
@@ -91,20 +92,39 @@ def _filtered(flt: LeadFilter) -> Select[Any]:
         if value:
             stmt = stmt.where(column == value)
     if flt.mql_since is not None:
-        reached = select(_MILESTONES.c.journey_id).where(
-            _MILESTONES.c.qualification == flt.since_qualification, _MILESTONES.c.reached_at >= flt.mql_since
-        )
-        stmt = stmt.where(_JOURNEYS.c.id.in_(reached))  # one list, probed while the score index is walked
+        reached = _reached(flt)
+        if probe:  # walk the journeys in score order, each probed by its (journey, qualification) key
+            stmt = stmt.where(reached.where(_MILESTONES.c.journey_id == _JOURNEYS.c.id).exists())
+        else:  # read the few matches off the (qualification, reached_at, journey) index, then sort them
+            stmt = stmt.where(_JOURNEYS.c.id.in_(reached.with_only_columns(_MILESTONES.c.journey_id)))
     if flt.sort == "lead_id":
         return stmt.order_by(_LEADS.c.lead_id, _JOURNEYS.c.product_line)
-    score = _JOURNEYS.c.score.asc() if flt.sort == "score_asc" else _JOURNEYS.c.score.desc()
-    return stmt.order_by(score.nulls_last(), _JOURNEYS.c.id)
+    if flt.sort == "score_asc":
+        return stmt.order_by(_JOURNEYS.c.score.asc().nulls_last(), _JOURNEYS.c.id)
+    # Ties in the score index's own order (score, then id, both descending): a walk that stops after a page
+    # needs no sort of a whole group of equal scores.
+    return stmt.order_by(_JOURNEYS.c.score.desc().nulls_last(), _JOURNEYS.c.id.desc())
+
+
+def _reached(flt: LeadFilter) -> Select[Any]:
+    return select(1).where(
+        _MILESTONES.c.qualification == flt.since_qualification, _MILESTONES.c.reached_at >= flt.mql_since
+    )
+
+
+# "Became MQL since" matching more milestones than this is served by walking the score index and probing
+# each journey (a page fills early); fewer, by reading the matches and sorting them (≈ 1 µs a match).
+PROBE_ABOVE = 20_000
 
 
 def list_leads(engine: Engine, flt: LeadFilter, page: int, per_page: int) -> tuple[list[dict[str, Any]], bool]:
     """One page of the list and whether another follows (no total count: it would scan every match)."""
-    stmt = _filtered(flt).limit(per_page + 1).offset(max(page - 1, 0) * per_page)
     with engine.connect() as conn:
+        probe = False
+        if flt.mql_since is not None:
+            matches = _reached(flt).limit(PROBE_ABOVE + 1).subquery()  # counted up to the threshold only
+            probe = conn.execute(select(func.count()).select_from(matches)).scalar_one() > PROBE_ABOVE
+        stmt = _filtered(flt, probe=probe).limit(per_page + 1).offset(max(page - 1, 0) * per_page)
         rows = [dict(row._mapping) for row in conn.execute(stmt)]
     return rows[:per_page], len(rows) > per_page
 
@@ -274,105 +294,3 @@ def request_track(engine: Engine, key: int, track: str, action: str, actor: str,
     with engine.begin() as conn:
         insert_ignore(conn, _REQUESTS, [row])
         audit.record(conn, actor, action, lead_key=key, at=now, track=track, reason=reason)
-
-
-# ── the sales queue ─────────────────────────────────────────────────────────────────────────────
-
-
-def queue(engine: Engine, qualifications: Sequence[str], owner: str | None, limit: int = 500) -> list[dict[str, Any]]:
-    """Qualification milestones sales has not answered yet, oldest first (of ``owner``'s leads, when given):
-    one row per (journey, qualification) with the breakdown that reached it."""
-    decided = select(_DECISIONS.c.id).where(
-        _DECISIONS.c.journey_id == _MILESTONES.c.journey_id, _DECISIONS.c.qualification == _MILESTONES.c.qualification
-    )
-    stmt = (
-        select(
-            _MILESTONES.c.journey_id,
-            _MILESTONES.c.lead_key,
-            _MILESTONES.c.product_line,
-            _MILESTONES.c.qualification,
-            _MILESTONES.c.reached_at,
-            _MILESTONES.c.breakdown,
-            _JOURNEYS.c.stage,
-            _JOURNEYS.c.score,
-            _JOURNEYS.c.band,
-            _LEADS.c.lead_id,
-            _LEADS.c.first_name,
-            _LEADS.c.last_name,
-            _LEADS.c.company,
-            _LEADS.c.owner_email,
-        )
-        .select_from(
-            _MILESTONES.join(_JOURNEYS, _JOURNEYS.c.id == _MILESTONES.c.journey_id).join(
-                _LEADS, _LEADS.c.key == _MILESTONES.c.lead_key
-            )
-        )
-        .where(_MILESTONES.c.qualification.in_(list(qualifications)), ~decided.exists())
-        .order_by(_MILESTONES.c.reached_at, _MILESTONES.c.id)
-        .limit(limit)
-    )
-    if owner is not None:
-        stmt = stmt.where(_LEADS.c.owner_email == owner)
-    with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(stmt)]
-
-
-def decide(
-    engine: Engine,
-    journey: dict[str, Any],
-    product_line: str,
-    decision: str,
-    actor: str,
-    *,
-    reason_code: str | None = None,
-    next_stage: str | None = None,
-    recycle_track: str | None = None,
-) -> int:
-    """Answer every open milestone of a journey at once (accepted or rejected); an acceptance moves it to
-    ``next_stage``, a rejection recycles it into ``recycle_track``. Returns the milestones answered."""
-    now = datetime.now(UTC)
-    key = journey["key"]
-    decided = select(_DECISIONS.c.qualification).where(_DECISIONS.c.journey_id == journey["id"])
-    open_milestones = select(_MILESTONES.c.qualification).where(
-        _MILESTONES.c.journey_id == journey["id"], _MILESTONES.c.qualification.not_in(decided)
-    )
-    with engine.begin() as conn:
-        qualifications = list(conn.execute(open_milestones).scalars())
-        rows = [
-            {
-                "journey_id": journey["id"],
-                "lead_key": key,
-                "product_line": product_line,
-                "qualification": qualification,
-                "decision": decision,
-                "reason_code": reason_code,
-                "actor": actor,
-                "at": now,
-            }
-            for qualification in qualifications
-        ]
-        answered = insert_ignore(conn, _DECISIONS, rows)
-        if not answered:
-            return 0
-        detail: dict[str, Any] = {"qualifications": qualifications, "reason_code": reason_code}
-        if next_stage is not None:
-            update = {"lead_key": key, "product_line": product_line, "stage": next_stage, "changed_at": now}
-            insert_ignore(conn, _UPDATES, [update | {"source": f"console:{actor}", "ingested_at": now}])
-            detail["stage"] = next_stage
-        if recycle_track is not None:
-            request = {"track": recycle_track, "lead_key": key, "action": "enrol", "requested_at": now}
-            reason = f"rejected by sales: {reason_code}"
-            insert_ignore(conn, _REQUESTS, [request | {"reason": reason, "run_id": "console"}])
-            detail["track"] = recycle_track
-        action = {"accepted": "accept", "rejected": "reject"}[decision]
-        audit.record(conn, actor, action, lead_key=key, product_line=product_line, at=now, **detail)
-    return answered
-
-
-def owners(engine: Engine) -> list[str]:
-    """The owners leads are assigned to (the queue's per-owner filter)."""
-    stmt = (
-        select(_LEADS.c.owner_email).where(_LEADS.c.owner_email.is_not(None)).distinct().order_by(_LEADS.c.owner_email)
-    )
-    with engine.connect() as conn:
-        return list(conn.execute(stmt).scalars())

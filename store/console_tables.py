@@ -1,4 +1,5 @@
-"""Tables of the console: its users, the audit of every action taken in it, and the sales queue's decisions."""
+"""Tables of the console: its users, the audit of every action taken in it, the sales queue's decisions and its
+overdue alerts."""
 
 from datetime import datetime
 from typing import Any
@@ -6,7 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, String, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
-from store.tables import Journey, Lead, _time
+from store.tables import Journey, Lead, QualificationMilestone, _time
 
 
 class ConsoleUser(SQLModel, table=True):
@@ -54,6 +55,24 @@ class QueueDecision(SQLModel, table=True):
     at: datetime = _time(nullable=False)
 
 
+class QueueAlert(SQLModel, table=True):
+    """An overdue queue item's alert to its owner: one per (journey, qualification), ever. Written once the
+    outbox took the message (whose Message-ID derives from the item), so a crash in between re-sends nothing."""
+
+    __tablename__ = "queue_alerts"
+    __table_args__ = (UniqueConstraint("journey_id", "qualification", name="ux_queue_alerts_journey"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int
+    lead_key: int
+    qualification: str
+    due_at: datetime = _time(nullable=False)
+    to_address: str | None = None
+    message_id: str | None = None
+    status: str  # the outbox's answer (sent, unknown, duplicate), or no_owner
+    alerted_at: datetime = _time(nullable=False)
+
+
 # The console's leads list sorts journeys by score, overall or within one filter value: each is an index scan
 # that stops after a page, even when no journey matches. Its search reads the start of these lead fields.
 _J = Journey.__table__  # type: ignore[attr-defined]
@@ -62,3 +81,10 @@ for _column in ("product_line", "stage", "band", "qualification"):
 Index("ix_journeys_score", _J.c.score)
 for _column in ("email", "first_name", "last_name", "company"):
     Index(f"ix_leads_{_column}_lower", func.lower(Lead.__table__.c[_column]))  # type: ignore[attr-defined]
+# "Became MQL since": the milestones of a qualification from a time on, their journeys read off the index alone.
+Index(
+    "ix_milestones_qualification_reached",
+    QualificationMilestone.__table__.c.qualification,  # type: ignore[attr-defined]
+    QualificationMilestone.__table__.c.reached_at,  # type: ignore[attr-defined]
+    QualificationMilestone.__table__.c.journey_id,  # type: ignore[attr-defined]
+)

@@ -44,7 +44,7 @@ def nurture(
     ``nurture outcomes --unknown`` lists the messages whose delivery was interrupted (never sent again,
     their step kept due) and resolves them with --mark-sent/--release; ``nurture preview LEAD --track T
     --step N`` renders the email that lead would get, and --send-to test-sends it."""
-    from flows.nurture_context import load_context
+    from nurture.context import load_context
     from nurture.mail import MailError
 
     if action not in ("run", "outcomes", "preview"):
@@ -141,15 +141,14 @@ def _outcomes(unknown: bool, mark_sent: list[str], release: list[str], json_out:
 
 def _preview(ctx: Any, lead: str, track: str, step: int, html: Path | None, send_to: str | None) -> None:
     from flows.database import engine_for
-    from flows.mailing import signer_for
-    from flows.nurture_emails import PreviewError, preview
-    from nurture.delivery import stamp
+    from flows.mailing import unsubscribe_secret
+    from nurture.composing import PreviewError, preview, send_preview
     from nurture.tokens import SecretError
-    from nurture.transports import transport_for
 
     settings = get_settings()
     try:
-        message = preview(engine_for(settings.database_url), ctx, lead, track, step, settings, to=send_to)
+        secret = unsubscribe_secret(settings)
+        message = preview(engine_for(settings.database_url), ctx, lead, track, step, secret, to=send_to)
     except (PreviewError, SecretError) as exc:
         raise base.fail("cannot preview", exc, code=1) from exc
     parsed = message.parsed()
@@ -161,18 +160,10 @@ def _preview(ctx: Any, lead: str, track: str, step: int, html: Path | None, send
     target.write_text(part.get_content() if part is not None else "", encoding="utf-8")
     console.print(f"HTML written to {literal(target)}")
     if send_to:
-        data = stamp(message.as_bytes(), datetime.now(UTC), signer_for(settings))
-        transport = transport_for(settings)
         try:
-            transport.send(message.envelope_from or settings.mail_from, send_to, data)
+            send_preview(message, settings, send_to)
         except Exception as exc:
             raise base.fail(f"test-send to {send_to} failed", exc, code=1) from exc
-        finally:
-            transport.close()
-        if not transport.remote:  # no server configured: the file outbox is where it went
-            folder = Path(settings.outbox_dir) / "test-sends"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{message.message_id}.eml").write_bytes(data)
         console.print(f"test-sent to {literal(send_to)} (not recorded as a send)")
 
 

@@ -1,16 +1,14 @@
 """The report: a self-contained HTML file (inline SVG charts, no scripts, no CDN) and Prefect table artifacts.
 
-``charts`` is the one chart kit (the daily report and the backtest page draw with it); ``sections`` the
-pure renderers from the store's report frames to sections; ``build`` reads each section's frame and runs
-its renderer (:data:`SECTIONS`); ``page`` puts sections into the Jinja templates; ``publish`` writes the
-file and the artifacts; ``backtest`` is the backtest page.
+The sections, their queries and the page live in ``nurture/report`` (the console serves them live too);
+here ``publish`` writes the file and the artifacts, and ``backtest`` is the backtest page.
 """
 
 from flows.report.backtest import render_backtest
-from flows.report.build import SECTIONS, SectionRenderer, build_sections, line_shape
-from flows.report.page import render_html
 from flows.report.publish import publish_report_artifacts, report_task, write_report
-from flows.report.sections import ReportScope, Section
+from nurture.report.build import SECTIONS, SectionRenderer, build_sections, line_shape
+from nurture.report.page import render_html
+from nurture.report.sections import ReportScope, Section
 
 __all__ = [
     "SECTIONS",

@@ -4,8 +4,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from flows.report.page import render_page
 from models.charts import Axes, Chart, colour, columns_svg, lines_svg
+from nurture.report.page import render_page
 
 Metrics = dict[str, dict[str, Any]]
 

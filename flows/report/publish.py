@@ -9,9 +9,9 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from flows.database import engine_for
-from flows.report.build import build_sections
-from flows.report.page import render_html
-from flows.report.sections import Section
+from nurture.report.build import build_sections
+from nurture.report.page import render_html
+from nurture.report.sections import Section
 from stages.portfolio import load_portfolio
 from store.db import refresh_statistics
 

@@ -81,6 +81,33 @@ def review_qualified(
     return lines, warnings
 
 
+def qualified_per_week(
+    qualified: pl.DataFrame, opportunity_stage: dict[str, str | None], target: float
+) -> pl.DataFrame:
+    """``review_qualified`` week by week: per product line with an opportunity stage and week (its Monday, UTC)
+    of reaching the qualification, the journeys that reached it, those that moved on to the opportunity stage
+    since, their ``rate`` and the ``target``."""
+    stages = pl.DataFrame(
+        [(line, stage) for line, stage in opportunity_stage.items() if stage is not None],
+        schema={"product_line": pl.Utf8, "opportunity_stage": pl.Utf8},
+        orient="row",
+    )
+    per_journey = (
+        qualified.join(stages, on="product_line")
+        .group_by("journey_id", "product_line")
+        .agg(pl.col("reached_at").min(), (pl.col("to_stage") == pl.col("opportunity_stage")).any().alias("moved"))
+    )
+    return (
+        per_journey.with_columns(pl.col("reached_at").dt.truncate("1w").dt.date().alias("week"))
+        .group_by("product_line", "week")
+        .agg(pl.len().alias("qualified"), pl.col("moved").fill_null(False).sum().alias("opportunities"))
+        .with_columns(
+            (pl.col("opportunities") / pl.col("qualified")).alias("rate"), pl.lit(target, pl.Float64).alias("target")
+        )
+        .sort("product_line", "week")
+    )
+
+
 DECILES = 10
 
 

@@ -4,7 +4,7 @@ portfolio), signed-cookie sessions and CSRF-checked forms. ``mount`` is the serv
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from nurture.context import Context, load_context
 from nurture.mail import PROJECT_TEMPLATES
+from nurture.report.page import cell
 from service.console.config import MIN_SESSION_SECRET, ConsoleSettings
 from service.console.sessions import Sessions, SignInRequired
 from stages.portfolio import Portfolio
@@ -31,6 +33,8 @@ class Console:
     page_size: int
     sales: SalesSpec
     tracks: dict[str, list[str]]  # product line → its nurture tracks
+    nurture: Context  # tracks, templates and sender: what previews are composed with
+    cache: dict[str, Any] = field(default_factory=dict)  # slow reads kept until the store changes (models page)
 
 
 def build_console(portfolio: Portfolio, tracks: dict[str, list[str]], settings: ConsoleSettings) -> Console:
@@ -44,8 +48,9 @@ def build_console(portfolio: Portfolio, tracks: dict[str, list[str]], settings: 
             raise ValueError(f"sales.recycle_tracks.{line}: {track!r} is not a nurture track of that product line")
     pages = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
     pages.filters["quote"] = lambda value: quote(str(value), safe="")
+    pages.filters["cell"] = cell
     return Console(Sessions(secret, settings.session_hours * 3600), pages, settings.console_page_size, sales,
-                   tracks)  # fmt: skip
+                   tracks, load_context(portfolio.path))  # fmt: skip
 
 
 def mount(
@@ -56,10 +61,11 @@ def mount(
     if settings.session_secret is None:
         log.warning("the console is off: set LEADSCORE_SESSION_SECRET (32+ characters) to serve it")
         return
-    from service.console import pages
+    from service.console import lead, leads, models, nurture, queue, report, signin
 
     app.state.console = build_console(portfolio, tracks, settings)
-    app.include_router(pages.router)
+    for pages in (signin, leads, lead, queue, nurture, models, report):
+        app.include_router(pages.router)
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _exc: Any) -> RedirectResponse:

@@ -203,8 +203,8 @@ def test_leadscore_review_prints_the_alert_and_the_lift(
 
 
 def test_the_daily_report_shows_the_lift_chart_and_the_alert(database_url: str, tmp_path: Path) -> None:
-    from flows.report.build import build_sections
-    from flows.report.page import render_html
+    from nurture.report.build import build_sections
+    from nurture.report.page import render_html
     from stages.portfolio import load_portfolio
 
     seed(database_url)

@@ -8,9 +8,9 @@ from sqlalchemy import Engine
 
 from flows.audiences import export_audience
 from flows.exclusions import excluded_now
-from flows.nurture_context import load_context
 from models.files import SpecError
 from nurture.audiences import AudienceSpec, AudienceWhere
+from nurture.context import load_context
 from nurture.exclusions import load_exclusions
 from stages.portfolio import load_portfolio
 from store import nurture as store

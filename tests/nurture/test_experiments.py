@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Engine, insert
 
-from flows.nurture_context import load_context
+from nurture.context import load_context
 from store import nurture as store
 from store import outbox
 from store.tables import Journey, Lead
@@ -72,7 +72,7 @@ def test_newcombe_and_wilson_match_the_published_examples() -> None:
 
 
 def test_the_report_measures_per_email_statistics_and_uplift_over_the_holdout(engine: Engine, tmp_path: Path) -> None:
-    from flows.report.experiments import emails_section, uplift_section
+    from nurture.report.experiments import emails_section, uplift_section
     from store import reports
     from tests.nurture.world import add_event, add_milestone
 

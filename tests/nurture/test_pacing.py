@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from flows.nurture_context import load_context
 from nurture import delivery, transports
+from nurture.context import load_context
 from store import nurture as store
 from store import outbox
 from store.outbox import SqlOutbox

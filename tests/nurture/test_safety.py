@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from flows.nurture_context import load_context
 from nurture import delivery, transports
+from nurture.context import load_context
 from nurture.mail import sample_context
 from nurture.messages import compose
 from store import nurture as store

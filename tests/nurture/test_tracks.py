@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from flows import nurture_run as flow_module
-from flows.nurture_context import Context, load_context
 from flows.nurture_run import NurtureSummary, nurture_once
+from nurture.context import Context, load_context
 from nurture.tokens import SecretError
 from store import nurture as store
 from store import outbox

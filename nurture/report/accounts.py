@@ -4,7 +4,7 @@ left them (only for portfolios with an account model). A pure renderer like the 
 import polars as pl
 from sqlalchemy import Engine
 
-from flows.report.sections import ReportScope, Section
+from nurture.report.sections import ReportScope, Section
 from store.accounts import read_last_account_scores
 
 HOT_ACCOUNTS = 20

@@ -1,7 +1,7 @@
 """Building the report: each section's frame read from the store, then drawn by its pure renderer.
 
 The report is the list :data:`SECTIONS`; adding a section is writing its renderer in
-``flows/report/sections.py`` and appending it here with the query of its frame.
+``nurture/report/sections.py`` and appending it here with the query of its frame.
 """
 
 from collections.abc import Callable, Sequence
@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine
 
-from flows.report.accounts import account_lines, hot_accounts_section, read_hot_accounts
-from flows.report.experiments import emails_section, uplift_section
-from flows.report.sections import (
+from nurture.report.accounts import account_lines, hot_accounts_section, read_hot_accounts
+from nurture.report.experiments import emails_section, uplift_section
+from nurture.report.sections import (
     HISTOGRAM_BINS,
     TOP_MOVERS,
     ReportScope,

@@ -6,8 +6,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from flows.report.sections import ReportScope, Section
 from nurture.mail import PROJECT_TEMPLATES as TEMPLATES
+from nurture.report.sections import ReportScope, Section
 
 
 def render_page(template: str, **context: Any) -> str:
@@ -17,7 +17,7 @@ def render_page(template: str, **context: Any) -> str:
         autoescape=select_autoescape(["html", "html.j2"]),
         undefined=StrictUndefined,
     )
-    env.filters["cell"] = _cell
+    env.filters["cell"] = cell
     return env.get_template(template).render(**context)
 
 
@@ -32,7 +32,8 @@ def render_html(scope: ReportScope, sections: Sequence[Section]) -> str:
     )
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A table cell as the report shows it: numbers with thousands separators, floats to one decimal."""
     if isinstance(value, float):
         return f"{value:,.1f}"
     if isinstance(value, int):

@@ -1,6 +1,6 @@
 """The nurture report sections of issue #17: per-email statistics, and uplift against the holdout.
 
-Pure renderers like those of ``flows/report/sections.py``: per track, step and variant what the
+Pure renderers like those of ``nurture/report/sections.py``: per track, step and variant what the
 emails did; per track the conversion of treated leads (and of each A/B variant) against the held-out
 ones, with Wilson and Newcombe 95 % intervals (``nurture.experiments``).
 """
@@ -9,8 +9,8 @@ import math
 
 import polars as pl
 
-from flows.report.sections import ReportScope, Section
 from nurture.experiments import uplift
+from nurture.report.sections import ReportScope, Section
 
 EMAIL_COUNTS = ("sent", "delivered", "opened", "clicked", "unsubscribed", "bounced", "complained")
 

@@ -1,18 +1,23 @@
 """The nurture emails as a run composes them: personalised batch by batch as delivery takes them, and one
-lead's email of one step composed the same way for a preview or a test-send."""
+lead's email of one step composed the same way for a preview or a test-send (the CLI's ``nurture preview``
+and the console's nurture page share it)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Engine
 
-from flows.mailing import unsubscribe_secret
-from flows.nurture_context import Context
+from nurture.context import Context
+from nurture.delivery import stamp
 from nurture.mail import MailError, lead_context
 from nurture.messages import Outgoing, compose
+from nurture.signing import signer_for
 from nurture.steps import EMAIL_SCHEMA
+from nurture.transports import transport_for
 from nurture.variants import with_variants
 from store import nurture as store
 from store.settings import Settings
@@ -92,10 +97,11 @@ class PreviewError(ValueError):
 
 
 def preview(
-    engine: Engine, ctx: Context, lead_id: str, track: str, step: int, settings: Settings, *, to: str | None = None
+    engine: Engine, ctx: Context, lead_id: str, track: str, step: int, secret: str, *, to: str | None = None
 ) -> Outgoing:
     """The exact email ``lead_id`` gets at ``step`` of ``track`` (its enrolment's variant, when it has
-    one), composed as a run would, addressed to ``to`` when given (a test-send); nothing is recorded."""
+    one), composed as a run would with its links signed by ``secret``, addressed to ``to`` when given (a
+    test-send); nothing is recorded."""
     spec = ctx.spec.tracks.get(track)
     if spec is None:
         raise PreviewError(f"unknown track {track!r}; tracks: {sorted(ctx.spec.tracks)}")
@@ -116,8 +122,24 @@ def preview(
     row = {"id": enrolment_id, "lead_key": key, "journey_id": journey["journey_id"][0], "track": track, "step": step}
     email = with_variants(ctx.tracks.variants, pl.DataFrame([{**row, "template": template}], schema=EMAIL_SCHEMA))
     errors: list[str] = []
-    secret = unsubscribe_secret(settings)
     composed = list(compose_emails(engine, ctx, email, journey, "preview", secret, errors, {}, to=to))
     if not composed:
         raise PreviewError("; ".join(errors) or "the portfolio declares no nurture sender")
     return composed[0]
+
+
+def send_preview(message: Outgoing, settings: Settings, to: str) -> bool:
+    """Send a preview to ``to`` through the configured transport, DKIM-signed like a run's mail; without a
+    mail server it goes to the outbox folder's ``test-sends/``. Nothing is recorded as a send. Returns whether
+    a server took it."""
+    data = stamp(message.as_bytes(), datetime.now(UTC), signer_for(settings))
+    transport = transport_for(settings)
+    try:
+        transport.send(message.envelope_from or settings.mail_from, to, data)
+    finally:
+        transport.close()
+    if not transport.remote:
+        folder = Path(settings.outbox_dir) / "test-sends"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{message.message_id}.eml").write_bytes(data)
+    return transport.remote

@@ -1,6 +1,6 @@
 """The report's sections: pure renderers from one report frame of the store to a :class:`Section`.
 
-A renderer reads nothing: ``flows/report/build.py`` queries the frame (``store/reports.py``) and hands it
+A renderer reads nothing: ``nurture/report/build.py`` queries the frame (``store/reports.py``) and hands it
 over with the :class:`ReportScope`, so a section can be drawn from any frame of the right columns.
 """
 
@@ -11,10 +11,10 @@ from typing import Any
 import polars as pl
 from markupsafe import Markup
 
-from flows.review import review_settings, stage_bands
 from models.charts import Axes, Chart, bars_svg, change_bars_svg, columns_svg, lines_svg
 from models.learning.review import lift_by_decile, review_stages
 from stages.portfolio import Portfolio
+from stages.review import review_settings, stage_bands
 from store.reports import LineShape
 
 HISTOGRAM_BINS = 10
