@@ -8,13 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 
 from nurture.content import choose
 from service.auth import require
 from store.api_keys import KeyInfo
 from store.ingest import Records, ingest_events
-from store.live import current_scores
 
 router = APIRouter(prefix="/v1", tags=["content"])
 
@@ -33,7 +31,7 @@ async def content(
     spec = service.content.get(slot)
     if spec is None:
         raise HTTPException(404, f"unknown content slot {slot!r}")
-    journeys = await run_in_threadpool(current_scores, service.engine, lead_id) if lead_id else None
+    journeys = service.lookup.scores(lead_id) if lead_id else None
     variant, why = choose(spec, journeys or [])
     if lead_id and journeys is not None:
         served = {
