@@ -109,6 +109,27 @@ def start_service(
     raise RuntimeError("the service did not become ready within 120 s")
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of the service process and its children (uvicorn's workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        pids += [int(child) for child in children]
+    return total
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
@@ -184,14 +205,14 @@ def main() -> None:
         run = uuid.uuid4().hex[:6]
 
         def single(n: int) -> tuple[str, str, Any, int]:
-            event = {"event_id": f"s-{run}-{n}", "lead_id": f"B{n % args.leads}", "type": "page_view",
+            event = {"event_id": f"s-{run}-{n}", "lead_id": f"B{2 + n % (args.leads - 2)}", "type": "page_view",
                      "occurred_at": NOW.isoformat(), "url": "/pricing"}  # fmt: skip
             return "POST", "/v1/events", event, 1
 
         def batch(n: int) -> tuple[str, str, Any, int]:
             events = [
-                {"event_id": f"b-{run}-{n}-{i}", "lead_id": f"B{(n * 500 + i) % args.leads}", "type": "page_view",
-                 "occurred_at": NOW.isoformat(), "url": "/product"}
+                {"event_id": f"b-{run}-{n}-{i}", "lead_id": f"B{2 + (n * 500 + i) % (args.leads - 2)}",
+                 "type": "page_view", "occurred_at": NOW.isoformat(), "url": "/product"}
                 for i in range(500)
             ]  # fmt: skip
             return "POST", "/v1/events", events, 500
@@ -204,18 +225,24 @@ def main() -> None:
 
         phases = [("single events", single, args.concurrency), ("batches of 500", batch, 4),
                   ("score look-ups", lookup, args.concurrency), ("fresh=true, 500 events", fresh, 4)]  # fmt: skip
+        prefixes = {"single events": f"s-{run}-", "batches of 500": f"b-{run}-"}
         for name, make, concurrency in phases:
-            results[name] = asyncio.run(load(base, key, args.seconds, concurrency, make))
-            print(f"{name}: {json.dumps(results[name])}", flush=True)
-        with engine.connect() as conn:
-            stored = conn.execute(
-                text(f"SELECT count(*) FROM events WHERE event_id LIKE 's-{run}-%' OR event_id LIKE 'b-{run}-%'")
-            ).scalar_one()
-        accepted = results["single events"]["stored"] + results["batches of 500"]["stored"]
-        results["exactly_once"] = stored == accepted
-        print(
-            f"accepted {accepted:,} events, stored {stored:,}: {'exactly once' if stored == accepted else 'MISMATCH'}"
-        )
+            server, client, load_before = server_cpu(process.pid), time.process_time(), load_average()
+            phase = asyncio.run(load(base, key, args.seconds, concurrency, make))
+            phase["server_cpu_ms_per_request"] = round(1000 * (server_cpu(process.pid) - server) / phase["requests"], 3)
+            phase["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - client) / phase["requests"], 3)
+            phase["load_average"] = f"{load_before} → {load_average()}"
+            if name in prefixes:  # every accepted event stored exactly once
+                with engine.connect() as conn:
+                    stored, distinct = conn.execute(
+                        text("SELECT count(*), count(DISTINCT event_id) FROM events WHERE event_id LIKE :p"),
+                        {"p": prefixes[name] + "%"},
+                    ).one()
+                phase["exactly_once"] = stored == distinct == phase["stored"]
+            results[name] = phase
+            print(f"{name}: {json.dumps(phase, ensure_ascii=False)}", flush=True)
+        results["exactly_once"] = all(results[name]["exactly_once"] for name in prefixes)
+        print(f"every accepted event stored exactly once: {results['exactly_once']}")
     finally:
         process.terminate()
         process.wait(timeout=30)

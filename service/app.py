@@ -26,7 +26,7 @@ from service.config import ServiceSettings
 from service.console import mount as mount_console
 from service.limits import BodyLimit, RateLimiter, rate_file
 from service.metrics import Metrics, MetricsMiddleware
-from service.writer import DirectWriter, SingleWriter
+from service.writer import GroupWriter
 from stages.portfolio import Portfolio, load_portfolio
 from store.db import make_engine
 from store.lookups import ScoreLookup
@@ -50,7 +50,7 @@ class Service:
     limiter: RateLimiter
     lookup: ScoreLookup  # the hot score read, one connection per process
     metrics: Metrics
-    writer: DirectWriter
+    writer: GroupWriter
 
 
 def build_service(settings: ServiceSettings) -> Service:
@@ -69,7 +69,7 @@ def build_service(settings: ServiceSettings) -> Service:
     def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
         return intake.take(engine, portfolio, kind, items)
 
-    writer = SingleWriter(take, settings.api_writer_batch) if engine.dialect.name == "sqlite" else DirectWriter(take)
+    writer = GroupWriter(take, settings.api_writer_batch, serialize_calls=engine.dialect.name == "sqlite")
     return Service(
         settings=settings,
         engine=engine,

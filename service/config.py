@@ -19,7 +19,7 @@ class ServiceSettings(Settings):
     # Websites allowed to call the score and content look-ups from a browser (a JSON list in the environment).
     api_cors_origins: list[str] = Field(default_factory=list)
     api_key_cache_seconds: float = 5.0  # a checked key is trusted this long: a revocation takes effect within it
-    api_writer_batch: int = 5_000  # SQLite: most items the one writer commits in a transaction
+    api_writer_batch: int = 5_000  # most intake items a process's writer commits in one transaction
     # The previous unsubscribe secret during a rotation: links signed with it keep working until it is removed.
     unsubscribe_secret_previous: SecretStr | None = None
     # Email feedback webhooks (POST /v1/email-events/{provider}); a provider without its key is not served.

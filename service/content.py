@@ -41,7 +41,8 @@ async def content(
             "occurred_at": datetime.now(UTC).isoformat(),
             "slot": slot,
             "variant": variant.name,
-            "bands": {j["product_line"]: j["band"] for j in journeys},
+            "bands": {j["product_line"]: j["band"] for j in journeys},  # as the lead stood: the report splits by them
+            "qualifications": {j["product_line"]: j["qualification"] for j in journeys},
         }
         records = Records("content", [served])
         types = service.portfolio.event_types

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from sqlalchemy import Engine
 
+from flows.report.content import content_section
 from flows.report.experiments import emails_section, uplift_section
 from flows.report.sections import (
     HISTOGRAM_BINS,
@@ -50,6 +51,12 @@ def _outcomes(engine: Engine, scope: ReportScope) -> pl.DataFrame:
     return frame if scope.product_line is None else frame.filter(pl.col("product_line") == scope.product_line)
 
 
+def _content(engine: Engine, scope: ReportScope) -> pl.DataFrame:
+    """Content served in the monitoring window, per product line reported on."""
+    since = scope.generated_at - timedelta(days=scope.portfolio.spec.monitoring.window_days)
+    return reports.content_served(engine, [shape.name for shape in scope.shapes], since)
+
+
 def _qualifications(engine: Engine, scope: ReportScope) -> pl.DataFrame:
     return reports.qualifications_per_day(engine, scope.portfolio.spec.timezone, scope.product_line)
 
@@ -64,6 +71,7 @@ SECTIONS: list[SectionRenderer] = [
     SectionRenderer(lambda engine, _: reports.nurture_emails(engine), emails_section),
     SectionRenderer(lambda engine, _: reports.nurture_arms(engine), uplift_section),
     SectionRenderer(_outcomes, review_section),
+    SectionRenderer(_content, content_section),
 ]
 
 
