@@ -89,7 +89,8 @@ def start_service(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
            "LEADSCORE_UNSUBSCRIBE_SECRET": SECRET, "LEADSCORE_API_RATE_PER_SECOND": "1000000",
            "LEADSCORE_API_RATE_BURST": "1000000", **(extra_env or {})}  # fmt: skip
     process = subprocess.Popen(
