@@ -20,6 +20,9 @@ from sqlalchemy import Engine
 
 from store.tables import from_micros
 
+# The loop waits for a look-up: a store that stalls it (a lock held by a migration) fails it after this long.
+READ_TIMEOUT = 2.0  # seconds
+
 # Each journey of the lead (none: a row of NULLs) with its latest snapshot's time, run and breakdown.
 _SQL = (
     "SELECT l.key, j.id, j.product_line, j.stage, j.status, j.score, j.band, j.qualification, j.stage_entered_at, "
@@ -44,11 +47,13 @@ class ScoreLookup:
         url = self.engine.url
         if self.engine.dialect.name == "sqlite":
             path = Path(url.database or "").absolute().as_uri()
-            return sqlite3.connect(f"{path}?mode=ro", uri=True, check_same_thread=False, timeout=60)
+            return sqlite3.connect(f"{path}?mode=ro", uri=True, check_same_thread=False, timeout=READ_TIMEOUT)
         import psycopg
 
         args, params = self.engine.dialect.create_connect_args(url)
-        return psycopg.connect(*args, **params, autocommit=True)
+        conn = psycopg.connect(*args, **params, autocommit=True)
+        conn.execute(f"SET statement_timeout = {int(READ_TIMEOUT * 1000)}")
+        return conn
 
     def scores(self, lead_id: str, product_line: str | None = None) -> list[dict[str, Any]] | None:
         """The lead's journeys (only ``product_line``'s when given), ordered by product line; None for an
