@@ -96,7 +96,8 @@ def start_service(
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
            "LEADSCORE_UNSUBSCRIBE_SECRET": SECRET, "LEADSCORE_API_RATE_PER_SECOND": "1000000",
-           "LEADSCORE_API_RATE_BURST": "1000000", **(extra_env or {})}  # fmt: skip
+           "LEADSCORE_API_RATE_BURST": "1000000",
+           "LEADSCORE_API_RATE_FILE": str(workdir / "rate-buckets"), **(extra_env or {})}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
