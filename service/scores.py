@@ -13,14 +13,14 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from service.auth import SECURITY, authorize, presented_key, require
-from stages.pipeline import run_line
+from stages.pipeline import score_and_advance
 from stages.portfolio import Portfolio
 from store.api_keys import KeyInfo
 from store.live import lead_key
 from store.queries import lead_history
 from store.reader import read_events
 from store.scores import read_journeys, read_leads
-from store.stages import read_pending_updates, read_reached, read_trigger_arms
+from store.stages import read_pending_updates
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 TOP_REASONS = 3
@@ -39,8 +39,9 @@ def fresh_scores(
     engine: Engine, portfolio: Portfolio, lead_id: str, product_line: str | None, as_of: datetime
 ) -> list[dict[str, Any]] | None:
     """The lead's journeys scored now from its events: the frames a batch run reads for this one lead,
-    through the same ``run_line`` (CRM updates, promotions and all), so the next run writes the same
-    score. Nothing is written (the batch stays the source of truth)."""
+    through the scoring half of the run's own ``run_line`` (``score_and_advance``: CRM updates, promotions
+    and all), so the next run writes the same score. Nothing is written (the batch stays the source of
+    truth)."""
     key = lead_key(engine, lead_id)
     if key is None:
         return None
@@ -54,19 +55,17 @@ def fresh_scores(
         journeys = read_journeys(engine, name, key_range)
         if journeys.is_empty():
             continue
-        outcome = run_line(
+        _, advanced = score_and_advance(
             line,
             journeys=journeys,
             leads=leads,
             events=events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == name)),
             updates=read_pending_updates(engine, name, key_range),
-            armed=read_trigger_arms(engine, name, key_range),
-            reached=read_reached(engine, name, key_range),
             as_of=as_of,
             scale=portfolio.scale,
         )
-        state = outcome.journeys.row(0, named=True)
-        scored = outcome.scored.rows(named=True)
+        state = advanced.journeys.row(0, named=True)
+        scored = advanced.scored.rows(named=True)
         row = scored[0] if scored else {"stage": state["stage"], "score": None, "band": None, "qualification": None}
         found.append(
             {
