@@ -4,7 +4,10 @@ event stored exactly once).
 
 The store gets ``--leads`` leads, each with a scored journey and its snapshot (the look-ups read them),
 and one lead with 500 events for ``fresh=true``. The service runs as ``uvicorn service.app:create_app``
-in its own process(es); the client is httpx on asyncio with ``--concurrency`` requests in flight.
+in its own process(es); the client is Debian's ``wrk`` (``benchmarks/wrk_load.py``; ``apt-get install wrk``)
+or, without it, httpx on asyncio, with ``--concurrency`` requests in flight. Each phase prints the
+service's CPU per request (its processes' user + system time from /proc) and the client's, and the load
+average: on a shared machine the CPU figures say more than the rates.
 
     .venv/bin/python benchmarks/api.py                                   # SQLite, 200k leads
     .venv/bin/python benchmarks/api.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test --workers 2
@@ -17,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +37,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import wrk_load  # noqa: E402
 from store.api_keys import create_key  # noqa: E402
 from store.bulk import insert_ignore  # noqa: E402
 from store.db import make_engine  # noqa: E402
@@ -89,9 +94,11 @@ def start_service(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "LEADSCORE_DATABASE_URL": url, "LEADSCORE_PORTFOLIO": str(PORTFOLIO),
            "LEADSCORE_UNSUBSCRIBE_SECRET": SECRET, "LEADSCORE_API_RATE_PER_SECOND": "1000000",
-           "LEADSCORE_API_RATE_BURST": "1000000", **(extra_env or {})}  # fmt: skip
+           "LEADSCORE_API_RATE_BURST": "1000000",
+           "LEADSCORE_API_RATE_FILE": str(workdir / "rate-buckets"), **(extra_env or {})}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
@@ -107,6 +114,27 @@ def start_service(
             time.sleep(0.3)
     process.kill()
     raise RuntimeError("the service did not become ready within 120 s")
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of the service process and its children (uvicorn's workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        pids += [int(child) for child in children]
+    return total
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -160,7 +188,11 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=200_000)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (SQLite wants 1)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
+    parser.add_argument(
+        "--client", choices=["wrk", "httpx"], default="wrk" if wrk_load.available() else "httpx",
+        help="load generator: Debian's wrk (default when installed: a few µs of CPU a request) or httpx",
+    )  # fmt: skip
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="leadscore-api-bench-"))
@@ -184,14 +216,14 @@ def main() -> None:
         run = uuid.uuid4().hex[:6]
 
         def single(n: int) -> tuple[str, str, Any, int]:
-            event = {"event_id": f"s-{run}-{n}", "lead_id": f"B{n % args.leads}", "type": "page_view",
+            event = {"event_id": f"s-{run}-{n}", "lead_id": f"B{2 + n % (args.leads - 2)}", "type": "page_view",
                      "occurred_at": NOW.isoformat(), "url": "/pricing"}  # fmt: skip
             return "POST", "/v1/events", event, 1
 
         def batch(n: int) -> tuple[str, str, Any, int]:
             events = [
-                {"event_id": f"b-{run}-{n}-{i}", "lead_id": f"B{(n * 500 + i) % args.leads}", "type": "page_view",
-                 "occurred_at": NOW.isoformat(), "url": "/product"}
+                {"event_id": f"b-{run}-{n}-{i}", "lead_id": f"B{2 + (n * 500 + i) % (args.leads - 2)}",
+                 "type": "page_view", "occurred_at": NOW.isoformat(), "url": "/product"}
                 for i in range(500)
             ]  # fmt: skip
             return "POST", "/v1/events", events, 500
@@ -202,20 +234,38 @@ def main() -> None:
         def fresh(n: int) -> tuple[str, str, Any, int]:
             return "GET", "/v1/leads/B1/score?fresh=true&product_line=crm-suite", None, 1
 
-        phases = [("single events", single, args.concurrency), ("batches of 500", batch, 4),
-                  ("score look-ups", lookup, args.concurrency), ("fresh=true, 500 events", fresh, 4)]  # fmt: skip
-        for name, make, concurrency in phases:
-            results[name] = asyncio.run(load(base, key, args.seconds, concurrency, make))
-            print(f"{name}: {json.dumps(results[name])}", flush=True)
-        with engine.connect() as conn:
-            stored = conn.execute(
-                text(f"SELECT count(*) FROM events WHERE event_id LIKE 's-{run}-%' OR event_id LIKE 'b-{run}-%'")
-            ).scalar_one()
-        accepted = results["single events"]["stored"] + results["batches of 500"]["stored"]
-        results["exactly_once"] = stored == accepted
-        print(
-            f"accepted {accepted:,} events, stored {stored:,}: {'exactly once' if stored == accepted else 'MISMATCH'}"
-        )
+        phases = [("single events", single, "single", args.concurrency), ("batches of 500", batch, "batch", 4),
+                  ("score look-ups", lookup, "lookup", args.concurrency),
+                  ("fresh=true, 500 events", fresh, "fresh", 4)]  # fmt: skip
+        prefixes = {"single events": f"s-{run}-", "batches of 500": f"b-{run}-"}
+        for name, make, kind, concurrency in phases:
+            server, client, load_before = server_cpu(process.pid), time.process_time(), load_average()
+            if args.client == "wrk":
+                prefix = prefixes.get(name, "x-")
+                phase = wrk_load.run(base, key, kind, args.seconds, concurrency, prefix=prefix, now=NOW.isoformat(),
+                                     leads=args.leads)  # fmt: skip
+            else:
+                phase = asyncio.run(load(base, key, args.seconds, concurrency, make))
+                phase["accepted"] = phase["stored"]
+                phase["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - client) / phase["requests"], 3)
+            phase["server_cpu_ms_per_request"] = round(1000 * (server_cpu(process.pid) - server) / phase["requests"], 3)
+            phase["load_average"] = f"{load_before} → {load_average()}"
+            if name in prefixes:  # every accepted event stored, none twice
+                with engine.connect() as conn:
+                    stored, distinct = conn.execute(
+                        text("SELECT count(*), count(DISTINCT event_id) FROM events WHERE event_id LIKE :p"),
+                        {"p": prefixes[name] + "%"},
+                    ).one()
+                # wrk stops with requests in flight: the service may store those without anyone hearing back.
+                in_flight = concurrency * (500 if kind == "batch" else 1) if args.client == "wrk" else 0
+                phase["stored_in_store"] = stored
+                phase["exactly_once"] = (
+                    stored == distinct and phase["accepted"] <= stored <= phase["accepted"] + in_flight
+                )
+            results[name] = phase
+            print(f"{name}: {json.dumps(phase, ensure_ascii=False)}", flush=True)
+        results["exactly_once"] = all(results[name]["exactly_once"] for name in prefixes)
+        print(f"every accepted event stored exactly once: {results['exactly_once']}")
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -223,6 +273,7 @@ def main() -> None:
         if database:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+        shutil.rmtree(workdir, ignore_errors=True)  # the 200k-lead SQLite store is ≈ 110 MB
     print(json.dumps(results))
 
 

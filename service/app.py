@@ -24,11 +24,13 @@ from service import content, feedback, identity, intake, privacy, scores, tracki
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.console import mount as mount_console
-from service.limits import BodyLimit, RateLimiter
+from service.limits import BodyLimit, RateLimiter, rate_file
 from service.metrics import Metrics, MetricsMiddleware
-from service.writer import DirectWriter, SingleWriter
+from service.writer import GroupWriter
 from stages.portfolio import Portfolio, load_portfolio
 from store.db import make_engine
+from store.lookups import ScoreLookup
+from store.reader import row_reads
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Service:
 
     settings: ServiceSettings
     engine: Engine
+    fresh_engine: Engine  # the same pool, reading one lead's frames through it (store.reader.row_reads)
     portfolio: Portfolio
     secrets: list[str]  # the unsubscribe secret, then the previous one during a rotation
     tracks: dict[str, list[str]]  # product line → its nurture tracks
@@ -45,8 +48,9 @@ class Service:
     content: dict[str, ContentSlot]  # web content slots (nurture.content)
     keys: KeyCache
     limiter: RateLimiter
+    lookup: ScoreLookup  # the hot score read, one connection per process
     metrics: Metrics
-    writer: DirectWriter
+    writer: GroupWriter
 
 
 def build_service(settings: ServiceSettings) -> Service:
@@ -68,10 +72,11 @@ def build_service(settings: ServiceSettings) -> Service:
     def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
         return intake.take(engine, portfolio, kind, items, erasure_secret)
 
-    writer = SingleWriter(take, settings.api_writer_batch) if engine.dialect.name == "sqlite" else DirectWriter(take)
+    writer = GroupWriter(take, settings.api_writer_batch, serialize_calls=engine.dialect.name == "sqlite")
     return Service(
         settings=settings,
         engine=engine,
+        fresh_engine=row_reads(engine),
         portfolio=portfolio,
         secrets=secrets,
         tracks=tracks,
@@ -79,7 +84,12 @@ def build_service(settings: ServiceSettings) -> Service:
         tracking=nurture.tracking is not None,
         content=nurture.content,
         keys=KeyCache(engine, settings.api_key_cache_seconds),
-        limiter=RateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
+        limiter=RateLimiter(
+            settings.api_rate_file or rate_file(settings.database_url),
+            settings.api_rate_per_second,
+            settings.api_rate_burst,
+        ),
+        lookup=ScoreLookup(engine),
         metrics=Metrics(),
         writer=writer,
     )
@@ -96,6 +106,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             yield
         finally:
             await service.writer.stop()
+            service.lookup.close()
+            service.limiter.close()
             service.engine.dispose()
 
     app = FastAPI(

@@ -38,6 +38,36 @@ class KeyCache:
         return found
 
 
+async def authorize(request: Request, scope: str, presented: str | None) -> KeyInfo:
+    """The caller's live key if it has ``scope`` (or ``admin``) and is within its rate limit; else the
+    401, 403 or 429 to answer."""
+    service = request.app.state.service
+    key = await service.keys.check(presented) if presented else None
+    if key is None:
+        raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
+    if scope not in key.scopes and "admin" not in key.scopes:
+        raise HTTPException(403, f"this key lacks the scope {scope!r}")
+    wait = service.limiter.take(key.key_id)
+    if wait:
+        raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))})
+    return key
+
+
+def presented_key(request: Request) -> str | None:
+    """The key sent as ``Authorization: Bearer …`` or ``X-API-Key`` (what the dependency reads, without
+    its per-request parsing: the hot look-ups call this)."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials:
+            return credentials.strip()
+    return request.headers.get("x-api-key")
+
+
+# How the routes that read the key themselves (``presented_key``) document it in the OpenAPI schema.
+SECURITY = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+
+
 def require(scope: str) -> Any:
     """A dependency: the caller's live key has ``scope`` (or ``admin``) and is within its rate limit."""
 
@@ -46,16 +76,6 @@ def require(scope: str) -> Any:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
         header: Annotated[str | None, Security(_HEADER)],
     ) -> KeyInfo:
-        service = request.app.state.service
-        presented = bearer.credentials if bearer is not None else header
-        key = await service.keys.check(presented) if presented else None
-        if key is None:
-            raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
-        if scope not in key.scopes and "admin" not in key.scopes:
-            raise HTTPException(403, f"this key lacks the scope {scope!r}")
-        wait = service.limiter.take(key.key_id)
-        if wait:
-            raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))})
-        return key
+        return await authorize(request, scope, bearer.credentials if bearer is not None else header)
 
     return Depends(dependency)

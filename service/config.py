@@ -14,10 +14,12 @@ class ServiceSettings(Settings):
     api_max_batch: int = 1_000  # items per POST /v1/events or /v1/leads
     api_rate_per_second: float = 200.0  # sustained requests per second per API key…
     api_rate_burst: int = 400  # …and the burst a key may spend at once
+    # The buckets' file, shared by the service's processes on this host (default: /dev/shm, per store).
+    api_rate_file: Path | None = None
     # Websites allowed to call the score and content look-ups from a browser (a JSON list in the environment).
     api_cors_origins: list[str] = Field(default_factory=list)
     api_key_cache_seconds: float = 5.0  # a checked key is trusted this long: a revocation takes effect within it
-    api_writer_batch: int = 5_000  # SQLite: most items the one writer commits in a transaction
+    api_writer_batch: int = 5_000  # most intake items a process's writer commits in one transaction
     # The previous unsubscribe secret during a rotation: links signed with it keep working until it is removed.
     unsubscribe_secret_previous: SecretStr | None = None
     # Email feedback webhooks (POST /v1/email-events/{provider}); a provider without its key is not served.

@@ -15,7 +15,6 @@ from service.auth import require
 from store.api_keys import KeyInfo
 from store.identity import linked_lead
 from store.ingest import Records, ingest_events
-from store.live import current_scores
 
 router = APIRouter(prefix="/v1", tags=["content"])
 
@@ -36,7 +35,7 @@ async def content(
         raise HTTPException(404, f"unknown content slot {slot!r}")
     if lead_id is None and anonymous_id is not None:
         lead_id = await run_in_threadpool(linked_lead, service.engine, anonymous_id)
-    journeys = await run_in_threadpool(current_scores, service.engine, lead_id) if lead_id else None
+    journeys = service.lookup.scores(lead_id) if lead_id else None
     variant, why = choose(spec, journeys or [])
     if lead_id and journeys is not None:
         served = {
@@ -46,7 +45,8 @@ async def content(
             "occurred_at": datetime.now(UTC).isoformat(),
             "slot": slot,
             "variant": variant.name,
-            "bands": {j["product_line"]: j["band"] for j in journeys},
+            "bands": {j["product_line"]: j["band"] for j in journeys},  # as the lead stood: the report splits by them
+            "qualifications": {j["product_line"]: j["qualification"] for j in journeys},
         }
         records = Records("content", [served])
         types = service.portfolio.event_types

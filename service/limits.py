@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import mmap
+import os
+import struct
+import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -64,24 +72,66 @@ async def _too_large(send: Send, limit: int) -> None:
 
 
 class RateLimiter:
-    """A token bucket per key: ``rate`` requests a second on average, bursts up to ``burst``.
+    """A token bucket per key, shared by every process of the service on this host.
 
-    In memory, per worker process: behind N uvicorn workers a key gets up to N× the rate (README).
+    ``rate`` requests a second on average, bursts up to ``burst``, for a key in total: the buckets live
+    in a small memory-mapped file (``/dev/shm`` by default, named after the store) that every worker and
+    every ``leadscore api`` on the same store maps, each update under an exclusive ``flock``. A request
+    costs a lock and a few bytes, no store round trip. Services on several hosts each count their own
+    (rate-limit at the shared proxy then).
     """
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: Path, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # flock excludes other processes, not this one's threads
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(self.fd).st_size < _SIZE:
+            os.ftruncate(self.fd, _SIZE)  # zero-filled: every slot free
+        self.table = mmap.mmap(self.fd, _SIZE)
 
     def take(self, key: str) -> float:
         """0 when the request may go ahead, else the seconds to wait before the next one will."""
+        name = key.encode()[: _SLOT.size - 16].ljust(_SLOT.size - 16, b"\0")
         with self.lock:
-            now = self.clock()
-            tokens, then = self.buckets.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - then) * self.rate)
-            if tokens >= 1:
-                self.buckets[key] = (tokens - 1, now)
-                return 0.0
-            self.buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                offset = self._slot(name)
+                now = self.clock()
+                found, tokens, then = _SLOT.unpack_from(self.table, offset)
+                if found != name:
+                    tokens, then = float(self.burst), now
+                tokens = min(float(self.burst), tokens + max(0.0, now - then) * self.rate)
+                wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+                _SLOT.pack_into(self.table, offset, name, tokens - 1 if tokens >= 1 else tokens, now)
+                return wait
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _slot(self, name: bytes) -> int:
+        """The key's slot (open addressing from its hash); a full table starts over (keys are few)."""
+        start = zlib.crc32(name) % _SLOTS
+        for probe in range(_SLOTS):
+            offset = ((start + probe) % _SLOTS) * _SLOT.size
+            found = self.table[offset : offset + _SLOT.size - 16]
+            if found in (name, _EMPTY):
+                return offset
+        self.table[:] = bytes(_SIZE)
+        return start * _SLOT.size
+
+    def close(self) -> None:
+        self.table.close()
+        os.close(self.fd)
+
+
+def rate_file(database_url: str) -> Path:
+    """The default bucket file of a store: processes serving the same store share it."""
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return folder / f"leadscore-rate-{digest}"
+
+
+_SLOT = struct.Struct("<32sdd")  # key id (NUL-padded), tokens left, when they were counted (monotonic clock)
+_SLOTS = 4096
+_SIZE = _SLOT.size * _SLOTS
+_EMPTY = bytes(_SLOT.size - 16)

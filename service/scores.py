@@ -4,23 +4,24 @@ engine) and ``GET /v1/leads/{lead_id}`` (journeys and history for a CRM sidebar)
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
+import orjson
 import polars as pl
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
-from service.auth import require
-from stages.pipeline import run_line
+from service.auth import SECURITY, authorize, presented_key, require
+from stages.pipeline import score_and_advance
 from stages.portfolio import Portfolio
 from store.api_keys import KeyInfo
 from store.identity import attach, read_identity, visible_journeys
-from store.live import current_scores, lead_key
+from store.live import lead_key
 from store.queries import lead_history
 from store.reader import read_events
 from store.scores import read_journeys, read_leads
-from store.stages import read_pending_updates, read_reached, read_trigger_arms
+from store.stages import read_pending_updates
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 TOP_REASONS = 3
@@ -39,8 +40,9 @@ def fresh_scores(
     engine: Engine, portfolio: Portfolio, lead_id: str, product_line: str | None, as_of: datetime
 ) -> list[dict[str, Any]] | None:
     """The lead's journeys scored now from its events: the frames a batch run reads for this one lead,
-    through the same ``run_line`` (CRM updates, promotions and all), so the next run writes the same
-    score. Nothing is written (the batch stays the source of truth)."""
+    through the scoring half of the run's own ``run_line`` (``score_and_advance``: CRM updates, promotions
+    and all), so the next run writes the same score. Nothing is written (the batch stays the source of
+    truth)."""
     key = lead_key(engine, lead_id)
     if key is None:
         return None
@@ -58,19 +60,17 @@ def fresh_scores(
         journeys = visible_journeys(read_journeys(engine, name, key_range), identity)
         if journeys.is_empty():
             continue
-        outcome = run_line(
+        _, advanced = score_and_advance(
             line,
             journeys=journeys,
             leads=leads,
             events=events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == name)),
             updates=read_pending_updates(engine, name, key_range),
-            armed=read_trigger_arms(engine, name, key_range),
-            reached=read_reached(engine, name, key_range),
             as_of=as_of,
             scale=portfolio.scale,
         )
-        state = outcome.journeys.row(0, named=True)
-        scored = outcome.scored.rows(named=True)
+        state = advanced.journeys.row(0, named=True)
+        scored = advanced.scored.rows(named=True)
         row = scored[0] if scored else {"stage": state["stage"], "score": None, "band": None, "qualification": None}
         found.append(
             {
@@ -89,30 +89,91 @@ def fresh_scores(
     return found
 
 
-@router.get("/leads/{lead_id}/score", summary="A lead's score, band, qualification and top reasons")
-async def get_score(
-    request: Request,
-    lead_id: str,
-    product_line: str | None = None,
-    fresh: Annotated[bool, Query(description="score now from the events, with the batch's engine")] = False,
-    as_of: Annotated[datetime | None, Query(description="with fresh=true: score as of this time (default now)")] = None,
-    key: KeyInfo = require("scores:read"),
-) -> dict[str, Any]:
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_SCORE = {
+    "type": "object",
+    "properties": {
+        "product_line": {"type": "string"},
+        "stage": {"type": "string"},
+        "status": {"type": "string"},
+        "score": {"type": ["number", "null"]},
+        "band": {"type": ["string", "null"]},
+        "qualification": {"type": ["string", "null"]},
+        "stage_entered_at": {"type": ["string", "null"], "format": "date-time"},
+        "scored_at": {"type": ["string", "null"], "format": "date-time"},
+        "run_id": {"type": ["string", "null"]},
+        "reasons": {"type": "array", "items": {"type": "object"}, "description": "the top three rules"},
+    },
+}
+_ANSWER = {
+    "type": "object",
+    "properties": {
+        "lead_id": {"type": "string"},
+        "fresh": {"type": "boolean"},
+        "scores": {"type": "array", "items": _SCORE},
+    },
+}
+_PARAMETERS = [
+    {"name": "lead_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "product_line", "in": "query", "schema": {"type": "string"}, "description": "only this journey"},
+    {"name": "fresh", "in": "query", "schema": {"type": "boolean", "default": False},
+     "description": "score now from the events, with the batch's engine"},
+    {"name": "as_of", "in": "query", "schema": {"type": "string", "format": "date-time"},
+     "description": "with fresh=true: score as of this time (default now)"},
+]  # fmt: skip
+
+
+def _flag(value: str | None) -> bool:
+    if value is None or value.lower() in _FALSE:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    raise HTTPException(422, f"fresh: {value!r} is not a boolean")
+
+
+def _instant(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(422, f"as_of: {value!r} is not an ISO 8601 date-time") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+@router.get(
+    "/leads/{lead_id}/score",
+    summary="A lead's score, band, qualification and top reasons",
+    responses={200: {"content": {"application/json": {"schema": _ANSWER}}}, 404: {"description": "unknown lead"}},
+    openapi_extra={"parameters": _PARAMETERS, "security": SECURITY},
+)
+async def get_score(request: Request) -> Response:
     """Per journey (or the one of ``product_line``): stage, score, band, qualification and the top three
-    reasons of the latest run; with ``fresh=true`` computed now, exactly as the next run will write it."""
+    reasons of the latest run; with ``fresh=true`` computed now, exactly as the next run will write it.
+
+    The hottest route: it reads its parameters itself and answers JSON bytes (no dependency solving,
+    no response model), and the stored scores come from the per-process ``ScoreLookup`` in the loop."""
     service = request.app.state.service
+    await authorize(request, "scores:read", presented_key(request))
+    lead_id = request.path_params["lead_id"]
+    query = request.query_params
+    product_line = query.get("product_line")
     if product_line is not None and product_line not in service.portfolio.product_lines:
         raise HTTPException(404, f"unknown product line {product_line!r}")
+    fresh = _flag(query.get("fresh"))
     if fresh:
-        when = (as_of or datetime.now(UTC)).astimezone(UTC)
-        scores = await run_in_threadpool(fresh_scores, service.engine, service.portfolio, lead_id, product_line, when)
+        when = _instant(query.get("as_of"))
+        scores = await run_in_threadpool(
+            fresh_scores, service.fresh_engine, service.portfolio, lead_id, product_line, when
+        )
     else:
-        scores = await run_in_threadpool(current_scores, service.engine, lead_id, product_line)
+        scores = service.lookup.scores(lead_id, product_line)
     if scores is None:
         raise HTTPException(404, "unknown lead")
     for score in scores:
         score["reasons"] = top_reasons(score.pop("breakdown"))
-    return {"lead_id": lead_id, "fresh": fresh, "scores": scores}
+    body = {"lead_id": lead_id, "fresh": fresh, "scores": scores}
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
 @router.get("/leads/{lead_id}", summary="A lead's journeys, score history, transitions and tags")

@@ -1,11 +1,13 @@
-"""Where the service's writes go: on SQLite through one writer task, on PostgreSQL straight to the store.
+"""Where the service's writes go: intake is group-committed by one writer task per process.
 
-SQLite takes one writer at a time; requests that each opened a write transaction would queue on its
-lock and fail with "database is locked" under load. Here requests enqueue, and a single task commits
-what has gathered in one transaction: consecutive intake requests of the same kind are merged into
-one ingestion call (thousands of single events a second become a few dozen commits), other writes run
-one by one in order. PostgreSQL handles concurrent writers itself: ``DirectWriter`` just runs the work
-in a thread.
+Requests that each ran their own ingestion would pay its fixed cost (statements, a commit, the journey
+check) per event, and on SQLite they would queue on its one write lock and fail with "database is
+locked" under load. Here intake requests enqueue their items and wait; one task takes everything that
+gathered while the previous commit ran, merges consecutive requests of the same kind into one ingestion
+call (the columnar ``store.ingest`` path, one transaction) and answers each request with its own items'
+results. Thousands of single events a second become a few dozen commits. Other writes (``call``) go
+through the same queue on SQLite, one at a time in order; PostgreSQL takes concurrent writers, so there
+they run at once in a thread.
 """
 
 from __future__ import annotations
@@ -28,31 +30,16 @@ class _Job:
     future: asyncio.Future[Any]
 
 
-class DirectWriter:
-    """PostgreSQL: each request writes in its own transaction, concurrently."""
+class GroupWriter:
+    """One task, one thread, one intake transaction at a time; intake merged per kind.
 
-    def __init__(self, take: Take) -> None:
+    ``serialize_calls``: other writes queue behind intake too (SQLite's one writer); else they run at once.
+    """
+
+    def __init__(self, take: Take, max_items: int, serialize_calls: bool) -> None:
         self.take_items = take
-
-    async def take(self, kind: str, items: list[Any]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.take_items, kind, items)
-
-    async def call(self, work: Callable[[], Any]) -> Any:
-        return await asyncio.to_thread(work)
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-
-class SingleWriter(DirectWriter):
-    """SQLite: one task, one thread, one write transaction at a time; intake merged per kind."""
-
-    def __init__(self, take: Take, max_items: int) -> None:
-        super().__init__(take)
         self.max_items = max_items
+        self.serialize_calls = serialize_calls
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
@@ -60,6 +47,8 @@ class SingleWriter(DirectWriter):
         return await self._submit(kind, items)
 
     async def call(self, work: Callable[[], Any]) -> Any:
+        if not self.serialize_calls:
+            return await asyncio.to_thread(work)
         return await self._submit("call", work)
 
     async def _submit(self, kind: str, payload: Any) -> Any:
@@ -68,7 +57,7 @@ class SingleWriter(DirectWriter):
         return await future
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name="leadscore-sqlite-writer")
+        self.task = asyncio.create_task(self._run(), name="leadscore-writer")
 
     async def stop(self) -> None:
         if self.task is not None:

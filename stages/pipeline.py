@@ -13,7 +13,7 @@ import polars as pl
 from models.spec import Scale
 from stages.portfolio import ProductLine
 from stages.scoring import score_line
-from stages.transitions import advance, apply_external, apply_transitions
+from stages.transitions import Advanced, advance, apply_external, apply_transitions
 from stages.triggers import Fired, fire, qualification_milestones
 from store.shapes import TRANSITION_SCHEMA, UTC_US
 
@@ -78,6 +78,29 @@ def history(before: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def score_and_advance(
+    line: ProductLine,
+    *,
+    journeys: pl.DataFrame,
+    leads: pl.DataFrame,
+    events: pl.DataFrame,
+    updates: pl.DataFrame,
+    as_of: datetime,
+    scale: Scale,
+) -> tuple[pl.DataFrame, Advanced]:
+    """The part of ``run_line`` that decides the scores: CRM updates applied, then scored, promoted and
+    rescored. Returns the external moves and the advanced journeys; a ``fresh=true`` look-up runs only
+    this (milestones and triggers change no score), so it scores exactly as the run will."""
+    journeys = journeys.join(_last_activity(events, as_of), on="lead_key", how="left", maintain_order="left")
+    external = apply_external(line, journeys, updates, as_of=as_of)
+    journeys = apply_transitions(journeys, external)
+
+    def rescore(subset: pl.DataFrame) -> pl.DataFrame:
+        return score_line(line, journeys=subset, leads=leads, events=events, as_of=as_of, scale=scale)
+
+    return external, advance(line, journeys, rescore(journeys), rescore, as_of)
+
+
 def run_line(
     line: ProductLine,
     *,
@@ -103,14 +126,9 @@ def run_line(
         "journey_id",
         *(pl.col(name) if name in journeys.columns else pl.lit(None).alias(name) for name in HISTORY_COLUMNS),
     )
-    journeys = journeys.join(_last_activity(events, as_of), on="lead_key", how="left", maintain_order="left")
-    external = apply_external(line, journeys, updates, as_of=as_of)
-    journeys = apply_transitions(journeys, external)
-
-    def rescore(subset: pl.DataFrame) -> pl.DataFrame:
-        return score_line(line, journeys=subset, leads=leads, events=events, as_of=as_of, scale=scale)
-
-    advanced = advance(line, journeys, rescore(journeys), rescore, as_of)
+    external, advanced = score_and_advance(
+        line, journeys=journeys, leads=leads, events=events, updates=updates, as_of=as_of, scale=scale
+    )
     first_scores = advanced.steps.filter(pl.col("step") == 0).select("journey_id", pl.col("score").alias("_after"))
     # The journey is scored in the stage of its last CRM move only; earlier moves of a chain have no score after.
     last_move = pl.int_range(pl.len()).over("journey_id") == pl.len().over("journey_id") - 1

@@ -1,10 +1,9 @@
-"""Reads and small writes of the HTTP service: current scores, preference changes, email feedback."""
+"""Reads and small writes of the HTTP service: preference changes, email feedback (scores: store.lookups)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 
@@ -12,11 +11,9 @@ from store.bulk import insert_ignore
 from store.nurture_tables import NurtureEnrolment
 from store.outbox_tables import OutboxMessage
 from store.service_tables import WebhookReceipt
-from store.tables import Event, Journey, Lead, ScoreSnapshot
+from store.tables import Event, Lead
 
 _LEADS = Lead.__table__  # type: ignore[attr-defined]
-_JOURNEYS = Journey.__table__  # type: ignore[attr-defined]
-_SNAPSHOTS = ScoreSnapshot.__table__  # type: ignore[attr-defined]
 _ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _RECEIPTS = WebhookReceipt.__table__  # type: ignore[attr-defined]
@@ -25,51 +22,6 @@ _RECEIPTS = WebhookReceipt.__table__  # type: ignore[attr-defined]
 def lead_key(engine: Engine, lead_id: str) -> int | None:
     with engine.connect() as conn:
         return conn.execute(select(_LEADS.c.key).where(_LEADS.c.lead_id == lead_id)).scalar()
-
-
-def current_scores(engine: Engine, lead_id: str, product_line: str | None = None) -> list[dict[str, Any]] | None:
-    """Each journey of the lead as the latest run left it, with the breakdown of its latest snapshot;
-    None for an unknown lead. Two indexed look-ups: this answers website requests."""
-    journeys = select(
-        _LEADS.c.key,
-        _JOURNEYS.c.id,
-        _JOURNEYS.c.product_line,
-        _JOURNEYS.c.stage,
-        _JOURNEYS.c.status,
-        _JOURNEYS.c.score,
-        _JOURNEYS.c.band,
-        _JOURNEYS.c.qualification,
-        _JOURNEYS.c.stage_entered_at,
-    ).select_from(_LEADS.outerjoin(_JOURNEYS, _JOURNEYS.c.lead_key == _LEADS.c.key))
-    journeys = journeys.where(_LEADS.c.lead_id == lead_id).order_by(_JOURNEYS.c.product_line)
-    with engine.connect() as conn:
-        rows = conn.execute(journeys).all()
-        if not rows:
-            return None
-        found = [row for row in rows if row.id is not None and product_line in (None, row.product_line)]
-        latest: dict[int, Any] = {}
-        if found:
-            snapshots = (
-                select(_SNAPSHOTS.c.journey_id, _SNAPSHOTS.c.as_of, _SNAPSHOTS.c.run_id, _SNAPSHOTS.c.breakdown)
-                .where(_SNAPSHOTS.c.lead_key == rows[0].key, _SNAPSHOTS.c.journey_id.in_([row.id for row in found]))
-                .order_by(_SNAPSHOTS.c.as_of, _SNAPSHOTS.c.id)
-            )
-            latest = {snapshot.journey_id: snapshot for snapshot in conn.execute(snapshots)}
-    return [
-        {
-            "product_line": row.product_line,
-            "stage": row.stage,
-            "status": row.status,
-            "score": row.score,
-            "band": row.band,
-            "qualification": row.qualification,
-            "stage_entered_at": row.stage_entered_at,
-            "scored_at": latest[row.id].as_of if row.id in latest else None,
-            "run_id": latest[row.id].run_id if row.id in latest else None,
-            "breakdown": latest[row.id].breakdown if row.id in latest else [],
-        }
-        for row in found
-    ]
 
 
 def resubscribe(engine: Engine, key: int, at: datetime) -> bool:

@@ -6,6 +6,7 @@ data by ``flows/``, so ``store/`` never reads the portfolio.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -13,6 +14,7 @@ from sqlalchemy import Engine
 
 from store.reader import read_frame
 from store.shapes import UTC_US
+from store.tables import to_micros
 
 
 @dataclass(frozen=True)
@@ -329,3 +331,32 @@ def nurture_arms(engine: Engine) -> pl.DataFrame:
     )
     order = pl.when(pl.col("arm") == "holdout").then(0).when(pl.col("arm") == "treated").then(1).otherwise(2)
     return pl.concat([groups, tested]).sort("track", order, "arm")
+
+
+def content_served(engine: Engine, lines: Sequence[str], since: datetime) -> pl.DataFrame:
+    """Web content served to known leads since ``since`` (``content_served`` events), one row per view and
+    product line of the lead: ``lead_key, slot, variant, product_line, band, qualification`` as the
+    lead's journey in that line stood when it saw the variant (the service records them with the view)."""
+    raw = read_frame(
+        engine,
+        "SELECT lead_key, CAST(properties AS TEXT) AS properties FROM events "
+        "WHERE type = 'content_served' AND occurred_at >= :since",
+        {"since": to_micros(since)},
+        {"lead_key": pl.Int64, "properties": pl.Utf8},
+    )
+    per_line = pl.Struct({line: pl.Utf8 for line in lines})
+    shape = pl.Struct({"slot": pl.Utf8, "variant": pl.Utf8, "bands": per_line, "qualifications": per_line})
+    views = raw.select("lead_key", pl.col("properties").str.json_decode(shape).alias("p")).unnest("p")
+    parts = [
+        views.select(
+            "lead_key",
+            "slot",
+            "variant",
+            pl.lit(line).alias("product_line"),
+            pl.col("bands").struct.field(line).alias("band"),
+            pl.col("qualifications").struct.field(line).alias("qualification"),
+        ).filter(pl.col("band").is_not_null())
+        for line in lines
+    ]
+    schema = {"lead_key": pl.Int64, "slot": pl.Utf8, "variant": pl.Utf8, "product_line": pl.Utf8}
+    return pl.concat(parts) if parts else pl.DataFrame(schema={**schema, "band": pl.Utf8, "qualification": pl.Utf8})

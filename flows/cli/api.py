@@ -26,7 +26,7 @@ def api(
     portfolio: PortfolioOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on (a reverse proxy terminates TLS)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes (PostgreSQL; SQLite wants 1)")] = 1,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes (one per core; SQLite: 1 or 2)")] = 1,
 ) -> None:
     """Start the service on the store and portfolio of the other commands (LEADSCORE_* settings)."""
     if ctx.invoked_subcommand is not None:

@@ -12,6 +12,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from nurture.report.accounts import account_lines, hot_accounts_section, read_hot_accounts
+from nurture.report.content import content_section
 from nurture.report.experiments import emails_section, uplift_section
 from nurture.report.sections import (
     HISTOGRAM_BINS,
@@ -53,6 +54,12 @@ def _outcomes(engine: Engine, scope: ReportScope) -> pl.DataFrame:
     return frame if scope.product_line is None else frame.filter(pl.col("product_line") == scope.product_line)
 
 
+def _content(engine: Engine, scope: ReportScope) -> pl.DataFrame:
+    """Content served in the monitoring window, per product line reported on."""
+    since = scope.generated_at - timedelta(days=scope.portfolio.spec.monitoring.window_days)
+    return reports.content_served(engine, [shape.name for shape in scope.shapes], since)
+
+
 def _qualifications(engine: Engine, scope: ReportScope) -> pl.DataFrame:
     return reports.qualifications_per_day(engine, scope.portfolio.spec.timezone, scope.product_line)
 
@@ -68,6 +75,7 @@ SECTIONS: list[SectionRenderer] = [
     SectionRenderer(lambda engine, _: reports.nurture_arms(engine), uplift_section),
     SectionRenderer(_outcomes, review_section),
     SectionRenderer(read_hot_accounts, hot_accounts_section, lambda scope: bool(account_lines(scope))),
+    SectionRenderer(_content, content_section),
 ]
 
 

@@ -224,6 +224,7 @@ def test_cli_report_writes_html_and_json(demo_store: tuple[Path, str], tmp_path:
             "nurture-emails",
             "nurture-uplift",
             "model-review",
+            "content",
         ]
         crm_funnel = [row for row in summary["sections"]["funnel"] if row["product line"] == "crm-suite"]
         assert [(r["stage"], r["reached"]) for r in crm_funnel][1:] == [

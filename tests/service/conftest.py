@@ -34,10 +34,10 @@ def free_port() -> int:
 class Live:
     """A running ``leadscore`` service process, its store (``engine``) and keys for each scope."""
 
-    def __init__(self, url: str, tmp_path: Path, **settings: Any) -> None:
+    def __init__(self, url: str, tmp_path: Path, keys: dict[str, str] | None = None, **settings: Any) -> None:
         self.url = url
         self.engine: Engine = make_engine(url)
-        self.keys = {
+        self.keys = keys or {
             scope: create_key(self.engine, f"test {scope}", [scope])[0]
             for scope in ("events:write", "scores:read", "admin")
         }
@@ -51,6 +51,7 @@ class Live:
             "LEADSCORE_UNSUBSCRIBE_SECRET": SECRET,
             "LEADSCORE_UNSUBSCRIBE_SECRET_PREVIOUS": PREVIOUS_SECRET,
             "LEADSCORE_API_KEY_CACHE_SECONDS": "0",
+            "LEADSCORE_API_RATE_FILE": str(tmp_path / "rate-buckets"),  # the services of one test share it
             **{f"LEADSCORE_{name.upper()}": str(value) for name, value in settings.items()},
         }
         self.log = (tmp_path / f"service-{self.port}.log").open("w")

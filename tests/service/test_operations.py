@@ -91,3 +91,19 @@ def test_body_size_and_rate_limits(tmp_path: Path) -> None:
         assert "access-control-allow-origin" not in other.headers
     finally:
         live.close()
+
+
+def test_the_rate_limit_holds_in_total_across_service_processes(tmp_path: Path) -> None:
+    """Two services on one store (as two uvicorn workers are): a key's burst is spent once, not per process."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    first = Live(url, tmp_path, api_rate_per_second=0.01, api_rate_burst=6)
+    second = Live(url, tmp_path, keys=first.keys, api_rate_per_second=0.01, api_rate_burst=6)
+    try:
+        pids = {first.process.pid, second.process.pid}
+        assert len(pids) == 2
+        answers = [(first if n % 2 else second).get("/v1/leads/L1/score").status_code for n in range(10)]
+        assert answers == [404] * 6 + [429] * 4  # 3 + 3 taken through each process, then both refuse
+        assert first.get("/v1/leads/L1/score", scope="admin").status_code == 404  # another key, its own bucket
+    finally:
+        second.close()
+        first.close()

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from sqlalchemy import Engine
 
 from store.ingest import ingest_leads
 from store.partitions import lead_key_partitions
-from store.reader import EVENT_SCHEMA, adbc_uri, read_events, read_frame
+from store.reader import EVENT_SCHEMA, adbc_uri, read_events, read_frame, row_reads
 from tests.store.samples import Loaded, lead_keys, write
 
 
@@ -114,3 +115,21 @@ def test_shared_partition_reads_read_once_per_run_and_release(monkeypatch: pytes
     assert first is again and other_run is not first
     shared.release("run-1")
     assert [key[0] for key in shared.entries] == ["run-2"]
+
+
+def test_row_reads_give_the_same_frames_as_the_columnar_reads(loaded: Loaded) -> None:
+    """``row_reads`` (a few rows through a pooled DBAPI connection, for one lead's look-up) reads the same
+    frames as ADBC: same SQL, same schema casts, an empty result typed too."""
+    rows = row_reads(loaded.engine)
+    k = loaded.keys
+    for key_range, line in [((k["L1"], k["L3"] + 1), "analytics"), ((k["L1"], k["L1"] + 1), "crm"), (None, None)]:
+        assert_frame_equal(read_events(rows, key_range, line), read_events(loaded.engine, key_range, line))
+    promoted = read_events(rows, None, None, properties=["url", "duration_s"])
+    assert_frame_equal(promoted, read_events(loaded.engine, None, None, properties=["url", "duration_s"]))
+    assert read_events(rows, (10**6, 10**6 + 5), "crm").schema == pl.Schema(EVENT_SCHEMA)
+    sql = "SELECT lead_id, key FROM leads WHERE lead_id IN (:ids) ORDER BY lead_id"
+    schema = {"lead_id": pl.Utf8, "key": pl.Int64}
+    assert_frame_equal(
+        read_frame(rows, sql, {"ids": ["L1", "L3"]}, schema),
+        read_frame(loaded.engine, sql, {"ids": ["L1", "L3"]}, schema),
+    )
