@@ -350,3 +350,20 @@ class LeadTag(SQLModel, table=True):
     tag: str = Field(sa_column=Column(String, primary_key=True))
     added_at: datetime = _time(nullable=False)
     run_id: str | None = None
+
+
+class EventGeneration(SQLModel, table=True):
+    """The change log of the event log: bumped by triggers on ``events`` (``store/change_log.py``)."""
+
+    __tablename__ = "event_generations"
+
+    lead_key: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    generation: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class EventChangeEpoch(SQLModel, table=True):
+    """The change log's epoch: a new one whenever changes may have gone uncounted (one row, or none)."""
+
+    __tablename__ = "event_mirror_epoch"
+
+    epoch: str = Field(sa_column=Column(String, primary_key=True))
