@@ -181,3 +181,34 @@ def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:
     assert calls == ["a", "c", "d"]
     shared.release("run")
     assert not shared.entries
+
+
+def test_postgresql_counts_each_statement_once_per_lead_and_truncate_starts_a_new_epoch(
+    store: Engine, tmp_path: Path
+) -> None:
+    if store.dialect.name != "postgresql":
+        pytest.skip("statement triggers and TRUNCATE are PostgreSQL's")
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(store)
+    everyone = (min(keys.values()), max(keys.values()) + 1)
+    check(store, everyone)  # installs the triggers
+
+    def generations() -> dict[int, int]:
+        with store.connect() as conn:
+            return dict(conn.execute(text("SELECT lead_key, generation FROM event_generations")).all())
+
+    before = generations()
+    with store.begin() as conn:  # one statement over six rows of two leads: each lead counted once
+        conn.execute(
+            text("UPDATE events SET url = '/moved' WHERE lead_key IN (:a, :b)"), {"a": keys["L1"], "b": keys["L2"]}
+        )
+    after = generations()
+    assert {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)} == {
+        keys["L1"]: 1,
+        keys["L2"]: 1,
+    }
+    assert check(store, everyone).filter(pl.col("url") == "/moved").height == 4  # L1's email_open is not read
+
+    with store.begin() as conn:
+        conn.execute(text("TRUNCATE events"))
+    assert check(store, everyone).height == 0  # the files of the old epoch are ignored
