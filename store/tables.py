@@ -119,7 +119,12 @@ class Journey(SQLModel, table=True):
     """A lead's current position in one product line's funnel, with its latest score."""
 
     __tablename__ = "journeys"
-    __table_args__ = (UniqueConstraint("lead_key", "product_line", name="ux_journeys_lead_line"),)
+    __table_args__ = (
+        UniqueConstraint("lead_key", "product_line", name="ux_journeys_lead_line"),
+        # A scoring task reads one line's journeys in a lead-key range: without this index SQLite
+        # answers from the (product_line, score) index of the console and reads the line's every journey.
+        Index("ix_journeys_line_lead", "product_line", "lead_key"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     lead_key: int = Field(index=True)

@@ -1,4 +1,5 @@
-"""The event log's change log: per-lead generations bumped by triggers, and the epoch they count in
+"""The event log's change log: per-lead generations bumped by triggers, and the epoch they count in;
+journeys indexed by (product line, lead key), the range every scoring task reads
 
 The triggers themselves are installed by ``store/change_log.py`` on first use (with a fresh epoch),
 so a store whose triggers went missing repairs itself; this revision declares the tables. A SQLite
@@ -40,9 +41,11 @@ def upgrade() -> None:
         sa.Column("epoch", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("epoch"),
     )
+    op.create_index("ix_journeys_line_lead", "journeys", ["product_line", "lead_key"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_journeys_line_lead", table_name="journeys")
     if op.get_bind().dialect.name == "postgresql":
         for name in (*TRIGGERS, "event_generations_truncate"):
             op.execute(f"DROP TRIGGER IF EXISTS {name} ON events")
