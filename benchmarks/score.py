@@ -86,6 +86,7 @@ def measure(workdir: Path, url: str | None = None) -> dict[str, float]:
     for label in ("first_run", "rerun", "daily"):
         as_of = AS_OF
         if label == "daily":
+            figures["peak_rss_mb"] = _peak_mb()  # scoring alone: the daily step's ingestion runs in this process too
             figures["daily_ingest_s"] = _ingest_increment(workdir, url)
             as_of = AS_OF + timedelta(days=1)
         started, cpu = time.perf_counter(), _cpu_s()
@@ -95,7 +96,7 @@ def measure(workdir: Path, url: str | None = None) -> dict[str, float]:
         figures[f"{label}_changed"] = summary["changed"]
         figures["journeys"] = summary["scored"]
     figures["ratio_to_scan"] = figures["rerun_s"] / figures["grouped_scan_s"]
-    figures["peak_rss_mb"] = _peak_mb()
+    figures["peak_with_daily_mb"] = _peak_mb()
     figures["load_average_after"] = os.getloadavg()[0]
     return figures
 
@@ -271,7 +272,10 @@ def main() -> None:
         )
         print(f"re-run / scan       {figures['ratio_to_scan']:8.2f} x  (target <= 5)")
         print(f"load average after  {figures['load_average_after']:8.2f}")
-        print(f"peak memory         {figures['peak_rss_mb']:8.0f} MB (scoring process; target <= 2048)")
+        print(
+            f"peak memory         {figures['peak_rss_mb']:8.0f} MB (scoring process, first run and re-run; "
+            f"target <= 2048; {figures.get('peak_with_daily_mb', 0):.0f} MB with the daily step)"
+        )
     if args.scale_check:
         (small, big) = results.values()
         print(f"\n4x data costs {big['rerun_s'] / small['rerun_s']:.2f}x the scoring time (target <= 4.5)")
