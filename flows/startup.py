@@ -7,15 +7,18 @@ never read the environment.
 from pathlib import Path
 
 from flows.allocator import limit_malloc_arenas
+from store.event_cache import use_cache_root
 from store.reader import limit_read_processes
 from store.settings import Settings, get_settings
 
 
 def prepare_process(settings: Settings) -> None:
     """Cap glibc's malloc arenas before the task runner's threads exist (``flows/allocator.py``) and size
-    the SQLite reader processes; both are process-wide, and repeating them changes nothing."""
+    the SQLite reader processes and place the event cache of PostgreSQL stores; all are process-wide,
+    and repeating them changes nothing."""
     limit_malloc_arenas()
     limit_read_processes(settings.workers)
+    use_cache_root(settings.cache_dir)
 
 
 def enter_flow(database_url: str | None = None, outbox_dir: str | Path | None = None) -> Settings:

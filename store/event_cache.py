@@ -1,17 +1,18 @@
-"""A columnar cache of a SQLite event log: Arrow IPC files next to the database, read memory-mapped.
+"""A columnar cache of the event log: Arrow IPC files on local disk, read memory-mapped.
 
-Reading events out of SQLite is the largest cost of a scoring run (ADBC moves ≈ 1.2M rows/s), yet
-between two runs almost all events are unchanged. The cache keeps each chunk of ``CHUNK_KEYS`` lead
-keys as one Arrow IPC file under ``<database>.mirror/`` (the folder keeps its first name); a run maps
-the files (no copy, no parsing) and re-reads from SQLite only the leads whose events changed since the file was written.
+Reading events out of the database is the largest cost of a scoring run (ADBC moves ≈ 1.2M rows/s
+out of SQLite, fewer out of PostgreSQL), yet between two runs almost all events are unchanged. The
+cache keeps each chunk of ``CHUNK_KEYS`` lead keys as one Arrow IPC file; a run maps the files (no
+copy, no parsing) and re-reads from the database only the leads whose events changed since the file
+was written. A SQLite store keeps its files next to it, under ``<database>.mirror/``; a PostgreSQL
+store (shared by many machines) under a local folder per (server, database, schema) in the cache
+root (``LEADSCORE_CACHE_DIR``): each machine of a scaled-out run keeps its own copy.
 
-What changed is known exactly, whoever wrote it: SQLite triggers on ``events`` bump a per-lead
-generation counter (``event_generations``) in the same transaction as any insert, update or delete.
-Each file records the generations it reflects (read *before* its events, so a concurrent write can
-only make the file look older than it is, never newer). The triggers are created on first use with a
-fresh random epoch; a file from another epoch (a replaced database, triggers lost to a table rebuild)
-is ignored. Delete the folder at any time: the next run rebuilds it.
-PostgreSQL reads its events directly (the database is the shared store of a scaled-out run).
+What changed is known exactly, whoever wrote it: triggers on ``events`` bump a per-lead generation
+counter in the writing transaction (``store/change_log.py``). Each file records the generations it
+reflects (read *before* its events, so a concurrent write can only make the file look older than it
+is, never newer: it is picked up by the next run). A file of another epoch (a replaced database,
+triggers lost) is ignored. Delete the folder at any time: the next run rebuilds it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import polars as pl
 import pyarrow as pa
 from sqlalchemy import Engine, text
 
+from store.change_log import GENERATIONS, ensure_tracking
 from store.reader import adbc_uri, read_events, read_frame
 from store.tables import PROMOTED_PROPERTIES
 
@@ -38,25 +42,28 @@ REREAD_SHARE = 0.5
 """Above this share of changed leads a chunk is re-read whole (one range scan beats a long key list)."""
 FORMAT = 1
 """Bump when the files' layout or ``read_events``' columns change: older files are then ignored."""
-GENERATIONS = "event_generations"
-EPOCH = "event_mirror_epoch"
-_TRIGGERS = {
-    "event_generations_insert": "AFTER INSERT ON events BEGIN {new} END",
-    "event_generations_update": "AFTER UPDATE ON events BEGIN {old} {new} END",
-    "event_generations_delete": "AFTER DELETE ON events BEGIN {old} END",
-}
-_BUMP = (
-    f"INSERT INTO {GENERATIONS} (lead_key, generation) VALUES ({{row}}.lead_key, 1) "
-    "ON CONFLICT (lead_key) DO UPDATE SET generation = generation + 1;"
-)
 _GENERATION_SCHEMA = {"lead_key": pl.Int64(), "generation": pl.Int64()}
 
 _locks_guard = threading.Lock()
 _locks: dict[Path, threading.Lock] = {}
 
 
+_cache_root = Path(tempfile.gettempdir()) / f"leadscore-cache-{os.getuid()}"
+_store_names: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def use_cache_root(root: Path | None) -> None:
+    """Where PostgreSQL stores keep their files (``LEADSCORE_CACHE_DIR``, given at start-up); None keeps
+    the default, a per-user folder in the temporary directory."""
+    global _cache_root
+    if root is not None:
+        _cache_root = Path(root)
+
+
 def supported(engine: Engine) -> bool:
-    """The cache serves SQLite files (ADBC cannot read an in-memory database anyway)."""
+    """The cache serves SQLite files (ADBC cannot read an in-memory database) and PostgreSQL."""
+    if engine.dialect.name == "postgresql":
+        return True
     if engine.dialect.name != "sqlite":
         return False
     try:
@@ -67,39 +74,18 @@ def supported(engine: Engine) -> bool:
 
 
 def cache_dir(engine: Engine) -> Path:
-    """``<database>.mirror``: next to the SQLite file."""
-    return Path(adbc_uri(engine) + ".mirror")
-
-
-def ensure_tracking(engine: Engine) -> str:
-    """Create the generation table and triggers if any is missing; return the tracking epoch.
-
-    A missing trigger means changes may have gone uncounted (never tracked, or the events table was
-    rebuilt), so recreating them starts a new epoch and every cache file becomes stale.
-    """
-    with engine.connect() as conn:
-        present = {
-            name
-            for (name,) in conn.execute(
-                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'")
-            )
-        }
-        if present >= _TRIGGERS.keys():
-            epoch = conn.execute(text(f"SELECT epoch FROM {EPOCH}")).scalar_one_or_none()
-            if epoch is not None:
-                return str(epoch)
-    with engine.begin() as conn:
-        columns = "lead_key INTEGER PRIMARY KEY, generation INTEGER NOT NULL"
-        conn.execute(text(f"CREATE TABLE IF NOT EXISTS {GENERATIONS} ({columns})"))
-        conn.execute(text(f"CREATE TABLE IF NOT EXISTS {EPOCH} (epoch TEXT NOT NULL)"))
-        for name, body in _TRIGGERS.items():
-            statement = body.format(new=_BUMP.format(row="NEW"), old=_BUMP.format(row="OLD"))
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
-            conn.execute(text(f"CREATE TRIGGER {name} {statement}"))
-        epoch = uuid.uuid4().hex
-        conn.execute(text(f"DELETE FROM {EPOCH}"))
-        conn.execute(text(f"INSERT INTO {EPOCH} (epoch) VALUES (:epoch)"), {"epoch": epoch})
-    return epoch
+    """``<database>.mirror`` next to a SQLite file; for PostgreSQL a folder of the cache root named
+    after the server, database and schema (the store's identity; its epoch tells a recreated one)."""
+    if engine.dialect.name != "postgresql":
+        return Path(adbc_uri(engine) + ".mirror")
+    if engine not in _store_names:
+        with engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        url = engine.url
+        identity = json.dumps([url.host, url.port, url.database, schema])
+        _store_names[engine] = f"pg-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+    _cache_root.mkdir(mode=0o700, parents=True, exist_ok=True)  # events are personal data: the user's alone
+    return _cache_root / _store_names[engine]
 
 
 def cached_events(

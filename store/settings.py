@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     workers: int = 2
+    # Local folder of the event cache of PostgreSQL stores (store/event_cache.py); None: a per-user
+    # folder in the temporary directory. SQLite stores keep theirs next to the database file.
+    cache_dir: Path | None = None
     # Webhooks: wall-clock seconds per try (connect + the whole answer), and for a run's whole webhook step.
     webhook_deadline: float = 5.0
     webhook_budget: float = 30.0

@@ -121,7 +121,12 @@ class Journey(SQLModel, table=True):
     """A lead's current position in one product line's funnel, with its latest score."""
 
     __tablename__ = "journeys"
-    __table_args__ = (UniqueConstraint("lead_key", "product_line", name="ux_journeys_lead_line"),)
+    __table_args__ = (
+        UniqueConstraint("lead_key", "product_line", name="ux_journeys_lead_line"),
+        # A scoring task reads one line's journeys in a lead-key range: without this index SQLite
+        # answers from the (product_line, score) index of the console and reads the line's every journey.
+        Index("ix_journeys_line_lead", "product_line", "lead_key"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     lead_key: int = Field(index=True)
@@ -352,3 +357,20 @@ class LeadTag(SQLModel, table=True):
     tag: str = Field(sa_column=Column(String, primary_key=True))
     added_at: datetime = _time(nullable=False)
     run_id: str | None = None
+
+
+class EventGeneration(SQLModel, table=True):
+    """The change log of the event log: bumped by triggers on ``events`` (``store/change_log.py``)."""
+
+    __tablename__ = "event_generations"
+
+    lead_key: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    generation: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class EventChangeEpoch(SQLModel, table=True):
+    """The change log's epoch: a new one whenever changes may have gone uncounted (one row, or none)."""
+
+    __tablename__ = "event_mirror_epoch"
+
+    epoch: str = Field(sa_column=Column(String, primary_key=True))

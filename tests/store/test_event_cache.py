@@ -1,4 +1,5 @@
-"""The event cache: whatever happens to the event log, it serves exactly what SQLite holds."""
+"""The event cache: whatever happens to the event log, it serves exactly what the store holds (SQLite
+file or PostgreSQL schema)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from store.event_cache import cache_dir, cached_events, drop_cache
 from store.ingest import ingest_events, ingest_leads
 from store.partitions import shared_partition_reads
 from store.reader import read_events
+from tests.postgres import postgres_url, throwaway_schema
 from tests.store.samples import lead_keys, write
 
 TYPES = ["email_click", "manual_adjustment", "page_view"]
@@ -23,13 +25,25 @@ EVENT_COLUMNS = ["lead_key", "occurred_at", "type", "product_line", "machine"]
 PROPERTIES = ["url", "points", "topic"]  # promoted columns and one JSON-only key: every column kind
 
 
-@pytest.fixture
-def sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """Ten leads in a SQLite file or a PostgreSQL schema (its cache under tmp_path)."""
     monkeypatch.setattr(event_cache, "CHUNK_KEYS", 4)  # 10 leads span three chunk files
-    engine = make_engine(f"sqlite:///{tmp_path}/m.db")
-    ingest_leads(engine, write(tmp_path, "leads.csv", "lead_id\n" + "\n".join(f"L{i}" for i in range(10)) + "\n"))
-    yield engine
-    engine.dispose()
+    monkeypatch.setattr(event_cache, "_cache_root", tmp_path / "cache")
+    leads = write(tmp_path, "leads.csv", "lead_id\n" + "\n".join(f"L{i}" for i in range(10)) + "\n")
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path}/m.db")
+        ingest_leads(engine, leads)
+        yield engine
+        engine.dispose()
+        return
+    with throwaway_schema(postgres_url(), "ec") as schema:
+        engine = make_engine(postgres_url(), connect_args={"options": f"-csearch_path={schema}"})
+        ingest_leads(engine, leads)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def events_csv(tmp_path: Path, name: str, rows: list[tuple[str, str, str, str, str]]) -> Path:
@@ -59,16 +73,16 @@ def initial_events() -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def test_cache_serves_exactly_the_log_and_follows_every_change(sqlite: Engine, tmp_path: Path) -> None:
-    assert ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events())) == 30
-    keys = lead_keys(sqlite)
+def test_cache_serves_exactly_the_log_and_follows_every_change(store: Engine, tmp_path: Path) -> None:
+    assert ingest(store, events_csv(tmp_path, "a.csv", initial_events())) == 30
+    keys = lead_keys(store)
     everyone = (min(keys.values()), max(keys.values()) + 1)
-    first = check(sqlite, everyone)
+    first = check(store, everyone)
     assert first.height == 20  # email_open is not a scored type
     assert first.columns == [*EVENT_COLUMNS, "properties", "url", "points"]
-    files = sorted(cache_dir(sqlite).rglob("chunk-*.arrow"))
+    files = sorted(cache_dir(store).rglob("chunk-*.arrow"))
     assert len(files) == 3
-    check(sqlite, (keys["L2"], keys["L7"]))  # a range that cuts chunks
+    check(store, (keys["L2"], keys["L7"]))  # a range that cuts chunks
 
     # New events into an old lead (earlier than its others: order must follow occurred_at), a new
     # event for another lead, and a re-ingested event_id (ignored: events are immutable).
@@ -77,33 +91,33 @@ def test_cache_serves_exactly_the_log_and_follows_every_change(sqlite: Engine, t
         ("n2", "L8", "email_click", "2026-05-01T00:00:00Z", "/c"),
         ("e3-0", "L3", "page_view", "2026-09-09T00:00:00Z", "/changed"),
     ]
-    assert ingest(sqlite, events_csv(tmp_path, "b.csv", late)) == 2
-    after = check(sqlite, everyone)
+    assert ingest(store, events_csv(tmp_path, "b.csv", late)) == 2
+    after = check(store, everyone)
     assert after.height == 22
     l1 = after.filter(pl.col("lead_key") == keys["L1"])
     assert l1["url"].to_list() == ["/new", "/p1", "/p1"]
     assert after.filter(pl.col("url") == "/changed").height == 0
 
     # Updates and deletes by any writer are seen too.
-    with sqlite.begin() as conn:
-        conn.execute(text("UPDATE events SET machine = 1 WHERE event_id = 'e5-0'"))
+    with store.begin() as conn:
+        conn.execute(text("UPDATE events SET machine = true WHERE event_id = 'e5-0'"))
         conn.execute(text("DELETE FROM events WHERE lead_key = :k"), {"k": keys["L9"]})
-    after = check(sqlite, everyone)
+    after = check(store, everyone)
     assert after.filter(pl.col("lead_key") == keys["L9"]).height == 0
     assert after.filter(pl.col("machine"))["lead_key"].to_list() == [keys["L5"]]
 
-    drop_cache(sqlite)  # a cache: deleting it changes nothing but the time
-    assert not cache_dir(sqlite).exists()
-    assert_frame_equal(check(sqlite, everyone), after)
+    drop_cache(store)  # a cache: deleting it changes nothing but the time
+    assert not cache_dir(store).exists()
+    assert_frame_equal(check(store, everyone), after)
 
 
 def test_unchanged_chunks_are_not_read_again_and_changed_leads_alone_are(
-    sqlite: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
-    keys = lead_keys(sqlite)
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(store)
     everyone = (min(keys.values()), max(keys.values()) + 1)
-    check(sqlite, everyone)
+    check(store, everyone)
     reads: list[dict[str, Any]] = []
     original = event_cache.read_events
 
@@ -112,41 +126,42 @@ def test_unchanged_chunks_are_not_read_again_and_changed_leads_alone_are(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(event_cache, "read_events", spy)
-    cached_events(sqlite, everyone, TYPES, PROPERTIES)
+    cached_events(store, everyone, TYPES, PROPERTIES)
     assert reads == []
-    ingest(sqlite, events_csv(tmp_path, "b.csv", [("n1", "L4", "page_view", "2026-07-01T00:00:00Z", "/x")]))
-    mirrored = cached_events(sqlite, everyone, TYPES, PROPERTIES)
+    ingest(store, events_csv(tmp_path, "b.csv", [("n1", "L4", "page_view", "2026-07-01T00:00:00Z", "/x")]))
+    mirrored = cached_events(store, everyone, TYPES, PROPERTIES)
     assert reads == [{"lead_keys": [keys["L4"]]}]
     assert "/x" in mirrored["url"].to_list()
 
 
-def test_lost_triggers_start_a_new_epoch(sqlite: Engine, tmp_path: Path) -> None:
+def test_lost_triggers_start_a_new_epoch(store: Engine, tmp_path: Path) -> None:
     """Changes made while the triggers were missing went uncounted: every file is rebuilt."""
-    ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
-    keys = lead_keys(sqlite)
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(store)
     everyone = (min(keys.values()), max(keys.values()) + 1)
-    check(sqlite, everyone)
-    with sqlite.begin() as conn:
-        conn.execute(text("DROP TRIGGER event_generations_update"))
+    check(store, everyone)
+    with store.begin() as conn:
+        on_events = " ON events" if store.dialect.name == "postgresql" else ""
+        conn.execute(text(f"DROP TRIGGER event_generations_update{on_events}"))
         conn.execute(text("UPDATE events SET url = '/untracked' WHERE event_id = 'e0-0'"))
-    assert "/untracked" in check(sqlite, everyone)["url"].to_list()
+    assert "/untracked" in check(store, everyone)["url"].to_list()
 
 
 def test_shared_partition_reads_use_the_cache_for_wide_ranges(
-    sqlite: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(partitions, "CACHE_MIN_KEYS", 5)
-    ingest(sqlite, events_csv(tmp_path, "a.csv", initial_events()))
-    keys = lead_keys(sqlite)
-    one = shared_partition_reads.events(sqlite, (keys["L1"], keys["L1"] + 1), token="t", types=TYPES, properties=[])
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(store)
+    one = shared_partition_reads.events(store, (keys["L1"], keys["L1"] + 1), token="t", types=TYPES, properties=[])
     shared_partition_reads.release("t")
     assert one.columns == EVENT_COLUMNS and one.height == 2
-    assert not cache_dir(sqlite).exists()  # a single lead reads directly
+    assert not cache_dir(store).exists()  # a single lead reads directly
     wide = (0, max(keys.values()) + 1)
-    frame = shared_partition_reads.events(sqlite, wide, token="t", types=TYPES, properties=PROPERTIES)
+    frame = shared_partition_reads.events(store, wide, token="t", types=TYPES, properties=PROPERTIES)
     shared_partition_reads.release("t")
-    assert_frame_equal(frame, read_events(sqlite, wide, None, TYPES, PROPERTIES))
-    assert cache_dir(sqlite).exists()
+    assert_frame_equal(frame, read_events(store, wide, None, TYPES, PROPERTIES))
+    assert cache_dir(store).exists()
 
 
 def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:
@@ -166,3 +181,34 @@ def test_shared_reads_of_other_kinds_run_once_per_run_and_key() -> None:
     assert calls == ["a", "c", "d"]
     shared.release("run")
     assert not shared.entries
+
+
+def test_postgresql_counts_each_statement_once_per_lead_and_truncate_starts_a_new_epoch(
+    store: Engine, tmp_path: Path
+) -> None:
+    if store.dialect.name != "postgresql":
+        pytest.skip("statement triggers and TRUNCATE are PostgreSQL's")
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(store)
+    everyone = (min(keys.values()), max(keys.values()) + 1)
+    check(store, everyone)  # installs the triggers
+
+    def generations() -> dict[int, int]:
+        with store.connect() as conn:
+            return dict(conn.execute(text("SELECT lead_key, generation FROM event_generations")).all())
+
+    before = generations()
+    with store.begin() as conn:  # one statement over six rows of two leads: each lead counted once
+        conn.execute(
+            text("UPDATE events SET url = '/moved' WHERE lead_key IN (:a, :b)"), {"a": keys["L1"], "b": keys["L2"]}
+        )
+    after = generations()
+    assert {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)} == {
+        keys["L1"]: 1,
+        keys["L2"]: 1,
+    }
+    assert check(store, everyone).filter(pl.col("url") == "/moved").height == 4  # L1's email_open is not read
+
+    with store.begin() as conn:
+        conn.execute(text("TRUNCATE events"))
+    assert check(store, everyone).height == 0  # the files of the old epoch are ignored

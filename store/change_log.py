@@ -1,0 +1,129 @@
+"""The event log's change log: a per-lead generation counter the database bumps on every change.
+
+A columnar copy of the events (``store/event_cache.py``) stays exact only if it learns of every
+insert, update and delete, whoever makes it (an ingest, the service, a hand-written SQL fix). So the
+database counts them itself, in the writing transaction: triggers on ``events`` bump
+``event_generations`` for each lead a statement touched. SQLite runs row triggers; PostgreSQL runs
+statement triggers over transition tables (one set-based upsert per ``COPY`` or merge, so bulk
+ingestion pays once per statement, not once per row).
+
+The triggers are installed on first use together with a fresh random *epoch*. Changes made while a
+trigger was missing went uncounted, so a missing trigger means a new epoch, and every cache file of
+an older epoch is ignored. ``TRUNCATE`` (PostgreSQL) clears the epoch for the same reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Connection, Engine, text
+
+GENERATIONS = "event_generations"
+EPOCH = "event_mirror_epoch"
+
+_SQLITE_TRIGGERS = {
+    "event_generations_insert": "AFTER INSERT ON events BEGIN {new} END",
+    "event_generations_update": "AFTER UPDATE ON events BEGIN {old} {new} END",
+    "event_generations_delete": "AFTER DELETE ON events BEGIN {old} END",
+}
+_SQLITE_BUMP = (
+    f"INSERT INTO {GENERATIONS} (lead_key, generation) VALUES ({{row}}.lead_key, 1) "
+    "ON CONFLICT (lead_key) DO UPDATE SET generation = generation + 1;"
+)
+
+_PG_FUNCTION = "leadscore_event_generations"
+_PG_TRIGGERS = {
+    "event_generations_insert": "AFTER INSERT ON events REFERENCING NEW TABLE AS new_rows",
+    "event_generations_update": "AFTER UPDATE ON events REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+    "event_generations_delete": "AFTER DELETE ON events REFERENCING OLD TABLE AS old_rows",
+    "event_generations_truncate": "AFTER TRUNCATE ON events",
+}
+# One upsert per statement, each lead once (ON CONFLICT may not touch a row twice), in key order so that
+# two concurrent writers lock the shared counters in the same order (no deadlock between them).
+_PG_BUMP = (
+    f"INSERT INTO {GENERATIONS} AS g (lead_key, generation) SELECT lead_key, 1 FROM ({{leads}}) AS touched "
+    "ORDER BY lead_key ON CONFLICT (lead_key) DO UPDATE SET generation = g.generation + 1;"
+)
+# ``SET search_path FROM CURRENT``: the function finds its tables in the schema it was created in,
+# whatever the writer's own search path.
+_PG_BODY = f"""
+CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    DELETE FROM {EPOCH};
+  ELSIF TG_OP = 'INSERT' THEN
+    {_PG_BUMP.format(leads="SELECT DISTINCT lead_key FROM new_rows")}
+  ELSIF TG_OP = 'DELETE' THEN
+    {_PG_BUMP.format(leads="SELECT DISTINCT lead_key FROM old_rows")}
+  ELSE
+    {_PG_BUMP.format(leads="SELECT lead_key FROM old_rows UNION SELECT lead_key FROM new_rows")}
+  END IF;
+  RETURN NULL;
+END $$
+"""
+# Serialises installers of one schema (two scoring processes starting at once): any constant works.
+_PG_LOCK_KEY = 7_461_533_013
+
+
+def ensure_tracking(engine: Engine) -> str:
+    """Install the triggers if any is missing (or the epoch is gone); return the tracking epoch."""
+    with engine.connect() as conn:
+        epoch = _current_epoch(conn)
+    if epoch is not None:
+        return epoch
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            lock = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema(), :key))"
+            conn.execute(text(lock), {"key": _PG_LOCK_KEY})
+            epoch = _current_epoch(conn)  # another process may have installed them while this one waited
+            if epoch is not None:
+                return epoch
+            _install_postgresql(conn)
+        else:
+            _install_sqlite(conn)
+        epoch = uuid.uuid4().hex
+        conn.execute(text(f"DELETE FROM {EPOCH}"))
+        conn.execute(text(f"INSERT INTO {EPOCH} (epoch) VALUES (:epoch)"), {"epoch": epoch})
+    return epoch
+
+
+def _current_epoch(conn: Connection) -> str | None:
+    """The epoch, when every trigger is in place; else None."""
+    if conn.dialect.name == "postgresql":
+        present = {
+            name
+            for (name,) in conn.execute(
+                text(
+                    "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                    "WHERE c.relname = 'events' AND c.relnamespace = CAST(current_schema() AS regnamespace) "
+                    "AND t.tgenabled <> 'D'"
+                )
+            )
+        }
+        expected = _PG_TRIGGERS.keys()
+    else:
+        present = {
+            name
+            for (name,) in conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'")
+            )
+        }
+        expected = _SQLITE_TRIGGERS.keys()
+    if not present >= expected:
+        return None
+    epoch = conn.execute(text(f"SELECT epoch FROM {EPOCH}")).scalar_one_or_none()
+    return None if epoch is None else str(epoch)
+
+
+def _install_sqlite(conn: Connection) -> None:
+    for name, body in _SQLITE_TRIGGERS.items():
+        statement = body.format(new=_SQLITE_BUMP.format(row="NEW"), old=_SQLITE_BUMP.format(row="OLD"))
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+        conn.execute(text(f"CREATE TRIGGER {name} {statement}"))
+
+
+def _install_postgresql(conn: Connection) -> None:
+    conn.exec_driver_sql(_PG_BODY)
+    for name, when in _PG_TRIGGERS.items():
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON events")
+        conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} FOR EACH STATEMENT EXECUTE FUNCTION {_PG_FUNCTION}()")
