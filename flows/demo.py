@@ -145,6 +145,7 @@ def _day(run: datetime, summary: dict[str, Any], leads: int, events: int, update
         "transitions": score.get("transitions", {}),
         "firings": score.get("firings", {}),
         "emails": nurture.get("deliveries", {}),
+        "timings": summary.get("timings", {}),
         "ingested": [
             {k: r.get(k) for k in ("kind", "read", "inserted", "rejected")} for r in summary.get("ingested", [])
         ],
