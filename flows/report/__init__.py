@@ -9,7 +9,7 @@ file and the artifacts; ``backtest`` is the backtest page.
 from flows.report.backtest import render_backtest
 from flows.report.build import SECTIONS, SectionRenderer, build_sections, line_shape
 from flows.report.page import render_html
-from flows.report.publish import publish_report_artifacts, report_task, write_report
+from flows.report.publish import publish_report_artifacts, report_counts, report_task, write_report
 from flows.report.sections import ReportScope, Section
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "publish_report_artifacts",
     "render_backtest",
     "render_html",
+    "report_counts",
     "report_task",
     "write_report",
 ]

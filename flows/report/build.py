@@ -17,6 +17,7 @@ from flows.report.sections import (
     TOP_MOVERS,
     ReportScope,
     Section,
+    audiences_section,
     conversion_section,
     distribution_section,
     funnel_section,
@@ -63,6 +64,9 @@ SECTIONS: list[SectionRenderer] = [
     SectionRenderer(lambda engine, _: reports.nurture_performance(engine), nurture_section),
     SectionRenderer(lambda engine, _: reports.nurture_emails(engine), emails_section),
     SectionRenderer(lambda engine, _: reports.nurture_arms(engine), uplift_section),
+    SectionRenderer(
+        lambda engine, scope: reports.audience_changes(engine, scope.portfolio.spec.timezone), audiences_section
+    ),
     SectionRenderer(_outcomes, review_section),
 ]
 
