@@ -217,6 +217,8 @@ def audiences_section(scope: ReportScope, frame: pl.DataFrame) -> Section:
     first platform), and the days with a change per platform."""
     charts = []
     for (audience,), group in frame.group_by("audience", maintain_order=True):
+        if group["added"].sum() + group["removed"].sum() == 0:
+            continue  # never changed (e.g. filled only by track steps that did not run): no empty chart
         first = group.filter(pl.col("platform") == group["platform"].min())
         series = {
             f"added ({first['platform'][0]})": list(zip(first["day"], first["added"], strict=True)),
