@@ -7,6 +7,10 @@ happened. On top of that log, ``respond`` is the behaviour model of the people a
 - a nurture email is opened, and clicked, more often by a lead with a high propensity, within a day;
   a click brings the lead back to the pricing and product pages in the next day or two (a return
   that the next scoring run sees);
+- a journey past discovery keeps evaluating: on any day it may book a meeting, request a demo, read
+  the pricing or security pages, reply to sales (the late-funnel signals the reset stages score),
+  more often when its propensity is high or it was nurtured; so the likely buyers climb to the
+  opportunity stage and the others stall;
 - sales works the opportunities: a journey in the opportunity stage closes after a few days, won
   more often when its score is high, its propensity high and it was nurtured; journeys that went
   quiet early are closed as lost.
@@ -25,7 +29,29 @@ from examples import vocabulary
 
 OPPORTUNITY = "purchase"  # the demo portfolio's stage where sales works the deal
 WON, LOST = "customer", "lost"
+# What a journey does on a day it engages, per stage past discovery: (event type, properties, weight).
+LATE_SIGNALS: dict[str, list[tuple[str, str, int]]] = {
+    "evaluation": [
+        ("page_view", '"url":"/pricing","duration_s":120', 4),
+        ("demo_request", "", 1),
+        ("meeting_booked", "", 2),
+        ("email_reply", "", 2),
+        ("form_submit", '"form":"contact-sales"', 1),
+        ("page_view", '"url":"/customers/acme-retail","duration_s":90', 1),
+        ("page_view", '"url":"/docs/getting-started","duration_s":200', 2),
+        ("trial_start", "", 1),
+        ("chat_started", "", 1),
+    ],
+    OPPORTUNITY: [
+        ("meeting_booked", "", 2),
+        ("form_submit", '"form":"quote-request"', 1),
+        ("page_view", '"url":"/pricing","duration_s":150', 3),
+        ("page_view", '"url":"/security","duration_s":240', 1),
+        ("email_reply", "", 2),
+    ],
+}
 UPDATE_COLUMNS = ("lead_id", "product_line", "stage", "changed_at", "source")
+EVENT_SCHEMA = dict.fromkeys(("event_id", "lead_id", "type", "occurred_at", "product_line", "properties"), pl.Utf8)
 
 
 @dataclass(frozen=True)
@@ -87,11 +113,11 @@ def respond(
     sent at ``since``) and to the journeys' positions ``journeys`` (``lead_id, product_line, stage, score,
     stage_entered_at``); ``nurtured`` names the leads that were ever sent a nurture email."""
     best = world.propensity.sort("propensity", descending=True).unique("lead_id", keep="first", maintain_order=True)
-    events = _email_answers(sends.join(best, on="lead_id", how="left"), since, until, rng)
-    updates = _sales(
-        journeys.join(world.propensity, on=["lead_id", "product_line"], how="left"), nurtured, since, until, rng
-    )
-    return Responses(events, updates)
+    answers = _email_answers(sends.join(best, on="lead_id", how="left"), since, until, rng)
+    positions = journeys.join(world.propensity, on=["lead_id", "product_line"], how="left")
+    engaged = _late_funnel(positions, nurtured, since, until, rng)
+    updates = _sales(positions, nurtured, since, until, rng)
+    return Responses(pl.concat([answers, engaged]).sort("occurred_at", maintain_order=True), updates)
 
 
 def _at(since: datetime, until: datetime, fraction: np.ndarray) -> list[str]:
@@ -123,8 +149,7 @@ def _email_answers(sends: pl.DataFrame, since: datetime, until: datetime, rng: n
                 rows.append(
                     _event(send, "page_view", when, line, f'"url":"{url}","duration_s":{int(rng.integers(40, 400))}')
                 )
-    schema = dict.fromkeys(("event_id", "lead_id", "type", "occurred_at", "product_line", "properties"), pl.Utf8)
-    return pl.DataFrame(rows, schema=schema).sort("occurred_at", maintain_order=True)
+    return pl.DataFrame(rows, schema=EVENT_SCHEMA).sort("occurred_at", maintain_order=True)
 
 
 def _event(send: dict, kind: str, when: str, line: str | None, properties: str) -> dict[str, str | None]:
@@ -140,6 +165,36 @@ def _event(send: dict, kind: str, when: str, line: str | None, properties: str) 
     }
 
 
+def _late_funnel(
+    journeys: pl.DataFrame, nurtured: set[str], since: datetime, until: datetime, rng: np.random.Generator
+) -> pl.DataFrame:
+    """One late-funnel signal today for some journeys past discovery: likelier with a high propensity or
+    after nurture (the effect the demo's report should show), tagged with the journey's line."""
+    stage = journeys["stage"].to_numpy()
+    q = journeys["propensity"].fill_null(0.0).to_numpy()
+    nurture = journeys["lead_id"].is_in(list(nurtured)).to_numpy()
+    k = journeys.height
+    engages = np.isin(stage, list(LATE_SIGNALS)) & (rng.random(k) < np.clip(0.03 + 0.6 * q + 0.05 * nurture, 0, 0.6))
+    draws, when = rng.random(k), _at(since, until, rng.uniform(0.05, 0.95, k))
+    rows: list[dict[str, str | None]] = []
+    for i in np.flatnonzero(engages):
+        signals = LATE_SIGNALS[stage[i]]
+        weights = np.cumsum([w for *_, w in signals]) / sum(w for *_, w in signals)
+        kind, properties, _ = signals[int(np.searchsorted(weights, draws[i]))]
+        lead, line = journeys["lead_id"][int(i)], journeys["product_line"][int(i)]
+        rows.append(
+            {
+                "event_id": f"sim-{lead}-{line}-{kind}-{when[i]}",
+                "lead_id": lead,
+                "type": kind,
+                "occurred_at": when[i],
+                "product_line": line,
+                "properties": "{" + properties + "}",
+            }
+        )
+    return pl.DataFrame(rows, schema=EVENT_SCHEMA)
+
+
 def _sales(
     journeys: pl.DataFrame, nurtured: set[str], since: datetime, until: datetime, rng: np.random.Generator
 ) -> pl.DataFrame:
@@ -153,7 +208,7 @@ def _sales(
     nurture = frame["lead_id"].is_in(list(nurtured)).to_numpy()
     working = (stage == OPPORTUNITY) & (days >= 3)
     closes = working & (rng.random(k) < 0.15)
-    win = rng.random(k) < np.clip(0.1 + 0.5 * score / 100 + 3 * q + 0.1 * nurture, 0, 0.9)
+    win = rng.random(k) < np.clip(0.05 + 0.4 * score / 100 + 1.5 * q + 0.1 * nurture, 0, 0.8)
     quiet = np.isin(stage, ("discovery", "evaluation")) & (days >= 21) & (score < 10) & (rng.random(k) < 0.02)
     closed = closes | quiet
     outcome = np.where(closes & win, WON, LOST)

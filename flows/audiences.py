@@ -164,8 +164,30 @@ def export_audiences(
     lock_wait_s: float = 0.0,
 ) -> list[ExportResult]:
     """Export the selected audiences to one platform as one run (recorded in ``runs``), under the run lock."""
-    as_of = as_of or datetime.now(UTC)
     chosen = selected(load_audiences(portfolio), platform, audience)
+    exports = [(name, spec, platform) for name, spec in chosen.items()]
+    return export_run(
+        portfolio, exports, out_dir=out_dir, as_of=as_of or datetime.now(UTC), database_url=database_url,
+        lock_wait_s=lock_wait_s,
+    )  # fmt: skip
+
+
+def every_export(portfolio: Portfolio) -> list[tuple[str, AudienceSpec, Platform]]:
+    """Each (audience, its spec, platform) the portfolio declares: what a daily refresh exports."""
+    return [(name, spec, platform) for name, spec in load_audiences(portfolio).items() for platform in spec.platforms]
+
+
+def export_run(
+    portfolio: Portfolio,
+    exports: list[tuple[str, AudienceSpec, Platform]],
+    *,
+    out_dir: Path,
+    as_of: datetime,
+    database_url: str,
+    lock_wait_s: float = 0.0,
+) -> list[ExportResult]:
+    """Export each (audience, spec, platform) one after the other as one run (recorded in ``runs``), under
+    the run lock: the CLI's export, and the demo's daily refresh (which needs no task per export)."""
     engine = engine_for(database_url)
     refresh_statistics(engine)
     excluded = excluded_now(engine, load_exclusions(portfolio))
@@ -173,8 +195,8 @@ def export_audiences(
         run_id = start_run(engine, "audiences", as_of, scope)
         try:
             results = []
-            for done, (name, spec) in enumerate(chosen.items()):
-                progress.report("exporting audiences", done, len(chosen), name)
+            for done, (name, spec, platform) in enumerate(exports):
+                progress.report("exporting audiences", done, len(exports), name)
                 results.append(
                     export_audience(
                         engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, excluded=excluded
@@ -183,7 +205,7 @@ def export_audiences(
         except BaseException as exc:
             finish_run(engine, run_id, "failed", {"error": repr(exc)})
             raise
-        finish_run(engine, run_id, "completed", {"platform": platform, "exports": [asdict(r) for r in results]})
+        finish_run(engine, run_id, "completed", {"exports": [asdict(r) for r in results]})
     return results
 
 
@@ -215,7 +237,6 @@ def refresh_audiences(
     logger = get_run_logger()
     as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
-    audiences = load_audiences(portfolio)
     engine = engine_for(database_url)
     refresh_statistics(engine)
     excluded = excluded_now(engine, load_exclusions(portfolio))
@@ -223,8 +244,7 @@ def refresh_audiences(
         run_id = start_run(engine, "audiences", as_of, scope)
         futures = [
             export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url, excluded)
-            for name, spec in audiences.items()
-            for platform in spec.platforms
+            for name, spec, platform in every_export(portfolio)
         ]
         outcomes = [future.result(raise_on_failure=False) for future in futures]
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]

@@ -15,16 +15,16 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
-from prefect.settings import temporary_settings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
 from examples.generate import generate
 from examples.simulate import World, respond
-from flows.daily import daily_pipeline
+from flows.daily import daily_in_process
 from flows.database import engine_for
-from stages.portfolio import load_portfolio
+from flows.startup import prepare_process
+from nurture.context import load_context
 from store.outbox import messages
 from store.scores import journey_positions, promoted_and_alerted
 from store.settings import Settings
@@ -63,9 +63,10 @@ def run_demo(
     database_url = (
         settings.database_url if "database_url" in configured else f"sqlite:///{(workdir / 'leadscore.db').resolve()}"
     )
-    portfolio = load_portfolio(DEMO_PORTFOLIO)
-    zone = ZoneInfo(portfolio.spec.timezone)
-    runs = run_days(portfolio.spec.timezone, (as_of or datetime.now(UTC)).astimezone(zone).date(), days)
+    ctx = load_context(DEMO_PORTFOLIO)  # the portfolio, its tracks and compiled templates: once for every day
+    timezone = ctx.portfolio.spec.timezone
+    zone = ZoneInfo(timezone)
+    runs = run_days(timezone, (as_of or datetime.now(UTC)).astimezone(zone).date(), days)
     data_dir, inbox = workdir / "demo-data", workdir / "inbox"
     started = datetime.now(UTC)
     with console.status(f"generating {days} days: {leads:,} leads and {events:,} events"):
@@ -76,13 +77,12 @@ def run_demo(
     nurtured: set[str] = set()
     per_day: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
+    settings = settings.model_copy(update={"database_url": database_url, "outbox_dir": outbox})
+    prepare_process(settings)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    # One flow run per simulated day, as the schedule would run them; without the heartbeat thread a
-    # flow run costs ≈ 0.1 s instead of ≈ 1 s (DESIGN §7), which is most of what sixty runs would cost.
-    with (
-        temporary_settings({"flows.heartbeat_frequency": None}),
-        Progress(*columns, console=console, transient=True) as bar,
-    ):
+    # Each day runs the daily pipeline's steps in this process (``daily_in_process``): a flow run per day
+    # and per step would cost more than the steps themselves, and the demo keeps no Prefect history.
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("simulating days", total=days)
         for i, run in enumerate(runs):
             bar.update(task, description=f"simulating {run.astimezone(zone):%a %d %b}")
@@ -102,15 +102,8 @@ def run_demo(
                 if rows.height:
                     (inbox / kind).mkdir(parents=True, exist_ok=True)
                     rows.write_csv(inbox / kind / name)
-            summary = daily_pipeline(
-                str(DEMO_PORTFOLIO),
-                database_url=database_url,
-                as_of=run,
-                inbox=str(inbox),
-                audiences_dir=str(workdir / "audiences"),
-                report_path=str(workdir / "report.html") if run == runs[-1] else None,
-                outbox_dir=str(outbox),
-            )
+            report = workdir / "report.html" if run == runs[-1] else None
+            summary = daily_in_process(ctx, settings, run, inbox, workdir / "audiences", report)
             per_day.append(_day(run, summary, day_leads.height, day_events.height, updates.height))
             bar.advance(task)
     summary["days"] = per_day
@@ -145,6 +138,7 @@ def _day(run: datetime, summary: dict[str, Any], leads: int, events: int, update
         "transitions": score.get("transitions", {}),
         "firings": score.get("firings", {}),
         "emails": nurture.get("deliveries", {}),
+        "timings": summary.get("timings", {}),
         "ingested": [
             {k: r.get(k) for k in ("kind", "read", "inserted", "rejected")} for r in summary.get("ingested", [])
         ],

@@ -320,8 +320,20 @@ def run_nurture(
     ``database_url`` and ``outbox_dir`` default to the settings (``LEADSCORE_*``)."""
     settings = enter_flow(database_url, outbox_dir)
     logger = get_run_logger()
-    as_of = as_of or datetime.now(UTC)
-    ctx = load_context(portfolio_path)
+    summary = recorded_nurture(load_context(portfolio_path), settings, as_of or datetime.now(UTC), dry_run=dry_run)
+    result = summary.as_dict()
+    logger.info(
+        "nurture: %d enrolled, %d emails, %d exits",
+        sum(summary.enrolled.values()),
+        summary.emails_total,
+        sum(summary.exits.values()),
+    )
+    create_markdown_artifact(key="nurture-run", markdown=_markdown(summary), description="Nurture run summary")
+    return result
+
+
+def recorded_nurture(ctx: Context, settings: Settings, as_of: datetime, *, dry_run: bool = False) -> NurtureSummary:
+    """``nurture_once`` as a run: under the run lock and recorded in ``runs`` (a dry run neither)."""
     engine = engine_for(settings.database_url)
     refresh_statistics(engine)
     with nullcontext(None) if dry_run else writing(engine, ctx.portfolio, settings.run_lock_wait) as scope:
@@ -332,17 +344,9 @@ def run_nurture(
             if run_id is not None:
                 finish_run(engine, run_id, "failed", {"error": repr(exc)})
             raise
-        result = summary.as_dict()
         if run_id is not None:
-            finish_run(engine, run_id, "completed", {k: v for k, v in result.items() if k != "emails"})
-    logger.info(
-        "nurture: %d enrolled, %d emails, %d exits",
-        sum(summary.enrolled.values()),
-        summary.emails_total,
-        sum(summary.exits.values()),
-    )
-    create_markdown_artifact(key="nurture-run", markdown=_markdown(summary), description="Nurture run summary")
-    return result
+            finish_run(engine, run_id, "completed", {k: v for k, v in summary.as_dict().items() if k != "emails"})
+    return summary
 
 
 def _markdown(summary: NurtureSummary) -> str:

@@ -219,41 +219,65 @@ def score_portfolio(
     ``database_url`` and ``outbox_dir`` (owner alerts) default to the settings (``LEADSCORE_*``).
     """
     settings = enter_flow(database_url, outbox_dir)
-    database_url = settings.database_url
-    logger = get_run_logger()
-    as_of = as_of or datetime.now(UTC)
     portfolio = load_portfolio(Path(portfolio_path))
-    engine = engine_for(database_url)
+    summary = score_run(portfolio, settings, as_of or datetime.now(UTC), write=write, tasks=True)
+    get_run_logger().info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
+    _publish(summary)
+    return summary
+
+
+def score_run(
+    portfolio: Portfolio, settings: Settings, as_of: datetime, *, write: bool = True, tasks: bool
+) -> dict[str, Any]:
+    """The scoring run itself: partitions scored (as Prefect tasks on the flow's runner with ``tasks``, else
+    one after the other in this process, for a caller that runs many days and needs no run records),
+    then the firings' actions; recorded in ``runs`` when it writes."""
+    engine = engine_for(settings.database_url)
     refresh_statistics(engine)
     with writing(engine, portfolio, settings.run_lock_wait) if write else nullcontext(None) as scope:
         run_id = start_run(engine, "score", as_of, scope) if write else None
         key_ranges = partitions.lead_key_partitions(engine, portfolio.spec.scoring.partition_size)
         read_token = uuid.uuid4().hex
         # Partition-major order: the lines of a partition run side by side and share its event read.
-        futures = [
-            score_partition.submit(portfolio, line, key_range, as_of, run_id, read_token, database_url)
+        calls = [
+            (portfolio, line, key_range, as_of, run_id, read_token, settings.database_url)
             for key_range in key_ranges
             for line in portfolio.product_lines
         ]
-        # Every partition commits on its own: one failure does not lose the others' work.
-        for done, _ in enumerate(as_completed(futures), 1):
-            progress.report("scoring partitions", done, len(futures))
+        outcomes = _on_task_runner(calls) if tasks else _in_process(calls)
         partitions.shared_partition_reads.release(read_token)
-        outcomes = [future.result(raise_on_failure=False) for future in futures]
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             if run_id is not None:
                 finish_run(engine, run_id, "failed", {"failed_tasks": len(failures), "error": repr(failures[0])})
             raise failures[0]
-        summary = summarize(outcomes, run_id, as_of)
+        summary = summarize([o for o in outcomes if isinstance(o, PartitionResult)], run_id, as_of)
         if run_id is not None:
             refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
-            summary["actions"] = carry_out_actions(portfolio, settings)
+            act = carry_out_actions if tasks else carry_out_actions.fn
+            summary["actions"] = act(portfolio, settings)
             summary["firing_outcomes"] = firing_summary(engine, run_id)
             finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
-        logger.info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
-        _publish(summary)
         return summary
+
+
+def _on_task_runner(calls: list[tuple[Any, ...]]) -> list[PartitionResult | BaseException]:
+    futures = [score_partition.submit(*call) for call in calls]
+    # Every partition commits on its own: one failure does not lose the others' work.
+    for done, _ in enumerate(as_completed(futures), 1):
+        progress.report("scoring partitions", done, len(futures))
+    return [future.result(raise_on_failure=False) for future in futures]
+
+
+def _in_process(calls: list[tuple[Any, ...]]) -> list[PartitionResult | BaseException]:
+    outcomes: list[PartitionResult | BaseException] = []
+    for done, call in enumerate(calls, 1):
+        try:
+            outcomes.append(score_partition.fn(*call))
+        except Exception as exc:  # like a failed task: the other partitions still run
+            outcomes.append(exc)
+        progress.report("scoring partitions", done, len(calls))
+    return outcomes
 
 
 def scoring_flow(settings: Settings) -> Flow[..., dict[str, Any]]:

@@ -315,7 +315,7 @@ class NurtureSpec(Spec):
 def load_nurture(portfolio: Portfolio, mailer: Mailer | None = None) -> NurtureSpec:
     """Validate the portfolio's ``nurture:`` section and check it against the portfolio and templates."""
     path, node = Path(portfolio.path), portfolio.node
-    spec = validate_part(path, node, portfolio.spec.nurture, NurtureSpec, at=("nurture",))
+    spec = nurture_section(portfolio)
     problems = _cross_check(spec, portfolio, node)
     mailer = mailer or Mailer.for_portfolio(path)
     templates = sorted({name for track in spec.tracks.values() for step in track.steps for name in step.templates})
@@ -330,6 +330,12 @@ def load_nurture(portfolio: Portfolio, mailer: Mailer | None = None) -> NurtureS
     if problems:
         raise SpecError(path, problems)
     return spec
+
+
+def nurture_section(portfolio: Portfolio) -> NurtureSpec:
+    """The ``nurture:`` section alone, without the cross-checks and template renders of ``load_nurture``:
+    for callers that only need a setting of it (the owner alerts' sender), not a run's full check."""
+    return validate_part(Path(portfolio.path), portfolio.node, portfolio.spec.nurture, NurtureSpec, at=("nurture",))
 
 
 def _cross_check(spec: NurtureSpec, portfolio: Portfolio, node: Any) -> list[tuple[str, int | None, str]]:

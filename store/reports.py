@@ -126,6 +126,37 @@ def qualifications_per_day(engine: Engine, timezone: str, line: str | None = Non
     )
 
 
+def audience_changes(engine: Engine, timezone: str) -> pl.DataFrame:
+    """Per (audience, platform, day in the business time zone): the size after the day's last export and the
+    members its exports added and removed that day."""
+    frame = read_frame(
+        engine,
+        "SELECT audience, platform, as_of, created_at, full_count, added_count, removed_count FROM audience_exports",
+        None,
+        {
+            "audience": pl.Utf8,
+            "platform": pl.Utf8,
+            "as_of": pl.Int64,
+            "created_at": pl.Int64,
+            "full_count": pl.Int64,
+            "added_count": pl.Int64,
+            "removed_count": pl.Int64,
+        },
+    )
+    ZoneInfo(timezone)
+    return (
+        frame.with_columns(pl.col("as_of").cast(UTC_US).dt.convert_time_zone(timezone).dt.date().alias("day"))
+        .sort("as_of", "created_at")
+        .group_by("audience", "platform", "day")
+        .agg(
+            pl.col("full_count").last().alias("members"),
+            pl.col("added_count").sum().alias("added"),
+            pl.col("removed_count").sum().alias("removed"),
+        )
+        .sort("audience", "platform", "day")
+    )
+
+
 def conversion_by_band(engine: Engine, shapes: Sequence[LineShape]) -> pl.DataFrame:
     """Per (product line, band): scored journeys, how many converted, and the rate (null: no outcomes yet).
 
@@ -213,6 +244,7 @@ def top_movers(engine: Engine, n: int, line: str | None = None) -> pl.DataFrame:
     return (
         latest.join(previous, on="journey_id", how="inner")
         .with_columns((pl.col("score") - pl.col("previous")).alias("change"))
+        .with_columns(pl.col("change").round(1))  # as the report shows it: a change that rounds to 0 moved nobody
         .filter(pl.col("change") != 0)
         .with_columns(pl.col("as_of").cast(UTC_US))
         .sort(pl.col("change").abs(), "lead_id", descending=[True, False])

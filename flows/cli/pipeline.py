@@ -61,12 +61,26 @@ def demo(
     leads: Annotated[int, typer.Option(min=1, help="Generated leads")] = 3_000,
     events: Annotated[int, typer.Option(min=0, help="Generated events over the days")] = 60_000,
     seed: int = 0,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="The last simulated day (ISO-8601 with a zone; default today): with the same "
+            "seed, the same store on any day"
+        ),
+    ] = None,
 ) -> None:
     """Simulate DAYS days of the demo portfolio: each day's data in, then the daily pipeline at business hours."""
     from flows.demo import run_demo
 
     summary = run_demo(
-        workdir, leads=leads, events=events, days=days, seed=seed, console=console, settings=get_settings()
+        workdir,
+        leads=leads,
+        events=events,
+        days=days,
+        seed=seed,
+        as_of=base.parse_time(as_of),
+        console=console,
+        settings=get_settings(),
     )
     first = summary["days"][0]
     for report in first.get("ingested", []):

@@ -5,7 +5,7 @@ here ``publish`` writes the file and the artifacts, and ``backtest`` is the back
 """
 
 from flows.report.backtest import render_backtest
-from flows.report.publish import publish_report_artifacts, report_task, write_report
+from flows.report.publish import publish_report_artifacts, report_counts, report_task, write_report
 from nurture.report.build import SECTIONS, SectionRenderer, build_sections, line_shape
 from nurture.report.page import render_html
 from nurture.report.sections import ReportScope, Section
@@ -20,6 +20,7 @@ __all__ = [
     "publish_report_artifacts",
     "render_backtest",
     "render_html",
+    "report_counts",
     "report_task",
     "write_report",
 ]

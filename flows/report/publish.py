@@ -45,4 +45,9 @@ def report_task(portfolio_path: str, out: str, database_url: str, product_line: 
     """The report step of a pipeline: write the HTML file and publish the key tables as artifacts."""
     sections = write_report(portfolio_path, out, database_url, product_line)
     publish_report_artifacts(sections)
+    return report_counts(sections)
+
+
+def report_counts(sections: Sequence[Section]) -> dict[str, int]:
+    """A report step's summary: rows per section."""
     return {section.key: len(section.rows) for section in sections}

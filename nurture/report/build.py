@@ -19,6 +19,7 @@ from nurture.report.sections import (
     TOP_MOVERS,
     ReportScope,
     Section,
+    audiences_section,
     conversion_section,
     distribution_section,
     funnel_section,
@@ -73,6 +74,9 @@ SECTIONS: list[SectionRenderer] = [
     SectionRenderer(lambda engine, _: reports.nurture_performance(engine), nurture_section),
     SectionRenderer(lambda engine, _: reports.nurture_emails(engine), emails_section),
     SectionRenderer(lambda engine, _: reports.nurture_arms(engine), uplift_section),
+    SectionRenderer(
+        lambda engine, scope: reports.audience_changes(engine, scope.portfolio.spec.timezone), audiences_section
+    ),
     SectionRenderer(_outcomes, review_section),
     SectionRenderer(read_hot_accounts, hot_accounts_section, lambda scope: bool(account_lines(scope))),
     SectionRenderer(_content, content_section),

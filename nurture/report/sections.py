@@ -108,7 +108,7 @@ def qualifications_section(scope: ReportScope, frame: pl.DataFrame) -> Section:
             qualification: list(zip(g["day"], g["reached"], strict=True))
             for (qualification,), g in group.group_by("qualification", maintain_order=True)
         }
-        charts.append(Chart(f"{line}: qualifications per day", _per_day(series)))
+        charts.append(Chart(f"{line}: qualifications per day", _per_day(series, "qualifications per day")))
     rows = [
         {"product line": line, "qualification": qualification, "day": day.isoformat(), "reached": n}
         for line, qualification, day, n in frame.iter_rows()
@@ -212,6 +212,37 @@ def nurture_section(scope: ReportScope, frame: pl.DataFrame) -> Section:
     )
 
 
+def audiences_section(scope: ReportScope, frame: pl.DataFrame) -> Section:
+    """Ad audiences over time: per audience, the members its daily exports added and removed (a chart of its
+    first platform), and the days with a change per platform."""
+    charts = []
+    for (audience,), group in frame.group_by("audience", maintain_order=True):
+        if group["added"].sum() + group["removed"].sum() == 0:
+            continue  # never changed (e.g. filled only by track steps that did not run): no empty chart
+        first = group.filter(pl.col("platform") == group["platform"].min())
+        series = {
+            f"added ({first['platform'][0]})": list(zip(first["day"], first["added"], strict=True)),
+            "removed": list(zip(first["day"], first["removed"], strict=True)),
+        }
+        charts.append(Chart(f"{audience}: adds and removes per day", _per_day(series, "adds and removes per day")))
+    changed = frame.filter((pl.col("added") > 0) | (pl.col("removed") > 0))
+    rows = [
+        {"audience": a, "platform": p, "day": day.isoformat(), "members": n, "added": add, "removed": rem}
+        for a, p, day, n, add, rem in changed.select("audience", "platform", "day", "members", "added", "removed")
+        .iter_rows()
+    ]  # fmt: skip
+    return Section(
+        "audiences",
+        "Audiences over time",
+        "Per ad audience and platform, on each day its export changed: the members after the day's export and "
+        "those it added and removed (leads entering or leaving the audience's criteria, or losing ads consent).",
+        ["audience", "platform", "day", "members", "added", "removed"],
+        rows,
+        charts,
+        None if rows else "No audience export has changed yet.",
+    )
+
+
 def review_section(scope: ReportScope, outcomes: pl.DataFrame) -> Section:
     """The model review on live outcomes (``store.outcomes.scored_outcomes`` of the monitoring window): the
     lift chart per (product line, stage) and the review's warnings, the top-band ALERT first."""
@@ -272,10 +303,10 @@ def _histogram(counts: list[int], lo: float, width: float) -> Markup:
     )
 
 
-def _per_day(series: dict[str, list[tuple[date, int]]]) -> Markup:
-    """A line per qualification over the days (day numbers from the first day on the x axis)."""
+def _per_day(series: dict[str, list[tuple[date, int]]], title: str) -> Markup:
+    """A line per series over the days (day numbers from the first day on the x axis)."""
     days = sorted({day for points in series.values() for day, _ in points})
     peak = max((n for points in series.values() for _, n in points), default=1) or 1
     axes = Axes(peak, (days[0].isoformat(), days[-1].isoformat()) if days else None, ("0", f"{peak:,}"))
     numbered = {name: [((day - days[0]).days, n) for day, n in points] for name, points in series.items()}
-    return lines_svg(numbered, axes, title="qualifications per day")
+    return lines_svg(numbered, axes, title=title)

@@ -2,7 +2,9 @@
 
 What a newcomer must see after it: hot leads in every line, the top band converting better than the
 bottom one, a promotion that reset the score, nurture emails in the outbox and at least one lead coming
-back after opening one, qualifications on more than one day; and the same seed gives the same store.
+back after opening one, qualifications on more than one day, a trigger that re-armed and fired again for
+the same journey, audiences losing members as well as gaining them, and the report showing nurture per
+step and audience changes per day; and the same seed gives the same store.
 """
 
 import base64
@@ -21,12 +23,14 @@ from flows.cli import app
 from flows.database import engine_for
 from flows.demo import DEMO_PORTFOLIO, run_days, run_demo
 from flows.report import line_shape
+from nurture.report.sections import ReportScope, audiences_section
 from stages.portfolio import load_portfolio
 from store import reports
 from store.settings import Settings, get_settings
 from tests.flows.test_report import CHROMIUM, DevTools
 
-SMALL = ["--days", "12", "--leads", "400", "--events", "8000"]
+# A fixed last day: which simulated days are weekdays (send window open) is part of the story.
+SMALL = ["--days", "21", "--leads", "600", "--events", "12000", "--as-of", "2026-12-04T12:00:00Z"]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +61,7 @@ def test_demo_writes_only_its_own_folder(demo: tuple[Path, str]) -> None:
     root, output = demo
     assert [path.name for path in root.iterdir()] == ["demo"]
     assert "rejected 4 (kept with reasons)" in output  # the generator's deliberately bad rows, on day one
-    assert "simulated 12 days" in output
+    assert "simulated 21 days" in output
     # The guided tour names real leads of this store: one promoted and alerted, one that was nurtured.
     tour = output[output.index("What to try next") :]
     assert "leadscore explain LD-" in tour and "leadscore nurture preview LD-" in tour and "--as-of" in tour
@@ -66,13 +70,20 @@ def test_demo_writes_only_its_own_folder(demo: tuple[Path, str]) -> None:
     assert 'curl -s -H "Authorization: Bearer $KEY" http://127.0.0.1:8000/v1/leads/LD-' in tour
     html = (root / "demo" / "report.html").read_text()
     assert "Nurture performance" in html and "<svg" in html
+    for section in ('id="nurture-emails"', 'id="audiences"', 'id="top-movers"'):
+        assert section in html, section
     assert any((root / "demo" / "audiences").rglob("*.csv"))
     assert "LEADSCORE_OUTBOX_DIR" not in os.environ  # the demo tells the flows; it does not edit the environment
 
 
-def test_hot_leads_in_every_line(demo: tuple[Path, str]) -> None:
-    hot = _rows(demo[0], "SELECT DISTINCT product_line FROM score_snapshots WHERE band = 'hot'")
-    assert sorted(row[0] for row in hot) == ["analytics-cloud", "crm-suite"]
+def test_hot_leads_in_every_line_and_stage(demo: tuple[Path, str]) -> None:
+    """Discovery has its own bands (hot: close to promotion), so every funnel stage of each line has had hot
+    journeys, and every line has hot journeys now."""
+    hot = _rows(demo[0], "SELECT DISTINCT product_line, stage FROM score_snapshots WHERE band = 'hot' ORDER BY 1, 2")
+    stages = ["discovery", "evaluation", "purchase"]
+    assert hot == [(line, stage) for line in ("analytics-cloud", "crm-suite") for stage in stages]
+    now = _rows(demo[0], "SELECT DISTINCT product_line FROM journeys WHERE band = 'hot' ORDER BY 1")
+    assert [row[0] for row in now] == ["analytics-cloud", "crm-suite"]
 
 
 def test_the_top_band_converts_better_than_the_bottom(demo: tuple[Path, str]) -> None:
@@ -121,6 +132,32 @@ def test_qualifications_on_more_than_one_day(demo: tuple[Path, str]) -> None:
     )
     days = per_day.group_by("product_line", "qualification").agg(pl.col("day").n_unique())
     assert days.height == 4 and days["day"].min() > 1, days  # (2 lines) × (MQL, SQL)
+
+
+def test_a_trigger_re_armed_and_fired_again(demo: tuple[Path, str]) -> None:
+    """ "trial is hot" fires when an evaluation score crosses 55 upward, re-arms when it falls back below, and
+    fires again at the next crossing: at least one journey has two firings, at two different runs."""
+    twice = _rows(
+        demo[0],
+        "SELECT journey_id, COUNT(DISTINCT run_id) FROM trigger_firings WHERE action = 'notify_owner' "
+        "GROUP BY journey_id, trigger HAVING COUNT(DISTINCT run_id) >= 2",
+    )
+    assert twice
+
+
+def test_audiences_gain_and_lose_members(demo: tuple[Path, str]) -> None:
+    """The report's audience section counts every member its exports added and removed, day by day."""
+    added, removed = _rows(demo[0], "SELECT SUM(added_count), SUM(removed_count) FROM audience_exports")[0]
+    assert added > removed > 0
+    engine = engine_for(f"sqlite:///{demo[0] / 'demo' / 'leadscore.db'}")
+    scope = ReportScope(load_portfolio(DEMO_PORTFOLIO), [], datetime.now(UTC))
+    section = audiences_section(scope, reports.audience_changes(engine, "Europe/Paris"))
+    assert sum(row["added"] for row in section.rows) == added
+    assert sum(row["removed"] for row in section.rows) == removed
+    assert len({row["day"] for row in section.rows if row["removed"]}) > 1  # removes on several days
+    assert [chart.title for chart in section.charts] == [
+        f"{name}: adds and removes per day" for name in ("analytics-trialists", "crm-warm-up")
+    ]
 
 
 def test_runs_are_dated_at_business_hours_in_the_portfolio_zone() -> None:

@@ -223,6 +223,7 @@ def test_cli_report_writes_html_and_json(demo_store: tuple[Path, str], tmp_path:
             "nurture",
             "nurture-emails",
             "nurture-uplift",
+            "audiences",
             "model-review",
             "content",
         ]

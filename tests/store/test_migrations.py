@@ -123,7 +123,20 @@ def _tables(engine: Engine) -> set[str]:
 
 
 def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture_then_stage_history_then_run_safety() -> None:
-    assert revisions() == ["0001", "0002", "0003", "0006", "0007", "0008", "0009", "0010", "0011", "0012", "0013", "0015"]
+    assert revisions() == [
+        "0001",
+        "0002",
+        "0003",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+        "0010",
+        "0011",
+        "0012",
+        "0013",
+        "0015",
+    ]
     assert head() == revisions()[-1]
 
 
