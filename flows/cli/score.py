@@ -164,7 +164,7 @@ def _print_state(lead_id: str, journey: dict[str, Any]) -> None:
 def _explain_as_of(
     lead_id: str, product_line: str | None, when: datetime, portfolio: Path | None, json_out: bool
 ) -> None:
-    from flows.scoring import lead_as_of
+    from flows.one_lead import lead_as_of
 
     loaded = base.load_portfolio_or_fail(portfolio)
     state = lead_as_of(loaded, lead_id, when, get_settings().database_url, product_line)
@@ -222,7 +222,7 @@ def adjust(
     from sqlmodel import Session
 
     from flows.database import engine_for
-    from flows.scoring import rescore_lead
+    from flows.one_lead import rescore_lead
     from stages.journeys import new_journeys
     from store.queries import add_manual_adjustment, lead_key_of, list_adjustments
     from store.scores import open_journeys

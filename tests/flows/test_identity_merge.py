@@ -16,7 +16,8 @@ import flows.scoring  # noqa: F401  (Prefect sets its log handlers on its first 
 from flows.cli import app
 from flows.database import engine_for
 from flows.ingestion import ingest_file
-from flows.scoring import lead_as_of, score_portfolio
+from flows.one_lead import lead_as_of
+from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio
 from store.merges import Pair, merge, unmerge
 from store.settings import get_settings
