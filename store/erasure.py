@@ -93,9 +93,10 @@ def erase(
     for start in range(0, len(wanted), BATCH):
         _erase_batch(engine, wanted[start : start + BATCH], key, actor, at, rewrite_line, outcome)
     if engine.dialect.name == "sqlite" and outcome.rows:
-        # The old pages (zeroed by secure_delete, see below) may still sit in the write-ahead log: fold it in.
+        # Copy the zeroed pages (secure_delete, see below) from the write-ahead log into the file now. PASSIVE,
+        # as SQLite's own auto-checkpoint: truncating the log under the ADBC readers' own SQLite fails them.
         with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
     return outcome
 
 
