@@ -57,13 +57,13 @@ def test_run_nurture_flow_sends_records_and_is_idempotent(database_url: str, tmp
 def test_a_large_send_is_composed_batch_by_batch_as_delivery_takes_it(
     database_url: str, tmp_path: Path, outbox_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows import nurture_emails, nurture_run
-    from nurture import delivery
+    from flows import nurture_run
+    from nurture import composing, delivery
 
     path = write_portfolio(tmp_path)
     engine = engine_for(database_url)
     keys = [add_lead(engine, f"F{i}", score=10)[0] for i in range(7)]
-    monkeypatch.setattr(nurture_emails, "COMPOSE_BATCH", 3)
+    monkeypatch.setattr(composing, "COMPOSE_BATCH", 3)
     monkeypatch.setattr(nurture_run, "EMAILS_LISTED", 2)
     monkeypatch.setattr(delivery, "CHUNK", 2)
     order: list[tuple[str, int]] = []

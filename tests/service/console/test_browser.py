@@ -44,7 +44,7 @@ def test_sign_in_filter_open_adjust_accept_and_reject_in_chromium(console: Live,
         fill(browser, {"#email": "sam@acme.example", "#password": PASSWORD})
         browser.click("#sign-in")
         assert browser.evaluate("location.pathname") == "/console/leads"
-        assert texts(browser, "#leads tbody td:first-child a") == ["CO-HOT", "CO-WARM", "CO-XSS", "CO-COLD"]
+        assert texts(browser, "#leads tbody td:first-child a") == ["CO-WARM", "CO-HOT", "CO-XSS", "CO-COLD"]
 
         fill(browser, {"#q": "globex", "#sort": "lead_id"})
         browser.click("#apply")

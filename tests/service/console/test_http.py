@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
+from store import console as store_console
 from store.console_tables import AuditEntry, QueueDecision
 from store.nurture_tables import NurtureRequest
 from store.tables import Event, StageUpdate
@@ -98,7 +101,8 @@ def test_roles_sales_cannot_open_admin_pages_marketing_cannot_move_or_decide(con
 def test_leads_list_filters_sorts_pages_and_exports_the_filter(console: Live) -> None:
     mia = signed_in(console, "mia@acme.example")
     page = mia.get("/console/leads").text
-    assert _lead_ids(page) == ["CO-HOT", "CO-WARM", "CO-XSS", "CO-COLD"]  # score ↓: 15, 15, 5, 0
+    # score ↓: 15, 15, 5, 0; equal scores newest journey first (the score index's own order: a page stops early)
+    assert _lead_ids(page) == ["CO-WARM", "CO-HOT", "CO-XSS", "CO-COLD"]
     assert _lead_ids(mia.get("/console/leads", sort="score_asc").text) == ["CO-COLD", "CO-XSS", "CO-HOT", "CO-WARM"]
     assert _lead_ids(mia.get("/console/leads", q="globex").text) == ["CO-HOT", "CO-COLD"]  # company
     assert _lead_ids(mia.get("/console/leads", q="CO-WARM").text) == ["CO-WARM"]  # id
@@ -207,3 +211,18 @@ def test_queue_shows_each_owner_their_own_and_accept_reject_move_or_recycle(cons
     assert [(r["track"], r["reason"]) for r in recycled] == [("crm-warm-up", "rejected by sales: not-now")]
     for who in (sam, sue, mia):
         who.close()
+
+
+def test_became_mql_since_reads_the_same_pages_by_either_plan(console: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few matches are read off the milestone index and sorted; many, by walking the score index (chosen by a
+    count bounded at ``PROBE_ABOVE``): the pages must not depend on which."""
+    flt = store_console.LeadFilter(mql_since=datetime(2000, 1, 1, tzinfo=UTC))
+
+    def pages() -> list[tuple[list[str], bool]]:
+        found = [store_console.list_leads(console.engine, flt, page, 2) for page in (1, 2)]
+        return [([row["lead_id"] for row in rows], more) for rows, more in found]
+
+    expected = [(["CO-WARM", "CO-HOT"], True), (["CO-XSS"], False)]
+    assert pages() == expected  # 3 matches: read and sorted
+    monkeypatch.setattr(store_console, "PROBE_ABOVE", 0)
+    assert pages() == expected  # probed along the score index
