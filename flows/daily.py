@@ -9,6 +9,10 @@ unsupported type, a broken header, any unexpected error) goes to ``rejected/DATE
 ``.error.txt`` saying why, and the other files are still read: one bad file never stops the pipeline
 nor stays in the inbox to fail every later day.
 Ingestion is idempotent, so a crash before a file is moved only means it is read again next time.
+
+``run_pipeline`` is the sequence itself (run lock, timings, a failed step does not stop the next);
+``daily_pipeline`` runs it with each step a sub-flow or task, ``daily_in_process`` with the same steps as
+plain calls (``leadscore demo``: sixty days in a row, no Prefect history wanted).
 """
 
 import logging

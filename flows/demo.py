@@ -1,11 +1,12 @@
 """``leadscore demo``: sixty days of the demo portfolio, simulated day by day on the embedded store.
 
 The generator draws the period; each simulated day drops that day's leads, events and CRM stage
-updates into the pipeline's drop folder and runs the real daily pipeline dated at that day's business
-hours in the portfolio's time zone (so the send window opens, nurture emails go to the outbox and owner
-alerts fire at crossings). Between days, ``examples.simulate`` answers what leadscore did: opens and
-clicks of the emails sent the day before (keyed by the Message-IDs the outbox wrote), the visits clicks
-bring, and the deals sales closes.
+updates into the pipeline's drop folder and runs the daily pipeline's steps (``daily_in_process``: the
+flow's own steps as plain calls) dated at that day's business hours in the portfolio's time zone (so the
+send window opens, nurture emails go to the outbox and owner alerts fire at crossings). Between days,
+``examples.simulate`` answers what leadscore did: opens and clicks of the emails sent the day before
+(keyed by the Message-IDs the outbox wrote), the visits clicks bring, the late-funnel activity of journeys
+past discovery, and the deals sales closes.
 """
 
 from datetime import UTC, date, datetime, time, timedelta

@@ -127,3 +127,60 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
     assert {(e["audience"], e["platform"]): (e["added"], e["removed"]) for e in again["audiences"]} == {
         key: (0, 0) for key in exported
     }
+
+
+SAME_STORE = (
+    "SELECT l.lead_id, s.product_line, s.stage, s.as_of, s.score, s.band FROM score_snapshots s "
+    "JOIN leads l ON l.key = s.lead_key ORDER BY 1, 2, 4, 3",
+    "SELECT l.lead_id, t.product_line, t.from_stage, t.to_stage, t.reason, t.score_before, t.score_after "
+    "FROM stage_transitions t JOIN leads l ON l.key = t.lead_key ORDER BY 1, 2, 3",
+    'SELECT journey_id, "trigger", action, status FROM trigger_firings ORDER BY 1, 2, 3',
+    "SELECT kind, to_address, subject, status FROM outbox ORDER BY 1, 2, 3",
+    "SELECT audience, platform, full_count, added_count, removed_count FROM audience_exports ORDER BY 1, 2",
+)
+
+
+def test_the_in_process_pipeline_writes_what_the_flow_writes(tmp_path: Path, outbox: Path) -> None:
+    """``daily_in_process`` (the demo's days) runs the flow's steps as plain calls: on the same drop folder it
+    leaves the same scores, transitions, firings, emails and audience exports as ``daily_pipeline``."""
+    from sqlalchemy import text
+
+    from flows.daily import daily_in_process
+    from flows.nurture_context import load_context
+
+    data = generate(tmp_path / "gen", leads=300, events=6000, seed=5, as_of=AS_OF)
+    stores = {}
+    for name in ("flow", "plain"):
+        inbox = tmp_path / name / "inbox"
+        for kind, path in (("leads", data.leads), ("events", data.events)):
+            (inbox / kind).mkdir(parents=True)
+            shutil.copy(path, inbox / kind / path.name)
+        stores[name] = f"sqlite:///{tmp_path / name / 'leadscore.db'}"
+    flow = daily_pipeline(
+        str(DEMO),
+        database_url=stores["flow"],
+        as_of=AS_OF,
+        inbox=str(tmp_path / "flow" / "inbox"),
+        audiences_dir=str(tmp_path / "flow" / "audiences"),
+        report_path=str(tmp_path / "flow" / "report.html"),
+    )
+    settings = get_settings().model_copy(update={"database_url": stores["plain"]})
+    plain = daily_in_process(
+        load_context(DEMO),
+        settings,
+        AS_OF,
+        tmp_path / "plain" / "inbox",
+        tmp_path / "plain" / "audiences",
+        tmp_path / "plain" / "report.html",
+    )
+    assert plain["failed"] == flow["failed"] == []
+    assert plain["score"]["bands"] == flow["score"]["bands"] and plain["score"]["firings"]
+    assert plain["report"] == flow["report"]
+
+    def rows(url: str) -> list[list[tuple]]:
+        with engine_for(url).connect() as conn:
+            return [[tuple(row) for row in conn.execute(text(sql))] for sql in SAME_STORE]
+
+    first, second = rows(stores["flow"]), rows(stores["plain"])
+    assert all(first), [len(r) for r in first]  # snapshots, transitions, firings, emails, exports exist
+    assert first == second
