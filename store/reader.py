@@ -19,7 +19,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from store import sqlite_read_workers
+from store import pg_connections, sqlite_read_workers
 from store.shapes import EVENT_SCHEMA
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
 
@@ -136,9 +136,7 @@ def _fetch_arrow(engine: Engine, sql: str, values: Sequence[Any]) -> pa.Table:
     if dialect == "sqlite":
         return sqlite_read_workers.fetch_arrow(adbc_uri(engine), sql, values, _read_processes)
     if dialect == "postgresql":
-        import adbc_driver_postgresql.dbapi as adbc_pg
-
-        with adbc_pg.connect(adbc_uri(engine)) as conn, conn.cursor() as cur:
+        with pg_connections.connection(engine, adbc_uri(engine)) as conn, conn.cursor() as cur:
             cur.execute(sql, tuple(values) if values else None)
             return cur.fetch_arrow_table()
     raise NotImplementedError(f"columnar reads support sqlite and postgresql, not {dialect!r}")
