@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from store import audit
 from store.erasure import find_leads
-from store.lead_data import HELD, Held, scope_of, table
+from store.lead_data import HELD, Held, names_member, scope_of, table
 
 
 class LeadNotFound(LookupError):
@@ -50,6 +50,8 @@ def export_lead(engine: Engine, identifier: str, *, actor: str, at: datetime | N
             target = table(name)
             order = list(target.primary_key.columns)
             rows = conn.execute(select(target).where(condition).order_by(*order))
+            if held is Held.NAMED_MEMBER:  # the JSON prefilter may catch L10 for L1
+                rows = [row for row in rows if names_member(row.members, scope.lead_ids)]  # type: ignore[assignment]
             tables[name] = [{column: _plain(value) for column, value in row._mapping.items()} for row in rows]
         for message in tables.get("outbox", []):  # the email as sent: the .eml file the outbox kept
             path = Path(message["path"]) if message.get("path") else None

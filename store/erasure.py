@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
 from store import audit, event_cache
-from store.lead_data import HELD, Held, Scope, scope_of, table, unlisted
+from store.lead_data import HELD, Held, Scope, names_member, same_people, scope_of, table, unlisted
 from store.tombstones import TombstoneKey, bury, erased_digests, normalised_email
 
 BATCH = 500  # leads per transaction: bounded IN lists, and a long file does not hold the store for minutes
@@ -57,7 +57,8 @@ def _as_named(identifier: str) -> str:
 
 
 def find_leads(conn: Connection, identifiers: Sequence[str]) -> tuple[list[Any], dict[str, Any]]:
-    """The stored leads named by ``identifiers`` (lead ids, or emails in any case), and which one each named."""
+    """The stored leads named by ``identifiers`` (lead ids, or emails in any case), with the leads merged with
+    them (one person), and which one each identifier named."""
     leads = table("leads")
     ids = [value for value in identifiers if not is_email(value)]
     emails = [normalised_email(value) for value in identifiers if is_email(value)]
@@ -70,6 +71,9 @@ def find_leads(conn: Connection, identifiers: Sequence[str]) -> tuple[list[Any],
         named[row.lead_id] = row
         if row.email:
             named[normalised_email(row.email)] = row
+    merged = same_people(conn, [row.key for row in rows]) - {row.key for row in rows}
+    if merged:
+        rows += list(conn.execute(select(*columns).where(leads.c.key.in_(merged)).order_by(leads.c.key)))
     return rows, named
 
 
@@ -147,6 +151,13 @@ def _erase_rows(conn: Connection, name: str, scope: Scope, rewrite_line: LineRew
     held = HELD[name]
     if held is Held.AUDIT:
         return int(conn.execute(update(target).where(condition).values(lead_key=None, detail={})).rowcount)
+    if held is Held.NAMED_MEMBER:
+        rows = [row for row in conn.execute(select(target.c.id, target.c.members).where(condition))]
+        named = [(row_id, members) for row_id, members in rows if names_member(members, scope.lead_ids)]
+        for row_id, members in named:
+            kept = [member for member in members if not names_member([member], scope.lead_ids)]
+            conn.execute(update(target).where(target.c.id == row_id).values(members=kept))
+        return len(named)
     if held is Held.UPLOADED:
         c = target.c
         rows = list(conn.execute(select(c.audience, c.platform, c.lead_key, c.line).where(condition)))

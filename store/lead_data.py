@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, or_, select
+from sqlalchemy import Connection, String, Table, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel
 
@@ -29,6 +29,9 @@ class Held(Enum):
     UPLOADED = "audience lines uploaded for the lead: reduced to their hashed cells until the next removal"
     AUDIT = "console audit entries on the lead: kept (who did what, when), unlinked, details dropped"
     RAW = "rows as a file sent them (ingest rejects), found by the lead's id or email: deleted"
+    BY_VISITOR = "anonymous events of the visitors linked to the lead: deleted"
+    ALIAS = "merges the lead took part in, on either side: deleted"
+    NAMED_MEMBER = "account alerts naming the lead among the members: its entry removed, the alert kept"
     NONE = "no lead data"
 
 
@@ -48,6 +51,12 @@ HELD: dict[str, Held] = {
     "audience_members": Held.BY_LEAD,
     "audience_phones": Held.BY_LEAD,
     "queue_decisions": Held.BY_LEAD,
+    "queue_alerts": Held.BY_LEAD,
+    "visitor_links": Held.BY_LEAD,
+    "account_members": Held.BY_LEAD,
+    "anonymous_events": Held.BY_VISITOR,
+    "lead_aliases": Held.ALIAS,
+    "account_firings": Held.NAMED_MEMBER,
     "trigger_arms": Held.BY_JOURNEY,
     "trigger_arm_log": Held.BY_JOURNEY,
     "nurture_steps": Held.BY_ENROLMENT,
@@ -62,6 +71,11 @@ HELD: dict[str, Held] = {
     "webhook_receipts": Held.NONE,
     "console_users": Held.NONE,
     "erasure_tombstones": Held.NONE,
+    "accounts": Held.NONE,  # companies; their owners are users, not leads
+    "account_scores": Held.NONE,  # roll-ups: counts and sums, no member named
+    "account_trigger_arms": Held.NONE,
+    "event_generations": Held.NONE,  # a change counter per lead key
+    "event_mirror_epoch": Held.NONE,
 }
 
 
@@ -84,6 +98,7 @@ class Scope:
     journeys: list[int]
     enrolments: list[int]
     rejects: list[int]
+    visitors: list[str]
 
     def where(self, name: str) -> ColumnElement[bool] | None:
         """The condition that selects the scope's rows of table ``name`` (None: the table holds none)."""
@@ -99,6 +114,13 @@ class Scope:
                 return columns.enrolment_id.in_(self.enrolments)
             case Held.RAW:
                 return columns.id.in_(self.rejects)
+            case Held.BY_VISITOR:
+                return columns.anonymous_id.in_(self.visitors)
+            case Held.ALIAS:
+                return or_(columns.merged_key.in_(self.keys), columns.survivor_key.in_(self.keys))
+            case Held.NAMED_MEMBER:  # a prefilter on the JSON text: ``names_member`` decides exactly
+                text = func.cast(columns.members, String)
+                return or_(*(text.contains(lead_id) for lead_id in self.lead_ids))
         return None
 
 
@@ -107,7 +129,7 @@ def scope_of(conn: Connection, leads: Sequence[Any]) -> Scope:
     keys = [int(lead.key) for lead in leads]
     lead_ids = [str(lead.lead_id) for lead in leads]
     emails = [normalised_email(lead.email) for lead in leads if lead.email]
-    journeys, enrolments = table("journeys"), table("nurture_enrolments")
+    journeys, enrolments, links = table("journeys"), table("nurture_enrolments"), table("visitor_links")
     return Scope(
         keys=keys,
         lead_ids=lead_ids,
@@ -115,7 +137,29 @@ def scope_of(conn: Connection, leads: Sequence[Any]) -> Scope:
         journeys=list(conn.execute(select(journeys.c.id).where(journeys.c.lead_key.in_(keys))).scalars()),
         enrolments=list(conn.execute(select(enrolments.c.id).where(enrolments.c.lead_key.in_(keys))).scalars()),
         rejects=_rejects_naming(conn, lead_ids, emails),
+        visitors=list(conn.execute(select(links.c.anonymous_id).where(links.c.lead_key.in_(keys))).scalars()),
     )
+
+
+def names_member(members: Any, lead_ids: Sequence[str]) -> bool:
+    """Whether an account alert's ``members`` list names one of ``lead_ids``."""
+    return any(isinstance(member, dict) and member.get("lead_id") in lead_ids for member in members or [])
+
+
+def same_people(conn: Connection, keys: Iterable[int]) -> set[int]:
+    """``keys`` and every lead merged with one of them (either side, chains followed): one person's leads."""
+    aliases = table("lead_aliases").c
+    found, frontier = set(keys), set(keys)
+    while frontier:
+        pairs = conn.execute(
+            select(aliases.merged_key, aliases.survivor_key).where(
+                aliases.unmerged_at.is_(None),
+                or_(aliases.merged_key.in_(frontier), aliases.survivor_key.in_(frontier)),
+            )
+        )
+        frontier = {key for pair in pairs for key in pair} - found
+        found |= frontier
+    return found
 
 
 def _rejects_naming(conn: Connection, lead_ids: list[str], emails: list[str]) -> list[int]:

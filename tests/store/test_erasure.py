@@ -11,9 +11,11 @@ from sqlmodel import SQLModel
 from flows.erasure import read_request
 from nurture.audiences import hashed_line
 from stages.spec import BUILTIN_EVENT_TYPES
+from store.account_tables import AccountFiring
 from store.erasure import UnlistedTables, erase
 from store.ingest import ingest_events, ingest_leads
 from store.lead_data import HELD, Held, unlisted
+from store.merges import Pair, merge
 from store.tables import Lead
 from store.tombstones import ERASED_REASON, Erased, ErasureKeyError, TombstoneKey, load_erased
 from tests.store.samples import write
@@ -30,11 +32,49 @@ EVENTS = (
 LEAD_COLUMNS = {"lead_key", "journey_id", "enrolment_id"}
 
 
+# Tables that hold lead data without a lead column, and one that has a lead column but no lead data.
+HELD_OTHERWISE = {"leads", "ingest_rejects", "anonymous_events", "lead_aliases", "account_firings"}
+COUNTERS_ONLY = {"event_generations"}
+
+
 def test_every_table_says_how_it_holds_lead_data() -> None:
     assert unlisted() == []
     for name, table in SQLModel.metadata.tables.items():
-        keyed = LEAD_COLUMNS & set(table.c.keys())
-        assert (HELD[name] is Held.NONE) == (not keyed and name not in {"leads", "ingest_rejects"}), name
+        keyed = bool(LEAD_COLUMNS & set(table.c.keys())) and name not in COUNTERS_ONLY
+        assert (HELD[name] is Held.NONE) == (not keyed and name not in HELD_OTHERWISE), name
+
+
+def test_a_merged_person_is_erased_whole_with_their_visits_and_their_names_in_account_alerts(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Merged leads are one person: erasing either erases both, the visitor linked to them, the merge
+    itself, and their entry in an account alert (the alert and the other member stay)."""
+    ingest_leads(engine, write(tmp_path, "leads.csv", LEADS + "A9,ann.work@example.com,Ann,,yes,no\n"))
+    visits = (
+        "event_id,lead_id,anonymous_id,type,occurred_at\n"
+        "v1,,anon-1,page_view,2026-11-01T09:00:00Z\nv2,A9,anon-1,page_view,2026-11-02T09:00:00Z\n"
+    )
+    ingest_events(engine, write(tmp_path, "visits.csv", visits), event_types=set(BUILTIN_EVENT_TYPES))
+    merge(engine, [Pair("A1", "A9", "m.csv:2")], at=AT, source="test")
+    firing = {
+        "run_id": "r", "product_line": "pl", "account_id": "acme", "trigger": "t", "direction": "up",
+        "action": "notify_owner", "params": {}, "qualifications": [], "fired_at": AT,
+        "members": [{"lead_id": "A9", "email": "ann.work@example.com"}, {"lead_id": "B2", "email": "bob@example.com"}],
+    }  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(AccountFiring.__table__.insert().values(**firing))  # type: ignore[attr-defined]
+
+    outcome = erase(engine, ["A1"], key=KEY, actor="t", at=AT, rewrite_line=hashed_line)
+
+    assert outcome.erased == ["A1"] and outcome.tombstones == 4  # two lead ids, two emails
+    assert outcome.rows == {
+        "leads": 2, "events": 1, "visitor_links": 1, "anonymous_events": 1, "lead_aliases": 1, "account_firings": 1,
+    }  # fmt: skip
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT lead_id FROM leads")).scalars().all() == ["B2"]
+        assert conn.execute(text("SELECT count(*) FROM anonymous_events")).scalar() == 0
+        members = conn.execute(select(AccountFiring.__table__.c.members)).scalar_one()  # type: ignore[attr-defined]
+    assert members == [{"lead_id": "B2", "email": "bob@example.com"}]
 
 
 @pytest.fixture
