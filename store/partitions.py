@@ -49,6 +49,7 @@ class SharedPartitionReads:
         self.keep = keep
         self.lock = threading.Lock()
         self.entries: OrderedDict[tuple[Any, ...], Future[Any]] = OrderedDict()
+        self.identities: OrderedDict[tuple[Any, ...], Future[Any]] = OrderedDict()
 
     def events(
         self,
@@ -71,34 +72,45 @@ class SharedPartitionReads:
 
         return self.shared(token, key, read)
 
-    def identity(self, engine: Engine, *, token: str, as_of: datetime | None = None) -> Identity:
-        """The merges and visitor links in force (``as_of`` None: now), read once per run."""
-        return self.shared(token, ("identity", str(engine.url), as_of), lambda: read_identity(engine, as_of))
-
     def shared(self, token: str, key: tuple[Any, ...], read: Callable[[], T]) -> T:
         """``read()``, or the result of the run's (``token``) first call with this ``key``."""
-        entry = (token, *key)
+        return self._once(self.entries, (token, *key), read, keep=self.keep)
+
+    def identity(self, engine: Engine, *, token: str, as_of: datetime | None = None) -> Identity:
+        """The merges and visitor links in force (``as_of`` None: now), read once per run and kept until
+        the run is released (outside the partitions' memory budget: it is small)."""
+        entry = (token, str(engine.url), as_of)
+        return self._once(self.identities, entry, lambda: read_identity(engine, as_of), keep=None)
+
+    def _once(
+        self,
+        entries: OrderedDict[tuple[Any, ...], Future[Any]],
+        entry: tuple[Any, ...],
+        read: Callable[[], T],
+        keep: int | None,
+    ) -> T:
         with self.lock:
-            future = self.entries.get(entry)
+            future = entries.get(entry)
             owner = future is None
             if future is None:
-                future = self.entries[entry] = Future()
-                while len(self.entries) > self.keep:
-                    self.entries.popitem(last=False)
+                future = entries[entry] = Future()
+                while keep is not None and len(entries) > keep:
+                    entries.popitem(last=False)
         if owner:
             try:
                 future.set_result(read())
             except BaseException as exc:
                 future.set_exception(exc)
                 with self.lock:
-                    self.entries.pop(entry, None)
+                    entries.pop(entry, None)
         return future.result()
 
     def release(self, token: str) -> None:
         """Drop a finished run's partitions (a long-lived process must not keep them)."""
         with self.lock:
-            for key in [key for key in self.entries if key[0] == token]:
-                del self.entries[key]
+            for entries in (self.entries, self.identities):
+                for key in [key for key in entries if key[0] == token]:
+                    del entries[key]
 
 
 def _partition_events(

@@ -212,10 +212,10 @@ def read_events(
         params["types"] = list(types)
     schema = dict(EVENT_SCHEMA)
     wanted = list(dict.fromkeys(properties)) if properties is not None else None
-    key, table = ("anonymous_id", "anonymous_events") if anonymous_ids is not None else ("lead_key", "events")
+    owner, table = ("anonymous_id", "anonymous_events") if anonymous_ids is not None else ("lead_key", "events")
     if anonymous_ids is not None:
         schema = {"anonymous_id": pl.Utf8(), **{k: v for k, v in schema.items() if k != "lead_key"}}
-    columns = [key, "occurred_at", "type", "product_line", "machine"]
+    columns = [owner, "occurred_at", "type", "product_line", "machine"]
     if wanted is None or any(key not in PROMOTED_PROPERTIES for key in wanted):
         columns.append("CAST(properties AS TEXT) AS properties")
     else:
@@ -227,6 +227,6 @@ def read_events(
     sql = (
         f"SELECT {', '.join(columns)} FROM {table}"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {key}, occurred_at, event_id"
+        + f" ORDER BY {owner}, occurred_at, event_id"
     )
     return read_frame(engine, sql, params, schema)

@@ -89,21 +89,22 @@ def test_daily_pipeline_files_the_drop_folder_and_is_idempotent(
     # Progress: each step as it starts, each file as it is read, each (line, partition) task as it ends,
     # the emails as they are settled.
     assert seen == [
-        ("daily pipeline", 0, 6, "ingest"),
+        ("daily pipeline", 0, 7, "ingest"),
         ("ingesting files", 0, 4, "leads.csv"),
         ("ingesting files", 1, 4, "events.csv"),
         ("ingesting files", 2, 4, "notes.txt"),
         ("ingesting files", 3, 4, "crm.csv"),
         ("ingesting files", 4, 4, ""),
-        ("daily pipeline", 1, 6, "score"),
+        ("daily pipeline", 1, 7, "score"),
         ("scoring partitions", 1, 2, ""),  # 400 leads: one partition, two product lines
         ("scoring partitions", 2, 2, ""),
-        ("daily pipeline", 2, 6, "overdue"),
-        ("daily pipeline", 3, 6, "nurture"),
+        ("daily pipeline", 2, 7, "overdue"),
+        ("daily pipeline", 3, 7, "nurture"),
         ("sending emails", sent, sent, ""),  # fewer than a delivery chunk: one count
-        ("daily pipeline", 4, 6, "audiences"),
-        ("daily pipeline", 5, 6, "report"),
-        ("daily pipeline", 6, 6, ""),
+        ("daily pipeline", 4, 7, "audiences"),
+        ("daily pipeline", 5, 7, "retention"),
+        ("daily pipeline", 6, 7, "report"),
+        ("daily pipeline", 7, 7, ""),
     ]
     snapshots, firings, messages = (_count(database_url, t) for t in (ScoreSnapshot, TriggerFiring, OutboxMessage))
     assert messages == len(list(outbox.rglob("*.eml"))) == sent + first["score"]["actions"]["notify_owner"]["done"]

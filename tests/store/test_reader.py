@@ -96,6 +96,7 @@ def test_adbc_uri(engine: Engine) -> None:
 
 def test_shared_partition_reads_read_once_per_run_and_release(monkeypatch: pytest.MonkeyPatch) -> None:
     import store.partitions
+    from store.identity import Identity
 
     calls: list[tuple[int, int]] = []
 
@@ -104,6 +105,7 @@ def test_shared_partition_reads_read_once_per_run_and_release(monkeypatch: pytes
         return pl.DataFrame({"lead_key": [key_range[0]]})
 
     monkeypatch.setattr(store.partitions, "read_events", fake_read)
+    monkeypatch.setattr(store.partitions, "read_identity", lambda engine, as_of=None: Identity())  # no alias
     shared = store.partitions.SharedPartitionReads(keep=4)
     engine = type("E", (), {"url": "sqlite:///x.db"})()
 
