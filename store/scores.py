@@ -71,8 +71,8 @@ def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int])
     sql = (
         "SELECT id AS journey_id, lead_key, stage, status, opened_at, score_from, stage_entered_at, entered_by, "
         "score, band, qualification "
-        "FROM journeys WHERE product_line || '' = :line AND lead_key >= :lo AND lead_key < :hi"
-    )  # ``|| ''``: the lead-key index, not the product line's (store.stages._RANGE says why)
+        "FROM journeys WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi"
+    )
     frame = read_frame(
         engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_STATE_SCHEMA
     )

@@ -15,9 +15,9 @@ from store.scores import breakdown_json, write_snapshots
 from store.shapes import ARM_SCHEMA, LEAD_CONTACT_COLUMNS, STAGE_UPDATE_SCHEMA, UTC_US
 from store.tables import to_micros
 
-# ``|| ''`` keeps SQLite (which plans without statistics) off the product-line index: for a narrow key
-# range (one lead, a fresh=true look-up) that index scans the whole line, the lead-key index a few rows.
-_RANGE = "j.product_line || '' = :line AND j.lead_key >= :lo AND j.lead_key < :hi"
+# Answered by the (product_line, lead_key) index: a narrow key range (one lead, a fresh=true look-up) reads
+# a few rows, a partition one range of the line.
+_RANGE = "j.product_line = :line AND j.lead_key >= :lo AND j.lead_key < :hi"
 
 
 def _params(product_line: str, key_range: tuple[int, int]) -> dict[str, object]:
