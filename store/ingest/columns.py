@@ -24,12 +24,21 @@ from store.tables import to_micros
 
 # Only what Python's ``datetime.fromisoformat`` reads the same way: a 4-digit year from 1900, valid clock
 # fields, up to 6 fraction digits, Z or ±hh:mm. Anything else goes to the row model.
-_PLAIN_TIME = (
+PLAIN_TIME = (
     r"^(?:19|2\d)\d{2}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 )
-_ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
+ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
+
+
+def epoch_micros(text: pl.Expr) -> pl.Expr:
+    """A ``PLAIN_TIME`` cell as epoch microseconds in UTC (null when the calendar refuses it: Feb 30)."""
+    return (
+        text.str.replace(r"Z$", "+00:00")
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
+        .dt.epoch("us")
+    )
 
 
 def _promoted_message_id(properties: dict[str, Any]) -> str | None:
@@ -132,22 +141,17 @@ class EventColumns:
             return pl.col(f"c{where[role]}").str.strip_chars() if role in where else pl.lit("")
 
         allowed_types = sorted(self.event_types - {"manual_adjustment"})
-        checks = [~cell(role).str.contains(_ODD_EDGE) for role in where]
+        checks = [~cell(role).str.contains(ODD_EDGE) for role in where]
         checks += [
             cell("event_id") != "",
             cell("lead_id") != "",
             cell("type").is_in(allowed_types),
-            cell("occurred_at").str.contains(_PLAIN_TIME),
+            cell("occurred_at").str.contains(PLAIN_TIME),
             cell("machine") == "",
         ]
         if self.product_lines is not None:
             checks.append((cell("product_line") == "") | cell("product_line").is_in(sorted(self.product_lines)))
-        at = (
-            cell("occurred_at")
-            .str.replace(r"Z$", "+00:00")
-            .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
-            .dt.epoch("us")
-        )
+        at = epoch_micros(cell("occurred_at"))
         result = frame.select(
             ok=pl.all_horizontal(checks) & at.is_not_null(),
             event_id=cell("event_id"),

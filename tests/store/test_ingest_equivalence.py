@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine
 from store.ingest import IngestReport, ingest_events, ingest_leads
-from store.tables import Event, IngestReject
+from store.tables import Event, IngestReject, Lead
 
 LINES = {"crm", "analytics"}
 TYPES = set(BUILTIN_EVENT_TYPES)
@@ -160,4 +160,75 @@ def test_columnar_path_equals_the_row_by_row_reference(engine: Engine, tmp_path:
     assert actual_store == expected_store
     assert len(expected_store[0]) > 300 and len(expected_store[1]) > 50  # the files exercise both sides
     assert any(row[5] for row in expected_store[0])  # machine activity was flagged
+    reference.dispose()
+
+
+def _lead(rng: random.Random, n: int) -> dict[str, Any]:
+    """One lead row as a dict of cells; mostly good, sometimes wrong or odd in one or more ways."""
+    row: dict[str, Any] = {
+        "lead_id": f"L{rng.randrange(n)}",
+        "email": rng.choice(["", f"p{n}@example.com", f"P{n}@Example.COM"]),
+        "first_name": rng.choice(["", "Ann", " Bo "]),
+        "email_opt_in": rng.choice(["", "true", "no", "1"]),
+        "unsubscribed_at": rng.choice(["", "", "2026-03-01T09:00:00Z"]),
+        "product_interest": rng.choice(["", "crm", "crm; analytics", "analytics,crm"]),
+        "job_title": rng.choice(["", "Head of IT", "CTO"]),
+    }
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        trouble = rng.randrange(9)
+        if trouble == 0:
+            row["lead_id"] = rng.choice(["", "  ", "L1\x1c"])
+        elif trouble == 1:
+            row["email"] = rng.choice(["nope", "a@b", "é@example.com", " x@example.com "])
+        elif trouble == 2:
+            row["email_opt_in"] = rng.choice(["maybe", "TRUE", "off", "y"])
+        elif trouble == 3:
+            row["unsubscribed_at"] = rng.choice(ODD_TIMES)
+        elif trouble == 4:
+            row["product_interest"] = rng.choice(["ghost", "crm;ghost", " ; "])
+        elif trouble == 5:
+            row["job_title"] = 'two\nlines, "quoted"'
+        elif trouble == 6:
+            row["owner_email"] = rng.choice(["", "owner@example.com", "bad owner"])
+        elif trouble == 7:
+            row["bounced_at"] = rng.choice(GOOD_TIMES + ODD_TIMES)
+        else:
+            row["company"] = rng.choice(["", "Acme", "0123"])
+    return row
+
+
+def _lead_files(tmp_path: Path, seed: int) -> list[Path]:
+    rng = random.Random(seed)
+    files = []
+    for index, shape in enumerate(["crlf-bom", "plain", "jsonl", "plain"]):
+        rows = [_lead(rng, 60 * (index + 1)) for _ in range(120)]  # repeats within and across files
+        path = tmp_path / f"leads_{index}.{'jsonl' if shape == 'jsonl' else 'csv'}"
+        if shape == "jsonl":
+            files.append(_jsonl(path, rows, rng))
+        else:
+            files.append(_csv(path, rows, crlf=shape == "crlf-bom", bom=shape == "crlf-bom"))
+    return files
+
+
+def _leads(engine: Engine) -> list[Any]:
+    leads = Lead.__table__
+    columns = [c for c in leads.c if c.name not in ("created_at", "updated_at")]
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(select(*columns).order_by(leads.c.key)).all()]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_columnar_leads_equal_the_row_by_row_reference(engine: Engine, tmp_path: Path, seed: int) -> None:
+    reference = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    files = _lead_files(tmp_path, seed)
+    for path in files + files[:2]:  # the re-ingest of the first two files must change nothing, alike
+        expected = ingest_leads(reference, path, product_lines=LINES, chunk_size=37, row_by_row=True)
+        actual = ingest_leads(engine, path, product_lines=LINES, chunk_size=37)
+        # A journey opened by a lead's interest starts at the lead's creation: the time of each run.
+        assert _report(actual)[:2] == _report(expected)[:2], path.name
+        assert [i[:2] for i in _report(actual)[2]] == [i[:2] for i in _report(expected)[2]], path.name
+    expected_leads = _leads(reference)
+    assert _leads(engine) == expected_leads  # keys too: new leads are inserted in the same order
+    assert _store(engine)[1] == _store(reference)[1]
+    assert len(expected_leads) > 100 and len(_store(reference)[1]) > 40  # the files exercise both sides
     reference.dispose()
