@@ -30,7 +30,6 @@ from store.tables import (
     PROMOTED_TEXT_PROPERTIES,
     Event,
     Lead,
-    from_micros,
     to_micros,
 )
 
@@ -273,15 +272,10 @@ class _ColumnarSteps:
 
     @staticmethod
     def _interests(accepted: AcceptedEvents, keys: list[int | None], known: list[int], run: Ingestion) -> None:
-        first: dict[tuple[int, str], int] = {}
         for i in known:
             line = accepted.product_line[i]
             if line is not None:
-                pair, at = (keys[i], line), accepted.at[i]
-                if pair not in first or at < first[pair]:
-                    first[pair] = at  # type: ignore[index]
-        for (key, line), at in first.items():
-            run.interests.add(key, line, from_micros(at))
+                run.interests.add_micros(keys[i], line, accepted.at[i])  # type: ignore[arg-type]
 
 
 def _new_rows(conn: Connection, event_ids: list[str], known: list[int]) -> list[int]:
