@@ -3,8 +3,9 @@
 Every row is validated by a Pydantic model, or by vectorised checks narrower than it (``columns`` for
 CSV events, ``lead_columns`` for new CSV leads) that hand it every row they do not accept; a bad row is
 rejected with its file, line, field and a readable reason (returned in the report and kept in
-``ingest_rejects``), never silently dropped or half-stored. Re-ingesting any file is a no-op (events are insert-or-ignore on ``event_id``, leads are
-upserted on ``lead_id`` only when their content changed, rejects are unique per file line and content).
+``ingest_rejects``), never silently dropped or half-stored. Re-ingesting any file is a no-op (events
+are insert-or-ignore on ``event_id``, leads are upserted on ``lead_id`` only when their content
+changed, rejects are unique per file line and content).
 
 One module per concern: ``rows`` (the row models), ``reading`` (files into physical rows), ``split``
 (rows into fields), ``validation``, ``report`` (report and reject ledger), ``machine`` (the
