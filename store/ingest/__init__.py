@@ -1,13 +1,16 @@
 """Ingestion of leads, accounts, events and CRM stage updates from CSV and JSON Lines files.
 
-Every row is validated by a Pydantic model; a bad row is rejected with its file, line, field and a
-readable reason (returned in the report and kept in ``ingest_rejects``), never silently dropped or
-half-stored. Re-ingesting any file is a no-op (events are insert-or-ignore on ``event_id``, leads are
-upserted on ``lead_id`` only when their content changed, rejects are unique per file line and content).
+Every row is validated by a Pydantic model, or by vectorised checks narrower than it (``columns`` for
+CSV and JSON Lines events) that hand it every row they do not accept; a bad row is
+rejected with its file, line, field and a readable reason (returned in the report and kept in
+``ingest_rejects``), never silently dropped or half-stored. Re-ingesting any file is a no-op (events
+are insert-or-ignore on ``event_id``, leads are upserted on ``lead_id`` only when their content
+changed, rejects are unique per file line and content).
 
 One module per concern: ``rows`` (the row models), ``reading`` (files into physical rows), ``split``
 (rows into fields), ``validation``, ``report`` (report and reject ledger), ``machine`` (the
-machine-activity rule), ``skeleton`` (the one chunk loop) and one module per kind of row.
+machine-activity rule), ``skeleton`` (the one chunk loop), ``staging`` (set-based appends), ``lookup``
+and one module per kind of row.
 """
 
 from store.ingest.events import ingest_events, promoted_properties

@@ -24,18 +24,34 @@ from store.tables import to_micros
 
 # Only what Python's ``datetime.fromisoformat`` reads the same way: a 4-digit year from 1900, valid clock
 # fields, up to 6 fraction digits, Z or ±hh:mm. Anything else goes to the row model.
-_PLAIN_TIME = (
+PLAIN_TIME = (
     r"^(?:19|2\d)\d{2}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 )
-_ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
+ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
+_JSON_ORDER = ["event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties"]
+_JSON_PLAIN = frozenset(_JSON_ORDER)
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
+
+
+def epoch_micros(text: pl.Expr) -> pl.Expr:
+    """A ``PLAIN_TIME`` cell as epoch microseconds in UTC (null when the calendar refuses it: Feb 30)."""
+    return (
+        text.str.replace(r"Z$", "+00:00")
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
+        .dt.epoch("us")
+    )
 
 
 def _promoted_message_id(properties: dict[str, Any]) -> str | None:
     """A ``message_id`` property stands in for a missing ``message_id`` field."""
     promoted = properties.get("message_id")
     return None if promoted is None or promoted == "" else str(promoted)
+
+
+def _stripped(value: Any) -> Any:
+    """A properties cell as the row model sees it: text stripped (blank: none), an object as it is."""
+    return value.strip() if value.__class__ is str else value
 
 
 def _properties_or_none(value: str | None, extra: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
@@ -109,9 +125,10 @@ class EventColumns:
     def accept(self, rows: list[Raw], reject: Reject) -> AcceptedEvents:
         """The chunk's valid events; ``reject(row, field, reason)`` is called for the others."""
         accepted = AcceptedEvents()
-        slow = list(range(len(rows)))
         if rows and rows[0].data is None:
-            slow = self._columnar(rows, accepted)
+            slow = self._columnar(rows, rows[0].names or [], [row.values or [] for row in rows], accepted)
+        else:
+            slow = self._json_columnar(rows, accepted)
         self._by_model(rows, slow, accepted, reject)
         return accepted.in_file_order()
 
@@ -120,37 +137,76 @@ class EventColumns:
             self.plan_names, self.plan = names, csv_plan(self.splitter, names or [])
         return self.plan
 
-    def _columnar(self, rows: list[Raw], accepted: AcceptedEvents) -> list[int]:
-        """Accept the rows that pass the vectorised checks; return the positions of the others."""
-        plan = self._plan_for(rows[0].names)
+    def _json_columnar(self, rows: list[Raw], accepted: AcceptedEvents) -> list[int]:
+        """JSON objects whose event fields are all text (``properties`` may be an object; other keys are
+        extra properties, as in ``split_event``) are checked as columns like CSV cells; the others go to
+        the row model."""
+        plain: list[int] = []
+        slow: list[int] = []
+        extras: list[dict[str, Any] | None] = []
+        role = self.splitter.role
+        for position, row in enumerate(rows):
+            data, extra = row.data, {}
+            for key, value in (data or {}).items():
+                if key in _JSON_PLAIN:
+                    if value.__class__ is str or value is None or key == "properties":
+                        continue
+                elif value is None or (value.__class__ is str and not value.strip()):
+                    continue  # a blank key says nothing (an explicit blank machine too)
+                elif role(key) is None:
+                    extra[key] = value.strip() if value.__class__ is str else value
+                    continue
+                break  # a field that is not text, a machine value, a field named otherwise: the row model
+            else:
+                plain.append(position)
+                extras.append(extra or None)
+                continue
+            slow.append(position)
+        if not plain:
+            return slow
+        values = [[rows[p].data.get(name) or "" for name in _JSON_ORDER] for p in plain]  # type: ignore[union-attr]
+        left = self._columnar([rows[p] for p in plain], _JSON_ORDER, values, accepted, plain, extras)
+        return sorted(slow + [plain[n] for n in left])
+
+    def _columnar(
+        self,
+        rows: list[Raw],
+        names: list[str],
+        values: list[list[Any]],
+        accepted: AcceptedEvents,
+        positions_of: list[int] | None = None,
+        json_extras: list[dict[str, Any] | None] | None = None,
+    ) -> list[int]:
+        """Accept the rows (cells under ``names``) that pass the vectorised checks; return the indexes
+        of the others. ``positions_of``: each row's position in the chunk, when ``rows`` is a subset;
+        ``json_extras``: each JSON row's extra properties (a CSV row's come from its other cells)."""
+        plan = self._plan_for(names)
         where = {role: position for position, role, _ in plan if role is not None}
         roles = [role for _, role, _ in plan if role is not None]
         if len(set(roles)) != len(roles) or not set(_REQUIRED) <= set(where):
             return list(range(len(rows)))  # repeated or missing fields: the row model decides
-        cells = list(zip(*(row.values or () for row in rows), strict=True))
-        frame = pl.DataFrame({f"c{p}": pl.Series(cells[p], dtype=pl.String) for p in where.values()})
+        cells = list(zip(*values, strict=True))
+        properties_at = where.get("properties")
+        texts = {role: position for role, position in where.items() if role != "properties"}
+        frame = pl.DataFrame({f"c{p}": pl.Series(cells[p], dtype=pl.String) for p in texts.values()})
+        where = texts  # properties are taken as they are (JSON text, or an object from JSON Lines)
 
         def cell(role: str) -> pl.Expr:
             return pl.col(f"c{where[role]}").str.strip_chars() if role in where else pl.lit("")
 
         allowed_types = sorted(self.event_types - {"manual_adjustment"})
-        checks = [~cell(role).str.contains(_ODD_EDGE) for role in where]
+        checks = [~cell(role).str.contains(ODD_EDGE) for role in where]
         checks += [
             cell("event_id") != "",
             cell("lead_id") != "",
             cell("type").is_in(allowed_types),
-            cell("occurred_at").str.contains(_PLAIN_TIME),
+            cell("occurred_at").str.contains(PLAIN_TIME),
             cell("machine") == "",
             cell("anonymous_id") == "",  # visitors' events (and identify) take the row model
         ]
         if self.product_lines is not None:
             checks.append((cell("product_line") == "") | cell("product_line").is_in(sorted(self.product_lines)))
-        at = (
-            cell("occurred_at")
-            .str.replace(r"Z$", "+00:00")
-            .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
-            .dt.epoch("us")
-        )
+        at = epoch_micros(cell("occurred_at"))
         result = frame.select(
             ok=pl.all_horizontal(checks) & at.is_not_null(),
             event_id=cell("event_id"),
@@ -159,7 +215,6 @@ class EventColumns:
             at=at,
             product_line=cell("product_line"),
             message_id=cell("message_id"),
-            properties=cell("properties"),
         )
         ok = result["ok"]
         slow = ok.not_().arg_true().to_list()
@@ -167,20 +222,24 @@ class EventColumns:
         positions = ok.arg_true().to_list()
         kinds = fast["type"].to_list()
         extras: CsvPlan = [entry for entry in plan if entry[1] is None]
-        extra = [split_event_cells(extras, rows[p].values or []).get("extra") for p in positions] if extras else None
+        if json_extras is not None:
+            extra: list[Any] | None = [json_extras[p] for p in positions]
+        else:
+            extra = [split_event_cells(extras, values[p]).get("extra") for p in positions] if extras else None
+        texts_of_properties = cells[properties_at] if properties_at is not None else [""] * len(rows)
         properties = [
-            _properties_or_none(text or None, extra[n] if extra else None, kind)
-            for n, (text, kind) in enumerate(zip(fast["properties"].to_list(), kinds, strict=True))
+            _properties_or_none(_stripped(texts_of_properties[p]) or None, extra[n] if extra else None, kind)
+            for n, (p, kind) in enumerate(zip(positions, kinds, strict=True))
         ]
-        names = ("event_id", "lead_id", "at", "product_line", "message_id")
-        columns = [positions, kinds, properties, *(fast[name].to_list() for name in names)]
+        fields = ("event_id", "lead_id", "at", "product_line", "message_id")
+        columns = [positions, kinds, properties, *(fast[name].to_list() for name in fields)]
         keep = [n for n, found in enumerate(properties) if found is not None]
         if len(keep) < len(positions):  # JSON the row model must explain goes there
             slow = sorted(slow + [p for p, found in zip(positions, properties, strict=True) if found is None])
             columns = [[column[n] for n in keep] for column in columns]
         positions, kinds, properties, event_ids, lead_ids, micros, lines, message_ids = columns
         accepted.extend(
-            positions,
+            positions if positions_of is None else [positions_of[p] for p in positions],
             rows=[rows[p] for p in positions],
             event_id=event_ids,
             lead_id=lead_ids,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, update
 
@@ -26,12 +26,23 @@ from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_e
 from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
-from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_TEXT_PROPERTIES, Event, Lead, from_micros, to_micros
+from store.tables import (
+    PROMOTED_NUMBER_PROPERTIES,
+    PROMOTED_PROPERTIES,
+    PROMOTED_TEXT_PROPERTIES,
+    Event,
+    Lead,
+    from_micros,
+    to_micros,
+)
 from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
 _EVENT_TABLE = Event.__table__
 _LEAD_CACHE_MAX = 1_000_000  # lead_id → key entries kept between chunks of an events file
+_PROMOTED_KEYS = frozenset(PROMOTED_PROPERTIES)
+_NUMBER_KEYS = frozenset(PROMOTED_NUMBER_PROPERTIES)
+_PROBE = 64  # ids of a chunk probed first: none stored means a first load, not worth a full look-up
 
 
 def _promoted_text(value: Any) -> str | None:
@@ -52,14 +63,19 @@ def promoted_properties(properties: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _promoted_columns(properties: list[dict[str, Any]]) -> list[list[Any]]:
-    """``promoted_properties`` column by column: one pass per property instead of a dict per row."""
-    columns = []
-    for key in PROMOTED_TEXT_PROPERTIES:
-        values = [p.get(key) for p in properties]
-        columns.append([v if v.__class__ is str and v else _promoted_text(v) for v in values])
-    for key in PROMOTED_NUMBER_PROPERTIES:
-        columns.append([None if (v := p.get(key)) is None else _promoted_number(v) for p in properties])
+def _promoted_columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """``promoted_properties`` column by column: only the keys a row has are looked at (most rows carry
+    one or two of the seven), instead of a dict per row or seven look-ups per row."""
+    size = len(properties)
+    columns: dict[str, list[Any]] = {key: [None] * size for key in PROMOTED_PROPERTIES}
+    wanted = _PROMOTED_KEYS.intersection
+    for index, found in enumerate(properties):
+        for key in wanted(found):
+            value = found[key]
+            if key in _NUMBER_KEYS:
+                columns[key][index] = None if value is None else _promoted_number(value)
+            else:
+                columns[key][index] = value if value.__class__ is str and value else _promoted_text(value)
     return columns
 
 
@@ -170,29 +186,21 @@ class _RowByRowSteps:
             run.ids.add([event["event_id"] for event in events + visitors.events])
         times = [to_micros(event["occurred_at"]) for event in events]
         late = self.detector.run(events, times, explicit, lambda ids: _stored_deliveries(conn, ids))
-        # Clustered-key (lead) order turns random B-tree inserts into local ones: SQLite inserts ≈ 2×
-        # faster; sorting on the lead alone is cheap (ints) and gives almost all of the locality.
-        events.sort(key=itemgetter("lead_key"))
+        # File order, one statement per chunk: of a repeated event_id the first row is kept.
         run.report.inserted += insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
         run.report.inserted += visitors.write(conn)
         if late:
             run.report.updated += _flag_machine(conn, late)
 
 
-# The events columns in the order the columnar path stages them.
-_STAGED = (
-    "lead_key",
-    "occurred_at",
-    "event_id",
-    "type",
-    "product_line",
-    "machine",
-    "message_id",
-    *PROMOTED_TEXT_PROPERTIES,
-    *PROMOTED_NUMBER_PROPERTIES,
-    "properties",
-    "ingested_at",
-)
+def _stored_ids(conn: Connection, event_ids: list[str]) -> set[str]:
+    """Which of ``event_ids`` are stored already. A sample is probed first: on a first load none are,
+    and the merge skips the odd stored one anyway, so the full look-up is only paid on a re-ingest."""
+    column = _EVENT_TABLE.c.event_id
+    step = max(1, len(event_ids) // _PROBE)
+    if not lookup(conn, column, event_ids[::step], [column]):
+        return set()
+    return {event_id for (event_id,) in lookup(conn, column, event_ids, [column])}
 
 
 @dataclass
@@ -220,56 +228,65 @@ class _ColumnarSteps:
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
-        machine = [bool(accepted.machine[i]) for i in known]
-        email = [n for n, i in enumerate(known) if accepted.type[i] in EMAIL_TYPES]
-        if email:
-            rows = [
-                {
-                    "event_id": accepted.event_id[known[n]],
-                    "type": accepted.type[known[n]],
-                    "message_id": accepted.message_id[known[n]],
-                    "properties": accepted.properties[known[n]],
-                    "machine": machine[n],
-                }
-                for n in email
-            ]
-            times = [accepted.at[known[n]] for n in email]
-            explicit = [accepted.machine[known[n]] is not None for n in email]
-            late = self.detector.run(rows, times, explicit, lambda ids: _stored_deliveries(conn, ids))
-            for n, row in zip(email, rows, strict=True):
-                machine[n] = row["machine"]
-        else:
-            late = []
-        first: dict[tuple[int, str], int] = {}
-        for i in known:
-            line = accepted.product_line[i]
-            if line is not None:
-                pair, at = (keys[i], line), accepted.at[i]
-                if pair not in first or at < first[pair]:
-                    first[pair] = at
-        for (key, line), at in first.items():
-            run.interests.add(key, line, from_micros(at))
-        properties = [accepted.properties[i] for i in known]
-        ingested = to_micros(now)
-        values = zip(
-            [keys[i] for i in known],
-            [accepted.at[i] for i in known],
-            [accepted.event_id[i] for i in known],
-            [accepted.type[i] for i in known],
-            [accepted.product_line[i] for i in known],
-            machine,
-            [accepted.message_id[i] for i in known],
-            *_promoted_columns(properties),
-            [json_text(p) for p in properties],
-            [ingested] * len(known),
-            strict=True,
-        )
-        # Lead order (stable, like the reference) makes the merge's B-tree inserts local.
-        staged = sorted(values, key=itemgetter(0))
-        run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, _STAGED, staged)  # type: ignore[arg-type]
+        machine, late = self._machine(conn, accepted, known)
+        self._interests(accepted, keys, known, run)
+        new = _new_rows(conn, accepted.event_id, known)
+        properties = [accepted.properties[i] for i in new]
+        frame = pl.DataFrame(
+            {
+                "lead_key": pl.Series([keys[i] for i in new], dtype=pl.Int64),
+                "occurred_at": pl.Series([accepted.at[i] for i in new], dtype=pl.Int64),
+                "event_id": pl.Series([accepted.event_id[i] for i in new], dtype=pl.String),
+                "type": pl.Series([accepted.type[i] for i in new], dtype=pl.String),
+                "product_line": pl.Series([accepted.product_line[i] for i in new], dtype=pl.String),
+                "machine": pl.Series([machine[i] for i in new], dtype=pl.Boolean),
+                "message_id": pl.Series([accepted.message_id[i] for i in new], dtype=pl.String),
+                **{
+                    name: pl.Series(values, dtype=pl.Float64 if name in _NUMBER_KEYS else pl.String)
+                    for name, values in _promoted_columns(properties).items()
+                },
+                "properties": pl.Series([json_text(p) for p in properties], dtype=pl.String),
+            }
+        ).with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
+        # Clustered-key order: the WITHOUT ROWID B-tree (and PostgreSQL's heap and indexes) append.
+        staged = frame.sort("lead_key", "occurred_at", "event_id")
+        run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, staged)  # type: ignore[arg-type]
         run.report.inserted += visitors.write(conn)
         if late:
             run.report.updated += _flag_machine(conn, late)
+
+    def _machine(
+        self, conn: Connection, accepted: AcceptedEvents, known: list[int]
+    ) -> tuple[dict[int, bool], list[str]]:
+        """Each known row's machine flag (by position in ``accepted``) and the event ids of earlier rows
+        of this file to flag now: the email rows go through the detector."""
+        machine = {i: bool(accepted.machine[i]) for i in known}
+        email = [i for i in known if accepted.type[i] in EMAIL_TYPES]
+        late: list[str] = []
+        if email:
+            rows = [
+                {
+                    "event_id": accepted.event_id[i],
+                    "type": accepted.type[i],
+                    "message_id": accepted.message_id[i],
+                    "properties": accepted.properties[i],
+                    "machine": machine[i],
+                }
+                for i in email
+            ]
+            times = [accepted.at[i] for i in email]
+            explicit = [accepted.machine[i] is not None for i in email]
+            late = self.detector.run(rows, times, explicit, lambda ids: _stored_deliveries(conn, ids))
+            for i, row in zip(email, rows, strict=True):
+                machine[i] = row["machine"]
+        return machine, late
+
+    @staticmethod
+    def _interests(accepted: AcceptedEvents, keys: list[int | None], known: list[int], run: Ingestion) -> None:
+        for i in known:
+            line = accepted.product_line[i]
+            if line is not None:
+                run.interests.add_micros(keys[i], line, accepted.at[i])  # type: ignore[arg-type]
 
     @staticmethod
     def _visitors(accepted: AcceptedEvents, keys: list[int | None], now: datetime) -> Visitors:
@@ -291,6 +308,15 @@ class _ColumnarSteps:
             elif keys[i] is not None:
                 visitors.link(anonymous_id, keys[i], at)  # type: ignore[arg-type]
         return visitors
+
+
+def _new_rows(conn: Connection, event_ids: list[str], known: list[int]) -> list[int]:
+    """The positions among ``known`` worth staging: the first row of each ``event_id`` (file order: the
+    first one is kept, as documented) whose id is not stored yet. A re-ingest stops here."""
+    seen: set[str] = set()
+    first = [i for i in known if not (event_ids[i] in seen or seen.add(event_ids[i]))]  # type: ignore[func-returns-value]
+    stored = _stored_ids(conn, [event_ids[i] for i in first])
+    return [i for i in first if event_ids[i] not in stored] if stored else first
 
 
 def _values(

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from store.csvfile import data_suffix, open_csv, open_text
+from store.csvfile import data_suffix, not_utf8, open_csv, open_text
 
 NUMBER = re.compile(r"^-?(?:0|[1-9]\d*)(\.\d+)?(?:[eE][+-]?\d+)?$")  # JSON's grammar: "0123" stays text
 
@@ -108,23 +108,12 @@ def _read_csv(path: Path) -> Iterator[Raw]:
             yield Raw(row.line, values=row.values, names=names, error=row.error)
 
 
-def _not_utf8(text: str) -> str | None:
-    """Why a line read with ``surrogateescape`` is not UTF-8 text (None when it is)."""
-    if text.isascii():
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"not UTF-8 text (byte 0x{ord(text[exc.start]) - 0xDC00:02x}); save the file as UTF-8"
-    return None
-
-
 def _read_jsonl(path: Path) -> Iterator[Raw]:
     with open_text(path, newline=None, errors="surrogateescape") as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
-            if (error := _not_utf8(text)) is not None:
+            if (error := not_utf8(text)) is not None:
                 printable = text.encode("utf-8", "replace").decode().rstrip("\r\n")[:2000]
                 yield Raw(line, {"_text": printable}, error=error)
                 continue

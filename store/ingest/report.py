@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from store.bulk import insert_ignore
 from store.ingest.reading import Raw, dumps
-from store.tables import IngestReject
+from store.tables import IngestReject, from_micros, to_micros
 
 
 @dataclass(frozen=True)
@@ -96,18 +96,23 @@ def write_rejects_csv(report: IngestReport, path: Path) -> Path:
 
 
 class Interests:
-    """The earliest time each (lead key, product line) pair showed up: the journeys a file may open."""
+    """The earliest time each (lead key, product line) pair showed up: the journeys a file may open.
+    Kept as epoch microseconds: an events file compares millions of times, and converts each pair once."""
 
     def __init__(self) -> None:
-        self.first: dict[tuple[int, str], datetime] = {}
+        self.first: dict[tuple[int, str], int] = {}
 
     def add(self, key: int, line: str, when: datetime) -> None:
-        seen = self.first.get((key, line))
-        if seen is None or when < seen:
-            self.first[(key, line)] = when
+        self.add_micros(key, line, to_micros(when))
+
+    def add_micros(self, key: int, line: str, at: int) -> None:
+        pair = (key, line)
+        seen = self.first.get(pair)
+        if seen is None or at < seen:
+            self.first[pair] = at
 
     def as_list(self) -> list[tuple[int, str, datetime]]:
-        return [(key, line, when) for (key, line), when in self.first.items()]
+        return [(key, line, from_micros(at)) for (key, line), at in self.first.items()]
 
 
 def row_hash(raw: dict[str, Any]) -> str:
