@@ -290,7 +290,7 @@ def test_the_daily_pipeline_scores_accounts_after_the_leads(world: World) -> Non
         report_path=None,
         outbox_dir=str(world.folder / "outbox"),
     )
-    assert list(summary["timings"]) == ["score", "accounts", "nurture", "audiences"]
+    assert list(summary["timings"]) == ["score", "accounts", "overdue", "nurture", "audiences", "retention"]
     assert summary["accounts"]["lines"]["w"]["firings"] == 2
     assert summary["accounts"]["actions"] == {"notify_owner": {"done": 2}}
     (export,) = summary["audiences"]

@@ -114,10 +114,10 @@ def test_hostile_files_in_the_drop_folder_never_stop_the_daily_pipeline(
     (inbox / "events" / "c-good.csv").write_text(header + "".join(rest))
     ingest_file = daily.ingest_file
 
-    def crash_on_b(portfolio: object, kind: str, path: Path, url: str | None) -> object:
+    def crash_on_b(portfolio: object, kind: str, path: Path, url: str | None, **options: object) -> object:
         if path.name == "b-crashes.csv":  # stands for any error nobody foresaw
             raise MemoryError("the reader ran out of memory")
-        return ingest_file(portfolio, kind, path, url)  # type: ignore[arg-type]
+        return ingest_file(portfolio, kind, path, url, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(daily, "ingest_file", crash_on_b)
     try:

@@ -16,7 +16,9 @@ def test_health_readiness_and_the_openapi_schema(live: Live) -> None:
         schema["paths"]
     )
     body = schema["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body["oneOf"][0]["required"] == ["event_id", "lead_id", "type", "occurred_at"]
+    event = body["oneOf"][0]
+    assert event["required"] == ["event_id", "type", "occurred_at"]  # and lead_id, or anonymous_id for a visitor
+    assert {"lead_id", "anonymous_id"} <= set(event["properties"])
 
 
 def test_keys_are_stored_hashed_and_scoped(live: Live) -> None:
