@@ -97,8 +97,10 @@ def _use(page: str, line: str, stage: str) -> dict[str, tuple[str, str]]:
 def test_report_page_serves_the_report_sections_and_the_weekly_rate(console: Live) -> None:
     page = signed_in(console, "mia@acme.example").get("/console/report").text
     keys = re.findall(r'<section class="card report" id="([^"]+)"', page)
-    assert keys == ["score-distribution", "funnel", "qualifications", "conversion-by-band", "top-movers", "nurture",
-                    "nurture-emails", "nurture-uplift", "audiences", "model-review", "content", "mql-to-opportunity"]  # fmt: skip
+    assert keys == [
+        "score-distribution", "funnel", "qualifications", "conversion-by-band", "top-movers", "nurture",
+        "nurture-emails", "nurture-uplift", "audiences", "model-review", "content", "mql-to-opportunity",
+    ]  # fmt: skip
     weekly = page.split('id="mql-to-opportunity"')[1].split("</section>")[0]
     # The three crm-suite MQLs of the run a day ago: none has moved on to the opportunity stage yet.
     rows = re.findall(r"<tr><td>crm-suite</td><td>([\d-]+)</td><td class=\"n\">(\d+)</td><td class=\"n\">(\d+)</td>"
