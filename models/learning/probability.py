@@ -55,6 +55,7 @@ class ProbabilityParams:
     blend_weights: tuple[float, ...] = (0.25, 0.5, 0.75)  # boosting's share of the blends tried
     select_folds: int = 5  # 3 folds on Leads.csv picked a blend 0.001 under boosting alone: too noisy
     select_max_rows: int = 10_000  # the choice reads at most this many training leads (stratified)
+    large_select_folds: int = 3  # folds when the history is larger: 10,000 leads give a stable estimate
 
 
 def boosting_weights(params: ProbabilityParams) -> dict[str, float]:
@@ -169,11 +170,13 @@ def choose_estimator(
     """The candidate with the best out-of-fold AUC on the training leads (the first of equals), and why.
     Logistic regression and boosting are each fitted once per fold; a blend's out-of-fold probability is
     their weighted average (what its soft vote predicts), so trying more weights costs no refit."""
+    k = params.select_folds
     if len(y) > params.select_max_rows:
+        k = params.large_select_folds
         rows, _ = train_test_split(np.arange(len(y)), train_size=params.select_max_rows, stratify=y, random_state=seed)
         matrix, y = matrix[np.sort(rows)], y[np.sort(rows)]
     weights = boosting_weights(params)
-    folds = StratifiedKFold(params.select_folds, shuffle=True, random_state=seed)
+    folds = StratifiedKFold(k, shuffle=True, random_state=seed)
     oof: dict[float, np.ndarray] = {}
     with threadpool_limits(1, user_api="openmp"):
         blends = any(0.0 < w < 1.0 for w in weights.values())
@@ -186,7 +189,7 @@ def choose_estimator(
     }
     best = max(auc, key=lambda name: auc[name])
     return {"estimator": best, "boosting_weight": weights[best], "inner_cv_auc": auc,
-            "why": f"best {params.select_folds}-fold out-of-fold AUC on {len(y)} training leads"}  # fmt: skip
+            "why": f"best {k}-fold out-of-fold AUC on {len(y)} training leads"}  # fmt: skip
 
 
 def fit_estimator(
