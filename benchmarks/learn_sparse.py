@@ -1,8 +1,7 @@
 """The sparse kind of history the project lead checks learned models on, made synthetic: ~5,800 leads,
-85 coded socio-demographic columns (small integer codes, most weakly or not related to the outcome, a
-few pairs acting together) and ~8 % converters (the real one: ~6 %). Prints 5-fold CV AUC and top-20 %
-capture for the points
-scorecard, the probability model and the logistic baseline, with CPU seconds and the load average.
+85 coded socio-demographic columns (integer codes 0-9, a third weakly related to the outcome, one pair
+acting together) and ~8 % converters (the real one: ~6 %). Prints 5-fold CV AUC and top-20 % capture
+for the points scorecard, the probability model and the logistic baseline, with CPU seconds and load.
 
     .venv/bin/python benchmarks/learn_sparse.py [--rows 5800] [--seed 0]
 """
