@@ -11,8 +11,9 @@ from models.breakdown import top_rules
 from models.engine import score
 from models.files import SpecError
 from models.learning.backtest import backtest
+from models.learning.features import Feature
 from models.learning.learn import LearnParams, fit, learn, prepare
-from models.learning.probability import BASE_RULE, BLEND, OTHER_RULE, ProbabilityParams
+from models.learning.probability import BASE_RULE, BLEND, OTHER_RULE, Encoding, ProbabilityParams, choose_estimator
 from models.scorefile import score_csv
 from models.spec import Scale
 from stages.portfolio import load_model, load_portfolio
@@ -175,18 +176,46 @@ def test_the_estimator_is_chosen_by_inner_cross_validation_and_the_file_says_why
     # 600 leads whose odds follow two columns: the logistic regression ranks better than boosting
     assert chosen == {
         "estimator": "logistic regression",
-        "inner_cv_auc": {"logistic regression": 0.9453, "gradient boosting": 0.9357, "average of both": 0.9434},
-        "why": "best 3-fold out-of-fold AUC on 600 training leads",
-    }
-    assert f"# Estimator: {chosen['estimator']}, best 3-fold out-of-fold AUC on 600 training leads" in out.read_text()
+        "boosting_weight": 0.0,
+        "inner_cv_auc": {
+            "logistic regression": 0.9461, "gradient boosting": 0.9344, "blend of both (25% boosting)": 0.9455,
+            "blend of both (50% boosting)": 0.9436, "blend of both (75% boosting)": 0.9391,
+        },
+        "why": "best 5-fold out-of-fold AUC on 600 training leads",
+    }  # fmt: skip
+    assert f"# Estimator: {chosen['estimator']}, best 5-fold out-of-fold AUC on 600 training leads" in out.read_text()
 
 
-def test_the_average_of_both_is_stored_and_scores_like_any_estimator(tmp_path: Path) -> None:
+def test_a_blend_is_stored_and_scores_like_any_estimator(tmp_path: Path) -> None:
     history = write_history(tmp_path / "h.csv")
     params = LearnParams(kind="probability", folds=3, probability=ProbabilityParams(candidates=(BLEND,)))
     out = tmp_path / "blend.yaml"
     learn(history, target="won", id_column="lead_id", out=out, params=params)
     model = load_model(out)
-    assert model.metadata["learned"]["chosen"]["estimator"] == "average of both"
+    assert model.metadata["learned"]["chosen"]["estimator"].startswith("blend of both")
     scored = score_csv(model, history, as_of=AT).scored
     assert scored.height == 600 and scored.get_column("score").n_unique() > 100
+
+
+def _choice(y: np.ndarray, matrix: np.ndarray) -> dict:
+    features = [Feature(f"x{j}", "numeric") for j in range(matrix.shape[1])]
+    encoding = Encoding(features, {}, {f.name: 0.0 for f in features})
+    return choose_estimator(matrix, y, encoding, seed=0, params=ProbabilityParams())
+
+
+def test_inner_cv_chooses_boosting_for_an_interaction_and_logistic_for_a_straight_line() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3000, 3))
+    both = rng.random(3000) < 1 / (1 + np.exp(-4 * x[:, 0] * x[:, 1]))  # only the product matters: no line fits
+    line = rng.random(3000) < 1 / (1 + np.exp(-(x[:, 0] + x[:, 1])))
+    interaction, straight = _choice(both.astype(np.int64), x), _choice(line.astype(np.int64), x)
+    assert interaction["estimator"] == "gradient boosting" and interaction["boosting_weight"] == 1.0
+    auc = interaction["inner_cv_auc"]
+    assert auc["logistic regression"] < 0.55 < 0.75 < auc["gradient boosting"]
+    assert straight["boosting_weight"] < 1.0
+    assert straight["inner_cv_auc"][straight["estimator"]] > straight["inner_cv_auc"]["gradient boosting"]
+    assert set(straight["inner_cv_auc"]) == {
+        "logistic regression", "gradient boosting",
+        "blend of both (25% boosting)", "blend of both (50% boosting)", "blend of both (75% boosting)",
+    }  # fmt: skip
+    assert straight["why"] == "best 5-fold out-of-fold AUC on 3000 training leads"
