@@ -147,7 +147,7 @@ def test_the_in_process_pipeline_writes_what_the_flow_writes(tmp_path: Path, out
     from sqlalchemy import text
 
     from flows.daily import daily_in_process
-    from flows.nurture_context import load_context
+    from nurture.context import load_context
 
     data = generate(tmp_path / "gen", leads=300, events=6000, seed=5, as_of=AS_OF)
     stores = {}
