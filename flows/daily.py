@@ -124,15 +124,21 @@ def purge_expired_visitors(portfolio: Portfolio, as_of: datetime, database_url: 
 
 
 def _with_side_steps(
-    portfolio: Portfolio, settings: Settings, as_of: datetime, score: Step, nurture: Step, audiences: Step
+    portfolio: Portfolio,
+    settings: Settings,
+    as_of: datetime,
+    score: Step,
+    accounts: Step,
+    nurture: Step,
+    audiences: Step,
 ) -> list[Step]:
-    """The pipeline's steps in order around the three that differ between a flow run and the demo's
-    in-process days: accounts after the leads are scored (when a line has an account model), overdue
-    queue alerts, then nurture and audiences, then the anonymous-visitor retention."""
+    """The pipeline's steps in order around the four that differ between a flow run (Prefect tasks) and
+    the demo's in-process days (plain calls): accounts after the leads are scored (when a line has an
+    account model), overdue queue alerts, then nurture and audiences, then the anonymous-visitor retention."""
     url = settings.database_url
     steps: list[Step] = [score]
     if any(line.account_model is not None for line in portfolio.product_lines.values()):
-        steps.append(("accounts", lambda: score_accounts_task.fn(str(portfolio.path), as_of, url, settings)))
+        steps.append(accounts)
     steps += [
         ("overdue", lambda: alert_overdue(engine_for(url), portfolio, settings, as_of)),
         nurture,
@@ -170,6 +176,7 @@ def daily_pipeline(
         settings,
         as_of,
         ("score", lambda: score(portfolio_path, as_of=as_of, database_url=url, outbox_dir=outbox_dir)),
+        ("accounts", lambda: score_accounts_task(portfolio_path, as_of, url, settings)),  # a task: retried
         ("nurture", lambda: run_nurture(portfolio_path, database_url=url, as_of=as_of, outbox_dir=outbox_dir)),
         ("audiences", lambda: refresh_audiences(portfolio_path, as_of, audiences_dir, url)),
     )
@@ -197,6 +204,7 @@ def daily_in_process(
         settings,
         as_of,
         ("score", lambda: score_run(portfolio, settings, as_of, tasks=False)),
+        ("accounts", lambda: score_accounts_task.fn(str(portfolio.path), as_of, url, settings)),
         ("nurture", lambda: recorded_nurture(ctx, settings, as_of).as_dict()),
         (
             "audiences",
