@@ -5,6 +5,7 @@ Started by ``leadscore api`` (uvicorn, ``service.app:create_app`` as a factory) 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from service import content, feedback, identity, intake, privacy, scores, tracki
 from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.console import mount as mount_console
+from service.hot import HotRoutes
 from service.limits import BodyLimit, RateLimiter, rate_file
 from service.metrics import Metrics, MetricsMiddleware
 from service.writer import GroupWriter
@@ -102,6 +104,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.writer.start()
+        # What start-up made (modules, the portfolio, the app) lives as long as the process: kept out of
+        # the collector's sweeps, whose pauses would otherwise land on requests (the tail latency).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -155,6 +161,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key"],
         )
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    app.add_middleware(HotRoutes, service=service)  # outermost: the hot routes skip the stack (service.hot)
     return app
 
 

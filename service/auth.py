@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.concurrency import run_in_threadpool
@@ -12,6 +13,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import Engine
 
 from store.api_keys import KeyInfo, check_key
+
+if TYPE_CHECKING:
+    from service.app import Service
 
 _BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer lsk_…`")
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: lsk_…`")
@@ -38,10 +42,9 @@ class KeyCache:
         return found
 
 
-async def authorize(request: Request, scope: str, presented: str | None) -> KeyInfo:
+async def authorize(service: Service, scope: str, presented: str | None) -> KeyInfo:
     """The caller's live key if it has ``scope`` (or ``admin``) and is within its rate limit; else the
     401, 403 or 429 to answer."""
-    service = request.app.state.service
     key = await service.keys.check(presented) if presented else None
     if key is None:
         raise HTTPException(401, "a valid API key is required", headers={"WWW-Authenticate": "Bearer"})
@@ -53,15 +56,15 @@ async def authorize(request: Request, scope: str, presented: str | None) -> KeyI
     return key
 
 
-def presented_key(request: Request) -> str | None:
+def presented_key(headers: Mapping[str, str]) -> str | None:
     """The key sent as ``Authorization: Bearer …`` or ``X-API-Key`` (what the dependency reads, without
-    its per-request parsing: the hot look-ups call this)."""
-    authorization = request.headers.get("authorization")
+    its per-request parsing: the hot routes call this with the request's headers)."""
+    authorization = headers.get("authorization")
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials:
             return credentials.strip()
-    return request.headers.get("x-api-key")
+    return headers.get("x-api-key")
 
 
 # How the routes that read the key themselves (``presented_key``) document it in the OpenAPI schema.
@@ -76,6 +79,6 @@ def require(scope: str) -> Any:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
         header: Annotated[str | None, Security(_HEADER)],
     ) -> KeyInfo:
-        return await authorize(request, scope, bearer.credentials if bearer is not None else header)
+        return await authorize(request.app.state.service, scope, bearer.credentials if bearer is not None else header)
 
     return Depends(dependency)

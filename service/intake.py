@@ -3,7 +3,8 @@ writes (``store.ingest`` with ``Records``), answered item by item."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -15,6 +16,9 @@ from stages.portfolio import Portfolio
 from store.ingest import EventRow, IngestReport, LeadRow, Records, ingest_events, ingest_leads
 from store.scores import open_journeys
 from store.tombstones import load_erased
+
+if TYPE_CHECKING:
+    from service.app import Service
 
 router = APIRouter(prefix="/v1", tags=["intake"])
 ID_FIELD = {"events": "event_id", "leads": "lead_id"}
@@ -113,16 +117,17 @@ def _schema(model: type[Any]) -> dict[str, Any]:
     }
 
 
-async def _post(request: Request, kind: str) -> Response:
-    """Intake answers for every item, so it skips FastAPI's per-request dependency solving and response
-    encoding (a batch's 500 results): it checks the key itself and answers JSON bytes."""
-    service = request.app.state.service
-    await authorize(request, "events:write", presented_key(request))
+async def answer_intake(
+    service: Service, kind: str, presented: str | None, body: Callable[[], Awaitable[bytes]]
+) -> bytes:
+    """The JSON answer of an intake post (``HTTPException`` for the 4xx ones): the key is checked before
+    ``body`` is read. Shared by the route and ``service.hot`` (the same request, without the framework)."""
+    await authorize(service, "events:write", presented)
     try:
-        body = orjson.loads(await request.body())
+        parsed = orjson.loads(await body())
     except orjson.JSONDecodeError as exc:
         raise HTTPException(400, f"body is not valid JSON: {exc}") from None
-    items = body if isinstance(body, list) else [body]
+    items = parsed if isinstance(parsed, list) else [parsed]
     if len(items) > service.settings.api_max_batch:
         raise HTTPException(413, f"{len(items)} items; at most {service.settings.api_max_batch} per request")
     results = await service.writer.take(kind, items) if items else []
@@ -132,7 +137,14 @@ async def _post(request: Request, kind: str) -> Response:
     for status, count in counts.items():
         if count:
             service.metrics.items.labels(kind, status).inc(count)
-    return Response(orjson.dumps({**counts, "results": results}), media_type="application/json")
+    return orjson.dumps({**counts, "results": results})
+
+
+async def _post(request: Request, kind: str) -> Response:
+    """Intake answers for every item, so it skips FastAPI's per-request dependency solving and response
+    encoding (a batch's 500 results): it checks the key itself and answers JSON bytes."""
+    answer = await answer_intake(request.app.state.service, kind, presented_key(request.headers), request.body)
+    return Response(answer, media_type="application/json")
 
 
 @router.post("/events", summary="Post events (one or an array)", openapi_extra=_schema(EventRow))

@@ -38,7 +38,7 @@ class BodyLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _too_large(send, self.max_bytes)
+                await send_answer(send, *too_large(self.max_bytes))
                 return
         seen = 0
         started = False
@@ -61,13 +61,21 @@ class BodyLimit:
             await self.app(scope, counted, tracked)
         except BodyTooLarge:
             if not started:
-                await _too_large(send, self.max_bytes)
+                await send_answer(send, *too_large(self.max_bytes))
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = b'{"detail":"request body larger than %d bytes"}' % limit
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def too_large(limit: int) -> tuple[int, bytes, RawHeaders]:
+    """The 413 answer: status, body and headers."""
+    return 413, b'{"detail":"request body larger than %d bytes"}' % limit, [(b"content-type", b"application/json")]
+
+
+async def send_answer(send: Send, status: int, body: bytes, headers: RawHeaders) -> None:
+    """A whole answer in two ASGI messages, with its ``content-length``."""
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -29,6 +29,11 @@ class Metrics:
             "leadscore_items", "Items posted, by kind and outcome", ["kind", "outcome"], registry=self.registry
         )
 
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One answered request under its route template."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
 
 class MetricsMiddleware:
     """Counts every request under its route template (``/v1/leads/{lead_id}/score``), never the raw path:
@@ -54,5 +59,4 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], name, str(status[0])).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
+            self.metrics.observe(scope["method"], name, status[0], time.perf_counter() - started)

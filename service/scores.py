@@ -3,8 +3,9 @@ engine) and ``GET /v1/leads/{lead_id}`` (journeys and history for a CRM sidebar)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import polars as pl
@@ -22,6 +23,9 @@ from store.queries import lead_history
 from store.reader import read_events
 from store.scores import read_journeys, read_leads
 from store.stages import read_pending_updates
+
+if TYPE_CHECKING:
+    from service.app import Service
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 TOP_REASONS = 3
@@ -151,12 +155,19 @@ async def get_score(request: Request) -> Response:
     """Per journey (or the one of ``product_line``): stage, score, band, qualification and the top three
     reasons of the latest run; with ``fresh=true`` computed now, exactly as the next run will write it.
 
-    The hottest route: it reads its parameters itself and answers JSON bytes (no dependency solving,
-    no response model), and the stored scores come from the per-process ``ScoreLookup`` in the loop."""
+    The hottest route: served by ``service.hot`` ahead of the framework; this route documents it and
+    answers the requests that take the full stack (a browser's, with CORS)."""
     service = request.app.state.service
-    await authorize(request, "scores:read", presented_key(request))
-    lead_id = request.path_params["lead_id"]
-    query = request.query_params
+    answer = await answer_score(
+        service, request.path_params["lead_id"], presented_key(request.headers), request.query_params
+    )
+    return Response(answer, media_type="application/json")
+
+
+async def answer_score(service: Service, lead_id: str, presented: str | None, query: Mapping[str, str]) -> bytes:
+    """The JSON answer of a score look-up (``HTTPException`` for the 4xx ones); the stored scores come from
+    the per-process ``ScoreLookup``, read in the loop."""
+    await authorize(service, "scores:read", presented)
     product_line = query.get("product_line")
     if product_line is not None and product_line not in service.portfolio.product_lines:
         raise HTTPException(404, f"unknown product line {product_line!r}")
@@ -173,7 +184,7 @@ async def get_score(request: Request) -> Response:
     for score in scores:
         score["reasons"] = top_reasons(score.pop("breakdown"))
     body = {"lead_id": lead_id, "fresh": fresh, "scores": scores}
-    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
 @router.get("/leads/{lead_id}", summary="A lead's journeys, score history, transitions and tags")
