@@ -82,6 +82,9 @@ def test_body_size_and_rate_limits(tmp_path: Path) -> None:
         assert chunked.status_code == 413
         many = live.post("/v1/events", big[:6])
         assert (many.status_code, many.json()) == (413, {"detail": "6 items; at most 5 per request"})
+        lead = {"lead_id": "LIM-1", "product_interest": "crm-suite"}
+        assert live.post("/v1/leads", lead).json()["stored"] == 1  # the key's last token
+        assert live.post("/v1/leads", lead).status_code == 429
         assert [live.get("/v1/leads/L1/score").status_code for _ in range(3)] == [404, 404, 404]  # the burst
         limited = live.get("/v1/leads/L1/score")
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
@@ -91,6 +94,15 @@ def test_body_size_and_rate_limits(tmp_path: Path) -> None:
         assert allowed.headers["access-control-allow-origin"] == "https://www.acme.example"
         other = live.client.options("/v1/leads/L1/score", headers={"Origin": "https://evil.example", **preflight})
         assert "access-control-allow-origin" not in other.headers
+        # A browser's look-up (Origin) takes the framework's route and its CORS answer; a server's takes the
+        # hot path (service.hot): the same answer either way.
+        origin = {"Origin": "https://www.acme.example", **live.headers("admin")}
+        browser = live.client.get("/v1/leads/LIM-1/score", headers=origin)
+        server = live.get("/v1/leads/LIM-1/score", scope="admin")
+        assert browser.headers["access-control-allow-origin"] == "https://www.acme.example"
+        assert "access-control-allow-origin" not in server.headers
+        assert (browser.status_code, browser.json()) == (server.status_code, server.json())
+        assert server.json()["scores"][0]["product_line"] == "crm-suite"
     finally:
         live.close()
 
