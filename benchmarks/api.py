@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -76,7 +77,15 @@ def prepare(url: str, leads: int) -> None:
             ),
             {"t": int(NOW.timestamp() * 1_000_000), "b": json.dumps([{"rule": "decision maker", "points": 15.0}])},
         )
-        key = conn.execute(text("SELECT key FROM leads WHERE lead_id = 'B1'")).scalar_one()
+    engine.dispose()
+    give_events(url, "B1")
+
+
+def give_events(url: str, lead_id: str) -> None:
+    """500 more crm-suite events for ``lead_id`` (the ``fresh=true`` lead), over the last three weeks."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        key = conn.execute(text("SELECT key FROM leads WHERE lead_id = :l"), {"l": lead_id}).scalar_one()
         events = [
             {"lead_key": key, "occurred_at": NOW - timedelta(hours=n), "event_id": f"fresh-{n}",
              "type": "page_view" if n % 5 else "asset_download", "product_line": "crm-suite", "machine": False,
@@ -85,6 +94,19 @@ def prepare(url: str, leads: int) -> None:
         ]  # fmt: skip
         insert_ignore(conn, Event.__table__, events)  # type: ignore[arg-type]
     engine.dispose()
+
+
+def lead_numbering(url: str) -> tuple[str, int, int]:
+    """A prepared store's lead ids as a printf format and their first and last numbers (``LD-%07d``, 1,
+    200000 for ``benchmarks/score.py``'s): the load picks leads from them at random."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        low, high, count = conn.execute(text("SELECT min(lead_id), max(lead_id), count(*) FROM leads")).one()
+    engine.dispose()
+    start, end = (re.fullmatch(r"(\D*)(\d+)", value) for value in (low, high))
+    if start is None or end is None or start[1] != end[1] or int(end[2]) - int(start[2]) + 1 != count:
+        raise ValueError(f"lead ids {low}…{high} are not one prefix and {count} consecutive numbers")
+    return f"{start[1]}%0{len(start[2])}d", int(start[2]), int(end[2])
 
 
 def start_service(
@@ -185,7 +207,12 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="a PostgreSQL server URL (a throw-away database is made); default SQLite"
     )
-    parser.add_argument("--leads", type=int, default=200_000)
+    parser.add_argument("--leads", type=int, default=200_000, help="leads of the store made (without --workdir)")
+    parser.add_argument(
+        "--workdir", type=Path,
+        help="a prepared store folder (a copy of benchmarks/score.py's: its bench.db, scored) used instead of "
+             "making one; its first lead gets 500 events for fresh=true, the rest are looked up and sent events",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
@@ -195,9 +222,16 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="leadscore-api-bench-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="leadscore-api-bench-"))
     database = None
-    if args.database_url:
+    began = time.monotonic()
+    if args.workdir:
+        url = f"sqlite:///{workdir}/bench.db"
+        lead_format, first, last = lead_numbering(url)
+        give_events(url, lead_format % first)
+        first += 1
+        print(f"store: {workdir}/bench.db, leads {lead_format % first}…{lead_format % last}", flush=True)
+    elif args.database_url:
         database = f"bench_api_{uuid.uuid4().hex[:8]}"
         admin = create_engine(args.database_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -205,34 +239,39 @@ def main() -> None:
         url = args.database_url.rsplit("/", 1)[0] + f"/{database}"
     else:
         url = f"sqlite:///{workdir}/bench.db"
-    began = time.monotonic()
-    prepare(url, args.leads)
-    print(f"store: {args.leads:,} leads with scored journeys, prepared in {time.monotonic() - began:.1f} s", flush=True)
+    if not args.workdir:
+        prepare(url, args.leads)
+        lead_format, first, last = "B%d", 2, args.leads - 1  # B1: the fresh=true lead
+        print(f"store: {args.leads:,} leads with scored journeys, prepared in {time.monotonic() - began:.1f} s")
+    fresh_lead = lead_format % (first - 1)
     engine = make_engine(url)
     key, _ = create_key(engine, "benchmark", ["admin"])
     process, base = start_service(url, args.workers, workdir)
-    results: dict[str, Any] = {"store": engine.dialect.name, "leads": args.leads, "workers": args.workers}
+    results: dict[str, Any] = {"store": engine.dialect.name, "leads": last - first + 2, "workers": args.workers}
     try:
         run = uuid.uuid4().hex[:6]
 
+        def lead(n: int) -> str:
+            return lead_format % (first + n % (last - first + 1))
+
         def single(n: int) -> tuple[str, str, Any, int]:
-            event = {"event_id": f"s-{run}-{n}", "lead_id": f"B{2 + n % (args.leads - 2)}", "type": "page_view",
+            event = {"event_id": f"s-{run}-{n}", "lead_id": lead(n), "type": "page_view",
                      "occurred_at": NOW.isoformat(), "url": "/pricing"}  # fmt: skip
             return "POST", "/v1/events", event, 1
 
         def batch(n: int) -> tuple[str, str, Any, int]:
             events = [
-                {"event_id": f"b-{run}-{n}-{i}", "lead_id": f"B{2 + (n * 500 + i) % (args.leads - 2)}",
+                {"event_id": f"b-{run}-{n}-{i}", "lead_id": lead(n * 500 + i),
                  "type": "page_view", "occurred_at": NOW.isoformat(), "url": "/product"}
                 for i in range(500)
             ]  # fmt: skip
             return "POST", "/v1/events", events, 500
 
         def lookup(n: int) -> tuple[str, str, Any, int]:
-            return "GET", f"/v1/leads/B{random.randrange(args.leads)}/score", None, 1
+            return "GET", f"/v1/leads/{lead(random.randrange(last))}/score", None, 1
 
         def fresh(n: int) -> tuple[str, str, Any, int]:
-            return "GET", "/v1/leads/B1/score?fresh=true&product_line=crm-suite", None, 1
+            return "GET", f"/v1/leads/{fresh_lead}/score?fresh=true&product_line=crm-suite", None, 1
 
         phases = [("single events", single, "single", args.concurrency), ("batches of 500", batch, "batch", 4),
                   ("score look-ups", lookup, "lookup", args.concurrency),
@@ -243,7 +282,7 @@ def main() -> None:
             if args.client == "wrk":
                 prefix = prefixes.get(name, "x-")
                 phase = wrk_load.run(base, key, kind, args.seconds, concurrency, prefix=prefix, now=NOW.isoformat(),
-                                     leads=args.leads)  # fmt: skip
+                                     lead_format=lead_format, first=first, last=last, fresh=fresh_lead)  # fmt: skip
             else:
                 phase = asyncio.run(load(base, key, args.seconds, concurrency, make))
                 phase["accepted"] = phase["stored"]
@@ -273,7 +312,8 @@ def main() -> None:
         if database:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
-        shutil.rmtree(workdir, ignore_errors=True)  # the 200k-lead SQLite store is ≈ 110 MB
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)  # the 200k-lead SQLite store is ≈ 110 MB
     print(json.dumps(results))
 
 

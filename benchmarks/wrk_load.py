@@ -28,9 +28,12 @@ function init(args)
 end
 wrk.headers["Authorization"] = "Bearer %(key)s"
 wrk.headers["Content-Type"] = "application/json"
+local function lead()
+  return string.format("%(lead_format)s", math.random(%(first)d, %(last)d))
+end
 local function event(n)
-  return string.format('{"event_id":"%%s%%d","lead_id":"B%%d","type":"page_view","occurred_at":"%(now)s","url":"/p"}',
-    prefix, n, math.random(2, %(leads)d - 1))
+  return string.format('{"event_id":"%%s%%d","lead_id":"%%s","type":"page_view","occurred_at":"%(now)s","url":"/p"}',
+    prefix, n, lead())
 end
 function request()
   counter = counter + 1
@@ -50,8 +53,8 @@ BODIES = {
         "local items = {}\n  for i = 1, 500 do items[i] = event(counter * 1000 + i) end\n"
         '  return wrk.format("POST", "/v1/events", nil, "[" .. table.concat(items, ",") .. "]")'
     ),
-    "lookup": 'return wrk.format("GET", "/v1/leads/B" .. math.random(0, %(leads)d - 1) .. "/score")',
-    "fresh": 'return wrk.format("GET", "/v1/leads/B1/score?fresh=true&product_line=crm-suite")',
+    "lookup": 'return wrk.format("GET", "/v1/leads/" .. lead() .. "/score")',
+    "fresh": 'return wrk.format("GET", "/v1/leads/%(fresh)s/score?fresh=true&product_line=crm-suite")',
 }
 ITEMS = {"single": 1, "batch": 500, "lookup": 1, "fresh": 1}
 
@@ -61,8 +64,11 @@ def available() -> bool:
 
 
 def run(base: str, key: str, kind: str, seconds: float, connections: int, **values: Any) -> dict[str, Any]:
-    """One bounded phase: ``connections`` keep-alive connections on one wrk thread for ``seconds``."""
-    fields = {"key": key, "prefix": values.get("prefix", "x-"), "now": values["now"], "leads": values["leads"]}
+    """One bounded phase: ``connections`` keep-alive connections on one wrk thread for ``seconds``.
+    ``values``: ``now`` (the events' time), ``lead_format`` (a printf format of a lead id) with the
+    numbers ``first``…``last`` the events and look-ups pick from at random, ``fresh`` (the lead of the
+    ``fresh=true`` look-ups), ``prefix`` of the event ids."""
+    fields = {"key": key, "prefix": values.get("prefix", "x-"), **values}
     script = SCRIPT % {**fields, "body": BODIES[kind] % fields}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
