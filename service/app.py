@@ -74,7 +74,12 @@ def build_service(settings: ServiceSettings) -> Service:
     def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
         return intake.take(engine, portfolio, kind, items, erasure_secret)
 
-    writer = GroupWriter(take, settings.api_writer_batch, serialize_calls=engine.dialect.name == "sqlite")
+    writer = GroupWriter(
+        take,
+        settings.api_writer_batch,
+        serialize_calls=engine.dialect.name == "sqlite",
+        linger=settings.api_writer_linger_ms / 1000,
+    )
     return Service(
         settings=settings,
         engine=engine,

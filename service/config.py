@@ -20,6 +20,8 @@ class ServiceSettings(Settings):
     api_cors_origins: list[str] = Field(default_factory=list)
     api_key_cache_seconds: float = 5.0  # a checked key is trusted this long: a revocation takes effect within it
     api_writer_batch: int = 5_000  # most intake items a process's writer commits in one transaction
+    # While intake is busy, a commit waits this long for more requests to join it (0: never waits).
+    api_writer_linger_ms: float = 2.0
     # The previous unsubscribe secret during a rotation: links signed with it keep working until it is removed.
     unsubscribe_secret_previous: SecretStr | None = None
     # Email feedback webhooks (POST /v1/email-events/{provider}); a provider without its key is not served.

@@ -36,10 +36,11 @@ class GroupWriter:
     ``serialize_calls``: other writes queue behind intake too (SQLite's one writer); else they run at once.
     """
 
-    def __init__(self, take: Take, max_items: int, serialize_calls: bool) -> None:
+    def __init__(self, take: Take, max_items: int, serialize_calls: bool, linger: float = 0.0) -> None:
         self.take_items = take
         self.max_items = max_items
         self.serialize_calls = serialize_calls
+        self.linger = linger  # seconds an intake commit waits for more requests while the service is busy
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
@@ -67,9 +68,14 @@ class GroupWriter:
 
     async def _run(self) -> None:
         pending: deque[_Job] = deque()
+        busy = False  # the last commit answered several requests: more are on their way
         while True:
             if not pending:
                 pending.append(await self.queue.get())
+            if busy and self.linger and pending[0].kind != "call":
+                # An intake commit costs a fixed few milliseconds whatever its size: while requests keep
+                # coming, waiting a moment lets those whose answers just went out join this one.
+                await asyncio.sleep(self.linger)
             while not self.queue.empty():
                 pending.append(self.queue.get_nowait())
             batch = [pending.popleft()]
@@ -78,6 +84,7 @@ class GroupWriter:
                 while pending and pending[0].kind == kind and count + len(pending[0].payload) <= self.max_items:
                     count += len(pending[0].payload)
                     batch.append(pending.popleft())
+            busy = len(batch) > 1
             await self._commit(batch)
 
     async def _commit(self, batch: Sequence[_Job]) -> None:
