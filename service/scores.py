@@ -17,8 +17,8 @@ from service.auth import SECURITY, authorize, presented_key, require
 from stages.pipeline import score_and_advance
 from stages.portfolio import Portfolio
 from store.api_keys import KeyInfo
-from store.identity import attach, read_identity, visible_journeys
-from store.live import lead_key
+from store.identity import attach, visible_journeys
+from store.live import lead_identity, lead_key
 from store.queries import lead_history
 from store.reader import read_events
 from store.scores import read_journeys, read_leads
@@ -53,7 +53,7 @@ def fresh_scores(
     key_range = (key, key + 1)
     leads = read_leads(engine, key_range, portfolio.scored_attributes)
     types, properties = portfolio.scored_event_types, portfolio.scored_properties
-    identity = read_identity(engine)  # a merged lead's and linked visitors' events count, as in a run
+    identity = lead_identity(engine, key)  # a merged lead's and linked visitors' events count, as in a run
     events = attach(
         engine, read_events(engine, key_range, None, types, properties), key_range, identity, types, properties
     )

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import polars as pl
 from sqlalchemy import Engine, and_, func, or_, select, update
 
 from store.bulk import insert_ignore
+from store.identity import Identity, remap, resolve_chains
+from store.identity_tables import LeadAlias, VisitorLink
 from store.nurture_tables import NurtureEnrolment
 from store.outbox_tables import OutboxMessage
 from store.service_tables import WebhookReceipt
@@ -17,11 +20,49 @@ _LEADS = Lead.__table__  # type: ignore[attr-defined]
 _ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _RECEIPTS = WebhookReceipt.__table__  # type: ignore[attr-defined]
+_ALIASES = LeadAlias.__table__  # type: ignore[attr-defined]
+_LINKS = VisitorLink.__table__  # type: ignore[attr-defined]
 
 
 def lead_key(engine: Engine, lead_id: str) -> int | None:
     with engine.connect() as conn:
         return conn.execute(select(_LEADS.c.key).where(_LEADS.c.lead_id == lead_id)).scalar()
+
+
+def lead_identity(engine: Engine, key: int) -> Identity:
+    """The identity mapping in force now, as far as one lead's scores need it: the leads merged into it
+    (chains followed), the lead it was merged into (to the end of the chain) and the visitors linked to any
+    of them. ``store.identity.read_identity`` reads every merge and link of the store, which a
+    ``fresh=true`` look-up would pay for on each request; over ``[key, key + 1)`` both attach the same
+    events and show the same journeys."""
+    in_force = _ALIASES.c.unmerged_at.is_(None)
+    pairs: dict[int, int] = {}
+    with engine.connect() as conn:
+        frontier = {key}
+        while frontier:  # down: the leads merged into these
+            rows = conn.execute(
+                select(_ALIASES.c.merged_key, _ALIASES.c.survivor_key).where(
+                    in_force, _ALIASES.c.survivor_key.in_(sorted(frontier))
+                )
+            ).all()
+            frontier = {merged for merged, _ in rows if merged not in pairs}
+            pairs.update((merged, survivor) for merged, survivor in rows)
+        owners = sorted({key, *pairs})
+        current = key
+        while current not in pairs:  # up: where this lead went (a cycle stops here and fails below)
+            survivor = conn.execute(
+                select(_ALIASES.c.survivor_key).where(in_force, _ALIASES.c.merged_key == current)
+            ).scalar()
+            if survivor is None:
+                break
+            pairs[current] = survivor
+            current = survivor
+        linked = conn.execute(select(_LINKS.c.anonymous_id, _LINKS.c.lead_key).where(_LINKS.c.lead_key.in_(owners)))
+        visitors = pl.DataFrame(linked.all(), schema={"anonymous_id": pl.Utf8(), "lead_key": pl.Int64()}, orient="row")
+    final = resolve_chains(list(pairs.items()))
+    schema = {"merged_key": pl.Int64(), "survivor_key": pl.Int64()}
+    aliases = pl.DataFrame({"merged_key": list(final), "survivor_key": list(final.values())}, schema=schema)
+    return Identity(aliases, remap(visitors, aliases, "lead_key"))
 
 
 def resubscribe(engine: Engine, key: int, at: datetime) -> bool:

@@ -8,7 +8,12 @@ from typing import Any
 
 from sqlalchemy import text
 
-from tests.service.conftest import Live
+from stages.portfolio import load_portfolio
+from store.identity import attach, read_identity, visible_journeys
+from store.live import lead_identity
+from store.reader import read_events
+from store.scores import read_journeys
+from tests.service.conftest import DEMO_PORTFOLIO, Live
 
 AS_OF = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PERSON = {"job_title": "Head of Sales", "industry": "Software", "company_size": 250, "product_interest": "crm-suite"}
@@ -100,3 +105,48 @@ def test_posted_visitor_events_and_an_identify_serve_the_visitor_as_its_lead(liv
     with live.engine.connect() as conn:
         stored = conn.execute(text("SELECT anonymous_id, url FROM anonymous_events WHERE event_id = 'vis-1'")).one()
     assert tuple(stored) == ("web-42", "/pricing")
+
+
+def test_one_leads_identity_attaches_and_shows_what_the_whole_mapping_does(live: Live) -> None:
+    """``fresh=true`` reads only the merges and links of the lead it scores (``store.live.lead_identity``):
+    over that lead's key range it attaches the same events and shows the same journeys as the whole
+    mapping a run reads, for a chain of merges, a lead merged away, visitors and a lead outside them."""
+    names = ["LI-A", "LI-B", "LI-C", "LI-D", "LI-E"]
+    assert live.post("/v1/leads", [{"lead_id": name, **PERSON} for name in names]).json()["rejected"] == 0
+    at = (AS_OF - timedelta(days=1)).isoformat()
+    events = [
+        {"event_id": f"li-{name}", "lead_id": name, "type": "page_view", "occurred_at": at, "url": "/pricing"}
+        for name in names
+    ]
+    events += [
+        {"event_id": f"li-v-{name}", "anonymous_id": f"li-web-{name}", "type": "page_view", "occurred_at": at}
+        for name in ("LI-A", "LI-B", "LI-D")
+    ]
+    events += [
+        {"event_id": f"li-i-{name}", "lead_id": name, "anonymous_id": f"li-web-{name}", "type": "identify",
+         "occurred_at": at}
+        for name in ("LI-A", "LI-B", "LI-D")
+    ]  # fmt: skip
+    assert live.post("/v1/events", events).json()["rejected"] == 0
+    merges = [("LI-B", "LI-C"), ("LI-A", "LI-B"), ("LI-D", "LI-E")]  # C → B → A, E → D
+    for survivor, merged in merges:
+        pairs = {"pairs": [{"survivor": survivor, "merged": merged}]}
+        assert live.post("/v1/leads/merge", pairs, scope="admin").json()["merged"] == 1
+
+    portfolio = load_portfolio(DEMO_PORTFOLIO)
+    types, properties = portfolio.scored_event_types, portfolio.scored_properties
+    whole = read_identity(live.engine)
+    with live.engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT lead_id, key FROM leads WHERE lead_id LIKE 'LI-%'")).all())
+    seen = {}
+    for name, key in sorted(keys.items()):
+        span = (key, key + 1)
+        own = read_events(live.engine, span, None, types, properties)
+        one = lead_identity(live.engine, key)
+        attached = [attach(live.engine, own, span, identity, types, properties) for identity in (whole, one)]
+        assert attached[0].equals(attached[1]), name
+        journeys = read_journeys(live.engine, "crm-suite", span)
+        assert visible_journeys(journeys, whole).equals(visible_journeys(journeys, one)), name
+        seen[name] = (attached[1].height, visible_journeys(journeys, one).height)
+    # A sees its own, B's and C's events and the visitors of A and B; B and C are merged away; D has E's.
+    assert seen == {"LI-A": (5, 1), "LI-B": (0, 0), "LI-C": (0, 0), "LI-D": (3, 1), "LI-E": (0, 0)}
