@@ -141,8 +141,8 @@ async def answer_intake(
 
 
 async def _post(request: Request, kind: str) -> Response:
-    """Intake answers for every item, so it skips FastAPI's per-request dependency solving and response
-    encoding (a batch's 500 results): it checks the key itself and answers JSON bytes."""
+    """The route of the requests ``service.hot`` leaves to the framework (a browser's, with CORS on); it
+    documents intake in the OpenAPI schema and answers the same JSON bytes."""
     answer = await answer_intake(request.app.state.service, kind, presented_key(request.headers), request.body)
     return Response(answer, media_type="application/json")
 
