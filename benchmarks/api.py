@@ -215,6 +215,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--fresh-connections", type=int, default=4,
+        help="fresh=true look-ups in flight (1: the latency of one look-up at a time, no queueing)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
     parser.add_argument(
         "--client", choices=["wrk", "httpx"], default="wrk" if wrk_load.available() else "httpx",
@@ -275,7 +279,7 @@ def main() -> None:
 
         phases = [("single events", single, "single", args.concurrency), ("batches of 500", batch, "batch", 4),
                   ("score look-ups", lookup, "lookup", args.concurrency),
-                  ("fresh=true, 500 events", fresh, "fresh", 4)]  # fmt: skip
+                  ("fresh=true, 500 events", fresh, "fresh", args.fresh_connections)]  # fmt: skip
         prefixes = {"single events": f"s-{run}-", "batches of 500": f"b-{run}-"}
         for name, make, kind, concurrency in phases:
             server, client, load_before = server_cpu(process.pid), time.process_time(), load_average()
