@@ -98,15 +98,20 @@ def give_events(url: str, lead_id: str) -> None:
 
 def lead_numbering(url: str) -> tuple[str, int, int]:
     """A prepared store's lead ids as a printf format and their first and last numbers (``LD-%07d``, 1,
-    200000 for ``benchmarks/score.py``'s): the load picks leads from them at random."""
+    200000 for ``benchmarks/score.py``'s, whose later leads, ``NEW-…``, are left out): the load picks
+    leads from them at random."""
     engine = make_engine(url)
     with engine.connect() as conn:
-        low, high, count = conn.execute(text("SELECT min(lead_id), max(lead_id), count(*) FROM leads")).one()
+        first_id = conn.execute(text("SELECT lead_id FROM leads ORDER BY key LIMIT 1")).scalar_one()
+        prefix = re.sub(r"\d+$", "", first_id)
+        low, high, count = conn.execute(
+            text("SELECT min(lead_id), max(lead_id), count(*) FROM leads WHERE lead_id LIKE :p"), {"p": prefix + "%"}
+        ).one()
     engine.dispose()
-    start, end = (re.fullmatch(r"(\D*)(\d+)", value) for value in (low, high))
-    if start is None or end is None or start[1] != end[1] or int(end[2]) - int(start[2]) + 1 != count:
+    start, end = (re.fullmatch(re.escape(prefix) + r"(\d+)", value) for value in (low, high))
+    if start is None or end is None or int(end[1]) - int(start[1]) + 1 != count:
         raise ValueError(f"lead ids {low}…{high} are not one prefix and {count} consecutive numbers")
-    return f"{start[1]}%0{len(start[2])}d", int(start[2]), int(end[2])
+    return f"{prefix}%0{len(start[1])}d", int(start[1]), int(end[1])
 
 
 def start_service(
