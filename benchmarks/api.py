@@ -114,6 +114,21 @@ def lead_numbering(url: str) -> tuple[str, int, int]:
     return f"{prefix}%0{len(start[1])}d", int(start[1]), int(end[1])
 
 
+def scored_lead(url: str, prefix: str) -> tuple[str, str]:
+    """The first lead (of ``prefix``) whose crm-suite journey is active (scored, not won or lost), and its stage."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT l.lead_id, j.stage FROM journeys j JOIN leads l ON l.key = j.lead_key WHERE j.product_line = "
+                "'crm-suite' AND j.status = 'active' AND l.lead_id LIKE :p ORDER BY l.key LIMIT 1"
+            ),
+            {"p": prefix + "%"},
+        ).one()
+    engine.dispose()
+    return found[0], found[1]
+
+
 def start_service(
     url: str, workers: int, workdir: Path, extra_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -237,9 +252,10 @@ def main() -> None:
     if args.workdir:
         url = f"sqlite:///{workdir}/bench.db"
         lead_format, first, last = lead_numbering(url)
-        give_events(url, lead_format % first)
-        first += 1
-        print(f"store: {workdir}/bench.db, leads {lead_format % first}…{lead_format % last}", flush=True)
+        fresh_lead, stage = scored_lead(url, lead_format.split("%")[0])
+        give_events(url, fresh_lead)
+        print(f"store: {workdir}/bench.db, leads {lead_format % first}…{lead_format % last}, fresh=true on "
+              f"{fresh_lead} (crm-suite {stage}, 500 more events)", flush=True)  # fmt: skip
     elif args.database_url:
         database = f"bench_api_{uuid.uuid4().hex[:8]}"
         admin = create_engine(args.database_url, isolation_level="AUTOCOMMIT")
@@ -250,13 +266,13 @@ def main() -> None:
         url = f"sqlite:///{workdir}/bench.db"
     if not args.workdir:
         prepare(url, args.leads)
-        lead_format, first, last = "B%d", 2, args.leads - 1  # B1: the fresh=true lead
+        lead_format, first, last, fresh_lead = "B%d", 2, args.leads - 1, "B1"
         print(f"store: {args.leads:,} leads with scored journeys, prepared in {time.monotonic() - began:.1f} s")
-    fresh_lead = lead_format % (first - 1)
     engine = make_engine(url)
     key, _ = create_key(engine, "benchmark", ["admin"])
     process, base = start_service(url, args.workers, workdir)
-    results: dict[str, Any] = {"store": engine.dialect.name, "leads": last - first + 2, "workers": args.workers}
+    leads = last - first + 1 if args.workdir else args.leads
+    results: dict[str, Any] = {"store": engine.dialect.name, "leads": leads, "workers": args.workers}
     try:
         run = uuid.uuid4().hex[:6]
 
