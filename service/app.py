@@ -102,8 +102,9 @@ def build_service(settings: ServiceSettings) -> Service:
     )
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    """The app; ``settings`` default to the environment (read here, at start-up, once)."""
+def create_app(settings: ServiceSettings | None = None) -> HotRoutes:
+    """The app; ``settings`` default to the environment (read here, at start-up, once). The FastAPI app is
+    wrapped in ``HotRoutes``, which answers the hot routes before even its error middleware (``.app``)."""
     service = build_service(settings or ServiceSettings())
 
     @asynccontextmanager
@@ -166,8 +167,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key"],
         )
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
-    app.add_middleware(HotRoutes, service=service)  # outermost: the hot routes skip the stack (service.hot)
-    return app
+    return HotRoutes(app, service)
 
 
 def _ping(engine: Engine) -> None:
