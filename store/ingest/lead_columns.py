@@ -12,6 +12,7 @@ merge of a lead that turns out to be stored already (``stored_values``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import polars as pl
@@ -60,7 +61,7 @@ class CheckedLeads:
     present: frozenset[str] = frozenset()
     attributes: dict[str, pl.Series] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def lead_ids(self) -> list[str]:
         return self.frame["lead_id"].to_list()
 

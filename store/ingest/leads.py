@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import BigInteger, Connection, Engine, Table, type_coerce
 
 from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
@@ -26,7 +26,7 @@ from store.ingest.split import Splitter, split_lead
 from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import validate
 from store.ingest.visitors import Visitors
-from store.tables import Lead, to_micros
+from store.tables import Lead, from_micros, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
@@ -247,14 +247,17 @@ def _claim(conn: Connection, run: Ingestion, claims: _Claims, now: datetime) -> 
     wanted = sorted(claims.lines.keys() | claims.visitors.keys())
     if not wanted:
         return
-    columns = [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, _LEAD_TABLE.c.created_at]
+    created = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)  # epoch microseconds, as interests keep them
+    columns = [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created]
     keyed = sorted(lookup(conn, _LEAD_TABLE.c.lead_id, wanted, columns), key=lambda found: found[1])
     visitors = Visitors()
+    now_micros = to_micros(now)
     for lead_id, key, created_at in keyed:
+        at = now_micros if created_at is None else created_at
         for line in claims.lines.get(lead_id, ()):
-            run.interests.add(key, line, created_at or now)
+            run.interests.add_micros(key, line, at)
         for anonymous_id in claims.visitors.get(lead_id, ()):
-            visitors.link(anonymous_id, key, created_at or now, source="lead row")
+            visitors.link(anonymous_id, key, from_micros(at), source="lead row")
     visitors.write(conn)
 
 
