@@ -33,6 +33,7 @@ STORED = ("lead_id", *EMAIL_FIELDS, *TEXT_FIELDS, *FLAG_FIELDS, *TIME_FIELDS, "a
 SCHEMA: dict[str, Any] = {
     name: pl.Boolean if name in FLAG_FIELDS else pl.Int64 if name in TIME_FIELDS else pl.String for name in STORED
 }
+CLAIMS: dict[str, Any] = {"lead_id": pl.String, "value": pl.String}  # a lead's product line, or visitor
 INTEREST = "product_interest"
 VISITORS = "anonymous_ids"
 _EMAIL = r'^[^@,;<>()\[\]"]+@[^@,;<>()\[\]"]+\.[^@,;<>()\[\]".]{2,}$'  # rows.py's rule, on [!-~] only
@@ -47,17 +48,21 @@ def listed(cell: pl.Expr) -> pl.Expr:
     return stripped.list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True)
 
 
+def claimed(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """``CLAIMS`` pairs from a list column of ``frame`` (one pair per lead and element)."""
+    return frame.select("lead_id", pl.col(column).alias("value")).explode("value").drop_nulls().cast(CLAIMS)
+
+
 @dataclass
 class CheckedLeads:
-    """The chunk's rows the columns accepted, in file order: chunk positions, rows, stored values
-    (``frame``, ``SCHEMA`` columns), product lines of interest and claimed visitors (lists per row), and
-    what a stored lead's merge needs: the fields the header names and the attribute cells."""
+    """The chunk's rows the columns accepted, in file order: chunk positions, stored values (``frame``,
+    ``SCHEMA`` columns), product lines of interest and claimed visitors (``CLAIMS`` pairs), and what a
+    stored lead's merge needs: the fields the header names and the attribute cells."""
 
     positions: list[int] = field(default_factory=list)
-    rows: list[Raw] = field(default_factory=list)
     frame: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SCHEMA))
-    lines: list[list[str]] = field(default_factory=list)
-    visitors: list[list[str]] = field(default_factory=list)
+    lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=CLAIMS))
+    visitors: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=CLAIMS))
     present: frozenset[str] = frozenset()
     attributes: dict[str, pl.Series] = field(default_factory=dict)
 
@@ -106,32 +111,30 @@ class LeadColumns:
         frame = pl.DataFrame({f"c{p}": pl.Series(values, dtype=pl.String) for p, values in enumerate(cells)})
         attribute_cells = {name: f"a{p}" for p, role, name in self.plan if role is None}
         result = frame.select(*self._checks(where), *self._values(where))
-        ok = result["ok"].to_list()
-        slow = [p for p, good in enumerate(ok) if not good]
+        ok = result["ok"]
+        slow = ok.not_().arg_true().to_list()
         if self.erased is not None or slow:
             ok = self._narrowed(rows, ok, slow, result, where["lead_id"])
-            slow = [p for p, good in enumerate(ok) if not good]
-        fast = result.filter(pl.Series(ok, dtype=pl.Boolean))
-        positions = [p for p, good in enumerate(ok) if good]
-        checked = CheckedLeads(positions, [rows[p] for p in positions])
+            slow = ok.not_().arg_true().to_list()
+        fast = result.filter(ok)
+        checked = CheckedLeads(ok.arg_true().to_list())
         checked.frame = fast.select(*STORED[:-1], attributes=self._attributes(attribute_cells)).cast(SCHEMA)
-        checked.lines = fast["lines"].to_list()
-        checked.visitors = fast["visitors"].to_list()
+        checked.lines, checked.visitors = claimed(fast, "lines"), claimed(fast, "visitors")
         checked.present = frozenset(where) - {"lead_id"}
         checked.attributes = {name: fast[column] for name, column in attribute_cells.items()}
         return checked, slow
 
-    def _narrowed(self, rows: list[Raw], ok: list[bool], slow: list[int], result: pl.DataFrame, at: int) -> list[bool]:
+    def _narrowed(self, rows: list[Raw], ok: pl.Series, slow: list[int], result: pl.DataFrame, at: int) -> pl.Series:
         """Leave to the row model the rows of erased people, and the rows whose lead id the row model
         reads as one of a slow row's (a separator character at its edge, which Polars does not strip)."""
-        ok = list(ok)
         taken = {(rows[p].values or [])[at].strip() for p in slow}
         lead_ids, emails = result["lead_id"].to_list(), result["email"].to_list()
         erased = self.erased
-        for p, good in enumerate(ok):
-            if good and (lead_ids[p] in taken or (erased is not None and erased.match(lead_ids[p], emails[p]))):
-                ok[p] = False
-        return ok
+        kept = [
+            good and lead_id not in taken and (erased is None or erased.match(lead_id, email) is None)
+            for good, lead_id, email in zip(ok.to_list(), lead_ids, emails, strict=True)
+        ]
+        return pl.Series(kept, dtype=pl.Boolean)
 
     def _cell(self, where: dict[str, int], role: str) -> pl.Expr:
         return pl.col(f"c{where[role]}").str.strip_chars() if role in where else pl.lit("", dtype=pl.String)

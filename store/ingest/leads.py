@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Connection, Engine, Table, type_coerce
 
 from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
-from store.ingest.lead_columns import STORED, TIME_FIELDS, CheckedLeads, LeadColumns
+from store.ingest.lead_columns import CLAIMS, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport, RepeatedIds
@@ -167,7 +167,7 @@ class _RecordSteps:
         run.report.inserted += insert_ignore(conn, kind.table, [row for _, row in inserts])
         run.report.updated += _update(conn, kind, updates)
         if kind is _LEADS:
-            _claim(conn, run, _claims(latest), now)
+            _claim(conn, run, *_claims(latest), now)
 
 
 def _stored(conn: Connection, kind: _Kind, ids: list[str]) -> dict[str, Any]:
@@ -219,46 +219,39 @@ def _update(conn: Connection, kind: _Kind, updates: list[dict[str, Any]]) -> int
     return upsert(conn, kind.table, updates, [kind.id_name], [*content, "updated_at"], compare_cols=content)
 
 
-@dataclass
-class _Claims:
-    """What a chunk's leads show beside their fields: product lines of interest and visitors they claim."""
-
-    lines: dict[str, list[str]] = field(default_factory=dict)
-    visitors: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, lead_id: str, lines: list[str], visitors: list[str]) -> None:
-        if lines:
-            self.lines[lead_id] = lines
-        if visitors:
-            self.visitors[lead_id] = visitors
-
-
-def _claims(latest: _Latest) -> _Claims:
-    claims = _Claims()
-    for lead_id, entry in latest.items():
-        claims.add(lead_id, entry.lines, _listed(entry.attributes.get("anonymous_ids")))
-    return claims
+def _claims(latest: _Latest) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The row model's leads' product lines of interest and claimed visitors, as ``CLAIMS`` pairs."""
+    lines = [(lead_id, line) for lead_id, entry in latest.items() for line in entry.lines]
+    visitors = [
+        (lead_id, anonymous_id)
+        for lead_id, entry in latest.items()
+        for anonymous_id in _listed(entry.attributes.get("anonymous_ids"))
+    ]
+    return (
+        pl.DataFrame(lines, schema=CLAIMS, orient="row"),
+        pl.DataFrame(visitors, schema=CLAIMS, orient="row"),
+    )
 
 
-def _claim(conn: Connection, run: Ingestion, claims: _Claims, now: datetime) -> None:
+def _claim(conn: Connection, run: Ingestion, lines: pl.DataFrame, visitors: pl.DataFrame, now: datetime) -> None:
     """Interests from the leads' creation on; a lead row's ``anonymous_ids`` (list column) claims those
     visitors for the lead, from its arrival on (of two leads claiming one visitor, the earlier created
-    wins, then the lower key)."""
-    wanted = sorted(claims.lines.keys() | claims.visitors.keys())
+    wins, then the lower key). ``lines``, ``visitors``: ``CLAIMS`` pairs."""
+    wanted = pl.concat([lines["lead_id"], visitors["lead_id"]]).unique().sort().to_list()
     if not wanted:
         return
     created = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)  # epoch microseconds, as interests keep them
-    columns = [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created]
-    keyed = sorted(lookup(conn, _LEAD_TABLE.c.lead_id, wanted, columns), key=lambda found: found[1])
-    visitors = Visitors()
-    now_micros = to_micros(now)
-    for lead_id, key, created_at in keyed:
-        at = now_micros if created_at is None else created_at
-        for line in claims.lines.get(lead_id, ()):
-            run.interests.add_micros(key, line, at)
-        for anonymous_id in claims.visitors.get(lead_id, ()):
-            visitors.link(anonymous_id, key, from_micros(at), source="lead row")
-    visitors.write(conn)
+    found = lookup(conn, _LEAD_TABLE.c.lead_id, wanted, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created])
+    keys = pl.DataFrame(
+        [tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}, orient="row"
+    ).with_columns(pl.col("at").fill_null(to_micros(now)))
+    for key, line, at in lines.join(keys, on="lead_id").select("key", "value", "at").iter_rows():
+        run.interests.add_micros(key, line, at)
+    claimed = visitors.join(keys, on="lead_id", maintain_order="left").sort("key", maintain_order=True)
+    links = Visitors()
+    for anonymous_id, key, at in claimed.select("value", "key", "at").iter_rows():
+        links.link(anonymous_id, key, from_micros(at), source="lead row")
+    links.write(conn)
 
 
 @dataclass
@@ -305,10 +298,8 @@ class _ColumnarSteps:
         frame = new.drop("position").with_columns(created_at=stamp, updated_at=stamp)
         run.report.inserted += merge_ignoring_stored(conn, _LEAD_TABLE, frame)  # type: ignore[arg-type]
         run.report.updated += _update(conn, _LEADS, updates)
-        claims = _claims(latest)
-        for n, lead_id in enumerate(lead_ids):
-            claims.add(lead_id, checked.lines[n], checked.visitors[n])
-        _claim(conn, run, claims, now)
+        lines, visitors = _claims(latest)
+        _claim(conn, run, pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors]), now)
 
 
 def _stored_form(values: dict[str, Any], position: int) -> dict[str, Any]:
