@@ -19,7 +19,7 @@ import polars as pl
 
 from store.bulk import json_text
 from store.ingest.columns import ODD_EDGE, PLAIN_TIME, epoch_micros
-from store.ingest.reading import Raw
+from store.ingest.reading import Raw, loads
 from store.ingest.rows import LEAD_FIELDS
 from store.ingest.split import CsvPlan, Splitter, csv_plan
 from store.tables import from_micros
@@ -70,6 +70,27 @@ class CheckedLeads:
     def lead_ids(self) -> list[str]:
         return self.frame["lead_id"].to_list()
 
+    def changing(self, stored: pl.DataFrame) -> list[int]:
+        """The indexes of the rows whose stored lead (``stored``: ``SCHEMA`` columns) the reference's merge
+        would change: a field the file names differs (a sticky time only when earlier), an attribute cell
+        differs from the stored attribute or a blank one clears a stored attribute."""
+        old = stored.rename({name: f"{name}_old" for name in stored.columns if name != "lead_id"})
+        cells = pl.DataFrame({f"a{i}": column for i, column in enumerate(self.attributes.values())})
+        joined = pl.concat([self.frame, cells], how="horizontal").with_row_index("n").join(old, on="lead_id")
+        same = [
+            (pl.min_horizontal(name, f"{name}_old") if name in TIME_FIELDS else pl.col(name)).eq_missing(
+                pl.col(f"{name}_old")
+            )
+            for name in self.present
+        ]
+        checked = joined.select("n", pl.all_horizontal(True, *same).alias("same"), "attributes_old", *cells.columns)
+        names = list(self.attributes)
+        changing: list[int] = []
+        for n, same_fields, text, *values in checked.iter_rows():
+            if not same_fields or not _same_attributes(loads(text) or {}, names, values):
+                changing.append(n)
+        return sorted(changing)
+
     def merge_inputs(self, indexes: list[int]) -> list[tuple[dict[str, Any], dict[str, Any], set[str]]]:
         """Rows ``indexes`` as the row model gives them for a merge with their stored lead: the values of
         the fields the file names (Python types), the attributes set and the attribute names cleared."""
@@ -85,6 +106,11 @@ class CheckedLeads:
             cleared = {name for name, found in cells.items() if not found[k]}
             inputs.append((values, attributes, cleared))
         return inputs
+
+
+def _same_attributes(old: dict[str, Any], names: list[str], cells: list[str]) -> bool:
+    """Whether a row's attribute cells leave the stored attributes as they are (a blank cell clears)."""
+    return all((old.get(name) == cell) if cell else (name not in old) for name, cell in zip(names, cells, strict=True))
 
 
 @dataclass

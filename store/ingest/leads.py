@@ -12,11 +12,11 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import BigInteger, Connection, Engine, Table, type_coerce
+from sqlalchemy import BigInteger, Connection, Engine, Table, Text, cast, type_coerce
 
 from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
-from store.ingest.lead_columns import CLAIMS, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
+from store.ingest.lead_columns import CLAIMS, SCHEMA, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport, RepeatedIds
@@ -280,12 +280,16 @@ class _ColumnarSteps:
     def write(self, conn: Connection, prepared: _Prepared, now: datetime, run: Ingestion) -> None:
         checked, latest = prepared.checked, prepared.latest
         lead_ids = checked.lead_ids
-        stored = _stored(conn, _LEADS, [*latest, *lead_ids])
-        inserts, updates = _changes(_LEADS, latest, stored, now)
-        fresh = [n for n, lead_id in enumerate(lead_ids) if lead_id not in stored]
-        if len(fresh) < len(lead_ids):
-            known = [n for n, lead_id in enumerate(lead_ids) if lead_id in stored]
-            for n, (given, attributes, cleared) in zip(known, checked.merge_inputs(known), strict=True):
+        inserts, updates = _changes(_LEADS, latest, _stored(conn, _LEADS, list(latest)), now)
+        old = _stored_frame(conn, lead_ids)
+        if old.is_empty():
+            fresh = list(range(len(lead_ids)))
+        else:  # a re-ingest: only the leads whose content the merge changes are read whole and merged
+            stored_ids = set(old["lead_id"].to_list())
+            fresh = [n for n, lead_id in enumerate(lead_ids) if lead_id not in stored_ids]
+            changing = checked.changing(old)
+            stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
+            for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
                 if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
                     updates.append(changed)
         modelled = [_stored_form(row, position) for position, row in inserts]
@@ -300,6 +304,17 @@ class _ColumnarSteps:
         run.report.updated += _update(conn, _LEADS, updates)
         lines, visitors = _claims(latest)
         _claim(conn, run, pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors]), now)
+
+
+def _stored_frame(conn: Connection, lead_ids: list[str]) -> pl.DataFrame:
+    """The stored leads of these ids in the columns' form (``lead_columns.SCHEMA``: epoch microseconds,
+    attributes as JSON text), without converting a value in Python."""
+    table = _LEAD_TABLE.c
+    columns = [type_coerce(table[name], BigInteger) if name in TIME_FIELDS else table[name] for name in STORED[:-1]] + [
+        cast(table.attributes, Text)
+    ]
+    found = lookup(conn, table.lead_id, lead_ids, columns)
+    return pl.DataFrame([tuple(row) for row in found], schema=SCHEMA, orient="row")
 
 
 def _stored_form(values: dict[str, Any], position: int) -> dict[str, Any]:
