@@ -5,8 +5,9 @@ checks are deliberately narrower than ``LeadRow`` (printable-ASCII emails, flags
 true/false/yes/no/1/0, plain ISO-8601 times, a lead id that appears once in the chunk, known product
 lines of interest, nobody erased): every other row goes to the row model, which accepts or rejects it
 in the same words as the reference path. Attributes become their stored JSON text in Polars too, and the
-product lines of interest and claimed visitors are parsed there, so the per-row Python left is the
-merge of a lead that turns out to be stored already (``stored_values``).
+product lines of interest and claimed visitors are parsed there. A lead that turns out to be stored is
+compared with its stored form in Polars (``changing``); only one whose content changes is merged in
+Python, by the reference's merge (``merge_inputs``).
 """
 
 from __future__ import annotations

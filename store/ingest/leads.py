@@ -1,5 +1,9 @@
 """Leads and accounts: upserted on their id only when their content changes; ``key`` is assigned once by
-the database. Both are "a row of known fields plus free attributes", so they share one set of chunk steps."""
+the database. Both are "a row of known fields plus free attributes", so they share the row model's chunk
+steps (``_RecordSteps``: the reference path). CSV leads take the columnar fast path (``_ColumnarSteps``,
+checks in ``lead_columns``) which hands the row model every row its checks do not accept, inserts new leads
+in one set-based append and merges stored ones with the same ``_merged``; the side effects (erasure,
+interests, visitor claims) go through the same functions on both paths."""
 
 from __future__ import annotations
 
