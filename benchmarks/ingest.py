@@ -31,6 +31,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import Engine  # noqa: E402
+
 from stages.portfolio import BUILTIN_EVENT_TYPES  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.ingest import ingest_events, ingest_leads  # noqa: E402
@@ -116,8 +118,7 @@ def run(name: str, url: str, leads: Path, events: Path, bare: Callable[[], int],
     bare_wall, bare_cpu, count = timed(bare)
     print(f"\n== {name}: {count:,} plain events  (load average {os.getloadavg()[0]:.1f})")
     print(f"bare insert         {bare_wall:8.1f} s  {count / bare_wall:>10,.0f} rows/s  ({bare_cpu:.1f} CPU s)")
-    wall, cpu, report = timed(lambda: ingest_leads(engine, leads, product_lines=LINES))
-    print(f"ingest leads        {wall:8.1f} s  {report.inserted / wall:>10,.0f} rows/s  ({cpu:.1f} CPU s)")
+    leads_figures(engine, leads, reference)
     options: dict[str, Any] = {"event_types": BUILTIN_EVENT_TYPES, "product_lines": LINES}
     wall, cpu, report = timed(lambda: ingest_events(engine, events, **options))
     assert report.inserted == count, report.summary()
@@ -143,6 +144,50 @@ def run(name: str, url: str, leads: Path, events: Path, bare: Callable[[], int],
         wall, cpu, report = timed(lambda: ingest_events(engine, jsonl, **options))
         print(f"events from JSONL   {wall:8.1f} s  {count / wall:>10,.0f} events/s  ({cpu:.1f} CPU s)")
     engine.dispose()
+
+
+def bare_leads_sqlite(path: Path, db: Path) -> int:
+    """The floor for leads: the CSV's rows as tuples ``executemany``d into the store's own leads table
+    (its unique and search indexes), without checks."""
+    engine = make_engine(f"sqlite:///{db}")
+    engine.dispose()
+    conn = sqlite3.connect(db)
+    stamp = int(time.time() * 1e6)
+    with path.open(newline="") as handle:
+        rows = csv.reader(handle)
+        next(rows)
+        conn.executemany(
+            "INSERT INTO leads (lead_id, email, first_name, email_opt_in, ads_opt_in, attributes, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+            ((r[0], r[1], r[2], r[3] == "true", f'{{"job_title":"{r[4]}"}}', stamp, stamp) for r in rows),
+        )
+    conn.commit()
+    count = conn.execute("SELECT count(*) FROM leads").fetchone()[0]
+    conn.close()
+    return int(count)
+
+
+def leads_figures(engine: Engine, leads: Path, reference: bool) -> None:
+    """Leads through the columnar path, its re-ingest (every lead stored: merged, nothing changes) and with
+    ``reference`` the row-by-row path into a second store; on SQLite beside the bare insert's floor."""
+    if engine.dialect.name == "sqlite":
+        db = Path(str(engine.url.database)).with_name("bare_leads.db")
+        wall, cpu, count = timed(lambda: bare_leads_sqlite(leads, db))
+        per_cpu = f"{count / cpu:,.0f}/CPU s"
+        print(f"bare leads insert   {wall:8.1f} s  {count / wall:>10,.0f} rows/s  ({cpu:.1f} CPU s, {per_cpu})")
+    wall, cpu, report = timed(lambda: ingest_leads(engine, leads, product_lines=LINES))
+    rows = report.inserted
+    print(
+        f"ingest leads        {wall:8.1f} s  {rows / wall:>10,.0f} rows/s  ({cpu:.1f} CPU s, {rows / cpu:,.0f}/CPU s)"
+    )
+    wall, cpu, again = timed(lambda: ingest_leads(engine, leads, product_lines=LINES))
+    changed = f"{again.updated} updated"
+    print(f"leads re-ingest     {wall:8.1f} s  {again.read / wall:>10,.0f} rows/s  ({cpu:.1f} CPU s), {changed}")
+    if reference and engine.dialect.name == "sqlite":
+        slow = make_engine(f"sqlite:///{Path(str(engine.url.database)).with_name('leads_reference.db')}")
+        wall, cpu, report = timed(lambda: ingest_leads(slow, leads, product_lines=LINES, row_by_row=True))
+        print(f"leads row by row    {wall:8.1f} s  {rows / wall:>10,.0f} rows/s  ({cpu:.1f} CPU s) (reference)")
+        slow.dispose()
 
 
 def demo(workdir: Path, url: str, events: int) -> None:

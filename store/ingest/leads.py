@@ -1,28 +1,36 @@
 """Leads and accounts: upserted on their id only when their content changes; ``key`` is assigned once by
-the database. Both are "a row of known fields plus free attributes", so they share one set of chunk steps."""
+the database. Both are "a row of known fields plus free attributes", so they share the row model's chunk
+steps (``_RecordSteps``: the reference path). CSV leads take the columnar fast path (``_ColumnarSteps``,
+checks in ``lead_columns``) which hands the row model every row its checks do not accept, inserts new leads
+in one set-based append and merges stored ones with the same ``_merged``; the side effects (erasure,
+interests, visitor claims) go through the same functions on both paths."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import BigInteger, Connection, Engine, Table, Text, cast, type_coerce
 
 from store.account_tables import Account
-from store.bulk import insert_ignore, upsert
+from store.bulk import insert_ignore, json_text, upsert
+from store.ingest.lead_columns import CLAIMS, SCHEMA, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import ACCOUNTS, LEADS, AccountRow, LeadRow
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
+from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import validate
 from store.ingest.visitors import Visitors
-from store.tables import Lead
+from store.tables import Lead, from_micros, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
@@ -82,13 +90,26 @@ def _merge_time(old: datetime | None, new: datetime | None) -> datetime | None:
     return min(old, new)
 
 
-# A chunk's accepted rows by id: the row, attributes set, attribute names cleared, fields
-# present in the row, product lines of interest (leads only).
-_Latest = dict[str, tuple[BaseModel, dict[str, Any], set[str], set[str], list[str]]]
+@dataclass
+class _Accepted:
+    """A chunk's accepted row of one id: the row, attributes set, attribute names cleared, fields present
+    in the row, product lines of interest (leads only) and the row's position in the chunk."""
+
+    model: BaseModel
+    attributes: dict[str, Any]
+    cleared: set[str]
+    present: set[str]
+    lines: list[str]
+    position: int
+
+
+_Latest = dict[str, _Accepted]  # by id, in the file order of each id's last row (the last row wins)
 
 
 @dataclass
 class _RecordSteps:
+    """The row model for every row: the reference path (and the path of accounts and JSON Lines)."""
+
     kind: _Kind
     csv_values: bool
     product_lines: set[str] | None
@@ -96,27 +117,34 @@ class _RecordSteps:
     erased: Erased | None = None
 
     def prepare(self, rows: list[Raw], run: Ingestion) -> _Latest:
+        return self.accept(rows, range(len(rows)), run)
+
+    def accept(self, rows: list[Raw], positions: Iterable[int], run: Ingestion) -> _Latest:
+        """The row model for ``rows`` at ``positions``: rejects the bad ones, returns the last accepted row
+        of each id."""
+        positions = list(positions)
         items: list[dict[str, Any]] = []
         extras: list[tuple[dict[str, Any], set[str]]] = []
-        for row in rows:
-            fields, attributes, cleared = split_lead(self.splitter, row.raw, self.csv_values)
+        for position in positions:
+            fields, attributes, cleared = split_lead(self.splitter, rows[position].raw, self.csv_values)
             items.append(fields)
             extras.append((attributes, cleared))
         good, bad = validate(self.kind.adapter, items)
         for index, (field_name, reason) in sorted(bad.items()):
-            run.rejects.add(rows[index], field_name, reason)
+            run.rejects.add(rows[positions[index]], field_name, reason)
 
         latest: _Latest = {}
         accepted: list[str] = []
         product_lines = self.product_lines
         id_name = self.kind.id_name
         for index, model in good:
+            row = rows[positions[index]]
             attributes, cleared = extras[index]
             present = set(model.model_fields_set)
             erased = None if self.erased is None else self.erased.match(model.lead_id, model.email)
             if erased is not None and self.erased is not None:
                 if self.erased.policy == "refuse":
-                    run.rejects.add(rows[index], erased, ERASED_REASON, redact=True)
+                    run.rejects.add(row, erased, ERASED_REASON, redact=True)
                     continue
                 when = model.unsubscribed_at or datetime.now(UTC)
                 model = model.model_copy(update={"email_opt_in": False, "ads_opt_in": False, "unsubscribed_at": when})
@@ -125,68 +153,181 @@ class _RecordSteps:
             unknown = [ln for ln in lines if product_lines is not None and ln not in product_lines]
             if unknown:
                 known = ", ".join(sorted(product_lines or ())) or "none"
-                run.rejects.add(rows[index], "product_interest", f"unknown product line(s) {unknown}; known: {known}")
+                run.rejects.add(row, "product_interest", f"unknown product line(s) {unknown}; known: {known}")
                 continue
             run.report.accepted += 1
             identifier = getattr(model, id_name)
             accepted.append(identifier)
             latest.pop(identifier, None)  # keep file order: the last row of an id wins
-            latest[identifier] = (model, attributes, cleared, present, lines)
+            latest[identifier] = _Accepted(model, attributes, cleared, present, lines, positions[index])
         if run.ids is not None:
             run.ids.add(accepted)
         return latest
 
     def write(self, conn: Connection, latest: _Latest, now: datetime, run: Ingestion) -> None:
         kind = self.kind
-        table, id_name, content = kind.table, kind.id_name, kind.content
-        found = lookup(conn, table.c[id_name], list(latest), list(table.c))
-        stored = {row._mapping[id_name]: row._mapping for row in found}
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        for identifier, (model, attributes, cleared, present, _lines) in latest.items():
-            old = stored.get(identifier)
-            if old is None:
-                values = {name: kind.value(model, name) for name in kind.fields}
-                values["attributes"] = attributes
-                inserts.append({**values, "created_at": now, "updated_at": now})
-                continue
-            values = {name: old[name] for name in content}
-            for name in present - {id_name}:
-                values[name] = kind.value(model, name)
-            for name in kind.sticky_times:
-                values[name] = _merge_time(old[name], values[name])
-            merged = {k: v for k, v in dict(old["attributes"] or {}).items() if k not in cleared}
-            merged.update(attributes)
-            values["attributes"] = merged
-            if any(values[name] != old[name] for name in content):
-                updates.append({id_name: identifier, **values, "updated_at": now})
-        run.report.inserted += insert_ignore(conn, table, inserts)
-        run.report.updated += upsert(conn, table, updates, [id_name], [*content, "updated_at"], compare_cols=content)
-        with_lines = [lead_id for lead_id, entry in latest.items() if entry[4]]
-        if with_lines:
-            keyed = lookup(
-                conn,
-                _LEAD_TABLE.c.lead_id,
-                with_lines,
-                [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, _LEAD_TABLE.c.created_at],
+        stored = _stored(conn, kind, list(latest))
+        inserts, updates = _changes(kind, latest, stored, now)
+        run.report.inserted += insert_ignore(conn, kind.table, [row for _, row in inserts])
+        run.report.updated += _update(conn, kind, updates)
+        if kind is _LEADS:
+            _claim(conn, run, *_claims(latest), now)
+
+
+def _stored(conn: Connection, kind: _Kind, ids: list[str]) -> dict[str, Any]:
+    """The stored rows of these ids, by id."""
+    table = kind.table
+    return {row._mapping[kind.id_name]: row._mapping for row in lookup(conn, table.c[kind.id_name], ids, list(table.c))}
+
+
+def _changes(
+    kind: _Kind, latest: _Latest, stored: dict[str, Any], now: datetime
+) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
+    """The rows to insert (in file order, with their chunk position) and the stored rows whose content
+    changes."""
+    inserts: list[tuple[int, dict[str, Any]]] = []
+    updates: list[dict[str, Any]] = []
+    for identifier, entry in latest.items():
+        old = stored.get(identifier)
+        if old is None:
+            values = {name: kind.value(entry.model, name) for name in kind.fields}
+            inserts.append(
+                (entry.position, {**values, "attributes": entry.attributes, "created_at": now, "updated_at": now})
             )
-            for lead_id, key, created_at in keyed:
-                for line in latest[lead_id][4]:
-                    run.interests.add(key, line, created_at or now)
-        _link_visitors(conn, latest, now)
+            continue
+        given = {name: kind.value(entry.model, name) for name in entry.present - {kind.id_name}}
+        if (changed := _merged(kind, old, given, entry.attributes, entry.cleared, now)) is not None:
+            updates.append(changed)
+    return inserts, updates
 
 
-def _link_visitors(conn: Connection, latest: _Latest, now: datetime) -> None:
-    """A lead row's ``anonymous_ids`` (list column) claims those visitors for the lead, from its arrival on."""
-    claimed = {lead_id: ids for lead_id, entry in latest.items() if (ids := _listed(entry[1].get("anonymous_ids")))}
-    if not claimed:
+def _merged(
+    kind: _Kind, old: Any, given: dict[str, Any], attributes: dict[str, Any], cleared: set[str], now: datetime
+) -> dict[str, Any] | None:
+    """A stored row with a file row's ``given`` fields and attributes applied (sticky times keep the
+    earliest), or None when its content would not change."""
+    values = {name: old[name] for name in kind.content}
+    values.update(given)
+    for name in kind.sticky_times:
+        values[name] = _merge_time(old[name], values[name])
+    merged = {k: v for k, v in dict(old["attributes"] or {}).items() if k not in cleared}
+    merged.update(attributes)
+    values["attributes"] = merged
+    if all(values[name] == old[name] for name in kind.content):
+        return None
+    return {kind.id_name: old[kind.id_name], **values, "updated_at": now}
+
+
+def _update(conn: Connection, kind: _Kind, updates: list[dict[str, Any]]) -> int:
+    content = kind.content
+    return upsert(conn, kind.table, updates, [kind.id_name], [*content, "updated_at"], compare_cols=content)
+
+
+def _claims(latest: _Latest) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The row model's leads' product lines of interest and claimed visitors, as ``CLAIMS`` pairs."""
+    lines = [(lead_id, line) for lead_id, entry in latest.items() for line in entry.lines]
+    visitors = [
+        (lead_id, anonymous_id)
+        for lead_id, entry in latest.items()
+        for anonymous_id in _listed(entry.attributes.get("anonymous_ids"))
+    ]
+    return (
+        pl.DataFrame(lines, schema=CLAIMS, orient="row"),
+        pl.DataFrame(visitors, schema=CLAIMS, orient="row"),
+    )
+
+
+def _claim(conn: Connection, run: Ingestion, lines: pl.DataFrame, visitors: pl.DataFrame, now: datetime) -> None:
+    """Interests from the leads' creation on; a lead row's ``anonymous_ids`` (list column) claims those
+    visitors for the lead, from its arrival on (of two leads claiming one visitor, the earlier created
+    wins, then the lower key). ``lines``, ``visitors``: ``CLAIMS`` pairs."""
+    wanted = pl.concat([lines["lead_id"], visitors["lead_id"]]).unique().sort().to_list()
+    if not wanted:
         return
-    visitors = Visitors()
-    columns = [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, _LEAD_TABLE.c.created_at]
-    for lead_id, key, created_at in lookup(conn, _LEAD_TABLE.c.lead_id, list(claimed), columns):
-        for anonymous_id in claimed[lead_id]:
-            visitors.link(anonymous_id, key, created_at or now, source="lead row")
-    visitors.write(conn)
+    created = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)  # epoch microseconds, as interests keep them
+    found = lookup(conn, _LEAD_TABLE.c.lead_id, wanted, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created])
+    keys = pl.DataFrame(
+        [tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}, orient="row"
+    ).with_columns(pl.col("at").fill_null(to_micros(now)))
+    for key, line, at in lines.join(keys, on="lead_id").select("key", "value", "at").iter_rows():
+        run.interests.add_micros(key, line, at)
+    claimed = visitors.join(keys, on="lead_id", maintain_order="left").sort("key", maintain_order=True)
+    links = Visitors()
+    for anonymous_id, key, at in claimed.select("value", "key", "at").iter_rows():
+        links.link(anonymous_id, key, from_micros(at), source="lead row")
+    links.write(conn)
+
+
+@dataclass
+class _Prepared:
+    """A checked chunk: the rows the columns accepted and the row model's leads (the other rows)."""
+
+    checked: CheckedLeads
+    latest: _Latest
+
+
+@dataclass
+class _ColumnarSteps:
+    """The fast path for CSV leads: columnar checks, the row model only for the rows they leave, new
+    leads appended in one set-based insert; stored leads merged like the reference's."""
+
+    reference: _RecordSteps
+    columns: LeadColumns
+
+    def prepare(self, rows: list[Raw], run: Ingestion) -> _Prepared:
+        checked, slow = self.columns.split(rows)
+        run.report.accepted += len(checked.positions)
+        if run.ids is not None:
+            run.ids.add(checked.lead_ids)
+        return _Prepared(checked, self.reference.accept(rows, slow, run))
+
+    def write(self, conn: Connection, prepared: _Prepared, now: datetime, run: Ingestion) -> None:
+        checked, latest = prepared.checked, prepared.latest
+        lead_ids = checked.lead_ids
+        inserts, updates = _changes(_LEADS, latest, _stored(conn, _LEADS, list(latest)), now)
+        old = _stored_frame(conn, lead_ids)
+        if old.is_empty():
+            fresh = list(range(len(lead_ids)))
+        else:  # a re-ingest: only the leads whose content the merge changes are read whole and merged
+            stored_ids = set(old["lead_id"].to_list())
+            fresh = [n for n, lead_id in enumerate(lead_ids) if lead_id not in stored_ids]
+            changing = checked.changing(old)
+            stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
+            for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
+                if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
+                    updates.append(changed)
+        modelled = [_stored_form(row, position) for position, row in inserts]
+        new = checked.frame[fresh].with_columns(
+            position=pl.Series([checked.positions[n] for n in fresh], dtype=pl.Int64)
+        )
+        if modelled:
+            new = pl.concat([new, pl.DataFrame(modelled, schema=new.schema, orient="row")]).sort("position")
+        stamp = pl.lit(to_micros(now), dtype=pl.Int64)
+        frame = new.drop("position").with_columns(created_at=stamp, updated_at=stamp)
+        run.report.inserted += merge_ignoring_stored(conn, _LEAD_TABLE, frame)  # type: ignore[arg-type]
+        run.report.updated += _update(conn, _LEADS, updates)
+        lines, visitors = _claims(latest)
+        _claim(conn, run, pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors]), now)
+
+
+def _stored_frame(conn: Connection, lead_ids: list[str]) -> pl.DataFrame:
+    """The stored leads of these ids in the columns' form (``lead_columns.SCHEMA``: epoch microseconds,
+    attributes as JSON text), without converting a value in Python."""
+    table = _LEAD_TABLE.c
+    columns = [type_coerce(table[name], BigInteger) if name in TIME_FIELDS else table[name] for name in STORED[:-1]] + [
+        cast(table.attributes, Text)
+    ]
+    found = lookup(conn, table.lead_id, lead_ids, columns)
+    return pl.DataFrame([tuple(row) for row in found], schema=SCHEMA, orient="row")
+
+
+def _stored_form(values: dict[str, Any], position: int) -> dict[str, Any]:
+    """A row model's new lead in the columns' form (``lead_columns.SCHEMA``: epoch microseconds, JSON text)."""
+    row = {name: values[name] for name in STORED}
+    for name in TIME_FIELDS:
+        row[name] = None if row[name] is None else to_micros(row[name])
+    row["attributes"] = json_text(row["attributes"])
+    return {**row, "position": position}
 
 
 def ingest_leads(
@@ -197,6 +338,7 @@ def ingest_leads(
     chunk_size: int = 50_000,
     progress: Progress | None = None,
     erased: Erased | None = None,
+    row_by_row: bool = False,
 ) -> IngestReport:
     """Upsert leads on ``lead_id``; ``key`` is assigned once by the database and never changes.
 
@@ -206,17 +348,23 @@ def ingest_leads(
     A lead whose stored content would not change is not written, so re-ingesting reports 0/0.
     Within one chunk a repeated ``lead_id`` keeps its last row. A row of an ``erased`` person (by lead id
     or email) is refused without keeping its content, or stored suppressed, as the portfolio's
-    ``privacy: after_erasure`` says.
+    ``privacy: after_erasure`` says. CSV rows are checked as columns (the row model only for the rows
+    those checks leave) and new leads appended in one set-based insert; ``row_by_row`` takes the
+    reference path the columnar one is tested against (every row through the row model; same results).
     """
-    steps = _RecordSteps(_LEADS, is_csv(path), product_lines, Splitter(_LEADS.fields), erased)
+    reference = _RecordSteps(_LEADS, is_csv(path), product_lines, Splitter(_LEADS.fields), erased)
+    steps: _RecordSteps | _ColumnarSteps = reference
+    if is_csv(path) and not row_by_row:
+        lines = None if product_lines is None else frozenset(product_lines)
+        steps = _ColumnarSteps(reference, LeadColumns(lines, erased))
     return run_chunks(
         engine,
         path,
         "leads",
         _LEAD_TABLE,
-        steps,
+        steps,  # type: ignore[arg-type]
         chunk_size=chunk_size,
-        progress=progress,  # type: ignore[arg-type]
+        progress=progress,
         stamped=("lead_id", "updated_at"),
         ids=RepeatedIds("lead_id", "the last one wins"),
     )

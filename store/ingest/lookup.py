@@ -5,19 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, any_, bindparam, select
+from sqlalchemy import Connection, String, any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
 
-_IN_BATCH = 5_000  # bound parameters per IN (…) look-up; well under SQLite's and PostgreSQL's limits
+from store.bulk import json_text
+
+
+class _JsonList(TypeDecorator[list[Any]]):
+    """A list bound as one JSON text parameter, which SQLite's ``json_each`` reads back as rows."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Any) -> str | None:
+        return None if value is None else json_text(value)
 
 
 def in_list(conn: Connection, column: Any) -> tuple[Any, int]:
     """``column IN (:wanted)`` and a batch size: one array parameter on PostgreSQL (psycopg re-parses a
-    statement with thousands of placeholders in Python), expanded parameters on SQLite (its limit is
-    32766)."""
+    statement with thousands of placeholders in Python), one JSON text parameter read by ``json_each`` on
+    SQLite (expanded placeholders cost SQLAlchemy a compile of thousands of them per batch: 2× the time)."""
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam("wanted", type_=postgresql.ARRAY(column.type))), 50_000
-    return column.in_(bindparam("wanted", expanding=True)), _IN_BATCH
+    each = select(literal_column("value")).select_from(func.json_each(bindparam("wanted", type_=_JsonList())))
+    return column.in_(each), 50_000
 
 
 def lookup(

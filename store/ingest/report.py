@@ -112,7 +112,9 @@ class Interests:
             self.first[pair] = at
 
     def as_list(self) -> list[tuple[int, str, datetime]]:
-        return [(key, line, from_micros(at)) for (key, line), at in self.first.items()]
+        """Each time converted once: a leads file's interests share a few (each chunk's creation time)."""
+        times = {at: from_micros(at) for at in set(self.first.values())}
+        return [(key, line, times[at]) for (key, line), at in self.first.items()]
 
 
 def row_hash(raw: dict[str, Any]) -> str:
