@@ -79,6 +79,30 @@ def _promoted_columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
+def _stored_properties(properties: list[dict[str, Any]]) -> pl.DataFrame:
+    """The promoted columns and the stored JSON text of each row's properties, worked out once per
+    distinct dict object (rows whose cells held the same JSON text share one: ``ParsedProperties``)."""
+    slots: dict[int, int] = {}
+    distinct: list[dict[str, Any]] = []
+    codes: list[int] = []
+    for found in properties:
+        code = slots.get(id(found))
+        if code is None:
+            code = slots[id(found)] = len(distinct)
+            distinct.append(found)
+        codes.append(code)
+    table = pl.DataFrame(
+        {
+            **{
+                name: pl.Series(values, dtype=pl.Float64 if name in _NUMBER_KEYS else pl.String)
+                for name, values in _promoted_columns(distinct).items()
+            },
+            "properties": pl.Series([json_text(p) for p in distinct], dtype=pl.String),
+        }
+    )
+    return table[pl.Series(codes, dtype=pl.UInt32)] if len(distinct) < len(codes) else table
+
+
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
     """Flag events of this run whose delivery came later in the file; returns how many changed."""
     condition, batch = in_list(conn, _EVENT_TABLE.c.event_id)
@@ -231,22 +255,22 @@ class _ColumnarSteps:
         machine, late = self._machine(conn, accepted, known)
         self._interests(accepted, keys, known, run)
         new = _new_rows(conn, accepted.event_id, known)
-        properties = [accepted.properties[i] for i in new]
-        frame = pl.DataFrame(
-            {
-                "lead_key": pl.Series([keys[i] for i in new], dtype=pl.Int64),
-                "occurred_at": pl.Series([accepted.at[i] for i in new], dtype=pl.Int64),
-                "event_id": pl.Series([accepted.event_id[i] for i in new], dtype=pl.String),
-                "type": pl.Series([accepted.type[i] for i in new], dtype=pl.String),
-                "product_line": pl.Series([accepted.product_line[i] for i in new], dtype=pl.String),
-                "machine": pl.Series([machine[i] for i in new], dtype=pl.Boolean),
-                "message_id": pl.Series([accepted.message_id[i] for i in new], dtype=pl.String),
-                **{
-                    name: pl.Series(values, dtype=pl.Float64 if name in _NUMBER_KEYS else pl.String)
-                    for name, values in _promoted_columns(properties).items()
-                },
-                "properties": pl.Series([json_text(p) for p in properties], dtype=pl.String),
-            }
+        frame = pl.concat(
+            [
+                pl.DataFrame(
+                    {
+                        "lead_key": pl.Series([keys[i] for i in new], dtype=pl.Int64),
+                        "occurred_at": pl.Series([accepted.at[i] for i in new], dtype=pl.Int64),
+                        "event_id": pl.Series([accepted.event_id[i] for i in new], dtype=pl.String),
+                        "type": pl.Series([accepted.type[i] for i in new], dtype=pl.String),
+                        "product_line": pl.Series([accepted.product_line[i] for i in new], dtype=pl.String),
+                        "machine": pl.Series([machine[i] for i in new], dtype=pl.Boolean),
+                        "message_id": pl.Series([accepted.message_id[i] for i in new], dtype=pl.String),
+                    }
+                ),
+                _stored_properties([accepted.properties[i] for i in new]),
+            ],
+            how="horizontal",
         ).with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
         # Clustered-key order: the WITHOUT ROWID B-tree (and PostgreSQL's heap and indexes) append.
         staged = frame.sort("lead_key", "occurred_at", "event_id")
