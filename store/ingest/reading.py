@@ -104,8 +104,8 @@ def read_rows(path: Path | Records) -> Iterator[Raw]:
 
 def _read_csv(path: Path) -> Iterator[Raw]:
     with open_csv(path) as (names, rows):
-        for row in rows:
-            yield Raw(row.line, values=row.values, names=names, error=row.error)
+        for line, values, error in rows:
+            yield Raw(line, None, values, names, error)
 
 
 def _read_jsonl(path: Path) -> Iterator[Raw]:
