@@ -308,10 +308,26 @@ class _ColumnarSteps:
 
     @staticmethod
     def _interests(accepted: AcceptedEvents, keys: list[int | None], known: list[int], run: Ingestion) -> None:
-        for i in known:
-            line = accepted.product_line[i]
-            if line is not None:
-                run.interests.add_micros(keys[i], line, accepted.at[i])  # type: ignore[arg-type]
+        """Each (lead, product line) pair's first time in the chunk, grouped by Polars: a pair shows up
+        many times in a chunk, and the running minimum across chunks is kept per pair, not per row."""
+        lines = accepted.product_line
+        tagged = [i for i in known if lines[i] is not None]
+        if not tagged:
+            return
+        first = (
+            pl.DataFrame(
+                {
+                    "key": pl.Series([keys[i] for i in tagged], dtype=pl.Int64),
+                    "line": pl.Series([lines[i] for i in tagged], dtype=pl.String),
+                    "at": pl.Series([accepted.at[i] for i in tagged], dtype=pl.Int64),
+                }
+            )
+            .group_by("key", "line")
+            .agg(pl.col("at").min())
+        )
+        add = run.interests.add_micros
+        for key, line, at in first.iter_rows():
+            add(key, line, at)
 
     @staticmethod
     def _visitors(accepted: AcceptedEvents, keys: list[int | None], now: datetime) -> Visitors:
