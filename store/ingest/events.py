@@ -82,15 +82,14 @@ def _promoted_columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
 def _stored_properties(properties: list[dict[str, Any]]) -> pl.DataFrame:
     """The promoted columns and the stored JSON text of each row's properties, worked out once per
     distinct dict object (rows whose cells held the same JSON text share one: ``ParsedProperties``)."""
-    slots: dict[int, int] = {}
-    distinct: list[dict[str, Any]] = []
-    codes: list[int] = []
-    for found in properties:
-        code = slots.get(id(found))
-        if code is None:
-            code = slots[id(found)] = len(distinct)
-            distinct.append(found)
-        codes.append(code)
+    ids = pl.Series(list(map(id, properties)), dtype=pl.UInt64)
+    codes: pl.Series | None = None
+    distinct = properties
+    if ids.n_unique() < len(ids):
+        codes = ids.rank("dense").cast(pl.UInt32) - 1  # distinct objects numbered in the order of their ids
+        rows = pl.DataFrame({"id": ids, "row": pl.int_range(len(ids), eager=True)})
+        firsts = rows.group_by("id").agg(pl.col("row").min()).sort("id")["row"]
+        distinct = [properties[row] for row in firsts.to_list()]
     table = pl.DataFrame(
         {
             **{
@@ -100,7 +99,7 @@ def _stored_properties(properties: list[dict[str, Any]]) -> pl.DataFrame:
             "properties": pl.Series([json_text(p) for p in distinct], dtype=pl.String),
         }
     )
-    return table[pl.Series(codes, dtype=pl.UInt32)] if len(distinct) < len(codes) else table
+    return table if codes is None else table[codes]
 
 
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
