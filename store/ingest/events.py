@@ -353,9 +353,13 @@ class _ColumnarSteps:
 def _new_rows(conn: Connection, event_ids: list[str], known: list[int]) -> list[int]:
     """The positions among ``known`` worth staging: the first row of each ``event_id`` (file order: the
     first one is kept, as documented) whose id is not stored yet. A re-ingest stops here."""
-    seen: set[str] = set()
-    first = [i for i in known if not (event_ids[i] in seen or seen.add(event_ids[i]))]  # type: ignore[func-returns-value]
-    stored = _stored_ids(conn, [event_ids[i] for i in first])
+    wanted = [event_ids[i] for i in known]
+    firsts = pl.Series(wanted, dtype=pl.String).is_first_distinct()
+    first, first_ids = known, wanted
+    if not firsts.all():
+        keep = firsts.arg_true().to_list()
+        first, first_ids = [known[n] for n in keep], [wanted[n] for n in keep]
+    stored = _stored_ids(conn, first_ids)
     return [i for i in first if event_ids[i] not in stored] if stored else first
 
 
