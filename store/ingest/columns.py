@@ -54,11 +54,38 @@ def _stripped(value: Any) -> Any:
     return value.strip() if value.__class__ is str else value
 
 
-def _properties_or_none(value: str | None, extra: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+def _properties_or_none(value: str | None, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``event_properties`` for a row the columnar checks accepted (never a ``manual_adjustment``, the
+    only type whose properties are checked further), None when the row model must explain the JSON."""
     try:
-        return event_properties(value, extra, kind)
+        return event_properties(value, extra, None)
     except ValueError:
         return None
+
+
+class ParsedProperties:
+    """Properties cells parsed once per distinct JSON text, not once per row: page views of one URL,
+    deliveries of one campaign repeat the same text. Rows with the same text share one dict, which
+    nobody mutates (extra cells merge into a new one); the write step computes the stored JSON and the
+    promoted columns once per shared dict too. Bounded: cleared when it holds ``limit`` texts."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.parsed: dict[str, dict[str, Any] | None] = {}
+
+    def of(self, value: Any, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A row's properties (``value``: the cell's text or a JSON Lines object) merged with ``extra``."""
+        if extra or value.__class__ is not str:
+            return _properties_or_none(_stripped(value) or None, extra)
+        found = self.parsed.get(value, _UNSEEN)
+        if found is _UNSEEN:
+            if len(self.parsed) >= self.limit:
+                self.parsed.clear()
+            found = self.parsed[value] = _properties_or_none(value.strip() or None, None)
+        return found  # type: ignore[return-value]
+
+
+_UNSEEN: Any = object()
 
 
 @dataclass
@@ -121,6 +148,7 @@ class EventColumns:
     splitter: Splitter
     plan_names: list[str] | None = None
     plan: CsvPlan = field(default_factory=list)
+    parsed: ParsedProperties = field(default_factory=ParsedProperties)
 
     def accept(self, rows: list[Raw], reject: Reject) -> AcceptedEvents:
         """The chunk's valid events; ``reject(row, field, reason)`` is called for the others."""
@@ -227,10 +255,11 @@ class EventColumns:
         else:
             extra = [split_event_cells(extras, values[p]).get("extra") for p in positions] if extras else None
         texts_of_properties = cells[properties_at] if properties_at is not None else [""] * len(rows)
-        properties = [
-            _properties_or_none(_stripped(texts_of_properties[p]) or None, extra[n] if extra else None, kind)
-            for n, (p, kind) in enumerate(zip(positions, kinds, strict=True))
-        ]
+        parse = self.parsed.of
+        if extra:
+            properties = [parse(texts_of_properties[p], extra[n]) for n, p in enumerate(positions)]
+        else:
+            properties = [parse(texts_of_properties[p], None) for p in positions]
         fields = ("event_id", "lead_id", "at", "product_line", "message_id")
         columns = [positions, kinds, properties, *(fast[name].to_list() for name in fields)]
         keep = [n for n, found in enumerate(properties) if found is not None]

@@ -79,6 +79,29 @@ def _promoted_columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
+def _stored_properties(properties: list[dict[str, Any]]) -> pl.DataFrame:
+    """The promoted columns and the stored JSON text of each row's properties, worked out once per
+    distinct dict object (rows whose cells held the same JSON text share one: ``ParsedProperties``)."""
+    ids = pl.Series(list(map(id, properties)), dtype=pl.UInt64)
+    codes: pl.Series | None = None
+    distinct = properties
+    if ids.n_unique() < len(ids):
+        codes = ids.rank("dense").cast(pl.UInt32) - 1  # distinct objects numbered in the order of their ids
+        rows = pl.DataFrame({"id": ids, "row": pl.int_range(len(ids), eager=True)})
+        firsts = rows.group_by("id").agg(pl.col("row").min()).sort("id")["row"]
+        distinct = [properties[row] for row in firsts.to_list()]
+    table = pl.DataFrame(
+        {
+            **{
+                name: pl.Series(values, dtype=pl.Float64 if name in _NUMBER_KEYS else pl.String)
+                for name, values in _promoted_columns(distinct).items()
+            },
+            "properties": pl.Series([json_text(p) for p in distinct], dtype=pl.String),
+        }
+    )
+    return table if codes is None else table[codes]
+
+
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
     """Flag events of this run whose delivery came later in the file; returns how many changed."""
     condition, batch = in_list(conn, _EVENT_TABLE.c.event_id)
@@ -231,26 +254,27 @@ class _ColumnarSteps:
         machine, late = self._machine(conn, accepted, known)
         self._interests(accepted, keys, known, run)
         new = _new_rows(conn, accepted.event_id, known)
-        properties = [accepted.properties[i] for i in new]
-        frame = pl.DataFrame(
-            {
-                "lead_key": pl.Series([keys[i] for i in new], dtype=pl.Int64),
-                "occurred_at": pl.Series([accepted.at[i] for i in new], dtype=pl.Int64),
-                "event_id": pl.Series([accepted.event_id[i] for i in new], dtype=pl.String),
-                "type": pl.Series([accepted.type[i] for i in new], dtype=pl.String),
-                "product_line": pl.Series([accepted.product_line[i] for i in new], dtype=pl.String),
-                "machine": pl.Series([machine[i] for i in new], dtype=pl.Boolean),
-                "message_id": pl.Series([accepted.message_id[i] for i in new], dtype=pl.String),
-                **{
-                    name: pl.Series(values, dtype=pl.Float64 if name in _NUMBER_KEYS else pl.String)
-                    for name, values in _promoted_columns(properties).items()
-                },
-                "properties": pl.Series([json_text(p) for p in properties], dtype=pl.String),
-            }
+        frame = pl.concat(
+            [
+                pl.DataFrame(
+                    {
+                        "lead_key": pl.Series([keys[i] for i in new], dtype=pl.Int64),
+                        "occurred_at": pl.Series([accepted.at[i] for i in new], dtype=pl.Int64),
+                        "event_id": pl.Series([accepted.event_id[i] for i in new], dtype=pl.String),
+                        "type": pl.Series([accepted.type[i] for i in new], dtype=pl.String),
+                        "product_line": pl.Series([accepted.product_line[i] for i in new], dtype=pl.String),
+                        "machine": pl.Series([machine[i] for i in new], dtype=pl.Boolean),
+                        "message_id": pl.Series([accepted.message_id[i] for i in new], dtype=pl.String),
+                    }
+                ),
+                _stored_properties([accepted.properties[i] for i in new]),
+            ],
+            how="horizontal",
         ).with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
         # Clustered-key order: the WITHOUT ROWID B-tree (and PostgreSQL's heap and indexes) append.
         staged = frame.sort("lead_key", "occurred_at", "event_id")
-        run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, staged)  # type: ignore[arg-type]
+        # Fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged).
+        run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
         run.report.inserted += visitors.write(conn)
         if late:
             run.report.updated += _flag_machine(conn, late)
@@ -283,10 +307,26 @@ class _ColumnarSteps:
 
     @staticmethod
     def _interests(accepted: AcceptedEvents, keys: list[int | None], known: list[int], run: Ingestion) -> None:
-        for i in known:
-            line = accepted.product_line[i]
-            if line is not None:
-                run.interests.add_micros(keys[i], line, accepted.at[i])  # type: ignore[arg-type]
+        """Each (lead, product line) pair's first time in the chunk, grouped by Polars: a pair shows up
+        many times in a chunk, and the running minimum across chunks is kept per pair, not per row."""
+        lines = accepted.product_line
+        tagged = [i for i in known if lines[i] is not None]
+        if not tagged:
+            return
+        first = (
+            pl.DataFrame(
+                {
+                    "key": pl.Series([keys[i] for i in tagged], dtype=pl.Int64),
+                    "line": pl.Series([lines[i] for i in tagged], dtype=pl.String),
+                    "at": pl.Series([accepted.at[i] for i in tagged], dtype=pl.Int64),
+                }
+            )
+            .group_by("key", "line")
+            .agg(pl.col("at").min())
+        )
+        add = run.interests.add_micros
+        for key, line, at in first.iter_rows():
+            add(key, line, at)
 
     @staticmethod
     def _visitors(accepted: AcceptedEvents, keys: list[int | None], now: datetime) -> Visitors:
@@ -313,9 +353,13 @@ class _ColumnarSteps:
 def _new_rows(conn: Connection, event_ids: list[str], known: list[int]) -> list[int]:
     """The positions among ``known`` worth staging: the first row of each ``event_id`` (file order: the
     first one is kept, as documented) whose id is not stored yet. A re-ingest stops here."""
-    seen: set[str] = set()
-    first = [i for i in known if not (event_ids[i] in seen or seen.add(event_ids[i]))]  # type: ignore[func-returns-value]
-    stored = _stored_ids(conn, [event_ids[i] for i in first])
+    wanted = [event_ids[i] for i in known]
+    firsts = pl.Series(wanted, dtype=pl.String).is_first_distinct()
+    first, first_ids = known, wanted
+    if not firsts.all():
+        keep = firsts.arg_true().to_list()
+        first, first_ids = [known[n] for n in keep], [wanted[n] for n in keep]
+    stored = _stored_ids(conn, first_ids)
     return [i for i in first if event_ids[i] not in stored] if stored else first
 
 

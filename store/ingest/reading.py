@@ -90,22 +90,22 @@ class Records:
 
 
 def read_rows(path: Path | Records) -> Iterator[Raw]:
+    """The reader for the file's kind (returned, not delegated to: one generator hop less per row)."""
     if isinstance(path, Records):
-        yield from _read_records(path)
-        return
+        return _read_records(path)
     suffix = data_suffix(path)
     if suffix == ".csv":
-        yield from _read_csv(path)
+        return _read_csv(path)
     elif suffix in (".jsonl", ".ndjson"):
-        yield from _read_jsonl(path)
+        return _read_jsonl(path)
     else:
         raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl or .ndjson (or .gz of one)")
 
 
 def _read_csv(path: Path) -> Iterator[Raw]:
     with open_csv(path) as (names, rows):
-        for row in rows:
-            yield Raw(row.line, values=row.values, names=names, error=row.error)
+        for line, values, error in rows:
+            yield Raw(line, None, values, names, error)
 
 
 def _read_jsonl(path: Path) -> Iterator[Raw]:

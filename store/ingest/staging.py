@@ -5,22 +5,27 @@ without repeated ids and sorted by the target's clustered key, so the B-tree (SQ
 table, PostgreSQL's indexes) is appended to instead of written at scattered pages. SQLite takes one
 ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` over the frame's row tuples (built by Polars,
 not per row in Python): a staging table would only write and read the chunk once more. PostgreSQL
-``COPY``s the chunk (CSV written by Polars) into a temporary table and merges it with one
-``INSERT … SELECT … ORDER BY seq ON CONFLICT DO NOTHING``. Both run inside the chunk's transaction, so a
-killed load leaves whole chunks only.
+``COPY``s the chunk (CSV written by Polars) straight into the table when the caller has looked its ids
+up (none stored: a first load); should one be stored after all (a concurrent writer, an id the caller's
+look-up did not see), the unique index refuses the ``COPY``, its savepoint is rolled back, and the chunk
+goes the general way: ``COPY`` into a temporary table, then one ``INSERT … SELECT … ORDER BY seq ON
+CONFLICT DO NOTHING`` (half the server's work of a first load was that second write). Both run inside
+the chunk's transaction, so a killed load leaves whole chunks only.
 """
 
 from __future__ import annotations
 
 import polars as pl
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Table
 
 _STAGE = "ingest_stage"
 
 
-def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame) -> int:
+def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame, *, fresh: bool = False) -> int:
     """Append ``frame`` (columns named as ``table``'s, in merge order) to ``table``; returns how many rows
-    were inserted (rows whose unique keys were stored are skipped)."""
+    were inserted (rows whose unique keys were stored are skipped). ``fresh``: the caller expects none of
+    the frame's keys to be stored and none to repeat (PostgreSQL then tries a plain ``COPY`` first)."""
     if frame.is_empty():
         return 0
     quote = conn.dialect.identifier_preparer.quote
@@ -32,6 +37,8 @@ def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame) -
         return int(conn.exec_driver_sql(statement, frame.rows()).rowcount)
     if conn.dialect.name != "postgresql":
         raise NotImplementedError(f"staged merges support sqlite and postgresql, not {conn.dialect.name!r}")
+    if fresh and _copied(conn, f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)", frame):
+        return frame.height
     conn.exec_driver_sql(f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {target} WITH NO DATA")
     conn.exec_driver_sql(f"ALTER TABLE {_STAGE} ADD COLUMN seq bigserial")
     _copy_csv(conn, f"COPY {_STAGE} ({columns}) FROM STDIN (FORMAT csv)", frame)
@@ -39,6 +46,18 @@ def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame) -
         f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_STAGE} ORDER BY seq ON CONFLICT DO NOTHING"
     )
     return int(merged.rowcount)
+
+
+def _copied(conn: Connection, statement: str, frame: pl.DataFrame) -> bool:
+    """``COPY`` the frame in a savepoint; False (nothing written) when a unique index refused a row."""
+    savepoint = conn.begin_nested()
+    try:
+        _copy_csv(conn, statement, frame)
+    except UniqueViolation:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
 
 
 def _copy_csv(conn: Connection, statement: str, frame: pl.DataFrame) -> None:

@@ -267,6 +267,24 @@ def test_events_csv_extras_numbers_and_late_deliveries(engine: Engine, tmp_path:
     assert (again.inserted, again.updated) == (0, 0)
 
 
+def test_stored_ids_the_probe_does_not_sample_are_skipped(engine: Engine, tmp_path: Path) -> None:
+    """A chunk's stored ids are probed on a sample first; ids it misses must still be skipped, not doubled
+    nor fail the load (PostgreSQL's plain ``COPY`` is refused by the unique index and the chunk merged)."""
+    ingest_leads(engine, write(tmp_path, "l.csv", "lead_id\nL1\nL2\n"))
+    header = "event_id,lead_id,type,occurred_at,properties\n"
+    rows = [
+        f'e{n},L{1 + n % 2},page_view,2024-04-01T10:{n // 60:02d}:{n % 60:02d}Z,"{{""n"": {n}}}"\n' for n in range(500)
+    ]
+    first = ingest_events(engine, write(tmp_path, "some.csv", header + rows[3] + rows[78]), event_types=TYPES)
+    assert first.inserted == 2
+    before = stored_events(engine)
+    report = ingest_events(engine, write(tmp_path, "all.csv", header + "".join(rows)), event_types=TYPES)
+    assert (report.read, report.accepted, report.inserted, report.rejected) == (500, 500, 498, 0)
+    events = stored_events(engine)
+    assert len(events) == 500 and events["e3"] == before["e3"] and events["e78"] == before["e78"]
+    assert events["e499"]["properties"] == {"n": 499}
+
+
 def test_event_interests_keep_first_time(loaded: Loaded) -> None:
     keys = loaded.keys
     assert sorted(loaded.events.interests) == sorted(

@@ -85,6 +85,26 @@ def _event(rng: random.Random, n: int, ids: list[str]) -> dict[str, Any]:
     return row
 
 
+# A file without extra columns whose properties texts repeat: the columnar path parses each text once and
+# shares the result between its rows (promoted columns, proxy agents, message ids and bad JSON alike).
+REPEATED_PROPERTIES = [
+    "{}",
+    '{"url": "/pricing", "duration_s": 12}',
+    '{"url": "/p/1", "message_id": "<m1@x>", "user_agent": "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"}',
+    '{"message_id": "<m2@x>", "points": "3", "campaign": 42}',
+    ' {"asset": "guide.pdf", "form": ""} ',
+    "",
+    "{not json",
+    "[1, 2]",
+    '{"duration_s": 1e999}',
+]
+NARROW = ("event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties")
+
+
+def _narrow(rng: random.Random, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**{k: row.get(k, "") for k in NARROW}, "properties": rng.choice(REPEATED_PROPERTIES)} for row in rows]
+
+
 def _csv(path: Path, rows: list[dict[str, Any]], *, crlf: bool, bom: bool) -> Path:
     names = sorted({name for row in rows for name in row}, key=lambda n: (n not in rows[0], n))
     buffer = io.StringIO()
@@ -113,7 +133,7 @@ def _files(tmp_path: Path, seed: int) -> list[Path]:
     rng = random.Random(seed)
     ids: list[str] = []
     files = []
-    for index, shape in enumerate(["crlf-bom", "plain", "jsonl", "plain"]):
+    for index, shape in enumerate(["crlf-bom", "plain", "jsonl", "plain", "narrow"]):
         rows = []
         for n in range(index * 1000, index * 1000 + 150):
             rows.append(_event(rng, n, ids))
@@ -121,6 +141,8 @@ def _files(tmp_path: Path, seed: int) -> list[Path]:
         path = tmp_path / f"events_{index}.{'jsonl' if shape == 'jsonl' else 'csv'}"
         if shape == "jsonl":
             files.append(_jsonl(path, rows, rng))
+        elif shape == "narrow":
+            files.append(_csv(path, _narrow(rng, rows), crlf=False, bom=False))
         else:
             files.append(_csv(path, rows, crlf=shape == "crlf-bom", bom=shape == "crlf-bom"))
     return files
