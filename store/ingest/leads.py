@@ -304,7 +304,7 @@ class _ColumnarSteps:
             new = pl.concat([new, pl.DataFrame(modelled, schema=new.schema, orient="row")]).sort("position")
         stamp = pl.lit(to_micros(now), dtype=pl.Int64)
         frame = new.drop("position").with_columns(created_at=stamp, updated_at=stamp)
-        run.report.inserted += merge_ignoring_stored(conn, _LEAD_TABLE, frame)  # type: ignore[arg-type]
+        run.report.inserted += merge_ignoring_stored(conn, _LEAD_TABLE, frame, fresh=True)  # type: ignore[arg-type]
         run.report.updated += _update(conn, _LEADS, updates)
         lines, visitors = _claims(latest)
         _claim(conn, run, pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors]), now)
