@@ -11,9 +11,11 @@ optionally the cost of 4x the data.
 
 With ``--url`` the SQLite store is prepared as usual, then copied (``benchmarks/pgcopy.py``) into the
 schema ``bench_<leads>_<events>`` of that PostgreSQL database, and the PostgreSQL store is measured:
-both databases on the same data. CPU seconds are the scoring process's and its SQLite readers' (the
-PostgreSQL server's own work is not in them). After the re-run, the daily step ingests a day's
-increment (``benchmarks/daily.py``'s: 2,000 new leads, 50,000 events, 200 CRM updates) and scores it.
+both databases on the same data. CPU seconds are the scoring process's and its SQLite readers'; on a
+local PostgreSQL server the CPU seconds of the server processes that serve this process's connections
+are measured beside them (``server CPU s``: where the wall time goes that the client does not spend).
+After the re-run, the daily step ingests a day's increment (``benchmarks/daily.py``'s: 2,000 new leads,
+50,000 events, 200 CRM updates) and scores it.
 """
 
 import argparse
@@ -90,9 +92,11 @@ def measure(workdir: Path, url: str | None = None) -> dict[str, float]:
             figures["daily_ingest_s"] = _ingest_increment(workdir, url)
             as_of = AS_OF + timedelta(days=1)
         started, cpu = time.perf_counter(), _cpu_s()
-        summary = score_portfolio(str(PORTFOLIO), as_of=as_of, database_url=url)
+        with ServerCpu() as server:
+            summary = score_portfolio(str(PORTFOLIO), as_of=as_of, database_url=url)
         figures[f"{label}_s"] = time.perf_counter() - started
         figures[f"{label}_cpu_s"] = _cpu_s() - cpu
+        figures[f"{label}_server_cpu_s"] = server.seconds
         figures[f"{label}_changed"] = summary["changed"]
         figures["journeys"] = summary["scored"]
     figures["ratio_to_scan"] = figures["rerun_s"] / figures["grouped_scan_s"]
@@ -164,6 +168,84 @@ def _cpu_s() -> float:
     return total
 
 
+class ServerCpu:
+    """CPU seconds of the local PostgreSQL backends serving this process's connections, while the block runs.
+
+    A backend's process title ends with its client's address, ``127.0.0.1(PORT)``; this process's
+    connections are the TCP sockets among its open files. A sampling thread keeps each backend's latest
+    CPU time (a connection closed between two samples loses at most one interval). Zero on SQLite.
+    """
+
+    INTERVAL_S = 0.2
+
+    def __enter__(self) -> "ServerCpu":
+        import threading
+
+        self.seconds = 0.0
+        self._start: dict[int, float] = {}
+        self._latest: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._sample(first=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(first=False)
+        self.seconds = sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._latest.items())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self._sample(first=False)
+
+    def _sample(self, first: bool) -> None:
+        ports = _own_ports()
+        for pid, cpu in _backends(ports).items():
+            if first:
+                self._start[pid] = cpu
+            self._latest[pid] = cpu
+
+
+def _own_ports() -> set[int]:
+    """Local TCP ports of this process's open sockets (its database connections among them)."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _backends(ports: set[int]) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend whose title names one of these client ports."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if not title.startswith("postgres:") or "(" not in title:
+                continue
+            port = int(title.split("(", 1)[1].split(")", 1)[0])
+            if port in ports:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                found[int(proc.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def _peak_mb() -> float:
     """Peak resident memory of this process plus its SQLite reader processes (VmHWM of each)."""
     from store import sqlite_read_workers
@@ -218,6 +300,12 @@ def _child(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cpu(figures: dict[str, float], label: str) -> str:
+    """``N CPU s``, and ``+ M server CPU s`` when a PostgreSQL server's work was measured."""
+    server = figures.get(f"{label}_server_cpu_s", 0.0)
+    return f"{figures[f'{label}_cpu_s']:.1f} CPU s" + (f" + {server:.1f} server CPU s" if server else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=200_000)
@@ -259,16 +347,16 @@ def main() -> None:
         print(f"grouped scan        {figures['grouped_scan_s']:8.2f} s  (SELECT lead_key, count(*) ... GROUP BY)")
         print(
             f"scoring, first run  {figures['first_run_s']:8.2f} s  ({figures['first_run_changed']:,.0f} snapshots; "
-            f"{figures['first_run_cpu_s']:.1f} CPU s)"
+            f"{_cpu(figures, 'first_run')})"
         )
         print(
             f"scoring, re-run     {figures['rerun_s']:8.2f} s  ({figures['rerun_changed']:,.0f} snapshots; "
-            f"{figures['rerun_cpu_s']:.1f} CPU s)"
+            f"{_cpu(figures, 'rerun')})"
         )
         print(
             f"daily step          {figures['daily_s']:8.2f} s  ({INCREMENT_EVENTS:,} events, {INCREMENT_LEADS:,} leads "
             f"ingested in {figures['daily_ingest_s']:.1f} s, then scored: {figures['daily_changed']:,.0f} snapshots; "
-            f"{figures['daily_cpu_s']:.1f} CPU s)"
+            f"{_cpu(figures, 'daily')})"
         )
         print(f"re-run / scan       {figures['ratio_to_scan']:8.2f} x  (target <= 5)")
         print(f"load average after  {figures['load_average_after']:8.2f}")

@@ -9,10 +9,15 @@ re-ingesting a file a no-op. Both helpers work on SQLite and PostgreSQL and retu
   ``changes()``, which leaves out ignored rows and unchanged upserts.
 * PostgreSQL: one ``INSERT … SELECT * FROM unnest(arrays) ON CONFLICT …`` per chunk, whose
   ``rowcount`` is exact (psycopg reports no count for an executemany).
+
+``insert_rows`` and ``update_rows`` write rows that are already plain tuples (a scoring run's outcome,
+straight from Polars): an ``executemany`` on SQLite, ``COPY`` into a temporary table and one set-based
+statement on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
@@ -216,3 +221,73 @@ def upsert(
         )
 
     return sum(_execute_counting(conn, table, finish, part) for part in _chunks(unique_rows, chunk))
+
+
+def insert_rows(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    on_conflict: str = "ON CONFLICT DO NOTHING",
+) -> None:
+    """``INSERT INTO table (columns) VALUES (…) on_conflict`` for each row (a tuple in ``columns`` order).
+
+    PostgreSQL answers an ``executemany`` with one statement per row (bind, snapshot, executor start and
+    end, the conflict check), and psycopg converts every value in Python: for a partition's 30,000
+    snapshots that is ≈ 2× the wall time and 6× the client CPU of ``COPY`` into a temporary table and
+    one ``INSERT … SELECT``. A key repeated in ``rows`` must not meet ``ON CONFLICT DO UPDATE`` there
+    (PostgreSQL refuses to update a row twice in one statement): pass each key once.
+    """
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if conn.dialect.name != "postgresql":
+        marks = ", ".join([placeholder(conn)] * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks}) {on_conflict}", rows)
+        return
+    staged = _stage(conn, table, columns, rows)
+    conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} {on_conflict}")
+
+
+def update_rows(
+    conn: Connection, table: str, columns: Sequence[str], key: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """``UPDATE table SET column = … WHERE key = …`` for each row: ``columns``' values, then the key.
+
+    On PostgreSQL one ``UPDATE … FROM`` a ``COPY``-ed temporary table (see ``insert_rows``); each key
+    once (an ``UPDATE … FROM`` with two source rows for one target row applies either).
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        mark = placeholder(conn)
+        sets = ", ".join(f"{name} = {mark}" for name in columns)
+        conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE {key} = {mark}", rows)
+        return
+    staged = _stage(conn, table, [*columns, key], rows)
+    sets = ", ".join(f"{name} = s.{name}" for name in columns)
+    conn.exec_driver_sql(f"UPDATE {table} AS t SET {sets} FROM {staged} AS s WHERE t.{key} = s.{key}")
+
+
+def _stage(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
+    """``COPY`` the rows into a temporary table shaped like ``table``'s ``columns``; its name.
+
+    One table per (table, columns) and session, created on first use (``IF NOT EXISTS``: a rolled-back
+    transaction takes its creation with it) and emptied at every commit, so the catalog is not written
+    per transaction (autovacuum may be off) and nothing staged outlives its transaction.
+    """
+    names = ", ".join(columns)
+    digest = hashlib.sha1(f"{table}({names})".encode()).hexdigest()[:12]
+    staged = f"leadscore_staged_{digest}"
+    driver = conn.connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        # One round trip (no parameters: the simple protocol takes both statements). The DELETE clears
+        # what this transaction staged before in the same shape, so no row is applied twice.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS "
+            f"SELECT {names} FROM {table} WITH NO DATA; DELETE FROM {staged}"
+        )
+        with cursor.copy(f"COPY {staged} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    return staged

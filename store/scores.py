@@ -10,7 +10,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, select, text
 from sqlmodel import Session
 
-from store.bulk import insert_ignore, placeholder
+from store.bulk import insert_ignore, insert_rows, placeholder, update_rows
 from store.reader import read_frame
 from store.runlock import HOST, claim
 from store.shapes import LEAD_COLUMNS, UTC_US
@@ -185,8 +185,8 @@ def write_snapshots(
     changed journey's new current values (``current``: its final state).
 
     A re-run of the same run id inserts nothing twice (snapshots are unique per journey, run and step).
-    The rows go to the driver as plain tuples: SQLAlchemy's per-row parameter handling would double the
-    cost of a first run, where every journey changes.
+    The rows go to the driver as plain tuples (SQLAlchemy's per-row parameter handling would double the
+    cost of a first run, where every journey changes), through ``COPY`` on PostgreSQL.
     """
     if snapshots.is_empty():
         return 0
@@ -207,18 +207,14 @@ def write_snapshots(
         )
         .rows()
     )
-    journeys = current.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows()
-    mark = placeholder(conn)
-    snapshot_sql = (
-        f"INSERT INTO score_snapshots ({', '.join(SNAPSHOT_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(SNAPSHOT_COLUMNS))}) ON CONFLICT (journey_id, run_id, step) DO NOTHING"
+    insert_rows(conn, "score_snapshots", SNAPSHOT_COLUMNS, rows, "ON CONFLICT (journey_id, run_id, step) DO NOTHING")
+    update_rows(
+        conn,
+        "journeys",
+        ("score", "band", "qualification", "updated_run_id"),
+        "id",
+        current.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows(),
     )
-    journey_sql = (
-        f"UPDATE journeys SET score = {mark}, band = {mark}, qualification = {mark}, updated_run_id = {mark} "
-        f"WHERE id = {mark}"
-    )
-    conn.exec_driver_sql(snapshot_sql, rows)
-    conn.exec_driver_sql(journey_sql, journeys)
     return len(rows)
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 import polars as pl
 from sqlalchemy import Connection, Engine
 
-from store.bulk import placeholder
+from store.bulk import insert_rows, placeholder, update_rows
 from store.reader import read_frame
 from store.scores import breakdown_json, write_snapshots
 from store.shapes import ARM_SCHEMA, LEAD_CONTACT_COLUMNS, STAGE_UPDATE_SCHEMA, UTC_US
@@ -132,11 +132,8 @@ def write_partition(
         _insert(conn, "trigger_arm_log", funnel.arms.select("journey_id", "trigger", _micros("as_of"), "armed"))
         _insert(conn, "trigger_firings", _firing_rows(funnel.firings, product_line, run_id, as_of))
         _apply_tags(conn, funnel.firings, run_id, as_of)
-        if funnel.applied_updates:
-            conn.exec_driver_sql(
-                f"UPDATE stage_updates SET applied_run_id = {placeholder(conn)} WHERE id = {placeholder(conn)}",
-                [(run_id, update_id) for update_id in funnel.applied_updates],
-            )
+        applied = [(run_id, update_id) for update_id in funnel.applied_updates]
+        update_rows(conn, "stage_updates", ("applied_run_id",), "id", applied)
     return written
 
 
@@ -145,18 +142,10 @@ def _micros(name: str) -> pl.Expr:
 
 
 def _insert(conn: Connection, table: str, frame: pl.DataFrame) -> None:
-    if frame.is_empty():
-        return
-    marks = ", ".join([placeholder(conn)] * frame.width)
-    conn.exec_driver_sql(
-        f"INSERT INTO {table} ({', '.join(frame.columns)}) VALUES ({marks}) ON CONFLICT DO NOTHING", frame.rows()
-    )
+    insert_rows(conn, table, frame.columns, frame.rows())
 
 
 def _move_journeys(conn: Connection, moved: pl.DataFrame, run_id: str) -> None:
-    if moved.is_empty():
-        return
-    mark = placeholder(conn)
     rows = moved.select(
         "stage",
         _micros("stage_entered_at"),
@@ -166,11 +155,8 @@ def _move_journeys(conn: Connection, moved: pl.DataFrame, run_id: str) -> None:
         pl.lit(run_id),
         "journey_id",
     ).rows()
-    conn.exec_driver_sql(
-        f"UPDATE journeys SET stage = {mark}, stage_entered_at = {mark}, score_from = {mark}, status = {mark}, "
-        f"entered_by = {mark}, updated_run_id = {mark} WHERE id = {mark}",
-        rows,
-    )
+    columns = ("stage", "stage_entered_at", "score_from", "status", "entered_by", "updated_run_id")
+    update_rows(conn, "journeys", columns, "id", rows)
 
 
 def _transition_rows(transitions: pl.DataFrame, product_line: str, run_id: str) -> pl.DataFrame:
@@ -236,13 +222,14 @@ def _firing_rows(firings: pl.DataFrame, product_line: str, run_id: str, as_of: d
 
 
 def _upsert_arms(conn: Connection, arms: pl.DataFrame) -> None:
-    if arms.is_empty():
-        return
-    mark = placeholder(conn)
-    conn.exec_driver_sql(
-        f"INSERT INTO trigger_arms (journey_id, trigger, armed, as_of) VALUES ({mark}, {mark}, {mark}, {mark}) "
+    # Each pair once, its last row: what one upsert per row in order would leave.
+    last = arms.unique(["journey_id", "trigger"], keep="last", maintain_order=True)
+    insert_rows(
+        conn,
+        "trigger_arms",
+        ("journey_id", "trigger", "armed", "as_of"),
+        last.select("journey_id", "trigger", "armed", _micros("as_of")).rows(),
         "ON CONFLICT (journey_id, trigger) DO UPDATE SET armed = excluded.armed, as_of = excluded.as_of",
-        arms.select("journey_id", "trigger", "armed", _micros("as_of")).rows(),
     )
 
 
@@ -259,14 +246,14 @@ def _apply_tags(conn: Connection, firings: pl.DataFrame, run_id: str, as_of: dat
     )
     mark = placeholder(conn)
     added = last.filter(pl.col("action") == "tag")
-    if not added.is_empty():
-        conn.exec_driver_sql(
-            f"INSERT INTO lead_tags (lead_key, tag, added_at, run_id) VALUES ({mark}, {mark}, {mark}, {mark}) "
-            "ON CONFLICT DO NOTHING",
-            added.select(
-                "lead_key", "tag", pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("at"), pl.lit(run_id).alias("run")
-            ).rows(),
-        )
+    insert_rows(
+        conn,
+        "lead_tags",
+        ("lead_key", "tag", "added_at", "run_id"),
+        added.select(
+            "lead_key", "tag", pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("at"), pl.lit(run_id).alias("run")
+        ).rows(),
+    )
     removed = last.filter(pl.col("action") == "untag")
     if not removed.is_empty():
         conn.exec_driver_sql(

@@ -2,10 +2,12 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select
+import pytest
+from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
-from store.bulk import insert_ignore, upsert
+from store.bulk import insert_ignore, insert_rows, update_rows, upsert
+from store.scores import SNAPSHOT_COLUMNS
 from store.tables import Event, IngestReject, Lead
 
 REJECTS = IngestReject.__table__
@@ -104,3 +106,63 @@ def test_upsert_compare_cols_ignore_bookkeeping(engine: Engine) -> None:
         changed = {**later, "company": "Y"}
         assert upsert(conn, LEADS, [changed], ["lead_id"], cols, compare_cols=["company"]) == 1
         assert conn.execute(select(Lead.updated_at)).scalar_one() == datetime(2025, 1, 1, tzinfo=UTC)
+
+
+ODD = 'tab\there, "quoted", back\\slash\nnew line, \\N, é'
+SNAPSHOTS = [
+    (
+        1,
+        10,
+        "crm",
+        ODD,
+        "run-1",
+        0,
+        1_700_000_000_000_001,
+        0.1 + 0.2,
+        "hot",
+        None,
+        '[{"rule": "a\\tb", "points": 1.5}]',
+    ),
+    (2, 11, "crm", "", "run-1", 0, -5, -1e-300, None, "mql", "[]"),
+]
+NEW_SNAPSHOT = (3, 12, "crm", "new", "run-1", 1, 7, 12345.678901234567, "cold", None, "[]")
+
+
+def stored_snapshots(engine: Engine) -> list[tuple]:
+    columns = ", ".join("CAST(breakdown AS TEXT)" if c == "breakdown" else c for c in SNAPSHOT_COLUMNS)
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(f"SELECT {columns} FROM score_snapshots ORDER BY journey_id"))]
+
+
+def test_insert_rows_and_update_rows_store_the_exact_values(engine: Engine) -> None:
+    with engine.begin() as conn:
+        insert_rows(conn, "score_snapshots", SNAPSHOT_COLUMNS, SNAPSHOTS, on_conflict="")
+        # The same shape again in the same transaction, without a conflict clause: a row staged by the
+        # first call and applied again would violate the unique index.
+        insert_rows(conn, "score_snapshots", SNAPSHOT_COLUMNS, [NEW_SNAPSHOT], on_conflict="")
+        insert_rows(conn, "score_snapshots", SNAPSHOT_COLUMNS, [], on_conflict="")
+    assert stored_snapshots(engine) == [*SNAPSHOTS, NEW_SNAPSHOT]
+    with engine.begin() as conn:
+        insert_rows(conn, "score_snapshots", SNAPSHOT_COLUMNS, [SNAPSHOTS[0]], "ON CONFLICT DO NOTHING")
+        update_rows(conn, "score_snapshots", ("score", "band", "stage"), "journey_id", [(2.5, None, ODD, 2)])
+        update_rows(conn, "score_snapshots", ("score", "band", "stage"), "journey_id", [(-0.0, "warm", "x", 3)])
+    expected = [SNAPSHOTS[0], (*SNAPSHOTS[1][:3], ODD, *SNAPSHOTS[1][4:7], 2.5, None, *SNAPSHOTS[1][9:])]
+    assert stored_snapshots(engine) == [
+        *expected,
+        (*NEW_SNAPSHOT[:3], "x", *NEW_SNAPSHOT[4:7], -0.0, "warm", None, "[]"),
+    ]
+
+
+def test_insert_rows_upserts_and_leaves_nothing_staged_after_a_rollback(engine: Engine) -> None:
+    columns = ("journey_id", "trigger", "armed", "as_of")
+    upsert_arms = "ON CONFLICT (journey_id, trigger) DO UPDATE SET armed = excluded.armed, as_of = excluded.as_of"
+    with engine.begin() as conn:
+        insert_rows(conn, "trigger_arms", columns, [(1, "t", True, 5), (2, "t", False, 6)], upsert_arms)
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        insert_rows(conn, "trigger_arms", columns, [(3, "t", True, 7)], upsert_arms)
+        raise RuntimeError("the partition failed")
+    with engine.begin() as conn:  # the connection is reused: what the failed transaction staged is gone
+        insert_rows(conn, "trigger_arms", columns, [(2, "t", True, 8), (4, "u", False, 9)], upsert_arms)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT journey_id, trigger, armed, as_of FROM trigger_arms ORDER BY journey_id"))
+        assert [tuple(row) for row in rows] == [(1, "t", True, 5), (2, "t", True, 8), (4, "u", False, 9)]
