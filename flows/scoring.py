@@ -12,7 +12,10 @@ from adbc_driver_manager import OperationalError as AdbcOperationalError
 from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -254,15 +257,26 @@ def score_run(
         summary = summarize([o for o in outcomes if isinstance(o, PartitionResult)], run_id, as_of)
         if run_id is not None:
             refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
-            act = carry_out_actions if tasks else carry_out_actions.fn
-            summary["actions"] = act(portfolio, settings)
+            summary["actions"] = (
+                carry_out_actions(_as_input(portfolio), settings)
+                if tasks
+                else carry_out_actions.fn(portfolio, settings)
+            )
             summary["firing_outcomes"] = firing_summary(engine, run_id)
             finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
         return summary
 
 
+def _as_input(portfolio: Portfolio) -> Portfolio | quote[Portfolio]:
+    """The portfolio as a task input: quoted on the thread runner, or Prefect walks its whole object tree (specs,
+    models, the YAML nodes) for each task run's inputs: ≈ 40 ms of CPU per task run, 0.8 s of a 200k-lead
+    re-run. Dask's runner hands a quoted value on as a bare tuple, so other runners get it plain."""
+    context = FlowRunContext.get()
+    return quote(portfolio) if context and isinstance(context.task_runner, ThreadPoolTaskRunner) else portfolio
+
+
 def _on_task_runner(calls: list[tuple[Any, ...]]) -> list[PartitionResult | BaseException]:
-    futures = [score_partition.submit(*call) for call in calls]
+    futures = [score_partition.submit(_as_input(portfolio), *rest) for portfolio, *rest in calls]
     # Every partition commits on its own: one failure does not lose the others' work.
     for done, _ in enumerate(as_completed(futures), 1):
         progress.report("scoring partitions", done, len(futures))

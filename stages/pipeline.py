@@ -64,18 +64,15 @@ def history(before: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:
     """
     stored = before.select("journey_id", *(pl.col(name).alias(f"_prev_{name}") for name in HISTORY_COLUMNS))
     ordered = steps.filter(pl.col("score").is_not_null()).sort("journey_id", "step")
-    previous = [pl.col(name).shift(1).over("journey_id").alias(f"_shift_{name}") for name in HISTORY_COLUMNS]
-    first = pl.col("step") == pl.col("step").min().over("journey_id")
+    # Sorted by journey then step, the row before is the previous step of the same journey unless the
+    # journey changes there: a plain shift, not a window per journey (that cost more than the scoring).
+    first = pl.col("journey_id").ne_missing(pl.col("journey_id").shift(1))
     differs = pl.lit(False)
     for name in HISTORY_COLUMNS:
-        prev = pl.when(first).then(pl.col(f"_prev_{name}")).otherwise(pl.col(f"_shift_{name}"))
+        prev = pl.when(first).then(pl.col(f"_prev_{name}")).otherwise(pl.col(name).shift(1))
         differs = differs | pl.col(name).ne_missing(prev)
-    return (
-        ordered.join(stored, on="journey_id", how="left", maintain_order="left")
-        .with_columns(previous)
-        .filter(differs)
-        .select(steps.columns)
-    )
+    joined = ordered.join(stored, on="journey_id", how="left", maintain_order="left")
+    return joined.filter(differs).select(steps.columns)
 
 
 def score_and_advance(
@@ -163,7 +160,9 @@ def run_line(
 
 def _last_activity(events: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     """Each lead's latest event up to ``as_of`` (``lead_key, last_activity``), machine activity excluded."""
-    human = events.filter(pl.col("occurred_at") <= as_of)
+    # Only the two columns it reads: filtering the whole frame would copy every property column first.
+    human = events.lazy().select("lead_key", "occurred_at", *(["machine"] if "machine" in events.columns else []))
+    human = human.filter(pl.col("occurred_at") <= as_of)
     if "machine" in events.columns:
         human = human.filter(~pl.col("machine").fill_null(False))
-    return human.group_by("lead_key").agg(pl.col("occurred_at").max().cast(UTC_US).alias("last_activity"))
+    return human.group_by("lead_key").agg(pl.col("occurred_at").max().cast(UTC_US).alias("last_activity")).collect()
