@@ -35,6 +35,9 @@ class ScorecardParams:
     prune: float = 1.0  # rules worth less than this many points are dropped
     binning: BinningParams = field(default_factory=BinningParams)
     boosting: BoostingParams = field(default_factory=BoostingParams)
+    # Additive boosting is a candidate up to this many training leads: beyond, its one-column trees cost far
+    # more than the learn budget (100,000 leads: 455 s instead of 31 s), and the bins have rows enough.
+    boosting_max_rows: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,12 @@ class Scorecard:
         return np.clip(total, self.scale.min, self.scale.max)
 
 
-def _candidates(params: ScorecardParams) -> list[Choice]:
-    """Every candidate, simplest first: coarsest bins, then strongest penalty."""
+def _candidates(params: ScorecardParams, rows: int) -> list[Choice]:
+    """Every candidate for ``rows`` training leads, simplest first: coarsest bins, then strongest penalty."""
     out: list[Choice] = []
     for method in params.methods:
+        if method == BOOSTING and rows > params.boosting_max_rows:
+            continue
         if method == BINNED:
             out += [Choice(BINNED, c, s) for s in params.min_share_grid for c in sorted(params.c_grid)]
         elif method == LINEAR:
@@ -116,7 +121,7 @@ def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.
     """The candidate with the best mean AUC over inner folds of the training rows; bins are learned again on
     each inner training part, so the bin size is judged on rows that did not shape the bins. Candidates are
     tried simplest first and a later one must do better."""
-    candidates = _candidates(params)
+    candidates = _candidates(params, len(y))
     if len(candidates) == 1:
         return candidates[0]
     if len(y) > params.inner_max_rows:
@@ -137,7 +142,7 @@ def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.
             for choice in (c for c in candidates if (c.method, c.min_share) == (method, share)):
                 coef = model.set_params(C=choice.c).fit(x_train, y[train]).coef_[0]
                 scores[choice.label].append(float(roc_auc_score(y[test], x_test @ coef)))
-        if BOOSTING in params.methods:
+        if any(c.method == BOOSTING for c in candidates):
             curves = boosted_curves(*part, params.boosting, seed)
             raw_scores = indicators(curves.bins, frame[test]) @ curves.weights
             scores[Choice(BOOSTING).label].append(float(roc_auc_score(y[test], raw_scores)))
