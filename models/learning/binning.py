@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 
 from models.learning.features import Feature
 
@@ -102,6 +103,15 @@ class Bin:
         return {**rule, "points": points}
 
 
+def indicators(bins: list[Bin], frame: pl.DataFrame) -> sparse.csr_matrix:
+    """One 0/1 column per bin: which leads of ``frame`` fall in it."""
+    if not bins:
+        return sparse.csr_matrix((frame.height, 0))
+    hits = frame.select(b.indicator().alias(str(i)) for i, b in enumerate(bins)).to_numpy()
+    rows, columns = np.nonzero(hits)
+    return sparse.csr_matrix((np.ones(rows.size), (rows, columns)), shape=hits.shape)
+
+
 def _num(value: float | None) -> str:
     return f"{value:g}" if value is not None else ""
 
@@ -123,12 +133,16 @@ def bins_for(feature: Feature, frame: pl.DataFrame, y: np.ndarray, raw: pl.Serie
     min_rows = max(params.min_rows, math.ceil(params.min_share * len(y)))
     if feature.kind == "count":
         return _count_bins(feature, values.to_numpy(), min_rows)
-    # The missing-value words this column's rules name: those seen in it, or every one when it had none (a
-    # form may still send "Select" at scoring time, and the "missing" rule must catch it, not "other").
-    seen = (_seen_tokens(raw, tokens) if raw is not None else ()) or tuple(t for t in tokens if t)
     if feature.kind == "numeric":
-        return _numeric_bins(feature, values, y, min_rows, params, seen)
-    return _categorical_bins(feature, values, y, raw, min_rows, params, seen)
+        return _numeric_bins(feature, values, y, min_rows, params, missing_bin(feature, raw, tokens))
+    return _categorical_bins(feature, values, y, raw, min_rows, params, missing_bin(feature, raw, tokens))
+
+
+def missing_bin(feature: Feature, raw: pl.Series | None, tokens: tuple[str, ...]) -> Bin:
+    """An attribute's "missing" bin. It names the missing-value words seen in the column, or every one when
+    it had none (a form may still send "Select" at scoring time, and the "missing" rule must catch it)."""
+    seen = (_seen_tokens(raw, tokens) if raw is not None else ()) or tuple(t for t in tokens if t)
+    return Bin(feature, "missing", tokens=seen)
 
 
 def _seen_tokens(raw: pl.Series, tokens: tuple[str, ...]) -> tuple[str, ...]:
@@ -147,7 +161,7 @@ def _count_bins(feature: Feature, counts: np.ndarray, min_rows: int) -> list[Bin
 
 
 def _numeric_bins(feature: Feature, values: pl.Series, y: np.ndarray, min_rows: int, params: BinningParams,
-                  seen: tuple[str, ...]) -> list[Bin]:  # fmt: skip
+                  missing: Bin) -> list[Bin]:  # fmt: skip
     known = values.is_not_null().to_numpy()
     v, target = values.to_numpy()[known], y[known]
     edges = sorted({round_edge(float(q)) for q in np.quantile(v, np.linspace(0, 1, MAX_NUMERIC_BINS + 1)[1:-1])})
@@ -162,7 +176,7 @@ def _numeric_bins(feature: Feature, values: pl.Series, y: np.ndarray, min_rows: 
             edges = mono
     bounds = [None, *edges, None]
     bins = [Bin(feature, "range", lo=bounds[i], hi=bounds[i + 1]) for i in range(len(bounds) - 1)]
-    bins.append(Bin(feature, "missing", tokens=seen))
+    bins.append(missing)
     return bins if len(bins) > 2 else []
 
 
@@ -209,7 +223,7 @@ def _iv(v: np.ndarray, y: np.ndarray, edges: list[float]) -> float:
 
 
 def _categorical_bins(feature: Feature, values: pl.Series, y: np.ndarray, raw: pl.Series | None, min_rows: int,
-                      params: BinningParams, seen: tuple[str, ...]) -> list[Bin]:  # fmt: skip
+                      params: BinningParams, missing: Bin) -> list[Bin]:  # fmt: skip
     frame = pl.DataFrame({"v": values, "y": y, "raw": raw.str.strip_chars() if raw is not None else values})
     stats = (
         frame.filter(pl.col("v").is_not_null())
@@ -233,6 +247,6 @@ def _categorical_bins(feature: Feature, values: pl.Series, y: np.ndarray, raw: p
         for group in groups
     ]
     if kept.height < stats.height:
-        bins.append(Bin(feature, "other", tokens=seen, known=known))
-    bins.append(Bin(feature, "missing", tokens=seen))
+        bins.append(Bin(feature, "other", tokens=missing.tokens, known=known))
+    bins.append(missing)
     return bins if len(bins) > 2 else []

@@ -259,9 +259,20 @@ def _header(ds: Dataset, params: LearnParams) -> list[str]:
 
 def _scorecard_header(card: Scorecard, params: ScorecardParams) -> list[str]:
     choice = card.choice
+    if choice.method == "additive boosting":
+        settings = "boosted trees of one column each, every column's step curve read as its rules"
+    elif choice.method == "linear":
+        settings = f"points per unit of each numeric column, L2 strength C = {choice.c:g}"
+    else:
+        settings = f"L2 strength C = {choice.c:g}, smallest bin {choice.min_share:.0%} of the leads"
+    by_method: dict[str, list[str]] = {}
+    for label, auc in choice.inner_auc.items():
+        method, _, setting = label.partition(", ")
+        by_method.setdefault(method, []).append(f"{setting} {auc:.4f}" if setting else f"{auc:.4f}")
     lines = [
-        f"Chosen by {params.inner_folds}-fold inner cross-validation on the training leads: L2 strength "
-        f"C = {choice.c:g}, smallest bin {choice.min_share:.0%} of the leads.",
+        f"Chosen by {params.inner_folds}-fold inner cross-validation on the training leads: {choice.method} "
+        f"({settings}). Mean inner AUC of each candidate:",
+        *(f"  {method}: {', '.join(aucs)}" for method, aucs in by_method.items()),
         "Every lead starts from base_points; each column adds the points of the one rule its value falls in",
         "(0 for the column's least converting values), so blanking a column moves a score by at most its",
         "largest rule. An empty value scores its column's 'missing' rule.",
@@ -378,6 +389,7 @@ def learn(
     if fitted.scorecard is not None:
         choice = fitted.scorecard.choice
         document["metadata"]["learned"]["chosen"] = {
+            "method": choice.method,
             "C": choice.c,
             "min_bin_share": choice.min_share,
             "inner_cv_auc": choice.inner_auc,

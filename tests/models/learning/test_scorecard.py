@@ -8,13 +8,17 @@ import numpy as np
 import polars as pl
 
 from models.engine import score
+from models.learning.binning import Bin
+from models.learning.curves import simple_between
+from models.learning.features import Feature
 from models.learning.learn import LearnParams, cross_validate, fit, learn, prepare
-from models.learning.scorecard import ScorecardParams
+from models.learning.scorecard import BINNED, BOOSTING, LINEAR, ScorecardParams, merged
 from models.spec import PointsModel, Scale
 from stages.portfolio import load_model
 from tests.models.learning.conftest import write_history
 
-PARAMS = LearnParams(folds=3)
+# The binned logistic alone: these tests pin its exact table; the other fits have their own tests below.
+PARAMS = LearnParams(folds=3, scorecard=ScorecardParams(methods=(BINNED,)))
 AT = datetime(2026, 6, 1, tzinfo=UTC)
 EVENTS = pl.DataFrame(schema={"lead_key": pl.Int64, "occurred_at": pl.Datetime("us", "UTC"), "type": pl.Utf8,
                               "machine": pl.Boolean, "properties": pl.Utf8})  # fmt: skip
@@ -105,16 +109,18 @@ def test_inner_cross_validation_picks_a_strong_penalty_on_a_small_noisy_history(
     assert card is not None
     assert (card.choice.c, card.choice.min_share) == (0.01, 0.05)
     auc = card.choice.inner_auc
-    assert auc["C=0.01, min share=0.05"] == 0.5454
-    assert auc["C=1, min share=0.05"] == 0.4963
+    assert auc["binned logistic, C=0.01, min share=0.05"] == 0.5454
+    assert auc["binned logistic, C=1, min share=0.05"] == 0.4963
     # … and it pays off on rows the choice never saw: the old fixed C=0.5 ranks worse on the same folds.
-    fixed = LearnParams(folds=3, scorecard=ScorecardParams(c_grid=(0.5,), min_share_grid=(0.02,)))
+    fixed = LearnParams(folds=3, scorecard=ScorecardParams(methods=(BINNED,), c_grid=(0.5,), min_share_grid=(0.02,)))
     chosen_auc = cross_validate(ds, Scale(), PARAMS)["learned points"]["auc"]
     fixed_auc = cross_validate(ds, Scale(), fixed)["learned points"]["auc"]
     assert (chosen_auc, fixed_auc) == (0.5299, 0.5002)
     out = tmp_path / "noisy.yaml"
     learn(history, target="won", id_column="lead_id", out=out, params=PARAMS)
-    assert "C = 0.01, smallest bin 5% of the leads." in out.read_text()
+    text = out.read_text()
+    assert "binned logistic (L2 strength C = 0.01, smallest bin 5% of the leads)." in text
+    assert "#   binned logistic: C=0.01, min share=0.05 0.5454, C=0.03, min share=0.05" in text
 
 
 def test_base_points_are_the_first_line_of_the_breakdown_and_count_in_the_score() -> None:
@@ -128,3 +134,82 @@ def test_base_points_are_the_first_line_of_the_breakdown_and_count_in_the_score(
         [{"rule": "base points", "points": 30.0}, {"rule": "big", "points": 25.0}],
         [{"rule": "base points", "points": 30.0}],
     ]
+
+
+def test_the_roundest_edge_between_two_training_values() -> None:
+    assert [simple_between(a, b) for a, b in [(0, 1), (3, 4), (164.2, 268), (0.31, 0.3125), (-5, -3), (99, 250)]] == [
+        1,
+        4,
+        200,
+        0.311,
+        -4,
+        100,
+    ]
+
+
+def test_equal_neighbours_merge_into_one_rule_but_never_into_a_range_without_bounds() -> None:
+    size, kind = Feature("size", "numeric"), Feature("kind", "categorical")
+    bins = [
+        Bin(size, "range", hi=10), Bin(size, "range", lo=10, hi=20), Bin(size, "range", lo=20), Bin(size, "missing"),
+        Bin(kind, "levels", levels=("a",), shown=("A",)), Bin(kind, "levels", levels=("b",), shown=("B",)),
+        Bin(kind, "levels", levels=("c",), shown=("C",)), Bin(kind, "missing"),
+    ]  # fmt: skip
+    out, points = merged(bins, np.array([5, 5, 9, 0, 3, 7, 3, 0]))
+    assert [(b.name, p) for b, p in zip(out, points.tolist(), strict=True)] == [
+        ("size < 20", 5), ("size ≥ 20", 9), ("size: missing", 0), ("kind: A / C", 3), ("kind: B", 7),
+        ("kind: missing", 0),
+    ]  # fmt: skip
+    flat, _ = merged(bins[:3], np.array([4, 4, 4]))
+    assert [b.name for b in flat] == ["size < 20", "size ≥ 20"]
+
+
+def test_a_linear_column_gets_points_per_unit_and_inner_cv_records_why(tmp_path: Path) -> None:
+    """``size`` converts in proportion to its value: the line beats free per-bin weights in inner CV, each
+    distinct coded value gets its own rule, and the points grow with the code."""
+    rng = np.random.default_rng(0)
+    code = rng.integers(0, 10, size=1500)
+    won = np.where(rng.random(1500) < 0.04 + 0.03 * code, "yes", "no")
+    history = tmp_path / "coded.csv"
+    pl.DataFrame({"lead_id": [f"L{i}" for i in range(1500)], "code": code.astype(str), "won": won}).write_csv(history)
+    params = LearnParams(folds=3, scorecard=ScorecardParams(methods=(BINNED, LINEAR)))
+    out = tmp_path / "coded.yaml"
+    learned = learn(history, target="won", id_column="lead_id", out=out, params=params)
+    chosen = learned.model.metadata["learned"]["chosen"]
+    assert (chosen["method"], chosen["C"]) == (LINEAR, 0.01)
+    inner = chosen["inner_cv_auc"]
+    assert max(auc for label, auc in inner.items() if label.startswith(BINNED)) < inner["linear, C=0.01"]
+    rules = [(rule.name, rule.points) for rule in learned.model.fit]
+    assert [name for name, _ in rules] == ["code 1 to < 2", "code 2 to < 3", "code 3 to < 4", "code 4 to < 5",
+                                           "code 5 to < 6", "code 6 to < 7", "code 7 to < 8", "code 8 to < 9",
+                                           "code ≥ 9", "code: missing"]  # fmt: skip
+    steps = np.diff([0, *(points for _, points in rules[:-1])])
+    assert steps.min() >= 9 and steps.max() <= 13  # one unit ≈ one ninth of the scale, rounding aside
+    assert "inner cross-validation on the training leads: linear (points per unit" in out.read_text()
+
+
+def test_additive_boosting_reads_each_columns_step_curve_and_keeps_the_blanking_bound(tmp_path: Path) -> None:
+    """A threshold effect (``age`` ≥ 50 converts three times as often) is a step curve boosting finds and
+    a line cannot; blanking any column still moves a score by at most its largest rule."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    age = rng.integers(18, 80, size=n)
+    segment = rng.choice(["a", "b", "c"], size=n)
+    p = np.where(age >= 50, 0.3, 0.1) * np.select([segment == "a", segment == "b"], [1.5, 1.0], 0.5)
+    won = np.where(rng.random(n) < p, "yes", "no")
+    frame = pl.DataFrame(
+        {"lead_id": [f"L{i}" for i in range(n)], "age": age.astype(str), "segment": segment, "won": won}
+    )
+    history = tmp_path / "steps.csv"
+    frame.write_csv(history)
+    params = LearnParams(folds=3, scorecard=ScorecardParams(methods=(LINEAR, BOOSTING)))
+    out = tmp_path / "steps.yaml"
+    learned = learn(history, target="won", id_column="lead_id", out=out, params=params)
+    model = learned.model
+    assert model.metadata["learned"]["chosen"]["method"] == BOOSTING
+    ages = np.arange(18, 80)
+    probe = pl.DataFrame({"lead_key": np.arange(ages.size), "age": ages.astype(str), "segment": "b"})
+    by_age = _scores(model, probe)
+    assert by_age[ages >= 50].mean() - by_age[ages < 50].mean() > 25  # the step, a third of the scale or more
+    leads = frame.drop("won").with_row_index("lead_key").with_columns(pl.col("lead_key").cast(pl.Int64))
+    moved = assert_blanking_is_bounded(model, leads)
+    assert set(moved) == {"age", "segment"}

@@ -1,0 +1,233 @@
+"""Per-column point curves: what each bin of a column is worth in log-odds, from one of three additive fits
+the scorecard chooses among by inner cross-validation.
+
+- ``binned logistic``: an L2 logistic regression on binned one-hot columns (a free weight per bin).
+- ``linear``: numeric columns get a straight line (a weight per unit, read out per distinct value or fine
+  bin), the way a plain logistic regression uses them; categories and counts keep their bins. Coded
+  columns with hundreds of weak effects are where free per-bin weights overfit and a line does not.
+- ``additive boosting``: gradient-boosted trees that may each split on one column only
+  (``interaction_cst``), so the model is a sum of one step curve per column (EBM-like); each column's
+  curve is read exactly by varying that column alone, its steps becoming the bins.
+
+Every fit ends as bins with weights, so each becomes the same readable points table."""
+
+import math
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import numpy as np
+import polars as pl
+from scipy import sparse
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from models.learning.binning import Bin, BinningParams, bins_for, indicators, missing_bin, round_edge
+from models.learning.features import Feature
+
+FINE_BINS = 20  # a numeric column's line is read out per distinct value up to this many, else per quantile bin
+CURVE_POINTS = 1024  # at most this many values of a numeric column are evaluated to find its curve's steps
+
+
+@dataclass(frozen=True)
+class BoostingParams:
+    learning_rate: float = 0.1
+    max_iter: int = 500  # early stopping on a held-out tenth usually stops far sooner
+    max_leaf_nodes: int = 3  # each tree: a two- or three-step curve of one column
+    l2_regularization: float = 1.0
+    # Levels rarer than this many training leads are pooled as "other" (the trees' own floor on leaf size).
+    min_rows: int = 30
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Bins and their weights (log-odds; a lead's raw score is the sum of its bins' weights)."""
+
+    bins: list[Bin]
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class Design:
+    """Bins and how the regression sees them: its columns are ``indicators(bins) @ projection``, and a bin's
+    weight is ``projection @ coefficients``. One-hot bins are unit columns; a numeric column's ranges share
+    one column holding each range's standardised mean value (one weight per unit)."""
+
+    bins: list[Bin]
+    projection: sparse.csr_matrix = field(repr=False)
+
+    def matrix(self, frame: pl.DataFrame) -> sparse.csr_matrix:
+        return (indicators(self.bins, frame) @ self.projection).tocsr()
+
+    def weights(self, coefficients: np.ndarray) -> np.ndarray:
+        return self.projection @ coefficients
+
+
+def _raw(raw: pl.DataFrame, f: Feature) -> pl.Series | None:
+    return raw.get_column(f.name) if f.kind != "count" else None
+
+
+def binned_design(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame,
+                  tokens: tuple[str, ...], binning: BinningParams) -> Design:  # fmt: skip
+    """A free weight per bin."""
+    bins: list[Bin] = []
+    for f in features:
+        bins += bins_for(f, frame, y, _raw(raw, f), tokens, binning)
+    return Design(bins, sparse.identity(len(bins), format="csr"))
+
+
+def linear_design(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame,
+                  tokens: tuple[str, ...], binning: BinningParams) -> Design:  # fmt: skip
+    """One weight per unit for each numeric column (its "missing" bin free), a free weight per other bin."""
+    bins: list[Bin] = []
+    entries: list[tuple[int, int, float]] = []  # (bin, regression column, value)
+    column = 0
+    for f in features:
+        if f.kind != "numeric":
+            own = bins_for(f, frame, y, _raw(raw, f), tokens, binning)
+            entries += [(len(bins) + i, column + i, 1.0) for i in range(len(own))]
+            bins += own
+            column += len(own)
+            continue
+        values = frame.get_column(f.name)
+        present = values.drop_nulls().to_numpy()
+        ranges = fine_ranges(f, present)
+        means = _range_means(ranges, present)
+        spread = float(present.std()) or 1.0
+        centre = float(present.mean())
+        entries += [(len(bins) + i, column, (m - centre) / spread) for i, m in enumerate(means)]
+        bins += ranges
+        entries.append((len(bins), column + 1, 1.0))
+        bins.append(missing_bin(f, _raw(raw, f), tokens))
+        column += 2
+    rows, columns, values_ = zip(*entries, strict=True) if entries else ((), (), ())
+    projection = sparse.csr_matrix((values_, (rows, columns)), shape=(len(bins), column))
+    return Design(bins, projection)
+
+
+def fine_ranges(feature: Feature, present: np.ndarray) -> list[Bin]:
+    """Ranges for reading out a line: one per distinct value of a coded column, else quantile bins."""
+    distinct = np.unique(present)
+    if distinct.size <= FINE_BINS:
+        edges = [simple_between(float(a), float(b)) for a, b in pairwise(distinct)]
+    else:
+        quantiles = np.quantile(present, np.linspace(0, 1, FINE_BINS + 1)[1:-1])
+        edges = sorted({round_edge(float(q)) for q in quantiles})
+        edges = [e for e in edges if distinct[0] < e <= distinct[-1]]
+    return _ranges(feature, edges)
+
+
+def _ranges(feature: Feature, edges: list[float]) -> list[Bin]:
+    bounds: list[float | None] = [None, *edges, None]
+    return [Bin(feature, "range", lo=bounds[i], hi=bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+def _range_means(ranges: list[Bin], present: np.ndarray) -> np.ndarray:
+    """Each range's mean training value (an empty range: its midpoint or its one bound)."""
+    edges = np.asarray([b.lo for b in ranges[1:]], dtype=np.float64)
+    assigned = np.searchsorted(edges, present, side="right")
+    counts = np.bincount(assigned, minlength=len(ranges))
+    sums = np.bincount(assigned, weights=present, minlength=len(ranges))
+    fallback = [np.mean([v for v in (b.lo, b.hi) if v is not None] or [0.0]) for b in ranges]
+    return np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+
+
+def simple_between(lo: float, hi: float) -> float:
+    """The roundest number ``e`` with ``lo < e ≤ hi``: an edge that reads well and still splits the training
+    values exactly where the fit did."""
+    for digits in range(-12, 13):
+        step = 10.0**-digits
+        edge = round((math.floor(lo / step) + 1) * step, max(digits, 0))
+        if lo < edge <= hi:
+            return float(edge)
+    return hi
+
+
+def boosted_curves(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame,
+                   tokens: tuple[str, ...], params: BoostingParams, seed: int) -> Curves:  # fmt: skip
+    """An additive boosted model (one column per tree), read back as each column's step curve."""
+    levels = BinningParams(min_share=0.0, min_rows=params.min_rows, group_tolerance=-1.0)  # one bin per level
+    inputs, categorical, level_bins = [], [], {}
+    for f in features:
+        if f.kind == "categorical":
+            own = bins_for(f, frame, y, _raw(raw, f), tokens, levels)
+            if not own:
+                continue
+            hits = indicators(own, frame)
+            code = np.asarray(hits.argmax(axis=1)).ravel().astype(np.float64)
+            code[code == len(own) - 1] = np.nan  # the "missing" bin comes last
+            level_bins[f.name] = own
+            inputs.append((f, code))
+        else:
+            inputs.append((f, frame.get_column(f.name).cast(pl.Float64).to_numpy().astype(np.float64)))
+        categorical.append(f.kind == "categorical")
+    if not inputs:
+        return Curves([], np.zeros(0))
+    x = np.column_stack([values for _, values in inputs])
+    model = HistGradientBoostingClassifier(
+        learning_rate=params.learning_rate,
+        max_iter=params.max_iter,
+        max_leaf_nodes=params.max_leaf_nodes,
+        min_samples_leaf=params.min_rows,
+        l2_regularization=params.l2_regularization,
+        categorical_features=np.asarray(categorical),
+        interaction_cst=[[j] for j in range(x.shape[1])],
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        random_state=seed,
+    ).fit(x, y)
+    # Additive: varying one column with the others held (at "missing") moves the log-odds by that column's
+    # curve alone, so every column's curve is read from one batch of predictions.
+    probes = [_probe_values(f, values, len(level_bins.get(f.name, ())) - 1) for f, values in inputs]
+    grid = np.full((1 + sum(p.size for p in probes), x.shape[1]), np.nan)
+    row = 1
+    for j, p in enumerate(probes):
+        grid[row : row + p.size, j] = p
+        row += p.size
+    raw_curve = model.decision_function(grid)
+    curve = raw_curve[1:] - raw_curve[0]
+    bins: list[Bin] = []
+    weights: list[float] = []
+    start = 0
+    for (f, _), p in zip(inputs, probes, strict=True):
+        f_values = curve[start : start + p.size]
+        start += p.size
+        if f.kind == "categorical":
+            own = level_bins[f.name]
+            bins += own
+            weights += list(f_values)  # the codes in bin order, then NaN for "missing"
+            continue
+        steps = _steps(f, p[:-1], f_values[:-1])
+        if steps is None:
+            continue
+        own_bins, own_weights = steps
+        bins += own_bins
+        weights += own_weights
+        if f.kind == "numeric":
+            bins.append(missing_bin(f, _raw(raw, f), tokens))
+            weights.append(f_values[-1])
+    return Curves(bins, np.asarray(weights, dtype=np.float64))
+
+
+def _probe_values(f: Feature, values: np.ndarray, codes: int) -> np.ndarray:
+    """The values a column's curve is read at: its ``codes`` category codes, or its distinct training
+    numbers (quantiles when there are very many); then NaN for an empty value."""
+    if f.kind == "categorical":
+        return np.append(np.arange(codes, dtype=np.float64), np.nan)
+    present = values[~np.isnan(values)]
+    distinct = np.unique(present)
+    if distinct.size > CURVE_POINTS:
+        distinct = np.unique(np.quantile(present, np.linspace(0, 1, CURVE_POINTS)))
+    return np.append(distinct, np.nan)
+
+
+def _steps(f: Feature, probes: np.ndarray, values: np.ndarray) -> tuple[list[Bin], list[float]] | None:
+    """A numeric column's curve as ranges (or a count's as stacked ``at least`` thresholds); None when flat."""
+    changes = np.flatnonzero(np.abs(np.diff(values)) > 1e-12)
+    if changes.size == 0:
+        return None
+    edges = [simple_between(float(probes[k]), float(probes[k + 1])) for k in changes]
+    if f.kind == "count":
+        thresholds = [Bin(f, "at_least", threshold=math.ceil(e)) for e in edges]
+        return thresholds, [float(values[k + 1] - values[k]) for k in changes]
+    levels = [values[0], *(values[k + 1] for k in changes)]
+    return _ranges(f, edges), [float(v) for v in levels]
