@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from models.breakdown import top_rules
 from models.engine import score
@@ -281,5 +282,6 @@ def test_the_calibration_from_the_inner_folds_is_calibrated_classifier_cv_on_tho
     model, choice = fit_estimator(x, y, _numeric(3), 0, params)
     folds = inner_cv(x, y, _numeric(3), 0, params).folds
     chosen = candidate(choice["boosting_weight"], _numeric(3), 0, params)
-    refitted = CalibratedClassifierCV(chosen, method="sigmoid", cv=folds, ensemble=False).fit(x, y)
+    with threadpool_limits(1, user_api="openmp"):  # as learn fits: spinning threads crawl on a busy machine
+        refitted = CalibratedClassifierCV(chosen, method="sigmoid", cv=folds, ensemble=False).fit(x, y)
     assert np.array_equal(model.predict_proba(x), refitted.predict_proba(x))
