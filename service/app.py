@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,41 +17,20 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
-from nurture.content import ContentSlot
 from nurture.spec import load_nurture
 from nurture.tokens import check_secret
 from service import content, feedback, identity, intake, privacy, scores, tracking, unsubscribe
-from service.auth import KeyCache
 from service.config import ServiceSettings
 from service.console import mount as mount_console
 from service.hot import HotRoutes
 from service.limits import BodyLimit, RateLimiter, rate_file
 from service.metrics import Metrics, MetricsMiddleware
+from service.state import KeyCache, Service
 from service.writer import GroupWriter
-from stages.portfolio import Portfolio, load_portfolio
+from stages.portfolio import load_portfolio
 from store.db import make_engine
 from store.lookups import ScoreLookup
 from store.reader import row_reads
-
-
-@dataclass
-class Service:
-    """What every request needs, made once at start-up (settings are never read in a request)."""
-
-    settings: ServiceSettings
-    engine: Engine
-    fresh_engine: Engine  # the same pool, reading one lead's frames through it (store.reader.row_reads)
-    portfolio: Portfolio
-    secrets: list[str]  # the unsubscribe secret, then the previous one during a rotation
-    tracks: dict[str, list[str]]  # product line → its nurture tracks
-    feedback_keys: dict[str, str]  # email provider → the key that verifies its webhooks
-    tracking: bool  # the portfolio turns the open pixel and click redirects on
-    content: dict[str, ContentSlot]  # web content slots (nurture.content)
-    keys: KeyCache
-    limiter: RateLimiter
-    lookup: ScoreLookup  # the hot score read, one connection per process
-    metrics: Metrics
-    writer: GroupWriter
 
 
 def build_service(settings: ServiceSettings) -> Service:

@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
 
-from store.api_keys import KeyInfo, check_key
+from store.api_keys import KeyInfo
 
 if TYPE_CHECKING:
-    from service.app import Service
+    from service.state import Service
 
 _BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer lsk_…`")
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: lsk_…`")
-
-
-class KeyCache:
-    """Checked keys remembered for ``ttl`` seconds, so a request costs no store round-trip; a revocation
-    therefore takes effect within ``ttl``. Entries are keyed by the key's hash, never the key."""
-
-    def __init__(self, engine: Engine, ttl: float = 5.0) -> None:
-        self.engine, self.ttl = engine, ttl
-        self.entries: dict[str, tuple[KeyInfo | None, float]] = {}
-
-    async def check(self, presented: str) -> KeyInfo | None:
-        digest = hashlib.sha256(presented.encode()).hexdigest()
-        now = time.monotonic()
-        cached = self.entries.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        found = await run_in_threadpool(check_key, self.engine, presented)
-        if len(self.entries) > 10_000:  # a flood of made-up keys must not grow memory without bound
-            self.entries.clear()
-        self.entries[digest] = (found, now + self.ttl)
-        return found
 
 
 async def authorize(service: Service, scope: str, presented: str | None) -> KeyInfo:

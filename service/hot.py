@@ -26,7 +26,7 @@ from service.limits import ASGIApp, BodyTooLarge, RawHeaders, Receive, Scope, Se
 from service.scores import answer_score
 
 if TYPE_CHECKING:
-    from service.app import Service
+    from service.state import Service
 
 _INTAKE = {"/v1/events": "events", "/v1/leads": "leads"}
 _LEADS, _SCORE = "/v1/leads/", "/score"

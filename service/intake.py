@@ -18,7 +18,7 @@ from store.scores import open_journeys
 from store.tombstones import load_erased
 
 if TYPE_CHECKING:
-    from service.app import Service
+    from service.state import Service
 
 router = APIRouter(prefix="/v1", tags=["intake"])
 ID_FIELD = {"events": "event_id", "leads": "lead_id"}

@@ -25,7 +25,7 @@ from store.scores import read_journeys, read_leads
 from store.stages import read_pending_updates
 
 if TYPE_CHECKING:
-    from service.app import Service
+    from service.state import Service
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 TOP_REASONS = 3

@@ -16,6 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from models.files import validate_file
 from models.learning import probability as prob
+from models.learning.artifacts import save
 from models.learning.baseline import Baseline
 from models.learning.features import (
     DEFAULT_WINDOWS,
@@ -28,7 +29,7 @@ from models.learning.features import (
 from models.learning.guards import LEAK_AUC, Leak, check_identifiers, check_target, find_leaks
 from models.learning.history import DEFAULT_MISSING, ROW, History, LearnError, read_events, read_history
 from models.learning.metrics import default_bands, summary
-from models.learning.scorecard import Scorecard, ScorecardParams, fit_scorecard
+from models.learning.scorecard import Scorecard, ScorecardParams, fit_scorecard, header_lines
 from models.spec import Bands, PointsModel, ProbabilitySpec, Scale
 from store.shapes import UTC_US
 
@@ -257,35 +258,6 @@ def _header(ds: Dataset, params: LearnParams) -> list[str]:
     return lines
 
 
-def _scorecard_header(card: Scorecard, params: ScorecardParams) -> list[str]:
-    choice = card.choice
-    if choice.method == "additive boosting":
-        settings = "boosted trees of one column each, every column's step curve read as its rules"
-    elif choice.method == "linear":
-        settings = f"points per unit of each numeric column, L2 strength C = {choice.c:g}"
-    else:
-        settings = f"L2 strength C = {choice.c:g}, smallest bin {choice.min_share:.0%} of the leads"
-    by_method: dict[str, list[str]] = {}
-    for label, auc in choice.inner_auc.items():
-        method, _, setting = label.partition(", ")
-        by_method.setdefault(method, []).append(f"{setting} {auc:.4f}" if setting else f"{auc:.4f}")
-    lines = [
-        f"Chosen by {params.inner_folds}-fold inner cross-validation on the training leads: {choice.method} "
-        f"({settings}). Mean inner AUC of each candidate:",
-        *(f"  {method}: {', '.join(aucs)}" for method, aucs in by_method.items()),
-        "Every lead starts from base_points; each column adds the points of the one rule its value falls in",
-        "(0 for the column's least converting values), so blanking a column moves a score by at most its",
-        "largest rule. An empty value scores its column's 'missing' rule.",
-    ]
-    if card.unseen_missing:
-        lines.append(
-            "No training lead left these columns empty, so their 'missing' rule is worth 0: "
-            + ", ".join(card.unseen_missing)
-            + "."
-        )
-    return lines
-
-
 @dataclass(frozen=True)
 class Learned:
     model: PointsModel
@@ -341,11 +313,11 @@ def learn(
         card = fitted.scorecard
         fit_rules, behaviour_rules = card.rules()
         document |= {"base_points": card.base, "fit": fit_rules, "behaviour": behaviour_rules}
-        header += _scorecard_header(card, params.scorecard)
+        header += header_lines(card, params.scorecard)
     else:
         assert fitted.encoding is not None
         artifact = out.with_name(f"{out.stem}.{version}.skops")
-        sha = prob.save(fitted.estimator, artifact)
+        sha = save(fitted.estimator, artifact)
         document["manual_adjustments"] = False
         document["probability"] = ProbabilitySpec(
             artifact=artifact.name,

@@ -1,14 +1,8 @@
 """A probability model: gradient boosting with calibrated probabilities, mapped onto the scale, with
 per-lead reasons (how much each input moved this lead's score away from a typical value)."""
 
-import functools
-import hashlib
-import io
-import re
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from threadpoolctl import threadpool_limits
 
 from models.frames import RESULT_SCHEMA, extract, utc_occurred_at
+from models.learning.artifacts import load
 from models.learning.features import Feature, attribute_frame, event_counts
 from models.learning.history import ROW
 from models.spec import PointsModel, ProbabilityFeature, Scale
@@ -34,8 +29,6 @@ from store.shapes import BREAKDOWN_TYPE, UTC_US
 MAX_LEVELS = 60
 BLEND = "blend of both"
 BASE_RULE, OTHER_RULE = "scale: typical lead", "other factors"
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.")
-ADDRESS = re.compile(r'"__id__": (\d+)|"(\d+)\.npy"')
 # One OpenMP thread: on a shared machine, gradient boosting's spinning threads slow it down up to 6x
 # (measured: 10.6 s with the default threads against 1.8 s with one, on 2 busy cores).
 
@@ -251,52 +244,6 @@ def predict(estimator: Any, matrix: np.ndarray) -> np.ndarray:
 
 def to_scale(probability: np.ndarray, scale: Scale) -> np.ndarray:
     return np.round(scale.min + probability * (scale.max - scale.min), 2)
-
-
-def save(estimator: Any, path: Path) -> str:
-    """Write the estimator with skops (no pickle: loading it cannot run arbitrary code); returns its SHA-256."""
-    import skops.io
-
-    packed = skops.io.dumps(estimator)
-    # skops names arrays and shared objects by their memory address and stamps each zip entry with the
-    # current time; numbering the addresses in order of appearance and fixing the stamps makes the same
-    # model the same bytes (and so the same sha256 in the YAML).
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(packed)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        schema = source.read("schema.json").decode()
-        numbers: dict[str, str] = {}
-        for found in ADDRESS.finditer(schema):
-            numbers.setdefault(found.group(1) or found.group(2), str(len(numbers)))
-        renumbered = ADDRESS.sub(
-            lambda m: f'"__id__": {numbers[m.group(1)]}' if m.group(1) else f'"{numbers[m.group(2)]}.npy"', schema
-        )
-        for info in source.infolist():
-            name, data = info.filename, source.read(info)
-            if name == "schema.json":
-                data = renumbered.encode()
-            elif name.endswith(".npy") and name[:-4] in numbers:
-                name = f"{numbers[name[:-4]]}.npy"
-            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
-    path.write_bytes(out.getvalue())
-    return hashlib.sha256(out.getvalue()).hexdigest()
-
-
-@functools.lru_cache(maxsize=8)
-def load(path: Path, sha256: str) -> Any:
-    """The estimator of a model file, once per process; a file that changed since learning is refused."""
-    import skops.io
-
-    if not path.is_file():
-        raise ValueError(f"{path}: the probability model's estimator is missing (it is written next to the YAML)")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError(f"{path}: the estimator does not match the model file's sha256 (replaced or corrupted)")
-    untrusted = skops.io.get_untrusted_types(data=data)
-    # functools.partial only wraps functions, which skops lists (and this check vets) on their own.
-    foreign = [t for t in untrusted if not t.startswith(TRUSTED_MODULES) and t != "functools.partial"]
-    if foreign:
-        raise ValueError(f"{path}: refusing to load unexpected types {foreign}")
-    return skops.io.loads(data, trusted=untrusted)
 
 
 def reasons(

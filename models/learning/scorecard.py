@@ -219,3 +219,33 @@ def fit_scorecard(
     missing = tuple(sorted({b.feature.name for b, u in zip(bins, unseen, strict=True) if u and b.kind == "missing"}))
     bins, points = merged(bins, points.astype(np.int64))
     return Scorecard(bins, points, base, scale, choice, missing)
+
+
+def header_lines(card: Scorecard, params: ScorecardParams) -> list[str]:
+    """The model file's account of the scorecard: the chosen curves, every candidate's inner AUC, how to read it."""
+    choice = card.choice
+    if choice.method == "additive boosting":
+        settings = "boosted trees of one column each, every column's step curve read as its rules"
+    elif choice.method == "linear":
+        settings = f"points per unit of each numeric column, L2 strength C = {choice.c:g}"
+    else:
+        settings = f"L2 strength C = {choice.c:g}, smallest bin {choice.min_share:.0%} of the leads"
+    by_method: dict[str, list[str]] = {}
+    for label, auc in choice.inner_auc.items():
+        method, _, setting = label.partition(", ")
+        by_method.setdefault(method, []).append(f"{setting} {auc:.4f}" if setting else f"{auc:.4f}")
+    lines = [
+        f"Chosen by {params.inner_folds}-fold inner cross-validation on the training leads: {choice.method} "
+        f"({settings}). Mean inner AUC of each candidate:",
+        *(f"  {method}: {', '.join(aucs)}" for method, aucs in by_method.items()),
+        "Every lead starts from base_points; each column adds the points of the one rule its value falls in",
+        "(0 for the column's least converting values), so blanking a column moves a score by at most its",
+        "largest rule. An empty value scores its column's 'missing' rule.",
+    ]
+    if card.unseen_missing:
+        lines.append(
+            "No training lead left these columns empty, so their 'missing' rule is worth 0: "
+            + ", ".join(card.unseen_missing)
+            + "."
+        )
+    return lines

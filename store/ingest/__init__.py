@@ -13,9 +13,10 @@ machine-activity rule), ``skeleton`` (the one chunk loop), ``staging`` (set-base
 and one module per kind of row.
 """
 
-from store.ingest.events import ingest_events, promoted_properties
+from store.ingest.events import ingest_events
 from store.ingest.leads import ingest_accounts, ingest_leads
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, MachineRule
+from store.ingest.properties import promoted_properties
 from store.ingest.reading import Progress, Records
 from store.ingest.report import IngestReport, Reject, write_rejects_csv
 from store.ingest.rows import EventRow, LeadRow, StageUpdateRow, event_row_adapter

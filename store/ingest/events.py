@@ -13,11 +13,12 @@ import polars as pl
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, update
 
-from store.bulk import insert_ignore, json_text
+from store.bulk import insert_ignore
 from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.lookup import in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, EMAIL_TYPES, MachineDetector, MachineRule
+from store.ingest.properties import promoted_properties, stored_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
@@ -27,9 +28,6 @@ from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
 from store.tables import (
-    PROMOTED_NUMBER_PROPERTIES,
-    PROMOTED_PROPERTIES,
-    PROMOTED_TEXT_PROPERTIES,
     Event,
     Lead,
     from_micros,
@@ -40,66 +38,7 @@ from store.tombstones import ERASED_REASON, Erased
 _LEAD_TABLE = Lead.__table__
 _EVENT_TABLE = Event.__table__
 _LEAD_CACHE_MAX = 1_000_000  # lead_id → key entries kept between chunks of an events file
-_PROMOTED_KEYS = frozenset(PROMOTED_PROPERTIES)
-_NUMBER_KEYS = frozenset(PROMOTED_NUMBER_PROPERTIES)
 _PROBE = 64  # ids of a chunk probed first: none stored means a first load, not worth a full look-up
-
-
-def _promoted_text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-def _promoted_number(value: Any) -> float | None:
-    try:
-        return None if value is None or value == "" or isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def promoted_properties(properties: dict[str, Any]) -> dict[str, Any]:
-    """The well-known properties as typed column values (scoring reads them without parsing JSON)."""
-    values: dict[str, Any] = {key: _promoted_text(properties.get(key)) for key in PROMOTED_TEXT_PROPERTIES}
-    values.update((key, _promoted_number(properties.get(key))) for key in PROMOTED_NUMBER_PROPERTIES)
-    return values
-
-
-def _promoted_columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """``promoted_properties`` column by column: only the keys a row has are looked at (most rows carry
-    one or two of the seven), instead of a dict per row or seven look-ups per row."""
-    size = len(properties)
-    columns: dict[str, list[Any]] = {key: [None] * size for key in PROMOTED_PROPERTIES}
-    wanted = _PROMOTED_KEYS.intersection
-    for index, found in enumerate(properties):
-        for key in wanted(found):
-            value = found[key]
-            if key in _NUMBER_KEYS:
-                columns[key][index] = None if value is None else _promoted_number(value)
-            else:
-                columns[key][index] = value if value.__class__ is str and value else _promoted_text(value)
-    return columns
-
-
-def _stored_properties(properties: list[dict[str, Any]]) -> pl.DataFrame:
-    """The promoted columns and the stored JSON text of each row's properties, worked out once per
-    distinct dict object (rows whose cells held the same JSON text share one: ``ParsedProperties``)."""
-    ids = pl.Series(list(map(id, properties)), dtype=pl.UInt64)
-    codes: pl.Series | None = None
-    distinct = properties
-    if ids.n_unique() < len(ids):
-        codes = ids.rank("dense").cast(pl.UInt32) - 1  # distinct objects numbered in the order of their ids
-        rows = pl.DataFrame({"id": ids, "row": pl.int_range(len(ids), eager=True)})
-        firsts = rows.group_by("id").agg(pl.col("row").min()).sort("id")["row"]
-        distinct = [properties[row] for row in firsts.to_list()]
-    table = pl.DataFrame(
-        {
-            **{
-                name: pl.Series(values, dtype=pl.Float64 if name in _NUMBER_KEYS else pl.String)
-                for name, values in _promoted_columns(distinct).items()
-            },
-            "properties": pl.Series([json_text(p) for p in distinct], dtype=pl.String),
-        }
-    )
-    return table if codes is None else table[codes]
 
 
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
@@ -267,7 +206,7 @@ class _ColumnarSteps:
                         "message_id": pl.Series([accepted.message_id[i] for i in new], dtype=pl.String),
                     }
                 ),
-                _stored_properties([accepted.properties[i] for i in new]),
+                stored_properties([accepted.properties[i] for i in new]),
             ],
             how="horizontal",
         ).with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
