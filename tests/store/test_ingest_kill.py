@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,6 +70,15 @@ def _counts(url: str) -> tuple[int, int, int, int]:
     return stored[0], stored[1], machine, refused
 
 
+def kill_after_first_chunk(load: subprocess.Popen[str], stored: Callable[[], int]) -> None:
+    """SIGKILL the loading process once ``stored()`` shows a committed chunk (or after 300 s)."""
+    deadline = time.monotonic() + 300
+    while stored() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    load.send_signal(signal.SIGKILL)
+    load.wait()
+
+
 def test_a_load_killed_mid_file_then_run_again_leaves_no_partial_or_doubled_rows(url: str, tmp_path: Path) -> None:
     from store.ingest import ingest_leads
 
@@ -77,12 +86,7 @@ def test_a_load_killed_mid_file_then_run_again_leaves_no_partial_or_doubled_rows
     engine = make_engine(url)
     ingest_leads(engine, leads)
     engine.dispose()
-    killed = _load(url, events)
-    deadline = time.monotonic() + 300
-    while _counts(url)[0] == 0 and time.monotonic() < deadline:  # at least one chunk committed
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    kill_after_first_chunk(_load(url, events), lambda: _counts(url)[0])
     stored = _counts(url)[0]
     # Whole chunks of 2,000 rows only; the first holds the one bad row. The repeated ids come last.
     assert 0 < stored < DISTINCT and (stored + 1) % 2_000 == 0

@@ -2,10 +2,8 @@
 lead doubled or lost, every visitor claim and the one reject stored once."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -13,7 +11,7 @@ from sqlalchemy import func, select
 from store.db import make_engine
 from store.identity_tables import VisitorLink
 from store.tables import IngestReject, Lead
-from tests.store.test_ingest_kill import url  # noqa: F401  (the SQLite / PostgreSQL store fixture)
+from tests.store.test_ingest_kill import kill_after_first_chunk, url  # noqa: F401  (url: the store fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADS = 40_000
@@ -58,12 +56,7 @@ def test_a_leads_load_killed_mid_file_then_run_again_leaves_no_partial_or_double
     tmp_path: Path,
 ) -> None:
     path = _file(tmp_path)
-    killed = _load(url, path)
-    deadline = time.monotonic() + 300
-    while _counts(url)[0] == 0 and time.monotonic() < deadline:  # at least one chunk committed
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    kill_after_first_chunk(_load(url, path), lambda: _counts(url)[0])
     stored, _, linked, _ = _counts(url)
     # Whole chunks of 2,000 rows only (the first holds the one bad row), each with its visitor claims.
     assert 0 < stored < LEADS - 1 and (stored + 1) % 2_000 == 0
