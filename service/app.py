@@ -57,6 +57,7 @@ def build_service(settings: ServiceSettings) -> Service:
         settings.api_writer_batch,
         serialize_calls=engine.dialect.name == "sqlite",
         linger=settings.api_writer_linger_ms / 1000,
+        lanes=settings.api_writer_lanes,
     )
     return Service(
         settings=settings,

@@ -8,6 +8,10 @@ call (the columnar ``store.ingest`` path, one transaction) and answers each requ
 results. Thousands of single events a second become a few dozen commits. Other writes (``call``) go
 through the same queue on SQLite, one at a time in order; PostgreSQL takes concurrent writers, so there
 they run at once in a thread.
+
+``lanes``: intake commits a process runs at once. SQLite has one writer: one lane. On PostgreSQL an
+ingestion call spends much of its time waiting for the server's answers (a dozen round trips): with a
+second lane the next group is validated and sent while the first waits, instead of leaving the process idle.
 """
 
 from __future__ import annotations
@@ -36,13 +40,17 @@ class GroupWriter:
     ``serialize_calls``: other writes queue behind intake too (SQLite's one writer); else they run at once.
     """
 
-    def __init__(self, take: Take, max_items: int, serialize_calls: bool, linger: float = 0.0) -> None:
+    def __init__(
+        self, take: Take, max_items: int, serialize_calls: bool, linger: float = 0.0, lanes: int = 1
+    ) -> None:
         self.take_items = take
         self.max_items = max_items
         self.serialize_calls = serialize_calls
         self.linger = linger  # seconds an intake commit waits for more requests while the service is busy
+        self.lanes = asyncio.Semaphore(1 if serialize_calls else lanes)  # SQLite: one writer, in order
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.commits: set[asyncio.Task[None]] = set()  # the commits running (referenced until they end)
 
     async def take(self, kind: str, items: list[Any]) -> list[dict[str, Any]]:
         return await self._submit(kind, items)
@@ -61,10 +69,11 @@ class GroupWriter:
         self.task = asyncio.create_task(self._run(), name="leadscore-writer")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        for task in [self.task, *self.commits]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         pending: deque[_Job] = deque()
@@ -72,6 +81,7 @@ class GroupWriter:
         while True:
             if not pending:
                 pending.append(await self.queue.get())
+            await self.lanes.acquire()  # while every lane commits, requests gather for the next group
             if busy and self.linger and pending[0].kind != "call":
                 # An intake commit costs a fixed few milliseconds whatever its size: while requests keep
                 # coming, waiting a moment lets those whose answers just went out join this one.
@@ -85,9 +95,17 @@ class GroupWriter:
                     count += len(pending[0].payload)
                     batch.append(pending.popleft())
             busy = len(batch) > 1
-            await self._commit(batch)
+            commit = asyncio.create_task(self._commit(batch))
+            self.commits.add(commit)
+            commit.add_done_callback(self.commits.discard)
 
     async def _commit(self, batch: Sequence[_Job]) -> None:
+        try:
+            await self._answer(batch)
+        finally:
+            self.lanes.release()
+
+    async def _answer(self, batch: Sequence[_Job]) -> None:
         try:
             if batch[0].kind == "call":
                 results: list[Any] = [await asyncio.to_thread(batch[0].payload)]
@@ -97,7 +115,10 @@ class GroupWriter:
                 results, start = [], 0
                 for job in batch:  # each request gets its own items' answers, indexed from 0
                     part = answers[start : start + len(job.payload)]
-                    results.append([{**answer, "index": answer["index"] - start} for answer in part])
+                    if start:
+                        for answer in part:  # fresh dicts of this commit: renumbered in place
+                            answer["index"] -= start
+                    results.append(part)
                     start += len(job.payload)
         except Exception as exc:  # every waiting request hears of it; the writer goes on with the next
             for job in batch:
