@@ -40,9 +40,7 @@ class GroupWriter:
     ``serialize_calls``: other writes queue behind intake too (SQLite's one writer); else they run at once.
     """
 
-    def __init__(
-        self, take: Take, max_items: int, serialize_calls: bool, linger: float = 0.0, lanes: int = 1
-    ) -> None:
+    def __init__(self, take: Take, max_items: int, serialize_calls: bool, linger: float = 0.0, lanes: int = 1) -> None:
         self.take_items = take
         self.max_items = max_items
         self.serialize_calls = serialize_calls
