@@ -236,6 +236,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
+        "--batch-connections", type=int, default=8,
+        help="batches of 500 in flight (each worker's writer merges those that gather into one ingestion call)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fresh-connections", type=int, default=4,
         help="fresh=true look-ups in flight (1: the latency of one look-up at a time, no queueing)",
     )  # fmt: skip
@@ -298,7 +302,8 @@ def main() -> None:
         def fresh(n: int) -> tuple[str, str, Any, int]:
             return "GET", f"/v1/leads/{fresh_lead}/score?fresh=true&product_line=crm-suite", None, 1
 
-        phases = [("single events", single, "single", args.concurrency), ("batches of 500", batch, "batch", 4),
+        phases = [("single events", single, "single", args.concurrency),
+                  ("batches of 500", batch, "batch", args.batch_connections),
                   ("score look-ups", lookup, "lookup", args.concurrency),
                   ("fresh=true, 500 events", fresh, "fresh", args.fresh_connections)]  # fmt: skip
         prefixes = {"single events": f"s-{run}-", "batches of 500": f"b-{run}-"}
