@@ -1,5 +1,6 @@
-"""POST /v1/leads and /v1/events: per-item answers, the file ingestion's messages, idempotent by id, and on
-SQLite concurrent posts through the one writer without "database is locked"."""
+"""POST /v1/leads and /v1/events: per-item answers, the file ingestion's messages, idempotent by id,
+concurrent batches (merged into shared commits) answered each with its own items, and on SQLite concurrent
+posts through the one writer without "database is locked"."""
 
 from __future__ import annotations
 
@@ -128,3 +129,29 @@ def test_concurrent_single_events_are_all_stored_exactly_once(live: Live) -> Non
         again = list(pool.map(post, events[:50]))
     assert first == ["stored"] * 300 and again == ["duplicate"] * 50
     assert _count(live, "SELECT count(*) FROM events WHERE event_id LIKE 'cc-%'") == 300
+
+
+def test_concurrent_batches_each_get_their_own_answers(live: Live) -> None:
+    """Batches posted at once share commits (the writer merges what gathers): each answer still lists only
+    its own items, indexed from 0, with its own bad item and its own duplicate; every event stored once."""
+    live.post("/v1/leads", [{"lead_id": "CB-1"}])
+    event = {"lead_id": "CB-1", "type": "page_view", "occurred_at": AT}
+    assert live.post("/v1/events", {**event, "event_id": "cb-old"}).json()["stored"] == 1
+
+    def batch(n: int) -> list[dict[str, object]]:
+        return [{**event, "event_id": f"cb-{n}-a"}, {**event, "event_id": f"cb-{n}-bad", "occurred_at": "soon"},
+                {**event, "event_id": "cb-old"}, {**event, "event_id": f"cb-{n}-b"}]  # fmt: skip
+
+    def post(n: int) -> list[tuple[int, str, str, str | None]]:
+        answer = live.post("/v1/events", batch(n))
+        assert answer.status_code == 200, answer.text
+        return [(r["index"], r["event_id"], r["status"], r.get("field")) for r in answer.json()["results"]]
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(post, range(24)))
+    for n, answer in enumerate(answers):
+        assert answer == [
+            (0, f"cb-{n}-a", "stored", None), (1, f"cb-{n}-bad", "rejected", "occurred_at"),
+            (2, "cb-old", "duplicate", None), (3, f"cb-{n}-b", "stored", None),
+        ]  # fmt: skip
+    assert _count(live, "SELECT count(*) FROM events WHERE event_id LIKE 'cb-%'") == 49
