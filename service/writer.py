@@ -10,8 +10,9 @@ through the same queue on SQLite, one at a time in order; PostgreSQL takes concu
 they run at once in a thread.
 
 ``lanes``: intake commits a process runs at once. SQLite has one writer: one lane. On PostgreSQL an
-ingestion call spends much of its time waiting for the server's answers (a dozen round trips): with a
-second lane the next group is validated and sent while the first waits, instead of leaving the process idle.
+ingestion call spends much of its time waiting for the server (a dozen round trips, then the commit's WAL
+flush): with a second lane the next group is validated and sent while the first waits, instead of leaving
+the process idle; the price is smaller groups, so more CPU per event when the CPU is the limit.
 """
 
 from __future__ import annotations
