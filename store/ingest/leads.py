@@ -249,8 +249,8 @@ def _claim(conn: Connection, run: Ingestion, lines: pl.DataFrame, visitors: pl.D
     keys = pl.DataFrame(
         [tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}, orient="row"
     ).with_columns(pl.col("at").fill_null(to_micros(now)))
-    for key, line, at in lines.join(keys, on="lead_id").select("key", "value", "at").iter_rows():
-        run.interests.add_micros(key, line, at)
+    interests = lines.join(keys, on="lead_id")
+    run.interests.add_pairs(interests["key"].to_list(), interests["value"].to_list(), interests["at"].to_list())
     claimed = visitors.join(keys, on="lead_id", maintain_order="left").sort("key", maintain_order=True)
     links = Visitors()
     for anonymous_id, key, at in claimed.select("value", "key", "at").iter_rows():
