@@ -12,7 +12,8 @@ re-ingesting a file a no-op. Both helpers work on SQLite and PostgreSQL and retu
 
 ``insert_rows`` and ``update_rows`` write rows that are already plain tuples (a scoring run's outcome,
 straight from Polars): an ``executemany`` on SQLite, ``COPY`` into a temporary table and one set-based
-statement on PostgreSQL.
+statement on PostgreSQL. That staging (``stage_rows`` over ``copy_rows``) is the one PostgreSQL uses
+everywhere: the ingestion's merge (``store.ingest.staging``) stages its Polars frames the same way.
 """
 
 from __future__ import annotations
