@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine  # noqa: E402
 
-from benchmarks.score import ServerCpu  # noqa: E402
+from benchmarks.score import _backends, _own_ports  # noqa: E402
 from stages.portfolio import BUILTIN_EVENT_TYPES  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.ingest import ingest_events, ingest_leads  # noqa: E402
@@ -82,13 +82,16 @@ def timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
 
 def measured(engine: Engine, work: Callable[[], Any]) -> tuple[float, float, float, Any]:
     """``timed`` plus, on PostgreSQL, the CPU seconds of the server backends serving this process (the
-    other half of a ``COPY``'s work; 0 on SQLite, whose work is in this process's)."""
+    other half of a ``COPY``'s work; 0 on SQLite, whose work is in this process's). Read before and after
+    (the engine's pool keeps its connections), not by ``ServerCpu``'s sampling thread, whose /proc scans
+    would count as this process's CPU."""
     if engine.dialect.name != "postgresql":
         wall, cpu, result = timed(work)
         return wall, cpu, 0.0, result
-    with ServerCpu() as server:
-        wall, cpu, result = timed(work)
-    return wall, cpu, server.seconds, result
+    before = _backends(_own_ports())
+    wall, cpu, result = timed(work)
+    after = _backends(_own_ports())
+    return wall, cpu, sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items()), result
 
 
 def server_note(engine: Engine, seconds: float) -> str:
