@@ -12,7 +12,8 @@ re-ingesting a file a no-op. Both helpers work on SQLite and PostgreSQL and retu
 
 ``insert_rows`` and ``update_rows`` write rows that are already plain tuples (a scoring run's outcome,
 straight from Polars): an ``executemany`` on SQLite, ``COPY`` into a temporary table and one set-based
-statement on PostgreSQL.
+statement on PostgreSQL. That staging (``stage_rows`` over ``copy_rows``) is the one PostgreSQL uses
+everywhere: the ingestion's merge (``store.ingest.staging``) stages its Polars frames the same way.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
+import polars as pl
 from sqlalchemy import JSON, Connection, Table, cast, column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 DEFAULT_CHUNK = 20_000
+COPY_BLOCK_ROWS = 100_000  # rows of a frame turned into CSV text at a time: bounded memory per block
+# What ``copy_rows`` and ``stage_rows`` take: a frame in stored form, or plain tuples.
+CopyRows = pl.DataFrame | Sequence[tuple[Any, ...]]
 
 
 def _connection(conn_or_session: Connection | Session) -> Connection:
@@ -245,7 +250,7 @@ def insert_rows(
         marks = ", ".join([placeholder(conn)] * len(columns))
         conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks}) {on_conflict}", rows)
         return
-    staged = _stage(conn, table, columns, rows)
+    staged = stage_rows(conn, table, columns, rows)
     conn.exec_driver_sql(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} {on_conflict}")
 
 
@@ -264,17 +269,19 @@ def update_rows(
         sets = ", ".join(f"{name} = {mark}" for name in columns)
         conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE {key} = {mark}", rows)
         return
-    staged = _stage(conn, table, [*columns, key], rows)
+    staged = stage_rows(conn, table, [*columns, key], rows)
     sets = ", ".join(f"{name} = s.{name}" for name in columns)
     conn.exec_driver_sql(f"UPDATE {table} AS t SET {sets} FROM {staged} AS s WHERE t.{key} = s.{key}")
 
 
-def _stage(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> str:
-    """``COPY`` the rows into a temporary table shaped like ``table``'s ``columns``; its name.
+def stage_rows(conn: Connection, table: str, columns: Sequence[str], rows: CopyRows) -> str:
+    """``COPY`` the rows into a temporary table shaped like ``table``'s ``columns``; its name (PostgreSQL).
 
     One table per (table, columns) and session, created on first use (``IF NOT EXISTS``: a rolled-back
     transaction takes its creation with it) and emptied at every commit, so the catalog is not written
-    per transaction (autovacuum may be off) and nothing staged outlives its transaction.
+    per transaction (autovacuum may be off) and nothing staged outlives its transaction. A ``SELECT``
+    from it reads the rows in ``rows``' order: a temporary table is filled by one ``COPY`` appending to
+    its emptied heap and is never scanned in parallel or from a synchronised start.
     """
     names = ", ".join(columns)
     digest = hashlib.sha1(f"{table}({names})".encode()).hexdigest()[:12]
@@ -287,7 +294,26 @@ def _stage(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS "
             f"SELECT {names} FROM {table} WITH NO DATA; DELETE FROM {staged}"
         )
-        with cursor.copy(f"COPY {staged} ({names}) FROM STDIN") as copy:
+    copy_rows(conn, staged, columns, rows)
+    return staged
+
+
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: CopyRows) -> None:
+    """``COPY table (columns) FROM STDIN`` on PostgreSQL, inside the connection's transaction.
+
+    A Polars frame (columns in ``columns`` order, values in their stored form) goes as CSV that Polars
+    writes in blocks of ``COPY_BLOCK_ROWS``: no Python object per value (None is an unquoted empty
+    field, NULL; an empty string is quoted, ""). Tuples (a scoring run's outcome: Python floats, ints,
+    text) go through psycopg's ``write_row``, which converts each value in C.
+    """
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    driver = conn.connection.driver_connection
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        if isinstance(rows, pl.DataFrame):
+            with cursor.copy(f"{statement} (FORMAT csv)") as copy:
+                for block in rows.iter_slices(COPY_BLOCK_ROWS):
+                    copy.write(block.write_csv(include_header=False))
+            return
+        with cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
-    return staged

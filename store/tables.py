@@ -9,7 +9,7 @@ columnar readers need no per-dialect timestamp parsing.
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -79,6 +79,7 @@ class Lead(SQLModel, table=True):
     account_id: str | None = Field(default=None, index=True)
 
 
+_NAMED = text("message_id IS NOT NULL")
 PROMOTED_TEXT_PROPERTIES = ("url", "form", "asset", "campaign", "webinar")
 PROMOTED_NUMBER_PROPERTIES = ("duration_s", "points")
 PROMOTED_PROPERTIES = PROMOTED_TEXT_PROPERTIES + PROMOTED_NUMBER_PROPERTIES
@@ -95,7 +96,8 @@ class Event(SQLModel, table=True):
     __tablename__ = "events"
     __table_args__ = (
         Index("ux_events_event_id", "event_id", unique=True),
-        Index("ix_events_message_id", "message_id"),
+        # Only events that have a message id: every reader asks for given ids (migration 0016).
+        Index("ix_events_message_id", "message_id", sqlite_where=_NAMED, postgresql_where=_NAMED),
         {"sqlite_with_rowid": False},
     )
 

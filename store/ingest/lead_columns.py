@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 import polars as pl
@@ -39,6 +40,7 @@ INTEREST = "product_interest"
 VISITORS = "anonymous_ids"
 _EMAIL = r'^[^@,;<>()\[\]"]+@[^@,;<>()\[\]"]+\.[^@,;<>()\[\]".]{2,}$'  # rows.py's rule, on [!-~] only
 _TRUE, _FALSE = ["true", "yes", "1"], ["false", "no", "0", ""]
+_VALUES = attrgetter("values")
 
 
 def listed(cell: pl.Expr) -> pl.Expr:
@@ -134,7 +136,7 @@ class LeadColumns:
         where = {role: position for position, role, _ in self.plan if role is not None}
         if len(where) != sum(role is not None for _, role, _ in self.plan) or "lead_id" not in where:
             return CheckedLeads(), everything  # repeated or missing fields: the row model decides
-        cells = list(zip(*(row.values or () for row in rows), strict=True))
+        cells = list(zip(*map(_VALUES, rows), strict=True))  # CSV rows: every one has its cells
         frame = pl.DataFrame({f"c{p}": pl.Series(values, dtype=pl.String) for p, values in enumerate(cells)})
         attribute_cells = {name: f"a{p}" for p, role, name in self.plan if role is None}
         result = frame.select(*self._checks(where), *self._values(where))

@@ -249,8 +249,8 @@ def _claim(conn: Connection, run: Ingestion, lines: pl.DataFrame, visitors: pl.D
     keys = pl.DataFrame(
         [tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}, orient="row"
     ).with_columns(pl.col("at").fill_null(to_micros(now)))
-    for key, line, at in lines.join(keys, on="lead_id").select("key", "value", "at").iter_rows():
-        run.interests.add_micros(key, line, at)
+    interests = lines.join(keys, on="lead_id")
+    run.interests.add_pairs(interests["key"].to_list(), interests["value"].to_list(), interests["at"].to_list())
     claimed = visitors.join(keys, on="lead_id", maintain_order="left").sort("key", maintain_order=True)
     links = Visitors()
     for anonymous_id, key, at in claimed.select("value", "key", "at").iter_rows():
@@ -285,21 +285,16 @@ class _ColumnarSteps:
         checked, latest = prepared.checked, prepared.latest
         lead_ids = checked.lead_ids
         inserts, updates = _changes(_LEADS, latest, _stored(conn, _LEADS, list(latest)), now)
+        new = checked.frame.with_columns(position=pl.Series(checked.positions, dtype=pl.Int64))
         old = _stored_frame(conn, lead_ids)
-        if old.is_empty():
-            fresh = list(range(len(lead_ids)))
-        else:  # a re-ingest: only the leads whose content the merge changes are read whole and merged
-            stored_ids = set(old["lead_id"].to_list())
-            fresh = [n for n, lead_id in enumerate(lead_ids) if lead_id not in stored_ids]
+        if not old.is_empty():  # a re-ingest: only the leads whose content the merge changes are read whole
+            new = new.filter(pl.col("lead_id").is_in(old["lead_id"]).not_())
             changing = checked.changing(old)
             stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
             for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
                 if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
                     updates.append(changed)
         modelled = [_stored_form(row, position) for position, row in inserts]
-        new = checked.frame[fresh].with_columns(
-            position=pl.Series([checked.positions[n] for n in fresh], dtype=pl.Int64)
-        )
         if modelled:
             new = pl.concat([new, pl.DataFrame(modelled, schema=new.schema, orient="row")]).sort("position")
         stamp = pl.lit(to_micros(now), dtype=pl.Int64)

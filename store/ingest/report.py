@@ -111,6 +111,15 @@ class Interests:
         if seen is None or at < seen:
             self.first[pair] = at
 
+    def add_pairs(self, keys: list[int], lines: list[str], ats: list[int]) -> None:
+        """``add_micros`` for many pairs at once (a chunk's leads; a pair repeated among them at one time):
+        the dictionary work runs in C, and only the pairs seen before are compared one by one."""
+        found = dict(zip(zip(keys, lines, strict=True), ats, strict=True))
+        first = self.first
+        for pair in found.keys() & first.keys():
+            found[pair] = min(found[pair], first[pair])
+        first.update(found)
+
     def as_list(self) -> list[tuple[int, str, datetime]]:
         """Each time converted once: a leads file's interests share a few (each chunk's creation time)."""
         times = {at: from_micros(at) for at in set(self.first.values())}

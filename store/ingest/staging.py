@@ -5,12 +5,13 @@ without repeated ids and sorted by the target's clustered key, so the B-tree (SQ
 table, PostgreSQL's indexes) is appended to instead of written at scattered pages. SQLite takes one
 ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` over the frame's row tuples (built by Polars,
 not per row in Python): a staging table would only write and read the chunk once more. PostgreSQL
-``COPY``s the chunk (CSV written by Polars) straight into the table when the caller has looked its ids
-up (none stored: a first load); should one be stored after all (a concurrent writer, an id the caller's
-look-up did not see), the unique index refuses the ``COPY``, its savepoint is rolled back, and the chunk
-goes the general way: ``COPY`` into a temporary table, then one ``INSERT … SELECT … ORDER BY seq ON
-CONFLICT DO NOTHING`` (half the server's work of a first load was that second write). Both run inside
-the chunk's transaction, so a killed load leaves whole chunks only.
+``COPY``s the chunk (CSV written by Polars, ``store.bulk.copy_rows``) straight into the table when the
+caller has looked its ids up (none stored: a first load); should one be stored after all (a concurrent
+writer, an id the caller's look-up did not see), the unique index refuses the ``COPY``, its savepoint is
+rolled back, and the chunk goes the general way: ``COPY`` into the session's staging table
+(``store.bulk.stage_rows``, shared with the scoring writes), then one ``INSERT … SELECT … ON CONFLICT DO
+NOTHING`` in the frame's order (half the server's work of a first load was that second write). Both run
+inside the chunk's transaction, so a killed load leaves whole chunks only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import polars as pl
 from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Table
 
-_STAGE = "ingest_stage"
+from store.bulk import copy_rows, stage_rows
 
 
 def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame, *, fresh: bool = False) -> int:
@@ -29,40 +30,31 @@ def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame, *
     if frame.is_empty():
         return 0
     quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(name) for name in frame.columns)
+    names = [quote(name) for name in frame.columns]
     target = quote(table.name)
     if conn.dialect.name == "sqlite":
         marks = ", ".join("?" * frame.width)
-        statement = f"INSERT INTO {target} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        statement = f"INSERT INTO {target} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
         return int(conn.exec_driver_sql(statement, frame.rows()).rowcount)
     if conn.dialect.name != "postgresql":
         raise NotImplementedError(f"staged merges support sqlite and postgresql, not {conn.dialect.name!r}")
-    if fresh and _copied(conn, f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)", frame):
+    if fresh and _copied(conn, target, names, frame):
         return frame.height
-    conn.exec_driver_sql(f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {columns} FROM {target} WITH NO DATA")
-    conn.exec_driver_sql(f"ALTER TABLE {_STAGE} ADD COLUMN seq bigserial")
-    _copy_csv(conn, f"COPY {_STAGE} ({columns}) FROM STDIN (FORMAT csv)", frame)
+    staged = stage_rows(conn, target, names, frame)
+    columns = ", ".join(names)
     merged = conn.exec_driver_sql(
-        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_STAGE} ORDER BY seq ON CONFLICT DO NOTHING"
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged} ON CONFLICT DO NOTHING"
     )
     return int(merged.rowcount)
 
 
-def _copied(conn: Connection, statement: str, frame: pl.DataFrame) -> bool:
+def _copied(conn: Connection, target: str, names: list[str], frame: pl.DataFrame) -> bool:
     """``COPY`` the frame in a savepoint; False (nothing written) when a unique index refused a row."""
     savepoint = conn.begin_nested()
     try:
-        _copy_csv(conn, statement, frame)
+        copy_rows(conn, target, names, frame)
     except UniqueViolation:
         savepoint.rollback()
         return False
     savepoint.commit()
     return True
-
-
-def _copy_csv(conn: Connection, statement: str, frame: pl.DataFrame) -> None:
-    """``COPY`` the frame as CSV written by Polars (None → unquoted empty = NULL; "" stays quoted)."""
-    data = frame.write_csv(include_header=False).encode()
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-        copy.write(data)
