@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, update
 from store.bulk import insert_ignore
 from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
+from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lookup import in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, EMAIL_TYPES, MachineDetector, MachineRule
 from store.ingest.properties import promoted_properties, stored_properties
@@ -174,7 +175,7 @@ class _ColumnarSteps:
     lead_keys: _LeadKeys = field(default_factory=_LeadKeys)
     erased: Erased | None = None
 
-    def prepare(self, rows: list[Raw], run: Ingestion) -> AcceptedEvents:
+    def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> AcceptedEvents:
         return self.columns.accept(rows, run.rejects.add)
 
     def write(self, conn: Connection, accepted: AcceptedEvents, now: datetime, run: Ingestion) -> None:
@@ -186,7 +187,7 @@ class _ColumnarSteps:
         if len(known) + len(visitors.events) < len(keys):
             for i, key in enumerate(keys):
                 if key is None and accepted.lead_id[i] is not None:
-                    _refuse_unknown(run, accepted.rows[i], accepted.lead_id[i], self.erased)
+                    _refuse_unknown(run, accepted.row(i), accepted.lead_id[i], self.erased)
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
@@ -369,4 +370,5 @@ def ingest_events(
         stamped=("event_id", "ingested_at"),
         ids=repeated,
         also_written_to=(ANONYMOUS_EVENTS,),
+        columnar_csv=not row_by_row,
     )
