@@ -264,18 +264,18 @@ class EventColumns:
         positions = ok.arg_true().to_list()
         extra = self._csv_extras(cells.filter(ok), plan) if json_extras is None else [json_extras[p] for p in positions]
         if json_properties is not None:
-            properties = self._properties([json_properties[p] for p in positions], extra)
+            properties, promoted = self._properties([json_properties[p] for p in positions], extra)
         elif properties_column is not None:
-            properties = self._properties(cells[properties_column].filter(ok), extra)
+            properties, promoted = self._properties(cells[properties_column].filter(ok), extra)
         else:
-            properties = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
+            properties, promoted = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
         fields = ("event_id", "lead_id", "at", "product_line", "message_id")
-        columns = [positions, fast["type"].to_list(), properties, *(fast[name].to_list() for name in fields)]
+        columns = [positions, fast["type"].to_list(), properties, promoted, *(fast[name].to_list() for name in fields)]
         keep = [n for n, found in enumerate(properties) if found is not None]
         if len(keep) < len(positions):  # JSON the row model must explain goes there
             slow = sorted(slow + [p for p, found in zip(positions, properties, strict=True) if found is None])
             columns = [[column[n] for n in keep] for column in columns]
-        positions, kinds, properties, event_ids, lead_ids, micros, lines, message_ids = columns
+        positions, kinds, properties, promoted, event_ids, lead_ids, micros, lines, message_ids = columns
         accepted.extend(
             positions if positions_of is None else [positions_of[p] for p in positions],
             event_id=event_ids,
@@ -285,7 +285,7 @@ class EventColumns:
             at=micros,
             product_line=[line or None for line in lines],
             machine=[None] * len(positions),
-            message_id=[m or _promoted_message_id(p) for m, p in zip(message_ids, properties, strict=True)],
+            message_id=[m or p for m, p in zip(message_ids, promoted, strict=True)],
             properties=properties,
         )
         return slow
@@ -302,20 +302,24 @@ class EventColumns:
 
     def _properties(
         self, values: pl.Series | list[Any], extra: list[dict[str, Any] | None] | None
-    ) -> list[dict[str, Any] | None]:
-        """Each row's properties (None: JSON the row model must explain). A column of texts without
-        extras is parsed once per distinct text of the chunk, not once per row."""
+    ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
+        """Each row's properties (None: JSON the row model must explain) and the ``message_id`` they
+        promote. A column of texts without extras is parsed once per distinct text of the chunk."""
         parse = self.parsed.of
-        if extra:
-            return [parse(value, extra[n]) for n, value in enumerate(values)]
-        if isinstance(values, list):
-            return [parse(value, None) for value in values]
+        if extra or isinstance(values, list):
+            properties = [parse(value, extra[n] if extra else None) for n, value in enumerate(values)]
+            return properties, [None if p is None else _promoted_message_id(p) for p in properties]
         distinct = values.unique(maintain_order=True)
         parsed = [parse(text, None) for text in distinct.to_list()]
-        codes = values.to_frame("text").join(
-            distinct.to_frame("text").with_row_index("code"), on="text", how="left", maintain_order="left"
-        )["code"]
-        return [parsed[code] for code in codes.to_list()]
+        promoted = [None if p is None else _promoted_message_id(p) for p in parsed]
+        codes = (
+            values.to_frame("text")
+            .join(distinct.to_frame("text").with_row_index("code"), on="text", how="left", maintain_order="left")[
+                "code"
+            ]
+            .to_list()
+        )
+        return [parsed[code] for code in codes], [promoted[code] for code in codes]
 
     def _by_model(
         self, row_of: Callable[[int], Raw], positions: list[int], accepted: AcceptedEvents, reject: Reject

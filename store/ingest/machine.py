@@ -21,7 +21,6 @@ DEFAULT_PROXY_AGENTS: tuple[str, ...] = ("GoogleImageProxy", "ggpht.com", "Yahoo
 
 MACHINE_CANDIDATES = frozenset({"email_open", "email_click"})
 DELIVERY_TYPES = ("email_delivered", "email_sent")
-EMAIL_TYPES = MACHINE_CANDIDATES | frozenset(DELIVERY_TYPES)  # the only rows the rule looks at
 
 # Delivery times (epoch microseconds) stored for each of the given message ids.
 StoredDeliveries = Callable[[Sequence[str]], dict[str, list[int]]]
@@ -65,6 +64,12 @@ class MachineDetector:
         self.rule = rule
         self.deliveries: dict[str, list[int]] = {}
         self.waiting: dict[str, list[tuple[int, str]]] = {}
+
+    @staticmethod
+    def considers(kind: str, message_id: str | None) -> bool:
+        """Whether ``run`` looks at such a row: an open or click, or a delivery with a message id (one
+        without cannot explain any open); the others may be left out of ``run``'s rows."""
+        return kind in MACHINE_CANDIDATES or (message_id is not None and kind in DELIVERY_TYPES)
 
     def run(
         self, events: list[dict[str, Any]], times: list[int], explicit: list[bool], stored: StoredDeliveries
