@@ -185,7 +185,7 @@ class _ColumnarSteps:
     def write(self, conn: Connection, accepted: AcceptedEvents, now: datetime, run: Ingestion) -> None:
         named = [lead_id for lead_id in accepted.lead_id if lead_id is not None]
         lead_keys = self.lead_keys.resolve(conn, named)
-        keys = [None if lead_id is None else lead_keys.get(lead_id) for lead_id in accepted.lead_id]
+        keys = list(map(lead_keys.get, accepted.lead_id))  # no lead_id (a visitor's event): None
         known = [i for i, key in enumerate(keys) if key is not None]
         visitors = self._visitors(accepted, keys, now)
         if len(known) + len(visitors.events) < len(keys):
@@ -195,7 +195,7 @@ class _ColumnarSteps:
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
-        machine, late = self._machine(conn, accepted, known)
+        machine, late = self._machine(conn, accepted, keys)
         self._interests(accepted, keys, known, run)
         new = _new_rows(conn, accepted.event_id, known)
         frame = pl.concat(
@@ -223,12 +223,16 @@ class _ColumnarSteps:
         if late:
             run.report.updated += _flag_machine(conn, late)
 
-    def _machine(self, conn: Connection, accepted: AcceptedEvents, known: list[int]) -> tuple[list[bool], list[str]]:
+    def _machine(
+        self, conn: Connection, accepted: AcceptedEvents, keys: list[int | None]
+    ) -> tuple[list[bool], list[str]]:
         """Each row's machine flag (by position in ``accepted``) and the event ids of earlier rows of this
-        file to flag now: the rows the rule looks at (``MachineDetector.considers``) go through the detector."""
+        file to flag now: the rows of a known lead that the rule looks at go through the detector."""
         machine = [bool(flag) for flag in accepted.machine]
-        considers, kinds, message_ids = self.detector.considers, accepted.type, accepted.message_id
-        email = [i for i in known if considers(kinds[i], message_ids[i])]
+        looked_at = self.detector.considers(
+            pl.Series(accepted.type, dtype=pl.String), pl.Series(accepted.message_id, dtype=pl.String)
+        )
+        email = (looked_at & pl.Series(keys, dtype=pl.Int64).is_not_null()).arg_true().to_list()
         late: list[str] = []
         if email:
             rows = [
@@ -268,7 +272,7 @@ class _ColumnarSteps:
             .agg(pl.col("at").min())
         )
         add = run.interests.add_micros
-        for key, line, at in first.iter_rows():
+        for key, line, at in zip(*(column.to_list() for column in first.get_columns()), strict=True):
             add(key, line, at)
 
     @staticmethod
