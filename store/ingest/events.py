@@ -227,12 +227,18 @@ class _ColumnarSteps:
         self, conn: Connection, accepted: AcceptedEvents, keys: list[int | None]
     ) -> tuple[list[bool], list[str]]:
         """Each row's machine flag (by position in ``accepted``) and the event ids of earlier rows of this
-        file to flag now: the rows of a known lead that the rule looks at go through the detector."""
+        file to flag now: the rows of a known lead that the rule looks at go through the detector (or
+        the proxy check alone, ``MachineDetector.considers``)."""
         machine = [bool(flag) for flag in accepted.machine]
-        looked_at = self.detector.considers(
-            pl.Series(accepted.type, dtype=pl.String), pl.Series(accepted.message_id, dtype=pl.String)
+        explicit_flags = pl.Series(accepted.machine, dtype=pl.Boolean).is_not_null()
+        known = pl.Series(keys, dtype=pl.Int64).is_not_null()
+        with_message, proxy_only = self.detector.considers(
+            pl.Series(accepted.type, dtype=pl.String), pl.Series(accepted.message_id, dtype=pl.String), explicit_flags
         )
-        email = (looked_at & pl.Series(keys, dtype=pl.Int64).is_not_null()).arg_true().to_list()
+        proxy, properties = self.detector.rule.proxy, accepted.properties
+        for i in (proxy_only & known).arg_true().to_list():
+            machine[i] = proxy(properties[i])
+        email = (with_message & known).arg_true().to_list()
         late: list[str] = []
         if email:
             rows = [

@@ -68,11 +68,14 @@ class MachineDetector:
         self.waiting: dict[str, list[tuple[int, str]]] = {}
 
     @staticmethod
-    def considers(kinds: pl.Series, message_ids: pl.Series) -> pl.Series:
-        """Which rows ``run`` looks at: opens and clicks, and deliveries with a message id (one without
-        cannot explain any open); the others may be left out of ``run``'s rows. Column-wise: a chunk
-        has hundreds of thousands of rows."""
-        return kinds.is_in(sorted(MACHINE_CANDIDATES)) | (message_ids.is_not_null() & kinds.is_in(DELIVERY_TYPES))
+    def considers(kinds: pl.Series, message_ids: pl.Series, explicit: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """Which rows ``run`` must see: deliveries and opens or clicks with a message id; and which need
+        the proxy check alone (``MachineRule.proxy``): opens and clicks without a message id and without
+        an explicit flag, which no delivery can explain. Any other row may be left out of ``run``.
+        Column-wise: a chunk has hundreds of thousands of rows."""
+        candidates = kinds.is_in(sorted(MACHINE_CANDIDATES))
+        with_message = message_ids.is_not_null() & (candidates | kinds.is_in(DELIVERY_TYPES))
+        return with_message, candidates & message_ids.is_null() & explicit.not_()
 
     def run(
         self, events: list[dict[str, Any]], times: list[int], explicit: list[bool], stored: StoredDeliveries
