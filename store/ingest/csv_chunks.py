@@ -5,10 +5,11 @@ the same bytes in a fraction of that. A chunk of ``size`` physical lines is take
 when every line is one whole record of the header's width in plain CSV (fields unquoted, or quoted
 with doubled quotes inside, no line break in a cell), the bytes are UTF-8 without NULs and no cell is
 longer than ``FIELD_LIMIT``: then record *i* is line *first + i*, exactly as the ``csv`` path numbers
-it. Any other chunk is read by the ``csv`` path (``store.csvfile``): a chunk without a quote
-character on its own (each of its lines is a record), otherwise the rest of the file, because a quoted
-cell may run over the chunk's end. So a ragged row or a blank line costs one chunk's speed, a quoted
-line break the rest of the file's — never a different result.
+it. A line without a quote character that is not such a record (a ragged row, a blank line) is read
+alone by the ``csv`` path (``store.csvfile``). Any other chunk (a line that may open a quoted line
+break, a lone CR, a NUL, bytes that are not UTF-8) is read by the ``csv`` path: the chunk alone when it
+has no quote character at all, otherwise the rest of the file, because a quoted cell may run over the
+chunk's end. The same results either way; only the speed differs.
 """
 
 from __future__ import annotations
