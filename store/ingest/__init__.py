@@ -7,7 +7,8 @@ rejected with its file, line, field and a readable reason (returned in the repor
 are insert-or-ignore on ``event_id``, leads are upserted on ``lead_id`` only when their content
 changed, rejects are unique per file line and content).
 
-One module per concern: ``rows`` (the row models), ``reading`` (files into physical rows), ``split``
+One module per concern: ``rows`` (the row models), ``reading`` (files into physical rows), ``csv_chunks``
+(an events CSV's chunks as Polars columns where Polars reads them as the ``csv`` module would), ``split``
 (rows into fields), ``validation``, ``report`` (report and reject ledger), ``machine`` (the
 machine-activity rule), ``skeleton`` (the one chunk loop), ``staging`` (set-based appends), ``lookup``
 and one module per kind of row.

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 from pydantic import TypeAdapter
 
+from store.ingest.csv_chunks import CsvChunk
 from store.ingest.reading import Raw
 from store.ingest.rows import EventRow, event_properties
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
@@ -31,6 +32,7 @@ ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these sepa
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
 _JSON_ORDER = ["event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties"]
 _JSON_PLAIN = frozenset(_JSON_ORDER)
+_JSON_TEXTS = [name for name in _JSON_ORDER if name != "properties"]
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
 
 
@@ -90,9 +92,10 @@ _UNSEEN: Any = object()
 
 @dataclass
 class AcceptedEvents:
-    """A chunk's valid events in file order, column by column (``at``: epoch microseconds)."""
+    """A chunk's valid events in file order, column by column (``at``: epoch microseconds); ``row(i)``
+    is the i-th event's read row (made on demand: only rejects need one)."""
 
-    rows: list[Raw] = field(default_factory=list)
+    row_of: Callable[[int], Raw] = field(default=lambda position: Raw(0))
     event_id: list[str] = field(default_factory=list)
     lead_id: list[str | None] = field(default_factory=list)
     anonymous_id: list[str | None] = field(default_factory=list)
@@ -110,12 +113,14 @@ class AcceptedEvents:
         for name, values in columns.items():
             getattr(self, name).extend(values)
 
-    def add(self, position: int, row: Raw, values: tuple[Any, ...], properties: dict[str, Any]) -> None:
+    def row(self, index: int) -> Raw:
+        return self.row_of(self.position[index])
+
+    def add(self, position: int, values: tuple[Any, ...], properties: dict[str, Any]) -> None:
         event_id, lead_id, anonymous_id, kind, at, product_line, machine, message_id = values
         if message_id is None:
             message_id = _promoted_message_id(properties)
         self.position.append(position)
-        self.rows.append(row)
         self.event_id.append(event_id)
         self.lead_id.append(lead_id)
         self.anonymous_id.append(anonymous_id)
@@ -130,8 +135,10 @@ class AcceptedEvents:
         order = sorted(range(len(self.position)), key=self.position.__getitem__)
         if order == list(range(len(order))):
             return self
-        result = AcceptedEvents()
+        result = AcceptedEvents(self.row_of)
         for name in AcceptedEvents.__dataclass_fields__:
+            if name == "row_of":
+                continue
             column = getattr(self, name)
             setattr(result, name, [column[i] for i in order])
         return result
@@ -150,14 +157,21 @@ class EventColumns:
     plan: CsvPlan = field(default_factory=list)
     parsed: ParsedProperties = field(default_factory=ParsedProperties)
 
-    def accept(self, rows: list[Raw], reject: Reject) -> AcceptedEvents:
+    def accept(self, rows: list[Raw] | CsvChunk, reject: Reject) -> AcceptedEvents:
         """The chunk's valid events; ``reject(row, field, reason)`` is called for the others."""
-        accepted = AcceptedEvents()
-        if rows and rows[0].data is None:
-            slow = self._columnar(rows, rows[0].names or [], [row.values or [] for row in rows], accepted)
+        if isinstance(rows, CsvChunk):
+            accepted = AcceptedEvents(rows.row)
+            slow = self._columnar(rows.cells, rows.names, accepted)
+        elif rows and rows[0].data is None:
+            accepted = AcceptedEvents(rows.__getitem__)
+            names = rows[0].names or []
+            values = [row.values or [] for row in rows]
+            cells = pl.DataFrame(values, schema=dict.fromkeys(names, pl.String), orient="row")
+            slow = self._columnar(cells, names, accepted)
         else:
+            accepted = AcceptedEvents(rows.__getitem__)
             slow = self._json_columnar(rows, accepted)
-        self._by_model(rows, slow, accepted, reject)
+        self._by_model(accepted.row_of, slow, accepted, reject)
         return accepted.in_file_order()
 
     def _plan_for(self, names: list[str] | None) -> CsvPlan:
@@ -192,35 +206,35 @@ class EventColumns:
             slow.append(position)
         if not plain:
             return slow
-        values = [[rows[p].data.get(name) or "" for name in _JSON_ORDER] for p in plain]  # type: ignore[union-attr]
-        left = self._columnar([rows[p] for p in plain], _JSON_ORDER, values, accepted, plain, extras)
+        data = [rows[p].data or {} for p in plain]
+        texts = {name: pl.Series([d.get(name) or "" for d in data], dtype=pl.String) for name in _JSON_TEXTS}
+        properties = [d.get("properties") or "" for d in data]
+        left = self._columnar(pl.DataFrame(texts), _JSON_ORDER, accepted, properties, plain, extras)
         return sorted(slow + [plain[n] for n in left])
 
     def _columnar(
         self,
-        rows: list[Raw],
+        cells: pl.DataFrame,
         names: list[str],
-        values: list[list[Any]],
         accepted: AcceptedEvents,
+        json_properties: list[Any] | None = None,
         positions_of: list[int] | None = None,
         json_extras: list[dict[str, Any] | None] | None = None,
     ) -> list[int]:
-        """Accept the rows (cells under ``names``) that pass the vectorised checks; return the indexes
-        of the others. ``positions_of``: each row's position in the chunk, when ``rows`` is a subset;
-        ``json_extras``: each JSON row's extra properties (a CSV row's come from its other cells)."""
+        """Accept the rows (``cells``: text columns under ``names``) that pass the vectorised checks;
+        return the indexes of the others. ``json_properties``: each JSON row's properties (text or an
+        object; a CSV row's are its ``properties`` cell); ``positions_of``: each row's position in the
+        chunk, when the rows are a subset; ``json_extras``: each JSON row's extra properties (a CSV
+        row's come from its other cells)."""
         plan = self._plan_for(names)
-        where = {role: position for position, role, _ in plan if role is not None}
+        where = {role: names[position] for position, role, _ in plan if role is not None}
         roles = [role for _, role, _ in plan if role is not None]
         if len(set(roles)) != len(roles) or not set(_REQUIRED) <= set(where):
-            return list(range(len(rows)))  # repeated or missing fields: the row model decides
-        cells = list(zip(*values, strict=True))
-        properties_at = where.get("properties")
-        texts = {role: position for role, position in where.items() if role != "properties"}
-        frame = pl.DataFrame({f"c{p}": pl.Series(cells[p], dtype=pl.String) for p in texts.values()})
-        where = texts  # properties are taken as they are (JSON text, or an object from JSON Lines)
+            return list(range(cells.height))  # repeated or missing fields: the row model decides
+        properties_column = where.pop("properties", None)
 
         def cell(role: str) -> pl.Expr:
-            return pl.col(f"c{where[role]}").str.strip_chars() if role in where else pl.lit("")
+            return pl.col(where[role]).str.strip_chars() if role in where else pl.lit("")
 
         allowed_types = sorted(self.event_types - {"manual_adjustment"})
         checks = [~cell(role).str.contains(ODD_EDGE) for role in where]
@@ -235,7 +249,7 @@ class EventColumns:
         if self.product_lines is not None:
             checks.append((cell("product_line") == "") | cell("product_line").is_in(sorted(self.product_lines)))
         at = epoch_micros(cell("occurred_at"))
-        result = frame.select(
+        result = cells.select(
             ok=pl.all_horizontal(checks) & at.is_not_null(),
             event_id=cell("event_id"),
             lead_id=cell("lead_id"),
@@ -248,28 +262,22 @@ class EventColumns:
         slow = ok.not_().arg_true().to_list()
         fast = result.filter(ok)
         positions = ok.arg_true().to_list()
-        kinds = fast["type"].to_list()
-        extras: CsvPlan = [entry for entry in plan if entry[1] is None]
-        if json_extras is not None:
-            extra: list[Any] | None = [json_extras[p] for p in positions]
+        extra = self._csv_extras(cells.filter(ok), plan) if json_extras is None else [json_extras[p] for p in positions]
+        if json_properties is not None:
+            properties, promoted = self._properties([json_properties[p] for p in positions], extra)
+        elif properties_column is not None:
+            properties, promoted = self._properties(cells[properties_column].filter(ok), extra)
         else:
-            extra = [split_event_cells(extras, values[p]).get("extra") for p in positions] if extras else None
-        texts_of_properties = cells[properties_at] if properties_at is not None else [""] * len(rows)
-        parse = self.parsed.of
-        if extra:
-            properties = [parse(texts_of_properties[p], extra[n]) for n, p in enumerate(positions)]
-        else:
-            properties = [parse(texts_of_properties[p], None) for p in positions]
+            properties, promoted = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
         fields = ("event_id", "lead_id", "at", "product_line", "message_id")
-        columns = [positions, kinds, properties, *(fast[name].to_list() for name in fields)]
+        columns = [positions, fast["type"].to_list(), properties, promoted, *(fast[name].to_list() for name in fields)]
         keep = [n for n, found in enumerate(properties) if found is not None]
         if len(keep) < len(positions):  # JSON the row model must explain goes there
             slow = sorted(slow + [p for p, found in zip(positions, properties, strict=True) if found is None])
             columns = [[column[n] for n in keep] for column in columns]
-        positions, kinds, properties, event_ids, lead_ids, micros, lines, message_ids = columns
+        positions, kinds, properties, promoted, event_ids, lead_ids, micros, lines, message_ids = columns
         accepted.extend(
             positions if positions_of is None else [positions_of[p] for p in positions],
-            rows=[rows[p] for p in positions],
             event_id=event_ids,
             lead_id=lead_ids,
             anonymous_id=[None] * len(positions),
@@ -277,25 +285,58 @@ class EventColumns:
             at=micros,
             product_line=[line or None for line in lines],
             machine=[None] * len(positions),
-            message_id=[m or _promoted_message_id(p) for m, p in zip(message_ids, properties, strict=True)],
+            message_id=[m or p for m, p in zip(message_ids, promoted, strict=True)],
             properties=properties,
         )
         return slow
 
-    def _by_model(self, rows: list[Raw], positions: list[int], accepted: AcceptedEvents, reject: Reject) -> None:
+    @staticmethod
+    def _csv_extras(cells: pl.DataFrame, plan: CsvPlan) -> list[dict[str, Any] | None] | None:
+        """Each row's extra properties from its cells of no event field (None: the header has none)."""
+        extras = [(position, role, name) for position, role, name in plan if role is None]
+        if not extras:
+            return None
+        local: CsvPlan = [(n, None, name) for n, (_, _, name) in enumerate(extras)]
+        rows = cells.select([name for _, _, name in extras]).rows()
+        return [split_event_cells(local, list(values)).get("extra") for values in rows]
+
+    def _properties(
+        self, values: pl.Series | list[Any], extra: list[dict[str, Any] | None] | None
+    ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
+        """Each row's properties (None: JSON the row model must explain) and the ``message_id`` they
+        promote. A column of texts without extras is parsed once per distinct text of the chunk."""
+        parse = self.parsed.of
+        if extra or isinstance(values, list):
+            properties = [parse(value, extra[n] if extra else None) for n, value in enumerate(values)]
+            return properties, [None if p is None else _promoted_message_id(p) for p in properties]
+        distinct = values.unique(maintain_order=True)
+        parsed = [parse(text, None) for text in distinct.to_list()]
+        promoted = [None if p is None else _promoted_message_id(p) for p in parsed]
+        codes = (
+            values.to_frame("text")
+            .join(distinct.to_frame("text").with_row_index("code"), on="text", how="left", maintain_order="left")[
+                "code"
+            ]
+            .to_list()
+        )
+        return [parsed[code] for code in codes], [promoted[code] for code in codes]
+
+    def _by_model(
+        self, row_of: Callable[[int], Raw], positions: list[int], accepted: AcceptedEvents, reject: Reject
+    ) -> None:
         """The row model for the rows the columnar checks did not accept: same messages as ever."""
         if not positions:
             return
         items: list[dict[str, Any]] = []
-        for position in positions:
-            row = rows[position]
+        rows = [row_of(position) for position in positions]
+        for row in rows:
             if row.data is not None:
                 items.append(split_event(self.splitter, row.data))
             else:
                 items.append(split_event_cells(self._plan_for(row.names), row.values or []))
         good, bad = validate(self.adapter, items, self.hints)
         for index, (field_name, reason) in sorted(bad.items()):
-            reject(rows[positions[index]], field_name, reason)
+            reject(rows[index], field_name, reason)
         for index, model in good:
             position = positions[index]
             values = (
@@ -308,4 +349,4 @@ class EventColumns:
                 model.machine,
                 model.message_id,
             )
-            accepted.add(position, rows[position], values, model.properties)
+            accepted.add(position, values, model.properties)

@@ -16,8 +16,9 @@ from sqlalchemy import Connection, Engine, update
 from store.bulk import insert_ignore
 from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
+from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lookup import in_list, lookup
-from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, EMAIL_TYPES, MachineDetector, MachineRule
+from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, MachineDetector, MachineRule
 from store.ingest.properties import promoted_properties, stored_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
@@ -38,6 +39,10 @@ from store.tombstones import ERASED_REASON, Erased
 _LEAD_TABLE = Lead.__table__
 _EVENT_TABLE = Event.__table__
 _LEAD_CACHE_MAX = 1_000_000  # lead_id → key entries kept between chunks of an events file
+# Rows per chunk (one transaction): each commit rewrites the events B-tree pages the chunk touched, and a
+# chunk of lead-clustered rows touches pages all over the table, so fewer, larger commits cost less
+# (measured, 1M events: 3.1 CPU s of commits at 50k rows per chunk, 1.0 at 200k).
+EVENT_CHUNK = 200_000
 _PROBE = 64  # ids of a chunk probed first: none stored means a first load, not worth a full look-up
 
 
@@ -174,23 +179,23 @@ class _ColumnarSteps:
     lead_keys: _LeadKeys = field(default_factory=_LeadKeys)
     erased: Erased | None = None
 
-    def prepare(self, rows: list[Raw], run: Ingestion) -> AcceptedEvents:
+    def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> AcceptedEvents:
         return self.columns.accept(rows, run.rejects.add)
 
     def write(self, conn: Connection, accepted: AcceptedEvents, now: datetime, run: Ingestion) -> None:
         named = [lead_id for lead_id in accepted.lead_id if lead_id is not None]
         lead_keys = self.lead_keys.resolve(conn, named)
-        keys = [None if lead_id is None else lead_keys.get(lead_id) for lead_id in accepted.lead_id]
+        keys = list(map(lead_keys.get, accepted.lead_id))  # no lead_id (a visitor's event): None
         known = [i for i, key in enumerate(keys) if key is not None]
         visitors = self._visitors(accepted, keys, now)
         if len(known) + len(visitors.events) < len(keys):
             for i, key in enumerate(keys):
                 if key is None and accepted.lead_id[i] is not None:
-                    _refuse_unknown(run, accepted.rows[i], accepted.lead_id[i], self.erased)
+                    _refuse_unknown(run, accepted.row(i), accepted.lead_id[i], self.erased)
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
-        machine, late = self._machine(conn, accepted, known)
+        machine, late = self._machine(conn, accepted, keys)
         self._interests(accepted, keys, known, run)
         new = _new_rows(conn, accepted.event_id, known)
         frame = pl.concat(
@@ -219,12 +224,21 @@ class _ColumnarSteps:
             run.report.updated += _flag_machine(conn, late)
 
     def _machine(
-        self, conn: Connection, accepted: AcceptedEvents, known: list[int]
-    ) -> tuple[dict[int, bool], list[str]]:
-        """Each known row's machine flag (by position in ``accepted``) and the event ids of earlier rows
-        of this file to flag now: the email rows go through the detector."""
-        machine = {i: bool(accepted.machine[i]) for i in known}
-        email = [i for i in known if accepted.type[i] in EMAIL_TYPES]
+        self, conn: Connection, accepted: AcceptedEvents, keys: list[int | None]
+    ) -> tuple[list[bool], list[str]]:
+        """Each row's machine flag (by position in ``accepted``) and the event ids of earlier rows of this
+        file to flag now: the rows of a known lead that the rule looks at go through the detector (or
+        the proxy check alone, ``MachineDetector.considers``)."""
+        machine = [bool(flag) for flag in accepted.machine]
+        explicit_flags = pl.Series(accepted.machine, dtype=pl.Boolean).is_not_null()
+        known = pl.Series(keys, dtype=pl.Int64).is_not_null()
+        with_message, proxy_only = self.detector.considers(
+            pl.Series(accepted.type, dtype=pl.String), pl.Series(accepted.message_id, dtype=pl.String), explicit_flags
+        )
+        proxy, properties = self.detector.rule.proxy, accepted.properties
+        for i in (proxy_only & known).arg_true().to_list():
+            machine[i] = proxy(properties[i])
+        email = (with_message & known).arg_true().to_list()
         late: list[str] = []
         if email:
             rows = [
@@ -264,7 +278,7 @@ class _ColumnarSteps:
             .agg(pl.col("at").min())
         )
         add = run.interests.add_micros
-        for key, line, at in first.iter_rows():
+        for key, line, at in zip(*(column.to_list() for column in first.get_columns()), strict=True):
             add(key, line, at)
 
     @staticmethod
@@ -334,7 +348,7 @@ def ingest_events(
     product_lines: set[str] | None = None,
     machine_window_seconds: float = 2.0,
     proxy_user_agents: tuple[str, ...] = DEFAULT_PROXY_AGENTS,
-    chunk_size: int = 50_000,
+    chunk_size: int = EVENT_CHUNK,
     progress: Progress | None = None,
     row_by_row: bool = False,
     erased: Erased | None = None,
@@ -369,4 +383,5 @@ def ingest_events(
         stamped=("event_id", "ingested_at"),
         ids=repeated,
         also_written_to=(ANONYMOUS_EVENTS,),
+        columnar_csv=not row_by_row,
     )

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+
 # Case-insensitive substrings of the User-Agent of mail clients' image proxies and link scanners, which
 # fetch pixels and links without a human: Gmail's image proxy ("… (via ggpht.com GoogleImageProxy)"),
 # Yahoo Mail's ("YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html") and
@@ -21,7 +23,6 @@ DEFAULT_PROXY_AGENTS: tuple[str, ...] = ("GoogleImageProxy", "ggpht.com", "Yahoo
 
 MACHINE_CANDIDATES = frozenset({"email_open", "email_click"})
 DELIVERY_TYPES = ("email_delivered", "email_sent")
-EMAIL_TYPES = MACHINE_CANDIDATES | frozenset(DELIVERY_TYPES)  # the only rows the rule looks at
 
 # Delivery times (epoch microseconds) stored for each of the given message ids.
 StoredDeliveries = Callable[[Sequence[str]], dict[str, list[int]]]
@@ -65,6 +66,16 @@ class MachineDetector:
         self.rule = rule
         self.deliveries: dict[str, list[int]] = {}
         self.waiting: dict[str, list[tuple[int, str]]] = {}
+
+    @staticmethod
+    def considers(kinds: pl.Series, message_ids: pl.Series, explicit: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """Which rows ``run`` must see: deliveries and opens or clicks with a message id; and which need
+        the proxy check alone (``MachineRule.proxy``): opens and clicks without a message id and without
+        an explicit flag, which no delivery can explain. Any other row may be left out of ``run``.
+        Column-wise: a chunk has hundreds of thousands of rows."""
+        candidates = kinds.is_in(sorted(MACHINE_CANDIDATES))
+        with_message = message_ids.is_not_null() & (candidates | kinds.is_in(DELIVERY_TYPES))
+        return with_message, candidates & message_ids.is_null() & explicit.not_()
 
     def run(
         self, events: list[dict[str, Any]], times: list[int], explicit: list[bool], stored: StoredDeliveries

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, Table
 
 from store.db import GrowingTable
+from store.ingest.csv_chunks import CsvChunk, csv_chunks
 from store.ingest.lookup import lookup
-from store.ingest.reading import Progress, Raw, Records, chunks, read_rows
+from store.ingest.reading import Progress, Raw, Records, chunks, is_csv, read_rows
 from store.ingest.report import IngestReport, Interests, RejectLedger, RepeatedIds
 
 
@@ -42,7 +43,8 @@ class ChunkSteps(Protocol):
     """What differs between leads, events and stage updates: how a chunk is checked and written."""
 
     def prepare(self, rows: list[Raw], run: Ingestion) -> Any:
-        """Validate the chunk's readable rows (rejecting bad ones) outside any transaction."""
+        """Validate the chunk's readable rows (rejecting bad ones) outside any transaction; with
+        ``run_chunks(columnar_csv=True)`` a CSV chunk may come as ``CsvChunk`` columns instead."""
         ...
 
     def write(self, conn: Connection, prepared: Any, now: datetime, run: Ingestion) -> None:
@@ -79,13 +81,16 @@ def run_chunks(
     stamped: tuple[str, str] | None = None,
     ids: RepeatedIds | None = None,
     also_written_to: tuple[Table, ...] = (),
+    columnar_csv: bool = False,
 ) -> IngestReport:
     """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
     with ``ids``, notes on an empty file and repeated ids.
 
     For ``Records`` the report also says which ids this call wrote (``written``): ``stamped`` names the
     table's id column and the column a write stamps with the chunk's time (in ``table`` and in the tables
-    ``also_written_to``, where some rows may go: anonymous visitors' events)."""
+    ``also_written_to``, where some rows may go: anonymous visitors' events). ``columnar_csv``: ``steps``
+    take a CSV file's chunks as Polars columns (``CsvChunk``) where Polars reads them as the ``csv``
+    module would."""
     path = path if isinstance(path, Records) else Path(path)
     source = path.source if isinstance(path, Records) else str(path)
     run = Ingestion(IngestReport(kind=kind, source=source), ids=ids)
@@ -93,21 +98,27 @@ def run_chunks(
         run.report.written = set()
     growth = GrowingTable(engine, table.name)
     with gc_paused():
-        for chunk in chunks(read_rows(path), chunk_size, progress):
+        for chunk in _chunks(path, chunk_size, progress, columnar_csv):
             now = datetime.now(UTC)
             run.report.read += len(chunk)
-            readable: list[Raw] = []
-            for row in chunk:
-                if row.error is None:
-                    readable.append(row)
-                else:
-                    run.rejects.add(row, None, row.error)
-            prepared = steps.prepare(readable, run)
+            readable: list[Raw] | CsvChunk
+            if isinstance(chunk, CsvChunk):
+                readable = chunk
+                for row in chunk.unreadable:
+                    run.rejects.add(row, None, str(row.error))
+            else:
+                readable = []
+                for row in chunk:
+                    if row.error is None:
+                        readable.append(row)
+                    else:
+                        run.rejects.add(row, None, row.error)
+            prepared = steps.prepare(readable, run)  # type: ignore[arg-type]
             with engine.begin() as conn:
                 steps.write(conn, prepared, now, run)
                 if run.report.written is not None and stamped is not None:
                     for target in (table, *also_written_to):
-                        run.report.written.update(_written(conn, target, stamped, readable, now))
+                        run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
                 run.rejects.flush(conn, now)
             growth.added(run.report.inserted)  # the next chunk's look-ups are planned for the grown table
     run.report.interests = run.interests.as_list()
@@ -115,6 +126,20 @@ def run_chunks(
     if ids is not None:
         ids.note(run.report)
     return run.report
+
+
+def _chunks(
+    path: Path | Records, size: int, progress: Progress | None, columnar_csv: bool
+) -> Iterator[list[Raw] | CsvChunk]:
+    if not (columnar_csv and is_csv(path)):
+        yield from chunks(read_rows(path), size, progress)
+        return
+    done = 0
+    for chunk in csv_chunks(path, size):  # type: ignore[arg-type]
+        yield chunk
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
 
 
 def _written(conn: Connection, table: Table, stamped: tuple[str, str], rows: list[Raw], now: datetime) -> list[str]:

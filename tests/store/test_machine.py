@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
+
 from store.ingest.machine import MachineDetector, MachineRule
 from store.tables import to_micros
 
@@ -64,3 +66,12 @@ def test_detector_matches_store_earlier_chunk_and_later_chunk_deliveries() -> No
 
     second = [_event("d2", "email_sent", T0, "m2"), _event("d3", "email_sent", T0, "m3")]
     assert detector.run(second, [to_micros(T0)] * 2, [False, False], stored) == ["o2"]
+
+
+def test_detector_considers_rows_with_a_message_id_and_sends_the_others_to_the_proxy_check_alone() -> None:
+    kinds = pl.Series(["email_delivered", "email_delivered", "email_open", "email_click", "email_open", "page_view"])
+    message_ids = pl.Series(["m1", None, "m1", None, None, "m1"])
+    explicit = pl.Series([False, False, False, False, True, False])
+    with_message, proxy_only = MachineDetector.considers(kinds, message_ids, explicit)
+    assert with_message.to_list() == [True, False, True, False, False, False]
+    assert proxy_only.to_list() == [False, False, False, True, False, False]

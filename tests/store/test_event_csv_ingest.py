@@ -1,0 +1,147 @@
+"""Events CSV read by Polars (``store.ingest.csv_chunks``) against the row-by-row reference path, on files
+shaped to stay on the Polars path for most chunks and to leave it where it could read differently: CRLF,
+a BOM, blank lines and rows of blank cells, ragged rows, a lone CR, a NUL, bytes that are not UTF-8, a
+quoted line break, another delimiter, gzip, no final newline, ids repeated within and across files."""
+
+import gzip
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from stages.portfolio import BUILTIN_EVENT_TYPES
+from store.db import make_engine
+from store.ingest import IngestReport, ingest_events, ingest_leads
+from store.ingest.csv_chunks import CsvChunk, csv_chunks
+from store.tables import Event, IngestReject
+
+LEADS = [f"L{n}" for n in range(1, 21)]
+NAMES = ["event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties", "campaign"]
+TYPES = ["email_delivered", "email_open", "page_view", "form_submit"]
+CHUNK = 7
+
+
+def _line(rng: random.Random, n: int, delimiter: str) -> str:
+    kind = rng.choice(TYPES)
+    properties = json.dumps({"url": f"/p/{n % 5}", "message_id": f"<m{n % 4}@x>"}).replace('"', '""')
+    cells = [
+        f"E{rng.randrange(n + 1) if rng.random() < 0.1 else n}",  # some ids repeat earlier ones
+        rng.choice([*LEADS, "L999"]),
+        kind,
+        f"2026-03-01T09:00:0{rng.randrange(4)}Z",
+        rng.choice(["", "crm", "ghost"]),
+        f"<m{n % 4}@x>" if kind.startswith("email") else "",
+        f'"{properties}"',
+        rng.choice(["", "spring", "42", "0123"]),
+    ]
+    return delimiter.join(cells)
+
+
+TROUBLES: dict[str, str] = {
+    "ragged": "E900,L1,page_view",
+    "too wide": "E901,L1,page_view,2026-03-01T09:00:00Z,,,,,extra",
+    "blank line": "",
+    "blank cells": ",  ,,,,,,",
+    "lone CR": "E902,L1,page_view,2026-03-01T09:00:00Z,,,{},x\rE903,L2,page_view,2026-03-01T09:00:00Z,,,{},y",
+    "NUL": "E904,L1,page_view,2026-03-01T09:00:00Z,,,{},\x00",
+    "quoted newline": 'E905,L1,page_view,2026-03-01T09:00:00Z,,,"{""note"": ""two\nlines""}",x',
+}
+
+
+def _file(tmp_path: Path, name: str, troubles: list[tuple[int, str]], *, seed: int, **shape: Any) -> Path:
+    """60 rows with the given troubles at the given row numbers; ``shape``: crlf, bom, delimiter, gz, no_eol."""
+    rng = random.Random(seed)
+    delimiter = shape.get("delimiter", ",")
+    lines = [delimiter.join(NAMES)] + [_line(rng, n, delimiter) for n in range(seed * 100, seed * 100 + 60)]
+    for at, trouble in sorted(troubles, reverse=True):
+        lines.insert(at, TROUBLES[trouble])
+    eol = "\r\n" if shape.get("crlf") else "\n"
+    text = eol.join(lines) + ("" if shape.get("no_eol") else eol)
+    data = (b"\xef\xbb\xbf" if shape.get("bom") else b"") + text.encode()
+    if shape.get("not_utf8"):
+        data = data.replace(b"spring", b"spr\xffng", 1)
+    path = tmp_path / f"{name}.csv"
+    if shape.get("gz"):
+        path = path.with_suffix(".csv.gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+FILES: list[tuple[str, list[tuple[int, str]], dict[str, Any]]] = [
+    ("plain", [], {}),
+    ("crlf-bom", [(20, "ragged"), (33, "blank line")], {"crlf": True, "bom": True}),
+    ("ragged", [(3, "ragged"), (9, "too wide"), (15, "blank line"), (16, "blank cells"), (40, "ragged")], {}),
+    ("cr-nul", [(10, "lone CR"), (30, "NUL")], {}),
+    ("semicolon", [], {"delimiter": ";", "no_eol": True}),
+    ("gz-not-utf8", [(50, "blank line")], {"gz": True, "not_utf8": True}),
+    ("quoted-newline", [(25, "quoted newline")], {"crlf": True}),
+]
+
+
+def _report(report: IngestReport) -> tuple[Any, ...]:
+    rejects = [(r.line, r.field, r.reason, json.dumps(r.raw, sort_keys=True)) for r in report.rejects]
+    counts = (report.read, report.accepted, report.inserted, report.updated, report.rejected)
+    return counts, rejects, sorted(report.interests)
+
+
+def _store(engine: Engine) -> tuple[list[Any], list[Any]]:
+    rejects = IngestReject.__table__
+    with engine.connect() as conn:
+        events = conn.execute(
+            select(*(c for c in Event.__table__.c if c.name != "ingested_at")).order_by(Event.__table__.c.event_id)
+        ).all()
+        refused = conn.execute(
+            select(rejects.c.source, rejects.c.line, rejects.c.field, rejects.c.reason, rejects.c.row_hash).order_by(
+                rejects.c.source, rejects.c.line
+            )
+        ).all()
+    return [tuple(row) for row in events], [tuple(row) for row in refused]
+
+
+def test_polars_reads_plain_chunks_and_leaves_the_others_to_the_csv_module(tmp_path: Path) -> None:
+    """The fast path is taken where it can be: a chunk with a ragged row or a blank line stays on it
+    (those lines are read alone); a quoted line break hands the rest of the file to the ``csv`` module."""
+    kinds = {}
+    for name, troubles, shape in FILES:
+        path = _file(tmp_path, name, troubles, seed=1, **shape)
+        kinds[name] = ["polars" if isinstance(chunk, CsvChunk) else "csv" for chunk in csv_chunks(path, CHUNK)]
+    assert set(kinds["plain"]) == set(kinds["crlf-bom"]) == set(kinds["ragged"]) == {"polars"}
+    assert len(kinds["ragged"]) == 10  # 60 rows and 5 odd lines: 65 lines in chunks of 7
+    assert set(kinds["semicolon"]) == {"polars"}
+    # A lone CR, a NUL or bad UTF-8 in a chunk with quoted cells: the rest of the file is the csv module's.
+    assert kinds["cr-nul"] == ["polars"] + ["csv"] * 8
+    assert set(kinds["gz-not-utf8"]) == {"csv"}  # the first chunk has the byte
+    assert kinds["quoted-newline"] == ["polars"] * 3 + ["csv"] * 6
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_events_read_by_polars_equal_the_row_by_row_reference(engine: Engine, tmp_path: Path, seed: int) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_text("lead_id,email\n" + "".join(f"{lead},{lead.lower()}@example.com\n" for lead in LEADS))
+    reference = make_engine(f"sqlite:///{tmp_path}/reference.db")
+    for store in (reference, engine):
+        ingest_leads(store, leads)
+    unstorable = {"NUL"} if engine.dialect.name == "postgresql" else set()  # PostgreSQL text holds no NUL
+    options: dict[str, Any] = {"event_types": BUILTIN_EVENT_TYPES, "product_lines": {"crm"}, "chunk_size": CHUNK}
+    files = [
+        _file(tmp_path, name, [t for t in troubles if t[1] not in unstorable], seed=seed + n, **shape)
+        for n, (name, troubles, shape) in enumerate(FILES)
+    ]
+    for path in files + files[:2]:  # ids repeat across files; the re-ingest of two files changes nothing
+        expected = ingest_events(reference, path, row_by_row=True, **options)
+        actual = ingest_events(engine, path, **options)
+        assert _report(actual) == _report(expected), path.name
+        assert expected.rejected > 0 and expected.read > 50, path.name  # unknown leads and lines at least
+    expected_store, actual_store = _store(reference), _store(engine)
+    assert actual_store == expected_store
+    assert len(expected_store[0]) > 150
+    assert {reason for *_, reason, _ in expected_store[1]} >= {
+        "row has 3 values but the header has 8 columns",
+        "row has 9 values but the header has 8 columns",
+    }
+    reference.dispose()
