@@ -1,5 +1,6 @@
-"""A probability model: gradient boosting with calibrated probabilities, mapped onto the scale, with
-per-lead reasons (how much each input moved this lead's score away from a typical value)."""
+"""A probability model: logistic regression, gradient boosting or a stack of both, chosen by inner CV, with
+calibrated probabilities mapped onto the scale and per-lead reasons (how much each input moved this lead's
+score away from a typical value)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,12 +23,12 @@ from threadpoolctl import threadpool_limits
 
 from models.frames import RESULT_SCHEMA, extract, utc_occurred_at
 from models.learning.artifacts import load
+from models.learning.encoding import Encoding, from_spec
 from models.learning.features import Feature, attribute_frame, event_counts
 from models.learning.history import ROW
-from models.spec import PointsModel, ProbabilityFeature, Scale
+from models.spec import PointsModel, Scale
 from store.shapes import BREAKDOWN_TYPE, UTC_US
 
-MAX_LEVELS = 60
 LOGISTIC, BOOSTING, STACK = "logistic regression", "gradient boosting", "stack of both"
 BASE_RULE, OTHER_RULE = "scale: typical lead", "other factors"
 # One OpenMP thread: on a shared machine, gradient boosting's spinning threads slow it down up to 6x
@@ -56,65 +57,6 @@ class ProbabilityParams:
     # stratified sample of them, the chosen estimator still fitted on all: on 100,000 leads the inner fits
     # were half of learn's time, and 40,000 leads judge the choice as surely.
     select_rows: int = 40_000
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """How the feature frame becomes the estimator's matrix: category codes, and each input's reference."""
-
-    features: list[Feature]
-    levels: dict[str, list[str]]
-    reference: dict[str, float]
-
-    def matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        columns = []
-        for f in self.features:
-            if f.kind == "categorical":
-                codes = {level: float(i) for i, level in enumerate(self.levels[f.name])}
-                other = float(len(codes))
-                col = frame.get_column(f.name)
-                coded = col.replace_strict(codes, default=other, return_dtype=pl.Float64).to_numpy().copy()
-                coded[col.is_null().to_numpy()] = np.nan
-                columns.append(coded)
-            else:
-                columns.append(frame.get_column(f.name).cast(pl.Float64).to_numpy())
-        return np.column_stack(columns) if columns else np.empty((frame.height, 0))
-
-    def spec(self) -> list[ProbabilityFeature]:
-        out = []
-        for f in self.features:
-            ref: float | str | None = self.reference[f.name]
-            if f.kind == "categorical":
-                levels = self.levels[f.name]
-                ref = levels[int(ref)] if ref is not None and int(ref) < len(levels) else None
-            out.append(
-                ProbabilityFeature(
-                    name=f.name if f.kind != "count" else f.label,
-                    kind=f.kind,
-                    event=f.event,
-                    within_days=f.window,
-                    levels=self.levels.get(f.name, []),
-                    reference=ref,
-                )
-            )
-        return out
-
-
-def encode(features: list[Feature], frame: pl.DataFrame) -> Encoding:
-    """Category codes by frequency (the ``MAX_LEVELS`` most common; the rest share "other"); references are
-    the median (numbers, counts) or the most common level."""
-    levels: dict[str, list[str]] = {}
-    reference: dict[str, float] = {}
-    for f in features:
-        col = frame.get_column(f.name)
-        if f.kind == "categorical":
-            counts = col.drop_nulls().value_counts(sort=True, name="n").sort(["n", f.name], descending=[True, False])
-            levels[f.name] = counts.get_column(f.name).head(MAX_LEVELS).to_list()
-            reference[f.name] = 0.0
-        else:
-            median = col.cast(pl.Float64).median()
-            reference[f.name] = float(median) if median is not None else float("nan")
-    return Encoding(features, levels, reference)
 
 
 def _logistic(encoding: Encoding) -> Any:
@@ -354,26 +296,6 @@ def breakdown(
             row.append({"rule": OTHER_RULE, "points": rest})
         entries.append(row)
     return pl.Series("breakdown", entries, dtype=BREAKDOWN_TYPE)
-
-
-def from_spec(model: PointsModel) -> Encoding:
-    """The encoding a probability model file describes."""
-    assert model.probability is not None
-    features, levels, reference = [], {}, {}
-    for spec in model.probability.features:
-        if spec.kind == "count":
-            assert spec.event is not None
-            f = Feature(f"{spec.event}|{'ever' if spec.within_days is None else f'{spec.within_days:g}'}", "count",
-                        spec.event, spec.within_days)  # fmt: skip
-        else:
-            f = Feature(spec.name, spec.kind)
-        features.append(f)
-        if spec.kind == "categorical":
-            levels[f.name] = spec.levels
-            reference[f.name] = float(spec.levels.index(spec.reference)) if spec.reference in spec.levels else 0.0
-        else:
-            reference[f.name] = float(spec.reference) if spec.reference is not None else float("nan")
-    return Encoding(features, levels, reference)
 
 
 def score_probability(

@@ -17,6 +17,7 @@ from models.breakdown import top_rules
 from models.engine import score
 from models.files import SpecError
 from models.learning.backtest import backtest
+from models.learning.encoding import Encoding
 from models.learning.features import Feature
 from models.learning.learn import LearnParams, fit, learn, prepare
 from models.learning.probability import (
@@ -25,7 +26,6 @@ from models.learning.probability import (
     LOGISTIC,
     OTHER_RULE,
     STACK,
-    Encoding,
     InnerCV,
     ProbabilityParams,
     choose_estimator,
