@@ -120,12 +120,12 @@ class InnerCV:
     def fold_aucs(self, name: str, y: np.ndarray) -> np.ndarray:
         """A candidate's AUC on each inner fold. The stack's weights for a fold are fitted on the other
         folds' out-of-fold values, so the stack is judged on leads its weights never saw, like the members."""
-        aucs = []
+        aucs, stacked = [], self.stacked() if name == STACK else None
         for _, test in self.folds:
-            if name == STACK:
+            if stacked is not None:
                 rest = np.setdiff1d(np.arange(len(y)), test)
-                stacker = _stacker(self.stacked()[rest], y[rest])
-                aucs.append(roc_auc_score(y[test], stacker.decision_function(self.stacked()[test])))
+                stacker = _stacker(stacked[rest], y[rest])
+                aucs.append(roc_auc_score(y[test], stacker.decision_function(stacked[test])))
             else:
                 aucs.append(roc_auc_score(y[test], self.decision[name][test]))
         return np.array(aucs)
@@ -160,7 +160,7 @@ def choose_estimator(y: np.ndarray, cv: InnerCV, params: ProbabilityParams) -> d
     mean = {name: float(a.mean()) for name, a in aucs.items()}
     members = [name for name in params.candidates if name != STACK]
     chosen = max(members, key=lambda name: mean[name]) if members else STACK  # on equal AUC the simpler
-    why = f"the better member's {len(cv.folds)}-fold inner AUC"
+    why = f"the better member's {len(cv.folds)}-fold inner AUC" if members else "the only candidate"
     if STACK in aucs and chosen != STACK:
         gap = aucs[STACK] - aucs[chosen]
         if gap.mean() > params.stack_margin * gap.std(ddof=1) / np.sqrt(len(gap)):
@@ -179,7 +179,7 @@ def stack(fitted: dict[str, Any], decision: np.ndarray, y: np.ndarray) -> Stacki
     stack_method="decision_function")`` fits, assembled from the members fitted on every lead and the
     inner CV's out-of-fold values instead of refitting each member once per fold again."""
     names = members_of(STACK)
-    model = StackingClassifier([(name, fitted[name]) for name in names], LogisticRegression(),
+    model = StackingClassifier([(name, clone(fitted[name])) for name in names], LogisticRegression(),
                                stack_method="decision_function")  # fmt: skip
     model.estimators_ = [fitted[name] for name in names]
     model.named_estimators_ = Bunch(**{name: fitted[name] for name in names})
