@@ -18,6 +18,7 @@ from models.files import validate_file
 from models.learning import probability as prob
 from models.learning.artifacts import save
 from models.learning.baseline import Baseline
+from models.learning.encoding import Encoding, encode
 from models.learning.features import (
     DEFAULT_WINDOWS,
     Feature,
@@ -145,7 +146,7 @@ class Fitted:
 
     kind: Kind
     scorecard: Scorecard | None = None
-    encoding: prob.Encoding | None = None
+    encoding: Encoding | None = None
     estimator: Any = None
     scale: Scale = field(default_factory=Scale)
     choice: dict[str, Any] = field(default_factory=dict)  # a probability model's estimator, chosen by inner CV
@@ -166,7 +167,7 @@ def fit(ds: Dataset, rows: np.ndarray, kind: Kind, scale: Scale, params: LearnPa
         raw = ds.history.frame[rows]
         card = fit_scorecard(ds.features, frame, y, raw, params.missing, scale, params.scorecard, params.seed)
         return Fitted(kind, scorecard=card, scale=scale)
-    encoding = prob.encode(ds.features, frame)
+    encoding = encode(ds.features, frame)
     estimator, choice = prob.fit_estimator(encoding.matrix(frame), y, encoding, params.seed, params.probability)
     return Fitted(kind, encoding=encoding, estimator=estimator, scale=scale, choice=choice)
 

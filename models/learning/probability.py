@@ -1,5 +1,6 @@
-"""A probability model: gradient boosting with calibrated probabilities, mapped onto the scale, with
-per-lead reasons (how much each input moved this lead's score away from a typical value)."""
+"""A probability model: logistic regression, gradient boosting or a stack of both, chosen by inner CV, with
+calibrated probabilities mapped onto the scale and per-lead reasons (how much each input moved this lead's
+score away from a typical value)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -7,27 +8,28 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.special import expit
+from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV, _fit_calibrator
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, StackingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, LabelEncoder, OneHotEncoder, StandardScaler
+from sklearn.utils import Bunch
 from threadpoolctl import threadpool_limits
 
 from models.frames import RESULT_SCHEMA, extract, utc_occurred_at
 from models.learning.artifacts import load
+from models.learning.encoding import Encoding, from_spec
 from models.learning.features import Feature, attribute_frame, event_counts
 from models.learning.history import ROW
-from models.spec import PointsModel, ProbabilityFeature, Scale
+from models.spec import PointsModel, Scale
 from store.shapes import BREAKDOWN_TYPE, UTC_US
 
-MAX_LEVELS = 60
-BLEND = "blend of both"
+LOGISTIC, BOOSTING, STACK = "logistic regression", "gradient boosting", "stack of both"
 BASE_RULE, OTHER_RULE = "scale: typical lead", "other factors"
 # One OpenMP thread: on a shared machine, gradient boosting's spinning threads slow it down up to 6x
 # (measured: 10.6 s with the default threads against 1.8 s with one, on 2 busy cores).
@@ -39,86 +41,22 @@ class ProbabilityParams:
     learning_rate: float = 0.06
     max_leaf_nodes: int = 15
     l2_regularization: float = 1.0
-    # Estimators tried by inner CV on the training leads, simplest first: on a small or sparse history a
-    # logistic regression ranks better than boosting, on a large one boosting wins, and often a blend of both
-    # (their weighted soft vote) beats either. The blend's weight is chosen too.
-    candidates: tuple[str, ...] = ("logistic regression", "gradient boosting", BLEND)
-    blend_weights: tuple[float, ...] = (0.25, 0.5, 0.75)  # boosting's share of the blends tried
+    # Estimators tried by inner CV on the training leads: on a small or sparse history a logistic regression
+    # ranks better than boosting, on a large one boosting wins, and often a stack of both (a logistic
+    # regression on the two members' out-of-fold log-odds) beats either.
+    candidates: tuple[str, ...] = (LOGISTIC, BOOSTING, STACK)
+    # The stack is chosen only when it beats the better member by more than this many standard errors of
+    # their per-fold AUC differences: on the sparse synthetic set a lead of one to two SE did not hold.
+    stack_margin: float = 2.0
     select_folds: int = 5  # 3 folds on Leads.csv picked a blend 0.001 under boosting alone: too noisy
     # Beyond this many training leads, 2 folds: each member is fitted on half the leads (one full fit's cost)
     # and the out-of-fold AUC still reads every lead, so the estimate stays stable.
     large_rows: int = 10_000
     large_select_folds: int = 2
-
-
-def boosting_weights(params: ProbabilityParams) -> dict[str, float]:
-    """Each candidate the choice compares, by name, with boosting's share of its vote (0: logistic alone)."""
-    out: dict[str, float] = {}
-    for name in params.candidates:
-        if name == BLEND:
-            out |= {f"{BLEND} ({w:.0%} boosting)": w for w in params.blend_weights}
-        else:
-            out[name] = 1.0 if name == "gradient boosting" else 0.0
-    return out
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """How the feature frame becomes the estimator's matrix: category codes, and each input's reference."""
-
-    features: list[Feature]
-    levels: dict[str, list[str]]
-    reference: dict[str, float]
-
-    def matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        columns = []
-        for f in self.features:
-            if f.kind == "categorical":
-                codes = {level: float(i) for i, level in enumerate(self.levels[f.name])}
-                other = float(len(codes))
-                col = frame.get_column(f.name)
-                coded = col.replace_strict(codes, default=other, return_dtype=pl.Float64).to_numpy().copy()
-                coded[col.is_null().to_numpy()] = np.nan
-                columns.append(coded)
-            else:
-                columns.append(frame.get_column(f.name).cast(pl.Float64).to_numpy())
-        return np.column_stack(columns) if columns else np.empty((frame.height, 0))
-
-    def spec(self) -> list[ProbabilityFeature]:
-        out = []
-        for f in self.features:
-            ref: float | str | None = self.reference[f.name]
-            if f.kind == "categorical":
-                levels = self.levels[f.name]
-                ref = levels[int(ref)] if ref is not None and int(ref) < len(levels) else None
-            out.append(
-                ProbabilityFeature(
-                    name=f.name if f.kind != "count" else f.label,
-                    kind=f.kind,
-                    event=f.event,
-                    within_days=f.window,
-                    levels=self.levels.get(f.name, []),
-                    reference=ref,
-                )
-            )
-        return out
-
-
-def encode(features: list[Feature], frame: pl.DataFrame) -> Encoding:
-    """Category codes by frequency (the ``MAX_LEVELS`` most common; the rest share "other"); references are
-    the median (numbers, counts) or the most common level."""
-    levels: dict[str, list[str]] = {}
-    reference: dict[str, float] = {}
-    for f in features:
-        col = frame.get_column(f.name)
-        if f.kind == "categorical":
-            counts = col.drop_nulls().value_counts(sort=True, name="n").sort(["n", f.name], descending=[True, False])
-            levels[f.name] = counts.get_column(f.name).head(MAX_LEVELS).to_list()
-            reference[f.name] = 0.0
-        else:
-            median = col.cast(pl.Float64).median()
-            reference[f.name] = float(median) if median is not None else float("nan")
-    return Encoding(features, levels, reference)
+    # Beyond this many training leads the choice (with the calibration or the stack's weights) is made on a
+    # stratified sample of them, the chosen estimator still fitted on all: on 100,000 leads the inner fits
+    # were half of learn's time, and 40,000 leads judge the choice as surely.
+    select_rows: int = 40_000
 
 
 def _logistic(encoding: Encoding) -> Any:
@@ -136,13 +74,10 @@ def _logistic(encoding: Encoding) -> Any:
     return make_pipeline(encoder, LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=200))
 
 
-def candidate(weight: float, encoding: Encoding, seed: int, params: ProbabilityParams) -> Any:
-    """Logistic regression (``weight`` 0), boosting (1), or their soft vote with boosting weighing ``weight``."""
-    if weight == 0.0:
+def member(name: str, encoding: Encoding, seed: int, params: ProbabilityParams) -> Any:
+    """One of the two estimators every candidate is made of: ``LOGISTIC`` or ``BOOSTING``."""
+    if name == LOGISTIC:
         return _logistic(encoding)
-    if weight < 1.0:
-        both = [("logistic", _logistic(encoding)), ("boosting", candidate(1.0, encoding, seed, params))]
-        return VotingClassifier(both, voting="soft", weights=[1.0 - weight, weight])
     categorical = np.array([f.kind == "categorical" for f in encoding.features], dtype=bool)
     return HistGradientBoostingClassifier(
         max_iter=params.max_iter,
@@ -157,59 +92,114 @@ def candidate(weight: float, encoding: Encoding, seed: int, params: ProbabilityP
     )
 
 
+def members_of(name: str) -> tuple[str, ...]:
+    return (LOGISTIC, BOOSTING) if name == STACK else (name,)
+
+
+def _stacker(decision: np.ndarray, y: np.ndarray) -> LogisticRegression:
+    """The stack's final estimator: a logistic regression on the members' log-odds (``decision``, one
+    column each) — it weighs them and calibrates the result in one fit."""
+    return LogisticRegression().fit(decision, y)
+
+
 @dataclass(frozen=True)
 class InnerCV:
-    """Out-of-fold decision values of the members (0: logistic regression, 1: boosting) on the training leads,
-    and the folds: what the choice compares and what the chosen estimator's calibration is fitted on."""
+    """Out-of-fold decision values of the members on the training leads, and the folds: what the choice
+    compares and what the chosen estimator's calibration (or the stack's weights) is fitted on."""
 
-    decision: dict[float, np.ndarray]
+    decision: dict[str, np.ndarray]
     folds: list[tuple[np.ndarray, np.ndarray]]
+    rows: np.ndarray | None = None  # the training leads judged (a sample of many), positions; None: all
 
-    def response(self, weight: float) -> np.ndarray:
-        """What a candidate's calibration reads: a member's decision value, a blend's soft vote (the
-        members' weighted probabilities, as ``VotingClassifier`` predicts them)."""
-        if 0.0 < weight < 1.0:
-            return (1.0 - weight) * expit(self.decision[0.0]) + weight * expit(self.decision[1.0])
-        return self.decision[weight]
+    def judged(self, y: np.ndarray) -> np.ndarray:
+        return y if self.rows is None else y[self.rows]
+
+    def stacked(self) -> np.ndarray:
+        return np.column_stack([self.decision[name] for name in members_of(STACK)])
+
+    def fold_aucs(self, name: str, y: np.ndarray) -> np.ndarray:
+        """A candidate's AUC on each inner fold. The stack's weights for a fold are fitted on the other
+        folds' out-of-fold values, so the stack is judged on leads its weights never saw, like the members."""
+        aucs, stacked = [], self.stacked() if name == STACK else None
+        for _, test in self.folds:
+            if stacked is not None:
+                rest = np.setdiff1d(np.arange(len(y)), test)
+                stacker = _stacker(stacked[rest], y[rest])
+                aucs.append(roc_auc_score(y[test], stacker.decision_function(stacked[test])))
+            else:
+                aucs.append(roc_auc_score(y[test], self.decision[name][test]))
+        return np.array(aucs)
 
 
 def inner_cv(matrix: np.ndarray, y: np.ndarray, encoding: Encoding, seed: int, params: ProbabilityParams) -> InnerCV:
-    """Each member fitted once per inner fold; blends reuse the members' out-of-fold values, so trying more
-    weights costs no refit."""
+    """Each member fitted once per inner fold; the stack reuses the members' out-of-fold values."""
+    rows = None
+    if len(y) > params.select_rows:
+        rows = np.sort(train_test_split(np.arange(len(y)), train_size=params.select_rows, stratify=y,
+                                        random_state=seed)[0])  # fmt: skip
+        matrix, y = matrix[rows], y[rows]
     k = params.select_folds if len(y) <= params.large_rows else params.large_select_folds
     folds = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(matrix, y))
-    weights = boosting_weights(params).values()
-    members = {0.0, 1.0} if any(0.0 < w < 1.0 for w in weights) else set(weights)
+    needed = [name for name in (LOGISTIC, BOOSTING) if any(name in members_of(c) for c in params.candidates)]
     with threadpool_limits(1, user_api="openmp"):
         decision = {
-            w: cross_val_predict(candidate(w, encoding, seed, params), matrix, y, cv=folds, method="decision_function")
-            for w in sorted(members)
+            name: cross_val_predict(
+                member(name, encoding, seed, params), matrix, y, cv=folds, method="decision_function"
+            )
+            for name in needed
         }
-    return InnerCV(decision, folds)
+    return InnerCV(decision, folds, rows)
 
 
 def choose_estimator(y: np.ndarray, cv: InnerCV, params: ProbabilityParams) -> dict[str, Any]:
-    """The simplest candidate (in ``params.candidates`` order, logistic regression first) whose mean inner-fold
-    AUC is within one standard error of the best one's (the SE of their per-fold AUC differences), and why.
-    A richer estimator must beat a simpler one by more than the folds' noise: on a small or sparse history a
-    blend's lead of 0.001-0.003 in inner CV did not hold on held-out leads."""
-    weights = boosting_weights(params)
-    per_fold = {
-        name: np.array([roc_auc_score(y[test], cv.response(w)[test]) for _, test in cv.folds])
-        for name, w in weights.items()
-    }
-    best = max(per_fold, key=lambda name: per_fold[name].mean())
-    k = len(cv.folds)
+    """The member (logistic regression or boosting, as the exact baselines) with the better mean inner-fold
+    AUC, or the stack when it beats that member by more than ``params.stack_margin`` standard errors of
+    their per-fold differences; and why. So the choice is never worse than the best candidate's inner AUC
+    by more than that margin, and a stack's lead within the folds' noise keeps the plain member."""
+    aucs = {name: cv.fold_aucs(name, y) for name in params.candidates}
+    mean = {name: float(a.mean()) for name, a in aucs.items()}
+    members = [name for name in params.candidates if name != STACK]
+    chosen = max(members, key=lambda name: mean[name]) if members else STACK  # on equal AUC the simpler
+    why = f"the better member's {len(cv.folds)}-fold inner AUC" if members else "the only candidate"
+    if STACK in aucs and chosen != STACK:
+        gap = aucs[STACK] - aucs[chosen]
+        if gap.mean() > params.stack_margin * gap.std(ddof=1) / np.sqrt(len(gap)):
+            chosen, why = (
+                STACK,
+                f"the stack's {len(cv.folds)}-fold inner AUC beyond {params.stack_margin:g} SE of {chosen}'s",
+            )
+        else:
+            why += f"; the stack not beyond {params.stack_margin:g} SE of it"
+    return {"estimator": chosen, "inner_cv_auc": {name: round(a, 4) for name, a in mean.items()},
+            "why": f"{why}, on {len(y)} training leads"}  # fmt: skip
 
-    def close(name: str) -> bool:
-        gap = per_fold[best] - per_fold[name]
-        return bool(gap.mean() <= gap.std(ddof=1) / np.sqrt(k))
 
-    chosen = next(name for name in weights if close(name))
-    return {"estimator": chosen, "boosting_weight": weights[chosen],
-            "inner_cv_auc": {name: round(float(a.mean()), 4) for name, a in per_fold.items()},
-            "why": f"simplest within one standard error of the best {k}-fold inner AUC ({best}) "
-                   f"on {len(y)} training leads"}  # fmt: skip
+def stack(fitted: dict[str, Any], decision: np.ndarray, y: np.ndarray) -> StackingClassifier:
+    """What ``StackingClassifier(members, LogisticRegression(), cv=inner folds,
+    stack_method="decision_function")`` fits, assembled from the members fitted on every lead and the
+    inner CV's out-of-fold values instead of refitting each member once per fold again."""
+    names = members_of(STACK)
+    model = StackingClassifier([(name, clone(fitted[name])) for name in names], LogisticRegression(),
+                               stack_method="decision_function")  # fmt: skip
+    model.estimators_ = [fitted[name] for name in names]
+    model.named_estimators_ = Bunch(**{name: fitted[name] for name in names})
+    model.stack_method_ = ["decision_function"] * len(names)
+    model._label_encoder = LabelEncoder().fit(y)
+    model.classes_ = model._label_encoder.classes_
+    model.final_estimator_ = _stacker(decision, y)
+    return model
+
+
+def calibrated(fitted: Any, decision: np.ndarray, y: np.ndarray) -> CalibratedClassifierCV:
+    """What ``CalibratedClassifierCV(estimator, method="sigmoid", cv=inner folds, ensemble=False)`` fits,
+    built from the inner CV's out-of-fold values instead of refitting the estimator once per fold."""
+    model = CalibratedClassifierCV(clone(fitted), method="sigmoid", ensemble=False)
+    model.classes_ = np.unique(y)
+    model.calibrated_classifiers_ = [
+        _fit_calibrator(fitted, decision.reshape(-1, 1), y, model.classes_, "sigmoid", xp=np)
+    ]
+    model.n_features_in_ = fitted.n_features_in_
+    return model
 
 
 def fit_estimator(
@@ -218,22 +208,20 @@ def fit_estimator(
     """The chosen estimator (``choose_estimator``) fitted on every training lead, with calibrated
     probabilities, and the choice.
 
-    The calibration is what ``CalibratedClassifierCV(chosen, method="sigmoid", cv=inner folds,
-    ensemble=False)`` fits, built from the inner CV's out-of-fold values instead of refitting the chosen
-    estimator once per fold (that was a third of ``learn``'s time on 100,000 leads). Sigmoid calibration keeps
-    the estimator's order (isotonic steps would tie leads and cost AUC); one estimator on all rows predicts
-    faster than an average of one per fold, and reasons need a prediction per input."""
+    A member is sigmoid-calibrated on its out-of-fold values (``calibrated``); the stack's final logistic
+    regression is its calibration. Both keep the estimator's order (isotonic steps would tie leads and cost
+    AUC), and one estimator on all rows predicts faster than an average of one per fold; reasons need a
+    prediction per input."""
     cv = inner_cv(matrix, y, encoding, seed, params)
-    choice = choose_estimator(y, cv, params)
-    weight = choice["boosting_weight"]
-    model = CalibratedClassifierCV(candidate(weight, encoding, seed, params), method="sigmoid", ensemble=False)
+    choice = choose_estimator(cv.judged(y), cv, params)
+    name = choice["estimator"]
     with threadpool_limits(1, user_api="openmp"):
-        final = candidate(weight, encoding, seed, params).fit(matrix, y)
-    model.classes_ = np.unique(y)
-    model.calibrated_classifiers_ = [
-        _fit_calibrator(final, cv.response(weight).reshape(-1, 1), y, model.classes_, "sigmoid", xp=np)
-    ]
-    model.n_features_in_ = matrix.shape[1]
+        fitted = {m: member(m, encoding, seed, params).fit(matrix, y) for m in members_of(name)}
+    if name != STACK:
+        return calibrated(fitted[name], cv.decision[name], cv.judged(y)), choice
+    model = stack(fitted, cv.stacked(), cv.judged(y))
+    weights = model.final_estimator_.coef_[0]
+    choice["stack_weights"] = {m: round(float(w), 4) for m, w in zip(members_of(STACK), weights, strict=True)}
     return model, choice
 
 
@@ -308,26 +296,6 @@ def breakdown(
             row.append({"rule": OTHER_RULE, "points": rest})
         entries.append(row)
     return pl.Series("breakdown", entries, dtype=BREAKDOWN_TYPE)
-
-
-def from_spec(model: PointsModel) -> Encoding:
-    """The encoding a probability model file describes."""
-    assert model.probability is not None
-    features, levels, reference = [], {}, {}
-    for spec in model.probability.features:
-        if spec.kind == "count":
-            assert spec.event is not None
-            f = Feature(f"{spec.event}|{'ever' if spec.within_days is None else f'{spec.within_days:g}'}", "count",
-                        spec.event, spec.within_days)  # fmt: skip
-        else:
-            f = Feature(spec.name, spec.kind)
-        features.append(f)
-        if spec.kind == "categorical":
-            levels[f.name] = spec.levels
-            reference[f.name] = float(spec.levels.index(spec.reference)) if spec.reference in spec.levels else 0.0
-        else:
-            reference[f.name] = float(spec.reference) if spec.reference is not None else float("nan")
-    return Encoding(features, levels, reference)
 
 
 def score_probability(

@@ -7,6 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import StackingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
@@ -14,19 +17,21 @@ from models.breakdown import top_rules
 from models.engine import score
 from models.files import SpecError
 from models.learning.backtest import backtest
+from models.learning.encoding import Encoding
 from models.learning.features import Feature
 from models.learning.learn import LearnParams, fit, learn, prepare
 from models.learning.probability import (
     BASE_RULE,
-    BLEND,
+    BOOSTING,
+    LOGISTIC,
     OTHER_RULE,
-    Encoding,
+    STACK,
     InnerCV,
     ProbabilityParams,
-    candidate,
     choose_estimator,
     fit_estimator,
     inner_cv,
+    member,
 )
 from models.scorefile import score_csv
 from models.spec import Scale
@@ -189,25 +194,21 @@ def test_the_estimator_is_chosen_by_inner_cross_validation_and_the_file_says_why
     chosen = load_model(out).metadata["learned"]["chosen"]
     # 600 leads whose odds follow two columns: the logistic regression ranks better than boosting
     assert chosen == {
-        "estimator": "logistic regression",
-        "boosting_weight": 0.0,
-        "inner_cv_auc": {
-            "logistic regression": 0.9467, "gradient boosting": 0.9339, "blend of both (25% boosting)": 0.9443,
-            "blend of both (50% boosting)": 0.9427, "blend of both (75% boosting)": 0.9386,
-        },
-        "why": "simplest within one standard error of the best 5-fold inner AUC (logistic regression) "
-               "on 600 training leads",
-    }  # fmt: skip
+        "estimator": LOGISTIC,
+        "inner_cv_auc": {LOGISTIC: 0.9467, BOOSTING: 0.9339, STACK: 0.9458},
+        "why": "the better member's 5-fold inner AUC; the stack not beyond 2 SE of it, on 600 training leads",
+    }
     assert f"# Estimator: {chosen['estimator']}, {chosen['why']}" in out.read_text()
 
 
-def test_a_blend_is_stored_and_scores_like_any_estimator(tmp_path: Path) -> None:
+def test_a_stack_is_stored_and_scores_like_any_estimator(tmp_path: Path) -> None:
     history = write_history(tmp_path / "h.csv")
-    params = LearnParams(kind="probability", folds=3, probability=ProbabilityParams(candidates=(BLEND,)))
-    out = tmp_path / "blend.yaml"
+    params = LearnParams(kind="probability", folds=3, probability=ProbabilityParams(candidates=(STACK,)))
+    out = tmp_path / "stack.yaml"
     learn(history, target="won", id_column="lead_id", out=out, params=params)
     model = load_model(out)
-    assert model.metadata["learned"]["chosen"]["estimator"].startswith("blend of both")
+    chosen = model.metadata["learned"]["chosen"]
+    assert chosen["estimator"] == STACK and set(chosen["stack_weights"]) == {LOGISTIC, BOOSTING}
     scored = score_csv(model, history, as_of=AT).scored
     assert scored.height == 600 and scored.get_column("score").n_unique() > 100
 
@@ -225,63 +226,102 @@ def _choice(y: np.ndarray, matrix: np.ndarray) -> dict:
 def test_inner_cv_chooses_boosting_for_an_interaction_and_logistic_for_a_straight_line() -> None:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(3000, 3))
-    both = rng.random(3000) < 1 / (1 + np.exp(-4 * x[:, 0] * x[:, 1]))  # only the product matters: no line fits
+    product = rng.random(3000) < 1 / (1 + np.exp(-4 * x[:, 0] * x[:, 1]))  # only the product matters: no line fits
     line = rng.random(3000) < 1 / (1 + np.exp(-(x[:, 0] + x[:, 1])))
-    interaction, straight = _choice(both.astype(np.int64), x), _choice(line.astype(np.int64), x)
-    assert interaction["estimator"] == "gradient boosting" and interaction["boosting_weight"] == 1.0
+    interaction, straight = _choice(product.astype(np.int64), x), _choice(line.astype(np.int64), x)
+    assert interaction["estimator"] == BOOSTING
     auc = interaction["inner_cv_auc"]
-    assert auc["logistic regression"] < 0.55 < 0.75 < auc["gradient boosting"]
-    assert straight["estimator"] == "logistic regression" and straight["boosting_weight"] == 0.0
-    assert straight["inner_cv_auc"]["logistic regression"] > straight["inner_cv_auc"]["gradient boosting"]
-    assert set(straight["inner_cv_auc"]) == {
-        "logistic regression", "gradient boosting",
-        "blend of both (25% boosting)", "blend of both (50% boosting)", "blend of both (75% boosting)",
-    }  # fmt: skip
-    assert straight["why"] == (
-        "simplest within one standard error of the best 5-fold inner AUC (logistic regression) on 3000 training leads"
+    assert auc[LOGISTIC] < 0.55 < 0.75 < auc[BOOSTING]
+    assert straight["estimator"] == LOGISTIC
+    assert straight["inner_cv_auc"][LOGISTIC] > straight["inner_cv_auc"][BOOSTING]
+    assert set(straight["inner_cv_auc"]) == {LOGISTIC, BOOSTING, STACK}
+    assert straight["why"].startswith("the better member's 5-fold inner AUC")
+
+
+def _members(seed: int, boosting_is_noise: bool = False) -> tuple[np.ndarray, InnerCV]:
+    """Inner folds with out-of-fold values of two members that each rank the outcome through their own
+    independent noise of a random size (or boosting's values are noise alone)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(1000) < 0.3).astype(np.int64)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(1000), y))
+    sd = rng.uniform(0.3, 3.0, 2)
+    logistic = y + rng.normal(0, sd[0], 1000)
+    boosting = rng.normal(0, 1, 1000) if boosting_is_noise else y + rng.normal(0, sd[1], 1000)
+    return y, InnerCV({LOGISTIC: logistic, BOOSTING: boosting}, folds)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_choice_is_never_worse_than_the_best_candidate_by_more_than_the_stack_margin(seed: int) -> None:
+    y, cv = _members(seed)
+    params = ProbabilityParams()
+    choice = choose_estimator(y, cv, params)
+    aucs = {name: cv.fold_aucs(name, y) for name in params.candidates}
+    mean = {name: float(a.mean()) for name, a in aucs.items()}
+    assert choice["inner_cv_auc"] == {name: round(a, 4) for name, a in mean.items()}
+    member = LOGISTIC if mean[LOGISTIC] >= mean[BOOSTING] else BOOSTING
+    gap = aucs[STACK] - aucs[member]
+    margin = params.stack_margin * gap.std(ddof=1) / np.sqrt(len(gap))
+    assert choice["estimator"] == (STACK if gap.mean() > margin else member)
+    assert mean[choice["estimator"]] >= max(mean.values()) - margin
+
+
+def test_the_stack_is_judged_on_folds_its_weights_never_saw() -> None:
+    y, cv = _members(0)
+    stacked = cv.stacked()
+    expected = []
+    for train, test in cv.folds:  # the other folds' out-of-fold values weigh the members for this one
+        weights = LogisticRegression().fit(stacked[train], y[train])
+        expected.append(roc_auc_score(y[test], weights.decision_function(stacked[test])))
+    assert np.array_equal(cv.fold_aucs(STACK, y), np.array(expected))
+
+
+def test_the_stack_is_chosen_when_both_members_add_to_it_and_a_member_when_one_is_noise() -> None:
+    # Two equally good members with independent errors: their sum ranks better on every fold.
+    y, cv = _members(3)
+    cv = InnerCV({LOGISTIC: cv.decision[LOGISTIC], BOOSTING: y + (cv.decision[LOGISTIC] - y)[::-1]}, cv.folds)
+    choice = choose_estimator(y, cv, ProbabilityParams())
+    assert choice["estimator"] == STACK
+    assert choice["why"] == "the stack's 5-fold inner AUC beyond 2 SE of gradient boosting's, on 1000 training leads"
+    # Boosting ranks at random: the stack can only add noise to logistic regression.
+    y, cv = _members(3, boosting_is_noise=True)
+    choice = choose_estimator(y, cv, ProbabilityParams())
+    assert choice["estimator"] == LOGISTIC
+    assert choice["inner_cv_auc"][BOOSTING] < 0.55 < choice["inner_cv_auc"][LOGISTIC]
+    assert choice["why"] == (
+        "the better member's 5-fold inner AUC; the stack not beyond 2 SE of it, on 1000 training leads"
     )
 
 
-def _members(perfect_folds: tuple[int, ...], worse_fold: int | None) -> tuple[np.ndarray, InnerCV]:
-    """Inner folds where boosting's out-of-fold values equal logistic regression's, except that it ranks
-    ``perfect_folds`` without error and ``worse_fold`` worse (noise added)."""
-    rng = np.random.default_rng(3)
-    y = (rng.random(1000) < 0.3).astype(np.int64)
-    logistic = y + rng.normal(0, 0.8, 1000)
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(1000), y))
-    boosting = logistic.copy()
-    for k in perfect_folds:
-        boosting[folds[k][1]] = y[folds[k][1]]
-    if worse_fold is not None:
-        test = folds[worse_fold][1]
-        boosting[test] += rng.normal(0, 0.4, len(test))
-    return y, InnerCV({0.0: logistic, 1.0: boosting}, folds)
-
-
-def test_a_richer_estimator_must_beat_the_simpler_by_more_than_the_folds_noise() -> None:
-    members = ProbabilityParams(candidates=("logistic regression", "gradient boosting"))
-    # Far better on one fold, a little worse on another: best on average, but not beyond one standard error.
-    y, cv = _members(perfect_folds=(0,), worse_fold=1)
-    choice = choose_estimator(y, cv, members)
-    auc = choice["inner_cv_auc"]
-    assert auc["gradient boosting"] > auc["logistic regression"] + 0.02
-    assert choice["estimator"] == "logistic regression"
-    assert "(gradient boosting)" in choice["why"]
-    # Better on two folds and never worse: a lead beyond the noise, so the richer estimator is chosen.
-    y, cv = _members(perfect_folds=(0, 1), worse_fold=None)
-    assert choose_estimator(y, cv, members)["estimator"] == "gradient boosting"
-
-
-@pytest.mark.parametrize("name", ["logistic regression", "gradient boosting", BLEND])
-def test_the_calibration_from_the_inner_folds_is_calibrated_classifier_cv_on_those_folds(name: str) -> None:
+def _xy() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(1500, 3))
     x[rng.random(1500) < 0.1, 2] = np.nan
     y = (rng.random(1500) < 1 / (1 + np.exp(-(x[:, 0] + x[:, 0] * x[:, 1])))).astype(np.int8)
-    params = ProbabilityParams(candidates=(name,), blend_weights=(0.5,))
+    return x, y
+
+
+@pytest.mark.parametrize("name", [LOGISTIC, BOOSTING])
+def test_a_members_calibration_from_the_inner_folds_is_calibrated_classifier_cv_on_those_folds(name: str) -> None:
+    x, y = _xy()
+    params = ProbabilityParams(candidates=(name,))
     model, choice = fit_estimator(x, y, _numeric(3), 0, params)
     folds = inner_cv(x, y, _numeric(3), 0, params).folds
-    chosen = candidate(choice["boosting_weight"], _numeric(3), 0, params)
     with threadpool_limits(1, user_api="openmp"):  # as learn fits: spinning threads crawl on a busy machine
+        chosen = member(choice["estimator"], _numeric(3), 0, params)
         refitted = CalibratedClassifierCV(chosen, method="sigmoid", cv=folds, ensemble=False).fit(x, y)
     assert np.array_equal(model.predict_proba(x), refitted.predict_proba(x))
+
+
+def test_the_stack_from_the_inner_folds_is_stacking_classifier_on_those_folds() -> None:
+    x, y = _xy()
+    params = ProbabilityParams(candidates=(STACK,))
+    model, choice = fit_estimator(x, y, _numeric(3), 0, params)
+    folds = inner_cv(x, y, _numeric(3), 0, params).folds
+    members = [(name, member(name, _numeric(3), 0, params)) for name in (LOGISTIC, BOOSTING)]
+    with threadpool_limits(1, user_api="openmp"):
+        refitted = StackingClassifier(members, LogisticRegression(), cv=folds, stack_method="decision_function")
+        refitted.fit(x, y)
+    assert np.array_equal(model.predict_proba(x), refitted.predict_proba(x))
+    weights = refitted.final_estimator_.coef_[0]
+    assert choice["stack_weights"] == {LOGISTIC: round(weights[0], 4), BOOSTING: round(weights[1], 4)}
+    assert weights[0] > 0 and weights[1] > 0  # a line and an interaction: each member adds what the other lacks
