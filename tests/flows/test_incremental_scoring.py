@@ -275,8 +275,8 @@ def test_a_rerun_scores_only_the_partitions_whose_inputs_changed(
     """Two partitions of four leads. The cached stores skip a partition whose reads are those its last run
     left (store.settled); the direct store scores everything every time. After each change the stores
     hold the same rows and the runs report the same totals."""
-    portfolio = Path(stores.portfolio)
-    portfolio.write_text(PORTFOLIO.replace("partition_size: 1000", "partition_size: 4"))
+    cut = partitions.lead_key_partitions
+    monkeypatch.setattr(partitions, "lead_key_partitions", lambda engine, size: cut(engine, 4))
     scored: list[int] = []
     original = scoring.run_line
 
