@@ -32,7 +32,7 @@ from store.db import refresh_statistics
 from store.identity import visible_journeys
 from store.scores import finish_run, read_journeys, read_journeys_as_of, read_leads, start_run
 from store.settings import Settings
-from store.settled import PartitionDigest, PartitionState, line_context
+from store.settled import PartitionDigest, PartitionState, keep_only, line_context
 from store.sqlite_read_workers import SqliteReadError
 from store.stages import (
     FunnelWrite,
@@ -294,6 +294,8 @@ def score_run(
         ]
         outcomes = _on_task_runner(calls) if tasks else _in_process(calls)
         partitions.shared_partition_reads.release(read_token)
+        if run_id is not None:
+            keep_only(engine, [(line, key_range) for key_range in key_ranges for line in portfolio.product_lines])
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             if run_id is not None:

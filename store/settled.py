@@ -133,8 +133,7 @@ class PartitionDigest:
         if not incoming.is_empty() or not linked.is_empty():
             return None
         merged = identity.aliases.filter(pl.col("merged_key").is_between(lo, hi, closed="left"))
-        name = f"{hashlib.sha256(line_name.encode()).hexdigest()[:16]}-{lo}-{hi}.json"
-        path = event_cache.cache_dir(engine) / "settled" / name
+        path = _folder(engine) / _file_name(line_name, key_range)
         return cls(engine, path, context, (_generations(engine, key_range), merged))
 
     def digest(self, state: PartitionState) -> str:
@@ -166,6 +165,24 @@ class PartitionDigest:
             os.replace(temporary, self.path)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+def keep_only(engine: Engine, partitions_now: Sequence[tuple[str, tuple[int, int]]]) -> None:
+    """Delete the digests of (line, key range) pairs a run no longer has: ranges move as leads arrive."""
+    if not event_cache.supported(engine):
+        return
+    kept = {_file_name(line_name, key_range) for line_name, key_range in partitions_now}
+    for path in _folder(engine).glob("*.json"):
+        if path.name not in kept:
+            path.unlink(missing_ok=True)
+
+
+def _folder(engine: Engine) -> Path:
+    return event_cache.cache_dir(engine) / "settled"
+
+
+def _file_name(line_name: str, key_range: tuple[int, int]) -> str:
+    return f"{hashlib.sha256(line_name.encode()).hexdigest()[:16]}-{key_range[0]}-{key_range[1]}.json"
 
 
 def _generations(engine: Engine, key_range: tuple[int, int]) -> pl.DataFrame:
