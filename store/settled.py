@@ -148,6 +148,8 @@ class PartitionDigest:
             kept = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return None
+        if kept.get("context") != self.context:  # another as_of or portfolio: no need to hash the state
+            return None
         return kept["summary"] if kept.get("digest") == self.digest(state) else None
 
     def forget(self) -> None:
@@ -161,7 +163,8 @@ class PartitionDigest:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
         try:
-            temporary.write_text(json.dumps({"digest": self.digest(left), "summary": summary}))
+            kept = {"context": self.context, "digest": self.digest(left), "summary": summary}
+            temporary.write_text(json.dumps(kept))
             os.replace(temporary, self.path)
         finally:
             temporary.unlink(missing_ok=True)
