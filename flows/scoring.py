@@ -99,6 +99,8 @@ def score_partition(
     if found is None:
         return result
     leads, updates, outcome = found
+    # Updates dated after as_of wait for a later run; the others are taken into account now.
+    applied = updates.filter(pl.col("changed_at") <= as_of)["id"].to_list()
     if run_id is not None:
         funnel = FunnelWrite(
             moved=outcome.moved,
@@ -106,8 +108,7 @@ def score_partition(
             milestones=outcome.milestones,
             arms=outcome.fired.armed,
             firings=outcome.fired.firings,
-            # Updates dated after as_of wait for a later run; the others are taken into account now.
-            applied_updates=updates.filter(pl.col("changed_at") <= as_of)["id"].to_list(),
+            applied_updates=applied,
         )
         result.snapshots = write_partition(
             engine,
@@ -132,11 +133,11 @@ def score_partition(
     ).to_dicts()
     if digest is not None:
         left = state.after(
-            moved=funnel.moved,
+            moved=outcome.moved,
             changed=outcome.changed,
-            applied_updates=funnel.applied_updates,
-            arms=funnel.arms,
-            milestones=funnel.milestones,
+            applied_updates=applied,
+            arms=outcome.fired.armed,
+            milestones=outcome.milestones,
         )
         digest.settle(left, {"scored": result.scored, "bands": result.bands, "top": result.top})
     return result
@@ -260,7 +261,8 @@ def score_portfolio(
     database_url: str | None = None,
     outbox_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Recompute every active journey's score from the event log as of ``as_of`` (default: now).
+    """Recompute every active journey's score from the event log as of ``as_of`` (default: now); a partition
+    whose reads are those its last run left is not scored again (``store.settled``).
 
     With ``write`` a snapshot is stored only where score, band or qualification changed; without it
     the run is a read-only replay. Re-running gives the same final state (scores are derived).
