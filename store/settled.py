@@ -114,7 +114,6 @@ class PartitionDigest:
     """Digests of one (product line, partition)'s reads for a run: the change log's counters (read before
     the events) and the identity mapping are fixed when it is made; the state is given to each digest."""
 
-    engine: Engine
     path: Path
     context: str
     fixed: tuple[pl.DataFrame, ...]
@@ -134,7 +133,7 @@ class PartitionDigest:
             return None
         merged = identity.aliases.filter(pl.col("merged_key").is_between(lo, hi, closed="left"))
         path = _folder(engine) / _file_name(line_name, key_range)
-        return cls(engine, path, context, (_generations(engine, key_range), merged))
+        return cls(path, context, (_generations(engine, key_range), merged))
 
     def digest(self, state: PartitionState) -> str:
         digest = hashlib.sha256(self.context.encode())
