@@ -2,7 +2,6 @@
 
 import uuid
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import polars as pl
 from adbc_driver_manager import OperationalError as AdbcOperationalError
 from prefect import Flow, flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
@@ -23,6 +21,7 @@ from flows import progress
 from flows.actions import execute_actions
 from flows.database import engine_for
 from flows.locking import writing
+from flows.run_summary import TOP_N, PartitionResult, publish, summarize
 from flows.runners import task_runner
 from flows.startup import enter_flow
 from models.breakdown import top_rules
@@ -33,6 +32,7 @@ from store.db import refresh_statistics
 from store.identity import visible_journeys
 from store.scores import finish_run, read_journeys, read_journeys_as_of, read_leads, start_run
 from store.settings import Settings
+from store.settled import PartitionDigest, PartitionState, keep_only, line_context
 from store.sqlite_read_workers import SqliteReadError
 from store.stages import (
     FunnelWrite,
@@ -42,22 +42,6 @@ from store.stages import (
     read_trigger_arms,
     write_partition,
 )
-
-TOP_N = 10
-
-
-@dataclass
-class PartitionResult:
-    product_line: str
-    key_range: tuple[int, int]
-    scored: int = 0
-    changed: int = 0  # journeys whose state changed (a replay: would change)
-    snapshots: int = 0  # snapshots written (0 in a replay)
-    bands: dict[str, int] = field(default_factory=dict)
-    top: list[dict[str, Any]] = field(default_factory=list)
-    transitions: dict[str, int] = field(default_factory=dict)  # "from → to (reason)" → journeys
-    milestones: dict[str, int] = field(default_factory=dict)  # qualification → journeys reaching it
-    firings: dict[str, int] = field(default_factory=dict)  # "trigger: action" → firings
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -99,10 +83,24 @@ def score_partition(
     """
     engine = engine_for(database_url)
     result = PartitionResult(line_name, key_range)
-    found = line_outcome(engine, portfolio, line_name, key_range, as_of, read_token=read_token, replay=run_id is None)
+    replay = run_id is None
+    state = read_state(engine, portfolio, line_name, key_range, as_of, read_token=read_token, replay=replay)
+    if state is None:
+        return result
+    digest = None if replay else _partition_digest(engine, portfolio, line_name, key_range, as_of, read_token)
+    if digest is not None:
+        kept = digest.kept_summary(state)
+        if kept is not None:  # nothing it reads changed since its last run: scoring would change nothing
+            return PartitionResult(line_name, key_range, kept["scored"], bands=kept["bands"], top=kept["top"])
+        digest.forget()
+    found = line_outcome(
+        engine, portfolio, line_name, key_range, as_of, read_token=read_token, replay=replay, state=state
+    )
     if found is None:
         return result
     leads, updates, outcome = found
+    # Updates dated after as_of wait for a later run; the others are taken into account now.
+    applied = updates.filter(pl.col("changed_at") <= as_of)["id"].to_list()
     if run_id is not None:
         funnel = FunnelWrite(
             moved=outcome.moved,
@@ -110,8 +108,7 @@ def score_partition(
             milestones=outcome.milestones,
             arms=outcome.fired.armed,
             firings=outcome.fired.firings,
-            # Updates dated after as_of wait for a later run; the others are taken into account now.
-            applied_updates=updates.filter(pl.col("changed_at") <= as_of)["id"].to_list(),
+            applied_updates=applied,
         )
         result.snapshots = write_partition(
             engine,
@@ -134,7 +131,73 @@ def score_partition(
     result.top = top.select(
         "lead_id", "stage", "score", "band", top_rules(pl.col("breakdown")).alias("reasons")
     ).to_dicts()
+    if digest is not None:
+        left = state.after(
+            moved=outcome.moved,
+            changed=outcome.changed,
+            applied_updates=applied,
+            arms=outcome.fired.armed,
+            milestones=outcome.milestones,
+        )
+        digest.settle(left, {"scored": result.scored, "bands": result.bands, "top": result.top})
     return result
+
+
+def _partition_digest(
+    engine: Engine, portfolio: Portfolio, line_name: str, key_range: tuple[int, int], as_of: datetime, read_token: str
+) -> PartitionDigest | None:
+    """The digest of what this partition's run reads (None where it cannot be known, see ``store.settled``);
+    the change log is read here, before the events."""
+    line = portfolio.line(line_name)
+    context = line_context(
+        [portfolio.spec.model_dump_json()],
+        [stage.model.model_dump_json() + stage.bands.model_dump_json() for stage in line.stages],
+        [path for stage in line.stages if (path := stage.model.artifact_path) is not None],
+        as_of,
+    )
+    identity = partitions.shared_partition_reads.identity(engine, token=read_token)
+    return PartitionDigest.of(engine, line_name, key_range, context, identity)
+
+
+def read_state(
+    engine: Engine,
+    portfolio: Portfolio,
+    line_name: str,
+    key_range: tuple[int, int],
+    as_of: datetime,
+    *,
+    read_token: str,
+    replay: bool,
+) -> PartitionState | None:
+    """What a run at ``as_of`` reads of one line's journeys in a key range besides the events, or None when
+    the range has no journey to score.
+
+    A run starts from the store's current state. A ``replay`` starts from the state a run at ``as_of``
+    found, rebuilt from the logs: journeys opened by then, at the stage of their last transition written
+    by an earlier run, with the pending CRM updates, trigger arms and milestones of that moment; so a
+    replay of a past run gives the journeys, snapshots and firings that run wrote.
+    """
+    if replay:
+        journeys = read_journeys_as_of(engine, line_name, key_range, as_of, portfolio.line(line_name).first_stage.name)
+    else:
+        journeys = read_journeys(engine, line_name, key_range)
+    replay_at = as_of if replay else None
+    # Merged leads' journeys are not scored: their events count for the survivor's (store.identity).
+    identity = partitions.shared_partition_reads.identity(engine, token=read_token, as_of=replay_at)
+    if visible_journeys(journeys, identity).is_empty():
+        return None
+    leads = partitions.shared_partition_reads.shared(  # the product lines of a partition read its leads once
+        read_token,
+        ("leads", str(engine.url), key_range, tuple(portfolio.scored_attributes)),
+        lambda: read_leads(engine, key_range, portfolio.scored_attributes),
+    )
+    return PartitionState(
+        journeys=journeys,
+        leads=leads,
+        updates=read_pending_updates(engine, line_name, key_range, replay_at),
+        armed=read_trigger_arms(engine, line_name, key_range, replay_at),
+        reached=read_reached(engine, line_name, key_range, replay_at),
+    )
 
 
 def line_outcome(
@@ -146,31 +209,15 @@ def line_outcome(
     *,
     read_token: str,
     replay: bool,
+    state: PartitionState | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, LineOutcome] | None:
     """What a run at ``as_of`` does to one line's journeys in a key range: ``(leads, updates, outcome)``,
-    or None when the range has no journey.
-
-    A run starts from the store's current state. A ``replay`` starts from the state a run at ``as_of``
-    found, rebuilt from the logs: journeys opened by then, at the stage of their last transition written
-    by an earlier run, with the pending CRM updates, trigger arms and milestones of that moment; so a
-    replay of a past run gives the journeys, snapshots and firings that run wrote.
-    """
-    line = portfolio.line(line_name)
-    if replay:
-        journeys = read_journeys_as_of(engine, line_name, key_range, as_of, line.first_stage.name)
-    else:
-        journeys = read_journeys(engine, line_name, key_range)
-    replay_at = as_of if replay else None
-    # Merged leads' journeys are not scored: their events count for the survivor's (store.identity).
-    identity = partitions.shared_partition_reads.identity(engine, token=read_token, as_of=replay_at)
-    journeys = visible_journeys(journeys, identity)
-    if journeys.is_empty():
+    or None when the range has no journey. ``state``: ``read_state``'s, when the caller has read it."""
+    state = state or read_state(engine, portfolio, line_name, key_range, as_of, read_token=read_token, replay=replay)
+    if state is None:
         return None
-    leads = partitions.shared_partition_reads.shared(  # the product lines of a partition read its leads once
-        read_token,
-        ("leads", str(engine.url), key_range, tuple(portfolio.scored_attributes)),
-        lambda: read_leads(engine, key_range, portfolio.scored_attributes),
-    )
+    replay_at = as_of if replay else None
+    identity = partitions.shared_partition_reads.identity(engine, token=read_token, as_of=replay_at)
     partition_events = partitions.shared_partition_reads.events(
         engine,
         key_range,
@@ -180,19 +227,18 @@ def line_outcome(
         as_of=replay_at,
     )
     events = partition_events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == line_name))
-    updates = read_pending_updates(engine, line_name, key_range, replay_at)
     outcome = run_line(
-        line,
-        journeys=journeys,
-        leads=leads,
+        portfolio.line(line_name),
+        journeys=visible_journeys(state.journeys, identity),
+        leads=state.leads,
         events=events,
-        updates=updates,
-        armed=read_trigger_arms(engine, line_name, key_range, replay_at),
-        reached=read_reached(engine, line_name, key_range, replay_at),
+        updates=state.updates,
+        armed=state.armed,
+        reached=state.reached,
         as_of=as_of,
         scale=portfolio.scale,
     )
-    return leads, updates, outcome
+    return state.leads, state.updates, outcome
 
 
 @task(cache_policy=NO_CACHE)
@@ -215,7 +261,8 @@ def score_portfolio(
     database_url: str | None = None,
     outbox_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Recompute every active journey's score from the event log as of ``as_of`` (default: now).
+    """Recompute every active journey's score from the event log as of ``as_of`` (default: now); a partition
+    whose reads are those its last run left is not scored again (``store.settled``).
 
     With ``write`` a snapshot is stored only where score, band or qualification changed; without it
     the run is a read-only replay. Re-running gives the same final state (scores are derived).
@@ -225,7 +272,7 @@ def score_portfolio(
     portfolio = load_portfolio(Path(portfolio_path))
     summary = score_run(portfolio, settings, as_of or datetime.now(UTC), write=write, tasks=True)
     get_run_logger().info("scored %d journeys, %d changed", summary["scored"], summary["changed"])
-    _publish(summary)
+    publish(summary)
     return summary
 
 
@@ -249,6 +296,8 @@ def score_run(
         ]
         outcomes = _on_task_runner(calls) if tasks else _in_process(calls)
         partitions.shared_partition_reads.release(read_token)
+        if run_id is not None:
+            keep_only(engine, [(line, key_range) for key_range in key_ranges for line in portfolio.product_lines])
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             if run_id is not None:
@@ -297,55 +346,3 @@ def _in_process(calls: list[tuple[Any, ...]]) -> list[PartitionResult | BaseExce
 def scoring_flow(settings: Settings) -> Flow[..., dict[str, Any]]:
     """``score_portfolio`` on the task runner ``settings`` choose."""
     return score_portfolio.with_options(task_runner=task_runner(settings))
-
-
-def summarize(results: list[PartitionResult], run_id: str | None, as_of: datetime) -> dict[str, Any]:
-    """Totals; per product line the band distribution per stage, transitions, milestones and firings;
-    the top leads per (line, stage)."""
-    totals: dict[str, dict[str, dict[str, int]]] = {
-        name: {} for name in ("bands", "transitions", "milestones", "firings")
-    }
-    top: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        for name, per_line in totals.items():
-            line_counts = per_line.setdefault(result.product_line, {})
-            for key, n in getattr(result, name).items():
-                line_counts[key] = line_counts.get(key, 0) + n
-        for row in result.top:
-            top.setdefault(f"{result.product_line}/{row['stage']}", []).append(row)
-    top = {key: sorted(rows, key=lambda r: -r["score"])[:TOP_N] for key, rows in sorted(top.items())}
-    changed = sum(r.changed for r in results)
-    return {
-        "run_id": run_id,
-        "as_of": as_of.isoformat(),
-        "scored": sum(r.scored for r in results),
-        # A replay writes nothing: it says how many journeys the run it replays changed.
-        "changed": changed if run_id is not None else 0,
-        **({"snapshots": sum(r.snapshots for r in results)} if run_id is not None else {"would_change": changed}),
-        **{name: {ln: dict(sorted(c.items())) for ln, c in per_line.items() if c} for name, per_line in totals.items()},
-        "top": top,
-    }
-
-
-def _publish(summary: dict[str, Any]) -> None:
-    distribution = [
-        {"product line": line, "stage/band": key, "journeys": n}
-        for line, counts in summary["bands"].items()
-        for key, n in sorted(counts.items())
-    ]
-    create_table_artifact(key="score-distribution", table=distribution, description="Journeys per stage and band")
-    leaders = [{"where": key, **row} for key, rows in summary["top"].items() for row in rows]
-    create_table_artifact(key="top-leads", table=leaders, description=f"Top {TOP_N} leads per product line and stage")
-    changes = [
-        {"product line": line, "kind": kind, "what": key, "journeys": n}
-        for kind in ("transitions", "milestones", "firings")
-        for line, counts in summary[kind].items()
-        for key, n in counts.items()
-    ]
-    if summary.get("firing_outcomes"):
-        create_table_artifact(
-            key="trigger-firings", table=summary["firing_outcomes"], description="This run's trigger actions, outcomes"
-        )
-    create_table_artifact(
-        key="funnel-changes", table=changes, description="Stage transitions, qualifications reached, trigger firings"
-    )

@@ -16,11 +16,13 @@ import polars as pl
 import pytest
 from sqlalchemy import text
 
+from flows import scoring
 from flows.database import engine_for
 from flows.ingestion import ingest_file
 from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio
 from store import event_cache, partitions
+from store.merges import Pair, merge
 from store.queries import add_manual_adjustment
 from tests.postgres import postgres_url, search_path_url, throwaway_schema
 
@@ -265,3 +267,63 @@ def test_a_write_during_a_run_is_picked_up_by_the_next_run(stores: Stores, monke
 
     monkeypatch.setattr(partitions, "CACHE_MIN_KEYS", 10**9)
     assert score_portfolio(stores.portfolio, as_of=T1, database_url=pg)["changed"] == 0  # a full read agrees
+
+
+def test_a_rerun_scores_only_the_partitions_whose_inputs_changed(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two partitions of four leads. The cached stores skip a partition whose reads are those its last run
+    left (store.settled); the direct store scores everything every time. After each change the stores
+    hold the same rows and the runs report the same totals."""
+    cut = partitions.lead_key_partitions
+    monkeypatch.setattr(partitions, "lead_key_partitions", lambda engine, size: cut(engine, 4))
+    scored: list[int] = []
+    original = scoring.run_line
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        scored.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "run_line", counting)
+
+    def run(as_of: datetime) -> dict[str, int]:
+        """Score every store; the partitions each cached store scored (the direct store scores all)."""
+        counts, summaries = {}, {}
+        for name, url in stores.urls.items():
+            monkeypatch.setattr(partitions, "CACHE_MIN_KEYS", 1 if "cached" in name else 10**9)
+            scored.clear()
+            summaries[name] = score_portfolio(stores.portfolio, as_of=as_of, database_url=url)
+            counts[name] = len(scored)
+        stores.assert_identical()
+        reference = summaries.pop("pg direct")
+        every = partitions.lead_key_partitions(engine_for(stores.urls["pg direct"]), 1000)
+        assert counts.pop("pg direct") == len(every)
+        for summary in summaries.values():
+            for name in ("scored", "changed", "bands", "top", "transitions", "milestones", "firings"):
+                assert summary[name] == reference[name], name
+        assert counts["pg cached"] == counts["sqlite cached"]
+        return counts["pg cached"]
+
+    assert run(T1) == 2
+    assert run(T1) == 0  # nothing changed: no journey is scored again
+    stores.ingest("leads", "vp.csv", "lead_id,email,job_title,product_interest\nL2,l2@example.com,VP IT,widgets\n")
+    assert run(T1) == 1  # L2's attributes changed: its partition only
+    assert run(T1) == 0
+    stores.sql(
+        "UPDATE journeys SET stage = 'evaluation', score_from = NULL WHERE lead_key = :k",
+        k=_key(stores.urls["pg direct"], "L7"),
+    )
+    assert run(T1) == 1  # a journey moved by hand (keys are the same in every store)
+    (stores.tmp / "discovery.yaml").write_text(MODEL.replace("points: 15", "points: 16"))
+    assert run(T1) == 2  # a model changed
+    later = T1 + timedelta(days=12)
+    assert run(later) == 2  # as_of moved: windows and decay move with it
+    assert run(later) == 0
+    stores.each(lambda url: merge(engine_for(url), [Pair("L6", "L3", "t:1")], at=later, source="test"))
+    assert run(later) == 2  # L3's partition lost a journey; L6's gets L3's events
+    assert run(later) == 1  # events from outside a partition: L6's partition is always scored
+    settled = stores.tmp / "cached.db.mirror" / "settled"
+    assert len(list(settled.glob("*.json"))) == 2
+    monkeypatch.setattr(partitions, "lead_key_partitions", lambda engine, size: cut(engine, 8))
+    assert run(later) == 1  # one partition, new bounds (with L6: always scored)
+    assert list(settled.glob("*.json")) == []  # the digests of the old bounds are gone
