@@ -154,7 +154,10 @@ def _admin(server_url: str, sql: str) -> None:
 
 
 def _prepared_database(args: argparse.Namespace) -> str:
-    return f"leadscore_bench_{args.leads}_{args.events}"
+    """Named after the URL's database, so engineers sharing a server with their own database never collide."""
+    from sqlalchemy.engine import make_url
+
+    return f"{make_url(args.database_url).database}_bench_{args.leads}_{args.events}"
 
 
 def timed_ingest(kind: str, path: Path, url: str) -> dict[str, float]:
@@ -186,8 +189,9 @@ def _children_cpu_s() -> float:
 def load(workdir: Path, leads: int, events: int, url: str) -> dict[str, object]:
     """Generate the demo data and load it through the real ``leadscore ingest``, leads then events, each
     file timed on its own (the issue's goal: 1M leads / 20M events loaded in ≤ 5 minutes)."""
-    from examples.generate import generate
     from score import AS_OF
+
+    from examples.generate import generate
 
     started = time.perf_counter()
     data = generate(workdir / "data", leads=leads, events=events, seed=1, as_of=AS_OF)
@@ -230,7 +234,7 @@ def store_copy(args: argparse.Namespace, scratch: Path) -> Iterator[str]:
         shutil.copy(args.workdir / "bench.db", scratch / "leadscore.db")
         yield f"sqlite:///{scratch / 'leadscore.db'}"
         return
-    run_db = "leadscore_bench_run"
+    run_db = f"{_prepared_database(args)}_run"
     _admin(args.database_url, f"DROP DATABASE IF EXISTS {run_db}")
     _admin(args.database_url, f"CREATE DATABASE {run_db} TEMPLATE {_prepared_database(args)}")
     try:
