@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from store import audiences
 from store import nurture as store
 from store.db import refresh_statistics
 from store.identity import alias_sent_steps
+from store.reader import read_concurrently
 from store.scores import finish_run, start_run
 from store.settings import Settings
 
@@ -118,15 +120,26 @@ def nurture_once(
     summary = NurtureSummary(run_id=run_id or "dry-run", as_of=as_of, dry_run=dry_run)
     tracks = ctx.tracks
     lines = sorted({track.entry.product_line for track in ctx.spec.tracks.values()})
-    journeys = store.read_journeys(engine, lines)
+    # Independent reads, the longest (a scan of the events for suppressions) first.
+    events, journeys, milestones, leads, enrolments, requests, excluded = read_concurrently(
+        [
+            partial(store.read_suppression_events, engine, as_of),
+            partial(store.read_journeys, engine, lines),
+            partial(store.read_milestones, engine),
+            partial(store.read_consent, engine),
+            partial(store.read_enrolments, engine),
+            partial(store.read_open_requests, engine, as_of),
+            partial(excluded_now, engine, ctx.exclusions),
+        ]
+    )
     state = State(
         journeys=journeys,
-        milestones=store.read_milestones(engine),
-        leads=store.read_consent(engine),
-        enrolments=store.read_enrolments(engine),
-        requests=store.read_open_requests(engine, as_of),
-        events=store.read_suppression_events(engine, as_of),
-        excluded=excluded_now(engine, ctx.exclusions),
+        milestones=milestones,
+        leads=leads,
+        enrolments=enrolments,
+        requests=requests,
+        events=events,
+        excluded=excluded,
     )
     entries = decide_entries(tracks, state, as_of, soft_bounces=ctx.spec.soft_bounces)
     summary.suppressed_by_events = entries.suppressed.height

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -23,6 +24,7 @@ from store import pg_connections, sqlite_read_workers
 from store.shapes import EVENT_SCHEMA
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
 
+T = TypeVar("T")
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _search_paths: weakref.WeakKeyDictionary[Engine, str | None] = weakref.WeakKeyDictionary()
 
@@ -93,6 +95,17 @@ def limit_read_processes(processes: int) -> None:
     """How many SQLite reader processes this process may start (``LEADSCORE_WORKERS``, given at start-up)."""
     global _read_processes
     _read_processes = max(1, processes)
+
+
+def read_concurrently(reads: Sequence[Callable[[], T]]) -> list[T]:
+    """Independent reads, as many in flight as there are reader processes; results in order.
+
+    A bulk read's time is the database's (a scan of a 20M-event table is seconds), spent in a SQLite
+    reader process or a PostgreSQL backend: run one after another, a step's reads keep one core busy."""
+    if len(reads) <= 1 or _read_processes == 1:
+        return [read() for read in reads]
+    with ThreadPoolExecutor(max_workers=_read_processes) as pool:
+        return list(pool.map(lambda read: read(), reads))
 
 
 # An engine made with ``row_reads(engine)`` reads through its own pooled DBAPI connections instead.

@@ -7,6 +7,7 @@ The report is the list :data:`SECTIONS`; adding a section is writing its rendere
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import polars as pl
 from sqlalchemy import Engine
@@ -30,6 +31,7 @@ from nurture.report.sections import (
 )
 from stages.portfolio import Portfolio, ProductLine
 from store import outcomes, reports
+from store.reader import read_concurrently
 from store.reports import LineShape
 
 
@@ -106,7 +108,7 @@ def build_sections(
     sections: Sequence[SectionRenderer] = SECTIONS,
     generated_at: datetime | None = None,
 ) -> tuple[ReportScope, list[Section]]:
-    """Read and draw every section (for one product line, or all)."""
+    """Read every section's frame (their queries run concurrently: ``read_concurrently``), then draw them in order."""
     if product_line is not None and product_line not in portfolio.product_lines:
         known = ", ".join(sorted(portfolio.product_lines))
         raise KeyError(f"unknown product line {product_line!r}; known: {known}")
@@ -114,5 +116,6 @@ def build_sections(
     scope = ReportScope(
         portfolio, [line_shape(line) for line in lines], generated_at or datetime.now(UTC), product_line
     )
-    drawn = [section.render(scope, section.read(engine, scope)) for section in sections if section.applies(scope)]
-    return scope, drawn
+    applied = [section for section in sections if section.applies(scope)]
+    frames = read_concurrently([partial(section.read, engine, scope) for section in applied])
+    return scope, [section.render(scope, frame) for section, frame in zip(applied, frames, strict=True)]
