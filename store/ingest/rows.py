@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from store.ingest.reading import NUMBER, loads, number
-from store.ingest.validation import NO_NUL, NulCharacter, holds_nul, refuse_nul
+from store.ingest.validation import NO_NUL, NUL_REASON, NulCharacter, holds_nul, refuse_nul
 from store.tables import PROMOTED_NUMBER_PROPERTIES
 
 _EMAIL = re.compile(r"^[^@\s\x00,;<>()\[\]\"]+@[^@\s\x00,;<>()\[\]\"]+\.[^@\s\x00,;<>()\[\]\".]{2,}$")
@@ -37,6 +37,8 @@ def _timestamp(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
+        if "\x00" in value:  # ``fromisoformat`` reads up to a trailing NUL and ignores the rest
+            raise ValueError(NUL_REASON)
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
