@@ -127,10 +127,7 @@ def test_events_read_by_polars_equal_the_row_by_row_reference(engine: Engine, tm
     for store in (reference, engine):
         ingest_leads(store, leads)
     options: dict[str, Any] = {"event_types": BUILTIN_EVENT_TYPES, "product_lines": {"crm"}, "chunk_size": CHUNK}
-    files = [
-        _file(tmp_path, name, troubles, seed=seed + n, **shape)
-        for n, (name, troubles, shape) in enumerate(FILES)
-    ]
+    files = [_file(tmp_path, name, troubles, seed=seed + n, **shape) for n, (name, troubles, shape) in enumerate(FILES)]
     for path in files + files[:2]:  # ids repeat across files; the re-ingest of two files changes nothing
         expected = ingest_events(reference, path, row_by_row=True, **options)
         actual = ingest_events(engine, path, **options)
