@@ -36,6 +36,11 @@ _JSON_TEXTS = [name for name in _JSON_ORDER if name != "properties"]
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
 
 
+def any_nul(columns: list[str]) -> pl.Expr:
+    """Whether any of the text ``columns`` holds a NUL: such a row is the row model's to refuse."""
+    return pl.any_horizontal([pl.col(name).str.contains("\x00", literal=True) for name in columns])
+
+
 def epoch_micros(text: pl.Expr) -> pl.Expr:
     """A ``PLAIN_TIME`` cell as epoch microseconds in UTC (null when the calendar refuses it: Feb 30)."""
     return (
@@ -161,7 +166,7 @@ class EventColumns:
         """The chunk's valid events; ``reject(row, field, reason)`` is called for the others."""
         if isinstance(rows, CsvChunk):
             accepted = AcceptedEvents(rows.row)
-            slow = self._columnar(rows.cells, rows.names, accepted)
+            slow = self._columnar(rows.cells, rows.names, accepted, may_hold_nul=False)  # its bytes had none
         elif rows and rows[0].data is None:
             accepted = AcceptedEvents(rows.__getitem__)
             names = rows[0].names or []
@@ -220,12 +225,14 @@ class EventColumns:
         json_properties: list[Any] | None = None,
         positions_of: list[int] | None = None,
         json_extras: list[dict[str, Any] | None] | None = None,
+        *,
+        may_hold_nul: bool = True,
     ) -> list[int]:
         """Accept the rows (``cells``: text columns under ``names``) that pass the vectorised checks;
         return the indexes of the others. ``json_properties``: each JSON row's properties (text or an
         object; a CSV row's are its ``properties`` cell); ``positions_of``: each row's position in the
         chunk, when the rows are a subset; ``json_extras``: each JSON row's extra properties (a CSV
-        row's come from its other cells)."""
+        row's come from its other cells); ``may_hold_nul``: False when the cells are known to hold no NUL."""
         plan = self._plan_for(names)
         where = {role: names[position] for position, role, _ in plan if role is not None}
         roles = [role for _, role, _ in plan if role is not None]
@@ -238,6 +245,8 @@ class EventColumns:
 
         allowed_types = sorted(self.event_types - {"manual_adjustment"})
         checks = [~cell(role).str.contains(ODD_EDGE) for role in where]
+        if may_hold_nul:  # the row model names the NUL's column (properties: ``event_properties`` refuses it)
+            checks.append(~any_nul(cells.columns))
         checks += [
             cell("event_id") != "",
             cell("lead_id") != "",

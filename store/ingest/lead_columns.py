@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from store.bulk import json_text
-from store.ingest.columns import ODD_EDGE, PLAIN_TIME, epoch_micros
+from store.ingest.columns import ODD_EDGE, PLAIN_TIME, any_nul, epoch_micros
 from store.ingest.reading import Raw, loads
 from store.ingest.rows import LEAD_FIELDS
 from store.ingest.split import CsvPlan, Splitter, csv_plan
@@ -173,6 +173,7 @@ class LeadColumns:
             return self._cell(where, role)
 
         checks = [~pl.col(f"c{p}").str.strip_chars().str.contains(ODD_EDGE) for p, _, _ in self.plan]
+        checks.append(~any_nul([f"c{p}" for p, _, _ in self.plan]))
         checks += [cell("lead_id") != "", ~cell("lead_id").is_duplicated()]
         for name in EMAIL_FIELDS:
             email = cell(name)

@@ -28,7 +28,7 @@ from store.ingest.rows import ACCOUNTS, LEADS, AccountRow, LeadRow
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.staging import merge_ignoring_stored
-from store.ingest.validation import validate
+from store.ingest.validation import NUL_REASON, NulCharacter, refuse_nul, validate
 from store.ingest.visitors import Visitors
 from store.tables import Lead, from_micros, to_micros
 from store.tombstones import ERASED_REASON, Erased
@@ -122,13 +122,20 @@ class _RecordSteps:
     def accept(self, rows: list[Raw], positions: Iterable[int], run: Ingestion) -> _Latest:
         """The row model for ``rows`` at ``positions``: rejects the bad ones, returns the last accepted row
         of each id."""
-        positions = list(positions)
+        kept: list[int] = []
         items: list[dict[str, Any]] = []
         extras: list[tuple[dict[str, Any], set[str]]] = []
         for position in positions:
             fields, attributes, cleared = split_lead(self.splitter, rows[position].raw, self.csv_values)
+            try:
+                refuse_nul(attributes)  # the row model sees the fields only
+            except NulCharacter as exc:
+                run.rejects.add(rows[position], exc.field, NUL_REASON)
+                continue
+            kept.append(position)
             items.append(fields)
             extras.append((attributes, cleared))
+        positions = kept
         good, bad = validate(self.kind.adapter, items)
         for index, (field_name, reason) in sorted(bad.items()):
             run.rejects.add(rows[positions[index]], field_name, reason)

@@ -25,9 +25,10 @@ from pydantic import (
 )
 
 from store.ingest.reading import NUMBER, loads, number
+from store.ingest.validation import NO_NUL, NUL_REASON, NulCharacter, holds_nul, refuse_nul
 from store.tables import PROMOTED_NUMBER_PROPERTIES
 
-_EMAIL = re.compile(r"^[^@\s,;<>()\[\]\"]+@[^@\s,;<>()\[\]\"]+\.[^@\s,;<>()\[\]\".]{2,}$")
+_EMAIL = re.compile(r"^[^@\s\x00,;<>()\[\]\"]+@[^@\s\x00,;<>()\[\]\"]+\.[^@\s\x00,;<>()\[\]\".]{2,}$")
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -36,6 +37,8 @@ def _timestamp(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
+        if "\x00" in value:  # ``fromisoformat`` reads up to a trailing NUL and ignores the rest
+            raise ValueError(NUL_REASON)
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
@@ -66,7 +69,8 @@ def _email(value: Any) -> str | None:
 OptEmail = Annotated[str | None, BeforeValidator(_email)]
 OptTime = Annotated[datetime | None, BeforeValidator(_timestamp)]
 Time = Annotated[datetime, BeforeValidator(_timestamp)]
-Identifier = Annotated[str, StringConstraints(min_length=1)]
+Text = Annotated[str, StringConstraints(pattern=NO_NUL)]  # every text field: PostgreSQL stores no NUL
+Identifier = Annotated[str, StringConstraints(min_length=1, pattern=NO_NUL)]
 _ROW_CONFIG = ConfigDict(extra="ignore", coerce_numbers_to_str=True)  # a JSON zip code 12345 is text
 
 
@@ -78,35 +82,40 @@ class LeadRow(BaseModel):
 
     lead_id: Identifier
     email: OptEmail = None
-    first_name: str | None = None
-    last_name: str | None = None
-    phone: str | None = None
-    company: str | None = None
-    city: str | None = None
-    state: str | None = None
-    zip: str | None = None
-    country: str | None = None
+    first_name: Text | None = None
+    last_name: Text | None = None
+    phone: Text | None = None
+    company: Text | None = None
+    city: Text | None = None
+    state: Text | None = None
+    zip: Text | None = None
+    country: Text | None = None
     owner_email: OptEmail = None
     email_opt_in: bool | None = False
     ads_opt_in: bool | None = False
     unsubscribed_at: OptTime = None
     bounced_at: OptTime = None
-    account_id: str | None = None
+    account_id: Text | None = None
 
 
 def event_properties(value: Any, extra: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:
     """An event's properties: a JSON object (or JSON text of one) plus the row's extra columns; checks
     manual_adjustment. Shared by the row model and the columnar fast path, so both accept the same."""
+    suspect = True
     if value is None:
         value = {}
     elif isinstance(value, str):
+        suspect = "\\u0000" in value  # how JSON text spells a NUL (a raw one is not valid JSON)
         try:
             value = loads(value)
         except ValueError as exc:
             raise ValueError(f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError(f"must be a JSON object, got {type(value).__name__}")
+    if suspect and holds_nul(value):
+        raise NulCharacter("properties")
     if extra:
+        refuse_nul(extra)
         value = {**value, **extra}
     if kind == "manual_adjustment":
         points = value.get("points")
@@ -152,9 +161,9 @@ class EventRow(BaseModel):
     lead_id: Identifier | None = Field(default=None, validate_default=True)
     type: Identifier
     occurred_at: Time
-    product_line: str | None = None
+    product_line: Text | None = None
     machine: bool | None = None
-    message_id: str | None = None
+    message_id: Text | None = None
     extra: Any = Field(default=None, repr=False)
     properties: Any = Field(default=None, validate_default=True)
 
@@ -196,7 +205,7 @@ class StageUpdateRow(BaseModel):
     product_line: Identifier
     stage: Identifier
     changed_at: Time
-    source: str | None = None
+    source: Text | None = None
 
 
 STAGE_UPDATES = TypeAdapter(list[StageUpdateRow])
@@ -222,11 +231,11 @@ class AccountRow(BaseModel):
     model_config = _ROW_CONFIG
 
     account_id: Identifier
-    name: str | None = None
+    name: Text | None = None
     domain: Annotated[str | None, BeforeValidator(_domain)] = None
-    industry: str | None = None
+    industry: Text | None = None
     employees: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    region: str | None = None
+    region: Text | None = None
     owner: OptEmail = None
 
 

@@ -145,6 +145,8 @@ def _chunks(
 def _written(conn: Connection, table: Table, stamped: tuple[str, str], rows: list[Raw], now: datetime) -> list[str]:
     """The ids among ``rows`` whose stored row carries this chunk's time: the ones this chunk wrote."""
     id_name, stamp_name = stamped
-    ids = sorted({str(row.data[id_name]) for row in rows if row.data is not None and row.data.get(id_name)})
+    given = (str(row.data[id_name]) for row in rows if row.data is not None and row.data.get(id_name))
+    # An id with a NUL was refused, and PostgreSQL cannot even be asked about it.
+    ids = sorted({identifier for identifier in given if "\x00" not in identifier})
     found = lookup(conn, table.c[id_name], ids, [table.c[id_name]], table.c[stamp_name] == now)
     return [identifier for (identifier,) in found]

@@ -11,11 +11,44 @@ from pydantic import TypeAdapter, ValidationError
 # Per field, how to say that a value is not one of the allowed ones (the allowed list in words).
 Hints = Mapping[str, Callable[[Any], str]]
 
+# PostgreSQL text and jsonb hold no NUL: a row with one is refused on every database, so the store is the same.
+NUL_REASON = "contains a NUL character (\\x00), which the database cannot store"
+NO_NUL = r"^[^\x00]*$"  # a ``StringConstraints`` pattern, checked in pydantic-core
+
+
+class NulCharacter(ValueError):
+    """A NUL inside a value a row model passes on whole (event properties); ``field`` names the column
+    it came from (an extra column's own name, not ``properties``), printable."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(NUL_REASON)
+        self.field = field.replace("\x00", "\\x00")
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether text, or any key or text inside a JSON value, contains a NUL."""
+    if value.__class__ is str:
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
+def refuse_nul(values: Mapping[str, Any]) -> None:
+    """Raise ``NulCharacter`` for the first key whose name or value holds a NUL."""
+    for key, value in values.items():
+        if "\x00" in key or holds_nul(value):
+            raise NulCharacter(key)
+
 
 def readable(error: Any, hints: Hints) -> str:
     """Pydantic's message, phrased for the person who fixes the file."""
     message, kind, value = str(error["msg"]), error["type"], error.get("input")
     loc = error["loc"]
+    if isinstance(value, str) and "\x00" in value:  # whatever else is wrong with it, the NUL is what to fix
+        return NUL_REASON
     if kind in ("literal_error", "none_required") and len(loc) > 1 and str(loc[1]) in hints:
         return hints[str(loc[1])](value)
     if message.startswith("Value error, "):
@@ -53,7 +86,8 @@ def validate(
                 position = loc[0] if loc and isinstance(loc[0], int) else None
                 if position is None:  # not an item error: cannot happen for list[Model], keep it loud
                     raise
-                name = str(loc[1]) if len(loc) > 1 else None
+                cause = error.get("ctx", {}).get("error")
+                name = cause.field if isinstance(cause, NulCharacter) else str(loc[1]) if len(loc) > 1 else None
                 problems.setdefault(alive[position], []).append((name, readable(error, hints or {})))
             for index, found in problems.items():
                 first_field = found[0][0]

@@ -155,3 +155,32 @@ def test_concurrent_batches_each_get_their_own_answers(live: Live) -> None:
             (2, "cb-old", "duplicate", None), (3, f"cb-{n}-b", "stored", None),
         ]  # fmt: skip
     assert _count(live, "SELECT count(*) FROM events WHERE event_id LIKE 'cb-%'") == 49
+
+
+def test_a_nul_in_a_json_string_is_a_rejected_item_not_a_server_error(live: Live) -> None:
+    """PostgreSQL stores no NUL: the item is refused like in a file, and its neighbours are stored."""
+    nul = "contains a NUL character (\\x00), which the database cannot store"
+    leads = [{"lead_id": "NU-1", "company": "A\u0000"}, {"lead_id": "NU-2", "job": "x\u0000"}, {"lead_id": "N\u0000"}]
+    answer = live.post("/v1/leads", leads)
+    assert answer.status_code == 200
+    assert [(r["status"], r.get("field"), r.get("reason")) for r in answer.json()["results"]] == [
+        ("rejected", "company", nul),
+        ("rejected", "job", nul),
+        ("rejected", "lead_id", nul),
+    ]
+    live.post("/v1/leads", {"lead_id": "NU-3"})
+    batch = [
+        {"event_id": "nu-1", "lead_id": "NU-3", "type": "page_view", "occurred_at": AT, "url": "/p\u0000"},
+        {"event_id": "nu-2\u0000", "lead_id": "NU-3", "type": "page_view", "occurred_at": AT},
+        {"event_id": "nu-3", "lead_id": "NU-3", "type": "page_view", "occurred_at": AT, "properties": {"k": "\u0000"}},
+        {"event_id": "nu-4", "lead_id": "NU-3", "type": "page_view", "occurred_at": AT},
+    ]
+    events = live.post("/v1/events", batch)
+    assert events.status_code == 200
+    assert [(r["status"], r.get("field"), r.get("reason")) for r in events.json()["results"]] == [
+        ("rejected", "url", nul),
+        ("rejected", "event_id", nul),
+        ("rejected", "properties", nul),
+        ("stored", None, None),
+    ]
+    assert _count(live, "SELECT count(*) FROM events WHERE event_id LIKE 'nu-%'") == 1

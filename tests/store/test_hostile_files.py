@@ -136,3 +136,68 @@ def test_an_empty_file_and_repeated_ids_are_said_in_the_summary(engine: Engine, 
     assert report.notes == [
         "2 row(s) repeat a event_id seen earlier in the file (events are immutable: the first one is kept)"
     ]
+
+
+NUL = "contains a NUL character (\\x00), which the database cannot store"
+
+
+@pytest.mark.parametrize("row_by_row", [False, True])
+def test_a_lead_with_a_nul_in_a_field_or_attribute_is_rejected_on_both_paths(
+    engine: Engine, tmp_path: Path, row_by_row: bool
+) -> None:
+    """PostgreSQL text holds no NUL: the row is refused on every database, naming the column."""
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "lead_id,email,first_name,plan\n"
+        "L1,a@example.com,Ann,gold\n"
+        "L2,b@example.com,B\x00b,gold\n"
+        "L3,c\x00@example.com,Cy,gold\n"
+        "L4,d@example.com,Di,go\x00ld\n"
+        "L5\x00,e@example.com,Ed,gold\n"
+        "L6,f@example.com,Fay,\n"
+    )
+    report = ingest_leads(engine, path, row_by_row=row_by_row)
+    assert [(r.line, r.field, r.reason) for r in report.rejects] == [
+        (3, "first_name", NUL),
+        (4, "email", NUL),
+        (5, "plan", NUL),
+        (6, "lead_id", NUL),
+    ]
+    with engine.connect() as conn:
+        assert conn.execute(select(Lead.lead_id).order_by(Lead.lead_id)).scalars().all() == ["L1", "L6"]
+
+
+def test_json_lines_with_a_nul_in_a_field_a_property_or_a_key_reject_their_lines_only(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _leads(engine, tmp_path, "L1")
+    good = {"lead_id": "L1", "type": "page_view", "occurred_at": "2026-11-01T10:00:00Z"}
+    lines = [
+        {**good, "event_id": "e1", "properties": {"url": "/p"}},
+        {**good, "event_id": "e2", "properties": {"url": "/p\u0000"}},
+        {**good, "event_id": "e3", "properties": {"tags": ["a", "b\u0000"]}},
+        {**good, "event_id": "e4", "properties": {"u\u0000rl": "/p"}},
+        {**good, "event_id": "e5", "campaign": "spring\u0000"},
+        {**good, "event_id": "e6", "message_id": "<m\u0000@x>"},
+        {**good, "event_id": "e7\u0000"},
+        {**good, "event_id": "e8", "occurred_at": "2026-11-01T10:00:00Z\u0000"},
+        {**good, "event_id": "e9", "properties": '{"url": "/p\\u0000"}'},
+        {**good, "event_id": "e10", "ca\u0000mpaign": "spring"},
+        {**good, "event_id": "e11", "properties": {"url": "/q"}},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert "\\u0000" in path.read_text()  # JSON's spelling of a NUL, as a client sends it
+    report = ingest_events(engine, path, event_types=TYPES)
+    assert [(r.line, r.field, r.reason) for r in report.rejects] == [
+        (2, "properties", NUL),
+        (3, "properties", NUL),
+        (4, "properties", NUL),
+        (5, "campaign", NUL),
+        (6, "message_id", NUL),
+        (7, "event_id", NUL),
+        (8, "occurred_at", NUL),
+        (9, "properties", NUL),
+        (10, "ca\\x00mpaign", NUL),
+    ]
+    assert _event_ids(engine) == ["e1", "e11"]
