@@ -112,7 +112,9 @@ def test_blanking_a_column_moves_a_score_by_at_most_its_rules_and_its_combined_r
     learn(history, target="won", id_column="lead_id", out=out, params=PARAMS)
     model = load_model(out)
     moved = assert_blanking_is_bounded(model, _leads(history))
-    # Blanking channel or role takes a lead out of its combined rule: here the move reaches the bound.
+    # Blanking channel or role takes a lead out of its combined rule: the move exceeds the column's own
+    # largest rule (the old bound), and stays within the bound that counts the combined rules.
+    own = {c: max(r.points for r in model.fit if set(r.when) == {c}) for c in ("channel", "role")}
     bounds = blanking_bounds(model)
-    assert bounds["channel"] > 0 and moved["channel"] == bounds["channel"]
-    assert bounds["role"] > 0 and moved["role"] == bounds["role"]
+    for column in ("channel", "role"):
+        assert own[column] < moved[column] <= bounds[column]
