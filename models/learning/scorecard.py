@@ -134,18 +134,23 @@ def _logistic(c: float) -> LogisticRegression:
     return LogisticRegression(C=c, solver="newton-cholesky", max_iter=200)
 
 
+Margins = list[tuple[np.ndarray, np.ndarray]]  # per inner fold: a fit's log-odds on its training and test part
+
+
 def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame, tokens: tuple[str, ...],
-           params: ScorecardParams, seed: int) -> Choice:  # fmt: skip
+           params: ScorecardParams, seed: int) -> tuple[Choice, Margins]:  # fmt: skip
     """The candidate with the best mean AUC over inner folds of the training rows; bins are learned again on
     each inner training part, so the bin size is judged on rows that did not shape the bins. Candidates are
-    tried simplest first and a later one must do better."""
+    tried simplest first and a later one must do better. Also the winner's log-odds on each inner fold
+    (none when there was nothing to choose), which the combined rules are screened and judged against."""
     candidates = _candidates(params, len(y))
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates[0], []
     rows = inner_rows(y, params, seed)
     frame, y, raw = frame[rows], y[rows], raw[rows]
     splitter = StratifiedKFold(params.inner_folds, shuffle=True, random_state=seed)
     scores: dict[str, list[float]] = {c.label: [] for c in candidates}
+    margins: dict[str, Margins] = {c.label: [] for c in candidates}
     # One design per (method, bin size) and fold; along the C grid one estimator, each fit starting from the
     # previous (stronger) penalty's solution.
     designs = dict.fromkeys((c.method, c.min_share) for c in candidates if c.method != BOOSTING)
@@ -158,13 +163,15 @@ def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.
             for choice in (c for c in candidates if (c.method, c.min_share) == (method, share)):
                 coef = model.set_params(C=choice.c).fit(x_train, y[train]).coef_[0]
                 scores[choice.label].append(float(roc_auc_score(y[test], x_test @ coef)))
+                margins[choice.label].append((x_train @ coef, x_test @ coef))
         if any(c.method == BOOSTING for c in candidates):
             curves = boosted_curves(*part, params.boosting, seed)
             raw_scores = indicators(curves.bins, frame[test]) @ curves.weights
             scores[Choice(BOOSTING).label].append(float(roc_auc_score(y[test], raw_scores)))
+            margins[Choice(BOOSTING).label].append((indicators(curves.bins, frame[train]) @ curves.weights, raw_scores))
     means = {label: round(float(np.mean(values)), 4) for label, values in scores.items()}
     best = max(candidates, key=lambda c: means[c.label])  # the first of equals: the simplest
-    return replace(best, inner_auc=means)
+    return replace(best, inner_auc=means), margins[best.label]
 
 
 def inner_rows(y: np.ndarray, params: ScorecardParams, seed: int) -> np.ndarray:
@@ -175,11 +182,13 @@ def inner_rows(y: np.ndarray, params: ScorecardParams, seed: int) -> np.ndarray:
     return np.sort(rows)
 
 
-def choose_combined(choice: Choice, features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame,
-                    tokens: tuple[str, ...], params: ScorecardParams, seed: int) -> Choice:  # fmt: skip
+def choose_combined(choice: Choice, margins: Margins, features: list[Feature], frame: pl.DataFrame,
+                    y: np.ndarray, raw: pl.DataFrame, tokens: tuple[str, ...], params: ScorecardParams,
+                    seed: int) -> Choice:  # fmt: skip
     """``choice`` with the number of combined rules inner cross-validation keeps: on each inner training
-    part the chosen curves are fitted, the best pairs screened once, and each count's bonuses fitted on the
-    same ranking; the fewest rules within the folds' noise of the best count win (0 when none helps)."""
+    part (the folds ``choose`` used, with the chosen fit's ``margins``, or the chosen curves fitted here when
+    there were none) the best pairs are screened once and each count's bonuses fitted on the same ranking;
+    the fewest rules within the folds' noise of the best count win (0 when none helps)."""
     counts = sorted(set(params.combined.counts))
     if counts == [0] or not any(f.kind != "count" for f in features):
         return choice
@@ -187,11 +196,13 @@ def choose_combined(choice: Choice, features: list[Feature], frame: pl.DataFrame
     frame, y, raw = frame[rows], y[rows], raw[rows]
     splitter = StratifiedKFold(params.inner_folds, shuffle=True, random_state=seed)
     aucs: dict[int, list[float]] = {count: [] for count in counts}
-    for train, test in splitter.split(np.zeros(len(y)), y):
+    for number, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
         part = (features, frame[train], y[train], raw[train], tokens)
-        curves = fit_curves(choice, *part, params, seed)
-        margin = indicators(curves.bins, frame[train]) @ curves.weights
-        test_margin = indicators(curves.bins, frame[test]) @ curves.weights
+        if margins:
+            margin, test_margin = margins[number]
+        else:
+            curves = fit_curves(choice, *part, params, seed)
+            margin, test_margin = (indicators(curves.bins, f) @ curves.weights for f in (frame[train], frame[test]))
         cells = cell_bins(*part, params.binning)
         ranked = candidates(cells, frame[train], y[train], margin, max(counts), params.combined)
         for count in counts:
@@ -246,7 +257,7 @@ def fit_scorecard(
     seed: int = 0,
 ) -> Scorecard:
     """``frame``: the feature frame of the training rows; ``raw``: their attribute columns as given (for spellings)."""
-    choice = choose_combined(choose(features, frame, y, raw, tokens, params, seed), features, frame, y, raw, tokens,
+    choice = choose_combined(*choose(features, frame, y, raw, tokens, params, seed), features, frame, y, raw, tokens,
                              params, seed)  # fmt: skip
     curves = fit_curves(choice, features, frame, y, raw, tokens, params, seed)
     bins, beta = curves.bins, curves.weights.copy()
