@@ -9,10 +9,13 @@ import numpy as np
 import polars as pl
 import yaml
 
+from models.learning.binning import Bin, indicators
+from models.learning.combined import Combined
+from models.learning.features import Feature
 from models.learning.learn import LearnParams, cross_validate, fit, learn, prepare
 from models.learning.scorecard import BINNED, CombinedParams, ScorecardParams
 from models.scorefile import score_csv
-from models.spec import Scale
+from models.spec import PointsModel, Scale
 from stages.portfolio import load_model
 from tests.models.learning.test_scorecard import _scores, assert_blanking_is_bounded, blanking_bounds
 
@@ -118,3 +121,37 @@ def test_blanking_a_column_moves_a_score_by_at_most_its_rules_and_its_combined_r
     bounds = blanking_bounds(model)
     for column in ("channel", "role"):
         assert own[column] < moved[column] <= bounds[column]
+
+
+def test_a_combined_rule_with_an_empty_side_pairs_every_alternative_and_scores_like_its_bins() -> None:
+    """ "Missing" is written as alternatives (empty, or a missing-value word); combined with another
+    column's alternatives, every pairing is one alternative of the rule: the same AND of two ORs."""
+    source, role = Feature("source", "categorical"), Feature("role", "categorical")
+    rule = Combined(Bin(source, "missing", tokens=("Select",)), Bin(role, "missing", tokens=("N/A",))).rule(7)
+    assert rule == {
+        "name": "source: missing AND role: missing",
+        "any_of": [
+            {"source": {"present": False}, "role": {"present": False}},
+            {"source": {"present": False}, "role": {"in": ["N/A"]}},
+            {"source": {"in": ["Select"]}, "role": {"present": False}},
+            {"source": {"in": ["Select"]}, "role": {"in": ["N/A"]}},
+        ],
+        "points": 7,
+    }
+    ranged = Combined(Bin(Feature("size", "numeric"), "range", lo=10.0, hi=50.0), Bin(role, "missing"))
+    assert ranged.rule(3) == {
+        "name": "size 10 to < 50 AND role: missing",
+        "when": {"size": {"ge": 10.0, "lt": 50.0}, "role": {"present": False}},
+        "points": 3,
+    }
+    model = PointsModel.model_validate({"kind": "points", "fit": [rule, ranged.rule(3)]})
+    leads = pl.DataFrame(
+        {"lead_key": [0, 1, 2, 3], "source": [None, "Select", "web", None], "role": [None, "N/A", None, "x"],
+         "size": ["20", "5", "20", "20"]}
+    )  # fmt: skip
+    # The learner's view: missing-value words are empty, sizes are numbers.
+    frame = pl.DataFrame({"source": [None, None, "web", None], "role": [None, None, None, "x"],
+                          "size": [20.0, 5.0, 20.0, 20.0]})  # fmt: skip
+    both_empty = Combined(Bin(source, "missing"), Bin(role, "missing"))
+    learner = indicators([both_empty, ranged], frame).toarray() @ np.array([7.0, 3.0])
+    assert _scores(model, leads).tolist() == learner.tolist() == [10.0, 7.0, 3.0, 0.0]
