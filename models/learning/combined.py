@@ -108,10 +108,11 @@ def _intercept(margin: np.ndarray, y: np.ndarray) -> float:
     return shift
 
 
-def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """Non-negative bonuses (log-odds) of the combined rules ``met`` on top of the per-column ``margin``
-    (a free intercept beside them): an L2-penalised logistic fit with bounds, so a rule either adds or is
-    dropped, never subtracts."""
+def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float,
+                start: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """The intercept, then the non-negative bonuses (log-odds) of the combined rules ``met`` on top of the
+    per-column ``margin``: an L2-penalised logistic fit with bounds, so a rule either adds or is dropped,
+    never subtracts. ``start``: a first guess (a fit of fewer rules, padded with zeros)."""
     k = met.shape[1]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -121,7 +122,8 @@ def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: f
         return value, np.concatenate([[error.sum()], met.T @ error + l2 * theta[1:]])
 
     bounds = [(None, None)] + [(0.0, None)] * k
-    return minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B", bounds=bounds).x[1:]
+    first = np.zeros(k + 1) if start is None else start
+    return minimize(loss, first, jac=True, method="L-BFGS-B", bounds=bounds).x
 
 
 def candidates(cells: list[Bin], frame: pl.DataFrame, y: np.ndarray, margin: np.ndarray, limit: int,
@@ -138,7 +140,7 @@ def bonuses(rules: list[Combined], frame: pl.DataFrame, y: np.ndarray, margin: n
     """The rules the non-negative fit gives a bonus, with their bonuses (log-odds)."""
     if not rules:
         return [], np.zeros(0)
-    bonus = fit_bonuses(indicators(rules, frame), margin, y, params.l2)
+    bonus = fit_bonuses(indicators(rules, frame), margin, y, params.l2)[1:]
     kept = bonus > 0
     return [c for c, k in zip(rules, kept, strict=True) if k], bonus[kept]
 

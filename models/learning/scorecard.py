@@ -20,10 +20,10 @@ from models.learning.binning import Bin, BinningParams, indicators
 from models.learning.combined import (
     Combined,
     CombinedParams,
-    bonuses,
     candidates,
     cell_bins,
     fewest_within_noise,
+    fit_bonuses,
     learn_combined,
 )
 from models.learning.curves import BoostingParams, Curves, Design, binned_design, boosted_curves, linear_design
@@ -205,10 +205,14 @@ def choose_combined(choice: Choice, margins: Margins, features: list[Feature], f
             margin, test_margin = (indicators(curves.bins, f) @ curves.weights for f in (frame[train], frame[test]))
         cells = cell_bins(*part, params.binning)
         ranked = candidates(cells, frame[train], y[train], margin, max(counts), params.combined)
+        met, test_met = indicators(ranked, frame[train]), indicators(ranked, frame[test])
+        theta = np.zeros(1)  # each count's fit starts from the previous count's solution
         for count in counts:
-            rules, bonus = bonuses(ranked[:count], frame[train], y[train], margin, params.combined)
-            scores = test_margin + indicators(rules, frame[test]) @ bonus
-            aucs[count].append(float(roc_auc_score(y[test], scores)))
+            k = min(count, len(ranked))
+            theta = fit_bonuses(
+                met[:, :k], margin, y[train], params.combined.l2, np.pad(theta, (0, k + 1 - theta.size))
+            )
+            aucs[count].append(float(roc_auc_score(y[test], test_margin + test_met[:, :k] @ theta[1:])))
     means = {count: round(float(np.mean(values)), 4) for count, values in aucs.items()}
     return replace(choice, combined=fewest_within_noise(aucs), combined_auc=means)
 
