@@ -70,7 +70,7 @@ def main() -> None:
         run = rows.pop("_run")
         print(f"{name}: {run['leads']} leads, {run['converted']} converted, {args.folds}-fold CV ({run['seconds']} s)")
         for label, m in rows.items():
-            print(f"  {label:<38} AUC {m['auc']:.3f} ± {m['auc_std']:.3f}   top 20 % capture {m['capture_top20']:.1%}")
+            print(f"  {label:<38} AUC {m['auc']:.4f} ± {m['auc_std']:.4f}   top 20 % capture {m['capture_top20']:.1%}")
 
 
 if __name__ == "__main__":

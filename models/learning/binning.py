@@ -2,8 +2,9 @@
 and count thresholds. Each bin is both an indicator column for the regression and a points-model rule."""
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -103,8 +104,14 @@ class Bin:
         return {**rule, "points": points}
 
 
-def indicators(bins: list[Bin], frame: pl.DataFrame) -> sparse.csr_matrix:
-    """One 0/1 column per bin: which leads of ``frame`` fall in it."""
+class Testable(Protocol):
+    """Anything a lead falls in or not: a bin, or a combined rule of two bins."""
+
+    def indicator(self) -> pl.Expr: ...
+
+
+def indicators(bins: Sequence[Testable], frame: pl.DataFrame) -> sparse.csr_matrix:
+    """One 0/1 column per bin (or combined rule): which leads of ``frame`` fall in it."""
     if not bins:
         return sparse.csr_matrix((frame.height, 0))
     hits = frame.select(b.indicator().alias(str(i)) for i, b in enumerate(bins)).to_numpy()

@@ -367,6 +367,8 @@ def learn(
             "min_bin_share": choice.min_share,
             "inner_cv_auc": choice.inner_auc,
             "missing_never_seen": list(fitted.scorecard.unseen_missing),
+            "combined_rules": len(fitted.scorecard.combined),
+            "combined_inner_cv_auc": {str(count): auc for count, auc in choice.combined_auc.items()},
         }
     text = "".join(f"# {line}\n" if line else "#\n" for line in header)
     text += yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)

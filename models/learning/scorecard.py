@@ -3,7 +3,9 @@ portfolio scale, tiny contributions pruned, written as an ordinary points model.
 
 Which fit (binned logistic, linear, additive boosting), its penalty and its smallest bin are chosen by inner
 cross-validation on the training rows: a fixed penalty that suits 3,500 converters overfits 350 spread over
-hundreds of bins, and free per-bin weights lose to a line on many weak coded columns."""
+hundreds of bins, and free per-bin weights lose to a line on many weak coded columns. Then, on top of the
+chosen curves, inner cross-validation decides how many combined rules of two columns (``combined``) earn
+their place: none unless they raise the inner AUC by more than the folds' noise."""
 
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,6 +17,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from models.learning.binning import Bin, BinningParams, indicators
+from models.learning.combined import (
+    Combined,
+    CombinedParams,
+    candidates,
+    cell_bins,
+    fewest_within_noise,
+    fit_bonuses,
+    learn_combined,
+)
 from models.learning.curves import BoostingParams, Curves, Design, binned_design, boosted_curves, linear_design
 from models.learning.features import Feature
 from models.spec import Scale
@@ -38,6 +49,7 @@ class ScorecardParams:
     # Additive boosting is a candidate up to this many training leads: beyond, its one-column trees cost far
     # more than the learn budget (100,000 leads: 455 s instead of 31 s), and the bins have rows enough.
     boosting_max_rows: int = 20_000
+    combined: CombinedParams = field(default_factory=CombinedParams)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class Choice:
     c: float | None = None
     min_share: float | None = None
     inner_auc: dict[str, float] = field(default_factory=dict)  # "binned logistic, C=0.1, min share=0.02" → AUC
+    combined: int = 0  # combined rules at most (the fit may keep fewer)
+    combined_auc: dict[int, float] = field(default_factory=dict)  # number of combined rules tried → mean inner AUC
 
     @property
     def label(self) -> str:
@@ -68,6 +82,8 @@ class Scorecard:
     scale: Scale
     choice: Choice
     unseen_missing: tuple[str, ...] = ()  # columns no training lead left empty: their "missing" rule is 0
+    combined: list[Combined] = field(default_factory=list)
+    combined_points: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # each > 0
 
     def rules(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Fit and behaviour rules of the non-zero bins, in feature order; a column that scores keeps its
@@ -77,11 +93,13 @@ class Scorecard:
         for b, p in zip(self.bins, self.points, strict=True):
             if p != 0 or (b.kind == "missing" and b.feature.name in scoring):
                 (behaviour if b.kind == "at_least" else fit).append(b.rule(int(p)))
+        fit += [c.rule(int(p)) for c, p in zip(self.combined, self.combined_points, strict=True)]
         return fit, behaviour
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         """What the points engine gives these leads: base points plus their bins' points, clamped to the scale."""
         total = self.base + indicators(self.bins, frame) @ self.points.astype(np.float64)
+        total += indicators(self.combined, frame) @ self.combined_points.astype(np.float64)
         return np.clip(total, self.scale.min, self.scale.max)
 
 
@@ -116,20 +134,23 @@ def _logistic(c: float) -> LogisticRegression:
     return LogisticRegression(C=c, solver="newton-cholesky", max_iter=200)
 
 
+Margins = list[tuple[np.ndarray, np.ndarray]]  # per inner fold: a fit's log-odds on its training and test part
+
+
 def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame, tokens: tuple[str, ...],
-           params: ScorecardParams, seed: int) -> Choice:  # fmt: skip
+           params: ScorecardParams, seed: int) -> tuple[Choice, Margins]:  # fmt: skip
     """The candidate with the best mean AUC over inner folds of the training rows; bins are learned again on
     each inner training part, so the bin size is judged on rows that did not shape the bins. Candidates are
-    tried simplest first and a later one must do better."""
+    tried simplest first and a later one must do better. Also the winner's log-odds on each inner fold
+    (none when there was nothing to choose), which the combined rules are screened and judged against."""
     candidates = _candidates(params, len(y))
     if len(candidates) == 1:
-        return candidates[0]
-    if len(y) > params.inner_max_rows:
-        rows, _ = train_test_split(np.arange(len(y)), train_size=params.inner_max_rows, stratify=y, random_state=seed)
-        rows = np.sort(rows)
-        frame, y, raw = frame[rows], y[rows], raw[rows]
+        return candidates[0], []
+    rows = inner_rows(y, params, seed)
+    frame, y, raw = frame[rows], y[rows], raw[rows]
     splitter = StratifiedKFold(params.inner_folds, shuffle=True, random_state=seed)
     scores: dict[str, list[float]] = {c.label: [] for c in candidates}
+    margins: dict[str, Margins] = {c.label: [] for c in candidates}
     # One design per (method, bin size) and fold; along the C grid one estimator, each fit starting from the
     # previous (stronger) penalty's solution.
     designs = dict.fromkeys((c.method, c.min_share) for c in candidates if c.method != BOOSTING)
@@ -142,13 +163,58 @@ def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.
             for choice in (c for c in candidates if (c.method, c.min_share) == (method, share)):
                 coef = model.set_params(C=choice.c).fit(x_train, y[train]).coef_[0]
                 scores[choice.label].append(float(roc_auc_score(y[test], x_test @ coef)))
+                margins[choice.label].append((x_train @ coef, x_test @ coef))
         if any(c.method == BOOSTING for c in candidates):
             curves = boosted_curves(*part, params.boosting, seed)
             raw_scores = indicators(curves.bins, frame[test]) @ curves.weights
             scores[Choice(BOOSTING).label].append(float(roc_auc_score(y[test], raw_scores)))
+            margins[Choice(BOOSTING).label].append((indicators(curves.bins, frame[train]) @ curves.weights, raw_scores))
     means = {label: round(float(np.mean(values)), 4) for label, values in scores.items()}
     best = max(candidates, key=lambda c: means[c.label])  # the first of equals: the simplest
-    return replace(best, inner_auc=means)
+    return replace(best, inner_auc=means), margins[best.label]
+
+
+def inner_rows(y: np.ndarray, params: ScorecardParams, seed: int) -> np.ndarray:
+    """The training leads inner cross-validation reads: all, or a stratified ``inner_max_rows`` of them."""
+    if len(y) <= params.inner_max_rows:
+        return np.arange(len(y))
+    rows, _ = train_test_split(np.arange(len(y)), train_size=params.inner_max_rows, stratify=y, random_state=seed)
+    return np.sort(rows)
+
+
+def choose_combined(choice: Choice, margins: Margins, features: list[Feature], frame: pl.DataFrame,
+                    y: np.ndarray, raw: pl.DataFrame, tokens: tuple[str, ...], params: ScorecardParams,
+                    seed: int) -> Choice:  # fmt: skip
+    """``choice`` with the number of combined rules inner cross-validation keeps: on each inner training
+    part (the folds ``choose`` used, with the chosen fit's ``margins``, or the chosen curves fitted here when
+    there were none) the best pairs are screened once and each count's bonuses fitted on the same ranking;
+    the fewest rules within the folds' noise of the best count win (0 when none helps)."""
+    counts = sorted(set(params.combined.counts))
+    if counts == [0] or not any(f.kind != "count" for f in features):
+        return choice
+    rows = inner_rows(y, params, seed)
+    frame, y, raw = frame[rows], y[rows], raw[rows]
+    splitter = StratifiedKFold(params.inner_folds, shuffle=True, random_state=seed)
+    aucs: dict[int, list[float]] = {count: [] for count in counts}
+    for number, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        part = (features, frame[train], y[train], raw[train], tokens)
+        if margins:
+            margin, test_margin = margins[number]
+        else:
+            curves = fit_curves(choice, *part, params, seed)
+            margin, test_margin = (indicators(curves.bins, f) @ curves.weights for f in (frame[train], frame[test]))
+        cells = cell_bins(*part, params.binning)
+        ranked = candidates(cells, frame[train], y[train], margin, max(counts), params.combined)
+        met, test_met = indicators(ranked, frame[train]), indicators(ranked, frame[test])
+        theta = np.zeros(1)  # each count's fit starts from the previous count's solution
+        for count in counts:
+            k = min(count, len(ranked))
+            theta = fit_bonuses(
+                met[:, :k], margin, y[train], params.combined.l2, np.pad(theta, (0, k + 1 - theta.size))
+            )
+            aucs[count].append(float(roc_auc_score(y[test], test_margin + test_met[:, :k] @ theta[1:])))
+    means = {count: round(float(np.mean(values)), 4) for count, values in aucs.items()}
+    return replace(choice, combined=fewest_within_noise(aucs), combined_auc=means)
 
 
 def fit_curves(choice: Choice, features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame,
@@ -195,10 +261,14 @@ def fit_scorecard(
     seed: int = 0,
 ) -> Scorecard:
     """``frame``: the feature frame of the training rows; ``raw``: their attribute columns as given (for spellings)."""
-    choice = choose(features, frame, y, raw, tokens, params, seed)
+    choice = choose_combined(*choose(features, frame, y, raw, tokens, params, seed), features, frame, y, raw, tokens,
+                             params, seed)  # fmt: skip
     curves = fit_curves(choice, features, frame, y, raw, tokens, params, seed)
     bins, beta = curves.bins, curves.weights.copy()
     x = indicators(bins, frame)
+    cells = cell_bins(features, frame, y, raw, tokens, params.binning) if choice.combined else []
+    combined, bonus = learn_combined(cells, frame, y, x @ beta, choice.combined, params.combined,
+                                     inner_rows(y, params, seed))  # fmt: skip
     # A missing value no training lead had gets 0 points: the fit learned nothing about it.
     unseen = np.asarray(x.sum(axis=0)).ravel() == 0
     # A fit feature's bins cover every lead once, so shifting them all by one constant changes no ranking:
@@ -208,7 +278,7 @@ def fit_scorecard(
         members = np.array([i for i, b in enumerate(bins) if b.feature.name == name])
         beta[members] -= beta[members[~unseen[members]]].min()
     beta[unseen] = 0.0
-    raw_total = x @ beta
+    raw_total = x @ beta + indicators(combined, frame) @ bonus
     lo, hi = np.quantile(raw_total, CLAMP_QUANTILES)
     factor = (scale.max - scale.min) / (hi - lo) if hi > lo else 1.0
     points = np.round(beta * factor)
@@ -218,7 +288,10 @@ def fit_scorecard(
     base = round(scale.min - lo * factor)
     missing = tuple(sorted({b.feature.name for b, u in zip(bins, unseen, strict=True) if u and b.kind == "missing"}))
     bins, points = merged(bins, points.astype(np.int64))
-    return Scorecard(bins, points, base, scale, choice, missing)
+    combined_points = np.round(bonus * factor).astype(np.int64)
+    kept = combined_points >= max(params.prune, 1)
+    combined = [c for c, k in zip(combined, kept, strict=True) if k]
+    return Scorecard(bins, points, base, scale, choice, missing, combined, combined_points[kept])
 
 
 def header_lines(card: Scorecard, params: ScorecardParams) -> list[str]:
@@ -242,6 +315,14 @@ def header_lines(card: Scorecard, params: ScorecardParams) -> list[str]:
         "(0 for the column's least converting values), so blanking a column moves a score by at most its",
         "largest rule. An empty value scores its column's 'missing' rule.",
     ]
+    if choice.combined_auc:
+        tried = ", ".join(f"{count} → {auc:.4f}" for count, auc in choice.combined_auc.items())
+        lines += [
+            f"Combined rules (a bonus when two columns' values come together): at most {choice.combined} kept, "
+            f"the fewest within the inner folds' noise of the best (mean inner AUC by number of rules: {tried}).",
+            "A combined rule only adds points, so blanking a column moves a score by at most its largest rule",
+            "plus, for each column it is combined with, that pair's largest combined rule.",
+        ]
     if card.unseen_missing:
         lines.append(
             "No training lead left these columns empty, so their 'missing' rule is worth 0: "

@@ -28,24 +28,34 @@ def _scores(model: PointsModel, leads: pl.DataFrame) -> np.ndarray:
     return score(model, leads=leads, events=EVENTS, as_of=AT).get_column("score").to_numpy()
 
 
-def _columns_rules(model: PointsModel) -> dict[str, list[float]]:
-    """Each column's rule points (a rule tests one column)."""
-    out: dict[str, list[float]] = {}
+def blanking_bounds(model: PointsModel) -> dict[str, float]:
+    """What blanking each column may move a score by: its largest own rule (a lead is in one of them), plus
+    for each other column it is combined with, the largest combined rule of that pair (a lead meets at most
+    one: they are cells of the two columns' bins). Every rule is ≥ 0, so no term can exceed its maximum."""
+    own: dict[str, float] = {}
+    pairs: dict[tuple[str, ...], float] = {}
     for rule in model.fit:
-        (column,) = {name for cond in [rule.when, *(rule.any_of or [])] for name in cond}
-        out.setdefault(column, []).append(rule.points)
-    return out
+        assert rule.points >= 0, rule.name
+        columns = tuple(sorted({name for cond in [rule.when, *(rule.any_of or [])] for name in cond}))
+        if len(columns) == 1:
+            own[columns[0]] = max(own.get(columns[0], 0.0), rule.points)
+        else:
+            pairs[columns] = max(pairs.get(columns, 0.0), rule.points)
+    return {
+        column: own.get(column, 0.0) + sum(points for pair, points in pairs.items() if column in pair)
+        for column in {*own, *(column for pair in pairs for column in pair)}
+    }
 
 
 def assert_blanking_is_bounded(model: PointsModel, leads: pl.DataFrame) -> dict[str, float]:
-    """Blank each scored column in turn: no score moves by more than that column's largest rule.
-    Returns the largest move per column."""
+    """Blank each scored column in turn: no score moves by more than ``blanking_bounds``. Returns the
+    largest move per column."""
     before = _scores(model, leads)
     moved = {}
-    for column, points in _columns_rules(model).items():
+    for column, bound in blanking_bounds(model).items():
         after = _scores(model, leads.with_columns(pl.lit(None, pl.Utf8).alias(column)))
         moved[column] = float(np.abs(after - before).max())
-        assert moved[column] <= max(points), (column, moved[column], points)
+        assert moved[column] <= bound, (column, moved[column], bound)
     return moved
 
 
