@@ -1,13 +1,16 @@
 """Sample files for the store tests: every kind of bad row next to good ones, with known line numbers."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 
 from stages.spec import BUILTIN_EVENT_TYPES
+from store.identity_tables import ANONYMOUS_EVENTS, VisitorLink
 from store.ingest import IngestReport
-from store.tables import Lead
+from store.tables import Event, IngestReject, Lead
 
 PRODUCT_LINES = {"crm", "analytics"}
 
@@ -113,3 +116,30 @@ class Loaded:
 def lead_keys(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return dict(conn.execute(select(Lead.lead_id, Lead.key)).all())  # type: ignore[call-overload]
+
+
+def ingest_summary(report: IngestReport) -> tuple[Any, ...]:
+    """What an ingestion call reports, comparable between the fast path and the row-by-row reference."""
+    rejects = [(r.line, r.field, r.reason, json.dumps(r.raw, sort_keys=True)) for r in report.rejects]
+    counts = (report.read, report.accepted, report.inserted, report.updated, report.rejected)
+    return counts, rejects, sorted(report.interests)
+
+
+def stored_events(engine: Engine) -> tuple[list[Any], list[Any]]:
+    """Every stored event (lead and anonymous), visitor link and reject, in a fixed order."""
+    rejects = IngestReject.__table__
+    with engine.connect() as conn:
+        stored = [
+            row
+            for table in (Event.__table__, ANONYMOUS_EVENTS)
+            for row in conn.execute(
+                select(*(c for c in table.c if c.name != "ingested_at")).order_by(table.c.event_id)
+            ).all()
+        ]
+        stored += conn.execute(select(VisitorLink.__table__).order_by(VisitorLink.__table__.c.anonymous_id)).all()
+        refused = conn.execute(
+            select(rejects.c.kind, rejects.c.line, rejects.c.field, rejects.c.reason, rejects.c.row_hash).order_by(
+                rejects.c.source, rejects.c.line
+            )
+        ).all()
+    return [tuple(row) for row in stored], [tuple(row) for row in refused]

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine
-from store.ingest import IngestReport, ingest_events, ingest_leads
+from store.ingest import ingest_events, ingest_leads
 from store.ingest.csv_chunks import CsvChunk, csv_chunks
-from store.tables import Event, IngestReject
+from tests.store.samples import ingest_summary, stored_events
 
 LEADS = [f"L{n}" for n in range(1, 21)]
 NAMES = ["event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties", "campaign"]
@@ -83,26 +83,6 @@ FILES: list[tuple[str, list[tuple[int, str]], dict[str, Any]]] = [
 ]
 
 
-def _report(report: IngestReport) -> tuple[Any, ...]:
-    rejects = [(r.line, r.field, r.reason, json.dumps(r.raw, sort_keys=True)) for r in report.rejects]
-    counts = (report.read, report.accepted, report.inserted, report.updated, report.rejected)
-    return counts, rejects, sorted(report.interests)
-
-
-def _store(engine: Engine) -> tuple[list[Any], list[Any]]:
-    rejects = IngestReject.__table__
-    with engine.connect() as conn:
-        events = conn.execute(
-            select(*(c for c in Event.__table__.c if c.name != "ingested_at")).order_by(Event.__table__.c.event_id)
-        ).all()
-        refused = conn.execute(
-            select(rejects.c.source, rejects.c.line, rejects.c.field, rejects.c.reason, rejects.c.row_hash).order_by(
-                rejects.c.source, rejects.c.line
-            )
-        ).all()
-    return [tuple(row) for row in events], [tuple(row) for row in refused]
-
-
 def test_polars_reads_plain_chunks_and_leaves_the_others_to_the_csv_module(tmp_path: Path) -> None:
     """The fast path is taken where it can be: a chunk with a ragged row or a blank line stays on it
     (those lines are read alone); a quoted line break hands the rest of the file to the ``csv`` module."""
@@ -131,9 +111,9 @@ def test_events_read_by_polars_equal_the_row_by_row_reference(engine: Engine, tm
     for path in files + files[:2]:  # ids repeat across files; the re-ingest of two files changes nothing
         expected = ingest_events(reference, path, row_by_row=True, **options)
         actual = ingest_events(engine, path, **options)
-        assert _report(actual) == _report(expected), path.name
+        assert ingest_summary(actual) == ingest_summary(expected), path.name
         assert expected.rejected > 0 and expected.read > 50, path.name  # unknown leads and lines at least
-    expected_store, actual_store = _store(reference), _store(engine)
+    expected_store, actual_store = stored_events(reference), stored_events(engine)
     assert actual_store == expected_store
     assert len(expected_store[0]) > 150
     assert {(field, reason) for *_, field, reason, _ in expected_store[1]} >= {

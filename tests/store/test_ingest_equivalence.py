@@ -16,8 +16,8 @@ from sqlalchemy import Engine, select
 from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine
 from store.identity_tables import ANONYMOUS_EVENTS, VisitorLink
-from store.ingest import IngestReport, ingest_events, ingest_leads
-from store.tables import Event, IngestReject
+from store.ingest import ingest_events, ingest_leads
+from tests.store.samples import ingest_summary, stored_events
 
 LINES = {"crm", "analytics"}
 TYPES = set(BUILTIN_EVENT_TYPES)
@@ -148,31 +148,6 @@ def _files(tmp_path: Path, seed: int) -> list[Path]:
     return files
 
 
-def _report(report: IngestReport) -> tuple[Any, ...]:
-    rejects = [(r.line, r.field, r.reason, json.dumps(r.raw, sort_keys=True)) for r in report.rejects]
-    counts = (report.read, report.accepted, report.inserted, report.updated, report.rejected)
-    return counts, rejects, sorted(report.interests)
-
-
-def _store(engine: Engine) -> tuple[list[Any], list[Any]]:
-    rejects = IngestReject.__table__
-    with engine.connect() as conn:
-        stored = [
-            row
-            for table in (Event.__table__, ANONYMOUS_EVENTS)
-            for row in conn.execute(
-                select(*(c for c in table.c if c.name != "ingested_at")).order_by(table.c.event_id)
-            ).all()
-        ]
-        stored += conn.execute(select(VisitorLink.__table__).order_by(VisitorLink.__table__.c.anonymous_id)).all()
-        refused = conn.execute(
-            select(rejects.c.kind, rejects.c.line, rejects.c.field, rejects.c.reason, rejects.c.row_hash).order_by(
-                rejects.c.source, rejects.c.line
-            )
-        ).all()
-    return [tuple(row) for row in stored], [tuple(row) for row in refused]
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_columnar_path_equals_the_row_by_row_reference(engine: Engine, tmp_path: Path, seed: int) -> None:
     leads = tmp_path / "leads.csv"
@@ -185,8 +160,8 @@ def test_columnar_path_equals_the_row_by_row_reference(engine: Engine, tmp_path:
     for path in files + files[:2]:  # the re-ingest of the first two files must change nothing, alike
         expected = ingest_events(reference, path, row_by_row=True, **options)
         actual = ingest_events(engine, path, **options)
-        assert _report(actual) == _report(expected), path.name
-    expected_store, actual_store = _store(reference), _store(engine)
+        assert ingest_summary(actual) == ingest_summary(expected), path.name
+    expected_store, actual_store = stored_events(reference), stored_events(engine)
     assert actual_store == expected_store
     assert len(expected_store[0]) > 300 and len(expected_store[1]) > 50  # the files exercise both sides
     assert any(len(row) > 5 and row[5] is True for row in expected_store[0])  # machine activity was flagged
