@@ -279,9 +279,10 @@ def stage_rows(conn: Connection, table: str, columns: Sequence[str], rows: CopyR
 
     One table per (table, columns) and session, created on first use (``IF NOT EXISTS``: a rolled-back
     transaction takes its creation with it) and emptied at every commit, so the catalog is not written
-    per transaction (autovacuum may be off) and nothing staged outlives its transaction. A ``SELECT``
-    from it reads the rows in ``rows``' order: a temporary table is filled by one ``COPY`` appending to
-    its emptied heap and is never scanned in parallel or from a synchronised start.
+    per transaction (autovacuum may be off) and nothing staged outlives its transaction. The rows' order
+    is their physical one: one ``COPY`` appends them to the emptied heap (the deleted rows' space is not
+    reused within the transaction), so ``ORDER BY ctid`` reads them back in ``rows``' order whatever plan
+    the scan takes.
     """
     names = ", ".join(columns)
     digest = hashlib.sha1(f"{table}({names})".encode()).hexdigest()[:12]

@@ -9,9 +9,9 @@ not per row in Python): a staging table would only write and read the chunk once
 caller has looked its ids up (none stored: a first load); should one be stored after all (a concurrent
 writer, an id the caller's look-up did not see), the unique index refuses the ``COPY``, its savepoint is
 rolled back, and the chunk goes the general way: ``COPY`` into the session's staging table
-(``store.bulk.stage_rows``, shared with the scoring writes), then one ``INSERT … SELECT … ON CONFLICT DO
-NOTHING`` in the frame's order (half the server's work of a first load was that second write). Both run
-inside the chunk's transaction, so a killed load leaves whole chunks only.
+(``store.bulk.stage_rows``, shared with the scoring writes), then one ``INSERT … SELECT … ORDER BY
+ctid ON CONFLICT DO NOTHING`` in the frame's order (half the server's work of a first load was that
+second write). Both run inside the chunk's transaction, so a killed load leaves whole chunks only.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame, *
     staged = stage_rows(conn, target, names, frame)
     columns = ", ".join(names)
     merged = conn.exec_driver_sql(
-        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged} ON CONFLICT DO NOTHING"
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staged} ORDER BY ctid ON CONFLICT DO NOTHING"
     )
     return int(merged.rowcount)
 

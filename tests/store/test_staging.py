@@ -116,11 +116,15 @@ def test_staged_frames_and_tuples_read_back_exactly_in_their_order(pg_engine: En
     names = ", ".join("CAST(properties AS TEXT)" if name == "properties" else name for name in COLUMNS)
     with pg_engine.begin() as conn:
         from_frame = stage_rows(conn, "events", COLUMNS, frame_of(shuffled))
-        assert [tuple(row) for row in conn.exec_driver_sql(f"SELECT {names} FROM {from_frame}")] == shuffled
+        assert [
+            tuple(row) for row in conn.exec_driver_sql(f"SELECT {names} FROM {from_frame} ORDER BY ctid")
+        ] == shuffled
         # The same shape again in the same transaction (tuples this time) replaces what was staged.
         from_tuples = stage_rows(conn, "events", COLUMNS, rows[:5])
         assert from_tuples == from_frame
-        assert [tuple(row) for row in conn.exec_driver_sql(f"SELECT {names} FROM {from_tuples}")] == rows[:5]
+        assert [tuple(row) for row in conn.exec_driver_sql(f"SELECT {names} FROM {from_tuples} ORDER BY ctid")] == rows[
+            :5
+        ]
     with pg_engine.connect() as conn:  # the pool's one connection: the staged rows went with the commit
         assert conn.exec_driver_sql(f"SELECT count(*) FROM {from_frame}").scalar_one() == 0
 
