@@ -196,7 +196,7 @@ class _ColumnarSteps:
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
         machine, late = self._machine(conn, accepted, keys)
-        self._interests(accepted, keys, known, run)
+        self._interests(accepted, keys, run)
         new = _new_rows(conn, accepted.event_id, known)
         frame = pl.concat(
             [
@@ -236,8 +236,13 @@ class _ColumnarSteps:
             pl.Series(accepted.type, dtype=pl.String), pl.Series(accepted.message_id, dtype=pl.String), explicit_flags
         )
         proxy, properties = self.detector.rule.proxy, accepted.properties
+        by_object: dict[int, bool] = {}  # rows of one properties text share one dict (``ParsedProperties``)
         for i in (proxy_only & known).arg_true().to_list():
-            machine[i] = proxy(properties[i])
+            found = properties[i]
+            flag = by_object.get(id(found))
+            if flag is None:
+                flag = by_object[id(found)] = proxy(found)
+            machine[i] = flag
         email = (with_message & known).arg_true().to_list()
         late: list[str] = []
         if email:
@@ -259,27 +264,18 @@ class _ColumnarSteps:
         return machine, late
 
     @staticmethod
-    def _interests(accepted: AcceptedEvents, keys: list[int | None], known: list[int], run: Ingestion) -> None:
-        """Each (lead, product line) pair's first time in the chunk, grouped by Polars: a pair shows up
-        many times in a chunk, and the running minimum across chunks is kept per pair, not per row."""
-        lines = accepted.product_line
-        tagged = [i for i in known if lines[i] is not None]
-        if not tagged:
-            return
-        first = (
-            pl.DataFrame(
-                {
-                    "key": pl.Series([keys[i] for i in tagged], dtype=pl.Int64),
-                    "line": pl.Series([lines[i] for i in tagged], dtype=pl.String),
-                    "at": pl.Series([accepted.at[i] for i in tagged], dtype=pl.Int64),
-                }
-            )
-            .group_by("key", "line")
-            .agg(pl.col("at").min())
-        )
-        add = run.interests.add_micros
-        for key, line, at in zip(*(column.to_list() for column in first.get_columns()), strict=True):
-            add(key, line, at)
+    def _interests(accepted: AcceptedEvents, keys: list[int | None], run: Ingestion) -> None:
+        """Each (lead, product line) pair's first time, kept by Polars: a pair shows up many times in a
+        chunk and in the chunks after it, and only its minimum matters."""
+        frame = pl.DataFrame(
+            {
+                "key": pl.Series(keys, dtype=pl.Int64),
+                "line": pl.Series(accepted.product_line, dtype=pl.String),
+                "at": pl.Series(accepted.at, dtype=pl.Int64),
+            }
+        ).drop_nulls()
+        if not frame.is_empty():
+            run.interests.add_frame(frame)
 
     @staticmethod
     def _visitors(accepted: AcceptedEvents, keys: list[int | None], now: datetime) -> Visitors:

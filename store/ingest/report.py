@@ -7,7 +7,7 @@ import csv
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from store.bulk import insert_ignore
 from store.ingest.reading import Raw, dumps
-from store.tables import IngestReject, from_micros, to_micros
+from store.tables import EPOCH, IngestReject, to_micros
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,15 @@ def write_rejects_csv(report: IngestReport, path: Path) -> Path:
 
 class Interests:
     """The earliest time each (lead key, product line) pair showed up: the journeys a file may open.
-    Kept as epoch microseconds: an events file compares millions of times, and converts each pair once."""
+    Kept as epoch microseconds: an events file compares millions of times, and converts each pair once.
+    Pairs come one at a time (``first``) or as a chunk's Polars frame (``frames``): an events file
+    brings hundreds of thousands of pairs per chunk, whose minimum Polars keeps without a Python loop."""
 
     def __init__(self) -> None:
         self.first: dict[tuple[int, str], int] = {}
+        self.frames: list[pl.DataFrame] = []
+        self.framed = 0  # rows held in ``frames``
+        self.compact_at = _COMPACT_ROWS
 
     def add(self, key: int, line: str, when: datetime) -> None:
         self.add_micros(key, line, to_micros(when))
@@ -120,10 +125,38 @@ class Interests:
             found[pair] = min(found[pair], first[pair])
         first.update(found)
 
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        """``add_micros`` for each row of ``frame`` (``key``: Int64, ``line``: String, ``at``: Int64
+        microseconds); the frames held are reduced to one row per pair when they grow (bounded memory)."""
+        self.frames.append(frame.select(_PAIR_SCHEMA.keys()).cast(_PAIR_SCHEMA))  # type: ignore[arg-type]
+        self.framed += frame.height
+        if self.framed > self.compact_at:
+            reduced = self._reduced(self.frames)
+            self.frames, self.framed = [reduced], reduced.height
+            self.compact_at = max(_COMPACT_ROWS, 2 * reduced.height)
+
+    @staticmethod
+    def _reduced(frames: list[pl.DataFrame]) -> pl.DataFrame:
+        return pl.concat(frames).group_by("key", "line").agg(pl.col("at").min())
+
     def as_list(self) -> list[tuple[int, str, datetime]]:
         """Each time converted once: a leads file's interests share a few (each chunk's creation time)."""
-        times = {at: from_micros(at) for at in set(self.first.values())}
-        return [(key, line, times[at]) for (key, line), at in self.first.items()]
+        if self.frames:
+            held = pl.DataFrame(
+                [(key, line, at) for (key, line), at in self.first.items()], schema=_PAIR_SCHEMA, orient="row"
+            )
+            reduced = self._reduced([held, *self.frames]).sort("key", "line")
+            keys, lines, ats = (column.to_list() for column in reduced.get_columns())
+        else:
+            keys = [key for key, _ in self.first]
+            lines = [line for _, line in self.first]
+            ats = list(self.first.values())
+        times = {at: EPOCH + timedelta(microseconds=at) for at in set(ats)}
+        return [(key, line, times[at]) for key, line, at in zip(keys, lines, ats, strict=True)]
+
+
+_PAIR_SCHEMA = {"key": pl.Int64, "line": pl.String, "at": pl.Int64}
+_COMPACT_ROWS = 1_000_000
 
 
 def row_hash(raw: dict[str, Any]) -> str:
