@@ -198,27 +198,9 @@ class _ColumnarSteps:
         machine, late = self._machine(conn, accepted, keys)
         self._interests(accepted, keys, run)
         new = _new_rows(conn, accepted.event_id, known)
-        frame = pl.concat(
-            [
-                pl.DataFrame(
-                    {
-                        "lead_key": pl.Series([keys[i] for i in new], dtype=pl.Int64),
-                        "occurred_at": pl.Series([accepted.at[i] for i in new], dtype=pl.Int64),
-                        "event_id": pl.Series([accepted.event_id[i] for i in new], dtype=pl.String),
-                        "type": pl.Series([accepted.type[i] for i in new], dtype=pl.String),
-                        "product_line": pl.Series([accepted.product_line[i] for i in new], dtype=pl.String),
-                        "machine": pl.Series([machine[i] for i in new], dtype=pl.Boolean),
-                        "message_id": pl.Series([accepted.message_id[i] for i in new], dtype=pl.String),
-                    }
-                ),
-                stored_properties([accepted.properties[i] for i in new]),
-            ],
-            how="horizontal",
-        ).with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
-        # Clustered-key order: the WITHOUT ROWID B-tree (and PostgreSQL's heap and indexes) append.
-        staged = frame.sort("lead_key", "occurred_at", "event_id")
-        # Fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged).
-        run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
+        if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
+            staged = _staged(accepted, keys, machine, new, now)
+            run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
         run.report.inserted += visitors.write(conn)
         if late:
             run.report.updated += _flag_machine(conn, late)
@@ -297,6 +279,32 @@ class _ColumnarSteps:
             elif keys[i] is not None:
                 visitors.link(anonymous_id, keys[i], at)  # type: ignore[arg-type]
         return visitors
+
+
+def _staged(
+    accepted: AcceptedEvents, keys: list[int | None], machine: list[bool], new: list[int], now: datetime
+) -> pl.DataFrame:
+    """The rows at positions ``new`` in stored form, in clustered-key order: the WITHOUT ROWID B-tree (and
+    PostgreSQL's heap and indexes) is appended to. Column by column; gathered only when some rows go."""
+    every = len(new) == len(keys)  # ``new`` is in position order: then it is every position
+    frame = pl.DataFrame(
+        {
+            "lead_key": pl.Series(keys, dtype=pl.Int64),
+            "occurred_at": pl.Series(accepted.at, dtype=pl.Int64),
+            "event_id": pl.Series(accepted.event_id, dtype=pl.String),
+            "type": pl.Series(accepted.type, dtype=pl.String),
+            "product_line": pl.Series(accepted.product_line, dtype=pl.String),
+            "machine": pl.Series(machine, dtype=pl.Boolean),
+            "message_id": pl.Series(accepted.message_id, dtype=pl.String),
+        }
+    )
+    properties = accepted.properties
+    if not every:
+        frame, properties = frame[new], [properties[i] for i in new]
+    staged = pl.concat([frame, stored_properties(properties)], how="horizontal")
+    return staged.with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64)).sort(
+        "lead_key", "occurred_at", "event_id"
+    )
 
 
 def _new_rows(conn: Connection, event_ids: list[str], known: list[int]) -> list[int]:
