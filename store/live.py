@@ -26,8 +26,9 @@ _LINKS = VisitorLink.__table__  # type: ignore[attr-defined]
 
 
 def tombstone_mark(engine: Engine) -> tuple[int, datetime | None]:
-    """How many erasure tombstones there are and the latest one's time: changes with every erasure."""
-    with engine.connect() as conn:
+    """How many erasure tombstones there are and the latest one's time: changes with every erasure.
+    Asked outside a transaction: one round trip, where a transaction adds its ``BEGIN`` and ``ROLLBACK``."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         count, latest = conn.execute(select(func.count(), func.max(TOMBSTONE_TABLE.c.erased_at))).one()
     return int(count), latest
 
