@@ -54,7 +54,7 @@ class Intake:
     def _erased(self) -> Erased | None:
         mark = tombstone_mark(self.engine)
         if mark != self.tombstones:
-            self.lead_keys.keys.clear()  # before the new mark is kept: a failed read tries again
+            self.lead_keys.forget()  # before the new mark is kept: a failed read tries again
             self.erased = load_erased(self.engine, self.erasure_secret, self.portfolio.spec.privacy.after_erasure)
             self.tombstones = mark
         return self.erased

@@ -58,10 +58,17 @@ class LeadKeys:
         self.limit = limit
 
     def resolve(self, conn: Connection, lead_ids: Iterable[str]) -> dict[str, int]:
-        if len(self.keys) > self.limit:
-            self.keys.clear()
-        missing = sorted(set(lead_ids) - self.keys.keys())
+        keys = self.keys
+        if len(keys) > self.limit:
+            keys = self.forget()
+        missing = sorted(set(lead_ids) - keys.keys())
         if missing:
             leads = Lead.__table__  # type: ignore[attr-defined]
-            self.keys.update(lookup(conn, leads.c.lead_id, missing, [leads.c.lead_id, leads.c.key]))
+            keys.update(lookup(conn, leads.c.lead_id, missing, [leads.c.lead_id, leads.c.key]))
+        return keys
+
+    def forget(self) -> dict[str, int]:
+        """Start afresh with a new mapping, not by emptying this one: a call resolving in another thread
+        (the service's second lane) keeps the keys it just looked up."""
+        self.keys = {}
         return self.keys
