@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -160,19 +160,38 @@ def start_service(
 
 def server_cpu(pid: int) -> float:
     """CPU seconds (user + system) of the service process and its children (uvicorn's workers), from /proc."""
+    return sum(process_cpu(pid, children=True).values())
+
+
+def process_cpu(pid: int, children: bool = False) -> dict[int, float]:
+    """CPU seconds (user + system) per process: ``pid`` and, with ``children``, its descendants (/proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    found: dict[int, float] = {}
     pids = [pid]
     while pids:
         current = pids.pop()
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            below = Path(f"/proc/{current}/task/{current}/children").read_text().split() if children else []
         except FileNotFoundError:  # it ended meanwhile
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-        pids += [int(child) for child in children]
-    return total
+        found[current] = (int(fields[11]) + int(fields[12])) / tick
+        pids += [int(child) for child in below]
+    return found
+
+
+def database_cpu(engine: Engine) -> dict[int, float]:
+    """CPU seconds of the PostgreSQL server processes that serve the store's other connections (the
+    service's; the server runs on this machine), by process: compared before and after a phase (a
+    connection opened meanwhile counts whole), one that ended meanwhile is left out (so the figure is a
+    lower bound). Empty on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return {}
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        ).scalars()
+        return {pid: cpu for backend in pids for pid, cpu in process_cpu(backend).items()}
 
 
 def load_average() -> str:
@@ -309,6 +328,7 @@ def main() -> None:
         prefixes = {"single events": f"s-{run}-", "batches of 500": f"b-{run}-"}
         for name, make, kind, concurrency in phases:
             server, client, load_before = server_cpu(process.pid), time.process_time(), load_average()
+            database = database_cpu(engine)
             if args.client == "wrk":
                 prefix = prefixes.get(name, "x-")
                 phase = wrk_load.run(base, key, kind, args.seconds, concurrency, prefix=prefix, now=NOW.isoformat(),
@@ -318,6 +338,10 @@ def main() -> None:
                 phase["accepted"] = phase["stored"]
                 phase["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - client) / phase["requests"], 3)
             phase["server_cpu_ms_per_request"] = round(1000 * (server_cpu(process.pid) - server) / phase["requests"], 3)
+            if database:
+                after = database_cpu(engine)
+                spent = sum(cpu - database.get(pid, 0.0) for pid, cpu in after.items())
+                phase["database_cpu_ms_per_request"] = round(1000 * spent / phase["requests"], 3)
             phase["load_average"] = f"{load_before} → {load_average()}"
             if name in prefixes:  # every accepted event stored, none twice
                 with engine.connect() as conn:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -49,11 +48,8 @@ def build_service(settings: ServiceSettings) -> Service:
     erasure_key = settings.erasure_key()
     erasure_secret = erasure_key.get_secret_value() if erasure_key is not None else None
 
-    def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
-        return intake.take(engine, portfolio, kind, items, erasure_secret)
-
     writer = GroupWriter(
-        take,
+        intake.Intake(engine, portfolio, erasure_secret).take,
         settings.api_writer_batch,
         serialize_calls=engine.dialect.name == "sqlite",
         linger=settings.api_writer_linger_ms / 1000,

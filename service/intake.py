@@ -13,9 +13,12 @@ from sqlalchemy import Engine
 from service.auth import SECURITY, authorize, presented_key
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
+from store.db import GrowingTable
 from store.ingest import EventRow, IngestReport, LeadRow, Records, ingest_events, ingest_leads
+from store.ingest.lookup import LeadKeys
+from store.live import tombstone_mark
 from store.scores import open_journeys
-from store.tombstones import load_erased
+from store.tombstones import Erased, load_erased
 
 if TYPE_CHECKING:
     from service.state import Service
@@ -24,29 +27,57 @@ router = APIRouter(prefix="/v1", tags=["intake"])
 ID_FIELD = {"events": "event_id", "leads": "lead_id"}
 
 
-def take(
-    engine: Engine, portfolio: Portfolio, kind: str, items: list[Any], erasure_secret: str | None = None
-) -> list[dict[str, Any]]:
-    """Validate and store ``items`` in one ingestion call; open the journeys they show interest in.
-    An erased person is refused (or stored suppressed) as in a file: tombstones are read per call, so an
-    erasure made while the service runs holds at once.
+LEAD_KEYS_KEPT = 500_000  # lead_id → key entries a process keeps between calls (≈ 100 bytes each)
 
-    Each item gets ``stored`` (new, or a lead whose content changed), ``duplicate`` (its id was stored
-    already, as it is: nothing written) or ``rejected`` with the field and the reason a file row gets.
+
+class Intake:
+    """The intake of one service process: ``take`` validates and stores items in one ingestion call.
+
+    What each call would otherwise look up again is kept between calls: the lead keys (a lead row only
+    ever goes away in an erasure, which also writes tombstones: the keys are dropped whenever the
+    tombstones change), the erased people (read again only then) and the events table's statistics upkeep
+    (``GrowingTable``). An erasure made while the service runs holds from the next call on, as when the
+    tombstones were read on every call.
     """
-    records = Records(f"api:{kind}", items)
-    erased = load_erased(engine, erasure_secret, portfolio.spec.privacy.after_erasure)
-    if kind == "events":
-        options: dict[str, Any] = {"machine_window_seconds": portfolio.spec.ingest.machine_window_seconds}
-        if portfolio.spec.ingest.proxy_user_agents is not None:
-            options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
-        lines = set(portfolio.product_lines)
-        types = portfolio.event_types
-        report = ingest_events(engine, records, event_types=types, product_lines=lines, erased=erased, **options)
-    else:
-        report = ingest_leads(engine, records, product_lines=set(portfolio.product_lines), erased=erased)
-    open_journeys(engine, new_journeys(portfolio, report.interests))
-    return answers(kind, items, report)
+
+    def __init__(self, engine: Engine, portfolio: Portfolio, erasure_secret: str | None = None) -> None:
+        self.engine, self.portfolio, self.erasure_secret = engine, portfolio, erasure_secret
+        self.lead_keys = LeadKeys(LEAD_KEYS_KEPT)
+        self.growth = GrowingTable(engine, "events")
+        self.tombstones: tuple[Any, ...] | None = None  # the tombstones' mark when ``erased`` was read
+        self.erased: Erased | None = None
+        spec = portfolio.spec.ingest
+        self.options: dict[str, Any] = {"machine_window_seconds": spec.machine_window_seconds}
+        if spec.proxy_user_agents is not None:
+            self.options["proxy_user_agents"] = tuple(spec.proxy_user_agents)
+
+    def _erased(self) -> Erased | None:
+        mark = tombstone_mark(self.engine)
+        if mark != self.tombstones:
+            self.lead_keys.forget()  # before the new mark is kept: a failed read tries again
+            self.erased = load_erased(self.engine, self.erasure_secret, self.portfolio.spec.privacy.after_erasure)
+            self.tombstones = mark
+        return self.erased
+
+    def take(self, kind: str, items: list[Any]) -> list[dict[str, Any]]:
+        """Validate and store ``items``; open the journeys they show interest in. An erased person is
+        refused (or stored suppressed) as in a file.
+
+        Each item gets ``stored`` (new, or a lead whose content changed), ``duplicate`` (its id was stored
+        already, as it is: nothing written) or ``rejected`` with the field and the reason a file row gets.
+        """
+        records = Records(f"api:{kind}", items)
+        erased = self._erased()
+        lines = set(self.portfolio.product_lines)
+        if kind == "events":
+            report = ingest_events(
+                self.engine, records, event_types=self.portfolio.event_types, product_lines=lines, erased=erased,
+                lead_keys=self.lead_keys, growth=self.growth, **self.options,
+            )  # fmt: skip
+        else:
+            report = ingest_leads(self.engine, records, product_lines=lines, erased=erased)
+        open_journeys(self.engine, new_journeys(self.portfolio, report.interests))
+        return answers(kind, items, report)
 
 
 def _identifier(item: Any, name: str) -> str | None:

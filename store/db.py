@@ -101,18 +101,20 @@ class GrowingTable:
     def __init__(self, engine: Engine, table: str) -> None:
         self.engine, self.table = engine, table
         self._rows: float | None = None  # the table's rows as of its last ANALYZE (read at the first chunk)
-        self._added_then = 0  # rows the load had added at that ANALYZE
+        self._added = 0  # rows added since then
 
     def added(self, rows: int) -> None:
-        """``rows``: rows the load has added so far; analyzes when that grew past the threshold."""
+        """``rows``: rows just added (one chunk's; one instance may follow many loads, the service's
+        calls); analyzes when what was added since the last ANALYZE grew past the threshold."""
         if self.engine.dialect.name != "postgresql":
             return
         if self._rows is None:
             self._rows = self._reltuples()
-        if rows - self._added_then > ANALYZE_BASE_ROWS + ANALYZE_SCALE * self._rows:
+        self._added += rows
+        if self._added > ANALYZE_BASE_ROWS + ANALYZE_SCALE * self._rows:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 _analyze(conn, self.table)
-            self._rows, self._added_then = self._reltuples(), rows
+            self._rows, self._added = self._reltuples(), 0
 
     def _reltuples(self) -> float:
         query = text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)")

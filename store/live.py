@@ -15,6 +15,7 @@ from store.nurture_tables import NurtureEnrolment
 from store.outbox_tables import OutboxMessage
 from store.service_tables import WebhookReceipt
 from store.tables import Event, Lead
+from store.tombstones import TOMBSTONE_TABLE
 
 _LEADS = Lead.__table__  # type: ignore[attr-defined]
 _ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
@@ -22,6 +23,14 @@ _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _RECEIPTS = WebhookReceipt.__table__  # type: ignore[attr-defined]
 _ALIASES = LeadAlias.__table__  # type: ignore[attr-defined]
 _LINKS = VisitorLink.__table__  # type: ignore[attr-defined]
+
+
+def tombstone_mark(engine: Engine) -> tuple[int, datetime | None]:
+    """How many erasure tombstones there are and the latest one's time: changes with every erasure.
+    Asked outside a transaction: one round trip, where a transaction adds its ``BEGIN`` and ``ROLLBACK``."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        count, latest = conn.execute(select(func.count(), func.max(TOMBSTONE_TABLE.c.erased_at))).one()
+    return int(count), latest
 
 
 def lead_key(engine: Engine, lead_id: str) -> int | None:

@@ -78,17 +78,24 @@ class ParsedProperties:
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self.parsed: dict[str, dict[str, Any] | None] = {}
+        self.parsed: dict[Any, dict[str, Any] | None] = {}
 
     def of(self, value: Any, extra: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A row's properties (``value``: the cell's text or a JSON Lines object) merged with ``extra``."""
-        if extra or value.__class__ is not str:
+        """A row's properties (``value``: the cell's text or a JSON Lines object) merged with ``extra``.
+        Extra texts (a CSV's other cells, a JSON row's ``url``) are part of the key: page views of one
+        URL share one dict too. Other extra values are not (``1`` and ``True`` are equal keys)."""
+        if value.__class__ is not str:
             return _properties_or_none(_stripped(value) or None, extra)
-        found = self.parsed.get(value, _UNSEEN)
+        key: Any = value
+        if extra:
+            if not all(item.__class__ is str for item in extra.values()):
+                return _properties_or_none(value.strip() or None, extra)
+            key = (value, *extra.items())
+        found = self.parsed.get(key, _UNSEEN)
         if found is _UNSEEN:
             if len(self.parsed) >= self.limit:
                 self.parsed.clear()
-            found = self.parsed[value] = _properties_or_none(value.strip() or None, None)
+            found = self.parsed[key] = _properties_or_none(value.strip() or None, extra)
         return found  # type: ignore[return-value]
 
 

@@ -3,7 +3,7 @@ and the machine-activity flag."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,10 +14,11 @@ from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, update
 
 from store.bulk import insert_ignore
+from store.db import GrowingTable
 from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.csv_chunks import CsvChunk
-from store.ingest.lookup import in_list, lookup
+from store.ingest.lookup import LeadKeys, in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, MachineDetector, MachineRule
 from store.ingest.properties import promoted_properties, stored_properties
 from store.ingest.reading import Progress, Raw, Records
@@ -30,20 +31,21 @@ from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
 from store.tables import (
     Event,
-    Lead,
     from_micros,
     to_micros,
 )
 from store.tombstones import ERASED_REASON, Erased
 
-_LEAD_TABLE = Lead.__table__
 _EVENT_TABLE = Event.__table__
-_LEAD_CACHE_MAX = 1_000_000  # lead_id → key entries kept between chunks of an events file
 # Rows per chunk (one transaction): each commit rewrites the events B-tree pages the chunk touched, and a
 # chunk of lead-clustered rows touches pages all over the table, so fewer, larger commits cost less
 # (measured, 1M events: 3.1 CPU s of commits at 50k rows per chunk, 1.0 at 200k).
 EVENT_CHUNK = 200_000
 _PROBE = 64  # ids of a chunk probed first: none stored means a first load, not worth a full look-up
+# Fewer records than this (the service's single events, gathered a few dozen at a time) take the row
+# model's path: the columnar path's set-up (Polars expressions, regexes, frames) costs ≈ 3 ms a call
+# whatever its size, the row model ≈ 13 µs a row (measured: 30 rows 0.4 ms vs 3.6 ms; even at 300).
+SMALL_RECORDS = 200
 
 
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
@@ -69,21 +71,6 @@ def _stored_deliveries(conn: Connection, message_ids: Sequence[str]) -> dict[str
     return found
 
 
-class _LeadKeys:
-    """lead_id → lead key, looked up per chunk for the ids not seen yet (bounded between chunks)."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, int] = {}
-
-    def resolve(self, conn: Connection, lead_ids: Iterable[str]) -> dict[str, int]:
-        if len(self.keys) > _LEAD_CACHE_MAX:
-            self.keys.clear()
-        missing = sorted(set(lead_ids) - self.keys.keys())
-        if missing:
-            self.keys.update(lookup(conn, _LEAD_TABLE.c.lead_id, missing, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key]))
-        return self.keys
-
-
 def _refuse_unknown(run: Ingestion, row: Raw, lead_id: str, erased: Erased | None) -> None:
     """An event of no stored lead: an erased person's is refused without keeping its content."""
     if erased is not None and erased.match(lead_id) is not None:
@@ -103,7 +90,7 @@ class _RowByRowSteps:
     splitter: Splitter = field(default_factory=lambda: Splitter(EVENT_FIELDS))
     plan_names: list[str] | None = None
     plan: CsvPlan = field(default_factory=list)
-    lead_keys: _LeadKeys = field(default_factory=_LeadKeys)
+    lead_keys: LeadKeys = field(default_factory=LeadKeys)
     erased: Erased | None = None
 
     def prepare(self, rows: list[Raw], run: Ingestion) -> list[tuple[Raw, EventRow]]:
@@ -154,10 +141,19 @@ class _RowByRowSteps:
         times = [to_micros(event["occurred_at"]) for event in events]
         late = self.detector.run(events, times, explicit, lambda ids: _stored_deliveries(conn, ids))
         # File order, one statement per chunk: of a repeated event_id the first row is kept.
-        run.report.inserted += insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
-        run.report.inserted += visitors.write(conn)
+        inserted = insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
+        inserted += visitors.write(conn)
+        _note_stored(run, [event["event_id"] for event in events + visitors.events], inserted)
         if late:
             run.report.updated += _flag_machine(conn, late)
+
+
+def _note_stored(run: Ingestion, tried: list[str], inserted: int) -> None:
+    """Adds ``inserted`` to the report; when every row the chunk tried to store was inserted, they are
+    exactly the ids it wrote (the skeleton need not look them up for a ``Records`` report)."""
+    run.report.inserted += inserted
+    if inserted == len(tried):
+        run.stored = tried
 
 
 def _stored_ids(conn: Connection, event_ids: list[str]) -> set[str]:
@@ -176,7 +172,7 @@ class _ColumnarSteps:
 
     columns: EventColumns
     detector: MachineDetector
-    lead_keys: _LeadKeys = field(default_factory=_LeadKeys)
+    lead_keys: LeadKeys = field(default_factory=LeadKeys)
     erased: Erased | None = None
 
     def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> AcceptedEvents:
@@ -198,10 +194,12 @@ class _ColumnarSteps:
         machine, late = self._machine(conn, accepted, keys)
         self._interests(accepted, keys, run)
         new = _new_rows(conn, accepted.event_id, known)
+        inserted = 0
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
             staged = _staged(accepted, keys, machine, new, now)
-            run.report.inserted += merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
-        run.report.inserted += visitors.write(conn)
+            inserted = merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
+        inserted += visitors.write(conn)
+        _note_stored(run, [accepted.event_id[i] for i in new] + [row["event_id"] for row in visitors.events], inserted)
         if late:
             run.report.updated += _flag_machine(conn, late)
 
@@ -356,6 +354,8 @@ def ingest_events(
     progress: Progress | None = None,
     row_by_row: bool = False,
     erased: Erased | None = None,
+    lead_keys: LeadKeys | None = None,
+    growth: GrowingTable | None = None,
 ) -> IngestReport:
     """Insert events (ignore an ``event_id`` already stored: events are immutable).
 
@@ -363,18 +363,20 @@ def ingest_events(
     promoted from the properties when the row has no column for it; CSV columns that are not event
     fields become properties. An explicit ``machine`` value on the row wins over detection.
     ``row_by_row`` takes the reference path the columnar one is tested against (same results, slower).
-    An event of an ``erased`` person is refused without keeping its content.
+    An event of an ``erased`` person is refused without keeping its content. ``lead_keys`` and
+    ``growth`` (the events table's statistics upkeep) may be kept across calls by a caller that
+    ingests again and again (the service); by default each call has its own.
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
     detector = MachineDetector(MachineRule(machine_window_seconds, proxy_user_agents))
     adapter, hints = event_row_adapter(types, lines), event_hints(types, product_lines)
     steps: _RowByRowSteps | _ColumnarSteps
-    if row_by_row:
-        steps = _RowByRowSteps(adapter, hints, detector, erased=erased)
+    if row_by_row or (isinstance(path, Records) and len(path.items) < SMALL_RECORDS):
+        steps = _RowByRowSteps(adapter, hints, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     else:
         columns = EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS))
-        steps = _ColumnarSteps(columns, detector, erased=erased)
+        steps = _ColumnarSteps(columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
     return run_chunks(
         engine,
@@ -388,4 +390,5 @@ def ingest_events(
         ids=repeated,
         also_written_to=(ANONYMOUS_EVENTS,),
         columnar_csv=not row_by_row,
+        growth=growth,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, String, any_, bindparam, func, literal_column, select
@@ -10,6 +10,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
 from store.bulk import json_text
+from store.tables import Lead
+
+LEAD_CACHE_MAX = 1_000_000  # lead_id → key entries kept between chunks of an events file
 
 
 class _JsonList(TypeDecorator[list[Any]]):
@@ -44,3 +47,28 @@ def lookup(
     for start in range(0, len(wanted), batch):
         rows.extend(conn.execute(stmt, {"wanted": list(wanted[start : start + batch])}).all())
     return rows
+
+
+class LeadKeys:
+    """lead_id → lead key, looked up per chunk for the ids not seen yet (bounded between chunks). The
+    service keeps one across its calls and clears it when a lead may have gone (an erasure)."""
+
+    def __init__(self, limit: int = LEAD_CACHE_MAX) -> None:
+        self.keys: dict[str, int] = {}
+        self.limit = limit
+
+    def resolve(self, conn: Connection, lead_ids: Iterable[str]) -> dict[str, int]:
+        keys = self.keys
+        if len(keys) > self.limit:
+            keys = self.forget()
+        missing = sorted(set(lead_ids) - keys.keys())
+        if missing:
+            leads = Lead.__table__  # type: ignore[attr-defined]
+            keys.update(lookup(conn, leads.c.lead_id, missing, [leads.c.lead_id, leads.c.key]))
+        return keys
+
+    def forget(self) -> dict[str, int]:
+        """Start afresh with a new mapping, not by emptying this one: a call resolving in another thread
+        (the service's second lane) keeps the keys it just looked up."""
+        self.keys = {}
+        return self.keys

@@ -34,6 +34,9 @@ class Ingestion:
     rejects: RejectLedger = field(init=False)
     interests: Interests = field(default_factory=Interests)
     ids: RepeatedIds | None = None
+    # The ids the current chunk's write stored, when the steps know them exactly (every row they staged
+    # was inserted): ``Records``' report then takes them instead of looking them up (None: look up).
+    stored: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.rejects = RejectLedger(self.report)
@@ -82,6 +85,7 @@ def run_chunks(
     ids: RepeatedIds | None = None,
     also_written_to: tuple[Table, ...] = (),
     columnar_csv: bool = False,
+    growth: GrowingTable | None = None,
 ) -> IngestReport:
     """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
     with ``ids``, notes on an empty file and repeated ids.
@@ -90,13 +94,14 @@ def run_chunks(
     table's id column and the column a write stamps with the chunk's time (in ``table`` and in the tables
     ``also_written_to``, where some rows may go: anonymous visitors' events). ``columnar_csv``: ``steps``
     take a CSV file's chunks as Polars columns (``CsvChunk``) where Polars reads them as the ``csv``
-    module would."""
+    module would. ``growth``: the table's statistics upkeep, kept across calls by a caller that
+    ingests again and again (the service); by default one for this call."""
     path = path if isinstance(path, Records) else Path(path)
     source = path.source if isinstance(path, Records) else str(path)
     run = Ingestion(IngestReport(kind=kind, source=source), ids=ids)
     if isinstance(path, Records) and stamped is not None:
         run.report.written = set()
-    growth = GrowingTable(engine, table.name)
+    growth = growth or GrowingTable(engine, table.name)
     with gc_paused():
         for chunk in _chunks(path, chunk_size, progress, columnar_csv):
             now = datetime.now(UTC)
@@ -114,13 +119,18 @@ def run_chunks(
                     else:
                         run.rejects.add(row, None, row.error)
             prepared = steps.prepare(readable, run)  # type: ignore[arg-type]
+            inserted = run.report.inserted
             with engine.begin() as conn:
+                run.stored = None
                 steps.write(conn, prepared, now, run)
                 if run.report.written is not None and stamped is not None:
-                    for target in (table, *also_written_to):
-                        run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
+                    if run.stored is not None:
+                        run.report.written.update(run.stored)
+                    else:
+                        for target in (table, *also_written_to):
+                            run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
                 run.rejects.flush(conn, now)
-            growth.added(run.report.inserted)  # the next chunk's look-ups are planned for the grown table
+            growth.added(run.report.inserted - inserted)  # the next chunk's look-ups are planned for the grown table
     run.report.interests = run.interests.as_list()
     run.rejects.sort()
     if ids is not None:

@@ -77,8 +77,9 @@ def test_requests_merged_into_one_ingestion_call_each_get_their_own_answers(stor
     exactly its own items, indexed from 0, and every event is stored once."""
     engine = make_engine(store_url)
     portfolio = load_portfolio(DEMO_PORTFOLIO)
-    intake.take(engine, portfolio, "leads", [{"lead_id": "GW-1"}, {"lead_id": "GW-2"}])
-    intake.take(engine, portfolio, "events", [_event("gw-old", "GW-1")])
+    service_intake = intake.Intake(engine, portfolio)
+    service_intake.take("leads", [{"lead_id": "GW-1"}, {"lead_id": "GW-2"}])
+    service_intake.take("events", [_event("gw-old", "GW-1")])
     calls: list[list[str]] = []
     committing, release = threading.Event(), threading.Event()
 
@@ -86,7 +87,7 @@ def test_requests_merged_into_one_ingestion_call_each_get_their_own_answers(stor
         calls.append([item["event_id"] for item in items])
         committing.set()
         release.wait(10)  # the first commit runs until both requests have queued behind it
-        return intake.take(engine, portfolio, kind, items)
+        return service_intake.take(kind, items)
 
     async def run() -> list[list[dict[str, Any]]]:
         writer = GroupWriter(take, 100, serialize_calls=engine.dialect.name == "sqlite", lanes=1)
