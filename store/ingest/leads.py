@@ -16,10 +16,11 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import BigInteger, Connection, Engine, Table, Text, cast, type_coerce
+from sqlalchemy import BigInteger, Connection, Engine, Table, Text, cast, func, select, type_coerce
 
 from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
+from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lead_columns import CLAIMS, SCHEMA, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
@@ -178,7 +179,9 @@ class _RecordSteps:
         run.report.inserted += insert_ignore(conn, kind.table, [row for _, row in inserts])
         run.report.updated += _update(conn, kind, updates)
         if kind is _LEADS:
-            _claim(conn, run, *_claims(latest), now)
+            lines, visitors = _claims(latest)
+            wanted = pl.concat([lines["lead_id"], visitors["lead_id"]]).unique().sort().to_list()
+            _claim(run, lines, visitors, _keys(conn, wanted, now)).write(conn)
 
 
 def _stored(conn: Connection, kind: _Kind, ids: list[str]) -> dict[str, Any]:
@@ -244,25 +247,35 @@ def _claims(latest: _Latest) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-def _claim(conn: Connection, run: Ingestion, lines: pl.DataFrame, visitors: pl.DataFrame, now: datetime) -> None:
+_KEYS: dict[str, Any] = {"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}  # ``at``: created, epoch µs
+
+
+def _keys(conn: Connection, lead_ids: list[str], now: datetime) -> pl.DataFrame:
+    """The stored leads' keys and creation times (``_KEYS``; ``now`` for a lead stored without one)."""
+    created = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)
+    found = lookup(conn, _LEAD_TABLE.c.lead_id, lead_ids, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created])
+    return _keys_frame(found, now)
+
+
+def _keys_frame(rows: Iterable[Any], now: datetime) -> pl.DataFrame:
+    frame = pl.DataFrame([tuple(row) for row in rows], schema=_KEYS, orient="row")
+    return frame.with_columns(pl.col("at").fill_null(to_micros(now)))
+
+
+def _claim(run: Ingestion, lines: pl.DataFrame, visitors: pl.DataFrame, keys: pl.DataFrame) -> Visitors:
     """Interests from the leads' creation on; a lead row's ``anonymous_ids`` (list column) claims those
     visitors for the lead, from its arrival on (of two leads claiming one visitor, the earlier created
-    wins, then the lower key). ``lines``, ``visitors``: ``CLAIMS`` pairs."""
-    wanted = pl.concat([lines["lead_id"], visitors["lead_id"]]).unique().sort().to_list()
-    if not wanted:
-        return
-    created = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)  # epoch microseconds, as interests keep them
-    found = lookup(conn, _LEAD_TABLE.c.lead_id, wanted, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created])
-    keys = pl.DataFrame(
-        [tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}, orient="row"
-    ).with_columns(pl.col("at").fill_null(to_micros(now)))
+    wins, then the lower key); returns the links to write. ``lines``, ``visitors``: ``CLAIMS`` pairs;
+    ``keys``: the leads' keys and creation times (``_KEYS``)."""
+    links = Visitors()
+    if lines.is_empty() and visitors.is_empty():
+        return links
     interests = lines.join(keys, on="lead_id")
     run.interests.add_pairs(interests["key"].to_list(), interests["value"].to_list(), interests["at"].to_list())
     claimed = visitors.join(keys, on="lead_id", maintain_order="left").sort("key", maintain_order=True)
-    links = Visitors()
     for anonymous_id, key, at in claimed.select("value", "key", "at").iter_rows():
         links.link(anonymous_id, key, from_micros(at), source="lead row")
-    links.write(conn)
+    return links
 
 
 @dataclass
@@ -281,22 +294,28 @@ class _ColumnarSteps:
     reference: _RecordSteps
     columns: LeadColumns
 
-    def prepare(self, rows: list[Raw], run: Ingestion) -> _Prepared:
-        checked, slow = self.columns.split(rows)
+    def prepare(self, chunk: list[Raw] | CsvChunk, run: Ingestion) -> _Prepared:
+        checked, slow = self.columns.split(chunk)
         run.report.accepted += len(checked.positions)
         if run.ids is not None:
             run.ids.add(checked.lead_ids)
-        return _Prepared(checked, self.reference.accept(rows, slow, run))
+        row_of = chunk.row if isinstance(chunk, CsvChunk) else chunk.__getitem__
+        slow_rows = [row_of(position) for position in slow]
+        latest = self.reference.accept(slow_rows, range(len(slow_rows)), run)
+        for entry in latest.values():  # positions in the chunk, to merge the new leads in file order
+            entry.position = slow[entry.position]
+        return _Prepared(checked, latest)
 
     def write(self, conn: Connection, prepared: _Prepared, now: datetime, run: Ingestion) -> None:
         checked, latest = prepared.checked, prepared.latest
-        lead_ids = checked.lead_ids
-        inserts, updates = _changes(_LEADS, latest, _stored(conn, _LEADS, list(latest)), now)
+        modelled_stored = _stored(conn, _LEADS, list(latest))
+        inserts, updates = _changes(_LEADS, latest, modelled_stored, now)
         new = checked.frame.with_columns(position=pl.Series(checked.positions, dtype=pl.Int64))
-        old = _stored_frame(conn, lead_ids)
+        old = _stored_frame(conn, checked.lead_ids, sorted(checked.present))
         if not old.is_empty():  # a re-ingest: only the leads whose content the merge changes are read whole
             new = new.filter(pl.col("lead_id").is_in(old["lead_id"]).not_())
             changing = checked.changing(old)
+            lead_ids = checked.lead_ids
             stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
             for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
                 if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
@@ -305,22 +324,54 @@ class _ColumnarSteps:
         if modelled:
             new = pl.concat([new, pl.DataFrame(modelled, schema=new.schema, orient="row")]).sort("position")
         stamp = pl.lit(to_micros(now), dtype=pl.Int64)
-        frame = new.drop("position").with_columns(created_at=stamp, updated_at=stamp)
+        frame = _without_empty_columns(new.drop("position").with_columns(created_at=stamp, updated_at=stamp))
+        last_key = conn.execute(select(func.coalesce(func.max(_LEAD_TABLE.c.key), 0))).scalar_one()
         run.report.inserted += merge_ignoring_stored(conn, _LEAD_TABLE, frame, fresh=True)  # type: ignore[arg-type]
         run.report.updated += _update(conn, _LEADS, updates)
+        modelled_keys = [(row["lead_id"], row["key"], row["created_at"]) for row in modelled_stored.values()]
+        keys = pl.concat(
+            [
+                old.select(list(_KEYS)).with_columns(pl.col("at").fill_null(to_micros(now))),
+                _keys_frame(((i, k, None if at is None else to_micros(at)) for i, k, at in modelled_keys), now),
+                _new_keys(conn, last_key, now),
+            ]
+        )
         lines, visitors = _claims(latest)
-        _claim(conn, run, pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors]), now)
+        lines, visitors = pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors])
+        _claim(run, lines, visitors, keys).write(conn)
 
 
-def _stored_frame(conn: Connection, lead_ids: list[str]) -> pl.DataFrame:
-    """The stored leads of these ids in the columns' form (``lead_columns.SCHEMA``: epoch microseconds,
-    attributes as JSON text), without converting a value in Python."""
+def _new_keys(conn: Connection, last_key: int, now: datetime) -> pl.DataFrame:
+    """The keys of the leads this chunk inserted: a range of the primary key above the largest one before
+    the insert (a key is never reused, and a concurrent writer's leads do not carry this chunk's time)."""
     table = _LEAD_TABLE.c
-    columns = [type_coerce(table[name], BigInteger) if name in TIME_FIELDS else table[name] for name in STORED[:-1]] + [
-        cast(table.attributes, Text)
-    ]
-    found = lookup(conn, table.lead_id, lead_ids, columns)
-    return pl.DataFrame([tuple(row) for row in found], schema=SCHEMA, orient="row")
+    stamp = to_micros(now)
+    query = select(table.lead_id, table.key).where(
+        table.key > last_key, type_coerce(table.created_at, BigInteger) == stamp
+    )
+    found = conn.execute(query).all()
+    frame = pl.DataFrame([tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64}, orient="row")
+    return frame.with_columns(at=pl.lit(stamp, dtype=pl.Int64))
+
+
+def _without_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """The columns that hold a value: a column the file does not fill is NULL by default, and binding
+    NULLs costs SQLite's insert about as much as the values it stores (a file names 5 of the 16 fields)."""
+    return frame.select([column.name for column in frame.get_columns() if column.null_count() < frame.height])
+
+
+def _stored_frame(conn: Connection, lead_ids: list[str], names: list[str]) -> pl.DataFrame:
+    """The stored leads of these ids: their id, key and creation time (``_KEYS``), the fields ``names`` and
+    the attributes' JSON text, in the columns' form (``lead_columns.SCHEMA``: epoch microseconds) without
+    converting a value in Python."""
+    table = _LEAD_TABLE.c
+    columns = [type_coerce(table[name], BigInteger) if name in TIME_FIELDS else table[name] for name in names]
+    created = type_coerce(table.created_at, BigInteger)
+    found = lookup(
+        conn, table.lead_id, lead_ids, [table.lead_id, table.key, created, *columns, cast(table.attributes, Text)]
+    )
+    schema = {**_KEYS, **{name: SCHEMA[name] for name in (*names, "attributes")}}
+    return pl.DataFrame([tuple(row) for row in found], schema=schema, orient="row")
 
 
 def _stored_form(values: dict[str, Any], position: int) -> dict[str, Any]:
@@ -369,6 +420,7 @@ def ingest_leads(
         progress=progress,
         stamped=("lead_id", "updated_at"),
         ids=RepeatedIds("lead_id", "the last one wins"),
+        columnar_csv=steps is not reference,
     )
 
 
