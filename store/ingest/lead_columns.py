@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from store.bulk import json_text
-from store.ingest.columns import ODD_EDGE, PLAIN_TIME, any_nul, epoch_micros
+from store.ingest.columns import PLAIN_TIME, epoch_micros
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.reading import Raw, loads
 from store.ingest.rows import LEAD_FIELDS
@@ -39,7 +39,11 @@ SCHEMA: dict[str, Any] = {
 CLAIMS: dict[str, Any] = {"lead_id": pl.String, "value": pl.String}  # a lead's product line, or visitor
 INTEREST = "product_interest"
 VISITORS = "anonymous_ids"
-_EMAIL = r'^[^@,;<>()\[\]"]+@[^@,;<>()\[\]"]+\.[^@,;<>()\[\]".]{2,}$'  # rows.py's rule, on [!-~] only
+# rows.py's rule on printable ASCII only (where lower-casing changes no class), in one pass over the cell.
+_EMAIL = r'^[!-~&&[^@,;<>()\[\]"]]+@[!-~&&[^@,;<>()\[\]"]]+\.[!-~&&[^@,;<>()\[\]".]]{2,}$'
+# A NUL (PostgreSQL refuses it), or a separator character Python's str.strip removes and Polars' does not:
+# anywhere in a row, the row model reads it.
+_ODD = r"[\x00\x1c-\x1f]"
 _TRUE, _FALSE = ["true", "yes", "1"], ["false", "no", "0", ""]
 _VALUES = attrgetter("values")
 
@@ -50,6 +54,14 @@ def listed(cell: pl.Expr) -> pl.Expr:
     parts = cell.str.replace_all(";", ",", literal=True).str.split(",")
     stripped = parts.list.eval(pl.element().str.strip_chars())
     return stripped.list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True)
+
+
+def _known_lines(lines: frozenset[str]) -> str:
+    """A cell whose every part (split on , and ;, stripped) is blank or one of ``lines``: what ``listed``
+    makes of it holds known lines only (Rust regex syntax; each name's characters as ``\\x{…}``)."""
+    name = "|".join("".join(f"\\x{{{ord(c):x}}}" for c in line) for line in sorted(lines))
+    part = rf"\s*(?:{name})?\s*" if lines else r"\s*"
+    return rf"^{part}(?:[,;]{part})*$"
 
 
 def claimed(frame: pl.DataFrame, column: str) -> pl.DataFrame:
@@ -189,26 +201,23 @@ class LeadColumns:
         def cell(role: str) -> pl.Expr:
             return self._cell(where, role)
 
-        checks = [~pl.col(f"c{p}").str.strip_chars().str.contains(ODD_EDGE) for p, _, _ in self.plan]
-        checks.append(~any_nul([f"c{p}" for p, _, _ in self.plan]))
-        checks += [cell("lead_id") != "", ~cell("lead_id").is_duplicated()]
-        for name in EMAIL_FIELDS:
-            email = cell(name)
-            valid = email.str.contains(r"^[!-~]+$") & email.str.to_lowercase().str.contains(_EMAIL)
-            checks.append((email == "") | valid)
+        every_cell = pl.concat_str([pl.col(f"c{p}") for p, _, _ in self.plan], separator=",")
+        checks = [~every_cell.str.contains(_ODD), cell("lead_id") != "", ~cell("lead_id").is_duplicated()]
+        checks += [(cell(name) == "") | cell(name).str.contains(_EMAIL) for name in EMAIL_FIELDS]
         checks += [cell(name).is_in(_TRUE + _FALSE) for name in FLAG_FIELDS]
         for name in TIME_FIELDS:
             plain = cell(name).str.contains(PLAIN_TIME) & epoch_micros(cell(name)).is_not_null()
             checks.append((cell(name) == "") | plain)
         if self.product_lines is not None:
-            known = sorted(self.product_lines)
-            checks.append(self._listed(INTEREST).list.eval(pl.element().is_in(known)).list.all())
+            checks.append(self._interest_cell().str.contains(_known_lines(self.product_lines)))
         return [pl.all_horizontal(checks).alias("ok")]
 
-    def _listed(self, attribute: str) -> pl.Expr:
+    def _interest_cell(self) -> pl.Expr:
+        return self._attribute_cell(INTEREST)
+
+    def _attribute_cell(self, attribute: str) -> pl.Expr:
         found = next((p for p, role, name in self.plan if role is None and name == attribute), None)
-        cell = pl.lit("", dtype=pl.String) if found is None else pl.col(f"c{found}")
-        return listed(cell)
+        return pl.lit("", dtype=pl.String) if found is None else pl.col(f"c{found}")
 
     def _values(self, where: dict[str, int]) -> list[pl.Expr]:
         def blank_is_none(expr: pl.Expr) -> pl.Expr:
@@ -220,7 +229,10 @@ class LeadColumns:
         values += [self._cell(where, name).is_in(_TRUE).alias(name) for name in FLAG_FIELDS]
         values += [epoch_micros(self._cell(where, name)).alias(name) for name in TIME_FIELDS]
         values += [pl.col(f"c{p}").str.strip_chars().alias(f"a{p}") for p, role, _ in self.plan if role is None]
-        values += [self._listed(INTEREST).alias("lines"), self._listed(VISITORS).alias("visitors")]
+        values += [
+            listed(self._interest_cell()).alias("lines"),
+            listed(self._attribute_cell(VISITORS)).alias("visitors"),
+        ]
         return values
 
     @staticmethod

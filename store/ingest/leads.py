@@ -22,7 +22,7 @@ from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lead_columns import CLAIMS, SCHEMA, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
-from store.ingest.lookup import lookup
+from store.ingest.lookup import lookup, lookup_frame, raw_frame
 from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import ACCOUNTS, LEADS, AccountRow, LeadRow
@@ -248,18 +248,14 @@ def _claims(latest: _Latest) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 _KEYS: dict[str, Any] = {"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}  # ``at``: created, epoch µs
+_CREATED = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)
 
 
 def _keys(conn: Connection, lead_ids: list[str], now: datetime) -> pl.DataFrame:
     """The stored leads' keys and creation times (``_KEYS``; ``now`` for a lead stored without one)."""
-    created = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)
-    found = lookup(conn, _LEAD_TABLE.c.lead_id, lead_ids, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created])
-    return _keys_frame(found, now)
-
-
-def _keys_frame(rows: Iterable[Any], now: datetime) -> pl.DataFrame:
-    frame = pl.DataFrame([tuple(row) for row in rows], schema=_KEYS, orient="row")
-    return frame.with_columns(pl.col("at").fill_null(to_micros(now)))
+    table = _LEAD_TABLE.c
+    found = lookup_frame(conn, table.lead_id, lead_ids, [table.lead_id, table.key, _CREATED], _KEYS)
+    return found.with_columns(pl.col("at").fill_null(to_micros(now)))
 
 
 def _claim(run: Ingestion, lines: pl.DataFrame, visitors: pl.DataFrame, keys: pl.DataFrame) -> Visitors:
@@ -289,10 +285,14 @@ class _Prepared:
 @dataclass
 class _ColumnarSteps:
     """The fast path for CSV leads: columnar checks, the row model only for the rows they leave, new
-    leads appended in one set-based insert; stored leads merged like the reference's."""
+    leads appended in one set-based insert; stored leads merged like the reference's. Until a chunk
+    meets a stored lead the chunks are appended first and only the leads the append skipped are read
+    back (a first load looks nothing up); from then on the stored leads are looked up first (a
+    re-ingest appends nothing)."""
 
     reference: _RecordSteps
     columns: LeadColumns
+    look_up_first: bool = False
 
     def prepare(self, chunk: list[Raw] | CsvChunk, run: Ingestion) -> _Prepared:
         checked, slow = self.columns.split(chunk)
@@ -310,53 +310,59 @@ class _ColumnarSteps:
         checked, latest = prepared.checked, prepared.latest
         modelled_stored = _stored(conn, _LEADS, list(latest))
         inserts, updates = _changes(_LEADS, latest, modelled_stored, now)
+        present = sorted(checked.present)
         new = checked.frame.with_columns(position=pl.Series(checked.positions, dtype=pl.Int64))
-        old = _stored_frame(conn, checked.lead_ids, sorted(checked.present))
-        if not old.is_empty():  # a re-ingest: only the leads whose content the merge changes are read whole
+        old = _stored_frame(conn, checked.lead_ids, present) if self.look_up_first else None
+        if old is not None:
             new = new.filter(pl.col("lead_id").is_in(old["lead_id"]).not_())
-            changing = checked.changing(old)
-            lead_ids = checked.lead_ids
-            stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
-            for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
-                if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
-                    updates.append(changed)
         modelled = [_stored_form(row, position) for position, row in inserts]
         if modelled:
             new = pl.concat([new, pl.DataFrame(modelled, schema=new.schema, orient="row")]).sort("position")
         stamp = pl.lit(to_micros(now), dtype=pl.Int64)
         frame = _without_empty_columns(new.drop("position").with_columns(created_at=stamp, updated_at=stamp))
         last_key = conn.execute(select(func.coalesce(func.max(_LEAD_TABLE.c.key), 0))).scalar_one()
-        run.report.inserted += merge_ignoring_stored(conn, _LEAD_TABLE, frame, fresh=True)  # type: ignore[arg-type]
+        inserted = merge_ignoring_stored(conn, _LEAD_TABLE, frame, fresh=True)  # type: ignore[arg-type]
+        run.report.inserted += inserted
+        new_keys = _new_keys(conn, frame["lead_id"], inserted, last_key, now)
+        if old is None:  # appended first: the leads it skipped are stored ones
+            skipped = checked.frame.filter(pl.col("lead_id").is_in(new_keys["lead_id"]).not_())["lead_id"]
+            old = _stored_frame(conn, skipped.to_list(), present)
+            self.look_up_first = not old.is_empty()
+        if not old.is_empty():  # only the leads whose content the merge changes are read whole
+            changing = checked.changing(old)
+            lead_ids = checked.lead_ids
+            stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
+            for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
+                if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
+                    updates.append(changed)
         run.report.updated += _update(conn, _LEADS, updates)
-        modelled_keys = [(row["lead_id"], row["key"], row["created_at"]) for row in modelled_stored.values()]
-        keys = pl.concat(
-            [
-                old.select(list(_KEYS)).with_columns(pl.col("at").fill_null(to_micros(now))),
-                _keys_frame(((i, k, None if at is None else to_micros(at)) for i, k, at in modelled_keys), now),
-                _new_keys(conn, last_key, now),
-            ]
-        )
+        keys = pl.concat([old.select(list(_KEYS)), _keys(conn, list(modelled_stored), now), new_keys])
         lines, visitors = _claims(latest)
         lines, visitors = pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors])
-        _claim(run, lines, visitors, keys).write(conn)
+        _claim(run, lines, visitors, keys.with_columns(pl.col("at").fill_null(to_micros(now)))).write(conn)
 
 
-def _new_keys(conn: Connection, last_key: int, now: datetime) -> pl.DataFrame:
-    """The keys of the leads this chunk inserted: a range of the primary key above the largest one before
-    the insert (a key is never reused, and a concurrent writer's leads do not carry this chunk's time)."""
+def _new_keys(conn: Connection, appended: pl.Series, inserted: int, last_key: int, now: datetime) -> pl.DataFrame:
+    """The keys (``_KEYS``) of the leads this chunk inserted, of the lead ids it ``appended`` in this order
+    above ``last_key``, the largest key before. SQLite numbers a new row one above the largest key, and
+    this transaction has held the write lock since its first insert: when every row went in, they took
+    the keys just below the largest one now, in order. Otherwise (and on PostgreSQL, whose sequence
+    other sessions share) they are read back: keys above ``last_key`` that carry this chunk's time."""
     table = _LEAD_TABLE.c
-    stamp = to_micros(now)
-    query = select(table.lead_id, table.key).where(
-        table.key > last_key, type_coerce(table.created_at, BigInteger) == stamp
-    )
-    found = conn.execute(query).all()
-    frame = pl.DataFrame([tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64}, orient="row")
-    return frame.with_columns(at=pl.lit(stamp, dtype=pl.Int64))
+    if conn.dialect.name == "sqlite" and inserted == len(appended):
+        largest = conn.execute(select(func.coalesce(func.max(table.key), 0))).scalar_one()
+        first = largest - inserted + 1
+        keys = pl.int_range(first, largest + 1, dtype=pl.Int64, eager=True)
+        return pl.DataFrame({"lead_id": appended, "key": keys}).with_columns(at=pl.lit(to_micros(now), dtype=pl.Int64))
+    query = select(table.lead_id, table.key, _CREATED).where(table.key > last_key, table.created_at == now)
+    return raw_frame(conn, query, _KEYS)
 
 
 def _without_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """The columns that hold a value: a column the file does not fill is NULL by default, and binding
     NULLs costs SQLite's insert about as much as the values it stores (a file names 5 of the 16 fields)."""
+    if frame.is_empty():
+        return frame
     return frame.select([column.name for column in frame.get_columns() if column.null_count() < frame.height])
 
 
@@ -366,12 +372,9 @@ def _stored_frame(conn: Connection, lead_ids: list[str], names: list[str]) -> pl
     converting a value in Python."""
     table = _LEAD_TABLE.c
     columns = [type_coerce(table[name], BigInteger) if name in TIME_FIELDS else table[name] for name in names]
-    created = type_coerce(table.created_at, BigInteger)
-    found = lookup(
-        conn, table.lead_id, lead_ids, [table.lead_id, table.key, created, *columns, cast(table.attributes, Text)]
-    )
     schema = {**_KEYS, **{name: SCHEMA[name] for name in (*names, "attributes")}}
-    return pl.DataFrame([tuple(row) for row in found], schema=schema, orient="row")
+    wanted = [table.lead_id, table.key, _CREATED, *columns, cast(table.attributes, Text)]
+    return lookup_frame(conn, table.lead_id, lead_ids, wanted, schema)
 
 
 def _stored_form(values: dict[str, Any], position: int) -> dict[str, Any]:
