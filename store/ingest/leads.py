@@ -1,9 +1,10 @@
 """Leads and accounts: upserted on their id only when their content changes; ``key`` is assigned once by
 the database. Both are "a row of known fields plus free attributes", so they share the row model's chunk
 steps (``_RecordSteps``: the reference path). CSV leads take the columnar fast path (``_ColumnarSteps``,
-checks in ``lead_columns``) which hands the row model every row its checks do not accept, inserts new leads
-in one set-based append and merges stored ones with the same ``_merged``; the side effects (erasure,
-interests, visitor claims) go through the same functions on both paths."""
+checks in ``lead_columns``, stored keys and values read by ``lead_keys``) which hands the row model every
+row its checks do not accept, inserts new leads in one set-based append and merges stored ones with the
+same ``_merged``; the side effects (erasure, interests, visitor claims) go through the same functions on
+both paths."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import BigInteger, Connection, Engine, Table, Text, cast, func, select, type_coerce
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
 from store.ingest.csv_chunks import CsvChunk
-from store.ingest.lead_columns import CLAIMS, SCHEMA, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
-from store.ingest.lookup import lookup, lookup_frame, raw_frame
+from store.ingest.lead_columns import CLAIMS, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
+from store.ingest.lead_keys import KEYS, appended_keys, claim, stored_frame, stored_keys
+from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import ACCOUNTS, LEADS, AccountRow, LeadRow
@@ -30,8 +32,7 @@ from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import NUL_REASON, NulCharacter, refuse_nul, validate
-from store.ingest.visitors import Visitors
-from store.tables import Lead, from_micros, to_micros
+from store.tables import Lead, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
@@ -181,7 +182,7 @@ class _RecordSteps:
         if kind is _LEADS:
             lines, visitors = _claims(latest)
             wanted = pl.concat([lines["lead_id"], visitors["lead_id"]]).unique().sort().to_list()
-            _claim(run, lines, visitors, _keys(conn, wanted, now)).write(conn)
+            claim(run, lines, visitors, stored_keys(conn, wanted, now)).write(conn)
 
 
 def _stored(conn: Connection, kind: _Kind, ids: list[str]) -> dict[str, Any]:
@@ -247,33 +248,6 @@ def _claims(latest: _Latest) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-_KEYS: dict[str, Any] = {"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}  # ``at``: created, epoch µs
-_CREATED = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)
-
-
-def _keys(conn: Connection, lead_ids: list[str], now: datetime) -> pl.DataFrame:
-    """The stored leads' keys and creation times (``_KEYS``; ``now`` for a lead stored without one)."""
-    table = _LEAD_TABLE.c
-    found = lookup_frame(conn, table.lead_id, lead_ids, [table.lead_id, table.key, _CREATED], _KEYS)
-    return found.with_columns(pl.col("at").fill_null(to_micros(now)))
-
-
-def _claim(run: Ingestion, lines: pl.DataFrame, visitors: pl.DataFrame, keys: pl.DataFrame) -> Visitors:
-    """Interests from the leads' creation on; a lead row's ``anonymous_ids`` (list column) claims those
-    visitors for the lead, from its arrival on (of two leads claiming one visitor, the earlier created
-    wins, then the lower key); returns the links to write. ``lines``, ``visitors``: ``CLAIMS`` pairs;
-    ``keys``: the leads' keys and creation times (``_KEYS``)."""
-    links = Visitors()
-    if lines.is_empty() and visitors.is_empty():
-        return links
-    interests = lines.join(keys, on="lead_id")
-    run.interests.add_pairs(interests["key"].to_list(), interests["value"].to_list(), interests["at"].to_list())
-    claimed = visitors.join(keys, on="lead_id", maintain_order="left").sort("key", maintain_order=True)
-    for anonymous_id, key, at in claimed.select("value", "key", "at").iter_rows():
-        links.link(anonymous_id, key, from_micros(at), source="lead row")
-    return links
-
-
 @dataclass
 class _Prepared:
     """A checked chunk: the rows the columns accepted and the row model's leads (the other rows)."""
@@ -312,7 +286,7 @@ class _ColumnarSteps:
         inserts, updates = _changes(_LEADS, latest, modelled_stored, now)
         present = sorted(checked.present)
         new = checked.frame.with_columns(position=pl.Series(checked.positions, dtype=pl.Int64))
-        old = _stored_frame(conn, checked.lead_ids, present) if self.look_up_first else None
+        old = stored_frame(conn, checked.lead_ids, present) if self.look_up_first else None
         if old is not None:
             new = new.filter(pl.col("lead_id").is_in(old["lead_id"]).not_())
         modelled = [_stored_form(row, position) for position, row in inserts]
@@ -323,10 +297,10 @@ class _ColumnarSteps:
         last_key = conn.execute(select(func.coalesce(func.max(_LEAD_TABLE.c.key), 0))).scalar_one()
         inserted = merge_ignoring_stored(conn, _LEAD_TABLE, frame, fresh=True)  # type: ignore[arg-type]
         run.report.inserted += inserted
-        new_keys = _new_keys(conn, frame["lead_id"], inserted, last_key, now)
+        new_keys = appended_keys(conn, frame["lead_id"], inserted, last_key, now)
         if old is None:  # appended first: the leads it skipped are stored ones
             skipped = checked.frame.filter(pl.col("lead_id").is_in(new_keys["lead_id"]).not_())["lead_id"]
-            old = _stored_frame(conn, skipped.to_list(), present)
+            old = stored_frame(conn, skipped.to_list(), present)
             self.look_up_first = not old.is_empty()
         if not old.is_empty():  # only the leads whose content the merge changes are read whole
             changing = checked.changing(old)
@@ -336,26 +310,10 @@ class _ColumnarSteps:
                 if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
                     updates.append(changed)
         run.report.updated += _update(conn, _LEADS, updates)
-        keys = pl.concat([old.select(list(_KEYS)), _keys(conn, list(modelled_stored), now), new_keys])
+        keys = pl.concat([old.select(list(KEYS)), stored_keys(conn, list(modelled_stored), now), new_keys])
         lines, visitors = _claims(latest)
         lines, visitors = pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors])
-        _claim(run, lines, visitors, keys.with_columns(pl.col("at").fill_null(to_micros(now)))).write(conn)
-
-
-def _new_keys(conn: Connection, appended: pl.Series, inserted: int, last_key: int, now: datetime) -> pl.DataFrame:
-    """The keys (``_KEYS``) of the leads this chunk inserted, of the lead ids it ``appended`` in this order
-    above ``last_key``, the largest key before. SQLite numbers a new row one above the largest key, and
-    this transaction has held the write lock since its first insert: when every row went in, they took
-    the keys just below the largest one now, in order. Otherwise (and on PostgreSQL, whose sequence
-    other sessions share) they are read back: keys above ``last_key`` that carry this chunk's time."""
-    table = _LEAD_TABLE.c
-    if conn.dialect.name == "sqlite" and inserted == len(appended):
-        largest = conn.execute(select(func.coalesce(func.max(table.key), 0))).scalar_one()
-        first = largest - inserted + 1
-        keys = pl.int_range(first, largest + 1, dtype=pl.Int64, eager=True)
-        return pl.DataFrame({"lead_id": appended, "key": keys}).with_columns(at=pl.lit(to_micros(now), dtype=pl.Int64))
-    query = select(table.lead_id, table.key, _CREATED).where(table.key > last_key, table.created_at == now)
-    return raw_frame(conn, query, _KEYS)
+        claim(run, lines, visitors, keys.with_columns(pl.col("at").fill_null(to_micros(now)))).write(conn)
 
 
 def _without_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
@@ -364,17 +322,6 @@ def _without_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
     if frame.is_empty():
         return frame
     return frame.select([column.name for column in frame.get_columns() if column.null_count() < frame.height])
-
-
-def _stored_frame(conn: Connection, lead_ids: list[str], names: list[str]) -> pl.DataFrame:
-    """The stored leads of these ids: their id, key and creation time (``_KEYS``), the fields ``names`` and
-    the attributes' JSON text, in the columns' form (``lead_columns.SCHEMA``: epoch microseconds) without
-    converting a value in Python."""
-    table = _LEAD_TABLE.c
-    columns = [type_coerce(table[name], BigInteger) if name in TIME_FIELDS else table[name] for name in names]
-    schema = {**_KEYS, **{name: SCHEMA[name] for name in (*names, "attributes")}}
-    wanted = [table.lead_id, table.key, _CREATED, *columns, cast(table.attributes, Text)]
-    return lookup_frame(conn, table.lead_id, lead_ids, wanted, schema)
 
 
 def _stored_form(values: dict[str, Any], position: int) -> dict[str, Any]:
