@@ -74,13 +74,21 @@ class QueueAlert(SQLModel, table=True):
 
 
 # The console's leads list sorts journeys by score, overall or within one filter value: each is an index scan
-# that stops after a page, even when no journey matches. Its search reads the start of these lead fields.
+# that stops after a page, even when no journey matches. Its search reads the start of these lead fields,
+# from indexes that hold only the leads that have the field (migration 0019): the search's range on
+# ``lower(field)`` implies it is not NULL, and a lead file that leaves a field out writes no entry for it.
 _J = Journey.__table__  # type: ignore[attr-defined]
 for _column in ("product_line", "stage", "band", "qualification"):
     Index(f"ix_journeys_{_column}_score", _J.c[_column], _J.c.score)
 Index("ix_journeys_score", _J.c.score)
 for _column in ("email", "first_name", "last_name", "company"):
-    Index(f"ix_leads_{_column}_lower", func.lower(Lead.__table__.c[_column]))  # type: ignore[attr-defined]
+    _lowered = func.lower(Lead.__table__.c[_column])  # type: ignore[attr-defined]
+    Index(
+        f"ix_leads_{_column}_lower",
+        _lowered,
+        sqlite_where=_lowered.is_not(None),
+        postgresql_where=_lowered.is_not(None),
+    )
 # "Became MQL since": the milestones of a qualification from a time on, their journeys read off the index alone.
 Index(
     "ix_milestones_qualification_reached",

@@ -76,7 +76,8 @@ class Lead(SQLModel, table=True):
     created_at: datetime | None = _time()
     updated_at: datetime | None = _time()
     # The account (company) the lead belongs to; empty: its email domain, unless free mail (store.account_tables).
-    account_id: str | None = Field(default=None, index=True)
+    # Not indexed: membership is computed from a scan of every lead, no query looks leads up by it (0019).
+    account_id: str | None = None
 
 
 _NAMED = text("message_id IS NOT NULL")

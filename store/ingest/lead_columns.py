@@ -20,7 +20,8 @@ from typing import Any
 import polars as pl
 
 from store.bulk import json_text
-from store.ingest.columns import ODD_EDGE, PLAIN_TIME, any_nul, epoch_micros
+from store.ingest.columns import PLAIN_TIME, epoch_micros
+from store.ingest.csv_chunks import CsvChunk
 from store.ingest.reading import Raw, loads
 from store.ingest.rows import LEAD_FIELDS
 from store.ingest.split import CsvPlan, Splitter, csv_plan
@@ -38,7 +39,11 @@ SCHEMA: dict[str, Any] = {
 CLAIMS: dict[str, Any] = {"lead_id": pl.String, "value": pl.String}  # a lead's product line, or visitor
 INTEREST = "product_interest"
 VISITORS = "anonymous_ids"
-_EMAIL = r'^[^@,;<>()\[\]"]+@[^@,;<>()\[\]"]+\.[^@,;<>()\[\]".]{2,}$'  # rows.py's rule, on [!-~] only
+# rows.py's rule on printable ASCII only (where lower-casing changes no class), in one pass over the cell.
+_EMAIL = r'^[!-~&&[^@,;<>()\[\]"]]+@[!-~&&[^@,;<>()\[\]"]]+\.[!-~&&[^@,;<>()\[\]".]]{2,}$'
+# A NUL (PostgreSQL refuses it), or a separator character Python's str.strip removes and Polars' does not:
+# anywhere in a row, the row model reads it.
+_ODD = r"[\x00\x1c-\x1f]"
 _TRUE, _FALSE = ["true", "yes", "1"], ["false", "no", "0", ""]
 _VALUES = attrgetter("values")
 
@@ -49,6 +54,14 @@ def listed(cell: pl.Expr) -> pl.Expr:
     parts = cell.str.replace_all(";", ",", literal=True).str.split(",")
     stripped = parts.list.eval(pl.element().str.strip_chars())
     return stripped.list.eval(pl.element().filter(pl.element() != "")).list.unique(maintain_order=True)
+
+
+def _known_lines(lines: frozenset[str]) -> str:
+    """A cell whose every part (split on , and ;, stripped) is blank or one of ``lines``: what ``listed``
+    makes of it holds known lines only (Rust regex syntax; each name's characters as ``\\x{…}``)."""
+    name = "|".join("".join(f"\\x{{{ord(c):x}}}" for c in line) for line in sorted(lines))
+    part = rf"\s*(?:{name})?\s*" if lines else r"\s*"
+    return rf"^{part}(?:[,;]{part})*$"
 
 
 def claimed(frame: pl.DataFrame, column: str) -> pl.DataFrame:
@@ -74,23 +87,32 @@ class CheckedLeads:
         return self.frame["lead_id"].to_list()
 
     def changing(self, stored: pl.DataFrame) -> list[int]:
-        """The indexes of the rows whose stored lead (``stored``: ``SCHEMA`` columns) the reference's merge
-        would change: a field the file names differs (a sticky time only when earlier), an attribute cell
-        differs from the stored attribute or a blank one clears a stored attribute."""
+        """The indexes of the rows whose stored lead (``stored``: the lead id, the fields the file names and
+        the attributes' JSON text, in ``SCHEMA`` types) the reference's merge would change: a field the
+        file names differs (a sticky time only when earlier), an attribute cell differs from the stored
+        attribute or a blank one clears a stored attribute. Attributes stored as the very text the row
+        would store are unchanged without a look; only the others are compared as dicts."""
         old = stored.rename({name: f"{name}_old" for name in stored.columns if name != "lead_id"})
-        cells = pl.DataFrame({f"a{i}": column for i, column in enumerate(self.attributes.values())})
-        joined = pl.concat([self.frame, cells], how="horizontal").with_row_index("n").join(old, on="lead_id")
+        joined = self.frame.with_row_index("n").join(old, on="lead_id")
         same = [
             (pl.min_horizontal(name, f"{name}_old") if name in TIME_FIELDS else pl.col(name)).eq_missing(
                 pl.col(f"{name}_old")
             )
             for name in self.present
         ]
-        checked = joined.select("n", pl.all_horizontal(True, *same).alias("same"), "attributes_old", *cells.columns)
+        checked = joined.select(
+            "n",
+            "attributes_old",
+            fields=pl.all_horizontal(True, *same),
+            text=pl.col("attributes").eq_missing(pl.col("attributes_old")),
+        )
+        changing = checked.filter(~pl.col("fields"))["n"].to_list()
+        unsure = checked.filter(pl.col("fields") & ~pl.col("text"))
+        indexes = unsure["n"]
         names = list(self.attributes)
-        changing: list[int] = []
-        for n, same_fields, text, *values in checked.iter_rows():
-            if not same_fields or not _same_attributes(loads(text) or {}, names, values):
+        cells = [column.gather(indexes).to_list() for column in self.attributes.values()]
+        for n, text, *values in zip(indexes.to_list(), unsure["attributes_old"].to_list(), *cells, strict=True):
+            if not _same_attributes(loads(text) or {}, names, values):
                 changing.append(n)
         return sorted(changing)
 
@@ -126,24 +148,29 @@ class LeadColumns:
     plan_names: list[str] | None = None
     plan: CsvPlan = field(default_factory=list)
 
-    def split(self, rows: list[Raw]) -> tuple[CheckedLeads, list[int]]:
-        """The rows the columns accept, and the positions of the others (for the row model)."""
-        everything = list(range(len(rows)))
-        if not rows or rows[0].values is None:
-            return CheckedLeads(), everything
-        if rows[0].names is not self.plan_names:
-            self.plan_names, self.plan = rows[0].names, csv_plan(self.splitter, rows[0].names or [])
+    def split(self, chunk: list[Raw] | CsvChunk) -> tuple[CheckedLeads, list[int]]:
+        """The rows the columns accept, and the positions of the others (for the row model): a chunk Polars
+        read (``CsvChunk``), or CSV rows the ``csv`` module read."""
+        if isinstance(chunk, CsvChunk):
+            names, cells = chunk.names, chunk.cells
+        elif chunk and chunk[0].values is not None:
+            names = chunk[0].names or []
+            cells = pl.DataFrame(list(map(_VALUES, chunk)), schema=dict.fromkeys(names, pl.String), orient="row")
+        else:
+            return CheckedLeads(), list(range(len(chunk)))
+        everything = list(range(cells.height))
+        if names is not self.plan_names:
+            self.plan_names, self.plan = names, csv_plan(self.splitter, names)
         where = {role: position for position, role, _ in self.plan if role is not None}
         if len(where) != sum(role is not None for _, role, _ in self.plan) or "lead_id" not in where:
             return CheckedLeads(), everything  # repeated or missing fields: the row model decides
-        cells = list(zip(*map(_VALUES, rows), strict=True))  # CSV rows: every one has its cells
-        frame = pl.DataFrame({f"c{p}": pl.Series(values, dtype=pl.String) for p, values in enumerate(cells)})
+        frame = cells.rename({name: f"c{p}" for p, name in enumerate(names)})
         attribute_cells = {name: f"a{p}" for p, role, name in self.plan if role is None}
         result = frame.select(*self._checks(where), *self._values(where))
         ok = result["ok"]
         slow = ok.not_().arg_true().to_list()
         if self.erased is not None or slow:
-            ok = self._narrowed(rows, ok, slow, result, where["lead_id"])
+            ok = self._narrowed(frame, ok, slow, result, where["lead_id"])
             slow = ok.not_().arg_true().to_list()
         fast = result.filter(ok)
         checked = CheckedLeads(ok.arg_true().to_list())
@@ -153,10 +180,12 @@ class LeadColumns:
         checked.attributes = {name: fast[column] for name, column in attribute_cells.items()}
         return checked, slow
 
-    def _narrowed(self, rows: list[Raw], ok: pl.Series, slow: list[int], result: pl.DataFrame, at: int) -> pl.Series:
+    def _narrowed(
+        self, frame: pl.DataFrame, ok: pl.Series, slow: list[int], result: pl.DataFrame, at: int
+    ) -> pl.Series:
         """Leave to the row model the rows of erased people, and the rows whose lead id the row model
         reads as one of a slow row's (a separator character at its edge, which Polars does not strip)."""
-        taken = {(rows[p].values or [])[at].strip() for p in slow}
+        taken = {cell.strip() for cell in frame[f"c{at}"].gather(slow).to_list()}
         lead_ids, emails = result["lead_id"].to_list(), result["email"].to_list()
         erased = self.erased
         kept = [
@@ -172,26 +201,23 @@ class LeadColumns:
         def cell(role: str) -> pl.Expr:
             return self._cell(where, role)
 
-        checks = [~pl.col(f"c{p}").str.strip_chars().str.contains(ODD_EDGE) for p, _, _ in self.plan]
-        checks.append(~any_nul([f"c{p}" for p, _, _ in self.plan]))
-        checks += [cell("lead_id") != "", ~cell("lead_id").is_duplicated()]
-        for name in EMAIL_FIELDS:
-            email = cell(name)
-            valid = email.str.contains(r"^[!-~]+$") & email.str.to_lowercase().str.contains(_EMAIL)
-            checks.append((email == "") | valid)
+        every_cell = pl.concat_str([pl.col(f"c{p}") for p, _, _ in self.plan], separator=",")
+        checks = [~every_cell.str.contains(_ODD), cell("lead_id") != "", ~cell("lead_id").is_duplicated()]
+        checks += [(cell(name) == "") | cell(name).str.contains(_EMAIL) for name in EMAIL_FIELDS]
         checks += [cell(name).is_in(_TRUE + _FALSE) for name in FLAG_FIELDS]
         for name in TIME_FIELDS:
             plain = cell(name).str.contains(PLAIN_TIME) & epoch_micros(cell(name)).is_not_null()
             checks.append((cell(name) == "") | plain)
         if self.product_lines is not None:
-            known = sorted(self.product_lines)
-            checks.append(self._listed(INTEREST).list.eval(pl.element().is_in(known)).list.all())
+            checks.append(self._interest_cell().str.contains(_known_lines(self.product_lines)))
         return [pl.all_horizontal(checks).alias("ok")]
 
-    def _listed(self, attribute: str) -> pl.Expr:
+    def _interest_cell(self) -> pl.Expr:
+        return self._attribute_cell(INTEREST)
+
+    def _attribute_cell(self, attribute: str) -> pl.Expr:
         found = next((p for p, role, name in self.plan if role is None and name == attribute), None)
-        cell = pl.lit("", dtype=pl.String) if found is None else pl.col(f"c{found}")
-        return listed(cell)
+        return pl.lit("", dtype=pl.String) if found is None else pl.col(f"c{found}")
 
     def _values(self, where: dict[str, int]) -> list[pl.Expr]:
         def blank_is_none(expr: pl.Expr) -> pl.Expr:
@@ -203,7 +229,10 @@ class LeadColumns:
         values += [self._cell(where, name).is_in(_TRUE).alias(name) for name in FLAG_FIELDS]
         values += [epoch_micros(self._cell(where, name)).alias(name) for name in TIME_FIELDS]
         values += [pl.col(f"c{p}").str.strip_chars().alias(f"a{p}") for p, role, _ in self.plan if role is None]
-        values += [self._listed(INTEREST).alias("lines"), self._listed(VISITORS).alias("visitors")]
+        values += [
+            listed(self._interest_cell()).alias("lines"),
+            listed(self._attribute_cell(VISITORS)).alias("visitors"),
+        ]
         return values
 
     @staticmethod

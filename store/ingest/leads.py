@@ -1,9 +1,10 @@
 """Leads and accounts: upserted on their id only when their content changes; ``key`` is assigned once by
 the database. Both are "a row of known fields plus free attributes", so they share the row model's chunk
 steps (``_RecordSteps``: the reference path). CSV leads take the columnar fast path (``_ColumnarSteps``,
-checks in ``lead_columns``) which hands the row model every row its checks do not accept, inserts new leads
-in one set-based append and merges stored ones with the same ``_merged``; the side effects (erasure,
-interests, visitor claims) go through the same functions on both paths."""
+checks in ``lead_columns``, stored keys and values read by ``lead_keys``) which hands the row model every
+row its checks do not accept, inserts new leads in one set-based append and merges stored ones with the
+same ``_merged``; the side effects (erasure, interests, visitor claims) go through the same functions on
+both paths."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import BigInteger, Connection, Engine, Table, Text, cast, type_coerce
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
-from store.ingest.lead_columns import CLAIMS, SCHEMA, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
+from store.ingest.csv_chunks import CsvChunk
+from store.ingest.lead_columns import CLAIMS, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
+from store.ingest.lead_keys import KEYS, appended_keys, claim, stored_frame, stored_keys
 from store.ingest.lookup import lookup
 from store.ingest.reading import Progress, Raw, Records, is_csv
 from store.ingest.report import IngestReport, RepeatedIds
@@ -29,8 +32,7 @@ from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import NUL_REASON, NulCharacter, refuse_nul, validate
-from store.ingest.visitors import Visitors
-from store.tables import Lead, from_micros, to_micros
+from store.tables import Lead, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
 _LEAD_TABLE = Lead.__table__
@@ -178,7 +180,9 @@ class _RecordSteps:
         run.report.inserted += insert_ignore(conn, kind.table, [row for _, row in inserts])
         run.report.updated += _update(conn, kind, updates)
         if kind is _LEADS:
-            _claim(conn, run, *_claims(latest), now)
+            lines, visitors = _claims(latest)
+            wanted = pl.concat([lines["lead_id"], visitors["lead_id"]]).unique().sort().to_list()
+            claim(run, lines, visitors, stored_keys(conn, wanted, now)).write(conn)
 
 
 def _stored(conn: Connection, kind: _Kind, ids: list[str]) -> dict[str, Any]:
@@ -244,27 +248,6 @@ def _claims(latest: _Latest) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-def _claim(conn: Connection, run: Ingestion, lines: pl.DataFrame, visitors: pl.DataFrame, now: datetime) -> None:
-    """Interests from the leads' creation on; a lead row's ``anonymous_ids`` (list column) claims those
-    visitors for the lead, from its arrival on (of two leads claiming one visitor, the earlier created
-    wins, then the lower key). ``lines``, ``visitors``: ``CLAIMS`` pairs."""
-    wanted = pl.concat([lines["lead_id"], visitors["lead_id"]]).unique().sort().to_list()
-    if not wanted:
-        return
-    created = type_coerce(_LEAD_TABLE.c.created_at, BigInteger)  # epoch microseconds, as interests keep them
-    found = lookup(conn, _LEAD_TABLE.c.lead_id, wanted, [_LEAD_TABLE.c.lead_id, _LEAD_TABLE.c.key, created])
-    keys = pl.DataFrame(
-        [tuple(row) for row in found], schema={"lead_id": pl.String, "key": pl.Int64, "at": pl.Int64}, orient="row"
-    ).with_columns(pl.col("at").fill_null(to_micros(now)))
-    interests = lines.join(keys, on="lead_id")
-    run.interests.add_pairs(interests["key"].to_list(), interests["value"].to_list(), interests["at"].to_list())
-    claimed = visitors.join(keys, on="lead_id", maintain_order="left").sort("key", maintain_order=True)
-    links = Visitors()
-    for anonymous_id, key, at in claimed.select("value", "key", "at").iter_rows():
-        links.link(anonymous_id, key, from_micros(at), source="lead row")
-    links.write(conn)
-
-
 @dataclass
 class _Prepared:
     """A checked chunk: the rows the columns accepted and the row model's leads (the other rows)."""
@@ -276,51 +259,69 @@ class _Prepared:
 @dataclass
 class _ColumnarSteps:
     """The fast path for CSV leads: columnar checks, the row model only for the rows they leave, new
-    leads appended in one set-based insert; stored leads merged like the reference's."""
+    leads appended in one set-based insert; stored leads merged like the reference's. Until a chunk
+    meets a stored lead the chunks are appended first and only the leads the append skipped are read
+    back (a first load looks nothing up); from then on the stored leads are looked up first (a
+    re-ingest appends nothing)."""
 
     reference: _RecordSteps
     columns: LeadColumns
+    look_up_first: bool = False
 
-    def prepare(self, rows: list[Raw], run: Ingestion) -> _Prepared:
-        checked, slow = self.columns.split(rows)
+    def prepare(self, chunk: list[Raw] | CsvChunk, run: Ingestion) -> _Prepared:
+        checked, slow = self.columns.split(chunk)
         run.report.accepted += len(checked.positions)
         if run.ids is not None:
             run.ids.add(checked.lead_ids)
-        return _Prepared(checked, self.reference.accept(rows, slow, run))
+        row_of = chunk.row if isinstance(chunk, CsvChunk) else chunk.__getitem__
+        slow_rows = [row_of(position) for position in slow]
+        latest = self.reference.accept(slow_rows, range(len(slow_rows)), run)
+        for entry in latest.values():  # positions in the chunk, to merge the new leads in file order
+            entry.position = slow[entry.position]
+        return _Prepared(checked, latest)
 
     def write(self, conn: Connection, prepared: _Prepared, now: datetime, run: Ingestion) -> None:
         checked, latest = prepared.checked, prepared.latest
-        lead_ids = checked.lead_ids
-        inserts, updates = _changes(_LEADS, latest, _stored(conn, _LEADS, list(latest)), now)
+        modelled_stored = _stored(conn, _LEADS, list(latest))
+        inserts, updates = _changes(_LEADS, latest, modelled_stored, now)
+        present = sorted(checked.present)
         new = checked.frame.with_columns(position=pl.Series(checked.positions, dtype=pl.Int64))
-        old = _stored_frame(conn, lead_ids)
-        if not old.is_empty():  # a re-ingest: only the leads whose content the merge changes are read whole
+        old = stored_frame(conn, checked.lead_ids, present) if self.look_up_first else None
+        if old is not None:
             new = new.filter(pl.col("lead_id").is_in(old["lead_id"]).not_())
-            changing = checked.changing(old)
-            stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
-            for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
-                if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
-                    updates.append(changed)
         modelled = [_stored_form(row, position) for position, row in inserts]
         if modelled:
             new = pl.concat([new, pl.DataFrame(modelled, schema=new.schema, orient="row")]).sort("position")
         stamp = pl.lit(to_micros(now), dtype=pl.Int64)
-        frame = new.drop("position").with_columns(created_at=stamp, updated_at=stamp)
-        run.report.inserted += merge_ignoring_stored(conn, _LEAD_TABLE, frame, fresh=True)  # type: ignore[arg-type]
+        frame = _without_empty_columns(new.drop("position").with_columns(created_at=stamp, updated_at=stamp))
+        last_key = conn.execute(select(func.coalesce(func.max(_LEAD_TABLE.c.key), 0))).scalar_one()
+        inserted = merge_ignoring_stored(conn, _LEAD_TABLE, frame, fresh=True)  # type: ignore[arg-type]
+        run.report.inserted += inserted
+        new_keys = appended_keys(conn, frame["lead_id"], inserted, last_key, now)
+        if old is None:  # appended first: the leads it skipped are stored ones
+            skipped = checked.frame.filter(pl.col("lead_id").is_in(new_keys["lead_id"]).not_())["lead_id"]
+            old = stored_frame(conn, skipped.to_list(), present)
+            self.look_up_first = not old.is_empty()
+        if not old.is_empty():  # only the leads whose content the merge changes are read whole
+            changing = checked.changing(old)
+            lead_ids = checked.lead_ids
+            stored = _stored(conn, _LEADS, [lead_ids[n] for n in changing])
+            for n, (given, attributes, cleared) in zip(changing, checked.merge_inputs(changing), strict=True):
+                if (changed := _merged(_LEADS, stored[lead_ids[n]], given, attributes, cleared, now)) is not None:
+                    updates.append(changed)
         run.report.updated += _update(conn, _LEADS, updates)
+        keys = pl.concat([old.select(list(KEYS)), stored_keys(conn, list(modelled_stored), now), new_keys])
         lines, visitors = _claims(latest)
-        _claim(conn, run, pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors]), now)
+        lines, visitors = pl.concat([lines, checked.lines]), pl.concat([visitors, checked.visitors])
+        claim(run, lines, visitors, keys.with_columns(pl.col("at").fill_null(to_micros(now)))).write(conn)
 
 
-def _stored_frame(conn: Connection, lead_ids: list[str]) -> pl.DataFrame:
-    """The stored leads of these ids in the columns' form (``lead_columns.SCHEMA``: epoch microseconds,
-    attributes as JSON text), without converting a value in Python."""
-    table = _LEAD_TABLE.c
-    columns = [type_coerce(table[name], BigInteger) if name in TIME_FIELDS else table[name] for name in STORED[:-1]] + [
-        cast(table.attributes, Text)
-    ]
-    found = lookup(conn, table.lead_id, lead_ids, columns)
-    return pl.DataFrame([tuple(row) for row in found], schema=SCHEMA, orient="row")
+def _without_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """The columns that hold a value: a column the file does not fill is NULL by default, and binding
+    NULLs costs SQLite's insert about as much as the values it stores (a file names 5 of the 16 fields)."""
+    if frame.is_empty():
+        return frame
+    return frame.select([column.name for column in frame.get_columns() if column.null_count() < frame.height])
 
 
 def _stored_form(values: dict[str, Any], position: int) -> dict[str, Any]:
@@ -369,6 +370,7 @@ def ingest_leads(
         progress=progress,
         stamped=("lead_id", "updated_at"),
         ids=RepeatedIds("lead_id", "the last one wins"),
+        columnar_csv=steps is not reference,
     )
 
 

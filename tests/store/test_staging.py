@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from store.bulk import stage_rows
 from store.db import make_engine
-from store.ingest.staging import merge_ignoring_stored
+from store.ingest.staging import SQLITE_ROWS, merge_ignoring_stored
 from store.tables import Event
 from tests.postgres import postgres_url, throwaway_schema
 
@@ -97,6 +97,17 @@ def test_a_merge_skips_stored_ids_and_keeps_the_first_of_a_repeated_one(engine: 
         assert merge_ignoring_stored(conn, EVENTS, frame_of(repeated)) == 1  # type: ignore[arg-type]
         assert merge_ignoring_stored(conn, EVENTS, frame_of([])) == 0  # type: ignore[arg-type]
     assert stored(engine) == sorted([*first, *new, repeated[0]], key=lambda row: (row[0], row[2]))
+
+
+def test_a_merge_longer_than_one_statement_stores_every_new_row_once(engine: Engine) -> None:
+    """SQLite inserts ``SQLITE_ROWS`` rows a statement: stored rows at the start, new ones across the
+    statements' ends and in the last, shorter statement are all counted and stored exactly."""
+    rows = odd_rows("e", 2 * SQLITE_ROWS + 7)
+    with engine.begin() as conn:
+        assert merge_ignoring_stored(conn, EVENTS, frame_of(rows[: SQLITE_ROWS + 1]), fresh=True) == SQLITE_ROWS + 1  # type: ignore[arg-type]
+    with engine.begin() as conn:
+        assert merge_ignoring_stored(conn, EVENTS, frame_of(rows), fresh=True) == SQLITE_ROWS + 6  # type: ignore[arg-type]
+    assert stored(engine) == rows
 
 
 @pytest.fixture
