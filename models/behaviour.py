@@ -12,7 +12,7 @@ from datetime import datetime
 import polars as pl
 
 from models.conditions import condition, number
-from models.frames import DAY_US, RuleColumn, compiled, json_path, utc_occurred_at
+from models.frames import DAY_US, RuleColumn, collect, compiled, json_path, utc_occurred_at
 from models.spec import BehaviourRule, ComboRule, Decay, PointsModel
 from store.shapes import UTC_US
 
@@ -44,15 +44,15 @@ def relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.DataF
     )
     if not shape.json:  # no JSON to parse: mark every rule in the same pass (one materialisation)
         rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in shape.parsed)
-        return rows.with_columns(_marks(model, None, shape.numeric)).collect()
-    collected = rows.collect()
+        return collect(rows.with_columns(_marks(model, None, shape.numeric)), events.height)
+    collected = collect(rows, events.height)
     if collected.is_empty():
-        return _mark(model, collected, None, shape, shape.parsed).collect()
+        return collect(_mark(model, collected, None, shape, shape.parsed), 0)
     parts = [
         _mark(model, part, str(event_type), shape, shape.readers_of(str(event_type)))
         for (event_type,), part in collected.partition_by("type", as_dict=True).items()
     ]
-    return pl.concat(parts, how="vertical").collect()
+    return collect(pl.concat(parts, how="vertical"), collected.height)
 
 
 @dataclass(frozen=True)

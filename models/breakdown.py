@@ -5,7 +5,7 @@ import functools
 
 import polars as pl
 
-from models.frames import RuleColumn
+from models.frames import RuleColumn, collect
 from models.spec import Caps, Scale
 from store.shapes import BREAKDOWN_TYPE
 
@@ -24,24 +24,27 @@ def settle(
     caps: Caps,
     scale: Scale,
     base: float = 0,
-) -> pl.LazyFrame:
+    rows: int,
+) -> pl.DataFrame:
     """``lead_key, score, breakdown`` from ``frame`` (``lead_key`` and one column per rule, plus
     ``_manual`` when ``manual``): the fit and behaviour groups capped, the total clamped to the scale,
     and every cap or clamp an entry of its own so that the breakdown still sums to the score. ``base``
-    points (a learned scorecard's offset) come first, outside the caps."""
+    points (a learned scorecard's offset) come first, outside the caps. ``rows``: about how many rows
+    the plan reads (``models.frames.collect``)."""
     steps, entries = _settling(tuple(fit), tuple(behaviour), manual, caps, scale, float(base))
     for step in steps:
         frame = frame.with_columns(step)
     # Materialised once: the score and the breakdown both read it (a lazy frame read twice is planned twice).
-    frame = frame.with_row_index("_row").collect().lazy()
+    frame = collect(frame.with_row_index("_row"), rows).lazy()
     result = frame.select(
         "_row",
         pl.col("lead_key"),
         (pl.col("_total") + pl.col("_max") + pl.col("_min")).round(2).alias("score"),
     )
-    return result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(
+    settled = result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(
         "lead_key", "score", pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE))
     )
+    return collect(settled, rows)
 
 
 @functools.lru_cache(maxsize=256)

@@ -95,4 +95,5 @@ def score_points(
         caps=model.caps,
         scale=scale,
         base=model.base_points,
-    ).collect()
+        rows=journeys.height + event_rows.height,
+    )

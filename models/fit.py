@@ -3,7 +3,7 @@
 import polars as pl
 
 from models.conditions import condition
-from models.frames import RuleColumn, compiled, extract
+from models.frames import RuleColumn, collect, compiled, extract
 from models.spec import PointsModel
 
 
@@ -12,7 +12,7 @@ def fit_points(
 ) -> tuple[list[RuleColumn], pl.DataFrame | None]:
     """One column per fit rule (its points where ``when`` holds, and one of ``any_of`` when given)."""
     columns, frame = fit_plan(model, journeys, leads)
-    return columns, None if frame is None else frame.collect()
+    return columns, None if frame is None else collect(frame, journeys.height)
 
 
 def fit_plan(
