@@ -1,9 +1,11 @@
 """From rule columns to a score and its breakdown: group caps, the clamp to the scale, and the
 non-zero entries of each lead in rule order (they sum to the score); ``top_rules`` shows the largest."""
 
+import functools
+
 import polars as pl
 
-from models.frames import RuleColumn
+from models.frames import RuleColumn, collect
 from models.spec import Caps, Scale
 from store.shapes import BREAKDOWN_TYPE
 
@@ -14,7 +16,7 @@ BASE_POINTS = "base points"
 
 
 def settle(
-    frame: pl.DataFrame,
+    frame: pl.LazyFrame,
     *,
     fit: list[RuleColumn],
     behaviour: list[RuleColumn],
@@ -22,72 +24,96 @@ def settle(
     caps: Caps,
     scale: Scale,
     base: float = 0,
+    rows: int,
 ) -> pl.DataFrame:
     """``lead_key, score, breakdown`` from ``frame`` (``lead_key`` and one column per rule, plus
     ``_manual`` when ``manual``): the fit and behaviour groups capped, the total clamped to the scale,
     and every cap or clamp an entry of its own so that the breakdown still sums to the score. ``base``
-    points (a learned scorecard's offset) come first, outside the caps."""
-    frame = frame.with_columns(pl.lit(float(base)).alias("_base"))
+    points (a learned scorecard's offset) come first, outside the caps. ``rows``: about how many rows
+    the plan reads (``models.frames.collect``)."""
+    steps, entries = _settling(tuple(fit), tuple(behaviour), manual, caps, scale, float(base))
+    for step in steps:
+        frame = frame.with_columns(step)
+    # Materialised once: the score and the breakdown both read it (a lazy frame read twice is planned twice).
+    frame = collect(frame.with_row_index("_row"), rows).lazy()
+    result = frame.select(
+        "_row",
+        pl.col("lead_key"),
+        (pl.col("_total") + pl.col("_max") + pl.col("_min")).round(2).alias("score"),
+    )
+    settled = result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(
+        "lead_key", "score", pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE))
+    )
+    return collect(settled, rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _settling(
+    fit: tuple[RuleColumn, ...],
+    behaviour: tuple[RuleColumn, ...],
+    manual: bool,
+    caps: Caps,
+    scale: Scale,
+    base: float,
+) -> tuple[list[list[pl.Expr]], tuple[RuleColumn, ...]]:
+    """``settle``'s expressions, one list per ``with_columns`` step, and the breakdown's entries: built
+    once per (rules, caps, scale), the same for every frame."""
     entries = [*fit, *behaviour]
     if manual:
         entries.append(RuleColumn("_manual", MANUAL))
     # A rule's points are finite or nothing: an infinite one would turn the clamped total into NaN.
     finite = [pl.when(pl.col(c.key).is_finite()).then(pl.col(c.key)).otherwise(0.0).round(2) for c in entries]
-    frame = frame.with_columns(finite)
-
     fit_total = _sum([c.key for c in fit])
     behaviour_total = _sum([c.key for c in behaviour])
-    frame = frame.with_columns(
+    capped = [
         _cap(fit_total, caps.fit).alias("_fit_cap"),
         _cap(behaviour_total, caps.behaviour).alias("_behaviour_cap"),
-    )
+    ]
     total = pl.col("_base") + fit_total + pl.col("_fit_cap") + behaviour_total + pl.col("_behaviour_cap")
     if manual:
         total = total + pl.col("_manual")
-    frame = frame.with_columns(total.round(2).alias("_total"))
-    frame = frame.with_columns(
+    clamped = [
         pl.when(pl.col("_total") > scale.max).then(scale.max - pl.col("_total")).otherwise(0.0).round(2).alias("_max"),
         pl.when(pl.col("_total") < scale.min).then(scale.min - pl.col("_total")).otherwise(0.0).round(2).alias("_min"),
-    )
-    entries = [
+    ]
+    steps = [[pl.lit(base).alias("_base")], finite, capped, [total.round(2).alias("_total")], clamped]
+    shown = (
         RuleColumn("_base", BASE_POINTS),
         *entries,
         RuleColumn("_fit_cap", FIT_CAP),
         RuleColumn("_behaviour_cap", BEHAVIOUR_CAP),
         RuleColumn("_max", SCALE_MAX),
         RuleColumn("_min", SCALE_MIN),
-    ]
-    frame = frame.with_row_index("_row")
-    result = frame.select(
-        "_row",
-        pl.col("lead_key"),
-        (pl.col("_total") + pl.col("_max") + pl.col("_min")).round(2).alias("score"),
     )
-    return result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(
-        "lead_key", "score", pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE))
-    )
+    return steps, shown
 
 
-def _breakdown(frame: pl.DataFrame, entries: list[RuleColumn]) -> pl.DataFrame:
+def _breakdown(frame: pl.LazyFrame, entries: tuple[RuleColumn, ...]) -> pl.LazyFrame:
     """``_row, breakdown``: the non-zero entries of each row, in ``entries`` order.
 
     Built long (unpivot, filter, group) rather than with ``concat_list`` of literal structs, which is
     an order of magnitude slower on large partitions. Rows without entries are absent.
     """
-    keys = [c.key for c in entries]
-    long = frame.select("_row", *(pl.col(k).cast(pl.Float64) for k in keys)).unpivot(
-        index="_row", on=keys, variable_name="_key", value_name="points"
-    )
-    position = {c.key: i for i, c in enumerate(entries)}
-    long = long.filter(pl.col("points") != 0).with_columns(
-        pl.col("_key").replace_strict({c.key: c.rule for c in entries}, return_dtype=pl.Utf8).alias("rule"),
-        pl.col("_key").replace_strict(position, return_dtype=pl.Int32).alias("_position"),
-    )
+    keys, values, labels = _long_exprs(entries)
+    long = frame.select("_row", *values).unpivot(index="_row", on=keys, variable_name="_key", value_name="points")
+    long = long.filter(pl.col("points") != 0).with_columns(labels)
     return (
         long.sort("_row", "_position")
         .group_by("_row", maintain_order=True)
         .agg(pl.struct("rule", "points").alias("breakdown"))
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _long_exprs(entries: tuple[RuleColumn, ...]) -> tuple[list[str], list[pl.Expr], list[pl.Expr]]:
+    """``_breakdown``'s columns, their values as floats, and each entry's rule name and position."""
+    keys = [c.key for c in entries]
+    position = {c.key: i for i, c in enumerate(entries)}
+    labels = [
+        pl.col("_key").replace_strict({c.key: c.rule for c in entries}, return_dtype=pl.Utf8).alias("rule"),
+        pl.col("_key").replace_strict(position, return_dtype=pl.Int32).alias("_position"),
+    ]
+    return keys, [pl.col(k).cast(pl.Float64) for k in keys], labels
 
 
 def _sum(columns: list[str]) -> pl.Expr:

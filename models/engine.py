@@ -13,7 +13,7 @@ import polars as pl
 
 from models.behaviour import behaviour_points, combo_points, manual_points, relevant_events
 from models.breakdown import settle
-from models.fit import fit_points
+from models.fit import fit_plan
 from models.frames import RESULT_SCHEMA
 from models.spec import PointsModel, Scale
 from store.shapes import UTC_US
@@ -66,15 +66,25 @@ def score_points(
     scale: Scale,
     journeys: pl.DataFrame,
 ) -> pl.DataFrame:
-    """A points model over normalised ``journeys`` (``lead_key`` Int64, ``score_from`` UTC)."""
-    fit_cols, fit_frame = fit_points(model, journeys, leads)
+    """A points model over normalised ``journeys`` (``lead_key`` Int64, ``score_from`` UTC).
+
+    The relevant events are materialised once (three parts read them); the rest is one lazy plan,
+    collected once: on one lead's rows (a ``fresh=true`` look-up) the cost is per operation, not per
+    row. Without relevant events the behaviour, combo and manual parts are all zero: not computed.
+    """
+    fit_cols, fit_frame = fit_plan(model, journeys, leads)
     event_rows = relevant_events(model, events, journeys, as_of)
     behaviour_cols, behaviour_frame = behaviour_points(model, event_rows)
     combo_cols, combo_frame = combo_points(model, event_rows)
     manual_frame = manual_points(model, event_rows)
-
-    frame = journeys.select("lead_key")
-    for part in (fit_frame, behaviour_frame, combo_frame, manual_frame):
+    parts = [fit_frame]
+    if event_rows.is_empty():
+        zero = [column.key for column in (*behaviour_cols, *combo_cols)] + ["_manual"] * (manual_frame is not None)
+        frame = journeys.lazy().select("lead_key", *(pl.lit(0.0).alias(key) for key in zero))
+    else:
+        frame = journeys.lazy().select("lead_key")
+        parts += [behaviour_frame, combo_frame, manual_frame]
+    for part in parts:
         if part is not None:
             frame = frame.join(part, on="lead_key", how="left", maintain_order="left")
     return settle(
@@ -85,4 +95,5 @@ def score_points(
         caps=model.caps,
         scale=scale,
         base=model.base_points,
+        rows=journeys.height + event_rows.height,
     )

@@ -1,9 +1,11 @@
 """The frame vocabulary every scorer shares (points or probability): the result's shape, a breakdown
-entry computed as a column, event times as UTC microseconds, and named values read from a column or
-from a JSON text column."""
+entry computed as a column, event times as UTC microseconds, named values read from a column or from a
+JSON text column, and the per-model cache of compiled expressions."""
 
 import re
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import polars as pl
 
@@ -11,6 +13,28 @@ from store.shapes import BREAKDOWN_TYPE, UTC_US
 
 DAY_US = 86_400_000_000
 RESULT_SCHEMA = {"lead_key": pl.Int64, "score": pl.Float64, "breakdown": BREAKDOWN_TYPE}
+SMALL_ROWS = 20_000  # below it, plans run on the in-memory engine (see ``collect``)
+COMPILED_LIMIT = 1024  # entries kept before the cache starts again (models built on the fly come and go)
+
+T = TypeVar("T")
+_compiled: dict[tuple[int, Hashable], tuple[object, object]] = {}
+
+
+def compiled(owner: object, key: Hashable, build: Callable[[], T]) -> T:
+    """``build()`` once per (``owner``, ``key``), then the same value.
+
+    A model's expressions depend only on the model and the shape of its input frames (``key``), and
+    building them costs more than running them on one lead's rows (a ``fresh=true`` look-up). Keyed by
+    identity: models are frozen but hold dicts (unhashable); the entry keeps its owner alive, so the
+    ``id`` cannot be reused while it is cached. Polars expressions are immutable and shared safely.
+    """
+    slot = (id(owner), key)
+    found = _compiled.get(slot)
+    if found is None:
+        if len(_compiled) >= COMPILED_LIMIT:
+            _compiled.clear()
+        found = _compiled[slot] = (owner, build())
+    return found[1]  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -19,6 +43,13 @@ class RuleColumn:
 
     key: str
     rule: str
+
+
+def collect(frame: pl.LazyFrame, rows: int) -> pl.DataFrame:
+    """``frame``, a plan over about ``rows`` input rows, run by the in-memory engine when they are few
+    (one lead's scoring: there the streaming engine's set-up costs a third of the work), else by
+    Polars' default (streaming) engine."""
+    return frame.collect(engine="in-memory" if rows < SMALL_ROWS else "auto")
 
 
 def extract(frame: pl.DataFrame | pl.LazyFrame, name: str, json_column: str) -> pl.Expr:

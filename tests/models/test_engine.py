@@ -767,6 +767,35 @@ def test_event_frame_variants() -> None:
         assert run(model, events=variant)[1].points == {"r": 29.88, "campaign": 2.5}
 
 
+def test_one_model_scores_inputs_of_every_shape() -> None:
+    """A model's expressions are compiled once per input shape: the same model object reads an attribute
+    from a column, from the JSON, or finds it missing, and a property from a number column (which wins
+    over the JSON) or from the JSON, in any order."""
+    model = points_model(
+        fit=[
+            {"name": "vp", "when": {"title": {"eq": "VP"}}, "points": 10},
+            {"name": "no title", "when": {"title": {"present": False}}, "points": -5},
+        ],
+        behaviour=[{"name": "long", "event": "web", "points": 7, "total_at_least": {"duration_s": 100}}],
+        scale={"min": -100, "max": 100},
+    )
+    json_events = events_frame(Ev(1, 1, "web", {"duration_s": 60}), Ev(1, 2, "web", {"duration_s": 50}))
+    column_events = json_events.with_columns(pl.Series("duration_s", [10, 20]))
+    column = pl.DataFrame({"lead_key": [1], "title": ["vp"]})
+    as_json = pl.DataFrame({"lead_key": [1], "attributes": ['{"title": " VP "}']})
+    missing = pl.DataFrame({"lead_key": [1]})
+    for leads, fit in (
+        (column, {"vp": 10.0}),
+        (as_json, {"vp": 10.0}),
+        (missing, {"no title": -5.0}),
+        (column, {"vp": 10.0}),
+    ):
+        assert run(model, events=json_events, leads=leads)[1].points == {**fit, "long": 7.0}
+        assert run(model, events=column_events, leads=leads)[1].points == fit
+        assert run(model, events=json_events.drop("properties"), leads=leads)[1].points == fit
+        assert run(model, events=json_events, leads=leads)[1].points == {**fit, "long": 7.0}
+
+
 def test_result_keeps_journey_order() -> None:
     model = points_model(fit=[{"name": "f", "when": {"v": {"present": True}}, "points": 1}])
     leads = pl.DataFrame({"lead_key": [1, 2, 3], "v": ["a", None, "c"]})
