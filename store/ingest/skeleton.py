@@ -127,8 +127,10 @@ def run_chunks(
         run.report.written = set()
     growth = GrowingTable(engine, table.name)
     checked = _checked(_chunks(path, chunk_size, columnar_csv), steps, run)
+    if not isinstance(path, Records):  # a service batch is one chunk: nothing to overlap, no thread to start
+        checked = _ahead(checked)
     with gc_paused():
-        for readable, prepared, part in _ahead(checked):
+        for readable, prepared, part in checked:
             now = datetime.now(UTC)
             run.take(part)
             with engine.begin() as conn:
