@@ -5,11 +5,13 @@ Plain events (page views, downloads, email events) are generated as CSV; the bar
 CSV with ``csv.reader`` and ``executemany``s the tuples into a table with a primary key (SQLite), or
 ``COPY``s the file into one (PostgreSQL). ``--demo`` adds the demo's richer events (message ids and
 machine-activity detection) from ``examples/generate.py``; ``--reference`` the row-by-row events path and
-the same events as JSON Lines. Wall times inflate on a loaded machine: CPU seconds are printed beside
-them, with the load average.
+the same events as JSON Lines; ``--tracked`` installs the change log's triggers on ``events`` before the
+events are loaded (a store that has been scored has them: PostgreSQL's statement triggers then run once
+per ``COPY``); ``--no-sqlite`` measures PostgreSQL alone. Wall times inflate on a loaded machine: CPU
+seconds are printed beside them, with the load average.
 
-    .venv/bin/python benchmarks/ingest.py --events 1000000 [--demo 1000000] [--reference]
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    .venv/bin/python benchmarks/ingest.py --events 1000000 [--demo 1000000] [--reference] [--tracked]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test [--no-sqlite]]
 """
 
 import argparse
@@ -35,6 +37,7 @@ from sqlalchemy import Engine  # noqa: E402
 
 from benchmarks.score import _backends, _own_ports  # noqa: E402
 from stages.portfolio import BUILTIN_EVENT_TYPES  # noqa: E402
+from store.change_log import ensure_tracking  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.ingest import ingest_events, ingest_leads  # noqa: E402
 
@@ -142,11 +145,23 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(name: str, url: str, leads: Path, events: Path, bare: Callable[[], tuple[int, float]], reference: bool) -> None:
-    """``bare``: the floor's rows and its server CPU seconds (0 on SQLite)."""
+def run(
+    name: str,
+    url: str,
+    leads: Path,
+    events: Path,
+    bare: Callable[[], tuple[int, float]],
+    reference: bool,
+    tracked: bool = False,
+) -> None:
+    """``bare``: the floor's rows and its server CPU seconds (0 on SQLite); ``tracked``: the change log's
+    triggers are installed before the events are loaded."""
     engine = make_engine(url)
+    if tracked:
+        ensure_tracking(engine)
     bare_wall, bare_cpu, (count, bare_server) = timed(bare)
-    print(f"\n== {name}: {count:,} plain events  (load average {os.getloadavg()[0]:.1f})")
+    triggers = ", change-log triggers installed" if tracked else ""
+    print(f"\n== {name}: {count:,} plain events{triggers}  (load average {os.getloadavg()[0]:.1f})")
     print(
         f"bare insert         {bare_wall:8.1f} s  {count / bare_wall:>10,.0f} rows/s  "
         f"({bare_cpu:.1f} CPU s{server_note(engine, bare_server)})"
@@ -250,20 +265,24 @@ def main() -> None:
     parser.add_argument("--demo", type=int, default=0, help="also load this many demo events")
     parser.add_argument("--reference", action="store_true", help="also time the row-by-row reference path")
     parser.add_argument("--postgres", help="also run on this PostgreSQL database (in a throw-away schema)")
+    parser.add_argument("--no-sqlite", action="store_true", help="with --postgres: measure PostgreSQL alone")
+    parser.add_argument("--tracked", action="store_true", help="install the change log's triggers before the events")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="leadscore-ingest-") as tmp:
         workdir = Path(tmp)
         leads, events = plain_files(workdir, args.leads, args.events)
         print(f"load average {os.getloadavg()[0]:.1f} (2 cores: above 2, wall times are inflated)")
-        url = f"sqlite:///{workdir / 'bench.db'}"
-        run("SQLite", url, leads, events, lambda: (bare_sqlite(events, workdir / "bare.db"), 0.0), args.reference)
-        if args.demo:
-            demo(workdir, f"sqlite:///{workdir / 'demo.db'}", args.demo)
+        if not (args.no_sqlite and args.postgres):
+            url = f"sqlite:///{workdir / 'bench.db'}"
+            floor = workdir / "bare.db"
+            run("SQLite", url, leads, events, lambda: (bare_sqlite(events, floor), 0.0), args.reference, args.tracked)
+            if args.demo:
+                demo(workdir, f"sqlite:///{workdir / 'demo.db'}", args.demo)
         if args.postgres:
-            _postgres(args.postgres, leads, events, args.reference)
+            _postgres(args.postgres, leads, events, args.reference, args.tracked)
 
 
-def _postgres(url: str, leads: Path, events: Path, reference: bool) -> None:
+def _postgres(url: str, leads: Path, events: Path, reference: bool, tracked: bool) -> None:
     from sqlalchemy import create_engine
 
     schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -272,7 +291,7 @@ def _postgres(url: str, leads: Path, events: Path, reference: bool) -> None:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
         scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-        run("PostgreSQL", scoped, leads, events, lambda: bare_postgres(events, url, schema), reference)
+        run("PostgreSQL", scoped, leads, events, lambda: bare_postgres(events, url, schema), reference, tracked)
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')

@@ -7,6 +7,13 @@ database counts them itself, in the writing transaction: triggers on ``events`` 
 statement triggers over transition tables (one set-based upsert per ``COPY`` or merge, so bulk
 ingestion pays once per statement, not once per row).
 
+A PostgreSQL statement that touches many leads of one block of ``BLOCK_KEYS`` keys (a bulk load's
+chunk: thousands) bumps one counter for the block instead, kept under the negative key
+``-1 - block`` of the same table: upserting a counter per lead was half the server's work of a
+``COPY`` into ``events`` (≈ 126,000 upserts per 200,000-event chunk), and a reader re-reads such a
+block whole anyway. Readers take both through ``generations_query`` / ``generations_params``: a
+changed block counter means "any lead of the block may have changed".
+
 The triggers are installed on first use together with a fresh random *epoch*. Changes made while a
 trigger was missing went uncounted, so a missing trigger means a new epoch, and every cache file of
 an older epoch is ignored. ``TRUNCATE`` (PostgreSQL) clears the epoch for the same reason.
@@ -31,6 +38,11 @@ _SQLITE_BUMP = (
     "ON CONFLICT (lead_key) DO UPDATE SET generation = generation + 1;"
 )
 
+BLOCK_KEYS = 16_384
+"""Lead keys per block counter: the event cache's files hold one block each."""
+BLOCK_LEADS = 1_024
+"""Leads of one block a PostgreSQL statement must touch for the block's counter to be bumped instead."""
+
 _PG_FUNCTION = "leadscore_event_generations"
 _PG_TRIGGERS = {
     "event_generations_insert": "AFTER INSERT ON events REFERENCING NEW TABLE AS new_rows",
@@ -38,12 +50,18 @@ _PG_TRIGGERS = {
     "event_generations_delete": "AFTER DELETE ON events REFERENCING OLD TABLE AS old_rows",
     "event_generations_truncate": "AFTER TRUNCATE ON events",
 }
-# One upsert per statement, each lead once (ON CONFLICT may not touch a row twice), in key order so that
-# two concurrent writers lock the shared counters in the same order (no deadlock between them).
-_PG_BUMP = (
-    f"INSERT INTO {GENERATIONS} AS g (lead_key, generation) SELECT lead_key, 1 FROM ({{leads}}) AS touched "
-    "ORDER BY lead_key ON CONFLICT (lead_key) DO UPDATE SET generation = g.generation + 1;"
-)
+# One upsert per statement, each counter once (ON CONFLICT may not touch a row twice), in key order so
+# that two concurrent writers lock the shared counters in the same order (no deadlock between them): the
+# blocks with at least BLOCK_LEADS touched leads by their block counter, the other leads one by one.
+_PG_BUMP = f"""
+    WITH touched AS MATERIALIZED ({{leads}}),
+    busy AS (SELECT lead_key / {BLOCK_KEYS} AS block FROM touched GROUP BY 1 HAVING count(*) >= {BLOCK_LEADS})
+    INSERT INTO {GENERATIONS} AS g (lead_key, generation)
+    SELECT counter, 1 FROM (
+      SELECT -1 - block AS counter FROM busy
+      UNION ALL
+      SELECT lead_key FROM touched WHERE lead_key / {BLOCK_KEYS} NOT IN (SELECT block FROM busy)
+    ) AS counters ORDER BY counter ON CONFLICT (lead_key) DO UPDATE SET generation = g.generation + 1;"""
 # ``SET search_path FROM CURRENT``: the function finds its tables in the schema it was created in,
 # whatever the writer's own search path.
 _PG_BODY = f"""
@@ -61,6 +79,23 @@ BEGIN
   RETURN NULL;
 END $$
 """
+
+
+def generations_query() -> str:
+    """SQL for the counters a reader of the leads ``:lo`` ≤ key < ``:hi`` compares (``generations_params``):
+    the leads' own and their blocks' (negative keys), as ``lead_key, generation`` in key order."""
+    return (
+        f"SELECT lead_key, generation FROM {GENERATIONS} WHERE (lead_key >= :lo AND lead_key < :hi) "
+        "OR (lead_key >= :block_lo AND lead_key <= :block_hi) ORDER BY lead_key"
+    )
+
+
+def generations_params(key_range: tuple[int, int]) -> dict[str, int]:
+    """The parameters of ``generations_query`` for a (non-empty) key range."""
+    lo, hi = int(key_range[0]), int(key_range[1])
+    return {"lo": lo, "hi": hi, "block_lo": -1 - (hi - 1) // BLOCK_KEYS, "block_hi": -1 - lo // BLOCK_KEYS}
+
+
 # Serialises installers of one schema (two scoring processes starting at once): any constant works.
 _PG_LOCK_KEY = 7_461_533_013
 

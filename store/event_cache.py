@@ -32,12 +32,13 @@ import polars as pl
 import pyarrow as pa
 from sqlalchemy import Engine, text
 
-from store.change_log import GENERATIONS, ensure_tracking
+from store.change_log import BLOCK_KEYS, ensure_tracking, generations_params, generations_query
 from store.reader import adbc_uri, read_events, read_frame
 from store.tables import PROMOTED_PROPERTIES
 
-CHUNK_KEYS = 16_384
-"""Lead keys per file: a scoring partition (≈ 25,000 leads) maps two or three files."""
+CHUNK_KEYS = BLOCK_KEYS
+"""Lead keys per file: a scoring partition (≈ 25,000 leads) maps two or three files; one change-log block
+each (a bulk load's block counter makes its file re-read whole)."""
 REREAD_SHARE = 0.5
 """Above this share of changed leads a chunk is re-read whole (one range scan beats a long key list)."""
 FORMAT = 1
@@ -154,20 +155,15 @@ def _fresh_chunk(
     lo, hi = chunk * CHUNK_KEYS, (chunk + 1) * CHUNK_KEYS
     path = folder / f"chunk-{chunk:06d}.arrow"
     with _lock(path):
-        generations = read_frame(
-            engine,
-            f"SELECT lead_key, generation FROM {GENERATIONS} WHERE lead_key >= :lo AND lead_key < :hi "
-            "ORDER BY lead_key",
-            {"lo": lo, "hi": hi},
-            _GENERATION_SCHEMA,
-        )
+        generations = read_frame(engine, generations_query(), generations_params((lo, hi)), _GENERATION_SCHEMA)
         stored = _load(path, epoch)
         if stored is not None:
             frame, known = stored
             changed = _changed_leads(known, generations)
             if not changed:
                 return frame
-            if len(changed) <= REREAD_SHARE * CHUNK_KEYS:
+            # A changed block counter (a negative key): any lead of the block may have changed.
+            if len(changed) <= REREAD_SHARE * CHUNK_KEYS and min(changed) >= 0:
                 fresh = read_events(engine, (lo, hi), None, types, properties, lead_keys=changed)
                 kept = frame.filter(~pl.col("lead_key").is_in(changed))
                 # Stable sort on the lead alone: each lead's rows keep their (occurred_at, event_id) order.

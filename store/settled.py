@@ -32,7 +32,7 @@ import polars as pl
 from sqlalchemy import Engine
 
 from store import event_cache, partitions
-from store.change_log import GENERATIONS, ensure_tracking
+from store.change_log import ensure_tracking, generations_params, generations_query
 from store.identity import Identity
 from store.reader import read_frame
 from store.shapes import UTC_US
@@ -192,8 +192,8 @@ def _generations(engine: Engine, key_range: tuple[int, int]) -> pl.DataFrame:
     epoch = ensure_tracking(engine)
     frame = read_frame(
         engine,
-        f"SELECT lead_key, generation FROM {GENERATIONS} WHERE lead_key >= :lo AND lead_key < :hi",
-        {"lo": key_range[0], "hi": key_range[1]},
+        generations_query(),
+        generations_params(key_range),
         {"lead_key": pl.Int64(), "generation": pl.Int64()},
     )
     return frame.with_columns(pl.lit(epoch).alias("epoch"))

@@ -142,10 +142,6 @@ def is_csv(path: Path | Records) -> bool:
     return isinstance(path, Path) and data_suffix(path) == ".csv"
 
 
-def chunks(rows: Iterator[Raw], size: int, progress: Progress | None = None) -> Iterator[list[Raw]]:
-    done = 0
+def chunks(rows: Iterator[Raw], size: int) -> Iterator[list[Raw]]:
     while chunk := list(islice(rows, size)):
-        yield chunk  # the caller handles the chunk before asking for the next one
-        done += len(chunk)
-        if progress is not None:
-            progress(done)
+        yield chunk

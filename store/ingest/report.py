@@ -135,6 +135,14 @@ class Interests:
             self.frames, self.framed = [reduced], reduced.height
             self.compact_at = max(_COMPACT_ROWS, 2 * reduced.height)
 
+    def merge(self, other: Interests) -> None:
+        """Take over what ``other`` (a chunk checked ahead, in its own ``Ingestion``) holds."""
+        if other.first:
+            keys, lines = zip(*other.first, strict=True)
+            self.add_pairs(list(keys), list(lines), list(other.first.values()))
+        for frame in other.frames:
+            self.add_frame(frame)
+
     @staticmethod
     def _reduced(frames: list[pl.DataFrame]) -> pl.DataFrame:
         return pl.concat(frames).group_by("key", "line").agg(pl.col("at").min())

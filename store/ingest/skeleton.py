@@ -4,17 +4,23 @@ transaction, write inside one transaction per chunk together with the chunk's re
 Work is done a chunk of rows at a time — one validation call, a handful of batched look-ups and bulk
 writes per chunk — so a file of a million rows takes seconds, and a killed load leaves whole chunks
 only (each chunk commits with its rejects; the next run skips what is stored).
+
+The next chunk is read and checked in a second thread while this one is written: the checks never
+touch the database, and a write mostly waits for it (PostgreSQL's ``COPY``, indexes and commit run in
+the server's process, SQLite's inserts with the GIL released), so on two cores the two overlap. The
+checks record into a chunk's own ``Ingestion``, which the writing thread takes over before the write.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, Table
 
@@ -40,6 +46,28 @@ class Ingestion:
 
     def __post_init__(self) -> None:
         self.rejects = RejectLedger(self.report)
+
+    def part(self) -> Ingestion:
+        """An empty ``Ingestion`` of the same file for one chunk's checks, made beside another chunk's
+        write (each thread records into its own); ``take`` adds it to this one."""
+        report = IngestReport(kind=self.report.kind, source=self.report.source)
+        ids = None if self.ids is None else RepeatedIds(self.ids.id_name, self.ids.which_wins)
+        return Ingestion(report, ids=ids)
+
+    def take(self, part: Ingestion) -> None:
+        """Add what ``part`` (from ``part()``) recorded: counts, rejects (pending ones are written with the
+        chunk that takes them), ids and interests."""
+        mine, theirs = self.report, part.report
+        mine.read += theirs.read
+        mine.accepted += theirs.accepted
+        mine.inserted += theirs.inserted
+        mine.updated += theirs.updated
+        mine.rejected += theirs.rejected
+        mine.rejects.extend(theirs.rejects)
+        self.rejects.pending.extend(part.rejects.pending)
+        if self.ids is not None and part.ids is not None:
+            self.ids.hashes.extend(part.ids.hashes)
+        self.interests.merge(part.interests)
 
 
 class ChunkSteps(Protocol):
@@ -102,23 +130,13 @@ def run_chunks(
     if isinstance(path, Records) and stamped is not None:
         run.report.written = set()
     growth = growth or GrowingTable(engine, table.name)
+    checked = _checked(_chunks(path, chunk_size, columnar_csv), steps, run)
+    if not isinstance(path, Records):  # a service batch is one chunk: nothing to overlap, no thread to start
+        checked = _ahead(checked)
     with gc_paused():
-        for chunk in _chunks(path, chunk_size, progress, columnar_csv):
+        for readable, prepared, part in checked:
             now = datetime.now(UTC)
-            run.report.read += len(chunk)
-            readable: list[Raw] | CsvChunk
-            if isinstance(chunk, CsvChunk):
-                readable = chunk
-                for row in chunk.unreadable:
-                    run.rejects.add(row, None, str(row.error))
-            else:
-                readable = []
-                for row in chunk:
-                    if row.error is None:
-                        readable.append(row)
-                    else:
-                        run.rejects.add(row, None, row.error)
-            prepared = steps.prepare(readable, run)  # type: ignore[arg-type]
+            run.take(part)
             inserted = run.report.inserted
             with engine.begin() as conn:
                 run.stored = None
@@ -131,6 +149,8 @@ def run_chunks(
                             run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
                 run.rejects.flush(conn, now)
             growth.added(run.report.inserted - inserted)  # the next chunk's look-ups are planned for the grown table
+            if progress is not None:
+                progress(run.report.read)
     run.report.interests = run.interests.as_list()
     run.rejects.sort()
     if ids is not None:
@@ -138,18 +158,48 @@ def run_chunks(
     return run.report
 
 
-def _chunks(
-    path: Path | Records, size: int, progress: Progress | None, columnar_csv: bool
-) -> Iterator[list[Raw] | CsvChunk]:
-    if not (columnar_csv and is_csv(path)):
-        yield from chunks(read_rows(path), size, progress)
-        return
-    done = 0
-    for chunk in csv_chunks(path, size):  # type: ignore[arg-type]
-        yield chunk
-        done += len(chunk)
-        if progress is not None:
-            progress(done)
+def _chunks(path: Path | Records, size: int, columnar_csv: bool) -> Iterator[list[Raw] | CsvChunk]:
+    if columnar_csv and is_csv(path):
+        return csv_chunks(path, size)  # type: ignore[arg-type]
+    return chunks(read_rows(path), size)
+
+
+Checked = tuple[list[Raw] | CsvChunk, Any, Ingestion]
+
+
+def _checked(chunks: Iterator[list[Raw] | CsvChunk], steps: ChunkSteps, run: Ingestion) -> Iterator[Checked]:
+    """Each chunk's readable rows, what ``steps.prepare`` made of them and the chunk's own ``Ingestion``
+    (its count of rows read, its rejects): no database work, so it can run ahead in another thread."""
+    for chunk in chunks:
+        part = run.part()
+        part.report.read += len(chunk)
+        readable: list[Raw] | CsvChunk
+        if isinstance(chunk, CsvChunk):
+            readable = chunk
+            for row in chunk.unreadable:
+                part.rejects.add(row, None, str(row.error))
+        else:
+            readable = []
+            for row in chunk:
+                if row.error is None:
+                    readable.append(row)
+                else:
+                    part.rejects.add(row, None, row.error)
+        yield readable, steps.prepare(readable, part), part  # type: ignore[arg-type]
+
+
+Item = TypeVar("Item")
+_END = object()
+
+
+def _ahead(items: Iterator[Item]) -> Iterator[Item]:
+    """``items``, each produced in a worker thread while the caller handles the one before (one ahead:
+    bounded memory). An error producing an item is raised here, at that item."""
+    with ThreadPoolExecutor(1, thread_name_prefix="leadscore-ingest") as worker:
+        upcoming = worker.submit(next, items, _END)
+        while (item := upcoming.result()) is not _END:
+            upcoming = worker.submit(next, items, _END)
+            yield item  # type: ignore[misc]
 
 
 def _written(conn: Connection, table: Table, stamped: tuple[str, str], rows: list[Raw], now: datetime) -> list[str]:

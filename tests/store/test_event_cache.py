@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 from sqlalchemy import Engine, text
 
 from stages.spec import BUILTIN_EVENT_TYPES
-from store import event_cache, partitions
+from store import change_log, event_cache, partitions
 from store.db import make_engine
 from store.event_cache import cache_dir, cached_events, drop_cache
 from store.ingest import ingest_events, ingest_leads
@@ -212,3 +212,33 @@ def test_postgresql_counts_each_statement_once_per_lead_and_truncate_starts_a_ne
     with store.begin() as conn:
         conn.execute(text("TRUNCATE events"))
     assert check(store, everyone).height == 0  # the files of the old epoch are ignored
+
+
+def test_postgresql_counts_a_statement_touching_many_leads_of_a_block_once_for_the_block(
+    store: Engine, tmp_path: Path
+) -> None:
+    if store.dialect.name != "postgresql":
+        pytest.skip("statement triggers are PostgreSQL's")
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    everyone = (0, 2 * change_log.BLOCK_LEADS)
+    check(store, everyone)  # installs the triggers and writes the files
+
+    def bumped(work: str) -> dict[int, int]:
+        with store.connect() as conn:
+            before = dict(conn.execute(text("SELECT lead_key, generation FROM event_generations")).all())
+        with store.begin() as conn:
+            conn.execute(text(work))
+        with store.connect() as conn:
+            after = dict(conn.execute(text("SELECT lead_key, generation FROM event_generations")).all())
+        return {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
+
+    many = change_log.BLOCK_LEADS + 5  # leads 1 … 1,029 of block 0: its counter, under key -1
+    bulk = (
+        "INSERT INTO events (lead_key, occurred_at, event_id, type, machine, properties, url) "
+        f"SELECT g, 1767261600000000, 'bulk-' || g, 'page_view', false, '{{}}', '/bulk' "
+        f"FROM generate_series(1, {many}) AS g"
+    )
+    assert bumped(bulk) == {-1: 1}
+    assert check(store, everyone).filter(pl.col("url") == "/bulk").height == many  # the files saw the block change
+    assert bumped("UPDATE events SET url = '/one' WHERE event_id IN ('bulk-5', 'bulk-7')") == {5: 1, 7: 1}
+    assert check(store, everyone).filter(pl.col("url") == "/one").height == 2
