@@ -15,16 +15,20 @@ both databases on the same data. CPU seconds are the scoring process's and its S
 local PostgreSQL server the CPU seconds of the server processes that serve this process's connections
 are measured beside them (``server CPU s``: where the wall time goes that the client does not spend).
 After the re-run, the daily step ingests a day's increment (``benchmarks/daily.py``'s: 2,000 new leads,
-50,000 events, 200 CRM updates) and scores it.
+50,000 events, 200 CRM updates) and scores it. The first run is a true one on SQLite: each measurement
+starts from a copy of the store as ingested (``prepared.db``, kept by the preparation), so it moves
+journeys, fires triggers and alerts owners (into ``DIR/outbox``) as a team's first run does.
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +55,8 @@ def prepare(workdir: Path, leads: int, events: int, url: str | None = None) -> d
     leads_done = time.perf_counter()
     report = ingest_file(portfolio, "events", data.events, url)
     done = time.perf_counter()
+    if url.startswith("sqlite"):
+        _keep_prepared(workdir)
     return {
         "generate_s": generated - started,
         "ingest_leads_s": leads_done - generated,
@@ -71,13 +77,19 @@ def measure(workdir: Path, url: str | None = None) -> dict[str, float]:
     from flows.scoring import score_portfolio
     from store.event_cache import drop_cache
 
+    restored = url is None and _restore_prepared(workdir)  # a kept --workdir was scored before: a true first run
     url = url or f"sqlite:///{workdir / 'bench.db'}"
     engine = engine_for(url)
-    _forget_increment(engine)  # a kept --workdir was measured before: start from the prepared store
-    with engine.begin() as conn:  # a kept --workdir was scored before: make the first run a true first run
-        conn.execute(text("UPDATE journeys SET score = NULL, band = NULL, qualification = NULL, updated_run_id = NULL"))
-        conn.execute(text("DELETE FROM score_snapshots"))
+    if not restored:  # PostgreSQL, or a workdir prepared before the copy was kept: forget the scores at least
+        _forget_increment(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE journeys SET score = NULL, band = NULL, qualification = NULL, updated_run_id = NULL")
+            )
+            conn.execute(text("DELETE FROM score_snapshots"))
     drop_cache(engine)
+    outbox = workdir / "outbox"  # the owner alerts of the first run: kept with the data, not in the working directory
+    shutil.rmtree(outbox, ignore_errors=True)
     scans = [_grouped_scan(engine) for _ in range(3)]
 
     @flow
@@ -99,16 +111,42 @@ def measure(workdir: Path, url: str | None = None) -> dict[str, float]:
                 as_of = AS_OF + timedelta(days=1)
             started, cpu = time.perf_counter(), _cpu_s()
             with ServerCpu() as server:
-                summary = score_portfolio(str(PORTFOLIO), as_of=as_of, database_url=url)
+                summary = score_portfolio(str(PORTFOLIO), as_of=as_of, database_url=url, outbox_dir=str(outbox))
             figures[f"{label}_s"] = time.perf_counter() - started
             figures[f"{label}_cpu_s"] = _cpu_s() - cpu
             figures[f"{label}_server_cpu_s"] = server.seconds
             figures[f"{label}_changed"] = summary["changed"]
+            figures[f"{label}_alerts"] = summary.get("actions", {}).get("notify_owner", {}).get("done", 0)
+            figures[f"{label}_emails"] = len(list(outbox.rglob("*.eml")))
             figures["journeys"] = summary["scored"]
     figures["ratio_to_scan"] = figures["rerun_s"] / figures["grouped_scan_s"]
     figures["peak_with_daily_mb"] = _peak_mb()
     figures["load_average_after"] = os.getloadavg()[0]
     return figures
+
+
+PREPARED = "prepared.db"  # the SQLite store as ingested, never scored
+
+
+def _keep_prepared(workdir: Path) -> None:
+    """Copy the freshly ingested SQLite store (checkpointed: one file) aside, so every measurement starts
+    from a store no run has touched: journeys in their first stage, no firings, arms or milestones."""
+    import sqlite3
+
+    with closing(sqlite3.connect(workdir / "bench.db")) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(workdir / "bench.db", workdir / PREPARED)
+
+
+def _restore_prepared(workdir: Path) -> bool:
+    """Put the prepared store back in place of ``bench.db`` (and drop its event cache); False without one."""
+    if not (workdir / PREPARED).exists():
+        return False
+    for leftover in ("bench.db-wal", "bench.db-shm"):
+        (workdir / leftover).unlink(missing_ok=True)
+    shutil.rmtree(workdir / "bench.db.mirror", ignore_errors=True)
+    shutil.copyfile(workdir / PREPARED, workdir / "bench.db")
+    return True
 
 
 def _grouped_scan(engine: Engine) -> float:
@@ -353,7 +391,8 @@ def main() -> None:
         print(f"grouped scan        {figures['grouped_scan_s']:8.2f} s  (SELECT lead_key, count(*) ... GROUP BY)")
         print(
             f"scoring, first run  {figures['first_run_s']:8.2f} s  ({figures['first_run_changed']:,.0f} snapshots; "
-            f"{_cpu(figures, 'first_run')})"
+            f"{_cpu(figures, 'first_run')}; {figures['first_run_alerts']:,.0f} owner alerts in "
+            f"{figures['first_run_emails']:,.0f} emails)"
         )
         print(
             f"scoring, re-run     {figures['rerun_s']:8.2f} s  ({figures['rerun_changed']:,.0f} snapshots; "
