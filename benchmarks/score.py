@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,7 +55,9 @@ def prepare(workdir: Path, leads: int, events: int, url: str | None = None) -> d
     report = ingest_file(portfolio, "events", data.events, url)
     done = time.perf_counter()
     if url.startswith("sqlite"):
-        _keep_prepared(workdir)
+        from bench_store import keep_prepared
+
+        keep_prepared(workdir)
     return {
         "generate_s": generated - started,
         "ingest_leads_s": leads_done - generated,
@@ -69,24 +70,19 @@ def prepare(workdir: Path, leads: int, events: int, url: str | None = None) -> d
 def measure(workdir: Path, url: str | None = None) -> dict[str, float]:
     """The baseline scan, then real ``score_portfolio`` flow runs (after a warm-up flow starts Prefect):
     a first run, a steady-state re-run, and the daily step (a day's increment ingested, then scored)."""
+    from bench_store import forget_scores, restore_prepared
     from prefect import flow
     from prefect.settings import temporary_settings
-    from sqlalchemy import text
 
     from flows.database import engine_for
     from flows.scoring import score_portfolio
     from store.event_cache import drop_cache
 
-    restored = url is None and _restore_prepared(workdir)  # a kept --workdir was scored before: a true first run
+    restored = url is None and restore_prepared(workdir)  # a kept --workdir was scored before: a true first run
     url = url or f"sqlite:///{workdir / 'bench.db'}"
     engine = engine_for(url)
-    if not restored:  # PostgreSQL, or a workdir prepared before the copy was kept: forget the scores at least
-        _forget_increment(engine)
-        with engine.begin() as conn:
-            conn.execute(
-                text("UPDATE journeys SET score = NULL, band = NULL, qualification = NULL, updated_run_id = NULL")
-            )
-            conn.execute(text("DELETE FROM score_snapshots"))
+    if not restored:
+        forget_scores(engine)
     drop_cache(engine)
     outbox = workdir / "outbox"  # the owner alerts of the first run: kept with the data, not in the working directory
     shutil.rmtree(outbox, ignore_errors=True)
@@ -125,30 +121,6 @@ def measure(workdir: Path, url: str | None = None) -> dict[str, float]:
     return figures
 
 
-PREPARED = "prepared.db"  # the SQLite store as ingested, never scored
-
-
-def _keep_prepared(workdir: Path) -> None:
-    """Copy the freshly ingested SQLite store (checkpointed: one file) aside, so every measurement starts
-    from a store no run has touched: journeys in their first stage, no firings, arms or milestones."""
-    import sqlite3
-
-    with closing(sqlite3.connect(workdir / "bench.db")) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    shutil.copyfile(workdir / "bench.db", workdir / PREPARED)
-
-
-def _restore_prepared(workdir: Path) -> bool:
-    """Put the prepared store back in place of ``bench.db`` (and drop its event cache); False without one."""
-    if not (workdir / PREPARED).exists():
-        return False
-    for leftover in ("bench.db-wal", "bench.db-shm"):
-        (workdir / leftover).unlink(missing_ok=True)
-    shutil.rmtree(workdir / "bench.db.mirror", ignore_errors=True)
-    shutil.copyfile(workdir / PREPARED, workdir / "bench.db")
-    return True
-
-
 def _grouped_scan(engine: Engine) -> float:
     """Seconds of the baseline: ``SELECT lead_key, count(*) FROM events GROUP BY lead_key``, run by the store."""
     raw = engine.raw_connection()
@@ -185,20 +157,6 @@ def _ingest_increment(workdir: Path, url: str) -> float:
         for path in sorted((inbox / kind).glob("*.csv")):
             ingest_file(portfolio, kind, path, url)
     return time.perf_counter() - started
-
-
-def _forget_increment(engine: Engine) -> None:
-    """Remove a previous measurement's day of data (its events, new leads and whatever hangs off them)."""
-    from sqlalchemy import inspect, text
-
-    new_keys = "SELECT key FROM leads WHERE lead_id LIKE 'NEW-%'"
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM events WHERE event_id LIKE 'daily-%'"))
-        conn.execute(text("DELETE FROM stage_updates WHERE source = 'hubspot'"))
-        for table in inspect(conn).get_table_names():
-            if table != "leads" and "lead_key" in {c["name"] for c in inspect(conn).get_columns(table)}:
-                conn.execute(text(f"DELETE FROM {table} WHERE lead_key IN ({new_keys})"))
-        conn.execute(text(f"DELETE FROM leads WHERE key IN ({new_keys})"))
 
 
 def _cpu_s() -> float:
