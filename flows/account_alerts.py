@@ -44,7 +44,7 @@ def notify_account_owners(
         return outcomes
     mailer, now = Mailer.for_portfolio(portfolio.path), datetime.now(UTC)
     sender = sender_for(portfolio, settings.mail_from)
-    firing_of: dict[str, int] = {}
+    firings_of: dict[str, list[int]] = {}
 
     def alerts() -> Iterator[Outgoing]:
         for firing in firings:
@@ -79,10 +79,10 @@ def notify_account_owners(
                 date=now,
                 template=template,
             )
-            firing_of[message.message_id] = firing["id"]
+            firings_of[message.message_id] = [firing["id"]]
             yield message
 
-    sent = send_alerts(engine, alerts(), firings, firing_of, settings, now)
+    sent = send_alerts(engine, alerts(), firings, firings_of, settings, now)
     return outcomes + sent
 
 

@@ -17,10 +17,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from flows.digest import is_digest, send_digests
+from flows.digest import digest_message, is_digest, send_digests
 from flows.mailing import send_messages
 from nurture.chat import slack_message, teams_message
 from nurture.mail import Mailer, Sender
@@ -130,77 +131,97 @@ def sender_for(portfolio: Portfolio, mail_from: str) -> Sender:
 def notify_owners(
     engine: Engine, portfolio: Portfolio, firings: list[dict[str, Any]], settings: Settings
 ) -> list[Outcome]:
-    """One alert email per firing to the lead's owner (or the trigger's fixed ``to``), via the outbox."""
+    """One alert email per firing to the lead's owner (or the trigger's fixed ``to``), via the outbox; an owner
+    whose alerts of one run outnumber ``sales.digest_alerts_above`` gets that run's as one digest instead.
+
+    A first run on a back-filled store crosses thousands of thresholds: a salesperson would find
+    hundreds of alerts in the inbox (and rendering each costs ≈ 0.5 ms). The digest's Message-ID derives
+    from the run and the owner, and a run's firings for an owner stay the same set until they are done,
+    so a re-run after a crash recognises the digest it already sent.
+    """
     outcomes: list[Outcome] = []
     if not firings:
         return outcomes
     mailer, now = Mailer.for_portfolio(portfolio.path), datetime.now(UTC)
     sender = sender_for(portfolio, settings.mail_from)
-    firing_of: dict[str, int] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for firing in firings:
+        to = json.loads(firing["params"]).get("to") or firing["owner_email"]
+        if not to:
+            outcomes.append((firing["id"], "failed", 0, "the lead has no owner_email and the trigger no 'to'", now))
+            continue
+        groups.setdefault((firing["run_id"], to), []).append(firing | {"to": to})
+    limit = portfolio.spec.sales.digest_alerts_above
+    digested = {key: group for key, group in groups.items() if limit is not None and len(group) > limit}
+    single = [firing for key, group in groups.items() if key not in digested for firing in group]
+    firings_of: dict[str, list[int]] = {}
 
     def alerts() -> Iterator[Outgoing]:  # made as delivery takes them: a first run alerts thousands
-        for firing in firings:
-            params = json.loads(firing["params"])
-            to = params.get("to") or firing["owner_email"]
-            if not to:
-                why = "the lead has no owner_email and the trigger no 'to'"
-                outcomes.append((firing["id"], "failed", 0, why, now))
-                continue
-            line = portfolio.line(firing["product_line"])
-            message = owner_alert(
-                mailer,
-                firing_id=firing["id"],
-                lead={"key": firing["lead_key"]} | {name: firing[name] for name in LEAD_CONTACT_COLUMNS},
-                product_line={"name": line.name, "title": line.spec.title or line.name},
-                journey={
-                    "stage": firing["stage"],
-                    "score": firing["score"],
-                    "band": firing["band"],
-                    "qualification": firing["qualification"],
-                    "promoted_to": firing["promoted_to"],
-                },
-                trigger={
-                    "name": firing["trigger"],
-                    "direction": firing["direction"],
-                    "score_before": firing["score_before"],
-                },
-                breakdown=_breakdown(firing),
-                to=to,
-                sender=sender,
-                run_id=firing["run_id"],
-                date=now,
-                template=params.get("template", "owner_alert"),
+        for firing in sorted(single, key=lambda firing: firing["id"]):
+            message = _alert(mailer, portfolio, firing, sender, now)
+            firings_of[message.message_id] = [firing["id"]]
+            yield message
+        zone = ZoneInfo(portfolio.spec.timezone)
+        for (run_id, to), group in sorted(digested.items()):
+            day = group[0]["fired_at"].astimezone(zone).date()
+            message = digest_message(
+                mailer, portfolio, group, to=to, sender=sender, ref=f"alerts:{run_id}:{to}", day=day, run_id=run_id
             )
-            firing_of[message.message_id] = firing["id"]
+            firings_of[message.message_id] = [firing["id"] for firing in group]
             yield message
 
-    sent = send_alerts(engine, alerts(), firings, firing_of, settings, now)  # alerts() adds the unaddressed
-    return outcomes + sent
+    return outcomes + send_alerts(engine, alerts(), firings, firings_of, settings, now)
+
+
+def _alert(mailer: Mailer, portfolio: Portfolio, firing: dict[str, Any], sender: Sender, now: datetime) -> Outgoing:
+    """The owner's alert for one firing (its ``to`` resolved)."""
+    line = portfolio.line(firing["product_line"])
+    return owner_alert(
+        mailer,
+        firing_id=firing["id"],
+        lead={"key": firing["lead_key"]} | {name: firing[name] for name in LEAD_CONTACT_COLUMNS},
+        product_line={"name": line.name, "title": line.spec.title or line.name},
+        journey={
+            "stage": firing["stage"],
+            "score": firing["score"],
+            "band": firing["band"],
+            "qualification": firing["qualification"],
+            "promoted_to": firing["promoted_to"],
+        },
+        trigger={"name": firing["trigger"], "direction": firing["direction"], "score_before": firing["score_before"]},
+        breakdown=_breakdown(firing),
+        to=firing["to"],
+        sender=sender,
+        run_id=firing["run_id"],
+        date=now,
+        template=json.loads(firing["params"]).get("template", "owner_alert"),
+    )
 
 
 def send_alerts(
     engine: Engine,
     alerts: Iterator[Outgoing],
     firings: list[dict[str, Any]],
-    firing_of: dict[str, int],
+    firings_of: dict[str, list[int]],
     settings: Settings,
     now: datetime,
 ) -> list[Outcome]:
-    """Deliver alert emails (``firing_of``: Message-ID → firing id, filled as ``alerts`` yields) and say
-    what came of each firing: done, retried by a later run (up to ``MAX_ATTEMPTS``) or failed."""
+    """Deliver alert emails (``firings_of``: Message-ID → the firings it tells of, filled as ``alerts``
+    yields) and say what came of each firing: done, retried by a later run (up to ``MAX_ATTEMPTS``) or
+    failed."""
     outcomes: list[Outcome] = []
     attempts_before = {firing["id"]: firing["attempts"] for firing in firings}
     for result in send_messages(engine, alerts, settings, now=now):
-        firing_id = firing_of[result.message_id]
         detail = (
             result.status + (f": {result.error}" if result.error else "") + (f" ({result.path})" if result.path else "")
         )
-        if result.status in ("sent", "unknown", "duplicate"):
-            outcomes.append((firing_id, "done", result.attempts, detail, now))
-        elif result.retryable and attempts_before[firing_id] + result.attempts < MAX_ATTEMPTS:
-            outcomes.append((firing_id, "retry", result.attempts, detail, None))  # e.g. the outbox disk was full
-        else:
-            outcomes.append((firing_id, "failed", result.attempts, detail, now))
+        for firing_id in firings_of[result.message_id]:
+            if result.status in ("sent", "unknown", "duplicate"):
+                outcomes.append((firing_id, "done", result.attempts, detail, now))
+            elif result.retryable and attempts_before[firing_id] + result.attempts < MAX_ATTEMPTS:
+                outcomes.append((firing_id, "retry", result.attempts, detail, None))  # e.g. the outbox disk was full
+            else:
+                outcomes.append((firing_id, "failed", result.attempts, detail, now))
     return outcomes
 
 
@@ -230,12 +251,13 @@ def execute_actions(engine: Engine, portfolio: Portfolio, settings: Settings) ->
         by_action.setdefault(firing["action"], []).append(firing)
     alerts = by_action.get("notify_owner", [])
     deadline = settings.webhook_deadline
-    digested = [firing for firing in alerts if is_digest(firing)]
+    daily: list[dict[str, Any]] = []
+    immediate: list[dict[str, Any]] = []
+    for firing in alerts:
+        (daily if is_digest(firing) else immediate).append(firing)
     outcomes = (
-        send_digests(
-            engine, portfolio, digested, sender_for(portfolio, settings.mail_from), settings, datetime.now(UTC)
-        )
-        + notify_owners(engine, portfolio, [firing for firing in alerts if not is_digest(firing)], settings)
+        send_digests(engine, portfolio, daily, sender_for(portfolio, settings.mail_from), settings, datetime.now(UTC))
+        + notify_owners(engine, portfolio, immediate, settings)
         + run_webhooks(by_action.get("webhook", []), deadline_s=deadline, budget_s=settings.webhook_budget)
         + post_to_chats(by_action.get("chat", []), deadline_s=deadline, budget_s=settings.webhook_budget)
         + request_track_moves(engine, by_action.get("enrol", []) + by_action.get("exit", []))

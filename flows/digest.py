@@ -62,7 +62,8 @@ def send_digests(
 
     def digests() -> Iterator[Outgoing]:
         for to, group in sorted(due.items()):
-            message = _digest(mailer, portfolio, group, to, day, sender)
+            ref = f"digest:{to}:{day.isoformat()}"
+            message = digest_message(mailer, portfolio, group, to=to, sender=sender, ref=ref, day=day)
             firings_of[message.message_id] = [firing["id"] for firing in group]
             yield message
 
@@ -75,9 +76,20 @@ def send_digests(
     return outcomes
 
 
-def _digest(
-    mailer: Mailer, portfolio: Portfolio, group: list[dict[str, Any]], to: str, day: date, sender: Sender
+def digest_message(
+    mailer: Mailer,
+    portfolio: Portfolio,
+    group: list[dict[str, Any]],
+    *,
+    to: str,
+    sender: Sender,
+    ref: str,
+    day: date,
+    run_id: str | None = None,
 ) -> Outgoing:
+    """One ``owner_digest`` email to ``to`` listing the leads of ``group`` (open firings) with their top three
+    reasons; ``run_id`` names the scoring run whose alerts it gathers (``flows.actions``), None for the
+    daily digest. Its Message-ID derives from ``ref``."""
     leads = []
     for firing in group:
         breakdown = json.loads(firing["breakdown"]) if firing["breakdown"] else []
@@ -98,8 +110,9 @@ def _digest(
         ),
         "leads": leads,
         "day": day.isoformat(),
+        "run_id": run_id,
     }
     return compose(
-        mailer, "owner_digest", context, kind="owner_alert", ref=f"digest:{to}:{day.isoformat()}",
+        mailer, "owner_digest", context, kind="owner_alert", ref=ref,
         lead_key=int(first["lead_key"]), run_id=first["run_id"], to=to, sender=sender,
     )  # fmt: skip

@@ -30,7 +30,14 @@ from stages.portfolio import Portfolio, load_portfolio
 from store import partitions  # the module: score_partition ships by value to Dask, its lock cannot
 from store.db import refresh_statistics
 from store.identity import visible_journeys
-from store.scores import finish_run, read_journeys, read_journeys_as_of, read_leads, start_run
+from store.scores import (
+    deferred_score_indexes,
+    finish_run,
+    read_journeys,
+    read_journeys_as_of,
+    read_leads,
+    start_run,
+)
 from store.settings import Settings
 from store.settled import PartitionDigest, PartitionState, keep_only, line_context
 from store.sqlite_read_workers import SqliteReadError
@@ -294,7 +301,8 @@ def score_run(
             for key_range in key_ranges
             for line in portfolio.product_lines
         ]
-        outcomes = _on_task_runner(calls) if tasks else _in_process(calls)
+        with deferred_score_indexes(engine, run_id) if run_id is not None else nullcontext(False):
+            outcomes = _on_task_runner(calls) if tasks else _in_process(calls)
         partitions.shared_partition_reads.release(read_token)
         if run_id is not None:
             keep_only(engine, [(line, key_range) for key_range in key_ranges for line in portfolio.product_lines])

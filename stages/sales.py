@@ -11,11 +11,14 @@ from models.spec import Spec
 
 class SalesSpec(Spec):
     """``reject_reasons``: code → label shown to sales; ``recycle_tracks``: product line → the nurture track a
-    rejected journey goes back to; ``sla_hours``: qualification → hours sales has to answer."""
+    rejected journey goes back to; ``sla_hours``: qualification → hours sales has to answer;
+    ``digest_alerts_above``: an owner whose immediate alerts of one run outnumber this gets them as one
+    digest email (a first run on a back-filled store crosses thousands of thresholds); null: never."""
 
     reject_reasons: dict[str, str] = Field(default_factory=dict)
     recycle_tracks: dict[str, str] = Field(default_factory=dict)
     sla_hours: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    digest_alerts_above: Annotated[int, Field(ge=1)] | None = 20
 
     def due(self, qualification: str, reached_at: datetime) -> datetime | None:
         """When sales must have answered a journey that reached ``qualification`` (None: no SLA)."""

@@ -1,10 +1,20 @@
 """The scoring reads and writes of store/scores.py, on SQLite and PostgreSQL."""
 
-from sqlalchemy import Engine
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import Engine, inspect, select, text
 
 from store.bulk import insert_ignore
-from store.scores import read_leads
-from store.tables import Lead
+from store.reader import read_frame
+from store.scores import deferred_score_indexes, open_journeys, read_leads, start_run
+from store.tables import Lead, Run
+from tests.postgres import postgres_url, search_path_url
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _leads(engine: Engine, attributes: list[dict]) -> None:
@@ -36,3 +46,91 @@ def test_read_leads_leaves_nested_values_to_the_rules(engine: Engine) -> None:
 
     assert "address" not in frame.columns  # the engine reads such values from the JSON text itself
     assert frame.height == 2
+
+
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+SCORE_INDEXES = {
+    "ix_journeys_product_line_score": ["product_line", "score"],
+    "ix_journeys_stage_score": ["stage", "score"],
+    "ix_journeys_band_score": ["band", "score"],
+    "ix_journeys_qualification_score": ["qualification", "score"],
+    "ix_journeys_score": ["score"],
+}
+
+
+def _open_journeys(engine: Engine, count: int) -> None:
+    _leads(engine, [{} for _ in range(count)])
+    keys = read_frame(engine, "SELECT key FROM leads ORDER BY key", None, {"key": pl.Int64})["key"]
+    open_journeys(
+        engine, [{"lead_key": key, "product_line": "crm", "stage": "discovery", "opened_at": AS_OF} for key in keys]
+    )
+
+
+def _score_indexes(engine: Engine) -> dict[str, list[str]]:
+    indexes = inspect(engine).get_indexes("journeys")
+    return {index["name"]: index["column_names"] for index in indexes if "score" in index["column_names"]}
+
+
+def _stats(engine: Engine, run_id: str) -> dict:
+    with engine.connect() as conn:
+        return conn.execute(select(Run.stats).where(Run.run_id == run_id)).scalar_one()  # type: ignore[arg-type]
+
+
+def _score_all(engine: Engine, scored: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE journeys SET score = 50, updated_run_id = 'r0' "
+                "WHERE id IN (SELECT id FROM journeys ORDER BY id LIMIT :n)"
+            ),
+            {"n": scored},
+        )
+
+
+def test_a_run_scoring_most_journeys_for_the_first_time_builds_the_score_indexes_after_its_writes(
+    engine: Engine,
+) -> None:
+    _open_journeys(engine, 4)
+    assert _score_indexes(engine) == SCORE_INDEXES
+    run_id = start_run(engine, "score", AS_OF)
+
+    with deferred_score_indexes(engine, run_id, min_journeys=4) as deferred:
+        assert deferred and _score_indexes(engine) == {}
+        assert set(_stats(engine, run_id)["deferred_indexes"]) == set(SCORE_INDEXES)
+        _score_all(engine, 4)
+
+    assert _score_indexes(engine) == SCORE_INDEXES and _stats(engine, run_id) == {}
+    with engine.connect() as conn:  # the rebuilt indexes hold the rows written meanwhile
+        assert conn.execute(text("SELECT COUNT(*) FROM journeys WHERE score = 50")).scalar_one() == 4
+
+
+def test_the_indexes_stay_when_most_journeys_were_written_by_a_run_or_the_store_is_small(engine: Engine) -> None:
+    _open_journeys(engine, 4)
+    _score_all(engine, 3)
+    for min_journeys in (1, 5):
+        with deferred_score_indexes(engine, start_run(engine, "score", AS_OF), min_journeys=min_journeys) as deferred:
+            assert not deferred and _score_indexes(engine) == SCORE_INDEXES
+    with engine.begin() as conn:  # written by a run, yet without a score (a journey moved to a terminal stage)
+        conn.execute(text("UPDATE journeys SET score = NULL"))
+    with deferred_score_indexes(engine, start_run(engine, "score", AS_OF), min_journeys=1) as deferred:
+        assert not deferred
+
+
+def test_indexes_a_killed_run_deferred_are_built_by_the_next_run(engine: Engine) -> None:
+    _open_journeys(engine, 4)
+    killed = start_run(engine, "score", AS_OF)
+    with engine.connect() as conn:
+        schema = (
+            conn.execute(text("SELECT current_schema()")).scalar_one() if engine.dialect.name == "postgresql" else None
+        )
+    url = search_path_url(postgres_url(), schema) if schema else engine.url.render_as_string(hide_password=False)
+    code = (
+        "import os\nfrom store.db import make_engine\nfrom store.scores import deferred_score_indexes\n"
+        f"with deferred_score_indexes(make_engine({url!r}), {killed!r}, min_journeys=1):\n    os._exit(9)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 9
+    assert _score_indexes(engine) == {}
+
+    with deferred_score_indexes(engine, start_run(engine, "score", AS_OF), min_journeys=10**9) as deferred:
+        assert not deferred and _score_indexes(engine) == SCORE_INDEXES
+    assert _stats(engine, killed) == {}
