@@ -120,12 +120,7 @@ def _combined(kind: str, reports: list[IngestReport]) -> IngestReport:
         return reports[0]
     combined = IngestReport(kind=kind, source=f"{len(reports)} files")
     for report in reports:
-        combined.read += report.read
-        combined.accepted += report.accepted
-        combined.inserted += report.inserted
-        combined.updated += report.updated
-        combined.rejected += report.rejected
-        combined.rejects.extend(report.rejects)
+        combined.add(report)
         combined.interests.extend(report.interests)
     return combined
 

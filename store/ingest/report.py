@@ -61,6 +61,15 @@ class IngestReport:
             f"inserted {self.inserted}, updated {self.updated}, rejected {self.rejected}"
         ) + "".join(f"; {note}" for note in self.notes)
 
+    def add(self, other: IngestReport) -> None:
+        """Add ``other``'s counts and rejects to this report's (a chunk checked apart, or another file)."""
+        self.read += other.read
+        self.accepted += other.accepted
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.rejected += other.rejected
+        self.rejects.extend(other.rejects)
+
 
 class RepeatedIds:
     """Counts ids that appear more than once among a file's accepted rows, as 64-bit hashes (8 bytes an

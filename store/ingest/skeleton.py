@@ -57,13 +57,7 @@ class Ingestion:
     def take(self, part: Ingestion) -> None:
         """Add what ``part`` (from ``part()``) recorded: counts, rejects (pending ones are written with the
         chunk that takes them), ids and interests."""
-        mine, theirs = self.report, part.report
-        mine.read += theirs.read
-        mine.accepted += theirs.accepted
-        mine.inserted += theirs.inserted
-        mine.updated += theirs.updated
-        mine.rejected += theirs.rejected
-        mine.rejects.extend(theirs.rejects)
+        self.report.add(part.report)
         self.rejects.pending.extend(part.rejects.pending)
         if self.ids is not None and part.ids is not None:
             self.ids.hashes.extend(part.ids.hashes)
