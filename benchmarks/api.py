@@ -328,7 +328,7 @@ def main() -> None:
         prefixes = {"single events": f"s-{run}-", "batches of 500": f"b-{run}-"}
         for name, make, kind, concurrency in phases:
             server, client, load_before = server_cpu(process.pid), time.process_time(), load_average()
-            database = database_cpu(engine)
+            database_before = database_cpu(engine)
             if args.client == "wrk":
                 prefix = prefixes.get(name, "x-")
                 phase = wrk_load.run(base, key, kind, args.seconds, concurrency, prefix=prefix, now=NOW.isoformat(),
@@ -338,9 +338,9 @@ def main() -> None:
                 phase["accepted"] = phase["stored"]
                 phase["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - client) / phase["requests"], 3)
             phase["server_cpu_ms_per_request"] = round(1000 * (server_cpu(process.pid) - server) / phase["requests"], 3)
-            if database:
+            if database_before:
                 after = database_cpu(engine)
-                spent = sum(cpu - database.get(pid, 0.0) for pid, cpu in after.items())
+                spent = sum(cpu - database_before.get(pid, 0.0) for pid, cpu in after.items())
                 phase["database_cpu_ms_per_request"] = round(1000 * spent / phase["requests"], 3)
             phase["load_average"] = f"{load_before} → {load_average()}"
             if name in prefixes:  # every accepted event stored, none twice
