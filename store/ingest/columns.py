@@ -9,6 +9,7 @@ same ``event_properties`` function as the model, so both paths store the same JS
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ PLAIN_TIME = (
     r"^(?:19|2\d)\d{2}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 )
 ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
+_SEPARATOR = re.compile(r"[\x1c-\x1f]")
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
 
@@ -198,7 +200,12 @@ class EventColumns:
             return slow
         cells = pl.DataFrame({name: pl.Series(texts[name], dtype=pl.String) for name in JSON_TEXTS}).fill_null("")
         promoted = [None if found is None else _promoted_message_id(found) for found in parsed]
-        left = self._columnar(cells, JSON_ORDER, accepted, (parsed, promoted), plain)
+        joined = ["".join(filter(None, column)) for column in texts.values()]  # one search each, not one a cell
+        left = self._columnar(
+            cells, JSON_ORDER, accepted, (parsed, promoted), plain,
+            may_hold_nul=any("\x00" in text for text in joined),
+            may_hold_separators=any(_SEPARATOR.search(text) for text in joined),
+        )  # fmt: skip
         return sorted(slow + [plain[n] for n in left])
 
     def _columnar(
@@ -210,12 +217,14 @@ class EventColumns:
         positions_of: list[int] | None = None,
         *,
         may_hold_nul: bool = True,
+        may_hold_separators: bool = True,
     ) -> list[int]:
         """Accept the rows (``cells``: text columns under ``names``) that pass the vectorised checks;
         return the indexes of the others. ``json_properties``: each JSON row's properties, extra keys
         merged (None: JSON the row model must explain), and the ``message_id`` they promote (a CSV row's
         come from its ``properties`` cell and its other cells); ``positions_of``: each row's position in
-        the chunk, when the rows are a subset; ``may_hold_nul``: False when the cells are known to hold no NUL."""
+        the chunk, when the rows are a subset; ``may_hold_nul``, ``may_hold_separators``: False when the
+        cells are known to hold no NUL, no ``ODD_EDGE`` separator (their checks are left out)."""
         plan = self._plan_for(names)
         where = {role: names[position] for position, role, _ in plan if role is not None}
         roles = [role for _, role, _ in plan if role is not None]
@@ -227,7 +236,7 @@ class EventColumns:
             return pl.col(where[role]).str.strip_chars() if role in where else pl.lit("")
 
         allowed_types = sorted(self.event_types - {"manual_adjustment"})
-        checks = [~cell(role).str.contains(ODD_EDGE) for role in where]
+        checks = [~cell(role).str.contains(ODD_EDGE) for role in where] if may_hold_separators else []
         if may_hold_nul:  # the row model names the NUL's column (properties: ``event_properties`` refuses it)
             checks.append(~any_nul(cells.columns))
         checks += [
