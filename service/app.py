@@ -31,6 +31,12 @@ from store.db import make_engine
 from store.lookups import ScoreLookup
 from store.reader import row_reads
 
+# On SQLite the writer commits a few thousand events every few tens of milliseconds, on pages all over the
+# lead-clustered events table: at SQLite's default (1,000 pages) nearly every commit also checkpointed the
+# log, copying into the database the pages the commit before had copied already. At 8,192 pages (32 MB)
+# a page rewritten by several commits is copied once (measured: commit CPU 3.3 → 2.3 µs an event).
+WAL_CHECKPOINT_PAGES = 8_192
+
 
 def build_service(settings: ServiceSettings) -> Service:
     """Open the store (migrated), load the portfolio, check the secrets: any problem stops the start."""
@@ -38,7 +44,7 @@ def build_service(settings: ServiceSettings) -> Service:
     if settings.unsubscribe_secret_previous is not None:
         previous = settings.unsubscribe_secret_previous.get_secret_value()
         secrets.append(check_secret(previous, "LEADSCORE_UNSUBSCRIBE_SECRET_PREVIOUS"))
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, wal_checkpoint_pages=WAL_CHECKPOINT_PAGES)
     portfolio = load_portfolio(settings.portfolio_file())
     nurture = load_nurture(portfolio)
     tracks: dict[str, list[str]] = {}

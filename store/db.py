@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
@@ -21,21 +22,27 @@ from store.migrate import upgrade
 SQLITE_BUSY_TIMEOUT = 60  # seconds a SQLite write waits for another writer before "database is locked"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine and bring the schema to the newest migration (idempotent; keeps existing data)."""
+def make_engine(url: str, *, wal_checkpoint_pages: int | None = None, **kwargs: Any) -> Engine:
+    """Create the engine and bring the schema to the newest migration (idempotent; keeps existing data).
+
+    ``wal_checkpoint_pages``: on SQLite, the size of the write-ahead log (in pages) past which a commit
+    copies it into the database file (SQLite's default: 1,000). A writer whose every commit writes more
+    than that checkpoints at every commit, copying again pages the previous commit had just copied."""
     if url.startswith("sqlite") and "timeout=" not in url:  # ``?timeout=SECONDS`` in the URL says otherwise
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT})
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, wal_checkpoint_pages=wal_checkpoint_pages))
     upgrade(engine)
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, wal_checkpoint_pages: int | None = None) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    if wal_checkpoint_pages is not None:
+        cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_checkpoint_pages)}")
     cur.execute("PRAGMA foreign_keys=ON")
     # Ingest inserts into the lead-clustered events table at scattered positions: a large page cache
     # keeps those B-tree pages in memory (the default 2 MB makes a 5M-event load disk-bound).

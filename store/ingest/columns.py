@@ -9,6 +9,7 @@ same ``event_properties`` function as the model, so both paths store the same JS
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import polars as pl
 from pydantic import TypeAdapter
 
 from store.ingest.csv_chunks import CsvChunk
+from store.ingest.json_rows import JSON_ORDER, JSON_TEXTS, plain_json_rows
 from store.ingest.reading import Raw
 from store.ingest.rows import EventRow, event_properties
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
@@ -29,10 +31,8 @@ PLAIN_TIME = (
     r"^(?:19|2\d)\d{2}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 )
 ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
+_SEPARATOR = re.compile(r"[\x1c-\x1f]")
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
-_JSON_ORDER = ["event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties"]
-_JSON_PLAIN = frozenset(_JSON_ORDER)
-_JSON_TEXTS = [name for name in _JSON_ORDER if name != "properties"]
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
 
 
@@ -195,33 +195,17 @@ class EventColumns:
         """JSON objects whose event fields are all text (``properties`` may be an object; other keys are
         extra properties, as in ``split_event``) are checked as columns like CSV cells; the others go to
         the row model."""
-        plain: list[int] = []
-        slow: list[int] = []
-        extras: list[dict[str, Any] | None] = []
-        role = self.splitter.role
-        for position, row in enumerate(rows):
-            data, extra = row.data, {}
-            for key, value in (data or {}).items():
-                if key in _JSON_PLAIN:
-                    if value.__class__ is str or value is None or key == "properties":
-                        continue
-                elif value is None or (value.__class__ is str and not value.strip()):
-                    continue  # a blank key says nothing (an explicit blank machine too)
-                elif role(key) is None:
-                    extra[key] = value.strip() if value.__class__ is str else value
-                    continue
-                break  # a field that is not text, a machine value, a field named otherwise: the row model
-            else:
-                plain.append(position)
-                extras.append(extra or None)
-                continue
-            slow.append(position)
+        plain, texts, parsed, slow = plain_json_rows(rows, self.splitter, self.parsed.of)
         if not plain:
             return slow
-        data = [rows[p].data or {} for p in plain]
-        texts = {name: pl.Series([d.get(name) or "" for d in data], dtype=pl.String) for name in _JSON_TEXTS}
-        properties = [d.get("properties") or "" for d in data]
-        left = self._columnar(pl.DataFrame(texts), _JSON_ORDER, accepted, properties, plain, extras)
+        cells = pl.DataFrame({name: pl.Series(texts[name], dtype=pl.String) for name in JSON_TEXTS}).fill_null("")
+        promoted = [None if found is None else _promoted_message_id(found) for found in parsed]
+        joined = ["".join(filter(None, column)) for column in texts.values()]  # one search each, not one a cell
+        left = self._columnar(
+            cells, JSON_ORDER, accepted, (parsed, promoted), plain,
+            may_hold_nul=any("\x00" in text for text in joined),
+            may_hold_separators=any(_SEPARATOR.search(text) for text in joined),
+        )  # fmt: skip
         return sorted(slow + [plain[n] for n in left])
 
     def _columnar(
@@ -229,17 +213,18 @@ class EventColumns:
         cells: pl.DataFrame,
         names: list[str],
         accepted: AcceptedEvents,
-        json_properties: list[Any] | None = None,
+        json_properties: tuple[list[dict[str, Any] | None], list[str | None]] | None = None,
         positions_of: list[int] | None = None,
-        json_extras: list[dict[str, Any] | None] | None = None,
         *,
         may_hold_nul: bool = True,
+        may_hold_separators: bool = True,
     ) -> list[int]:
         """Accept the rows (``cells``: text columns under ``names``) that pass the vectorised checks;
-        return the indexes of the others. ``json_properties``: each JSON row's properties (text or an
-        object; a CSV row's are its ``properties`` cell); ``positions_of``: each row's position in the
-        chunk, when the rows are a subset; ``json_extras``: each JSON row's extra properties (a CSV
-        row's come from its other cells); ``may_hold_nul``: False when the cells are known to hold no NUL."""
+        return the indexes of the others. ``json_properties``: each JSON row's properties, extra keys
+        merged (None: JSON the row model must explain), and the ``message_id`` they promote (a CSV row's
+        come from its ``properties`` cell and its other cells); ``positions_of``: each row's position in
+        the chunk, when the rows are a subset; ``may_hold_nul``, ``may_hold_separators``: False when the
+        cells are known to hold no NUL, no ``ODD_EDGE`` separator (their checks are left out)."""
         plan = self._plan_for(names)
         where = {role: names[position] for position, role, _ in plan if role is not None}
         roles = [role for _, role, _ in plan if role is not None]
@@ -251,7 +236,7 @@ class EventColumns:
             return pl.col(where[role]).str.strip_chars() if role in where else pl.lit("")
 
         allowed_types = sorted(self.event_types - {"manual_adjustment"})
-        checks = [~cell(role).str.contains(ODD_EDGE) for role in where]
+        checks = [~cell(role).str.contains(ODD_EDGE) for role in where] if may_hold_separators else []
         if may_hold_nul:  # the row model names the NUL's column (properties: ``event_properties`` refuses it)
             checks.append(~any_nul(cells.columns))
         checks += [
@@ -278,13 +263,15 @@ class EventColumns:
         slow = ok.not_().arg_true().to_list()
         fast = result.filter(ok)
         positions = ok.arg_true().to_list()
-        extra = self._csv_extras(cells.filter(ok), plan) if json_extras is None else [json_extras[p] for p in positions]
         if json_properties is not None:
-            properties, promoted = self._properties([json_properties[p] for p in positions], extra)
-        elif properties_column is not None:
-            properties, promoted = self._properties(cells[properties_column].filter(ok), extra)
+            properties = [json_properties[0][p] for p in positions]
+            promoted = [json_properties[1][p] for p in positions]
         else:
-            properties, promoted = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
+            extra = self._csv_extras(cells.filter(ok), plan)
+            if properties_column is not None:
+                properties, promoted = self._properties(cells[properties_column].filter(ok), extra)
+            else:
+                properties, promoted = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
         fields = ("event_id", "lead_id", "at", "product_line", "message_id")
         columns = [positions, fast["type"].to_list(), properties, promoted, *(fast[name].to_list() for name in fields)]
         keep = [n for n, found in enumerate(properties) if found is not None]
@@ -317,13 +304,13 @@ class EventColumns:
         return [split_event_cells(local, list(values)).get("extra") for values in rows]
 
     def _properties(
-        self, values: pl.Series | list[Any], extra: list[dict[str, Any] | None] | None
+        self, values: pl.Series, extra: list[dict[str, Any] | None] | None
     ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
-        """Each row's properties (None: JSON the row model must explain) and the ``message_id`` they
+        """Each CSV row's properties (None: JSON the row model must explain) and the ``message_id`` they
         promote. A column of texts without extras is parsed once per distinct text of the chunk."""
         parse = self.parsed.of
-        if extra or isinstance(values, list):
-            properties = [parse(value, extra[n] if extra else None) for n, value in enumerate(values)]
+        if extra:
+            properties = [parse(value, extra[n]) for n, value in enumerate(values)]
             return properties, [None if p is None else _promoted_message_id(p) for p in properties]
         distinct = values.unique(maintain_order=True)
         parsed = [parse(text, None) for text in distinct.to_list()]

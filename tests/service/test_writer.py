@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from service import intake
+from service.app import build_service
+from service.config import ServiceSettings
 from service.writer import GroupWriter
 from stages.portfolio import load_portfolio
 from store.db import make_engine
-from tests.service.conftest import DEMO_PORTFOLIO
+from tests.service.conftest import DEMO_PORTFOLIO, SECRET
 
 AT = "2026-11-30T10:00:00Z"
 UNKNOWN_TYPE = (
@@ -158,3 +161,19 @@ def test_two_lanes_commit_at_once_and_sqlite_keeps_one() -> None:
 
     assert overlapping(serialize_calls=False) == 2
     assert overlapping(serialize_calls=True) == 1
+
+
+def test_the_services_sqlite_log_is_checkpointed_at_8192_pages(tmp_path: Path) -> None:
+    """The writer's commits each pass SQLite's default 1,000 pages: the service's engine checkpoints later."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    settings = ServiceSettings(database_url=url, portfolio=DEMO_PORTFOLIO, unsubscribe_secret=SECRET)
+    service = build_service(settings)
+    plain = make_engine(url)
+    try:
+        for engine, pages in ((service.engine, 8192), (plain, 1000)):
+            with engine.connect() as conn:
+                assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == pages
+    finally:
+        service.limiter.close()
+        service.engine.dispose()
+        plain.dispose()

@@ -116,10 +116,17 @@ def _csv(path: Path, rows: list[dict[str, Any]], *, crlf: bool, bom: bool) -> Pa
     return path
 
 
-def _jsonl(path: Path, rows: list[dict[str, Any]], rng: random.Random) -> Path:
+def _jsonl(path: Path, rows: list[dict[str, Any]], rng: random.Random, *, uniform: bool = False) -> Path:
+    """JSON Lines of ``rows``; ``uniform``: every field kept and only non-blank extras (most rows of a chunk
+    share a shape, as a client's posts do), a number instead of a numeric text now and then."""
     lines = []
     for row in rows:
-        data = {k: v for k, v in row.items() if v != "" or rng.random() < 0.3}
+        if uniform:
+            data = {k: v for k, v in row.items() if k in NARROW or v != ""}
+            if data.get("duration_s") == "12" and rng.random() < 0.5:
+                data["duration_s"] = 12
+        else:
+            data = {k: v for k, v in row.items() if v != "" or rng.random() < 0.3}
         if isinstance(data.get("properties"), str) and rng.random() < 0.5:
             with contextlib.suppress(ValueError):
                 data["properties"] = json.loads(data["properties"])
@@ -133,14 +140,14 @@ def _files(tmp_path: Path, seed: int) -> list[Path]:
     rng = random.Random(seed)
     ids: list[str] = []
     files = []
-    for index, shape in enumerate(["crlf-bom", "plain", "jsonl", "plain", "narrow"]):
+    for index, shape in enumerate(["crlf-bom", "plain", "jsonl", "plain", "narrow", "uniform"]):
         rows = []
         for n in range(index * 1000, index * 1000 + 150):
             rows.append(_event(rng, n, ids))
             ids.append(rows[-1]["event_id"])
-        path = tmp_path / f"events_{index}.{'jsonl' if shape == 'jsonl' else 'csv'}"
-        if shape == "jsonl":
-            files.append(_jsonl(path, rows, rng))
+        path = tmp_path / f"events_{index}.{'jsonl' if shape in ('jsonl', 'uniform') else 'csv'}"
+        if shape in ("jsonl", "uniform"):
+            files.append(_jsonl(path, rows, rng, uniform=shape == "uniform"))
         elif shape == "narrow":
             files.append(_csv(path, _narrow(rng, rows), crlf=False, bom=False))
         else:
