@@ -20,7 +20,7 @@ from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lookup import LeadKeys, in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, MachineDetector, MachineRule
-from store.ingest.properties import promoted_properties, stored_properties
+from store.ingest.properties import distinct_objects, promoted_properties, stored_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
@@ -167,6 +167,18 @@ def _stored_ids(conn: Connection, event_ids: list[str]) -> set[str]:
 
 
 @dataclass
+class _CheckedEvents:
+    """A chunk's accepted events and what is worked out of them before the database is asked (in the
+    thread that checks the next chunk while this one is written): each row's stored columns but its
+    lead's key, in file order, with the machine flag the row gave or the proxy check alone decides; and
+    which rows the machine detector must see when their lead is known (``MachineDetector.considers``)."""
+
+    accepted: AcceptedEvents
+    stored: pl.DataFrame
+    with_message: pl.Series
+
+
+@dataclass
 class _ColumnarSteps:
     """The fast path: columnar validation, column-wise event values, a staged append and one merge."""
 
@@ -175,10 +187,13 @@ class _ColumnarSteps:
     lead_keys: LeadKeys = field(default_factory=LeadKeys)
     erased: Erased | None = None
 
-    def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> AcceptedEvents:
-        return self.columns.accept(rows, run.rejects.add)
+    def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> _CheckedEvents:
+        accepted = self.columns.accept(rows, run.rejects.add)
+        stored, with_message = _stored_columns(accepted, self.detector)
+        return _CheckedEvents(accepted, stored, with_message)
 
-    def write(self, conn: Connection, accepted: AcceptedEvents, now: datetime, run: Ingestion) -> None:
+    def write(self, conn: Connection, checked: _CheckedEvents, now: datetime, run: Ingestion) -> None:
+        accepted = checked.accepted
         named = [lead_id for lead_id in accepted.lead_id if lead_id is not None]
         lead_keys = self.lead_keys.resolve(conn, named)
         keys = list(map(lead_keys.get, accepted.lead_id))  # no lead_id (a visitor's event): None
@@ -191,65 +206,50 @@ class _ColumnarSteps:
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
-        machine, late = self._machine(conn, accepted, keys)
-        self._interests(accepted, keys, run)
+        key_column = pl.Series("lead_key", keys, dtype=pl.Int64)
+        machine, late = self._machine(conn, checked, key_column)
+        self._interests(accepted, key_column, run)
         new = _new_rows(conn, accepted.event_id, known)
         inserted = 0
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
-            staged = _staged(accepted, keys, machine, new, now)
+            staged = _staged(checked.stored, key_column, machine, new, now)
             inserted = merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
         _note_stored(run, [accepted.event_id[i] for i in new] + [row["event_id"] for row in visitors.events], inserted)
         if late:
             run.report.updated += _flag_machine(conn, late)
 
-    def _machine(
-        self, conn: Connection, accepted: AcceptedEvents, keys: list[int | None]
-    ) -> tuple[list[bool], list[str]]:
-        """Each row's machine flag (by position in ``accepted``) and the event ids of earlier rows of this
-        file to flag now: the rows of a known lead that the rule looks at go through the detector (or
-        the proxy check alone, ``MachineDetector.considers``)."""
-        machine = [bool(flag) for flag in accepted.machine]
-        explicit_flags = pl.Series(accepted.machine, dtype=pl.Boolean).is_not_null()
-        known = pl.Series(keys, dtype=pl.Int64).is_not_null()
-        with_message, proxy_only = self.detector.considers(
-            pl.Series(accepted.type, dtype=pl.String), pl.Series(accepted.message_id, dtype=pl.String), explicit_flags
-        )
-        proxy, properties = self.detector.rule.proxy, accepted.properties
-        by_object: dict[int, bool] = {}  # rows of one properties text share one dict (``ParsedProperties``)
-        for i in (proxy_only & known).arg_true().to_list():
-            found = properties[i]
-            flag = by_object.get(id(found))
-            if flag is None:
-                flag = by_object[id(found)] = proxy(found)
-            machine[i] = flag
-        email = (with_message & known).arg_true().to_list()
-        late: list[str] = []
-        if email:
-            rows = [
-                {
-                    "event_id": accepted.event_id[i],
-                    "type": accepted.type[i],
-                    "message_id": accepted.message_id[i],
-                    "properties": accepted.properties[i],
-                    "machine": machine[i],
-                }
-                for i in email
-            ]
-            times = [accepted.at[i] for i in email]
-            explicit = [accepted.machine[i] is not None for i in email]
-            late = self.detector.run(rows, times, explicit, lambda ids: _stored_deliveries(conn, ids))
-            for i, row in zip(email, rows, strict=True):
-                machine[i] = row["machine"]
-        return machine, late
+    def _machine(self, conn: Connection, checked: _CheckedEvents, keys: pl.Series) -> tuple[pl.Series, list[str]]:
+        """Each row's machine flag (by position) and the event ids of earlier rows of this file to flag
+        now: the rows of a known lead with a message id go through the detector (the others' flags were
+        settled by ``_stored_columns``)."""
+        machine = checked.stored["machine"]
+        email = (checked.with_message & keys.is_not_null()).arg_true().to_list()
+        if not email:
+            return machine, []
+        accepted = checked.accepted
+        rows = [
+            {
+                "event_id": accepted.event_id[i],
+                "type": accepted.type[i],
+                "message_id": accepted.message_id[i],
+                "properties": accepted.properties[i],
+                "machine": bool(accepted.machine[i]),
+            }
+            for i in email
+        ]
+        times = [accepted.at[i] for i in email]
+        explicit = [accepted.machine[i] is not None for i in email]
+        late = self.detector.run(rows, times, explicit, lambda ids: _stored_deliveries(conn, ids))
+        return machine.clone().scatter(email, [row["machine"] for row in rows]), late
 
     @staticmethod
-    def _interests(accepted: AcceptedEvents, keys: list[int | None], run: Ingestion) -> None:
+    def _interests(accepted: AcceptedEvents, keys: pl.Series, run: Ingestion) -> None:
         """Each (lead, product line) pair's first time, kept by Polars: a pair shows up many times in a
         chunk and in the chunks after it, and only its minimum matters."""
         frame = pl.DataFrame(
             {
-                "key": pl.Series(keys, dtype=pl.Int64),
+                "key": keys,
                 "line": pl.Series(accepted.product_line, dtype=pl.String),
                 "at": pl.Series(accepted.at, dtype=pl.Int64),
             }
@@ -279,30 +279,41 @@ class _ColumnarSteps:
         return visitors
 
 
-def _staged(
-    accepted: AcceptedEvents, keys: list[int | None], machine: list[bool], new: list[int], now: datetime
-) -> pl.DataFrame:
-    """The rows at positions ``new`` in stored form, in clustered-key order: the WITHOUT ROWID B-tree (and
-    PostgreSQL's heap and indexes) is appended to. Column by column; gathered only when some rows go."""
-    every = len(new) == len(keys)  # ``new`` is in position order: then it is every position
+def _stored_columns(accepted: AcceptedEvents, detector: MachineDetector) -> tuple[pl.DataFrame, pl.Series]:
+    """Each accepted row's stored columns but ``lead_key`` and ``ingested_at``, in file order, column by
+    column, with the machine flag the row gave or the proxy check decides (opens and clicks without a
+    message id, which no delivery explains); and which rows the detector must see (``considers``). The
+    proxy check and the properties' stored form are worked out once per distinct properties object."""
+    explicit = pl.Series(accepted.machine, dtype=pl.Boolean)
     frame = pl.DataFrame(
         {
-            "lead_key": pl.Series(keys, dtype=pl.Int64),
             "occurred_at": pl.Series(accepted.at, dtype=pl.Int64),
             "event_id": pl.Series(accepted.event_id, dtype=pl.String),
             "type": pl.Series(accepted.type, dtype=pl.String),
             "product_line": pl.Series(accepted.product_line, dtype=pl.String),
-            "machine": pl.Series(machine, dtype=pl.Boolean),
+            "machine": explicit.fill_null(False),
             "message_id": pl.Series(accepted.message_id, dtype=pl.String),
         }
     )
-    properties = accepted.properties
-    if not every:
-        frame, properties = frame[new], [properties[i] for i in new]
-    staged = pl.concat([frame, stored_properties(properties)], how="horizontal")
-    return staged.with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64)).sort(
-        "lead_key", "occurred_at", "event_id"
-    )
+    with_message, proxy_only = detector.considers(frame["type"], frame["message_id"], explicit.is_not_null())
+    distinct, codes = distinct_objects(accepted.properties)
+    if proxy_only.any():
+        proxy = detector.rule.proxy
+        flags = pl.Series([proxy(properties) for properties in distinct], dtype=pl.Boolean)
+        if codes is not None:
+            flags = flags.gather(codes)
+        frame = frame.with_columns(machine=pl.when(proxy_only).then(flags).otherwise(pl.col("machine")))
+    return pl.concat([frame, stored_properties(distinct, codes)], how="horizontal"), with_message
+
+
+def _staged(stored: pl.DataFrame, keys: pl.Series, machine: pl.Series, new: list[int], now: datetime) -> pl.DataFrame:
+    """The rows at positions ``new`` of ``stored`` (``_stored_columns``) with their lead's key and
+    machine flag, in clustered-key order: the WITHOUT ROWID B-tree (and PostgreSQL's heap and indexes)
+    is appended to. Gathered only when some rows go."""
+    frame = stored.with_columns(keys, machine.alias("machine"), ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
+    if len(new) < frame.height:  # ``new`` is in position order: of the same length, it is every position
+        frame = frame[new]
+    return frame.select("lead_key", pl.exclude("lead_key")).sort("lead_key", "occurred_at", "event_id")
 
 
 def _new_rows(conn: Connection, event_ids: list[str], known: list[int]) -> list[int]:
