@@ -43,6 +43,9 @@ class Ingestion:
     # The ids the current chunk's write stored, when the steps know them exactly (every row they staged
     # was inserted): ``Records``' report then takes them instead of looking them up (None: look up).
     stored: list[str] | None = None
+    # A chunk's time, stamped on the rows it writes and its rejects: taken when the chunk is checked, so
+    # the checks may stamp rows ahead of the write (each chunk still has its own, later than the one before).
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
         self.rejects = RejectLedger(self.report)
@@ -129,7 +132,7 @@ def run_chunks(
         checked = _ahead(checked)
     with gc_paused():
         for readable, prepared, part in checked:
-            now = datetime.now(UTC)
+            now = part.now
             run.take(part)
             inserted = run.report.inserted
             with engine.begin() as conn:
