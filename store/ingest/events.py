@@ -389,4 +389,5 @@ def ingest_events(
         also_written_to=(ANONYMOUS_EVENTS,),
         columnar_csv=not row_by_row,
         growth=growth,
+        first_halved=True,
     )
