@@ -27,7 +27,7 @@ from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.staging import Encoded, encoded, merge_ignoring_stored
-from store.ingest.stored_events import ordered, stamped, stored_columns
+from store.ingest.stored_events import staged, stored_columns
 from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
 from store.tables import (
@@ -177,14 +177,14 @@ class _CheckedEvents:
     """A chunk's accepted events and what is worked out of them before the chunk's transaction (in the
     thread that checks the next chunk while this one is written): each row's lead key (None: a visitor's
     event or an unknown lead), the positions of the rows of a stored lead, the event ids of earlier rows
-    of this file to flag as machine activity now, and the rows of a stored lead in stored form but
-    ``ingested_at``, in clustered-key order (``stored_events.ordered``)."""
+    of this file to flag as machine activity now, and every row in stored form but ``ingested_at``
+    (``stored_events.stored_columns`` with its ``lead_key`` and final ``machine`` flag)."""
 
     accepted: AcceptedEvents
     keys: list[int | None]
     known: list[int]
     late: list[str]
-    ordered: pl.DataFrame
+    stored: pl.DataFrame
     # The rows of a stored lead stamped and encoded for the merge, when none seemed stored (a first load):
     # then the write, which finds them all new, has nothing left to do to them.
     fresh: Encoded | None
@@ -216,11 +216,11 @@ class _ColumnarSteps:
             known = [i for i, key in enumerate(keys) if key is not None]
             fresh = bool(known) and _none_stored(conn, [accepted.event_id[i] for i in known])
         self._interests(accepted, key_column, run)
-        rows = ordered(stored, key_column, machine, known)
+        stored = stored.with_columns(key_column, machine)
         ready = None
         if fresh:
-            ready = encoded(self.engine.dialect.name, _EVENT_TABLE, stamped(rows, known, known, run.now))  # type: ignore[arg-type]
-        return _CheckedEvents(accepted, keys, known, late, rows, ready)
+            ready = encoded(self.engine.dialect.name, _EVENT_TABLE, staged(stored, known, run.now))  # type: ignore[arg-type]
+        return _CheckedEvents(accepted, keys, known, late, stored, ready)
 
     def write(self, conn: Connection, checked: _CheckedEvents, now: datetime, run: Ingestion) -> None:
         accepted, keys, known = checked.accepted, checked.keys, checked.known
@@ -235,9 +235,9 @@ class _ColumnarSteps:
         new = _new_rows(conn, accepted.event_id, known)
         inserted = 0
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
-            staged = checked.fresh if len(new) == len(known) else None
-            staged = staged or stamped(checked.ordered, new, known, now)
-            inserted = merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
+            rows = checked.fresh if len(new) == len(known) else None
+            rows = rows or staged(checked.stored, new, now)
+            inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
         _note_stored(run, [accepted.event_id[i] for i in new] + [row["event_id"] for row in visitors.events], inserted)
         if checked.late:

@@ -39,22 +39,14 @@ def stored_columns(accepted: AcceptedEvents, detector: MachineDetector) -> tuple
     return pl.concat([frame, stored_properties(distinct, codes)], how="horizontal"), with_message
 
 
-_POSITION = "_position"  # each row's position in the chunk, while ``ordered`` rows wait to be staged
-
-
-def ordered(stored: pl.DataFrame, keys: pl.Series, machine: pl.Series, known: list[int]) -> pl.DataFrame:
-    """The rows at positions ``known`` of ``stored`` (``stored_columns``) with their lead's key, machine
-    flag and position, in clustered-key order: the WITHOUT ROWID B-tree (and PostgreSQL's heap and
-    indexes) is appended to. Gathered only when some rows go."""
-    frame = stored.with_columns(keys, machine.alias("machine"), pl.int_range(stored.height).alias(_POSITION))
-    if len(known) < frame.height:  # ``known`` is in position order: of the same length, it is every position
-        frame = frame[known]
-    return frame.select("lead_key", pl.exclude("lead_key")).sort("lead_key", "occurred_at", "event_id")
-
-
-def stamped(ordered: pl.DataFrame, new: list[int], known: list[int], now: datetime) -> pl.DataFrame:
-    """The ``ordered`` rows (those at positions ``known``) at positions ``new`` (all of them on a first
-    load), stamped with ``now``."""
-    if len(new) < len(known):
-        ordered = ordered.filter(pl.col(_POSITION).is_in(new))
-    return ordered.drop(_POSITION).with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
+def staged(stored: pl.DataFrame, rows: list[int], now: datetime) -> pl.DataFrame:
+    """The rows at positions ``rows`` (in position order) of ``stored`` (``stored_columns`` with each
+    row's ``lead_key`` and final ``machine``), stamped with ``now``, in clustered-key order: the WITHOUT
+    ROWID B-tree (and PostgreSQL's heap and indexes) is appended to. Gathered only when some rows go."""
+    if len(rows) < stored.height:  # of the same length, ``rows`` is every position
+        stored = stored[rows]
+    return (
+        stored.select("lead_key", pl.exclude("lead_key"))
+        .with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64))
+        .sort("lead_key", "occurred_at", "event_id")
+    )
