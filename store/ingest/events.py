@@ -20,13 +20,14 @@ from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lookup import LeadKeys, in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, MachineDetector, MachineRule
-from store.ingest.properties import promoted_properties, stored_properties
+from store.ingest.properties import promoted_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
 from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
-from store.ingest.staging import merge_ignoring_stored
+from store.ingest.staging import Encoded, encoded, merge_ignoring_stored
+from store.ingest.stored_events import staged, stored_columns
 from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
 from store.tables import (
@@ -156,33 +157,73 @@ def _note_stored(run: Ingestion, tried: list[str], inserted: int) -> None:
         run.stored = tried
 
 
-def _stored_ids(conn: Connection, event_ids: list[str]) -> set[str]:
-    """Which of ``event_ids`` are stored already. A sample is probed first: on a first load none are,
-    and the merge skips the odd stored one anyway, so the full look-up is only paid on a re-ingest."""
+def _none_stored(conn: Connection, event_ids: list[str]) -> bool:
+    """Whether a sample of ``event_ids`` is stored: on a first load none is (a guess: the odd stored id
+    the sample misses is skipped by the merge)."""
     column = _EVENT_TABLE.c.event_id
-    step = max(1, len(event_ids) // _PROBE)
-    if not lookup(conn, column, event_ids[::step], [column]):
+    return not lookup(conn, column, event_ids[:: max(1, len(event_ids) // _PROBE)], [column])
+
+
+def _stored_ids(conn: Connection, event_ids: list[str]) -> set[str]:
+    """Which of ``event_ids`` are stored already; the full look-up is only paid on a re-ingest."""
+    if _none_stored(conn, event_ids):
         return set()
+    column = _EVENT_TABLE.c.event_id
     return {event_id for (event_id,) in lookup(conn, column, event_ids, [column])}
 
 
 @dataclass
-class _ColumnarSteps:
-    """The fast path: columnar validation, column-wise event values, a staged append and one merge."""
+class _CheckedEvents:
+    """A chunk's accepted events and what is worked out of them before the chunk's transaction (in the
+    thread that checks the next chunk while this one is written): each row's lead key (None: a visitor's
+    event or an unknown lead), the positions of the rows of a stored lead, the event ids of earlier rows
+    of this file to flag as machine activity now, and every row in stored form but ``ingested_at``
+    (``stored_events.stored_columns`` with its ``lead_key`` and final ``machine`` flag)."""
 
+    accepted: AcceptedEvents
+    keys: list[int | None]
+    known: list[int]
+    late: list[str]
+    stored: pl.DataFrame
+    # The rows of a stored lead stamped and encoded for the merge, when none seemed stored (a first load):
+    # then the write, which finds them all new, has nothing left to do to them.
+    fresh: Encoded | None
+
+
+@dataclass
+class _ColumnarSteps:
+    """The fast path: columnar validation, column-wise event values, a staged append and one merge.
+
+    ``prepare`` reads the store on a connection of its own (lead keys, stored deliveries): it runs in
+    the thread that checks the next chunk while this one's transaction writes, and what it reads was
+    committed before (a delivery of the chunk being written is in the detector's memory already)."""
+
+    engine: Engine
     columns: EventColumns
     detector: MachineDetector
     lead_keys: LeadKeys = field(default_factory=LeadKeys)
     erased: Erased | None = None
 
-    def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> AcceptedEvents:
-        return self.columns.accept(rows, run.rejects.add)
+    def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> _CheckedEvents:
+        accepted = self.columns.accept(rows, run.rejects.add)
+        stored, with_message = stored_columns(accepted, self.detector)
+        with self.engine.connect() as conn:
+            named = [lead_id for lead_id in accepted.lead_id if lead_id is not None]
+            lead_keys = self.lead_keys.resolve(conn, named)
+            keys = list(map(lead_keys.get, accepted.lead_id))  # no lead_id (a visitor's event): None
+            key_column = pl.Series("lead_key", keys, dtype=pl.Int64)
+            machine, late = self._machine(conn, accepted, stored["machine"], with_message & key_column.is_not_null())
+            known = [i for i, key in enumerate(keys) if key is not None]
+            fresh = bool(known) and _none_stored(conn, [accepted.event_id[i] for i in known])
+        self._interests(accepted, key_column, run)
+        stored = stored.with_columns(key_column, machine)
+        ready = None
+        if fresh:
+            ready = encoded(self.engine.dialect.name, _EVENT_TABLE, staged(stored, known, run.now))  # type: ignore[arg-type]
+        return _CheckedEvents(accepted, keys, known, late, stored, ready)
 
-    def write(self, conn: Connection, accepted: AcceptedEvents, now: datetime, run: Ingestion) -> None:
-        named = [lead_id for lead_id in accepted.lead_id if lead_id is not None]
-        lead_keys = self.lead_keys.resolve(conn, named)
-        keys = list(map(lead_keys.get, accepted.lead_id))  # no lead_id (a visitor's event): None
-        known = [i for i, key in enumerate(keys) if key is not None]
+    def write(self, conn: Connection, checked: _CheckedEvents, now: datetime, run: Ingestion) -> None:
+        accepted, keys, known = checked.accepted, checked.keys, checked.known
         visitors = self._visitors(accepted, keys, now)
         if len(known) + len(visitors.events) < len(keys):
             for i, key in enumerate(keys):
@@ -191,65 +232,48 @@ class _ColumnarSteps:
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
-        machine, late = self._machine(conn, accepted, keys)
-        self._interests(accepted, keys, run)
         new = _new_rows(conn, accepted.event_id, known)
         inserted = 0
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
-            staged = _staged(accepted, keys, machine, new, now)
-            inserted = merge_ignoring_stored(conn, _EVENT_TABLE, staged, fresh=True)  # type: ignore[arg-type]
+            rows = checked.fresh if len(new) == len(known) else None
+            rows = rows or staged(checked.stored, new, now)
+            inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
         _note_stored(run, [accepted.event_id[i] for i in new] + [row["event_id"] for row in visitors.events], inserted)
-        if late:
-            run.report.updated += _flag_machine(conn, late)
+        if checked.late:
+            run.report.updated += _flag_machine(conn, checked.late)
 
     def _machine(
-        self, conn: Connection, accepted: AcceptedEvents, keys: list[int | None]
-    ) -> tuple[list[bool], list[str]]:
-        """Each row's machine flag (by position in ``accepted``) and the event ids of earlier rows of this
-        file to flag now: the rows of a known lead that the rule looks at go through the detector (or
-        the proxy check alone, ``MachineDetector.considers``)."""
-        machine = [bool(flag) for flag in accepted.machine]
-        explicit_flags = pl.Series(accepted.machine, dtype=pl.Boolean).is_not_null()
-        known = pl.Series(keys, dtype=pl.Int64).is_not_null()
-        with_message, proxy_only = self.detector.considers(
-            pl.Series(accepted.type, dtype=pl.String), pl.Series(accepted.message_id, dtype=pl.String), explicit_flags
-        )
-        proxy, properties = self.detector.rule.proxy, accepted.properties
-        by_object: dict[int, bool] = {}  # rows of one properties text share one dict (``ParsedProperties``)
-        for i in (proxy_only & known).arg_true().to_list():
-            found = properties[i]
-            flag = by_object.get(id(found))
-            if flag is None:
-                flag = by_object[id(found)] = proxy(found)
-            machine[i] = flag
-        email = (with_message & known).arg_true().to_list()
-        late: list[str] = []
-        if email:
-            rows = [
-                {
-                    "event_id": accepted.event_id[i],
-                    "type": accepted.type[i],
-                    "message_id": accepted.message_id[i],
-                    "properties": accepted.properties[i],
-                    "machine": machine[i],
-                }
-                for i in email
-            ]
-            times = [accepted.at[i] for i in email]
-            explicit = [accepted.machine[i] is not None for i in email]
-            late = self.detector.run(rows, times, explicit, lambda ids: _stored_deliveries(conn, ids))
-            for i, row in zip(email, rows, strict=True):
-                machine[i] = row["machine"]
-        return machine, late
+        self, conn: Connection, accepted: AcceptedEvents, machine: pl.Series, email: pl.Series
+    ) -> tuple[pl.Series, list[str]]:
+        """Each row's machine flag (by position) and the event ids of earlier rows of this file to flag
+        now: the ``email`` rows (a stored lead's, with a message id) go through the detector; the others'
+        flags are ``machine`` as ``stored_columns`` settled them."""
+        positions = email.arg_true().to_list()
+        if not positions:
+            return machine, []
+        rows = [
+            {
+                "event_id": accepted.event_id[i],
+                "type": accepted.type[i],
+                "message_id": accepted.message_id[i],
+                "properties": accepted.properties[i],
+                "machine": bool(accepted.machine[i]),
+            }
+            for i in positions
+        ]
+        times = [accepted.at[i] for i in positions]
+        explicit = [accepted.machine[i] is not None for i in positions]
+        late = self.detector.run(rows, times, explicit, lambda ids: _stored_deliveries(conn, ids))
+        return machine.clone().scatter(positions, [row["machine"] for row in rows]), late
 
     @staticmethod
-    def _interests(accepted: AcceptedEvents, keys: list[int | None], run: Ingestion) -> None:
+    def _interests(accepted: AcceptedEvents, keys: pl.Series, run: Ingestion) -> None:
         """Each (lead, product line) pair's first time, kept by Polars: a pair shows up many times in a
         chunk and in the chunks after it, and only its minimum matters."""
         frame = pl.DataFrame(
             {
-                "key": pl.Series(keys, dtype=pl.Int64),
+                "key": keys,
                 "line": pl.Series(accepted.product_line, dtype=pl.String),
                 "at": pl.Series(accepted.at, dtype=pl.Int64),
             }
@@ -277,32 +301,6 @@ class _ColumnarSteps:
             elif keys[i] is not None:
                 visitors.link(anonymous_id, keys[i], at)  # type: ignore[arg-type]
         return visitors
-
-
-def _staged(
-    accepted: AcceptedEvents, keys: list[int | None], machine: list[bool], new: list[int], now: datetime
-) -> pl.DataFrame:
-    """The rows at positions ``new`` in stored form, in clustered-key order: the WITHOUT ROWID B-tree (and
-    PostgreSQL's heap and indexes) is appended to. Column by column; gathered only when some rows go."""
-    every = len(new) == len(keys)  # ``new`` is in position order: then it is every position
-    frame = pl.DataFrame(
-        {
-            "lead_key": pl.Series(keys, dtype=pl.Int64),
-            "occurred_at": pl.Series(accepted.at, dtype=pl.Int64),
-            "event_id": pl.Series(accepted.event_id, dtype=pl.String),
-            "type": pl.Series(accepted.type, dtype=pl.String),
-            "product_line": pl.Series(accepted.product_line, dtype=pl.String),
-            "machine": pl.Series(machine, dtype=pl.Boolean),
-            "message_id": pl.Series(accepted.message_id, dtype=pl.String),
-        }
-    )
-    properties = accepted.properties
-    if not every:
-        frame, properties = frame[new], [properties[i] for i in new]
-    staged = pl.concat([frame, stored_properties(properties)], how="horizontal")
-    return staged.with_columns(ingested_at=pl.lit(to_micros(now), dtype=pl.Int64)).sort(
-        "lead_key", "occurred_at", "event_id"
-    )
 
 
 def _new_rows(conn: Connection, event_ids: list[str], known: list[int]) -> list[int]:
@@ -376,7 +374,7 @@ def ingest_events(
         steps = _RowByRowSteps(adapter, hints, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     else:
         columns = EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS))
-        steps = _ColumnarSteps(columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
+        steps = _ColumnarSteps(engine, columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
     return run_chunks(
         engine,
@@ -391,4 +389,5 @@ def ingest_events(
         also_written_to=(ANONYMOUS_EVENTS,),
         columnar_csv=not row_by_row,
         growth=growth,
+        first_halved=True,
     )

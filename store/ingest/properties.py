@@ -46,17 +46,22 @@ def _promoted_columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
-def stored_properties(properties: list[dict[str, Any]]) -> pl.DataFrame:
+def distinct_objects(values: list[Any]) -> tuple[list[Any], pl.Series | None]:
+    """The distinct objects among ``values`` (by identity: rows whose cells held the same JSON text share
+    one dict, ``ParsedProperties``) and each value's index among them (None: every value is distinct), so
+    that work per properties object is done once per distinct one and gathered back by Polars."""
+    ids = pl.Series(list(map(id, values)), dtype=pl.UInt64)
+    if ids.n_unique() == len(ids):
+        return values, None
+    codes = ids.rank("dense").cast(pl.UInt32) - 1  # distinct objects numbered in the order of their ids
+    rows = pl.DataFrame({"id": ids, "row": pl.int_range(len(ids), eager=True)})
+    firsts = rows.group_by("id").agg(pl.col("row").min()).sort("id")["row"]
+    return [values[row] for row in firsts.to_list()], codes
+
+
+def stored_properties(distinct: list[dict[str, Any]], codes: pl.Series | None) -> pl.DataFrame:
     """The promoted columns and the stored JSON text of each row's properties, worked out once per
-    distinct dict object (rows whose cells held the same JSON text share one: ``ParsedProperties``)."""
-    ids = pl.Series(list(map(id, properties)), dtype=pl.UInt64)
-    codes: pl.Series | None = None
-    distinct = properties
-    if ids.n_unique() < len(ids):
-        codes = ids.rank("dense").cast(pl.UInt32) - 1  # distinct objects numbered in the order of their ids
-        rows = pl.DataFrame({"id": ids, "row": pl.int_range(len(ids), eager=True)})
-        firsts = rows.group_by("id").agg(pl.col("row").min()).sort("id")["row"]
-        distinct = [properties[row] for row in firsts.to_list()]
+    distinct dict object: ``distinct`` and ``codes`` as ``distinct_objects`` gives them."""
     table = pl.DataFrame(
         {
             **{
