@@ -30,8 +30,8 @@ from stages.portfolio import Portfolio, load_portfolio
 from store import partitions  # the module: score_partition ships by value to Dask, its lock cannot
 from store.db import refresh_statistics
 from store.identity import visible_journeys
+from store.score_indexes import deferred_score_indexes
 from store.scores import (
-    deferred_score_indexes,
     finish_run,
     read_journeys,
     read_journeys_as_of,
@@ -301,25 +301,30 @@ def score_run(
             for key_range in key_ranges
             for line in portfolio.product_lines
         ]
-        with deferred_score_indexes(engine, run_id) if run_id is not None else nullcontext(False):
+        # A first run's score indexes are built again (``deferred_score_indexes``) while its actions are carried
+        # out: they read and write other tables. The run is finished once the build is done.
+        with deferred_score_indexes(engine, run_id) if run_id is not None else nullcontext(None) as deferred:
             outcomes = _on_task_runner(calls) if tasks else _in_process(calls)
-        partitions.shared_partition_reads.release(read_token)
-        if run_id is not None:
-            keep_only(engine, [(line, key_range) for key_range in key_ranges for line in portfolio.product_lines])
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            if deferred is not None:
+                deferred.build_behind()
+            partitions.shared_partition_reads.release(read_token)
+            if run_id is not None:
+                keep_only(engine, [(line, key_range) for key_range in key_ranges for line in portfolio.product_lines])
+            failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            summary = summarize([o for o in outcomes if isinstance(o, PartitionResult)], run_id, as_of)
+            if run_id is not None and not failures:
+                refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
+                summary["actions"] = (
+                    carry_out_actions(_as_input(portfolio), settings)
+                    if tasks
+                    else carry_out_actions.fn(portfolio, settings)
+                )
+                summary["firing_outcomes"] = firing_summary(engine, run_id)
         if failures:
             if run_id is not None:
                 finish_run(engine, run_id, "failed", {"failed_tasks": len(failures), "error": repr(failures[0])})
             raise failures[0]
-        summary = summarize([o for o in outcomes if isinstance(o, PartitionResult)], run_id, as_of)
         if run_id is not None:
-            refresh_statistics(engine)  # a first run has just written every snapshot the actions look up
-            summary["actions"] = (
-                carry_out_actions(_as_input(portfolio), settings)
-                if tasks
-                else carry_out_actions.fn(portfolio, settings)
-            )
-            summary["firing_outcomes"] = firing_summary(engine, run_id)
             finish_run(engine, run_id, "completed", {k: v for k, v in summary.items() if k != "top"})
         return summary
 

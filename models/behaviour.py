@@ -44,15 +44,15 @@ def relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.DataF
     )
     if not shape.json:  # no JSON to parse: mark every rule in the same pass (one materialisation)
         rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(f"p:{key}") for key in shape.parsed)
-        return collect(rows.with_columns(_marks(model, None, shape.numeric)), events.height)
-    collected = collect(rows, events.height)
+        return collect(rows.with_columns(_marks(model, None, shape.numeric)))
+    collected = collect(rows)
     if collected.is_empty():
-        return collect(_mark(model, collected, None, shape, shape.parsed), 0)
+        return collect(_mark(model, collected, None, shape, shape.parsed))
     parts = [
         _mark(model, part, str(event_type), shape, shape.readers_of(str(event_type)))
         for (event_type,), part in collected.partition_by("type", as_dict=True).items()
     ]
-    return collect(pl.concat(parts, how="vertical"), collected.height)
+    return collect(pl.concat(parts, how="vertical"))
 
 
 @dataclass(frozen=True)

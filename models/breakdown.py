@@ -24,18 +24,16 @@ def settle(
     caps: Caps,
     scale: Scale,
     base: float = 0,
-    rows: int,
 ) -> pl.DataFrame:
     """``lead_key, score, breakdown`` from ``frame`` (``lead_key`` and one column per rule, plus
     ``_manual`` when ``manual``): the fit and behaviour groups capped, the total clamped to the scale,
     and every cap or clamp an entry of its own so that the breakdown still sums to the score. ``base``
-    points (a learned scorecard's offset) come first, outside the caps. ``rows``: about how many rows
-    the plan reads (``models.frames.collect``)."""
+    points (a learned scorecard's offset) come first, outside the caps."""
     steps, entries = _settling(tuple(fit), tuple(behaviour), manual, caps, scale, float(base))
     for step in steps:
         frame = frame.with_columns(step)
     # Materialised once: the score and the breakdown both read it (a lazy frame read twice is planned twice).
-    frame = collect(frame.with_row_index("_row"), rows).lazy()
+    frame = collect(frame.with_row_index("_row")).lazy()
     result = frame.select(
         "_row",
         pl.col("lead_key"),
@@ -44,7 +42,7 @@ def settle(
     settled = result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(
         "lead_key", "score", pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE))
     )
-    return collect(settled, rows)
+    return collect(settled)
 
 
 @functools.lru_cache(maxsize=256)

@@ -95,5 +95,4 @@ def score_points(
         caps=model.caps,
         scale=scale,
         base=model.base_points,
-        rows=journeys.height + event_rows.height,
     )

@@ -12,7 +12,7 @@ def fit_points(
 ) -> tuple[list[RuleColumn], pl.DataFrame | None]:
     """One column per fit rule (its points where ``when`` holds, and one of ``any_of`` when given)."""
     columns, frame = fit_plan(model, journeys, leads)
-    return columns, None if frame is None else collect(frame, journeys.height)
+    return columns, None if frame is None else collect(frame)
 
 
 def fit_plan(

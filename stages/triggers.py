@@ -252,16 +252,17 @@ def qualification_milestones(
         },
         schema={"qualification": pl.Utf8, "threshold": pl.Float64},
     )
-    return (
-        after.filter(pl.col("score").is_not_null())
-        .select("journey_id", "lead_key", "stage", pl.col("score").cast(pl.Float64), "step", *extra)
+    scored = after.filter(pl.col("score").is_not_null())
+    found = (
+        scored.select("journey_id", "lead_key", "stage", pl.col("score").cast(pl.Float64), "step")
         .join(thresholds, how="cross")
         .filter(pl.col("score") >= pl.col("threshold"))
         .join(reached.select("journey_id", "qualification"), on=["journey_id", "qualification"], how="anti")
         .sort("step")
         .unique(["journey_id", "qualification"], keep="first", maintain_order=True)
         .with_columns(pl.lit(as_of).cast(UTC_US).alias("reached_at"))
-        .select(list(schema))
-        .cast(schema)  # type: ignore[arg-type]
-        .sort("journey_id", "threshold")
     )
+    if extra:  # joined to the milestones found (a step is one row per journey), not carried through the cross join
+        breakdowns = scored.select("journey_id", "step", *extra)
+        found = found.join(breakdowns, on=["journey_id", "step"], how="left", maintain_order="left")
+    return found.select(list(schema)).cast(schema).sort("journey_id", "threshold")  # type: ignore[arg-type]

@@ -2,13 +2,12 @@
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, String, cast, inspect, select, text, update
+from sqlalchemy import Connection, Engine, select, text
 from sqlmodel import Session
 
 from store.bulk import insert_ignore, insert_rows, placeholder, update_rows
@@ -217,91 +216,6 @@ def write_snapshots(
         current.select("score", "band", "qualification", pl.lit(run_id), "journey_id").rows(),
     )
     return len(rows)
-
-
-DEFER_SHARE = 0.5
-"""A run defers the score indexes when at least this share of the journeys was never written by a run (a first run)."""
-DEFER_MIN_JOURNEYS = 20_000
-"""…and there are at least this many: below, keeping the indexes up to date costs less than rebuilding them."""
-_DEFERRED = "deferred_indexes"  # the run's stats key that holds the dropped indexes' definitions
-
-
-@contextmanager
-def deferred_score_indexes(engine: Engine, run_id: str, min_journeys: int = DEFER_MIN_JOURNEYS) -> Iterator[bool]:
-    """Around a run's partition writes: drop the indexes of ``journeys`` on ``score`` (the console's) when most
-    journeys were never written by a run, and build them again afterwards; yields whether it did.
-
-    A first run changes every journey's score, and each changed row moves an entry in each of those
-    indexes at a random place: at 240,000 journeys that is ≈ 7 CPU s on SQLite against ≈ 1 s for the
-    update without them, and one sorted build of each costs a fraction of a second. The definitions are
-    read from the catalog and kept in the run's row (``runs.stats``) in the transaction that drops them,
-    so a run killed before building them again leaves them to the next run, which builds them first.
-    """
-    _rebuild_abandoned(engine)
-    if not _mostly_new(engine, min_journeys):
-        yield False
-        return
-    with engine.begin() as conn:
-        definitions = _score_index_definitions(conn)
-        runs = Run.__table__  # type: ignore[attr-defined]
-        conn.execute(update(runs).where(runs.c.run_id == run_id).values(stats={_DEFERRED: definitions}))
-        for name in definitions:
-            conn.exec_driver_sql(f"DROP INDEX {name}")
-    try:
-        yield True
-    finally:
-        _rebuild(engine, run_id, definitions)
-
-
-def _mostly_new(engine: Engine, min_journeys: int) -> bool:
-    """At least ``min_journeys`` journeys, ``DEFER_SHARE`` of them never written by a run. The journeys
-    without a score are counted first, from the score index: few of them (every run but a first) settle it
-    without the full scan that counts the unwritten ones (a terminal journey may stay unscored for good)."""
-    with engine.connect() as conn:
-        unscored = conn.execute(text("SELECT COUNT(*) FROM journeys WHERE score IS NULL")).scalar_one()
-        if unscored < DEFER_SHARE * min_journeys:
-            return False
-        total, written = conn.execute(text("SELECT COUNT(*), COUNT(updated_run_id) FROM journeys")).one()
-    return bool(total >= min_journeys and total - written >= DEFER_SHARE * total)
-
-
-def _score_index_definitions(conn: Connection) -> dict[str, str]:
-    """``name → CREATE INDEX statement`` of the plain indexes of ``journeys`` that hold ``score``."""
-    names = [
-        index["name"]
-        for index in inspect(conn).get_indexes("journeys")
-        if "score" in index["column_names"] and not index["unique"] and index["name"]
-    ]
-    if not names:
-        return {}
-    if conn.dialect.name == "postgresql":
-        sql = (
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'journeys'"
-        )
-    else:
-        sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'journeys'"
-    found = {name: ddl for name, ddl in conn.exec_driver_sql(sql) if name in names and ddl}
-    return {name: found[name] for name in names if name in found}
-
-
-def _rebuild(engine: Engine, run_id: str, definitions: dict[str, str]) -> None:
-    """Build the deferred indexes (those that do not exist) and forget them in the run's row."""
-    with engine.begin() as conn:
-        for ddl in definitions.values():
-            conn.exec_driver_sql(ddl.replace("INDEX ", "INDEX IF NOT EXISTS ", 1))
-        runs = Run.__table__  # type: ignore[attr-defined]
-        conn.execute(update(runs).where(runs.c.run_id == run_id).values(stats={}))
-
-
-def _rebuild_abandoned(engine: Engine) -> None:
-    """Build the indexes a killed run deferred and never built again."""
-    runs = Run.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        kept = conn.execute(
-            select(runs.c.run_id, runs.c.stats).where(cast(runs.c.stats, String).like(f'%"{_DEFERRED}"%'))
-        ).all()
-    for run_id, stats in kept:
-        _rebuild(engine, run_id, stats[_DEFERRED])
 
 
 def start_run(engine: Engine, kind: str, as_of: datetime, scope: str | None = None) -> str:

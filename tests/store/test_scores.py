@@ -10,7 +10,8 @@ from sqlalchemy import Engine, inspect, select, text
 
 from store.bulk import insert_ignore
 from store.reader import read_frame
-from store.scores import deferred_score_indexes, open_journeys, read_leads, start_run
+from store.score_indexes import deferred_score_indexes
+from store.scores import open_journeys, read_leads, start_run
 from store.tables import Lead, Run
 from tests.postgres import postgres_url, search_path_url
 
@@ -104,6 +105,21 @@ def test_a_run_scoring_most_journeys_for_the_first_time_builds_the_score_indexes
         assert conn.execute(text("SELECT COUNT(*) FROM journeys WHERE score = 50")).scalar_one() == 4
 
 
+def test_indexes_built_behind_the_run_are_there_when_it_leaves_the_context(engine: Engine) -> None:
+    _open_journeys(engine, 4)
+    run_id = start_run(engine, "score", AS_OF)
+
+    with deferred_score_indexes(engine, run_id, min_journeys=4) as deferred:
+        _score_all(engine, 4)
+        deferred.build_behind()
+        start_run(engine, "score", AS_OF)  # the run's next steps write meanwhile (they wait their turn)
+        _score_all(engine, 2)
+
+    assert _score_indexes(engine) == SCORE_INDEXES and _stats(engine, run_id) == {}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM journeys WHERE score = 50")).scalar_one() == 4
+
+
 def test_the_indexes_stay_when_most_journeys_were_written_by_a_run_or_the_store_is_small(engine: Engine) -> None:
     _open_journeys(engine, 4)
     _score_all(engine, 3)
@@ -125,7 +141,7 @@ def test_indexes_a_killed_run_deferred_are_built_by_the_next_run(engine: Engine)
         )
     url = search_path_url(postgres_url(), schema) if schema else engine.url.render_as_string(hide_password=False)
     code = (
-        "import os\nfrom store.db import make_engine\nfrom store.scores import deferred_score_indexes\n"
+        "import os\nfrom store.db import make_engine\nfrom store.score_indexes import deferred_score_indexes\n"
         f"with deferred_score_indexes(make_engine({url!r}), {killed!r}, min_journeys=1):\n    os._exit(9)\n"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 9
