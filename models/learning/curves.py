@@ -8,13 +8,11 @@ the scorecard chooses among by inner cross-validation.
 - ``additive boosting``: gradient-boosted trees that may each split on one column only
   (``interaction_cst``), so the model is a sum of one step curve per column (EBM-like); each column's
   curve is read exactly by varying that column alone, its steps becoming the bins.
-- a ``blend`` of two fits: the mean of their curves, column by column, on bins that refine both (the
-  shared pieces of the two fits' ranges or level groups). The mean of two additive models is additive.
 
 Every fit ends as bins with weights, so each becomes the same readable points table."""
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 import numpy as np
@@ -233,62 +231,3 @@ def _steps(f: Feature, probes: np.ndarray, values: np.ndarray) -> tuple[list[Bin
         return thresholds, [float(values[k + 1] - values[k]) for k in changes]
     levels = [values[0], *(values[k + 1] for k in changes)]
     return _ranges(f, edges), [float(v) for v in levels]
-
-
-def blend(first: Curves, second: Curves) -> Curves:
-    """The mean of two fits' curves. Each column's bins are the non-empty intersections of one bin of each
-    fit (every lead falls in one bin of a column in each fit, so it falls in exactly one intersection), each
-    worth the mean of its two bins' weights; stacked count thresholds are simply pooled, halved. A column
-    only one fit scores keeps its bins, halved."""
-    own: dict[str, tuple[list[tuple[Bin, float]], list[tuple[Bin, float]]]] = {}
-    for side, curves in enumerate((first, second)):
-        for b, w in zip(curves.bins, curves.weights.tolist(), strict=True):
-            own.setdefault(b.feature.name, ([], []))[side].append((b, w / 2))
-    bins: list[Bin] = []
-    weights: list[float] = []
-    for one, two in own.values():
-        if one and two and one[0][0].feature.kind == "categorical":
-            one, two = _with_other(one, two), _with_other(two, one)
-        if not one or not two or one[0][0].kind == "at_least":
-            pooled: dict[Bin, float] = {}
-            for b, w in one + two:
-                pooled[b] = pooled.get(b, 0.0) + w
-            bins += pooled
-            weights += pooled.values()
-            continue
-        for a, wa in one:
-            for b, wb in two:
-                common = _intersection(a, b)
-                if common is not None:
-                    bins.append(common)
-                    weights.append(wa + wb)
-    return Curves(bins, np.asarray(weights, dtype=np.float64))
-
-
-def _with_other(side: list[tuple[Bin, float]], other: list[tuple[Bin, float]]) -> list[tuple[Bin, float]]:
-    """A category's bins with an "other" bin worth 0 added when the other fit has one and this one has none
-    (its levels beyond this fit's known ones then keep the other fit's "other" weight)."""
-    if any(b.kind == "other" for b, _ in side) or not any(b.kind == "other" for b, _ in other):
-        return side
-    known = tuple(sorted(v for b, _ in side for v in b.levels))
-    tokens = next(b.tokens for b, _ in other if b.kind == "other")
-    return [*side, (Bin(side[0][0].feature, "other", tokens=tokens, known=known), 0.0)]
-
-
-def _intersection(a: Bin, b: Bin) -> Bin | None:
-    """The leads in both bins of one column, as one bin (None when no value can be in both)."""
-    if a.kind == "missing" or b.kind == "missing":
-        return a if a.kind == b.kind else None
-    if a.kind == "range":
-        if b.kind != "range":
-            return None
-        lo = max((v for v in (a.lo, b.lo) if v is not None), default=None)
-        hi = min((v for v in (a.hi, b.hi) if v is not None), default=None)
-        return replace(a, lo=lo, hi=hi) if lo is None or hi is None or lo < hi else None
-    if a.kind == "other" and b.kind == "other":
-        return replace(a, known=tuple(sorted(set(a.known) | set(b.known))))
-    if a.kind == "other":
-        a, b = b, a
-    spelled = dict(zip(a.levels, a.shown, strict=True))
-    inside = [v for v in a.levels if (v in b.levels if b.kind == "levels" else v not in b.known)]
-    return replace(a, levels=tuple(inside), shown=tuple(spelled[v] for v in inside)) if inside else None

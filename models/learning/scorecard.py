@@ -26,26 +26,17 @@ from models.learning.combined import (
     fit_bonuses,
     learn_combined,
 )
-from models.learning.curves import (
-    BoostingParams,
-    Curves,
-    Design,
-    binned_design,
-    blend,
-    boosted_curves,
-    linear_design,
-)
+from models.learning.curves import BoostingParams, Curves, Design, binned_design, boosted_curves, linear_design
 from models.learning.features import Feature
 from models.spec import Scale
 
 CLAMP_QUANTILES = (0.005, 0.995)  # the training scores between these fill the scale; the tails are clamped
 BINNED, LINEAR, BOOSTING = "binned logistic", "linear", "additive boosting"
-BLEND = f"{BINNED} + {BOOSTING}"  # the mean of the two fits' curves
 
 
 @dataclass(frozen=True)
 class ScorecardParams:
-    methods: tuple[str, ...] = (BINNED, LINEAR, BOOSTING, BLEND)  # simplest first: a later one must do better
+    methods: tuple[str, ...] = (BINNED, LINEAR, BOOSTING)  # simplest first: a later one must do better
     c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)  # inverse L2 strengths tried, strongest first
     min_share_grid: tuple[float, ...] = (0.05, 0.02)  # smallest bin (share of leads) tried, coarsest first
     inner_folds: int = 3
@@ -116,7 +107,7 @@ def _candidates(params: ScorecardParams, rows: int) -> list[Choice]:
     """Every candidate for ``rows`` training leads, simplest first: coarsest bins, then strongest penalty."""
     out: list[Choice] = []
     for method in params.methods:
-        if method in (BOOSTING, BLEND) and rows > params.boosting_max_rows:
+        if method == BOOSTING and rows > params.boosting_max_rows:
             continue
         if method == BINNED:
             out += [Choice(BINNED, c, s) for s in params.min_share_grid for c in sorted(params.c_grid)]
@@ -124,11 +115,8 @@ def _candidates(params: ScorecardParams, rows: int) -> list[Choice]:
             out += [Choice(LINEAR, c) for c in sorted(params.c_grid)]
         elif method == BOOSTING:
             out.append(Choice(BOOSTING))
-        elif method == BLEND:
-            if BINNED in params.methods and BOOSTING in params.methods:
-                out.append(Choice(BLEND))  # its binned member's C and bin size: the best binned candidate's
         else:
-            raise ValueError(f"unknown scorecard method {method!r}; expected {BINNED}, {LINEAR}, {BOOSTING} or {BLEND}")
+            raise ValueError(f"unknown scorecard method {method!r}; expected {BINNED}, {LINEAR} or {BOOSTING}")
     return out
 
 
@@ -165,9 +153,8 @@ def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.
     margins: dict[str, Margins] = {c.label: [] for c in candidates}
     # One design per (method, bin size) and fold; along the C grid one estimator, each fit starting from the
     # previous (stronger) penalty's solution.
-    designs = dict.fromkeys((c.method, c.min_share) for c in candidates if c.method in (BINNED, LINEAR))
-    folds = list(splitter.split(np.zeros(len(y)), y))
-    for train, test in folds:
+    designs = dict.fromkeys((c.method, c.min_share) for c in candidates if c.method != BOOSTING)
+    for train, test in splitter.split(np.zeros(len(y)), y):
         part = (features, frame[train], y[train], raw[train], tokens)
         for method, share in designs:
             design = _design(method, *part, _binning(Choice(method, None, share), params))
@@ -182,18 +169,6 @@ def choose(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.
             raw_scores = indicators(curves.bins, frame[test]) @ curves.weights
             scores[Choice(BOOSTING).label].append(float(roc_auc_score(y[test], raw_scores)))
             margins[Choice(BOOSTING).label].append((indicators(curves.bins, frame[train]) @ curves.weights, raw_scores))
-    if any(c.method == BLEND for c in candidates):
-        # The blend's binned member is the binned candidate inner CV ranks best; log-odds averaged.
-        binned = max((c for c in candidates if c.method == BINNED), key=lambda c: np.mean(scores[c.label]))
-        blend_choice = Choice(BLEND, binned.c, binned.min_share)
-        candidates = [blend_choice if c.method == BLEND else c for c in candidates]
-        del scores[Choice(BLEND).label], margins[Choice(BLEND).label]
-        pairs = zip(margins[binned.label], margins[Choice(BOOSTING).label], strict=True)
-        margins[blend_choice.label] = [((a + c) / 2, (b + d) / 2) for (a, b), (c, d) in pairs]
-        scores[blend_choice.label] = [
-            float(roc_auc_score(y[test], test_margin))
-            for (_, test), (_, test_margin) in zip(folds, margins[blend_choice.label], strict=True)
-        ]
     means = {label: round(float(np.mean(values)), 4) for label, values in scores.items()}
     best = max(candidates, key=lambda c: means[c.label])  # the first of equals: the simplest
     return replace(best, inner_auc=means), margins[best.label]
@@ -247,9 +222,6 @@ def fit_curves(choice: Choice, features: list[Feature], frame: pl.DataFrame, y: 
     """The chosen fit on these rows, as bins and their log-odds weights."""
     if choice.method == BOOSTING:
         return boosted_curves(features, frame, y, raw, tokens, params.boosting, seed)
-    if choice.method == BLEND:
-        binned = fit_curves(replace(choice, method=BINNED), features, frame, y, raw, tokens, params, seed)
-        return blend(binned, boosted_curves(features, frame, y, raw, tokens, params.boosting, seed))
     assert choice.c is not None
     design = _design(choice.method, features, frame, y, raw, tokens, _binning(choice, params))
     coef = _logistic(choice.c).fit(design.matrix(frame), y).coef_[0]
@@ -298,7 +270,7 @@ def fit_scorecard(
     combined, bonus = learn_combined(cells, frame, y, x @ beta, choice.combined, params.combined,
                                      inner_rows(y, params, seed))  # fmt: skip
     # A missing value no training lead had gets 0 points: the fit learned nothing about it.
-    unseen = (np.asarray(x.sum(axis=0)).ravel() == 0) & np.asarray([b.kind == "missing" for b in bins], dtype=bool)
+    unseen = np.asarray(x.sum(axis=0)).ravel() == 0
     # A fit feature's bins cover every lead once, so shifting them all by one constant changes no ranking:
     # its worst bin becomes 0 (and is pruned), so every rule of a column is ≥ 0 and blanking the column
     # moves a score by at most its largest rule. Count thresholds stack, so they keep their sign.
@@ -325,14 +297,9 @@ def fit_scorecard(
 def header_lines(card: Scorecard, params: ScorecardParams) -> list[str]:
     """The model file's account of the scorecard: the chosen curves, every candidate's inner AUC, how to read it."""
     choice = card.choice
-    if choice.method == BOOSTING:
+    if choice.method == "additive boosting":
         settings = "boosted trees of one column each, every column's step curve read as its rules"
-    elif choice.method == BLEND:
-        settings = (
-            f"the mean of both fits' curves, the binned one with L2 strength C = {choice.c:g}, smallest bin "
-            f"{choice.min_share:.0%} of the leads"
-        )
-    elif choice.method == LINEAR:
+    elif choice.method == "linear":
         settings = f"points per unit of each numeric column, L2 strength C = {choice.c:g}"
     else:
         settings = f"L2 strength C = {choice.c:g}, smallest bin {choice.min_share:.0%} of the leads"

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 
 from models.engine import score
-from models.learning.binning import Bin, indicators
-from models.learning.curves import Curves, blend, simple_between
-from models.learning.features import Feature, count_feature
+from models.learning.binning import Bin
+from models.learning.curves import simple_between
+from models.learning.features import Feature
 from models.learning.learn import LearnParams, cross_validate, fit, learn, prepare
 from models.learning.scorecard import BINNED, BOOSTING, LINEAR, ScorecardParams, merged
 from models.spec import PointsModel, Scale
@@ -223,43 +223,3 @@ def test_additive_boosting_reads_each_columns_step_curve_and_keeps_the_blanking_
     leads = frame.drop("won").with_row_index("lead_key").with_columns(pl.col("lead_key").cast(pl.Int64))
     moved = assert_blanking_is_bounded(model, leads)
     assert set(moved) == {"age", "segment"}
-
-
-def test_a_blend_of_two_fits_scores_every_lead_at_the_mean_of_both_and_keeps_one_bin_per_column() -> None:
-    """The blend's bins are the shared pieces of both fits' bins: every lead falls in exactly one of each
-    column's, which is worth the mean of the lead's two bins (a level one fit pools as "other" and a new
-    level at scoring time included), and stacked count thresholds are pooled."""
-    age, segment, visits = Feature("age", "numeric"), Feature("segment", "categorical"), count_feature("visit", 30)
-    first = Curves(
-        [Bin(age, "range", hi=30.0), Bin(age, "range", lo=30.0), Bin(age, "missing"),
-         Bin(segment, "levels", levels=("a", "b"), shown=("A", "B")),
-         Bin(segment, "other", known=("a", "b")), Bin(segment, "missing"),
-         Bin(visits, "at_least", threshold=1)],
-        np.array([0.0, 2.0, 1.0, 4.0, 0.0, 2.0, 6.0]),
-    )  # fmt: skip
-    second = Curves(
-        [Bin(age, "range", hi=40.0), Bin(age, "range", lo=40.0), Bin(age, "missing"),
-         Bin(segment, "levels", levels=("a",), shown=("A",)),
-         Bin(segment, "levels", levels=("b", "c"), shown=("B", "C")),
-         Bin(segment, "missing"), Bin(visits, "at_least", threshold=1), Bin(visits, "at_least", threshold=3)],
-        np.array([0.0, 4.0, 2.0, 2.0, 0.0, 0.0, 2.0, 4.0]),
-    )  # fmt: skip
-    leads = pl.DataFrame(
-        {
-            "age": [20.0, 35.0, 50.0, None, 35.0, 20.0],
-            "segment": ["a", "b", "c", None, "d", "c"],
-            visits.name: [0, 1, 3, 5, 0, 2],
-        }
-    )
-    mixed = blend(first, second)
-    assert [b.name for b in mixed.bins if b.feature != visits] == [
-        "age < 30", "age 30 to < 40", "age ≥ 40", "age: missing",
-        "segment: A", "segment: B", "segment: C", "segment: other", "segment: missing",
-    ]  # fmt: skip
-    hits = indicators(mixed.bins, leads).toarray()
-    for column in ("age", "segment"):
-        assert (hits[:, [b.feature.name == column for b in mixed.bins]].sum(axis=1) == 1).all()
-    first_scores, second_scores = (indicators(c.bins, leads) @ c.weights for c in (first, second))
-    assert first_scores.tolist() == [4.0, 12.0, 8.0, 9.0, 2.0, 6.0]
-    assert second_scores.tolist() == [2.0, 2.0, 10.0, 8.0, 0.0, 2.0]
-    assert (indicators(mixed.bins, leads) @ mixed.weights).tolist() == [3.0, 7.0, 9.0, 8.5, 1.0, 4.0]
