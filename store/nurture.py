@@ -18,6 +18,7 @@ from store.bulk import insert_ignore
 from store.nurture_tables import NurtureEnrolment, NurtureRequest, NurtureStepLog
 from store.reader import read_frame
 from store.shapes import UTC_US
+from store.sparse_events import of_sparse_types
 from store.tables import Lead, ScoreSnapshot, to_micros
 
 ENROLMENTS = NurtureEnrolment.__table__  # type: ignore[attr-defined]
@@ -293,6 +294,9 @@ SUPPRESSION_EVENT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+SUPPRESSION_EVENT_TYPES = ("unsubscribe", "resubscribe", "spam_complaint", "email_bounce")
+
+
 def read_suppression_events(engine: Engine, as_of: datetime) -> pl.DataFrame:
     """Unsubscribe (of everything or one ``product_line``), resubscribe, spam complaint and bounce events
     up to ``as_of`` of leads not yet both unsubscribed and bounced (``nurture.events`` decides what
@@ -300,7 +304,7 @@ def read_suppression_events(engine: Engine, as_of: datetime) -> pl.DataFrame:
     sql = (
         "SELECT e.lead_key, e.type, e.product_line, e.occurred_at, CAST(e.properties AS TEXT) AS properties "
         'FROM events e JOIN leads l ON l."key" = e.lead_key '
-        "WHERE e.type IN ('unsubscribe', 'resubscribe', 'spam_complaint', 'email_bounce') AND e.occurred_at <= :t "
+        f"WHERE {of_sparse_types(SUPPRESSION_EVENT_TYPES, 'e.')} AND e.occurred_at <= :t "
         "AND (l.unsubscribed_at IS NULL OR l.bounced_at IS NULL)"
     )
     return read_frame(engine, sql, {"t": to_micros(as_of)}, SUPPRESSION_EVENT_SCHEMA)

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from store.reader import read_frame
 from store.shapes import UTC_US
+from store.sparse_events import of_sparse_types
 from store.tables import to_micros
 
 
@@ -372,7 +373,7 @@ def content_served(engine: Engine, lines: Sequence[str], since: datetime) -> pl.
     raw = read_frame(
         engine,
         "SELECT lead_key, CAST(properties AS TEXT) AS properties FROM events "
-        "WHERE type = 'content_served' AND occurred_at >= :since",
+        f"WHERE {of_sparse_types(['content_served'])} AND occurred_at >= :since",
         {"since": to_micros(since)},
         {"lead_key": pl.Int64, "properties": pl.Utf8},
     )
