@@ -6,7 +6,7 @@ Create Date: 2026-12-06 00:00:00
 
 Nurture's suppressions (unsubscribes, resubscribes, complaints, bounces) and the report's served content
 were read by a scan of every event: at 20M events that scan is most of both steps' time, every day,
-for well under 1 % of the rows. The index holds only those types (``store.tables.SPARSE_EVENT_TYPES``),
+for well under 1 % of the rows. The index holds only those types (``store.sparse_events.SPARSE_EVENT_TYPES``),
 so a bulk load of page views and email events writes nothing into it. The list is written out here, not
 imported: a revision keeps describing the schema of its day.
 """
