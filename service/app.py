@@ -54,12 +54,10 @@ def build_service(settings: ServiceSettings) -> Service:
     erasure_key = settings.erasure_key()
     erasure_secret = erasure_key.get_secret_value() if erasure_key is not None else None
 
-    sqlite = engine.dialect.name == "sqlite"
-    writes_at_once = 1 if sqlite else settings.api_writer_lanes
     writer = GroupWriter(
-        intake.Intake(engine, portfolio, erasure_secret, writes_at_once).take,
+        intake.Intake(engine, portfolio, erasure_secret).take,
         settings.api_writer_batch,
-        serialize_calls=sqlite,
+        serialize_calls=engine.dialect.name == "sqlite",
         linger=settings.api_writer_linger_ms / 1000,
         lanes=settings.api_writer_lanes,
     )

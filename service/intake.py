@@ -3,9 +3,7 @@ writes (``store.ingest`` with ``Records``), answered item by item."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -40,17 +38,10 @@ class Intake:
     tombstones change), the erased people (read again only then) and the events table's statistics upkeep
     (``GrowingTable``). An erasure made while the service runs holds from the next call on, as when the
     tombstones were read on every call.
-
-    Events calls may run at once (``service.writer`` checks a group while the previous one writes); their
-    writes take turns: ``writes_at_once`` of them (SQLite: one, its single writer) from the moment a
-    call's chunk is checked to the end of the call (its journeys included).
     """
 
-    def __init__(
-        self, engine: Engine, portfolio: Portfolio, erasure_secret: str | None = None, writes_at_once: int = 1
-    ) -> None:
+    def __init__(self, engine: Engine, portfolio: Portfolio, erasure_secret: str | None = None) -> None:
         self.engine, self.portfolio, self.erasure_secret = engine, portfolio, erasure_secret
-        self.turns = threading.BoundedSemaphore(writes_at_once)
         self.lead_keys = LeadKeys(LEAD_KEYS_KEPT)
         self.growth = GrowingTable(engine, "events")
         self.tombstones: tuple[Any, ...] | None = None  # the tombstones' mark when ``erased`` was read
@@ -68,10 +59,9 @@ class Intake:
             self.tombstones = mark
         return self.erased
 
-    def take(self, kind: str, items: list[Any], started: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    def take(self, kind: str, items: list[Any]) -> list[dict[str, Any]]:
         """Validate and store ``items``; open the journeys they show interest in. An erased person is
-        refused (or stored suppressed) as in a file. ``started``: called once an events call's write
-        has its turn (``service.writer`` then takes the next group).
+        refused (or stored suppressed) as in a file.
 
         Each item gets ``stored`` (new, or a lead whose content changed), ``duplicate`` (its id was stored
         already, as it is: nothing written) or ``rejected`` with the field and the reason a file row gets.
@@ -79,30 +69,14 @@ class Intake:
         records = Records(f"api:{kind}", items)
         erased = self._erased()
         lines = set(self.portfolio.product_lines)
-        held = False
-
-        @contextmanager
-        def turn() -> Iterator[None]:
-            nonlocal held
-            if not held:  # kept to the end of the call: its journeys are written in its turn too
-                self.turns.acquire()
-                held = True
-                if started is not None:
-                    started()
-            yield
-
-        try:
-            if kind == "events":
-                report = ingest_events(
-                    self.engine, records, event_types=self.portfolio.event_types, product_lines=lines,
-                    erased=erased, lead_keys=self.lead_keys, growth=self.growth, write_turn=turn, **self.options,
-                )  # fmt: skip
-            else:
-                report = ingest_leads(self.engine, records, product_lines=lines, erased=erased)
-            open_journeys(self.engine, new_journeys(self.portfolio, report.interests))
-        finally:
-            if held:
-                self.turns.release()
+        if kind == "events":
+            report = ingest_events(
+                self.engine, records, event_types=self.portfolio.event_types, product_lines=lines, erased=erased,
+                lead_keys=self.lead_keys, growth=self.growth, **self.options,
+            )  # fmt: skip
+        else:
+            report = ingest_leads(self.engine, records, product_lines=lines, erased=erased)
+        open_journeys(self.engine, new_journeys(self.portfolio, report.interests))
         return answers(kind, items, report)
 
 

@@ -13,12 +13,6 @@ they run at once in a thread.
 ingestion call spends much of its time waiting for the server (a dozen round trips, then the commit's WAL
 flush): with a second lane the next group is validated and sent while the first waits, instead of leaving
 the process idle; the price is smaller groups, so more CPU per event when the CPU is the limit.
-
-Checked ahead: an events group's lane is given back as soon as its write begins (``take`` calls
-``started``), so the next group is taken and checked (parsed, validated, its lead keys read: Python, on
-one core) while this one is written (SQLite's inserts and commit, which release the interpreter, on the
-other). Its write waits for its turn (``service.intake``), so groups are still written one at a time, in
-order. Any other job first waits until every group that began before it is written.
 """
 
 from __future__ import annotations
@@ -30,9 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# (kind, the items of one or more requests, ``started``) → one answer per item, in order. ``started`` is
-# called (from the take's thread) once the items' write has begun: the next group may then be checked.
-Take = Callable[[str, list[Any], Callable[[], None]], list[dict[str, Any]]]
+# (kind, the items of one or more requests) → one answer per item, in order.
+Take = Callable[[str, list[Any]], list[dict[str, Any]]]
 
 
 @dataclass
@@ -101,38 +94,23 @@ class GroupWriter:
                     count += len(pending[0].payload)
                     batch.append(pending.popleft())
             busy = len(batch) > 1
-            if batch[0].kind != "events" and self.commits:  # written after what began before it, alone
-                await asyncio.wait(set(self.commits))
             commit = asyncio.create_task(self._commit(batch))
             self.commits.add(commit)
             commit.add_done_callback(self.commits.discard)
 
     async def _commit(self, batch: Sequence[_Job]) -> None:
-        loop = asyncio.get_running_loop()
-        held = True
-
-        def release() -> None:  # in the event loop: once, when the write begins or else at the end
-            nonlocal held
-            if held:
-                held = False
-                self.lanes.release()
-
-        def started() -> None:  # in the take's thread
-            if batch[0].kind == "events":
-                loop.call_soon_threadsafe(release)
-
         try:
-            await self._answer(batch, started)
+            await self._answer(batch)
         finally:
-            release()
+            self.lanes.release()
 
-    async def _answer(self, batch: Sequence[_Job], started: Callable[[], None]) -> None:
+    async def _answer(self, batch: Sequence[_Job]) -> None:
         try:
             if batch[0].kind == "call":
                 results: list[Any] = [await asyncio.to_thread(batch[0].payload)]
             else:
                 merged = [item for job in batch for item in job.payload]
-                answers = await asyncio.to_thread(self.take_items, batch[0].kind, merged, started)
+                answers = await asyncio.to_thread(self.take_items, batch[0].kind, merged)
                 results, start = [], 0
                 for job in batch:  # each request gets its own items' answers, indexed from 0
                     part = answers[start : start + len(job.payload)]

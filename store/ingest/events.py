@@ -24,7 +24,7 @@ from store.ingest.properties import promoted_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
-from store.ingest.skeleton import Ingestion, WriteTurn, run_chunks
+from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.staging import Encoded, encoded, merge_ignoring_stored
 from store.ingest.stored_events import staged, stored_columns
@@ -188,8 +188,6 @@ class _CheckedEvents:
     # The rows of a stored lead stamped and encoded for the merge, when none seemed stored (a first load):
     # then the write, which finds them all new, has nothing left to do to them.
     fresh: Encoded | None
-    # The rows the detector must see, when it runs in the write (``_ColumnarSteps.deliveries_in_write``).
-    email: pl.Series | None = None
 
 
 @dataclass
@@ -198,17 +196,13 @@ class _ColumnarSteps:
 
     ``prepare`` reads the store on a connection of its own (lead keys, stored deliveries): it runs in
     the thread that checks the next chunk while this one's transaction writes, and what it reads was
-    committed before (a delivery of the chunk being written is in the detector's memory already).
-    ``deliveries_in_write``: another call's write may still be uncommitted when this call is checked (the
-    service checks a group while the previous one writes, with a detector of its own): the stored
-    deliveries are then read, and the email rows flagged, in the write's transaction."""
+    committed before (a delivery of the chunk being written is in the detector's memory already)."""
 
     engine: Engine
     columns: EventColumns
     detector: MachineDetector
     lead_keys: LeadKeys = field(default_factory=LeadKeys)
     erased: Erased | None = None
-    deliveries_in_write: bool = False
 
     def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> _CheckedEvents:
         accepted = self.columns.accept(rows, run.rejects.add)
@@ -218,25 +212,18 @@ class _ColumnarSteps:
             lead_keys = self.lead_keys.resolve(conn, named)
             keys = list(map(lead_keys.get, accepted.lead_id))  # no lead_id (a visitor's event): None
             key_column = pl.Series("lead_key", keys, dtype=pl.Int64)
-            email = with_message & key_column.is_not_null()
-            deferred = self.deliveries_in_write and bool(email.any())
-            machine, late = stored["machine"], []
-            if not deferred:
-                machine, late = self._machine(conn, accepted, machine, email)
+            machine, late = self._machine(conn, accepted, stored["machine"], with_message & key_column.is_not_null())
             known = [i for i, key in enumerate(keys) if key is not None]
             fresh = bool(known) and _none_stored(conn, [accepted.event_id[i] for i in known])
         self._interests(accepted, key_column, run)
         stored = stored.with_columns(key_column, machine)
         ready = None
-        if fresh and not deferred:
+        if fresh:
             ready = encoded(self.engine.dialect.name, _EVENT_TABLE, staged(stored, known, run.now))  # type: ignore[arg-type]
-        return _CheckedEvents(accepted, keys, known, late, stored, ready, email if deferred else None)
+        return _CheckedEvents(accepted, keys, known, late, stored, ready)
 
     def write(self, conn: Connection, checked: _CheckedEvents, now: datetime, run: Ingestion) -> None:
         accepted, keys, known = checked.accepted, checked.keys, checked.known
-        if checked.email is not None:  # the detector's turn, in this transaction (``deliveries_in_write``)
-            machine, checked.late = self._machine(conn, accepted, checked.stored["machine"], checked.email)
-            checked.stored = checked.stored.with_columns(machine)
         visitors = self._visitors(accepted, keys, now)
         if len(known) + len(visitors.events) < len(keys):
             for i, key in enumerate(keys):
@@ -367,7 +354,6 @@ def ingest_events(
     erased: Erased | None = None,
     lead_keys: LeadKeys | None = None,
     growth: GrowingTable | None = None,
-    write_turn: WriteTurn | None = None,
 ) -> IngestReport:
     """Insert events (ignore an ``event_id`` already stored: events are immutable).
 
@@ -377,8 +363,7 @@ def ingest_events(
     ``row_by_row`` takes the reference path the columnar one is tested against (same results, slower).
     An event of an ``erased`` person is refused without keeping its content. ``lead_keys`` and
     ``growth`` (the events table's statistics upkeep) may be kept across calls by a caller that
-    ingests again and again (the service); by default each call has its own. ``write_turn``: see
-    ``run_chunks``; with it, this call may be checked while another call's write is not committed yet.
+    ingests again and again (the service); by default each call has its own.
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
@@ -389,10 +374,7 @@ def ingest_events(
         steps = _RowByRowSteps(adapter, hints, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     else:
         columns = EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS))
-        steps = _ColumnarSteps(
-            engine, columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased,
-            deliveries_in_write=write_turn is not None,
-        )  # fmt: skip
+        steps = _ColumnarSteps(engine, columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
     return run_chunks(
         engine,
@@ -408,5 +390,4 @@ def ingest_events(
         columnar_csv=not row_by_row,
         growth=growth,
         first_halved=True,
-        write_turn=write_turn,
     )

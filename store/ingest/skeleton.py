@@ -14,9 +14,9 @@ checks record into a chunk's own ``Ingestion``, which the writing thread takes o
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,10 +80,6 @@ class ChunkSteps(Protocol):
         ...
 
 
-# The context a chunk's write runs in: the service's turn at the store's writer (``service.intake``).
-WriteTurn = Callable[[], AbstractContextManager[object]]
-
-
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector during a bulk load.
@@ -116,7 +112,6 @@ def run_chunks(
     columnar_csv: bool = False,
     growth: GrowingTable | None = None,
     first_halved: bool = False,
-    write_turn: WriteTurn | None = None,
 ) -> IngestReport:
     """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
     with ``ids``, notes on an empty file and repeated ids.
@@ -129,9 +124,7 @@ def run_chunks(
     ingests again and again (the service); by default one for this call. ``first_halved``: a file's
     first chunk is checked and written as two (``_first_halved``), for kinds whose report and result do
     not depend on where chunks end (events: the first of a repeated id is kept either way; of leads
-    repeated within a chunk the last is inserted, across chunks it is inserted then updated).
-    ``write_turn``: each chunk's transaction runs inside it (the service: its turn at the store's one
-    writer, taken only once the chunk is checked, so one call's checks overlap another's write)."""
+    repeated within a chunk the last is inserted, across chunks it is inserted then updated)."""
     path = path if isinstance(path, Records) else Path(path)
     source = path.source if isinstance(path, Records) else str(path)
     run = Ingestion(IngestReport(kind=kind, source=source), ids=ids)
@@ -148,7 +141,7 @@ def run_chunks(
             now = part.now
             run.take(part)
             inserted = run.report.inserted
-            with write_turn() if write_turn is not None else nullcontext(), engine.begin() as conn:
+            with engine.begin() as conn:
                 run.stored = None
                 steps.write(conn, prepared, now, run)
                 if run.report.written is not None and stamped is not None:

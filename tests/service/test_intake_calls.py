@@ -4,8 +4,6 @@ calls (lead keys, the erased people) follows an erasure at once."""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,46 +84,5 @@ def test_an_erasure_holds_at_once_in_a_process_that_kept_the_lead_key(store_url:
         with engine.connect() as conn:
             ids = conn.execute(text("SELECT event_id FROM events WHERE event_id LIKE 'er-%' ORDER BY event_id"))
             assert list(ids.scalars()) == ["er-2", "er-4"]
-    finally:
-        engine.dispose()
-
-
-def test_an_open_checked_while_its_delivery_is_being_written_is_machine_activity(store_url: str) -> None:
-    """The writer checks a group while the previous one writes: a delivery not committed yet when the
-    next group (a columnar one) is checked must still explain an open a second after it (the stored
-    deliveries are read in the write's transaction, after the delivery's commit)."""
-    engine = make_engine(store_url)
-    intake = Intake(engine, load_portfolio(DEMO_PORTFOLIO), SECRET)  # the module's store holds tombstones
-    asked: list[str] = []
-    turns = intake.turns
-
-    class Recorded:  # the intake's turns, noting who asked for one
-        def acquire(self) -> bool:
-            asked.append(threading.current_thread().name)
-            return turns.acquire()
-
-        def release(self) -> None:
-            turns.release()
-
-    intake.turns = Recorded()  # type: ignore[assignment]
-    message = {"message_id": "<m-1@acme.example>"}
-    delivery = [_event("dl-1", "DL-L", type="email_delivered", **message)]
-    opens = [_event(f"dl-p{n}", "DL-L") for n in range(SMALL_RECORDS)]
-    opens.append(_event("dl-open", "DL-L", type="email_open", occurred_at="2026-11-30T10:00:01Z", **message))
-    second = threading.Thread(target=intake.take, args=("events", opens), name="second")
-
-    def started() -> None:  # the delivery's turn: the open's group is checked now, up to its own turn
-        second.start()
-        deadline = time.monotonic() + 30
-        while "second" not in asked and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    try:
-        intake.take("leads", [{"lead_id": "DL-L"}])
-        assert intake.take("events", delivery, started)[0]["status"] == "stored"
-        second.join(30)
-        with engine.connect() as conn:
-            machine = conn.execute(select(EVENTS.c.machine).where(EVENTS.c.event_id == "dl-open")).scalar_one()
-        assert asked[-1] == "second" and machine is True
     finally:
         engine.dispose()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ def _scenario(linger: float) -> tuple[list[int], float]:
     Returns the items per commit and how long the last lone request waited."""
     groups: list[int] = []
 
-    def take(kind: str, items: list[Any], started: Callable[[], None]) -> list[dict[str, Any]]:
+    def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
         groups.append(len(items))
         time.sleep(0.05)  # the commit
         return [{"index": n, "status": "stored"} for n in range(len(items))]
@@ -87,7 +86,7 @@ def test_requests_merged_into_one_ingestion_call_each_get_their_own_answers(stor
     calls: list[list[str]] = []
     committing, release = threading.Event(), threading.Event()
 
-    def take(kind: str, items: list[Any], started: Callable[[], None]) -> list[dict[str, Any]]:
+    def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
         calls.append([item["event_id"] for item in items])
         committing.set()
         release.wait(10)  # the first commit runs until both requests have queued behind it
@@ -141,7 +140,7 @@ def test_two_lanes_commit_at_once_and_sqlite_keeps_one() -> None:
         inside, most = 0, 0
         lock = threading.Lock()
 
-        def take(kind: str, items: list[Any], started: Callable[[], None]) -> list[dict[str, Any]]:
+        def take(kind: str, items: list[Any]) -> list[dict[str, Any]]:
             nonlocal inside, most
             with lock:
                 inside += 1
@@ -178,36 +177,3 @@ def test_the_services_sqlite_log_is_checkpointed_at_8192_pages(tmp_path: Path) -
         service.limiter.close()
         service.engine.dispose()
         plain.dispose()
-
-
-def test_a_group_is_checked_while_the_previous_one_writes_and_writes_keep_their_order() -> None:
-    """An events group's lane is given back when its write begins: the next group is checked meanwhile,
-    its write waits for its turn, so writes stay one at a time and in order; a leads group starts only
-    once every write that began before it is done."""
-    log: list[str] = []
-    turn = threading.Lock()
-
-    def take(kind: str, items: list[Any], started: Callable[[], None]) -> list[dict[str, Any]]:
-        name = f"{kind}{items[0]}"
-        log.append(f"check {name}")
-        time.sleep(0.05)
-        with turn:
-            log.append(f"write {name}")
-            if kind == "events":
-                started()
-            time.sleep(0.1)
-            log.append(f"done {name}")
-        return [{"index": n, "status": "stored"} for n in range(len(items))]
-
-    async def run() -> None:
-        writer = GroupWriter(take, 1, serialize_calls=True)
-        await writer.start()
-        posts = [writer.take("events", [n]) for n in range(3)]
-        await asyncio.gather(*posts, writer.take("leads", [9]))
-        await writer.stop()
-
-    asyncio.run(run())
-    assert log == [
-        "check events0", "write events0", "check events1", "done events0", "write events1", "check events2",
-        "done events1", "write events2", "done events2", "check leads9", "write leads9", "done leads9",
-    ]  # fmt: skip
