@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
-from store.bulk import insert_ignore
+from store.bulk import insert_ignore, update_rows
 from store.outbox_tables import OutboxMessage
-from store.tables import Lead
+from store.tables import Lead, to_micros
 
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 LEADS = Lead.__table__  # type: ignore[attr-defined]
@@ -51,32 +51,19 @@ def reopen_failed(conn: Connection, message_ids: Sequence[str], *, run_ids: dict
 
 
 def record_outcomes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Set ``status, attempts, last_error, sent_at`` per ``message_id``: one executemany."""
+    """Set ``status, attempts, last_error, sent_at`` per ``message_id`` (each once): ``store.bulk.update_rows``,
+    so PostgreSQL takes one staged ``UPDATE … FROM`` per delivery batch instead of a statement per message."""
     if not rows:
         return
-    stmt = (
-        update(OUTBOX)
-        .where(OUTBOX.c.message_id == bindparam("mid"))
-        .values(
-            status=bindparam("new_status"),
-            attempts=bindparam("new_attempts"),
-            last_error=bindparam("new_error"),
-            sent_at=bindparam("new_sent_at"),
-        )
-    )
-    conn.execute(
-        stmt,
-        [
-            {
-                "mid": row["message_id"],
-                "new_status": row["status"],
-                "new_attempts": row["attempts"],
-                "new_error": row.get("last_error"),
-                "new_sent_at": row.get("sent_at"),
-            }
-            for row in rows
-        ],
-    )
+    outcomes = [
+        (row["status"], row["attempts"], row.get("last_error"), _micros(row.get("sent_at")), row["message_id"])
+        for row in rows
+    ]
+    update_rows(conn, OUTBOX.name, ["status", "attempts", "last_error", "sent_at"], "message_id", outcomes)
+
+
+def _micros(at: datetime | None) -> int | None:
+    return None if at is None else to_micros(at)
 
 
 def mark_bounced(conn: Connection, lead_keys: Sequence[int], at: datetime) -> int:

@@ -10,7 +10,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, select, text
 from sqlmodel import Session
 
-from store.bulk import insert_ignore, insert_rows, placeholder, update_rows
+from store.bulk import insert_ignore, insert_rows, placeholder, stage_rows, update_rows
 from store.reader import read_frame
 from store.runlock import HOST, claim
 from store.shapes import LEAD_COLUMNS, UTC_US
@@ -33,6 +33,8 @@ def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
         row.setdefault("status", "active")
         row.setdefault("entered_by", "opened")
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            return _open_staged(conn, rows)
         opened = insert_ignore(conn, Journey.__table__, rows)
         if opened < len(rows):
             mark = placeholder(conn)
@@ -47,6 +49,38 @@ def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
                 ],
             )
         return opened
+
+
+_OPENED = ("lead_key", "product_line", "stage", "status", "entered_by", "opened_at", "stage_entered_at")
+# An earlier ``opened_at`` moves a journey that never moved since it opened back to it (``open_journeys``).
+_OPENED_EARLIER = (
+    "UPDATE journeys AS j SET stage_entered_at = CASE WHEN j.stage_entered_at = j.opened_at "
+    "AND (j.entered_by IS NULL OR j.entered_by = 'opened') THEN s.opened_at ELSE j.stage_entered_at END, "
+    "opened_at = s.opened_at FROM {staged} AS s "
+    "WHERE j.lead_key = s.lead_key AND j.product_line = s.product_line AND j.opened_at > s.opened_at"
+)
+
+
+def _open_staged(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """``open_journeys`` on PostgreSQL: the rows ``COPY``-ed once into the session's staging table, then one
+    ``INSERT … SELECT`` and one ``UPDATE … FROM`` it. The ``executemany`` of one ``UPDATE`` per row was the
+    last ≈ 3 minutes of a 20M-event load (1.2M interests, nearly all of journeys the leads opened): 148.6 s,
+    26.7 client + ≈ 21 server CPU s against 29.1 s, 2.5 + ≈ 8 (1.2M journeys, load 12–17)."""
+    staged = stage_rows(
+        conn,
+        "journeys",
+        _OPENED,
+        [
+            (row["lead_key"], row["product_line"], row["stage"], row["status"], row["entered_by"],
+             to_micros(row["opened_at"]), to_micros(row["stage_entered_at"]))
+            for row in rows
+        ],
+    )  # fmt: skip
+    names = ", ".join(_OPENED)
+    opened = conn.exec_driver_sql(f"INSERT INTO journeys ({names}) SELECT {names} FROM {staged} ON CONFLICT DO NOTHING")
+    if opened.rowcount < len(rows):  # the rows just inserted have no earlier time: the UPDATE leaves them
+        conn.exec_driver_sql(_OPENED_EARLIER.format(staged=staged))
+    return int(opened.rowcount)
 
 
 # A journey as a run reads it: its stage, the times that decide what counts, and its current score.

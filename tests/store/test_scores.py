@@ -12,7 +12,7 @@ from store.bulk import insert_ignore
 from store.reader import read_frame
 from store.score_indexes import deferred_score_indexes
 from store.scores import open_journeys, read_leads, start_run
-from store.tables import Lead, Run
+from store.tables import Lead, Run, to_micros
 from tests.postgres import postgres_url, search_path_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +65,34 @@ def _open_journeys(engine: Engine, count: int) -> None:
     open_journeys(
         engine, [{"lead_key": key, "product_line": "crm", "stage": "discovery", "opened_at": AS_OF} for key in keys]
     )
+
+
+def test_opening_again_inserts_new_journeys_and_moves_unmoved_ones_back_to_an_earlier_time(engine: Engine) -> None:
+    _open_journeys(engine, 3)  # keys 1, 2, 3 opened at AS_OF
+    with engine.begin() as conn:  # journey 2 entered its stage by a threshold since: only its opening moves back
+        moved = "UPDATE journeys SET stage_entered_at = opened_at + 5, entered_by = 'threshold' WHERE lead_key = 2"
+        conn.execute(text(moved))
+    earlier, later = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [
+        {"lead_key": 1, "product_line": "crm", "stage": "discovery", "opened_at": earlier},
+        {"lead_key": 2, "product_line": "crm", "stage": "discovery", "opened_at": earlier},
+        {"lead_key": 3, "product_line": "crm", "stage": "discovery", "opened_at": later},
+        {"lead_key": 3, "product_line": "erp", "stage": "discovery", "opened_at": later},
+    ]
+
+    assert open_journeys(engine, rows) == 1
+
+    columns = ["lead_key", "product_line", "opened_at", "stage_entered_at", "entered_by"]
+    query = f"SELECT {', '.join(columns)} FROM journeys ORDER BY lead_key, product_line"
+    types = dict(zip(columns, [pl.Int64, pl.Utf8, pl.Int64, pl.Int64, pl.Utf8], strict=True))
+    stored = read_frame(engine, query, None, types)
+    was, before, after = to_micros(AS_OF), to_micros(earlier), to_micros(later)
+    assert stored.rows() == [
+        (1, "crm", before, before, "opened"),
+        (2, "crm", before, was + 5, "threshold"),
+        (3, "crm", was, was, "opened"),
+        (3, "erp", after, after, "opened"),
+    ]
 
 
 def _score_indexes(engine: Engine) -> dict[str, list[str]]:
