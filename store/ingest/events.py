@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ from sqlalchemy import Connection, Engine, update
 from store.bulk import insert_ignore
 from store.db import GrowingTable
 from store.identity_tables import ANONYMOUS_EVENTS
+from store.ingest import lead_order
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.csv_chunks import CsvChunk
-from store.ingest.lead_order import lead_ordered
 from store.ingest.lookup import LeadKeys, in_list, lookup
 from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, MachineDetector, MachineRule
 from store.ingest.properties import promoted_properties
@@ -49,10 +48,6 @@ _PROBE = 64  # ids of a chunk probed first: none stored means a first load, not 
 # model's path: the columnar path's set-up (Polars expressions, regexes, frames) costs ≈ 3 ms a call
 # whatever its size, the row model ≈ 13 µs a row (measured: 30 rows 0.4 ms vs 3.6 ms; even at 300).
 SMALL_RECORDS = 200
-# Rows a transaction of a file's load holds on SQLite (several chunks): in lead order a chunk's rows
-# append to the table, but the unique ``event_id`` index takes them all over its pages, and each commit
-# writes every page it touched again (measured in the README).
-COMMIT_ROWS = 1_000_000
 
 
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
@@ -370,7 +365,7 @@ def ingest_events(
     An event of an ``erased`` person is refused without keeping its content. ``lead_keys`` and
     ``growth`` (the events table's statistics upkeep) may be kept across calls by a caller that
     ingests again and again (the service); by default each call has its own. On SQLite a big CSV file is
-    written in lead order (``lead_order``), ``COMMIT_ROWS`` rows a transaction.
+    written in lead order, ``lead_order.COMMIT_ROWS`` rows a transaction.
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
@@ -384,8 +379,7 @@ def ingest_events(
         steps = _ColumnarSteps(engine, columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
     sqlite = engine.dialect.name == "sqlite"  # PostgreSQL's heap and indexes were not measured in lead order
-    keys_of = partial(_lead_keys, engine, steps.lead_keys)
-    reorder = partial(lead_ordered, keys_of=keys_of, size=chunk_size) if sqlite and not row_by_row else None
+    reorder = lead_order.reordering(engine, steps.lead_keys, chunk_size) if sqlite and not row_by_row else None
     return run_chunks(
         engine,
         path,
@@ -401,10 +395,5 @@ def ingest_events(
         growth=growth,
         first_halved=True,
         reorder=reorder,
-        commit_rows=COMMIT_ROWS if sqlite else 0,
+        commit_rows=lead_order.COMMIT_ROWS if sqlite else 0,
     )
-
-
-def _lead_keys(engine: Engine, lead_keys: LeadKeys, lead_ids: list[str]) -> dict[str, int]:
-    with engine.connect() as conn:
-        return lead_keys.resolve(conn, lead_ids)

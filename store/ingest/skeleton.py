@@ -3,7 +3,8 @@ transaction, write inside one transaction per chunk together with the chunk's re
 
 Work is done a chunk of rows at a time — one validation call, a handful of batched look-ups and bulk
 writes per chunk — so a file of a million rows takes seconds, and a killed load leaves whole chunks
-only (each chunk commits with its rejects; the next run skips what is stored).
+only (each chunk commits with its rejects, or several chunks together: ``commit_rows``; the next run
+skips what is stored).
 
 The next chunk is read and checked in a second thread while this one is written: the checks never
 touch the database, and a write mostly waits for it (PostgreSQL's ``COPY``, indexes and commit run in
@@ -162,12 +163,9 @@ def run_chunks(
                 conn.commit()
                 growth.added(run.report.inserted - inserted)  # the next look-ups are planned for the grown table
                 held, inserted = 0, run.report.inserted
-                if progress is not None:
-                    progress(run.report.read)
-        if conn.in_transaction():
-            conn.commit()
             if progress is not None:
                 progress(run.report.read)
+        conn.commit()  # the last chunks of a shared transaction (nothing when every chunk committed)
     run.report.interests = run.interests.as_list()
     run.rejects.sort()
     if ids is not None:

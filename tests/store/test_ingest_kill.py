@@ -23,10 +23,10 @@ LOAD = """
 import sys
 from pathlib import Path
 from store.db import make_engine
-from store.ingest import events, ingest_events, lead_order
+from store.ingest import ingest_events, lead_order
 engine = make_engine(sys.argv[1])
 lead_order.SORT_ROWS, lead_order.RANGE_ROWS = int(sys.argv[3]), 7_000  # reordered when below the file's rows
-events.COMMIT_ROWS = int(sys.argv[4])  # 0: a transaction per chunk
+lead_order.COMMIT_ROWS = int(sys.argv[4])  # 0: a transaction per chunk
 report = ingest_events(engine, Path(sys.argv[2]), event_types={"page_view", "email_delivered", "email_open"},
                        chunk_size=2_000)
 print(report.summary())
