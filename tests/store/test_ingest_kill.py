@@ -57,7 +57,8 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _load(url: str, path: Path, sort_rows: int = EVENTS, commit_rows: int = 0) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A killed load in lead order leaves its spill folder behind: in the test's folder, not the machine's /tmp.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(path.parent)}
     command = [sys.executable, "-c", LOAD, url, str(path), str(sort_rows), str(commit_rows)]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
 
