@@ -20,7 +20,12 @@ the order matters to an events load only where this keeps it:
   in lead order, they and the rest of the file as read;
 - machine-activity detection matches deliveries and opens in either order (``MachineDetector``). The
   report's ``updated`` (opens flagged after they were stored because their delivery came later) may be
-  lower, the stored flags are the same.
+  lower, the stored flags are the same. One case differs: when a repeat of an id is an open whose
+  delivery comes later in the file, file order flags the id's first (stored) row too; here repeats come
+  last, once every delivery is known, and the first row keeps its own flag.
+
+Measured on the 20M-event demo file (README): ten times less written, ≈ 20 % less CPU at 5–6M stored
+events; the CPU per event still grows with the table (its indexes and look-ups are not in lead order).
 """
 
 from __future__ import annotations
