@@ -16,7 +16,6 @@ from sqlalchemy import Connection, Engine, update
 from store.bulk import insert_ignore
 from store.db import GrowingTable
 from store.identity_tables import ANONYMOUS_EVENTS
-from store.ingest import lead_order
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lookup import LeadKeys, in_list, lookup
@@ -364,8 +363,7 @@ def ingest_events(
     ``row_by_row`` takes the reference path the columnar one is tested against (same results, slower).
     An event of an ``erased`` person is refused without keeping its content. ``lead_keys`` and
     ``growth`` (the events table's statistics upkeep) may be kept across calls by a caller that
-    ingests again and again (the service); by default each call has its own. On SQLite a big CSV file is
-    written in lead order, ``lead_order.COMMIT_ROWS`` rows a transaction.
+    ingests again and again (the service); by default each call has its own.
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
@@ -378,8 +376,6 @@ def ingest_events(
         columns = EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS))
         steps = _ColumnarSteps(engine, columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
-    sqlite = engine.dialect.name == "sqlite"  # PostgreSQL's heap and indexes were not measured in lead order
-    reorder = lead_order.reordering(engine, steps.lead_keys, chunk_size) if sqlite and not row_by_row else None
     return run_chunks(
         engine,
         path,
@@ -394,6 +390,4 @@ def ingest_events(
         columnar_csv=not row_by_row,
         growth=growth,
         first_halved=True,
-        reorder=reorder,
-        commit_rows=lead_order.COMMIT_ROWS if sqlite else 0,
     )

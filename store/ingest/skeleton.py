@@ -3,8 +3,7 @@ transaction, write inside one transaction per chunk together with the chunk's re
 
 Work is done a chunk of rows at a time — one validation call, a handful of batched look-ups and bulk
 writes per chunk — so a file of a million rows takes seconds, and a killed load leaves whole chunks
-only (each chunk commits with its rejects, or several chunks together: ``commit_rows``; the next run
-skips what is stored).
+only (each chunk commits with its rejects; the next run skips what is stored).
 
 The next chunk is read and checked in a second thread while this one is written: the checks never
 touch the database, and a write mostly waits for it (PostgreSQL's ``COPY``, indexes and commit run in
@@ -15,7 +14,7 @@ checks record into a chunk's own ``Ingestion``, which the writing thread takes o
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,8 +112,6 @@ def run_chunks(
     columnar_csv: bool = False,
     growth: GrowingTable | None = None,
     first_halved: bool = False,
-    reorder: Callable[[Iterator[list[Raw] | CsvChunk]], Iterator[list[Raw] | CsvChunk]] | None = None,
-    commit_rows: int = 0,
 ) -> IngestReport:
     """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
     with ``ids``, notes on an empty file and repeated ids.
@@ -127,10 +124,7 @@ def run_chunks(
     ingests again and again (the service); by default one for this call. ``first_halved``: a file's
     first chunk is checked and written as two (``_first_halved``), for kinds whose report and result do
     not depend on where chunks end (events: the first of a repeated id is kept either way; of leads
-    repeated within a chunk the last is inserted, across chunks it is inserted then updated). ``reorder``:
-    a file's chunks in the order they are to be written (events: ``lead_order.lead_ordered``).
-    ``commit_rows``: chunks share a transaction until it holds this many rows (0: a transaction per
-    chunk); a killed load still leaves whole chunks only, fewer of them."""
+    repeated within a chunk the last is inserted, across chunks it is inserted then updated)."""
     path = path if isinstance(path, Records) else Path(path)
     source = path.source if isinstance(path, Records) else str(path)
     run = Ingestion(IngestReport(kind=kind, source=source), ids=ids)
@@ -138,34 +132,28 @@ def run_chunks(
         run.report.written = set()
     growth = growth or GrowingTable(engine, table.name)
     read = _chunks(path, chunk_size, columnar_csv)
-    if reorder is not None and not isinstance(path, Records):
-        read = reorder(read)
     if isinstance(path, Records):  # a service batch is one chunk: nothing to overlap, no thread to start
         checked = _checked(read, steps, run)
     else:
         checked = _ahead(_checked(_first_halved(read) if first_halved else read, steps, run))
-    held, inserted = 0, 0  # rows in the open transaction; rows inserted when it began
-    with gc_paused(), engine.connect() as conn:  # leaving it uncommitted (an error) rolls back
+    with gc_paused():
         for readable, prepared, part in checked:
             now = part.now
             run.take(part)
-            run.stored = None
-            steps.write(conn, prepared, now, run)
-            if run.report.written is not None and stamped is not None:
-                if run.stored is not None:
-                    run.report.written.update(run.stored)
-                else:
-                    for target in (table, *also_written_to):
-                        run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
-            run.rejects.flush(conn, now)
-            held += len(readable)
-            if held >= commit_rows:
-                conn.commit()
-                growth.added(run.report.inserted - inserted)  # the next look-ups are planned for the grown table
-                held, inserted = 0, run.report.inserted
+            inserted = run.report.inserted
+            with engine.begin() as conn:
+                run.stored = None
+                steps.write(conn, prepared, now, run)
+                if run.report.written is not None and stamped is not None:
+                    if run.stored is not None:
+                        run.report.written.update(run.stored)
+                    else:
+                        for target in (table, *also_written_to):
+                            run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
+                run.rejects.flush(conn, now)
+            growth.added(run.report.inserted - inserted)  # the next chunk's look-ups are planned for the grown table
             if progress is not None:
                 progress(run.report.read)
-        conn.commit()  # the last chunks of a shared transaction (nothing when every chunk committed)
     run.report.interests = run.interests.as_list()
     run.rejects.sort()
     if ids is not None:
