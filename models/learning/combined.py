@@ -29,6 +29,16 @@ class CombinedParams:
     min_share: float = 0.01  # a combined rule holds at least this share of the training leads…
     min_rows: int = 30  # …and at least this many
     l2: float = 1.0  # ridge on the bonuses (log-odds), and in the screening gain
+    # Whole pairs: ``counts`` are pairs of columns, each with a rule for every cell of their bins (free-sign
+    # log-odds under a ridge of ``pair_l2``, shifted so the pair's lowest cell is 0), instead of single cells.
+    whole_pairs: bool = True
+    pair_l2: float = 10.0
+    pair_counts: tuple[int, ...] = (0, 1, 2, 3, 5, 8)  # numbers of pairs tried, fewest first
+
+    @property
+    def tried(self) -> tuple[int, ...]:
+        """The numbers of rules (or of whole pairs) inner cross-validation chooses among."""
+        return self.pair_counts if self.whole_pairs else self.counts
 
 
 @dataclass(frozen=True)
@@ -147,9 +157,34 @@ def bonuses(rules: list[Combined], frame: pl.DataFrame, y: np.ndarray, margin: n
 
 def learn_combined(cells: list[Bin], frame: pl.DataFrame, y: np.ndarray, margin: np.ndarray, count: int,
                    params: CombinedParams, screen_rows: np.ndarray) -> tuple[list[Combined], np.ndarray]:  # fmt: skip
-    """Up to ``count`` combined rules, screened on the ``screen_rows`` leads, their bonuses fitted on all."""
-    ranked = candidates(cells, frame[screen_rows], y[screen_rows], margin[screen_rows], count, params)
-    return bonuses(ranked, frame, y, margin, params)
+    """Up to ``count`` combined rules (or pairs of columns), screened on the ``screen_rows`` leads, their
+    bonuses fitted on all."""
+    if not params.whole_pairs:
+        ranked = candidates(cells, frame[screen_rows], y[screen_rows], margin[screen_rows], count, params)
+        return bonuses(ranked, frame, y, margin, params)
+    pairs = ranked_pairs(cells, frame[screen_rows], y[screen_rows], margin[screen_rows], count, params)
+    rules = [rule for pair in pairs for rule in pair]
+    if not rules:
+        return [], np.zeros(0)
+    met = indicators(rules, frame)
+    theta = fit_pair_cells(met, margin, y, params.pair_l2)[1:]
+    seen = np.asarray(met.sum(axis=0)).ravel() > 0
+    start = 0
+    for pair in pairs:  # a lead is in one cell of each pair: shifting a pair's cells changes no ranking
+        own = slice(start, start + len(pair))
+        theta[own] -= theta[own][seen[own]].min()
+        start += len(pair)
+    theta[~seen] = 0.0  # a cell no training lead was in: the fit learned nothing about it
+    kept = theta > 0
+    return [c for c, k in zip(rules, kept, strict=True) if k], theta[kept]
+
+
+def ranked_pairs(cells: list[Bin], frame: pl.DataFrame, y: np.ndarray, margin: np.ndarray, limit: int,
+                 params: CombinedParams) -> list[list[Combined]]:  # fmt: skip
+    """The ``limit`` best pairs of columns of these leads (``top_pairs``), each as all its cells."""
+    if limit == 0 or not cells:
+        return []
+    return top_pairs(cells, indicators(cells, frame), margin, y, limit, params.l2)
 
 
 def fewest_within_noise(aucs: dict[int, list[float]]) -> int:
@@ -163,3 +198,44 @@ def fewest_within_noise(aucs: dict[int, list[float]]) -> int:
         if means[best] - means[count] <= noise:
             return count
     return best
+
+
+def top_pairs(cells: list[Bin], hits: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, limit: int,
+              l2: float) -> list[list[Combined]]:  # fmt: skip
+    """The ``limit`` pairs of columns whose cells together gain most on the residuals of the per-column fit
+    (each cell's Newton gain ``G² / (H + l2)`` less 1, what a cell of pure noise gains on average), best
+    first, each as all its cells: every lead falls in exactly one cell of a pair."""
+    p = expit(margin + _intercept(margin, y))
+    crossed = hits.T.tocsr()
+    residual = (crossed @ hits.multiply((y - p)[:, None]).tocsr()).toarray()
+    variance = (crossed @ hits.multiply((p * (1 - p))[:, None]).tocsr()).toarray()
+    names, owner = np.unique([c.feature.name for c in cells], return_inverse=True)
+    gain = residual**2 / (variance + l2) - 1.0
+    columns = len(names)
+    total = np.zeros((columns, columns))
+    np.add.at(total, (owner[:, None].repeat(len(cells), 1), owner[None, :].repeat(len(cells), 0)), gain)
+    upper = np.triu(np.ones((columns, columns), dtype=bool), k=1)
+    ranked = np.argsort(-np.where(upper, total, -np.inf), axis=None, kind="stable")[:limit]
+    out = []
+    for k in ranked:
+        a, b = np.unravel_index(k, total.shape)
+        if not upper[a, b] or total[a, b] <= 0:
+            break
+        first = [c for c, o in zip(cells, owner, strict=True) if o == a]
+        second = [c for c, o in zip(cells, owner, strict=True) if o == b]
+        out.append([Combined(i, j) for i in first for j in second])
+    return out
+
+
+def fit_pair_cells(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+    """The intercept, then each cell's log-odds on top of the per-column ``margin`` (L2-penalised, free sign:
+    the caller shifts each pair's cells so its lowest is 0)."""
+    k = met.shape[1]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = margin + theta[0] + met @ theta[1:]
+        value = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) + 0.5 * l2 * float(theta[1:] @ theta[1:])
+        error = expit(eta) - y
+        return value, np.concatenate([[error.sum()], met.T @ error + l2 * theta[1:]])
+
+    return minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B").x

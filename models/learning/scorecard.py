@@ -24,7 +24,9 @@ from models.learning.combined import (
     cell_bins,
     fewest_within_noise,
     fit_bonuses,
+    fit_pair_cells,
     learn_combined,
+    ranked_pairs,
 )
 from models.learning.curves import BoostingParams, Curves, Design, binned_design, boosted_curves, linear_design
 from models.learning.features import Feature
@@ -189,7 +191,7 @@ def choose_combined(choice: Choice, margins: Margins, features: list[Feature], f
     part (the folds ``choose`` used, with the chosen fit's ``margins``, or the chosen curves fitted here when
     there were none) the best pairs are screened once and each count's bonuses fitted on the same ranking;
     the fewest rules within the folds' noise of the best count win (0 when none helps)."""
-    counts = sorted(set(params.combined.counts))
+    counts = sorted(set(params.combined.tried))
     if counts == [0] or not any(f.kind != "count" for f in features):
         return choice
     rows = inner_rows(y, params, seed)
@@ -204,6 +206,14 @@ def choose_combined(choice: Choice, margins: Margins, features: list[Feature], f
             curves = fit_curves(choice, *part, params, seed)
             margin, test_margin = (indicators(curves.bins, f) @ curves.weights for f in (frame[train], frame[test]))
         cells = cell_bins(*part, params.binning)
+        if params.combined.whole_pairs:
+            pairs = ranked_pairs(cells, frame[train], y[train], margin, max(counts), params.combined)
+            for count in counts:
+                rules = [rule for pair in pairs[:count] for rule in pair]
+                theta = fit_pair_cells(indicators(rules, frame[train]), margin, y[train], params.combined.pair_l2)
+                test_score = test_margin + indicators(rules, frame[test]) @ theta[1:]
+                aucs[count].append(float(roc_auc_score(y[test], test_score)))
+            continue
         ranked = candidates(cells, frame[train], y[train], margin, max(counts), params.combined)
         met, test_met = indicators(ranked, frame[train]), indicators(ranked, frame[test])
         theta = np.zeros(1)  # each count's fit starts from the previous count's solution
@@ -317,9 +327,11 @@ def header_lines(card: Scorecard, params: ScorecardParams) -> list[str]:
     ]
     if choice.combined_auc:
         tried = ", ".join(f"{count} → {auc:.4f}" for count, auc in choice.combined_auc.items())
+        whole = params.combined.whole_pairs
+        unit = "pairs of columns, each a rule per cell above the pair's lowest" if whole else "rules"
         lines += [
-            f"Combined rules (a bonus when two columns' values come together): at most {choice.combined} kept, "
-            f"the fewest within the inner folds' noise of the best (mean inner AUC by number of rules: {tried}).",
+            f"Combined rules (a bonus when two columns' values come together): at most {choice.combined} {unit} "
+            f"kept, the fewest within the inner folds' noise of the best (mean inner AUC by number: {tried}).",
             "A combined rule only adds points, so blanking a column moves a score by at most its largest rule",
             "plus, for each column it is combined with, that pair's largest combined rule.",
         ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 import yaml
 
 from models.learning.binning import Bin, indicators
@@ -20,7 +21,9 @@ from stages.portfolio import load_model
 from tests.models.learning.test_scorecard import _scores, assert_blanking_is_bounded, blanking_bounds
 
 PARAMS = LearnParams(folds=3, scorecard=ScorecardParams(methods=(BINNED,)))
-PER_COLUMN = LearnParams(folds=3, scorecard=ScorecardParams(methods=(BINNED,), combined=CombinedParams(counts=(0,))))
+NONE = CombinedParams(pair_counts=(0,))
+PER_COLUMN = LearnParams(folds=3, scorecard=ScorecardParams(methods=(BINNED,), combined=NONE))
+CELLS = LearnParams(folds=3, scorecard=ScorecardParams(methods=(BINNED,), combined=CombinedParams(whole_pairs=False)))
 AT = datetime(2026, 6, 1, tzinfo=UTC)
 
 
@@ -51,16 +54,19 @@ def _leads(history: Path) -> pl.DataFrame:
     return frame.with_row_index("lead_key").with_columns(pl.col("lead_key").cast(pl.Int64))
 
 
-def test_an_xor_of_two_columns_is_learned_as_combined_rules_that_beat_the_per_column_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("params", [PARAMS, CELLS], ids=["whole pairs", "single cells"])
+def test_an_xor_of_two_columns_is_learned_as_combined_rules_that_beat_the_per_column_table(
+    tmp_path: Path, params: LearnParams
+) -> None:
     history = _history(tmp_path / "xor.csv", interaction=True)
-    ds = prepare(history, target="won", params=PARAMS, id_column="lead_id")
-    combined = cross_validate(ds, Scale(), PARAMS)["learned points"]["auc"]
+    ds = prepare(history, target="won", params=params, id_column="lead_id")
+    combined = cross_validate(ds, Scale(), params)["learned points"]["auc"]
     per_column = cross_validate(ds, Scale(), PER_COLUMN)["learned points"]["auc"]
     assert per_column < 0.56  # neither column says anything on its own
     assert combined > per_column + 0.12
 
     out = tmp_path / "xor.yaml"
-    learned = learn(history, target="won", id_column="lead_id", out=out, params=PARAMS)
+    learned = learn(history, target="won", id_column="lead_id", out=out, params=params)
     names = [rule.name for rule in learned.model.fit if " AND " in rule.name]
     assert names and all("channel: " in name and "role: " in name for name in names)
     chosen = learned.model.metadata["learned"]["chosen"]
@@ -73,13 +79,29 @@ def test_an_xor_of_two_columns_is_learned_as_combined_rules_that_beat_the_per_co
     assert "Combined rules (a bonus when two columns' values come together)" in out.read_text()
 
 
+def test_a_whole_pair_writes_a_rule_per_cell_above_its_lowest_and_ranks_the_interacting_pair_first(
+    tmp_path: Path,
+) -> None:
+    """The XOR pair (channel, role) outgains every pair with ``size``; its four cells are fitted freely and
+    shifted so the lowest is 0 (and not written): the two converting cells score alike, the two others far
+    less; cells no training lead was in (an empty value) are worth 0."""
+    history = _history(tmp_path / "xor.csv", interaction=True)
+    ds = prepare(history, target="won", params=PARAMS, id_column="lead_id")
+    card = fit(ds, np.arange(len(ds.y)), "points", Scale(), PARAMS).scorecard
+    assert card is not None
+    rules = {c.name: int(p) for c, p in zip(card.combined, card.combined_points, strict=True)}
+    assert rules == {"channel: event AND role: buyer": 10, "channel: event AND role: user": 88,
+                     "channel: web AND role: buyer": 87}  # fmt: skip
+    assert card.choice.combined == 1  # one pair: none with ``size`` earns its place
+
+
 def test_without_an_interaction_inner_cross_validation_refuses_combined_rules(tmp_path: Path) -> None:
     history = _history(tmp_path / "additive.csv", interaction=False)
     out = tmp_path / "additive.yaml"
     learned = learn(history, target="won", id_column="lead_id", out=out, params=PARAMS)
     chosen = learned.model.metadata["learned"]["chosen"]
     assert chosen["combined_rules"] == 0
-    assert set(chosen["combined_inner_cv_auc"]) == {str(count) for count in CombinedParams().counts}
+    assert set(chosen["combined_inner_cv_auc"]) == {str(count) for count in CombinedParams().tried}
     assert not [rule.name for rule in learned.model.fit if " AND " in rule.name]
 
 
