@@ -119,10 +119,11 @@ def _intercept(margin: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float,
-                start: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+                start: np.ndarray | None = None, *, free_sign: bool = False) -> np.ndarray:  # fmt: skip
     """The intercept, then the non-negative bonuses (log-odds) of the combined rules ``met`` on top of the
     per-column ``margin``: an L2-penalised logistic fit with bounds, so a rule either adds or is dropped,
-    never subtracts. ``start``: a first guess (a fit of fewer rules, padded with zeros)."""
+    never subtracts. ``start``: a first guess (a fit of fewer rules, padded with zeros). ``free_sign``:
+    no bounds (a whole pair's cells, which the caller shifts so the pair's lowest is 0)."""
     k = met.shape[1]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -131,7 +132,7 @@ def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: f
         error = expit(eta) - y
         return value, np.concatenate([[error.sum()], met.T @ error + l2 * theta[1:]])
 
-    bounds = [(None, None)] + [(0.0, None)] * k
+    bounds = None if free_sign else [(None, None)] + [(0.0, None)] * k
     first = np.zeros(k + 1) if start is None else start
     return minimize(loss, first, jac=True, method="L-BFGS-B", bounds=bounds).x
 
@@ -167,7 +168,7 @@ def learn_combined(cells: list[Bin], frame: pl.DataFrame, y: np.ndarray, margin:
     if not rules:
         return [], np.zeros(0)
     met = indicators(rules, frame)
-    theta = fit_pair_cells(met, margin, y, params.pair_l2)[1:]
+    theta = fit_bonuses(met, margin, y, params.pair_l2, free_sign=True)[1:]
     seen = np.asarray(met.sum(axis=0)).ravel() > 0
     start = 0
     for pair in pairs:  # a lead is in one cell of each pair: shifting a pair's cells changes no ranking
@@ -225,17 +226,3 @@ def top_pairs(cells: list[Bin], hits: sparse.csr_matrix, margin: np.ndarray, y: 
         second = [c for c, o in zip(cells, owner, strict=True) if o == b]
         out.append([Combined(i, j) for i in first for j in second])
     return out
-
-
-def fit_pair_cells(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """The intercept, then each cell's log-odds on top of the per-column ``margin`` (L2-penalised, free sign:
-    the caller shifts each pair's cells so its lowest is 0)."""
-    k = met.shape[1]
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        eta = margin + theta[0] + met @ theta[1:]
-        value = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) + 0.5 * l2 * float(theta[1:] @ theta[1:])
-        error = expit(eta) - y
-        return value, np.concatenate([[error.sum()], met.T @ error + l2 * theta[1:]])
-
-    return minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B").x

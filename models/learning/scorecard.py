@@ -24,7 +24,6 @@ from models.learning.combined import (
     cell_bins,
     fewest_within_noise,
     fit_bonuses,
-    fit_pair_cells,
     learn_combined,
     ranked_pairs,
 )
@@ -210,7 +209,8 @@ def choose_combined(choice: Choice, margins: Margins, features: list[Feature], f
             pairs = ranked_pairs(cells, frame[train], y[train], margin, max(counts), params.combined)
             for count in counts:
                 rules = [rule for pair in pairs[:count] for rule in pair]
-                theta = fit_pair_cells(indicators(rules, frame[train]), margin, y[train], params.combined.pair_l2)
+                met = indicators(rules, frame[train])
+                theta = fit_bonuses(met, margin, y[train], params.combined.pair_l2, free_sign=True)
                 test_score = test_margin + indicators(rules, frame[test]) @ theta[1:]
                 aucs[count].append(float(roc_auc_score(y[test], test_score)))
             continue
