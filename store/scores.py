@@ -39,9 +39,8 @@ def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
         if opened < len(rows):
             mark = placeholder(conn)
             conn.exec_driver_sql(
-                "UPDATE journeys SET stage_entered_at = CASE WHEN stage_entered_at = opened_at "
-                f"AND (entered_by IS NULL OR entered_by = 'opened') THEN {mark} ELSE stage_entered_at END, "
-                f"opened_at = {mark} WHERE lead_key = {mark} AND product_line = {mark} AND opened_at > {mark}",
+                f"UPDATE journeys SET {_moved_back('', mark)} "
+                f"WHERE lead_key = {mark} AND product_line = {mark} AND opened_at > {mark}",
                 [
                     (at, at, row["lead_key"], row["product_line"], at)
                     for row in rows
@@ -52,13 +51,15 @@ def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
 
 
 _OPENED = ("lead_key", "product_line", "stage", "status", "entered_by", "opened_at", "stage_entered_at")
-# An earlier ``opened_at`` moves a journey that never moved since it opened back to it (``open_journeys``).
-_OPENED_EARLIER = (
-    "UPDATE journeys AS j SET stage_entered_at = CASE WHEN j.stage_entered_at = j.opened_at "
-    "AND (j.entered_by IS NULL OR j.entered_by = 'opened') THEN s.opened_at ELSE j.stage_entered_at END, "
-    "opened_at = s.opened_at FROM {staged} AS s "
-    "WHERE j.lead_key = s.lead_key AND j.product_line = s.product_line AND j.opened_at > s.opened_at"
-)
+
+
+def _moved_back(journey: str, at: str) -> str:
+    """The SET clause of ``open_journeys``' rule: an earlier opening time ``at`` moves a journey that never
+    moved since it opened back to it. ``journey``: the prefix of the journey's columns (an alias and a dot)."""
+    return (
+        f"stage_entered_at = CASE WHEN {journey}stage_entered_at = {journey}opened_at AND ({journey}entered_by "
+        f"IS NULL OR {journey}entered_by = 'opened') THEN {at} ELSE {journey}stage_entered_at END, opened_at = {at}"
+    )
 
 
 def _open_staged(conn: Connection, rows: list[dict[str, Any]]) -> int:
@@ -79,7 +80,10 @@ def _open_staged(conn: Connection, rows: list[dict[str, Any]]) -> int:
     names = ", ".join(_OPENED)
     opened = conn.exec_driver_sql(f"INSERT INTO journeys ({names}) SELECT {names} FROM {staged} ON CONFLICT DO NOTHING")
     if opened.rowcount < len(rows):  # the rows just inserted have no earlier time: the UPDATE leaves them
-        conn.exec_driver_sql(_OPENED_EARLIER.format(staged=staged))
+        conn.exec_driver_sql(
+            f"UPDATE journeys AS j SET {_moved_back('j.', 's.opened_at')} FROM {staged} AS s "
+            "WHERE j.lead_key = s.lead_key AND j.product_line = s.product_line AND j.opened_at > s.opened_at"
+        )
     return int(opened.rowcount)
 
 

@@ -235,8 +235,8 @@ class _ColumnarSteps:
         new = _new_rows(conn, accepted.event_id, known)
         inserted = 0
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
-            rows = checked.fresh if len(new) == len(known) else None
-            rows = rows or staged(checked.stored, new, now)
+            every = checked.fresh is not None and len(new) == len(known)  # the rows encoded ahead are the ones
+            rows = checked.fresh if every else staged(checked.stored, new, now)
             inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
         _note_stored(run, [accepted.event_id[i] for i in new] + [row["event_id"] for row in visitors.events], inserted)
