@@ -157,15 +157,17 @@ class Interests:
         return pl.concat(frames).group_by("key", "line").agg(pl.col("at").min())
 
     def as_list(self) -> list[tuple[int, str, datetime]]:
-        """Pairs held as frames (an events file: hundreds of thousands, nearly all of distinct times) are
-        reduced and turned into tuples by Polars (0.9 CPU s for 320,000 pairs with a Python loop, 0.3);
-        pairs held one by one convert each time once: a leads file's share a few (each chunk's time)."""
+        """Pairs held as frames (an events file: hundreds of thousands, nearly all of distinct times)
+        convert each time as it comes (320,000 pairs, reduced and listed: 0.5 CPU s; with a set and a dict
+        of the times, 0.9). Pairs held one by one convert each time once: a leads file's share a few."""
         if self.frames:
             held = pl.DataFrame(
                 [(key, line, at) for (key, line), at in self.first.items()], schema=_PAIR_SCHEMA, orient="row"
             )
             reduced = self._reduced([held, *self.frames]).sort("key", "line")
-            return reduced.with_columns(pl.col("at").cast(pl.Datetime("us", "UTC"))).rows()
+            keys, lines, ats = (column.to_list() for column in reduced.get_columns())
+            times = [EPOCH + timedelta(microseconds=at) for at in ats]
+            return list(zip(keys, lines, times, strict=True))
         keys = [key for key, _ in self.first]
         lines = [line for _, line in self.first]
         ats = list(self.first.values())
