@@ -215,8 +215,8 @@ class _ColumnarSteps:
             machine, late = self._machine(conn, accepted, stored["machine"], with_message & key_column.is_not_null())
             known = [i for i, key in enumerate(keys) if key is not None]
             fresh = bool(known) and _none_stored(conn, [accepted.event_id[i] for i in known])
-        self._interests(accepted, key_column, run)
         stored = stored.with_columns(key_column, machine)
+        self._interests(stored, run)
         ready = None
         if fresh:
             ready = encoded(self.engine.dialect.name, _EVENT_TABLE, staged(stored, known, run.now))  # type: ignore[arg-type]
@@ -268,16 +268,11 @@ class _ColumnarSteps:
         return machine.clone().scatter(positions, [row["machine"] for row in rows]), late
 
     @staticmethod
-    def _interests(accepted: AcceptedEvents, keys: pl.Series, run: Ingestion) -> None:
+    def _interests(stored: pl.DataFrame, run: Ingestion) -> None:
         """Each (lead, product line) pair's first time, kept by Polars: a pair shows up many times in a
-        chunk and in the chunks after it, and only its minimum matters."""
-        frame = pl.DataFrame(
-            {
-                "key": keys,
-                "line": pl.Series(accepted.product_line, dtype=pl.String),
-                "at": pl.Series(accepted.at, dtype=pl.Int64),
-            }
-        ).drop_nulls()
+        chunk and in the chunks after it, and only its minimum matters. Taken from the stored-form
+        columns (``stored_columns`` with ``lead_key``), not rebuilt from the accepted rows' lists."""
+        frame = stored.select(key="lead_key", line="product_line", at="occurred_at").drop_nulls()
         if not frame.is_empty():
             run.interests.add_frame(frame)
 

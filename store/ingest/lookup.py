@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, String, any_, bindparam, func, literal_column, select
+from sqlalchemy import Connection, String, any_, bindparam, cast, func, literal_column, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
@@ -27,12 +27,29 @@ class _JsonList(TypeDecorator[list[Any]]):
         return None if value is None else json_text(value)
 
 
+class _ArrayText(TypeDecorator[list[Any]]):
+    """A list bound as the text of a PostgreSQL array, built by Polars (every element quoted, its ``\\``
+    and ``"`` escaped) and cast to the column's array type by the statement: psycopg's own list
+    dumper works element by element in Python (200,000 lead ids: 0.28 CPU s against 0.07)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Any) -> str | None:
+        if not value:
+            return None if value is None else "{}"
+        texts = pl.Series(value).cast(pl.String)
+        escaped = texts.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        return "{" + ('"' + escaped + '"').str.join(",").item() + "}"
+
+
 def in_list(conn: Connection, column: Any) -> tuple[Any, int]:
     """``column IN (:wanted)`` and a batch size: one array parameter on PostgreSQL (psycopg re-parses a
     statement with thousands of placeholders in Python), one JSON text parameter read by ``json_each`` on
     SQLite (expanded placeholders cost SQLAlchemy a compile of thousands of them per batch: 2× the time)."""
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam("wanted", type_=postgresql.ARRAY(column.type))), 50_000
+        wanted = cast(bindparam("wanted", type_=_ArrayText()), postgresql.ARRAY(column.type))
+        return column == any_(wanted), 50_000
     each = select(literal_column("value")).select_from(func.json_each(bindparam("wanted", type_=_JsonList())))
     return column.in_(each), _SQLITE_BATCH
 

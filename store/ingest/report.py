@@ -157,17 +157,20 @@ class Interests:
         return pl.concat(frames).group_by("key", "line").agg(pl.col("at").min())
 
     def as_list(self) -> list[tuple[int, str, datetime]]:
-        """Each time converted once: a leads file's interests share a few (each chunk's creation time)."""
+        """Pairs held as frames (an events file: hundreds of thousands, nearly all of distinct times)
+        convert each time as it comes (320,000 pairs, reduced and listed: 0.5 CPU s; with a set and a dict
+        of the times, 0.9). Pairs held one by one convert each time once: a leads file's share a few."""
         if self.frames:
             held = pl.DataFrame(
                 [(key, line, at) for (key, line), at in self.first.items()], schema=_PAIR_SCHEMA, orient="row"
             )
             reduced = self._reduced([held, *self.frames]).sort("key", "line")
             keys, lines, ats = (column.to_list() for column in reduced.get_columns())
-        else:
-            keys = [key for key, _ in self.first]
-            lines = [line for _, line in self.first]
-            ats = list(self.first.values())
+            times = [EPOCH + timedelta(microseconds=at) for at in ats]
+            return list(zip(keys, lines, times, strict=True))
+        keys = [key for key, _ in self.first]
+        lines = [line for _, line in self.first]
+        ats = list(self.first.values())
         times = {at: EPOCH + timedelta(microseconds=at) for at in set(ats)}
         return [(key, line, times[at]) for key, line, at in zip(keys, lines, ats, strict=True)]
 

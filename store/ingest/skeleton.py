@@ -17,7 +17,7 @@ import gc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -189,8 +189,8 @@ def _halves(chunk: list[Raw] | CsvChunk, half: int) -> list[list[Raw] | CsvChunk
     before = [row for row in chunk.unreadable if row.line < cut]
     after = [row for row in chunk.unreadable if row.line >= cut]
     return [
-        CsvChunk(chunk.names, chunk.cells.slice(0, half), chunk.lines[:half], before),
-        CsvChunk(chunk.names, chunk.cells.slice(half), chunk.lines[half:], after),
+        replace(chunk, cells=chunk.cells.slice(0, half), lines=chunk.lines[:half], unreadable=before),
+        replace(chunk, cells=chunk.cells.slice(half), lines=chunk.lines[half:], unreadable=after),
     ]
 
 

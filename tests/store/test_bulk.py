@@ -166,3 +166,20 @@ def test_insert_rows_upserts_and_leaves_nothing_staged_after_a_rollback(engine: 
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT journey_id, trigger, armed, as_of FROM trigger_arms ORDER BY journey_id"))
         assert [tuple(row) for row in rows] == [(1, "t", True, 5), (2, "t", True, 8), (4, "u", False, 9)]
+
+
+def test_lookup_finds_ids_an_array_literal_must_escape(engine: Engine) -> None:
+    """PostgreSQL's look-ups send the wanted ids as one array text: quotes, backslashes, braces, commas,
+    blanks and the word NULL are ids like any other."""
+    from store.ingest.lookup import lookup
+
+    odd = ['a"b', "c\\d", 'e\\"f', "g,h", "{i}", "NULL", " j ", "k\tl", "é"]
+    rows = reject_rows(range(len(odd)))
+    for row, source in zip(rows, odd, strict=True):
+        row["source"] = source
+    with engine.begin() as conn:
+        insert_ignore(conn, REJECTS, rows)
+        found = lookup(conn, REJECTS.c.source, [*odd, "absent"], [REJECTS.c.source, REJECTS.c.line])
+        assert sorted(found) == sorted((source, line) for line, source in enumerate(odd))
+        assert sorted(lookup(conn, REJECTS.c.line, [2, 4, 99], [REJECTS.c.line])) == [(2,), (4,)]  # an integer column
+        assert lookup(conn, REJECTS.c.source, [], [REJECTS.c.source]) == []

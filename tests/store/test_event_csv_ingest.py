@@ -6,16 +6,20 @@ quoted line break, another delimiter, gzip, no final newline, ids repeated withi
 import gzip
 import json
 import random
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from sqlalchemy import Engine
 
 from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine
 from store.ingest import ingest_events, ingest_leads
+from store.ingest.columns import PLAIN_TIME, epoch_micros
 from store.ingest.csv_chunks import CsvChunk, csv_chunks
+from store.tables import to_micros
 from tests.store.samples import ingest_summary, stored_events
 
 LEADS = [f"L{n}" for n in range(1, 21)]
@@ -122,3 +126,41 @@ def test_events_read_by_polars_equal_the_row_by_row_reference(engine: Engine, tm
         ("campaign", "contains a NUL character (\\x00), which the database cannot store"),
     }
     reference.dispose()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00.5Z",
+        "1999-12-31T23:59:59.000001-12:00",
+        "2024-02-29T23:59:59.123456+05:30",
+        "2026-01-01T00:00:00.1-00:30",
+        "1900-03-01T00:00:00+23:59",
+        "2023-02-29T00:00:00Z",  # the calendar refuses it: null
+    ],
+)
+def test_epoch_micros_reads_plain_times_as_fromisoformat_does(text: str) -> None:
+    """The columnar path's time parser (fraction and zone sliced by hand) against Python's own."""
+    try:
+        expected = to_micros(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        expected = None
+    frame = pl.DataFrame({"t": [text]}).select(plain=pl.col("t").str.contains(PLAIN_TIME), at=epoch_micros(pl.col("t")))
+    assert frame.row(0) == (True, expected)
+
+
+def test_a_chunk_says_whether_its_cells_may_hold_a_separator(tmp_path: Path) -> None:
+    """Python's ``str.strip`` removes \\x1c-\\x1f, Polars' does not: only a chunk whose bytes hold one has
+    its cells' edges checked for them (such a row goes to the row model)."""
+    chunk = _only_chunk(tmp_path, "E1,L1,page_view,2026-01-01T00:00:00Z\nE2,L2\x1d,page_view,2026-01-01T00:00:00Z\n")
+    assert chunk.separators
+    assert not _only_chunk(tmp_path, "E1,L1,page_view,2026-01-01T00:00:00Z\n").separators
+
+
+def _only_chunk(tmp_path: Path, body: str) -> CsvChunk:
+    path = tmp_path / "events.csv"
+    path.write_text("event_id,lead_id,type,occurred_at\n" + body)
+    (chunk,) = csv_chunks(path, 100)
+    assert isinstance(chunk, CsvChunk)
+    return chunk
