@@ -14,7 +14,7 @@ import polars as pl
 from models.conditions import condition, number
 from models.frames import DAY_US, RuleColumn, collect, compiled, json_path, utc_occurred_at
 from models.spec import BehaviourRule, ComboRule, Decay, PointsModel
-from store.shapes import UTC_US
+from store.shapes import utc_instant
 
 
 def relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
@@ -28,7 +28,7 @@ def relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.DataF
     rules read and test only its rules (the other ``m:I`` are false, the other ``p:KEY`` null).
     """
     shape = compiled(model, ("events", tuple(events.schema.items())), lambda: _EventShape.of(model, events.schema))
-    as_of_us = pl.lit(as_of).cast(UTC_US)
+    as_of_us = utc_instant(as_of)
     rows = (
         events.lazy()
         .select(shape.wanted)
