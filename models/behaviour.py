@@ -14,7 +14,7 @@ import polars as pl
 from models.conditions import condition, number
 from models.frames import DAY_US, RuleColumn, collect, compiled, json_path, utc_occurred_at
 from models.spec import BehaviourRule, ComboRule, Decay, PointsModel
-from store.shapes import UTC_US
+from store.shapes import UTC_US, utc_instant
 
 
 def relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
@@ -28,7 +28,30 @@ def relevant_events(model: PointsModel, events: pl.DataFrame, journeys: pl.DataF
     rules read and test only its rules (the other ``m:I`` are false, the other ``p:KEY`` null).
     """
     shape = compiled(model, ("events", tuple(events.schema.items())), lambda: _EventShape.of(model, events.schema))
-    as_of_us = pl.lit(as_of).cast(UTC_US)
+    if _none_counts(events, journeys, shape):
+        # Its columns depend only on the model and the schemas: planned once, not on every journey that
+        # has just entered a ``reset`` stage (a promoted lead's rescoring in a ``fresh=true`` look-up).
+        key = ("no events", tuple(events.schema.items()), tuple(journeys.schema.items()))
+        return compiled(model, key, lambda: _relevant(model, shape, events.clear(), journeys.clear(), as_of))
+    return _relevant(model, shape, events, journeys, as_of)
+
+
+def _none_counts(events: pl.DataFrame, journeys: pl.DataFrame, shape: "_EventShape") -> bool:
+    """No event can count: there are none, or all are older than every journey's ``score_from``."""
+    if events.is_empty():
+        return True
+    starts = journeys["score_from"]
+    if starts.dtype != UTC_US or starts.null_count() or starts.is_empty():
+        return False
+    latest = events.select(shape.occurred_at.max()).item()
+    return latest is None or latest < starts.min()
+
+
+def _relevant(
+    model: PointsModel, shape: "_EventShape", events: pl.DataFrame, journeys: pl.DataFrame, as_of: datetime
+) -> pl.DataFrame:
+    """``relevant_events`` of events that may count."""
+    as_of_us = utc_instant(as_of)
     rows = (
         events.lazy()
         .select(shape.wanted)

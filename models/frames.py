@@ -51,6 +51,11 @@ def collect(frame: pl.LazyFrame) -> pl.DataFrame:
     return frame.collect(engine="in-memory")
 
 
+def collect_all(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+    """``collect`` of several frames in one call (one hand-over to Polars, shared parts computed once)."""
+    return pl.collect_all(frames, engine="in-memory")  # type: ignore[return-value]
+
+
 def extract(frame: pl.DataFrame | pl.LazyFrame, name: str, json_column: str) -> pl.Expr:
     """A named value as text: a column of the frame, else a key of its JSON column, else null."""
     columns = frame.collect_schema().names()

@@ -15,7 +15,7 @@ from stages.portfolio import ProductLine
 from stages.scoring import score_line
 from stages.transitions import Advanced, advance, apply_external, apply_transitions
 from stages.triggers import Fired, fire, qualification_milestones
-from store.shapes import TRANSITION_SCHEMA, UTC_US
+from store.shapes import TRANSITION_SCHEMA, UTC_US, utc_instant
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _last_activity(events: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     """Each lead's latest event up to ``as_of`` (``lead_key, last_activity``), machine activity excluded."""
     # Only the two columns it reads: filtering the whole frame would copy every property column first.
     human = events.lazy().select("lead_key", "occurred_at", *(["machine"] if "machine" in events.columns else []))
-    human = human.filter(pl.col("occurred_at") <= as_of)
+    human = human.filter(pl.col("occurred_at") <= utc_instant(as_of))
     if "machine" in events.columns:
         human = human.filter(~pl.col("machine").fill_null(False))
     return human.group_by("lead_key").agg(pl.col("occurred_at").max().cast(UTC_US).alias("last_activity")).collect()

@@ -5,6 +5,7 @@ from datetime import datetime
 import polars as pl
 
 from models.bands import band_expr
+from models.frames import collect
 from models.spec import Scale
 from stages.portfolio import ProductLine
 from stages.transitions import score_in_stage
@@ -44,14 +45,16 @@ def score_line(
     Returns ``SCORED_SCHEMA`` plus ``breakdown``.
     """
     parts = []
+    present = set(journeys["stage"].unique().to_list())  # one pass, not one filter per stage of the line
     for stage in line.stages:
-        in_stage = journeys.filter(pl.col("stage") == stage.name)
-        if in_stage.is_empty() or stage.terminal:
+        if stage.name not in present or stage.terminal:
             continue
+        in_stage = journeys if len(present) == 1 else journeys.filter(pl.col("stage") == stage.name)
         scored = score_in_stage(stage, leads=leads, events=events, as_of=as_of, scale=scale, journeys=in_stage)
         parts.append(
-            in_stage.select("journey_id", "lead_key", "stage")
-            .join(scored, on="lead_key", how="left")
+            in_stage.lazy()
+            .select("journey_id", "lead_key", "stage")
+            .join(scored.lazy(), on="lead_key", how="left")
             .with_columns(
                 band_expr(stage.bands, pl.col("score")).alias("band"),
                 qualification_expr(line, pl.col("score")).alias("qualification"),
@@ -59,4 +62,4 @@ def score_line(
         )
     if not parts:
         return pl.DataFrame(schema={**SCORED_SCHEMA, "breakdown": BREAKDOWN_TYPE})
-    return pl.concat(parts).select(*SCORED_SCHEMA, "breakdown")
+    return collect(pl.concat(parts).select(*SCORED_SCHEMA, "breakdown"))

@@ -23,15 +23,21 @@ from datetime import datetime
 import polars as pl
 
 from models.engine import score
+from models.frames import collect, collect_all, compiled
 from models.spec import Scale
 from stages.portfolio import ProductLine, Stage
-from store.shapes import BREAKDOWN_TYPE, STAGE_UPDATE_SCHEMA, TRANSITION_SCHEMA, UTC_US
+from store.shapes import BREAKDOWN_TYPE, STAGE_UPDATE_SCHEMA, TRANSITION_SCHEMA, UTC_US, utc_instant
 
 DAY_US = 86_400_000_000
 
 
 def _stage_table(line: ProductLine) -> pl.DataFrame:
-    """One row per stage: its promotion rule, the stage it leads to, and what entering it does."""
+    """One row per stage: its promotion rule, the stage it leads to, and what entering it does; built
+    once per line (each run and each ``fresh=true`` look-up promotes with it)."""
+    return compiled(line, "stage table", lambda: _build_stage_table(line))
+
+
+def _build_stage_table(line: ProductLine) -> pl.DataFrame:
     rows = []
     for stage in line.stages:
         target = line.next_stage(stage.name)
@@ -79,10 +85,10 @@ def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_
     that the same run must not undo. A score computed under another stage than the journey's current
     one is ignored (stale).
     """
-    table = _stage_table(line).filter(pl.col("promote_at").is_not_null())
+    table = compiled(line, "promotions", lambda: _stage_table(line).filter(pl.col("promote_at").is_not_null()))
     if table.is_empty() or journeys.is_empty():
         return pl.DataFrame(schema=TRANSITION_SCHEMA)
-    at = pl.lit(as_of).cast(UTC_US)
+    at = utc_instant(as_of)
     entered_by = pl.col("entered_by") if "entered_by" in journeys.columns else pl.lit(None, pl.Utf8)
     activity = pl.col("last_activity") if "last_activity" in journeys.columns else pl.lit(None, UTC_US)
     held = (
@@ -90,8 +96,10 @@ def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_
         & (pl.col("entered_by") == "external")
         & (pl.col("last_activity").is_null() | (pl.col("last_activity") <= pl.col("stage_entered_at")))
     ).fill_null(False)
-    return (
-        journeys.select(
+    # One plan, collected once: on one journey (a ``fresh=true`` look-up) each eager step costs more than its rows.
+    plan = (
+        journeys.lazy()
+        .select(
             "journey_id",
             "lead_key",
             "stage",
@@ -101,8 +109,8 @@ def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_
             entered_by.alias("entered_by"),
             activity.cast(UTC_US).alias("last_activity"),
         )
-        .join(scored.select("journey_id", "stage", "score"), on=["journey_id", "stage"], how="inner")
-        .join(table, on="stage", how="inner")
+        .join(scored.lazy().select("journey_id", "stage", "score"), on=["journey_id", "stage"], how="inner")
+        .join(table.lazy(), on="stage", how="inner")
         .filter(
             (pl.col("score") >= pl.col("promote_at"))
             & (
@@ -127,6 +135,7 @@ def promote(line: ProductLine, journeys: pl.DataFrame, scored: pl.DataFrame, as_
         )
         .cast(TRANSITION_SCHEMA)  # type: ignore[arg-type]
     )
+    return collect(plan)
 
 
 def apply_external(
@@ -150,7 +159,7 @@ def apply_external(
     if unknown:
         raise ValueError(f"product line {line.name!r} has no stage {sorted(map(str, unknown))}")
     if as_of is not None:
-        updates = updates.filter(pl.col("changed_at") <= pl.lit(as_of).cast(UTC_US))
+        updates = updates.filter(pl.col("changed_at") <= utc_instant(as_of))
     table = _stage_table(line).select("stage", "resets", "terminal_status")
     current = journeys.select(
         "journey_id",
@@ -228,7 +237,8 @@ def apply_transitions(journeys: pl.DataFrame, transitions: pl.DataFrame) -> pl.D
     if transitions.is_empty():
         return journeys
     last = (
-        transitions.group_by("journey_id", maintain_order=True)
+        transitions.lazy()
+        .group_by("journey_id", maintain_order=True)
         .last()
         .select(
             "journey_id",
@@ -239,13 +249,14 @@ def apply_transitions(journeys: pl.DataFrame, transitions: pl.DataFrame) -> pl.D
             pl.col("reason").alias("_reason"),
         )
     )
+    frame = journeys.lazy()  # one plan, collected once (see ``promote``)
     if "status" not in journeys.columns:
-        journeys = journeys.with_columns(pl.lit("active").alias("status"))
+        frame = frame.with_columns(pl.lit("active").alias("status"))
     if "entered_by" not in journeys.columns:
-        journeys = journeys.with_columns(pl.lit(None, pl.Utf8).alias("entered_by"))
+        frame = frame.with_columns(pl.lit(None, pl.Utf8).alias("entered_by"))
     moved = pl.col("_stage").is_not_null()
-    return (
-        journeys.join(last, on="journey_id", how="left", maintain_order="left")
+    return collect(
+        frame.join(last, on="journey_id", how="left", maintain_order="left")
         .with_columns(
             pl.when(moved).then(pl.col("_stage")).otherwise(pl.col("stage")).alias("stage"),
             pl.when(moved).then(pl.col("_entered")).otherwise(pl.col("stage_entered_at").cast(UTC_US))
@@ -288,8 +299,8 @@ def advance(
     most ``len(line.stages) - 1`` hops; the loop stops there whatever ``rescore`` returns.
     Transitions come back in hop order with ``score_after`` filled in.
     """
-    steps = [scored.with_columns(pl.lit(0, pl.Int32).alias("step"))]
-    moves = []
+    steps = [scored.lazy().with_columns(pl.lit(0, pl.Int32).alias("step"))]
+    moves: list[pl.LazyFrame] = []
     for hop in range(1, len(line.stages)):
         moved = promote(line, journeys, scored, as_of)
         if moved.is_empty():
@@ -298,14 +309,14 @@ def advance(
         ids = moved["journey_id"].implode()
         rescored = rescore(journeys.filter(pl.col("journey_id").is_in(ids))).select(scored.columns)
         scored = pl.concat([scored.filter(~pl.col("journey_id").is_in(ids)), rescored])
+        after = rescored.lazy().select("journey_id", pl.col("score").alias("score_after"))
         moves.append(
-            moved.drop("score_after")
-            .join(rescored.select("journey_id", pl.col("score").alias("score_after")), on="journey_id", how="left")
-            .select(list(TRANSITION_SCHEMA))
+            moved.lazy().drop("score_after").join(after, on="journey_id", how="left").select(list(TRANSITION_SCHEMA))
         )
-        steps.append(rescored.with_columns(pl.lit(hop, pl.Int32).alias("step")))
-    transitions = pl.concat(moves) if moves else pl.DataFrame(schema=TRANSITION_SCHEMA)
-    return Advanced(journeys=journeys, scored=scored, transitions=transitions, steps=pl.concat(steps))
+        steps.append(rescored.lazy().with_columns(pl.lit(hop, pl.Int32).alias("step")))
+    made = pl.concat(moves) if moves else pl.LazyFrame(schema=TRANSITION_SCHEMA)
+    transitions, all_steps = collect_all([made, pl.concat(steps)])
+    return Advanced(journeys=journeys, scored=scored, transitions=transitions, steps=all_steps)
 
 
 def score_in_stage(

@@ -34,7 +34,7 @@ import polars as pl
 
 from stages.portfolio import ProductLine
 from stages.spec import TriggerSpec
-from store.shapes import ARM_SCHEMA, FIRING_SCHEMA, FIRING_STATE_COLUMNS, MILESTONE_SCHEMA, UTC_US
+from store.shapes import ARM_SCHEMA, FIRING_SCHEMA, FIRING_STATE_COLUMNS, MILESTONE_SCHEMA, UTC_US, utc_instant
 
 DIRECTION = {"crosses_up": "up", "crosses_down": "down", "qualification_reached": "reached", "stage_entered": "entered"}
 
@@ -149,7 +149,7 @@ def fire(
     empty = Fired(pl.DataFrame(schema=FIRING_SCHEMA), pl.DataFrame(schema=ARM_SCHEMA))
     if not line.triggers or after.is_empty():
         return empty
-    at = pl.lit(as_of).cast(UTC_US)
+    at = utc_instant(as_of)
     if "step" not in after.columns:
         after = after.with_columns(pl.lit(0, pl.Int32).alias("step"))
     after = after.with_columns(
@@ -260,7 +260,7 @@ def qualification_milestones(
         .join(reached.select("journey_id", "qualification"), on=["journey_id", "qualification"], how="anti")
         .sort("step")
         .unique(["journey_id", "qualification"], keep="first", maintain_order=True)
-        .with_columns(pl.lit(as_of).cast(UTC_US).alias("reached_at"))
+        .with_columns(utc_instant(as_of).alias("reached_at"))
     )
     if extra:  # joined to the milestones found (a step is one row per journey), not carried through the cross join
         breakdowns = scored.select("journey_id", "step", *extra)

@@ -5,10 +5,22 @@ breakdowns) and read frames the store returns; both sides name those shapes from
 added on one side cannot silently go missing on the other. Plain data only: no table, no engine.
 """
 
+from datetime import UTC, datetime, timedelta
+
 import polars as pl
 
 # Every time in a frame: timezone-aware UTC in microseconds (the store keeps epoch microseconds).
 UTC_US = pl.Datetime("us", "UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_instant(when: datetime) -> pl.Expr:
+    """``pl.lit(when).cast(UTC_US)`` (a naive ``when`` taken as UTC), built from its epoch microseconds:
+    ``pl.lit`` of an aware datetime runs two small Polars queries (≈ 0.13 ms), which a ``fresh=true``
+    look-up paid five times."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return pl.lit((aware - _EPOCH) // timedelta(microseconds=1), pl.Int64).cast(UTC_US)
+
 
 # The lead's own text columns (table ``leads``, ingestion's ``LeadRow``); every other column of a
 # leads file is a free attribute kept in ``attributes``.

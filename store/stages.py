@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 from store.bulk import insert_rows, placeholder, update_rows
 from store.reader import read_frame
 from store.scores import breakdown_json, write_snapshots
-from store.shapes import ARM_SCHEMA, LEAD_CONTACT_COLUMNS, STAGE_UPDATE_SCHEMA, UTC_US
+from store.shapes import ARM_SCHEMA, LEAD_CONTACT_COLUMNS, STAGE_UPDATE_SCHEMA, UTC_US, utc_instant
 from store.tables import to_micros
 
 # Answered by the (product_line, lead_key) index: a narrow key range (one lead, a fresh=true look-up) reads
@@ -213,11 +213,11 @@ def _firing_rows(firings: pl.DataFrame, product_line: str, run_id: str, as_of: d
         "qualification",
         breakdown_json(pl.col("breakdown")).alias("breakdown"),
         "promoted_to",
-        pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("fired_at"),
+        utc_instant(as_of).dt.epoch("us").alias("fired_at"),
         "armed_at",
         pl.when(done).then(pl.lit("done")).otherwise(pl.lit("pending")).alias("status"),
         done.cast(pl.Int32).alias("attempts"),
-        pl.when(done).then(pl.lit(as_of).cast(UTC_US).dt.epoch("us")).alias("completed_at"),
+        pl.when(done).then(utc_instant(as_of).dt.epoch("us")).alias("completed_at"),
     )
 
 
@@ -251,7 +251,7 @@ def _apply_tags(conn: Connection, firings: pl.DataFrame, run_id: str, as_of: dat
         "lead_tags",
         ("lead_key", "tag", "added_at", "run_id"),
         added.select(
-            "lead_key", "tag", pl.lit(as_of).cast(UTC_US).dt.epoch("us").alias("at"), pl.lit(run_id).alias("run")
+            "lead_key", "tag", utc_instant(as_of).dt.epoch("us").alias("at"), pl.lit(run_id).alias("run")
         ).rows(),
     )
     removed = last.filter(pl.col("action") == "untag")

@@ -27,7 +27,7 @@ from models.learning.encoding import Encoding, from_spec
 from models.learning.features import Feature, attribute_frame, event_counts
 from models.learning.history import ROW
 from models.spec import PointsModel, Scale
-from store.shapes import BREAKDOWN_TYPE, UTC_US
+from store.shapes import BREAKDOWN_TYPE, utc_instant
 
 LOGISTIC, BOOSTING, STACK = "logistic regression", "gradient boosting", "stack of both"
 BASE_RULE, OTHER_RULE = "scale: typical lead", "other factors"
@@ -314,7 +314,7 @@ def score_probability(
     attributes = [f.name for f in encoding.features if f.kind != "count"]
     named = base.select(ROW, *(extract(base, name, "attributes").alias(name) for name in attributes))
     frame = attribute_frame(named, [f for f in encoding.features if f.kind != "count"], tuple(spec.missing_values))
-    moments = rows.select(ROW, pl.lit(as_of).cast(UTC_US).alias("as_of"), "score_from")
+    moments = rows.select(ROW, utc_instant(as_of).alias("as_of"), "score_from")
     event_rows = events.lazy().with_columns(
         pl.col("lead_key").cast(pl.Int64), utc_occurred_at(events.schema["occurred_at"])
     )

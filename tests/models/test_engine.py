@@ -681,6 +681,19 @@ def test_score_from_reset_ignores_earlier_events() -> None:
     assert result[2].points == {"r": 20.0, MANUAL: 5.0}
 
 
+def test_score_from_after_every_event_and_at_one() -> None:
+    """A journey that entered a ``reset`` stage after its lead's last event (a promotion's rescoring)
+    counts none of them, and the model's columns are all there; an event at ``score_from`` counts."""
+    model = points_model(behaviour=[{"name": "r", "event": "web", "points": 20, "per": "occurrence"}])
+    events = [Ev(1, 10, "web"), Ev(1, 12, "manual_adjustment", {"points": 5})]
+    start = AS_OF - timedelta(days=10)
+    schema = {"lead_key": pl.Int64, "score_from": pl.Datetime("us", "UTC")}
+    at_event = pl.DataFrame({"lead_key": [1], "score_from": [start]}, schema=schema)
+    assert run(model, events=events, journeys=at_event)[1].points == {"r": 20.0}
+    after = pl.DataFrame({"lead_key": [1], "score_from": [start + timedelta(microseconds=1)]}, schema=schema)
+    assert {k: (v.score, v.points) for k, v in run(model, events=events, journeys=after).items()} == {1: (0.0, {})}
+
+
 def test_journeys_select_the_leads_scored() -> None:
     model = points_model(behaviour=[{"name": "r", "event": "web", "points": 20}])
     journeys = pl.DataFrame({"lead_key": [2], "score_from": [None]})
