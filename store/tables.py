@@ -381,6 +381,18 @@ class EventGeneration(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class EventBlockLeads(SQLModel, table=True):
+    """The leads a PostgreSQL statement touched in a block whose counter it bumped (``store/change_log.py``):
+    one row per bump, the last ``BLOCK_LOG_KEEP`` of each block kept, so a reader one or a few bumps
+    behind re-reads those leads rather than the whole block. SQLite (row triggers) leaves it empty."""
+
+    __tablename__ = "event_block_leads"
+
+    block: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    generation: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    lead_keys: list[int] = Field(sa_column=Column(JSON, nullable=False))
+
+
 class EventChangeEpoch(SQLModel, table=True):
     """The change log's epoch: a new one whenever changes may have gone uncounted (one row, or none)."""
 
