@@ -66,7 +66,7 @@ _PG_TRIGGERS = {
 _PG_BUMP = f"""
     WITH touched AS MATERIALIZED ({{leads}}),
     busy AS (
-      SELECT lead_key / {BLOCK_KEYS} AS block, to_json(array_agg(lead_key ORDER BY lead_key)) AS lead_keys
+      SELECT lead_key / {BLOCK_KEYS} AS block, to_json(array_agg(lead_key)) AS lead_keys
       FROM touched GROUP BY 1 HAVING count(*) >= {BLOCK_LEADS}
     ),
     bumped AS (

@@ -48,6 +48,10 @@ def upgrade() -> None:
         sa.Column("lead_keys", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("block", "generation"),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Stored uncompressed: compressing a bulk load's lists (≈ 16,000 keys a block and statement) made
+        # its trigger ≈ 40 % slower (200,000 events of 200,000 leads: 0.6 → 0.85–1.3 s, back to 0.55–0.57).
+        op.execute("ALTER TABLE event_block_leads ALTER COLUMN lead_keys SET STORAGE EXTERNAL")
 
 
 def downgrade() -> None:
