@@ -382,9 +382,8 @@ class EventGeneration(SQLModel, table=True):
 
 
 class EventBlockLeads(SQLModel, table=True):
-    """The leads a PostgreSQL statement touched in a block whose counter it bumped (``store/change_log.py``):
-    one row per bump, the last ``BLOCK_LOG_KEEP`` of each block kept, so a reader one or a few bumps
-    behind re-reads those leads rather than the whole block. SQLite (row triggers) leaves it empty."""
+    """The leads of a block a PostgreSQL statement touched when it bumped the block's counter, one row per
+    bump, the last few kept (``store/change_log.py``). SQLite (row triggers) leaves it empty."""
 
     __tablename__ = "event_block_leads"
 
