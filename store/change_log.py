@@ -12,7 +12,9 @@ chunk: thousands) bumps one counter for the block instead, kept under the negati
 ``-1 - block`` of the same table: upserting a counter per lead was half the server's work of a
 ``COPY`` into ``events`` (≈ 126,000 upserts per 200,000-event chunk), and a reader re-reads such a
 block whole anyway. Readers take both through ``generations_query`` / ``generations_params``: a
-changed block counter means "any lead of the block may have changed".
+changed block counter means "any lead of the block may have changed", unless ``event_block_leads``
+still holds every bump in between (the leads each bump touched in the block, one row per bump, the
+last ``BLOCK_LOG_KEEP`` per block): a day's increment that bumps a block is then re-read lead by lead.
 
 The triggers are installed on first use together with a fresh random *epoch*. Changes made while a
 trigger was missing went uncounted, so a missing trigger means a new epoch, and every cache file of
@@ -23,9 +25,13 @@ from __future__ import annotations
 
 import uuid
 
+import polars as pl
 from sqlalchemy import Connection, Engine, text
 
+from store.reader import read_frame
+
 GENERATIONS = "event_generations"
+BLOCK_LEADS_LOG = "event_block_leads"
 EPOCH = "event_mirror_epoch"
 
 _SQLITE_TRIGGERS = {
@@ -42,6 +48,8 @@ BLOCK_KEYS = 16_384
 """Lead keys per block counter: the event cache's files hold one block each."""
 BLOCK_LEADS = 1_024
 """Leads of one block a PostgreSQL statement must touch for the block's counter to be bumped instead."""
+BLOCK_LOG_KEEP = 16
+"""Bumps of a block whose touched leads are kept: a reader further behind (a bulk load) re-reads the block."""
 
 _PG_FUNCTION = "leadscore_event_generations"
 _PG_TRIGGERS = {
@@ -52,16 +60,32 @@ _PG_TRIGGERS = {
 }
 # One upsert per statement, each counter once (ON CONFLICT may not touch a row twice), in key order so
 # that two concurrent writers lock the shared counters in the same order (no deadlock between them): the
-# blocks with at least BLOCK_LEADS touched leads by their block counter, the other leads one by one.
+# blocks with at least BLOCK_LEADS touched leads by their block counter, the other leads one by one. Each
+# bumped block's touched leads go to the log under the generation the bump gave it (a counter restarted
+# by hand overwrites its old rows), and its rows older than the last BLOCK_LOG_KEEP bumps are dropped.
 _PG_BUMP = f"""
     WITH touched AS MATERIALIZED ({{leads}}),
-    busy AS (SELECT lead_key / {BLOCK_KEYS} AS block FROM touched GROUP BY 1 HAVING count(*) >= {BLOCK_LEADS})
-    INSERT INTO {GENERATIONS} AS g (lead_key, generation)
-    SELECT counter, 1 FROM (
-      SELECT -1 - block AS counter FROM busy
-      UNION ALL
-      SELECT lead_key FROM touched WHERE lead_key / {BLOCK_KEYS} NOT IN (SELECT block FROM busy)
-    ) AS counters ORDER BY counter ON CONFLICT (lead_key) DO UPDATE SET generation = g.generation + 1;"""
+    busy AS (
+      SELECT lead_key / {BLOCK_KEYS} AS block, to_json(array_agg(lead_key)) AS lead_keys
+      FROM touched GROUP BY 1 HAVING count(*) >= {BLOCK_LEADS}
+    ),
+    bumped AS (
+      INSERT INTO {GENERATIONS} AS g (lead_key, generation)
+      SELECT counter, 1 FROM (
+        SELECT -1 - block AS counter FROM busy
+        UNION ALL
+        SELECT lead_key FROM touched WHERE lead_key / {BLOCK_KEYS} NOT IN (SELECT block FROM busy)
+      ) AS counters ORDER BY counter ON CONFLICT (lead_key) DO UPDATE SET generation = g.generation + 1
+      RETURNING g.lead_key, g.generation
+    ),
+    logged AS (
+      INSERT INTO {BLOCK_LEADS_LOG} (block, generation, lead_keys)
+      SELECT busy.block, bumped.generation, busy.lead_keys FROM busy JOIN bumped ON bumped.lead_key = -1 - busy.block
+      ON CONFLICT (block, generation) DO UPDATE SET lead_keys = excluded.lead_keys
+    )
+    DELETE FROM {BLOCK_LEADS_LOG} AS stale USING bumped
+    WHERE bumped.lead_key < 0 AND stale.block = -1 - bumped.lead_key
+      AND stale.generation <= bumped.generation - {BLOCK_LOG_KEEP};"""
 # ``SET search_path FROM CURRENT``: the function finds its tables in the schema it was created in,
 # whatever the writer's own search path.
 _PG_BODY = f"""
@@ -94,6 +118,23 @@ def generations_params(key_range: tuple[int, int]) -> dict[str, int]:
     """The parameters of ``generations_query`` for a (non-empty) key range."""
     lo, hi = int(key_range[0]), int(key_range[1])
     return {"lo": lo, "hi": hi, "block_lo": -1 - (hi - 1) // BLOCK_KEYS, "block_hi": -1 - lo // BLOCK_KEYS}
+
+
+def block_leads(engine: Engine, block: int, after: int, upto: int) -> list[int] | None:
+    """The leads the bumps of ``block``'s counter from generation ``after`` (excluded) to ``upto`` touched
+    in it, or None when the log misses one of those bumps (older than it keeps, or made before it
+    existed): then any lead of the block may have changed."""
+    frame = read_frame(
+        engine,
+        f"SELECT generation, CAST(lead_keys AS TEXT) AS lead_keys FROM {BLOCK_LEADS_LOG} "
+        "WHERE block = :block AND generation > :after AND generation <= :upto",
+        {"block": block, "after": after, "upto": upto},
+        {"generation": pl.Int64(), "lead_keys": pl.Utf8()},
+    )
+    if frame.height != upto - after:
+        return None
+    keys = frame["lead_keys"].str.json_decode(pl.List(pl.Int64())).explode()
+    return keys.unique().sort().to_list()
 
 
 # Serialises installers of one schema (two scoring processes starting at once): any constant works.

@@ -32,7 +32,7 @@ import polars as pl
 import pyarrow as pa
 from sqlalchemy import Engine, text
 
-from store.change_log import BLOCK_KEYS, ensure_tracking, generations_params, generations_query
+from store.change_log import BLOCK_KEYS, block_leads, ensure_tracking, generations_params, generations_query
 from store.reader import adbc_uri, read_events, read_frame
 from store.tables import PROMOTED_PROPERTIES
 
@@ -159,11 +159,10 @@ def _fresh_chunk(
         stored = _load(path, epoch)
         if stored is not None:
             frame, known = stored
-            changed = _changed_leads(known, generations)
-            if not changed:
+            changed = _changed_leads(known, generations, engine, (lo, hi))
+            if changed is not None and not changed:
                 return frame
-            # A changed block counter (a negative key): any lead of the block may have changed.
-            if len(changed) <= REREAD_SHARE * CHUNK_KEYS and min(changed) >= 0:
+            if changed is not None and len(changed) <= REREAD_SHARE * CHUNK_KEYS:
                 fresh = read_events(engine, (lo, hi), None, types, properties, lead_keys=changed)
                 kept = frame.filter(~pl.col("lead_key").is_in(changed))
                 # Stable sort on the lead alone: each lead's rows keep their (occurred_at, event_id) order.
@@ -175,11 +174,21 @@ def _fresh_chunk(
         return frame
 
 
-def _changed_leads(known: pl.DataFrame, current: pl.DataFrame) -> list[int]:
-    """Leads whose generation differs (or exists on one side only)."""
+def _changed_leads(
+    known: pl.DataFrame, current: pl.DataFrame, engine: Engine, key_range: tuple[int, int]
+) -> list[int] | None:
+    """Leads of ``key_range`` whose generation differs (or exists on one side only), with those the bumps
+    of a changed block counter (a negative key) stand for (``change_log.block_leads``); None when any
+    lead may have changed: a block counter moved and the log no longer holds every bump in between."""
     joined = known.join(current, on="lead_key", how="full", coalesce=True, suffix="_now")
     differs = joined.filter(pl.col("generation").ne_missing(pl.col("generation_now")))
-    return differs["lead_key"].to_list()
+    leads = set(differs.filter(pl.col("lead_key") >= 0)["lead_key"].to_list())
+    for counter, was, now in differs.filter(pl.col("lead_key") < 0).iter_rows():
+        logged = None if now is None else block_leads(engine, -1 - counter, was or 0, now)
+        if logged is None:
+            return None
+        leads.update(key for key in logged if key_range[0] <= key < key_range[1])
+    return sorted(leads)
 
 
 def _save(path: Path, frame: pl.DataFrame, generations: pl.DataFrame, epoch: str) -> None:

@@ -381,6 +381,17 @@ class EventGeneration(SQLModel, table=True):
     generation: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class EventBlockLeads(SQLModel, table=True):
+    """The leads of a block a PostgreSQL statement touched when it bumped the block's counter, one row per
+    bump, the last few kept (``store/change_log.py``). SQLite (row triggers) leaves it empty."""
+
+    __tablename__ = "event_block_leads"
+
+    block: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    generation: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    lead_keys: list[int] = Field(sa_column=Column(JSON, nullable=False))
+
+
 class EventChangeEpoch(SQLModel, table=True):
     """The change log's epoch: a new one whenever changes may have gone uncounted (one row, or none)."""
 

@@ -242,3 +242,56 @@ def test_postgresql_counts_a_statement_touching_many_leads_of_a_block_once_for_t
     assert check(store, everyone).filter(pl.col("url") == "/bulk").height == many  # the files saw the block change
     assert bumped("UPDATE events SET url = '/one' WHERE event_id IN ('bulk-5', 'bulk-7')") == {5: 1, 7: 1}
     assert check(store, everyone).filter(pl.col("url") == "/one").height == 2
+
+
+def test_postgresql_a_block_counter_bump_re_reads_only_the_leads_it_touched(
+    store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement over many leads of a block bumps the block's counter and logs its leads: a reader one or
+    a few bumps behind re-reads those leads only; once the log misses a bump in between, the whole range."""
+    if store.dialect.name != "postgresql":
+        pytest.skip("statement triggers are PostgreSQL's")
+    monkeypatch.setattr(event_cache, "CHUNK_KEYS", 4 * change_log.BLOCK_LEADS)  # one file, re-read whole past half
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    everyone = (0, 2 * change_log.BLOCK_LEADS)
+    check(store, everyone)  # installs the triggers and writes the file
+    reads: list[dict[str, Any]] = []
+    original = event_cache.read_events
+
+    def spy(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        reads.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(event_cache, "read_events", spy)
+
+    def update(leads: range, url: str) -> None:
+        with store.begin() as conn:  # one statement per call
+            conn.execute(
+                text(
+                    "UPDATE events SET url = :url WHERE event_id LIKE 'bulk-%' AND lead_key >= :lo AND lead_key < :hi"
+                ),
+                {"url": url, "lo": leads.start, "hi": leads.stop},
+            )
+
+    many = change_log.BLOCK_LEADS + 5
+    with store.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO events (lead_key, occurred_at, event_id, type, machine, properties, url) "
+                "SELECT g, 1767261600000000, 'bulk-' || g, 'page_view', false, '{}', '/bulk' "
+                "FROM generate_series(1, :many) AS g"
+            ),
+            {"many": many},
+        )
+    update(range(600, many + 1), "/late")  # 430 leads: their own counters, beside the block's
+    assert check(store, everyone).filter(pl.col("url") == "/late").height == many + 1 - 600
+    assert [read["lead_keys"] for read in reads] == [list(range(1, many + 1))]  # not the whole file
+
+    for i in range(change_log.BLOCK_LOG_KEEP + 1):  # the first of these bumps falls out of the log
+        update(range(1, many + 1), f"/u{i}")
+    with store.connect() as conn:
+        kept = conn.execute(text("SELECT generation FROM event_block_leads WHERE block = 0 ORDER BY 1")).scalars().all()
+    assert kept == list(range(3, 3 + change_log.BLOCK_LOG_KEEP))  # bumps 1 (insert) … 18, the last 16
+    reads.clear()
+    assert check(store, everyone).filter(pl.col("url") == f"/u{change_log.BLOCK_LOG_KEEP}").height == many
+    assert reads == [{}]  # a bump missing in between: the file read whole

@@ -140,6 +140,7 @@ def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture_then_s
         "0018",
         "0019",
         "0022",
+        "0023",
     ]
     assert head() == revisions()[-1]
 
