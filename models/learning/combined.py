@@ -163,7 +163,9 @@ def _ridge_newton(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2:
             step /= 2
         if candidate > value:
             break
-        theta, value = theta - step, candidate
+        theta, gain, value = theta - step, value - candidate, candidate
+        if gain <= 1e-12 * value:
+            break  # converged: what is left of the step is rounding noise
     return theta
 
 
