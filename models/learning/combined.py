@@ -125,6 +125,8 @@ def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: f
     never subtracts. ``start``: a first guess (a fit of fewer rules, padded with zeros). ``free_sign``:
     no bounds (a whole pair's cells, which the caller shifts so the pair's lowest is 0)."""
     k = met.shape[1]
+    if free_sign:
+        return _ridge_newton(met, margin, y, l2)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         eta = margin + theta[0] + met @ theta[1:]
@@ -132,9 +134,39 @@ def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: f
         error = expit(eta) - y
         return value, np.concatenate([[error.sum()], met.T @ error + l2 * theta[1:]])
 
-    bounds = None if free_sign else [(None, None)] + [(0.0, None)] * k
     first = np.zeros(k + 1) if start is None else start
-    return minimize(loss, first, jac=True, method="L-BFGS-B", bounds=bounds).x
+    return minimize(loss, first, jac=True, method="L-BFGS-B", bounds=[(None, None)] + [(0.0, None)] * k).x
+
+
+def _ridge_newton(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+    """The unbounded fit by Newton steps: a whole pair's few dozen cells give a small dense Hessian, so a
+    handful of exact steps (halved while the loss does not fall) reach the optimum that L-BFGS-B approached
+    in ~70 iterations, each with SciPy's per-iteration overhead (0.05 s for a single parameter)."""
+    x = sparse.hstack([np.ones((met.shape[0], 1)), met], format="csr")
+    ridge = np.full(x.shape[1], l2)
+    ridge[0] = 0.0  # the intercept is free
+
+    def loss(theta: np.ndarray) -> float:
+        eta = margin + x @ theta
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta)) + 0.5 * float(ridge @ theta**2)
+
+    theta = np.zeros(x.shape[1])
+    value = loss(theta)
+    for _ in range(100):
+        p = expit(margin + x @ theta)
+        gradient = x.T @ (p - y) + ridge * theta
+        hessian = (x.T @ x.multiply((p * (1 - p))[:, None])).toarray() + np.diag(ridge)
+        step = np.linalg.solve(hessian + 1e-12 * np.eye(x.shape[1]), gradient)
+        if np.abs(step).max() < 1e-9:
+            break
+        while (candidate := loss(theta - step)) > value and np.abs(step).max() >= 1e-9:
+            step /= 2
+        if candidate > value:
+            break
+        theta, gain, value = theta - step, value - candidate, candidate
+        if gain <= 1e-12 * value:
+            break  # converged: what is left of the step is rounding noise
+    return theta
 
 
 def candidates(cells: list[Bin], frame: pl.DataFrame, y: np.ndarray, margin: np.ndarray, limit: int,

@@ -88,7 +88,11 @@ def single_column_auc(values: pl.Series, kind: str, y: np.ndarray) -> float:
 def recorded_late(raw: pl.Series, cutoff: pl.Series) -> int:
     """How many of a column's values are times later than their lead's cutoff (0 when it holds no times)."""
     given = raw.cast(pl.Utf8).str.strip_chars()
-    times = given.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
+    # Each distinct value parsed once (in order of appearance, so the format Polars infers from the first
+    # value is the same): a column of words fails the parse per row, 0.5 s for 100,000 leads.
+    distinct = given.unique(maintain_order=True)
+    parsed = pl.DataFrame({"v": distinct, "t": distinct.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")})
+    times = given.to_frame("v").join(parsed, on="v", how="left", maintain_order="left").get_column("t")
     if times.null_count() - given.null_count() > 0.1 * given.len() or given.null_count() == given.len():
         return 0  # not (mostly) times
     return int((times > cutoff).fill_null(False).sum())

@@ -207,12 +207,13 @@ def choose_combined(choice: Choice, margins: Margins, features: list[Feature], f
         cells = cell_bins(*part, params.binning)
         if params.combined.whole_pairs:
             pairs = ranked_pairs(cells, frame[train], y[train], margin, max(counts), params.combined)
+            rules = [rule for pair in pairs for rule in pair]  # each pair's cells together, best pair first
+            met, test_met = indicators(rules, frame[train]), indicators(rules, frame[test])
+            ends = np.cumsum([0, *(len(pair) for pair in pairs)])
             for count in counts:
-                rules = [rule for pair in pairs[:count] for rule in pair]
-                met = indicators(rules, frame[train])
-                theta = fit_bonuses(met, margin, y[train], params.combined.pair_l2, free_sign=True)
-                test_score = test_margin + indicators(rules, frame[test]) @ theta[1:]
-                aucs[count].append(float(roc_auc_score(y[test], test_score)))
+                k = ends[min(count, len(pairs))]
+                theta = fit_bonuses(met[:, :k], margin, y[train], params.combined.pair_l2, free_sign=True)
+                aucs[count].append(float(roc_auc_score(y[test], test_margin + test_met[:, :k] @ theta[1:])))
             continue
         ranked = candidates(cells, frame[train], y[train], margin, max(counts), params.combined)
         met, test_met = indicators(ranked, frame[train]), indicators(ranked, frame[test])

@@ -10,6 +10,7 @@ import yaml
 
 from models.engine import score
 from models.learning.features import count_feature, event_counts
+from models.learning.guards import recorded_late
 from models.learning.history import ROW, LearnError, read_history
 from models.learning.learn import LearnParams, fit, learn, prepare
 from models.spec import Scale
@@ -79,6 +80,16 @@ def test_a_column_that_gives_the_outcome_away_is_dropped_unless_forced(tmp_path:
     assert [f.name for f in ds.features] == ["segment", "size"]
     forced = prepare(path, target="won", params=LearnParams(folds=3, force=True), id_column="lead_id")
     assert [f.name for f in forced.features] == ["segment", "size", "stage"]
+
+
+def test_recorded_late_compares_each_lead_s_own_time_with_its_own_cutoff() -> None:
+    # A value repeated across leads is parsed once but judged against each lead's cutoff; words and empty
+    # values are no times, and a column of mostly words holds none.
+    times = [" 2026-06-02T09:00:00Z", "2026-06-02T09:00:00Z", None, "2026-05-01T09:00:00Z", "2026-06-02T09:00:00Z"]
+    early, late = datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC)
+    cutoff = pl.Series([early, late, early, early, early] * 2, dtype=pl.Datetime("us", "UTC"))
+    assert recorded_late(pl.Series(times * 2), cutoff) == 4  # the first and last of each five
+    assert recorded_late(pl.Series(["soon", "2026-06-02T09:00:00Z", "soon", None, "later"] * 2), cutoff) == 0
 
 
 def test_a_time_recorded_after_the_cutoff_is_a_leak_and_keep_overrides_the_guard(tmp_path: Path) -> None:
