@@ -75,6 +75,7 @@ HELD: dict[str, Held] = {
     "account_scores": Held.NONE,  # roll-ups: counts and sums, no member named
     "account_trigger_arms": Held.NONE,
     "event_generations": Held.NONE,  # a change counter per lead key
+    "event_block_leads": Held.NONE,  # lead keys a block counter bump touched (bare numbers, the last 16 bumps)
     "event_mirror_epoch": Held.NONE,
 }
 
