@@ -64,6 +64,20 @@ def check(engine: Engine, key_range: tuple[int, int]) -> pl.DataFrame:
     return mirrored
 
 
+def spy_on_reads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every database read the event cache makes from now on (``lead_keys`` when
+    it re-reads some leads only, none when it reads a whole range)."""
+    reads: list[dict[str, Any]] = []
+    original = event_cache.read_events
+
+    def spy(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        reads.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(event_cache, "read_events", spy)
+    return reads
+
+
 def initial_events() -> list[tuple[str, str, str, str, str]]:
     rows = []
     for i in range(10):
@@ -118,14 +132,7 @@ def test_unchanged_chunks_are_not_read_again_and_changed_leads_alone_are(
     keys = lead_keys(store)
     everyone = (min(keys.values()), max(keys.values()) + 1)
     check(store, everyone)
-    reads: list[dict[str, Any]] = []
-    original = event_cache.read_events
-
-    def spy(*args: Any, **kwargs: Any) -> pl.DataFrame:
-        reads.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(event_cache, "read_events", spy)
+    reads = spy_on_reads(monkeypatch)
     cached_events(store, everyone, TYPES, PROPERTIES)
     assert reads == []
     ingest(store, events_csv(tmp_path, "b.csv", [("n1", "L4", "page_view", "2026-07-01T00:00:00Z", "/x")]))
@@ -255,14 +262,7 @@ def test_postgresql_a_block_counter_bump_re_reads_only_the_leads_it_touched(
     ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
     everyone = (0, 2 * change_log.BLOCK_LEADS)
     check(store, everyone)  # installs the triggers and writes the file
-    reads: list[dict[str, Any]] = []
-    original = event_cache.read_events
-
-    def spy(*args: Any, **kwargs: Any) -> pl.DataFrame:
-        reads.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(event_cache, "read_events", spy)
+    reads = spy_on_reads(monkeypatch)
 
     def update(leads: range, url: str) -> None:
         with store.begin() as conn:  # one statement per call
