@@ -119,14 +119,11 @@ def _intercept(margin: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float,
-                start: np.ndarray | None = None, *, free_sign: bool = False) -> np.ndarray:  # fmt: skip
+                start: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """The intercept, then the non-negative bonuses (log-odds) of the combined rules ``met`` on top of the
     per-column ``margin``: an L2-penalised logistic fit with bounds, so a rule either adds or is dropped,
-    never subtracts. ``start``: a first guess (a fit of fewer rules, padded with zeros). ``free_sign``:
-    no bounds (a whole pair's cells, which the caller shifts so the pair's lowest is 0)."""
+    never subtracts. ``start``: a first guess (a fit of fewer rules, padded with zeros)."""
     k = met.shape[1]
-    if free_sign:
-        return _ridge_newton(met, margin, y, l2)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         eta = margin + theta[0] + met @ theta[1:]
@@ -138,10 +135,12 @@ def fit_bonuses(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: f
     return minimize(loss, first, jac=True, method="L-BFGS-B", bounds=[(None, None)] + [(0.0, None)] * k).x
 
 
-def _ridge_newton(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """The unbounded fit by Newton steps: a whole pair's few dozen cells give a small dense Hessian, so a
-    handful of exact steps (halved while the loss does not fall) reach the optimum that L-BFGS-B approached
-    in ~70 iterations, each with SciPy's per-iteration overhead (0.05 s for a single parameter)."""
+def fit_pair_cells(met: sparse.csr_matrix, margin: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+    """The intercept, then the log-odds of whole pairs' cells ``met`` on top of the per-column ``margin``,
+    free in sign under a ridge of ``l2`` (the caller shifts each pair so its lowest cell is 0). By Newton
+    steps: a few dozen cells give a small dense Hessian, so a handful of exact steps (halved while the loss
+    does not fall) reach the optimum that L-BFGS-B approached in ~70 iterations, each with SciPy's
+    per-iteration overhead (0.05 s for a single parameter)."""
     x = sparse.hstack([np.ones((met.shape[0], 1)), met], format="csr")
     ridge = np.full(x.shape[1], l2)
     ridge[0] = 0.0  # the intercept is free
@@ -200,7 +199,7 @@ def learn_combined(cells: list[Bin], frame: pl.DataFrame, y: np.ndarray, margin:
     if not rules:
         return [], np.zeros(0)
     met = indicators(rules, frame)
-    theta = fit_bonuses(met, margin, y, params.pair_l2, free_sign=True)[1:]
+    theta = fit_pair_cells(met, margin, y, params.pair_l2)[1:]
     seen = np.asarray(met.sum(axis=0)).ravel() > 0
     start = 0
     for pair in pairs:  # a lead is in one cell of each pair: shifting a pair's cells changes no ranking

@@ -24,6 +24,7 @@ from models.learning.combined import (
     cell_bins,
     fewest_within_noise,
     fit_bonuses,
+    fit_pair_cells,
     learn_combined,
     ranked_pairs,
 )
@@ -212,7 +213,7 @@ def choose_combined(choice: Choice, margins: Margins, features: list[Feature], f
             ends = np.cumsum([0, *(len(pair) for pair in pairs)])
             for count in counts:
                 k = ends[min(count, len(pairs))]
-                theta = fit_bonuses(met[:, :k], margin, y[train], params.combined.pair_l2, free_sign=True)
+                theta = fit_pair_cells(met[:, :k], margin, y[train], params.combined.pair_l2)
                 aucs[count].append(float(roc_auc_score(y[test], test_margin + test_met[:, :k] @ theta[1:])))
             continue
         ranked = candidates(cells, frame[train], y[train], margin, max(counts), params.combined)

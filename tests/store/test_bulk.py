@@ -7,6 +7,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
 from store.bulk import insert_ignore, insert_rows, update_rows, upsert
+from store.ingest.lookup import lookup
 from store.scores import SNAPSHOT_COLUMNS
 from store.tables import Event, IngestReject, Lead
 
@@ -171,8 +172,6 @@ def test_insert_rows_upserts_and_leaves_nothing_staged_after_a_rollback(engine: 
 def test_lookup_finds_ids_an_array_literal_must_escape(engine: Engine) -> None:
     """PostgreSQL's look-ups send the wanted ids as one array text: quotes, backslashes, braces, commas,
     blanks and the word NULL are ids like any other."""
-    from store.ingest.lookup import lookup
-
     odd = ['a"b', "c\\d", 'e\\"f', "g,h", "{i}", "NULL", " j ", "k\tl", "é"]
     rows = reject_rows(range(len(odd)))
     for row, source in zip(rows, odd, strict=True):
