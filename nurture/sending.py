@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from nurture.spec import NurtureSpec
-from store.shapes import UTC_US
+from store.shapes import UTC_US, utc_instant
 
 
 def gate(
@@ -119,5 +119,5 @@ def pace(
         .then(pl.lit("daily cap"))
         .alias("why")
     )
-    held = ranked.filter(pl.col("why").is_not_null()).select("id", "why", pl.lit(tomorrow).cast(UTC_US).alias("_until"))
+    held = ranked.filter(pl.col("why").is_not_null()).select("id", "why", utc_instant(tomorrow).alias("_until"))
     return ranked.filter(pl.col("why").is_null()).select(send.columns), held

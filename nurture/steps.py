@@ -16,7 +16,7 @@ import polars as pl
 from nurture.sending import gate, pace
 from nurture.tracks import Tracks
 from nurture.variants import with_variants
-from store.shapes import UTC_US
+from store.shapes import UTC_US, utc_instant
 
 LOG_SCHEMA: dict[str, pl.DataType] = {
     "enrolment_id": pl.Int64(),
@@ -94,7 +94,7 @@ def plan_steps(
             candidates.join(deferred.select("id", "_until"), on="id", how="left").select(
                 "id",
                 pl.col("step").alias("current_step"),
-                pl.coalesce("_until", pl.lit(as_of).cast(UTC_US)).alias("next_step_at"),
+                pl.coalesce("_until", utc_instant(as_of)).alias("next_step_at"),
                 pl.lit("active").alias("status"),
             ),
         ]
@@ -138,7 +138,7 @@ def _walk(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Execute zero-time steps (audience, branch) round by round until each enrolment stops at a wait,
     an email or the end. Branches jump forward only, so this takes at most ``max_steps`` rounds."""
-    now = pl.lit(as_of).cast(UTC_US)
+    now = utc_instant(as_of)
     stops: list[pl.DataFrame] = []
     logs: list[pl.DataFrame] = [pl.DataFrame(schema=LOG_SCHEMA)]
     pending = states
