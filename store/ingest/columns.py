@@ -19,7 +19,7 @@ import polars as pl
 from pydantic import TypeAdapter
 
 from store.ingest.csv_chunks import CsvChunk
-from store.ingest.json_rows import JSON_TEXTS, plain_json_rows
+from store.ingest.json_rows import plain_json_rows
 from store.ingest.reading import Raw
 from store.ingest.rows import EventRow, event_properties
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
@@ -107,6 +107,7 @@ class ParsedProperties:
 
 
 _UNSEEN: Any = object()
+_OWN = ("event_id", "lead_id", "message_id")  # a JSON row's texts of its own: stripped row by row
 _REFUSED: Any = object()  # a JSON row's product line the columnar checks refuse (None: no product line)
 _PLAIN_TIME = re.compile(PLAIN_TIME)
 
@@ -123,18 +124,11 @@ def _json_time(text: str | None) -> int | None:
         return None
 
 
-class _Distinct:
-    """``check`` applied once per distinct value: a batch repeats its types, times and product lines."""
-
-    def __init__(self, check: Callable[[str | None], Any]) -> None:
-        self.check = check
-        self.seen: dict[str | None, Any] = {}
-
-    def of(self, value: str | None) -> Any:
-        found = self.seen.get(value, _UNSEEN)
-        if found is _UNSEEN:
-            found = self.seen[value] = self.check(value)
-        return found
+def _each(check: Callable[[str | None], Any], column: list[str | None]) -> list[Any]:
+    """``check`` of each value of ``column``, called once per distinct value: a batch repeats its types,
+    times and product lines."""
+    found = {value: check(value) for value in set(column)}
+    return [found[value] for value in column]
 
 
 @dataclass
@@ -240,41 +234,32 @@ class EventColumns:
         plain, texts, parsed, slow = plain_json_rows(rows, self.splitter, self.parsed.of)
         if not plain:
             return slow
-        nul = any("\x00" in "".join(filter(None, column)) for column in texts.values())  # one search a column
-        types = _Distinct(self._json_type)
-        times = _Distinct(_json_time)
-        lines = _Distinct(self._json_line)
+        event_ids, lead_ids, message_ids = ([text.strip() if text else "" for text in texts[name]] for name in _OWN)
+        kinds = _each(self._json_type, texts["type"])
+        micros = _each(_json_time, texts["occurred_at"])
+        lines = _each(self._json_line, texts["product_line"])
+        columns = [event_ids, lead_ids, kinds, micros, lines, message_ids, parsed]
+        ok = [
+            bool(event_id and lead_id) and None is not kind and None is not at and line is not _REFUSED
+            and None is not found
+            for event_id, lead_id, kind, at, line, found in zip(
+                event_ids, lead_ids, kinds, micros, lines, parsed, strict=True
+            )
+        ]  # fmt: skip
+        if any("\x00" in "".join(filter(None, column)) for column in texts.values()):  # one search a column
+            held = [any(text and "\x00" in text for text in row) for row in zip(*texts.values(), strict=True)]
+            ok = [good and not nul for good, nul in zip(ok, held, strict=True)]  # the row model names the field
         left: list[int] = []
-        good: list[int] = []
-        event_ids: list[str] = []
-        lead_ids: list[str] = []
-        kinds: list[str] = []
-        micros: list[int] = []
-        product_lines: list[str | None] = []
-        message_ids: list[str | None] = []
-        properties: list[dict[str, Any]] = []
-        columns = zip(*(texts[name] for name in JSON_TEXTS), parsed, strict=True)
-        for n, (event_id, lead_id, kind, at, line, message_id, found) in enumerate(columns):
-            event_id = event_id.strip() if event_id else ""
-            lead_id = lead_id.strip() if lead_id else ""
-            kind, at, line = types.of(kind), times.of(at), lines.of(line)
-            if (
-                not event_id or not lead_id or kind is None or at is None or line is _REFUSED or found is None
-                or (nul and any(text and "\x00" in text for text in (event_id, lead_id, kind, line, message_id)))
-            ):  # fmt: skip
-                left.append(plain[n])
-                continue
-            good.append(plain[n])
-            event_ids.append(event_id)
-            lead_ids.append(lead_id)
-            kinds.append(kind)
-            micros.append(at)
-            product_lines.append(line)
-            message_ids.append((message_id.strip() if message_id else "") or _promoted_message_id(found))
-            properties.append(found)
+        if not all(ok):
+            left = [position for position, good in zip(plain, ok, strict=True) if not good]
+            plain, *columns = (
+                [value for value, good in zip(column, ok, strict=True) if good] for column in [plain, *columns]
+            )
+        event_ids, lead_ids, kinds, micros, lines, message_ids, parsed = columns
         accepted.extend(
-            good, event_id=event_ids, lead_id=lead_ids, anonymous_id=[None] * len(good), type=kinds, at=micros,
-            product_line=product_lines, machine=[None] * len(good), message_id=message_ids, properties=properties,
+            plain, event_id=event_ids, lead_id=lead_ids, anonymous_id=[None] * len(plain), type=kinds, at=micros,
+            product_line=lines, machine=[None] * len(plain), properties=parsed,
+            message_id=[given or _promoted_message_id(found) for given, found in zip(message_ids, parsed, strict=True)],
         )  # fmt: skip
         return sorted(slow + left) if left else slow
 
