@@ -13,13 +13,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import polars as pl
 from pydantic import TypeAdapter
 
 from store.ingest.csv_chunks import CsvChunk
-from store.ingest.json_rows import plain_json_rows
+from store.ingest.json_rows import OWN_TEXTS, REFUSED, each, plain_json_rows, plain_line, plain_type
 from store.ingest.reading import Raw
 from store.ingest.rows import EventRow, event_properties
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
@@ -107,8 +108,6 @@ class ParsedProperties:
 
 
 _UNSEEN: Any = object()
-_OWN = ("event_id", "lead_id", "message_id")  # a JSON row's texts of its own: stripped row by row
-_REFUSED: Any = object()  # a JSON row's product line the columnar checks refuse (None: no product line)
 _PLAIN_TIME = re.compile(PLAIN_TIME)
 
 
@@ -122,13 +121,6 @@ def _json_time(text: str | None) -> int | None:
         return to_micros(datetime.fromisoformat(text))
     except ValueError:
         return None
-
-
-def _each(check: Callable[[str | None], Any], column: list[str | None]) -> list[Any]:
-    """``check`` of each value of ``column``, called once per distinct value: a batch repeats its types,
-    times and product lines."""
-    found = {value: check(value) for value in set(column)}
-    return [found[value] for value in column]
 
 
 @dataclass
@@ -234,13 +226,15 @@ class EventColumns:
         plain, texts, parsed, slow = plain_json_rows(rows, self.splitter, self.parsed.of)
         if not plain:
             return slow
-        event_ids, lead_ids, message_ids = ([text.strip() if text else "" for text in texts[name]] for name in _OWN)
-        kinds = _each(self._json_type, texts["type"])
-        micros = _each(_json_time, texts["occurred_at"])
-        lines = _each(self._json_line, texts["product_line"])
+        event_ids, lead_ids, message_ids = (
+            [text.strip() if text else "" for text in texts[name]] for name in OWN_TEXTS
+        )
+        kinds = each(partial(plain_type, event_types=self.event_types), texts["type"])
+        micros = each(_json_time, texts["occurred_at"])
+        lines = each(partial(plain_line, product_lines=self.product_lines), texts["product_line"])
         columns = [event_ids, lead_ids, kinds, micros, lines, message_ids, parsed]
         ok = [
-            bool(event_id and lead_id) and None is not kind and None is not at and line is not _REFUSED
+            bool(event_id and lead_id) and None is not kind and None is not at and line is not REFUSED
             and None is not found
             for event_id, lead_id, kind, at, line, found in zip(
                 event_ids, lead_ids, kinds, micros, lines, parsed, strict=True
@@ -262,19 +256,6 @@ class EventColumns:
             message_id=[given or _promoted_message_id(found) for given, found in zip(message_ids, parsed, strict=True)],
         )  # fmt: skip
         return sorted(slow + left) if left else slow
-
-    def _json_type(self, text: str | None) -> str | None:
-        """A JSON row's type, stripped, when the columnar checks take it (a portfolio type, not
-        ``manual_adjustment``, whose properties the row model checks); else None."""
-        kind = text.strip() if text else ""
-        return kind if kind in self.event_types and kind != "manual_adjustment" else None
-
-    def _json_line(self, text: str | None) -> str | None:
-        """A JSON row's product line, stripped (blank: None), ``_REFUSED`` when not the portfolio's."""
-        line = text.strip() if text else ""
-        if not line:
-            return None
-        return line if self.product_lines is None or line in self.product_lines else _REFUSED
 
     def _columnar(
         self,
