@@ -1,8 +1,8 @@
-"""Columnar validation of a chunk of event rows (Polars over the CSV cells).
+"""Columnar validation of a chunk of event rows (Polars over the CSV cells; plain JSON rows' columns in Python).
 
 A row whose every field passes the vectorised checks is accepted without a row model. The checks are
 deliberately narrower than the model (plain ISO-8601 times, no explicit ``machine`` cell, no
-``manual_adjustment``): every other row — and every JSON Lines row — is validated by the row model,
+``manual_adjustment``): every other row is validated by the row model,
 which accepts it or rejects it in the same words as the reference path. Properties go through the
 same ``event_properties`` function as the model, so both paths store the same JSON.
 """
