@@ -3,7 +3,8 @@ as columns and their properties parsed (extra keys merged), for the columnar che
 
 Rows are taken by shape (their keys in order): a client posts rows of one shape, whose keys are classified
 once and whose values are checked a column at a time, not key by key in each row; a shape with a value
-that needs a closer look is classified row by row.
+that needs a closer look is classified row by row. ``each``, ``plain_type`` and ``plain_line``: the checks
+of the fields a batch repeats, made once per distinct value.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ JSON_TEXTS = [name for name in JSON_ORDER if name != "properties"]
 _JSON_PLAIN = frozenset(JSON_ORDER)
 _TEXT_TYPES = frozenset({str, type(None)})
 _STR = frozenset({str})
+OWN_TEXTS = ("event_id", "lead_id", "message_id")  # a row's texts of its own (the others repeat in a batch)
+REFUSED: Any = object()  # a product line the columnar checks refuse (None: the row has none)
 
 
 def plain_json_rows(
@@ -138,3 +141,25 @@ class _Plain:
     def _parse(self, parse: Parse, key: tuple[Any, ...]) -> dict[str, Any] | None:
         """``key``: a row's properties value, then its extra values (under ``extra_names``)."""
         return parse(key[0], dict(zip(self.extra_names, key[1:], strict=True)) or None)
+
+
+def each(check: Callable[[str | None], Any], column: list[str | None]) -> list[Any]:
+    """``check`` of each value of ``column``, called once per distinct value: a batch repeats its types,
+    times and product lines."""
+    found = {value: check(value) for value in set(column)}
+    return [found[value] for value in column]
+
+
+def plain_type(text: str | None, event_types: frozenset[str]) -> str | None:
+    """A type, stripped, when the columnar checks take it (one of ``event_types``, not ``manual_adjustment``,
+    whose properties the row model checks); else None."""
+    kind = text.strip() if text else ""
+    return kind if kind in event_types and kind != "manual_adjustment" else None
+
+
+def plain_line(text: str | None, product_lines: frozenset[str] | None) -> Any:
+    """A product line, stripped (blank: None), ``REFUSED`` when not one of ``product_lines`` (None: any)."""
+    line = text.strip() if text else ""
+    if not line:
+        return None
+    return line if product_lines is None or line in product_lines else REFUSED

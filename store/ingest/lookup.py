@@ -27,10 +27,14 @@ class _JsonList(TypeDecorator[list[Any]]):
         return None if value is None else json_text(value)
 
 
+_POLARS_ARRAY = 10_000  # texts from which Polars builds an array's text faster than str.join (≈ 0.5 ms fixed)
+
+
 class _ArrayText(TypeDecorator[list[Any]]):
-    """A list bound as the text of a PostgreSQL array, built by Polars (every element quoted, its ``\\``
-    and ``"`` escaped) and cast to the column's array type by the statement: psycopg's own list
-    dumper works element by element in Python (200,000 lead ids: 0.28 CPU s against 0.07)."""
+    """A list bound as the text of a PostgreSQL array (every element quoted, its ``\\`` and ``"`` escaped),
+    cast to the column's array type by the statement: psycopg's own list dumper works element by element
+    in Python (200,000 lead ids: 0.28 CPU s against 0.07). Polars builds a long list's text; a short list
+    of texts (a service call's probes and look-ups) is joined in Python: 64 ids 0.01 ms against 0.5."""
 
     impl = String
     cache_ok = True
@@ -38,6 +42,8 @@ class _ArrayText(TypeDecorator[list[Any]]):
     def process_bind_param(self, value: list[Any] | None, dialect: Any) -> str | None:
         if not value:
             return None if value is None else "{}"
+        if len(value) < _POLARS_ARRAY and all(item.__class__ is str for item in value):
+            return "{" + ",".join(['"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in value]) + "}"
         texts = pl.Series(value).cast(pl.String)
         escaped = texts.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
         return "{" + ('"' + escaped + '"').str.join(",").item() + "}"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from nurture.audiences import hashed_line
 from service.intake import Intake
@@ -31,8 +31,9 @@ def _event(event_id: str, lead_id: str, **more: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("size", [8, SMALL_RECORDS + 50])
 def test_a_batch_answers_alike_on_the_row_model_path_and_the_columnar_one(store_url: str, size: int) -> None:
-    """A bad type, an id stored before, an id repeated in the batch, an unknown lead, and extra properties
-    that are equal as Python keys but not as JSON (``True`` and ``1``): the same answers and rows either way."""
+    """A bad type, an id stored before (in a batch, one the columnar path's probe of 64 ids does not ask
+    about), an id repeated in the batch, an unknown lead, and extra properties that are equal as Python keys
+    but not as JSON (``True`` and ``1``): the same answers and rows either way; sent again, duplicates."""
     engine = make_engine(store_url)
     intake = Intake(engine, load_portfolio(DEMO_PORTFOLIO))
     tag = f"b{size}"
@@ -58,6 +59,12 @@ def test_a_batch_answers_alike_on_the_row_model_path_and_the_columnar_one(store_
         assert stored[f"{tag}-5"] == {"url": "/p", "flag": True}
         assert stored[f"{tag}-6"] == {"url": "/p", "flag": 1} and stored[f"{tag}-6"]["flag"] is not True
         assert stored[f"{tag}-7"] == {"url": "/p"}
+        again = intake.take("events", items)  # a client's retry: every stored item a duplicate, nothing written
+        assert [(a["index"], a["status"]) for a in again] == [
+            (n, "rejected" if n in (1, 4) else "duplicate") for n in range(size)
+        ]
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).where(EVENTS.c.event_id.like(f"{tag}-%"))).scalar() == len(stored)
     finally:
         engine.dispose()
 

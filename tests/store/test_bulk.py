@@ -180,5 +180,7 @@ def test_lookup_finds_ids_an_array_literal_must_escape(engine: Engine) -> None:
         insert_ignore(conn, REJECTS, rows)
         found = lookup(conn, REJECTS.c.source, [*odd, "absent"], [REJECTS.c.source, REJECTS.c.line])
         assert sorted(found) == sorted((source, line) for line, source in enumerate(odd))
+        many = [*odd, *(f"absent {n}" for n in range(10_000))]  # a long list: its array text is Polars'
+        assert sorted(lookup(conn, REJECTS.c.source, many, [REJECTS.c.source, REJECTS.c.line])) == sorted(found)
         assert sorted(lookup(conn, REJECTS.c.line, [2, 4, 99], [REJECTS.c.line])) == [(2,), (4,)]  # an integer column
         assert lookup(conn, REJECTS.c.source, [], [REJECTS.c.source]) == []

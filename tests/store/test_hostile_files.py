@@ -184,6 +184,8 @@ def test_json_lines_with_a_nul_in_a_field_a_property_or_a_key_reject_their_lines
         {**good, "event_id": "e9", "properties": '{"url": "/p\\u0000"}'},
         {**good, "event_id": "e10", "ca\u0000mpaign": "spring"},
         {**good, "event_id": "e11", "properties": {"url": "/q"}},
+        {**good, "event_id": "e12", "product_line": "crm\u0000"},  # no product lines given: any text but this
+        {**good, "event_id": "e13", "lead_id": "L\u00001"},
     ]
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -199,5 +201,7 @@ def test_json_lines_with_a_nul_in_a_field_a_property_or_a_key_reject_their_lines
         (8, "occurred_at", NUL),
         (9, "properties", NUL),
         (10, "ca\\x00mpaign", NUL),
+        (12, "product_line", NUL),
+        (13, "lead_id", NUL),
     ]
     assert _event_ids(engine) == ["e1", "e11"]
