@@ -16,7 +16,7 @@ from models.breakdown import settle
 from models.fit import fit_plan
 from models.frames import RESULT_SCHEMA
 from models.spec import PointsModel, Scale
-from store.shapes import UTC_US
+from store.shapes import UTC_US, empty_frame
 
 Scorer = Callable[..., pl.DataFrame]  # (model, *, leads, events, as_of, scale, journeys) -> RESULT_SCHEMA
 
@@ -43,7 +43,7 @@ def score(
         journeys = leads.select("lead_key").with_columns(pl.lit(None, UTC_US).alias("score_from"))
     journeys = journeys.select(pl.col("lead_key").cast(pl.Int64), pl.col("score_from").cast(UTC_US))
     if journeys.is_empty():
-        return pl.DataFrame(schema=RESULT_SCHEMA)
+        return empty_frame(RESULT_SCHEMA)
     return _scorer(model.kind)(model, leads=leads, events=events, as_of=as_of, scale=scale, journeys=journeys)
 
 

@@ -9,6 +9,7 @@ formatted into the SQL.
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from store import pg_connections, sqlite_read_workers
-from store.shapes import EVENT_SCHEMA
+from store.shapes import EVENT_SCHEMA, DataType, empty_frame
 from store.tables import PROMOTED_NUMBER_PROPERTIES, PROMOTED_PROPERTIES
 
 T = TypeVar("T")
@@ -180,10 +181,17 @@ def read_frame(
     if missing:
         raise KeyError(f"query returned no column(s) {missing}; expected {list(schema)}")
     if table.num_rows == 0:
-        return pl.DataFrame(schema=dict(schema))
+        return empty_frame(schema)
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+    return frame.select(_casts(tuple(schema.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _casts(columns: tuple[tuple[str, DataType], ...]) -> list[pl.Expr]:
+    """``read_frame``'s casts to a schema, built once per schema: ≈ 20 µs of Python each, and a
+    ``fresh=true`` look-up casts 35 columns."""
+    return [pl.col(name).cast(dtype) for name, dtype in columns]
 
 
 def read_events(
