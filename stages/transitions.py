@@ -318,7 +318,7 @@ def advance(
     most ``len(line.stages) - 1`` hops; the loop stops there whatever ``rescore`` returns.
     Transitions come back in hop order with ``score_after`` filled in.
     """
-    steps = [scored.lazy().with_columns(pl.lit(0, pl.Int32).alias("step"))]
+    steps = [scored.lazy().with_columns(_step(0))]
     moves: list[pl.LazyFrame] = []
     for hop in range(1, len(line.stages)):
         moved = promote(line, journeys, scored, as_of)
@@ -328,14 +328,22 @@ def advance(
         ids = moved["journey_id"].implode()
         rescored = rescore(journeys.filter(pl.col("journey_id").is_in(ids))).select(scored.columns)
         scored = pl.concat([scored.filter(~pl.col("journey_id").is_in(ids)), rescored])
-        after = rescored.lazy().select("journey_id", pl.col("score").alias("score_after"))
-        moves.append(
-            moved.lazy().drop("score_after").join(after, on="journey_id", how="left").select(list(TRANSITION_SCHEMA))
-        )
-        steps.append(rescored.lazy().with_columns(pl.lit(hop, pl.Int32).alias("step")))
+        after = rescored.lazy().select(_SCORE_AFTER)
+        moves.append(moved.lazy().drop("score_after").join(after, on="journey_id", how="left").select(_TRANSITION))
+        steps.append(rescored.lazy().with_columns(_step(hop)))
     made = pl.concat(moves) if moves else empty_frame(TRANSITION_SCHEMA).lazy()
     transitions, all_steps = collect_all([made, pl.concat(steps)])
     return Advanced(journeys=journeys, scored=scored, transitions=transitions, steps=all_steps)
+
+
+_SCORE_AFTER = [pl.col("journey_id"), pl.col("score").alias("score_after")]
+_TRANSITION = [pl.col(name) for name in TRANSITION_SCHEMA]
+
+
+@functools.lru_cache(maxsize=16)
+def _step(hop: int) -> pl.Expr:
+    """``step`` = ``hop`` (built once: a look-up's few ``pl.lit`` cost more than its rows)."""
+    return pl.lit(hop, pl.Int32).alias("step")
 
 
 def score_in_stage(
