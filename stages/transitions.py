@@ -113,9 +113,7 @@ def _promotion_exprs(present: frozenset[str]) -> tuple[list[pl.Expr], pl.Expr, l
     activity = pl.col("last_activity") if "last_activity" in present else pl.lit(None, UTC_US)
     status = pl.col("status") if "status" in present else pl.lit("active")
     state = [
-        pl.col("journey_id"),
-        pl.col("lead_key"),
-        pl.col("stage"),
+        pl.col("journey_id", "lead_key", "stage"),
         pl.col("stage_entered_at").cast(UTC_US),
         pl.col("score_from").cast(UTC_US),
         status.alias("status"),
@@ -138,8 +136,7 @@ def _promotion_exprs(present: frozenset[str]) -> tuple[list[pl.Expr], pl.Expr, l
         & ~held
     )
     moved = [
-        pl.col("journey_id"),
-        pl.col("lead_key"),
+        pl.col("journey_id", "lead_key"),
         pl.col("stage").alias("from_stage"),
         pl.col("next_stage").alias("to_stage"),
         at.alias("at"),
@@ -268,14 +265,8 @@ def apply_transitions(journeys: pl.DataFrame, transitions: pl.DataFrame) -> pl.D
 @functools.cache
 def _transition_exprs() -> tuple[list[pl.Expr], list[pl.Expr]]:
     """``apply_transitions``' expressions (each journey's last move, the columns it updates), built once."""
-    last = [
-        pl.col("journey_id"),
-        pl.col("to_stage").alias("_stage"),
-        pl.col("at").alias("_entered"),
-        pl.col("score_from").alias("_from"),
-        pl.col("status").alias("_status"),
-        pl.col("reason").alias("_reason"),
-    ]
+    renamed = {"to_stage": "_stage", "at": "_entered", "score_from": "_from", "status": "_status", "reason": "_reason"}
+    last = [pl.col("journey_id"), *(pl.col(name).alias(alias) for name, alias in renamed.items())]
     moved = pl.col("_stage").is_not_null()
     updated = [
         pl.when(moved).then(pl.col("_stage")).otherwise(pl.col("stage")).alias("stage"),
@@ -337,7 +328,7 @@ def advance(
 
 
 _SCORE_AFTER = [pl.col("journey_id"), pl.col("score").alias("score_after")]
-_TRANSITION = [pl.col(name) for name in TRANSITION_SCHEMA]
+_TRANSITION = pl.col(*TRANSITION_SCHEMA)
 
 
 @functools.lru_cache(maxsize=16)
