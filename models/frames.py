@@ -69,6 +69,15 @@ def collect(frame: pl.LazyFrame) -> pl.DataFrame:
     return frame.collect(engine="in-memory", optimizations=_optimizations.get())
 
 
+def collect_streaming(frame: pl.LazyFrame) -> pl.DataFrame:
+    """``frame`` by Polars' default engine (streaming), except within ``one_lead`` (then as ``collect``):
+    a scan and group-by over a partition's events ran ≈ 15 % faster streaming, but on one lead's rows
+    its set-up costs more than the rows."""
+    if _optimizations.get() is _OPTIMIZED:
+        return frame.collect()
+    return collect(frame)
+
+
 def collect_all(frames: list[pl.LazyFrame]) -> list[pl.DataFrame]:
     """``collect`` of several frames in one call (one hand-over to Polars, shared parts computed once)."""
     return pl.collect_all(frames, engine="in-memory", optimizations=_optimizations.get())  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import polars as pl
 
-from models.frames import collect
+from models.frames import collect_streaming
 from models.spec import Scale
 from stages.portfolio import ProductLine
 from stages.scoring import score_line
@@ -166,8 +166,7 @@ def _last_activity(events: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     human = human.filter(pl.col("occurred_at") <= utc_instant(as_of))
     if "machine" in events.columns:
         human = human.filter(_HUMAN)
-    # In memory: Polars' default (streaming) engine spent more setting up than running on one lead's events.
-    return collect(human.group_by("lead_key").agg(_LATEST))
+    return collect_streaming(human.group_by("lead_key").agg(_LATEST))
 
 
 _HUMAN = ~pl.col("machine").fill_null(False)
