@@ -55,12 +55,12 @@ def _relevant(
     rows = (
         events.lazy()
         .select(shape.wanted)
-        .with_columns(pl.col("lead_key").cast(pl.Int64), shape.occurred_at)
-        .filter(pl.col("type").is_in(shape.types))
-        .with_columns(pl.col("type").cast(pl.Enum(shape.types)))  # rules test the type as a small integer
+        .with_columns(shape.keyed)
+        .filter(shape.typed)
+        .with_columns(shape.as_enum)  # rules test the type as a small integer
         .join(journeys.lazy(), on="lead_key", how="inner")
         .filter(pl.col("occurred_at") <= as_of_us)
-        .filter(pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")))
+        .filter(shape.in_stage)
         .with_columns(((as_of_us - pl.col("occurred_at")).dt.total_microseconds() / DAY_US).alias("_age"))
         .drop("score_from")
         .with_columns(shape.promoted)
@@ -87,6 +87,10 @@ class _EventShape:
     types: list[str]
     wanted: list[str]
     occurred_at: pl.Expr
+    keyed: list[pl.Expr]  # ``lead_key`` and ``occurred_at`` in the engine's types
+    typed: pl.Expr  # the event is of a type the model reads
+    as_enum: pl.Expr  # ``type`` as an enum of those
+    in_stage: pl.Expr  # not before the journey's ``score_from``
     promoted: list[pl.Expr]
     parsed: list[str]
     readers: dict[str, set[str]]
@@ -108,10 +112,16 @@ class _EventShape:
         numeric = frozenset(key for key in promoted if key in schema and schema[key].is_numeric())
         # Only the columns scoring reads travel through the join (a partition carries every promoted property).
         wanted = {"lead_key", "occurred_at", "type", "machine", *promoted, *(["properties"] if json else [])}
+        types = sorted(model.event_types())
+        occurred_at = utc_occurred_at(schema["occurred_at"])
         return cls(
-            types=sorted(model.event_types()),
+            types=types,
             wanted=[column for column in schema.names() if column in wanted],
-            occurred_at=utc_occurred_at(schema["occurred_at"]),
+            occurred_at=occurred_at,
+            keyed=[pl.col("lead_key").cast(pl.Int64), occurred_at],
+            typed=pl.col("type").is_in(types),
+            as_enum=pl.col("type").cast(pl.Enum(types)),
+            in_stage=pl.col("score_from").is_null() | (pl.col("occurred_at") >= pl.col("score_from")),
             # Number columns stay numbers: rules compare them as numbers (formatting them costs more).
             promoted=[
                 (pl.col(key) if key in numeric else pl.col(key).cast(pl.Utf8)).alias(f"p:{key}") for key in promoted

@@ -34,15 +34,21 @@ def settle(
         frame = frame.with_columns(step)
     # Materialised once: the score and the breakdown both read it (a lazy frame read twice is planned twice).
     frame = collect(frame.with_row_index("_row")).lazy()
-    result = frame.select(
-        "_row",
-        pl.col("lead_key"),
-        (pl.col("_total") + pl.col("_max") + pl.col("_min")).round(2).alias("score"),
-    )
-    settled = result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(
-        "lead_key", "score", pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE))
-    )
+    result = frame.select(_SCORE)
+    settled = result.join(_breakdown(frame, entries), on="_row", how="left", maintain_order="left").select(_SETTLED)
     return collect(settled)
+
+
+# ``settle``'s fixed expressions, built once (Polars spends more Python building them than running them
+# on one lead's row).
+_SCORE = [
+    pl.col("_row"),
+    pl.col("lead_key"),
+    (pl.col("_total") + pl.col("_max") + pl.col("_min")).round(2).alias("score"),
+]
+_SETTLED = [pl.col("lead_key"), pl.col("score"), pl.col("breakdown").fill_null(pl.lit([], dtype=BREAKDOWN_TYPE))]
+_NONZERO = pl.col("points") != 0
+_ENTRIES = pl.struct("rule", "points").alias("breakdown")
 
 
 @functools.lru_cache(maxsize=256)
@@ -94,12 +100,8 @@ def _breakdown(frame: pl.LazyFrame, entries: tuple[RuleColumn, ...]) -> pl.LazyF
     """
     keys, values, labels = _long_exprs(entries)
     long = frame.select("_row", *values).unpivot(index="_row", on=keys, variable_name="_key", value_name="points")
-    long = long.filter(pl.col("points") != 0).with_columns(labels)
-    return (
-        long.sort("_row", "_position")
-        .group_by("_row", maintain_order=True)
-        .agg(pl.struct("rule", "points").alias("breakdown"))
-    )
+    long = long.filter(_NONZERO).with_columns(labels)
+    return long.sort("_row", "_position").group_by("_row", maintain_order=True).agg(_ENTRIES)
 
 
 @functools.lru_cache(maxsize=256)

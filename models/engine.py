@@ -14,9 +14,9 @@ import polars as pl
 from models.behaviour import behaviour_points, combo_points, manual_points, relevant_events
 from models.breakdown import settle
 from models.fit import fit_plan
-from models.frames import RESULT_SCHEMA
+from models.frames import RESULT_SCHEMA, compiled
 from models.spec import PointsModel, Scale
-from store.shapes import UTC_US
+from store.shapes import UTC_US, empty_frame
 
 Scorer = Callable[..., pl.DataFrame]  # (model, *, leads, events, as_of, scale, journeys) -> RESULT_SCHEMA
 
@@ -41,10 +41,18 @@ def score(
     scale = scale or model.scale or Scale()
     if journeys is None:
         journeys = leads.select("lead_key").with_columns(pl.lit(None, UTC_US).alias("score_from"))
-    journeys = journeys.select(pl.col("lead_key").cast(pl.Int64), pl.col("score_from").cast(UTC_US))
+    journeys = journeys.select(_JOURNEY)
     if journeys.is_empty():
-        return pl.DataFrame(schema=RESULT_SCHEMA)
+        return empty_frame(RESULT_SCHEMA)
     return _scorer(model.kind)(model, leads=leads, events=events, as_of=as_of, scale=scale, journeys=journeys)
+
+
+def _zeros(columns: list[str]) -> list[pl.Expr]:
+    """``lead_key`` and a 0.0 for each of ``columns`` (a model's event parts, when no event counts)."""
+    return [pl.col("lead_key"), *(pl.lit(0.0).alias(key) for key in columns)]
+
+
+_JOURNEY = [pl.col("lead_key").cast(pl.Int64), pl.col("score_from").cast(UTC_US)]
 
 
 def _scorer(kind: str) -> Scorer:
@@ -80,7 +88,7 @@ def score_points(
     parts = [fit_frame]
     if event_rows.is_empty():
         zero = [column.key for column in (*behaviour_cols, *combo_cols)] + ["_manual"] * (manual_frame is not None)
-        frame = journeys.lazy().select("lead_key", *(pl.lit(0.0).alias(key) for key in zero))
+        frame = journeys.lazy().select(compiled(model, ("zero", *zero), lambda: _zeros(zero)))
     else:
         frame = journeys.lazy().select("lead_key")
         parts += [behaviour_frame, combo_frame, manual_frame]

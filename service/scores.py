@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
+from models.frames import one_lead
 from service.auth import SECURITY, authorize, presented_key, require
 from stages.pipeline import score_and_advance
 from stages.portfolio import Portfolio
@@ -64,15 +65,17 @@ def fresh_scores(
         journeys = visible_journeys(read_journeys(engine, name, key_range), identity)
         if journeys.is_empty():
             continue
-        _, advanced = score_and_advance(
-            line,
-            journeys=journeys,
-            leads=leads,
-            events=events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == name)),
-            updates=read_pending_updates(engine, name, key_range),
-            as_of=as_of,
-            scale=portfolio.scale,
-        )
+        updates = read_pending_updates(engine, name, key_range)
+        with one_lead():  # the batch's engine, its plans run without the optimizer passes one lead does not need
+            _, advanced = score_and_advance(
+                line,
+                journeys=journeys,
+                leads=leads,
+                events=events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == name)),
+                updates=updates,
+                as_of=as_of,
+                scale=portfolio.scale,
+            )
         state = advanced.journeys.row(0, named=True)
         scored = advanced.scored.rows(named=True)
         row = scored[0] if scored else {"stage": state["stage"], "score": None, "band": None, "qualification": None}

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import polars as pl
 
+from models.frames import collect_streaming
 from models.spec import Scale
 from stages.portfolio import ProductLine
 from stages.scoring import score_line
@@ -164,5 +165,9 @@ def _last_activity(events: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     human = events.lazy().select("lead_key", "occurred_at", *(["machine"] if "machine" in events.columns else []))
     human = human.filter(pl.col("occurred_at") <= utc_instant(as_of))
     if "machine" in events.columns:
-        human = human.filter(~pl.col("machine").fill_null(False))
-    return human.group_by("lead_key").agg(pl.col("occurred_at").max().cast(UTC_US).alias("last_activity")).collect()
+        human = human.filter(_HUMAN)
+    return collect_streaming(human.group_by("lead_key").agg(_LATEST))
+
+
+_HUMAN = ~pl.col("machine").fill_null(False)
+_LATEST = pl.col("occurred_at").max().cast(UTC_US).alias("last_activity")

@@ -5,11 +5,11 @@ from datetime import datetime
 import polars as pl
 
 from models.bands import band_expr
-from models.frames import collect
+from models.frames import collect, compiled
 from models.spec import Scale
-from stages.portfolio import ProductLine
+from stages.portfolio import ProductLine, Stage
 from stages.transitions import score_in_stage
-from store.shapes import BREAKDOWN_TYPE
+from store.shapes import BREAKDOWN_TYPE, empty_frame
 
 SCORED_SCHEMA = {
     "journey_id": pl.Int64,
@@ -51,15 +51,24 @@ def score_line(
             continue
         in_stage = journeys if len(present) == 1 else journeys.filter(pl.col("stage") == stage.name)
         scored = score_in_stage(stage, leads=leads, events=events, as_of=as_of, scale=scale, journeys=in_stage)
-        parts.append(
-            in_stage.lazy()
-            .select("journey_id", "lead_key", "stage")
-            .join(scored.lazy(), on="lead_key", how="left")
-            .with_columns(
-                band_expr(stage.bands, pl.col("score")).alias("band"),
-                qualification_expr(line, pl.col("score")).alias("qualification"),
-            )
-        )
+        labels = _labels(line, stage)
+        parts.append(in_stage.lazy().select(_KEYS).join(scored.lazy(), on="lead_key", how="left").with_columns(labels))
     if not parts:
-        return pl.DataFrame(schema={**SCORED_SCHEMA, "breakdown": BREAKDOWN_TYPE})
-    return collect(pl.concat(parts).select(*SCORED_SCHEMA, "breakdown"))
+        return empty_frame({**SCORED_SCHEMA, "breakdown": BREAKDOWN_TYPE})
+    return collect(pl.concat(parts).select(_SCORED))
+
+
+_KEYS = [pl.col("journey_id"), pl.col("lead_key"), pl.col("stage")]
+_SCORED = [pl.col(name) for name in (*SCORED_SCHEMA, "breakdown")]
+
+
+def _labels(line: ProductLine, stage: Stage) -> list[pl.Expr]:
+    """A stage's band and the line's qualification of a score, built once per stage (not per look-up)."""
+    return compiled(
+        line,
+        ("labels", stage.name),
+        lambda: [
+            band_expr(stage.bands, pl.col("score")).alias("band"),
+            qualification_expr(line, pl.col("score")).alias("qualification"),
+        ],
+    )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import polars as pl
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, String, and_, bindparam, cast, func, null, or_, select, update
 
 from store.bulk import insert_ignore
 from store.identity import Identity, remap, resolve_chains
@@ -14,6 +14,7 @@ from store.identity_tables import LeadAlias, VisitorLink
 from store.nurture_tables import NurtureEnrolment
 from store.outbox_tables import OutboxMessage
 from store.service_tables import WebhookReceipt
+from store.shapes import empty_frame
 from store.tables import Event, Lead
 from store.tombstones import TOMBSTONE_TABLE
 
@@ -44,34 +45,70 @@ def lead_identity(engine: Engine, key: int) -> Identity:
     of them. ``store.identity.read_identity`` reads every merge and link of the store, which a
     ``fresh=true`` look-up would pay for on each request; over ``[key, key + 1)`` both attach the same
     events and show the same journeys."""
-    in_force = _ALIASES.c.unmerged_at.is_(None)
     pairs: dict[int, int] = {}
     with engine.connect() as conn:
-        frontier = {key}
-        while frontier:  # down: the leads merged into these
-            rows = conn.execute(
-                select(_ALIASES.c.merged_key, _ALIASES.c.survivor_key).where(
-                    in_force, _ALIASES.c.survivor_key.in_(sorted(frontier))
-                )
+        # One round trip for a lead never merged (most): its visitors, and a row without one if any merge
+        # in force names it; only then are the chains followed, a query per step.
+        linked = conn.execute(_VISITORS_OR_MERGED, {"key": key}).all()
+        if any(anonymous_id is None for anonymous_id, _ in linked):
+            pairs = _merges(conn, key)
+            owners = sorted({key, *pairs})
+            linked = conn.execute(
+                select(_LINKS.c.anonymous_id, _LINKS.c.lead_key).where(_LINKS.c.lead_key.in_(owners))
             ).all()
-            frontier = {merged for merged, _ in rows if merged not in pairs}
-            pairs.update((merged, survivor) for merged, survivor in rows)
-        owners = sorted({key, *pairs})
-        current = key
-        while current not in pairs:  # up: where this lead went (a cycle stops here and fails below)
-            survivor = conn.execute(
-                select(_ALIASES.c.survivor_key).where(in_force, _ALIASES.c.merged_key == current)
-            ).scalar()
-            if survivor is None:
-                break
-            pairs[current] = survivor
-            current = survivor
-        linked = conn.execute(select(_LINKS.c.anonymous_id, _LINKS.c.lead_key).where(_LINKS.c.lead_key.in_(owners)))
-        visitors = pl.DataFrame(linked.all(), schema={"anonymous_id": pl.Utf8(), "lead_key": pl.Int64()}, orient="row")
+    # Most leads were never merged nor linked: their empty frames come from ``empty_frame`` (≈ 0.5 ms less).
+    visitors = pl.DataFrame(linked, schema=_VISITORS, orient="row") if linked else empty_frame(_VISITORS)
     final = resolve_chains(list(pairs.items()))
-    schema = {"merged_key": pl.Int64(), "survivor_key": pl.Int64()}
-    aliases = pl.DataFrame({"merged_key": list(final), "survivor_key": list(final.values())}, schema=schema)
+    aliases = (
+        pl.DataFrame({"merged_key": list(final), "survivor_key": list(final.values())}, schema=_ALIAS_PAIRS)
+        if final
+        else empty_frame(_ALIAS_PAIRS)
+    )
     return Identity(aliases, remap(visitors, aliases, "lead_key"))
+
+
+# The visitors linked to lead ``:key`` (``anonymous_id, lead_key``), and a row ``NULL, survivor`` for each
+# merge in force that made it a survivor or merged it away. Built once (SQLAlchemy caches its SQL by shape).
+_VISITORS_OR_MERGED = (
+    select(_LINKS.c.anonymous_id, _LINKS.c.lead_key)
+    .where(_LINKS.c.lead_key == bindparam("key"))
+    .union_all(
+        select(cast(null(), String), _ALIASES.c.survivor_key).where(
+            _ALIASES.c.unmerged_at.is_(None),
+            or_(_ALIASES.c.survivor_key == bindparam("key"), _ALIASES.c.merged_key == bindparam("key")),
+        )
+    )
+)
+
+
+def _merges(conn: Connection, key: int) -> dict[int, int]:
+    """``merged → survivor`` of the merges in force down from ``key`` (the leads merged into it, chains
+    followed) and up from it (the lead it went into, to the end of the chain)."""
+    in_force = _ALIASES.c.unmerged_at.is_(None)
+    pairs: dict[int, int] = {}
+    frontier = {key}
+    while frontier:  # down: the leads merged into these
+        rows = conn.execute(
+            select(_ALIASES.c.merged_key, _ALIASES.c.survivor_key).where(
+                in_force, _ALIASES.c.survivor_key.in_(sorted(frontier))
+            )
+        ).all()
+        frontier = {merged for merged, _ in rows if merged not in pairs}
+        pairs.update((merged, survivor) for merged, survivor in rows)
+    current = key
+    while current not in pairs:  # up: where this lead went (a cycle stops here and fails below)
+        survivor = conn.execute(
+            select(_ALIASES.c.survivor_key).where(in_force, _ALIASES.c.merged_key == current)
+        ).scalar()
+        if survivor is None:
+            break
+        pairs[current] = survivor
+        current = survivor
+    return pairs
+
+
+_VISITORS = {"anonymous_id": pl.Utf8(), "lead_key": pl.Int64()}
+_ALIAS_PAIRS = {"merged_key": pl.Int64(), "survivor_key": pl.Int64()}
 
 
 def resubscribe(engine: Engine, key: int, at: datetime) -> bool:

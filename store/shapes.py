@@ -5,13 +5,28 @@ breakdowns) and read frames the store returns; both sides name those shapes from
 added on one side cannot silently go missing on the other. Plain data only: no table, no engine.
 """
 
+import functools
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+DataType = pl.DataType | type[pl.DataType]
+
 # Every time in a frame: timezone-aware UTC in microseconds (the store keeps epoch microseconds).
 UTC_US = pl.Datetime("us", "UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def empty_frame(schema: Mapping[str, DataType]) -> pl.DataFrame:
+    """``pl.DataFrame(schema=schema)``, cleared from one made once per schema: Polars spends ≈ 0.3 ms of
+    Python building a frame's schema, which a ``fresh=true`` look-up paid for each empty result."""
+    return _empty_frame(tuple(schema.items())).clear()
+
+
+@functools.lru_cache(maxsize=256)
+def _empty_frame(columns: tuple[tuple[str, DataType], ...]) -> pl.DataFrame:
+    return pl.DataFrame(schema=dict(columns))
 
 
 def utc_instant(when: datetime) -> pl.Expr:

@@ -6,8 +6,9 @@ from datetime import datetime
 
 import polars as pl
 
+from models.frames import one_lead
 from models.spec import Scale
-from stages.pipeline import run_line
+from stages.pipeline import run_line, score_and_advance
 from stages.portfolio import ProductLine
 from store.shapes import ARM_SCHEMA, STAGE_UPDATE_SCHEMA
 from tests.stages.helpers import day, journeys, leads, visits, with_stage
@@ -127,4 +128,32 @@ def test_after_crm_move_promote_promotes_on_the_score_alone(make_line: MakeLine)
     assert outcome.transitions.select("to_stage", "reason").rows() == [
         ("discovery", "external"),
         ("evaluation", "threshold"),
+    ]
+
+
+def test_one_lead_runs_the_same_plans_to_the_same_scores(make_line: MakeLine) -> None:
+    """A ``fresh=true`` look-up runs ``score_and_advance`` under ``one_lead`` (no optimizer passes): the
+    promotion, the rescoring and every frame come out as a run's."""
+    line = make_line()  # discovery promote_at 30 → evaluation (reset, promote_at 50)
+    events = visits(*[(1, day(i)) for i in range(4)])  # 40 in discovery
+    state = stored((1, "discovery", day(0), 10.0, "cold", None, "opened"))
+    updates = pl.DataFrame(schema=STAGE_UPDATE_SCHEMA)
+
+    def advanced() -> list[pl.DataFrame]:
+        _, outcome = score_and_advance(
+            line, journeys=state, leads=leads(1), events=events, updates=updates, as_of=day(12), scale=Scale()
+        )
+        return [outcome.journeys, outcome.scored, outcome.transitions, outcome.steps.sort("step")]
+
+    with one_lead():
+        fresh = advanced()
+    run = advanced()
+
+    for mine, theirs in zip(fresh, run, strict=True):
+        assert mine.equals(theirs)
+    assert fresh[1].select("stage", "score", "band", "qualification", "breakdown").rows() == [
+        ("evaluation", 0.0, "cold", None, [])
+    ]
+    assert fresh[2].select("from_stage", "to_stage", "score_before", "score_after").rows() == [
+        ("discovery", "evaluation", 40.0, 0.0)
     ]

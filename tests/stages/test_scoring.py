@@ -39,3 +39,22 @@ def test_carry_fraction_blends_what_came_before_entry(make_line: MakeLine) -> No
 
     assert scored["score"].to_list() == [40.0]  # 2 x 10 after entry + 0.5 x 4 x 10 before
     assert scored["breakdown"].list.eval(pl.element().struct.field("points")).list.sum().to_list() == [40.0]
+
+
+def test_a_changed_portfolio_labels_with_its_own_bands_and_qualifications(make_line: MakeLine) -> None:
+    """Band and qualification expressions are built once per loaded line: a portfolio loaded again with
+    other thresholds labels the same score by its own."""
+    state = journeys((1, "discovery", day(0), None))
+    events = visits(*[(1, day(i)) for i in range(8)])  # 80 points
+
+    def labels(line: ProductLine) -> list[tuple[float, str, str | None]]:
+        scored = score_line(line, journeys=state, leads=leads(1), events=events, as_of=day(10), scale=SCALE)
+        return scored.select("score", "band", "qualification").rows()
+
+    before = make_line()
+    assert labels(before) == [(80.0, "hot", "SQL")]
+    after = make_line(
+        bands={"cold": [0, 90], "warm": [90, 95], "hot": [95, 100]}, qualifications={"MQL": 70, "SQL": 85}
+    )
+    assert labels(after) == [(80.0, "cold", "MQL")]
+    assert labels(before) == [(80.0, "hot", "SQL")]

@@ -7,9 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from store.ingest import ingest_leads
+from store.live import lead_key
 from store.partitions import lead_key_partitions
 from store.reader import EVENT_SCHEMA, adbc_uri, read_events, read_frame, row_reads
 from tests.store.samples import Loaded, lead_keys, write
@@ -135,3 +136,22 @@ def test_row_reads_give_the_same_frames_as_the_columnar_reads(loaded: Loaded) ->
         read_frame(rows, sql, {"ids": ["L1", "L3"]}, schema),
         read_frame(loaded.engine, sql, {"ids": ["L1", "L3"]}, schema),
     )
+
+
+def test_row_reads_leave_the_shared_pool_writing_in_transactions(loaded: Loaded) -> None:
+    """``row_reads`` reads without a transaction on PostgreSQL (no ``BEGIN``/``ROLLBACK`` round trips) from
+    the pool the service's writes share: a connection it gives back writes in a transaction again, and
+    a read sees what was committed since the one before."""
+    rows = row_reads(loaded.engine)
+    sql = "SELECT email FROM leads WHERE lead_id = :id"
+    email = read_frame(rows, sql, {"id": "L1"}, {"email": pl.Utf8})["email"].item()
+    assert lead_key(rows, "L1") == loaded.keys["L1"]  # a Core read through it too
+
+    with pytest.raises(RuntimeError), loaded.engine.begin() as conn:
+        conn.execute(text("UPDATE leads SET email = 'changed@example.com' WHERE lead_id = 'L1'"))
+        raise RuntimeError  # rolled back: the connection was in a transaction
+    assert read_frame(rows, sql, {"id": "L1"}, {"email": pl.Utf8})["email"].item() == email
+
+    with loaded.engine.begin() as conn:
+        conn.execute(text("UPDATE leads SET email = 'changed@example.com' WHERE lead_id = 'L1'"))
+    assert read_frame(rows, sql, {"id": "L1"}, {"email": pl.Utf8})["email"].item() == "changed@example.com"

@@ -7,7 +7,14 @@ from sqlalchemy import Engine
 
 from store.ingest import LeadRow
 from store.scores import read_leads
-from store.shapes import AUDIENCE_LEAD_COLUMNS, LEAD_COLUMNS, LEAD_CONTACT_COLUMNS, STAGE_UPDATE_SCHEMA, UTC_US
+from store.shapes import (
+    AUDIENCE_LEAD_COLUMNS,
+    LEAD_COLUMNS,
+    LEAD_CONTACT_COLUMNS,
+    STAGE_UPDATE_SCHEMA,
+    UTC_US,
+    empty_frame,
+)
 from store.stages import OPEN_FIRING_SCHEMA, read_pending_updates
 from store.tables import Lead, StageUpdate
 
@@ -34,3 +41,13 @@ def test_reads_return_the_named_shapes(engine: Engine) -> None:
     assert updates.schema == pl.Schema({"id": pl.Int64(), **STAGE_UPDATE_SCHEMA})
     assert updates.select("stage", "changed_at").rows() == [("evaluation", changed)]
     assert updates.schema["changed_at"] == UTC_US
+
+
+def test_empty_frames_are_typed_and_each_its_own() -> None:
+    """``empty_frame`` hands out a new empty frame of the schema each time, though it builds one per schema."""
+    first = empty_frame(STAGE_UPDATE_SCHEMA)
+    assert first.schema == pl.Schema(STAGE_UPDATE_SCHEMA) and first.is_empty()
+    first.insert_column(0, pl.Series("extra", [], pl.Int64))  # changed in place by a caller
+    again = empty_frame(STAGE_UPDATE_SCHEMA)
+    assert again.schema == pl.Schema(STAGE_UPDATE_SCHEMA) and again is not first
+    assert empty_frame({"n": pl.Int64}).schema == pl.Schema({"n": pl.Int64})
