@@ -4,13 +4,15 @@
 and the UCI bank sample, each without the columns its README lists as leaking; prints ROC AUC (mean ± std
 over folds) and the share of converters in the top 20 % of scores for the points scorecard, the probability
 model (the estimator inner CV chose in each fold), calibrated gradient boosting alone and the plain
-logistic-regression baseline on the same columns.
+logistic-regression baseline on the same columns, with each fold's AUC and the run's CPU seconds (wall times
+mean little on a shared machine).
 
     .venv/bin/python benchmarks/learn_cv.py [--data ../shared/data] [--folds 5] [--seed 0] [--json]
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,26 +53,39 @@ def main() -> None:
         if not path.is_file():
             print(f"skipped {name}: {path} is absent", file=sys.stderr)
             continue
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         ds = prepare(path, target=target, params=params, id_column=id_column, drop=drop)
         metrics = cross_validate(ds, Scale(), params, kinds=("points", "probability"))
         boosting = LearnParams(folds=args.folds, seed=args.seed,
                                probability=ProbabilityParams(candidates=("gradient boosting",)))  # fmt: skip
         metrics[BOOSTING] = cross_validate(ds, Scale(), boosting, kinds=("probability",))["learned probability"]
         results[name] = {
-            label: {"auc": m["auc"], "auc_std": m["auc_std"], "capture_top20": m["capture_top20"]}
+            label: {
+                "auc": m["auc"],
+                "auc_std": m["auc_std"],
+                "capture_top20": m["capture_top20"],
+                "fold_aucs": m["fold_aucs"],
+            }
             for label, m in metrics.items()
         }
-        results[name]["_run"] = {"seconds": round(time.perf_counter() - started, 1), "leads": len(ds.y),
-                                 "converted": int(ds.y.sum())}  # fmt: skip
+        results[name]["_run"] = {"seconds": round(time.perf_counter() - started, 1),
+                                 "cpu_seconds": round(time.process_time() - cpu, 1), "leads": len(ds.y),
+                                 "converted": int(ds.y.sum()), "loadavg": os.getloadavg()}  # fmt: skip
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for name, rows in results.items():
         run = rows.pop("_run")
-        print(f"{name}: {run['leads']} leads, {run['converted']} converted, {args.folds}-fold CV ({run['seconds']} s)")
+        print(
+            f"{name}: {run['leads']} leads, {run['converted']} converted, {args.folds}-fold CV "
+            f"({run['seconds']} s wall, {run['cpu_seconds']} CPU s, load {' '.join(map(str, run['loadavg']))})"
+        )
         for label, m in rows.items():
-            print(f"  {label:<38} AUC {m['auc']:.4f} ± {m['auc_std']:.4f}   top 20 % capture {m['capture_top20']:.1%}")
+            folds = " ".join(f"{a:.4f}" for a in m["fold_aucs"])
+            print(
+                f"  {label:<38} AUC {m['auc']:.4f} ± {m['auc_std']:.4f}   top 20 % capture {m['capture_top20']:.1%}"
+                f"   folds {folds}"
+            )
 
 
 if __name__ == "__main__":
