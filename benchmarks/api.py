@@ -239,6 +239,8 @@ async def load(base: str, key: str, seconds: float, concurrency: int, make: Any)
         "items_per_s": round(counts["items"] / elapsed),
         "p50_ms": round(_percentile(latencies, 0.5), 1),
         "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p95_ms": round(_percentile(latencies, 0.95), 1),
+        "max_ms": round(_percentile(latencies, 1.0), 1),
     }
 
 

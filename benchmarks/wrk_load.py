@@ -42,8 +42,10 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRK {"requests": %%d, "non2xx": %%d, "socket_errors": %%d, "seconds": %%.3f, ' ..
-    '"p50_ms": %%.2f, "p99_ms": %%.2f}\\n', summary.requests, e.status, e.connect + e.read + e.write + e.timeout,
-    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+    '"p50_ms": %%.2f, "p95_ms": %%.2f, "p99_ms": %%.2f, "max_ms": %%.2f}\\n',
+    summary.requests, e.status, e.connect + e.read + e.write + e.timeout, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000))
 end
 """
 
