@@ -142,10 +142,11 @@ def test_row_reads_leave_the_shared_pool_writing_in_transactions(loaded: Loaded)
     """``row_reads`` reads without a transaction on PostgreSQL (no ``BEGIN``/``ROLLBACK`` round trips) from
     the pool the service's writes share: a connection it gives back writes in a transaction again, and
     a read sees what was committed since the one before."""
+    loaded.engine.dispose()  # one pooled connection from here on: the one the reads used is the one that writes
     rows = row_reads(loaded.engine)
     sql = "SELECT email FROM leads WHERE lead_id = :id"
-    email = read_frame(rows, sql, {"id": "L1"}, {"email": pl.Utf8})["email"].item()
     assert lead_key(rows, "L1") == loaded.keys["L1"]  # a Core read through it too
+    email = read_frame(rows, sql, {"id": "L1"}, {"email": pl.Utf8})["email"].item()  # its connection writes next
 
     with pytest.raises(RuntimeError), loaded.engine.begin() as conn:
         conn.execute(text("UPDATE leads SET email = 'changed@example.com' WHERE lead_id = 'L1'"))
