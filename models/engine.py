@@ -36,7 +36,7 @@ def score(
     column for the rest); ``events`` has ``lead_key, occurred_at, type, machine, properties`` (JSON
     text). Events before a journey's ``score_from`` (a stage entered with ``reset``) or after
     ``as_of`` do not count. Returns ``lead_key, score, breakdown`` where the breakdown entries sum
-    to the score.
+    to the score: a row per journey, in their order (``stages.scoring`` lays them beside the journeys).
     """
     scale = scale or model.scale or Scale()
     if journeys is None:

@@ -19,7 +19,7 @@ from stages.pipeline import score_and_advance
 from stages.portfolio import Portfolio
 from store.api_keys import KeyInfo
 from store.identity import attach, visible_journeys
-from store.live import lead_identity, lead_key
+from store.live import lead_identity
 from store.queries import lead_history
 from store.reader import read_events
 from store.scores import read_journeys, read_leads
@@ -48,16 +48,18 @@ def fresh_scores(
     through the scoring half of the run's own ``run_line`` (``score_and_advance``: CRM updates, promotions
     and all), so the next run writes the same score. Nothing is written (the batch stays the source of
     truth)."""
-    key = lead_key(engine, lead_id)
-    if key is None:
+    leads = read_leads(engine, None, portfolio.scored_attributes, lead_id=lead_id)
+    if leads.is_empty():
         return None
+    key = int(leads["lead_key"][0])
     key_range = (key, key + 1)
-    leads = read_leads(engine, key_range, portfolio.scored_attributes)
     types, properties = portfolio.scored_event_types, portfolio.scored_properties
     identity = lead_identity(engine, key)  # a merged lead's and linked visitors' events count, as in a run
-    events = attach(
-        engine, read_events(engine, key_range, None, types, properties), key_range, identity, types, properties
-    )
+    # With ``product_line``, only its events and those without a line are read: the filter below then has
+    # nothing to drop unless ``attach`` brought a merged lead's or a visitor's events (read for every line).
+    read = read_events(engine, key_range, product_line, types, properties)
+    events = attach(engine, read, key_range, identity, types, properties)
+    filtered = product_line is not None and identity.empty
     found = []
     for name, line in sorted(portfolio.product_lines.items()):  # the order of the stored look-up
         if product_line not in (None, name):
@@ -66,12 +68,13 @@ def fresh_scores(
         if journeys.is_empty():
             continue
         updates = read_pending_updates(engine, name, key_range)
+        in_line = pl.col("product_line").is_null() | (pl.col("product_line") == name)
         with one_lead():  # the batch's engine, its plans run without the optimizer passes one lead does not need
             _, advanced = score_and_advance(
                 line,
                 journeys=journeys,
                 leads=leads,
-                events=events.filter(pl.col("product_line").is_null() | (pl.col("product_line") == name)),
+                events=events if filtered else events.filter(in_line),
                 updates=updates,
                 as_of=as_of,
                 scale=portfolio.scale,

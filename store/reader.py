@@ -147,7 +147,8 @@ def _fetch_rows(engine: Engine, sql: str, values: Sequence[Any]) -> pa.Table:
             rows = cursor.fetchall()
         finally:
             cursor.close()
-    return pa.table({name: pa.array([row[i] for row in rows]) for i, name in enumerate(names)})
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]  # rows to columns in one pass
+    return pa.table({name: pa.array(column) for name, column in zip(names, columns, strict=True)})
 
 
 def _fetch_arrow(engine: Engine, sql: str, values: Sequence[Any]) -> pa.Table:

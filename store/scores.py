@@ -111,10 +111,11 @@ def read_journeys(engine: Engine, product_line: str, key_range: tuple[int, int])
         "score, band, qualification "
         "FROM journeys WHERE product_line = :line AND lead_key >= :lo AND lead_key < :hi"
     )
-    frame = read_frame(
-        engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, JOURNEY_STATE_SCHEMA
-    )
-    return frame.with_columns(pl.col("opened_at", "score_from", "stage_entered_at").cast(UTC_US))
+    return read_frame(engine, sql, {"line": product_line, "lo": key_range[0], "hi": key_range[1]}, _JOURNEY_READ)
+
+
+# The stored epoch microseconds cast straight to UTC times by ``read_frame`` (one pass over the frame, not two).
+_JOURNEY_READ = {**JOURNEY_STATE_SCHEMA, **dict.fromkeys(("opened_at", "score_from", "stage_entered_at"), UTC_US)}
 
 
 def read_journeys_as_of(
@@ -185,21 +186,32 @@ def read_journeys_as_of(
     )
 
 
-def read_leads(engine: Engine, key_range: tuple[int, int], attributes: Sequence[str] = ()) -> pl.DataFrame:
+def read_leads(
+    engine: Engine, key_range: tuple[int, int] | None, attributes: Sequence[str] = (), *, lead_id: str | None = None
+) -> pl.DataFrame:
     """Lead attributes for scoring: the standard columns, ``attributes`` as JSON text, and the named
-    attributes decoded from it into columns in one pass (rules then read columns, not JSON)."""
+    attributes decoded from it into columns in one pass (rules then read columns, not JSON).
+
+    With ``lead_id`` in place of ``key_range``: that lead only (none if unknown). A ``fresh=true``
+    look-up learns the key from the row, one query where it took two (the key, then the range)."""
+    if lead_id is not None:
+        where, params = "lead_id = :lead_id", {"lead_id": lead_id}
+    elif key_range is not None:
+        where, params = "key >= :lo AND key < :hi", {"lo": key_range[0], "hi": key_range[1]}
+    else:
+        raise ValueError("read_leads needs a key range or a lead id")
     sql = (
         f"SELECT key AS lead_key, {', '.join(LEAD_COLUMNS)}, CAST(attributes AS TEXT) AS attributes FROM leads "
-        "WHERE key >= :lo AND key < :hi"
+        f"WHERE {where}"
     )
     schema = {"lead_key": pl.Int64, **dict.fromkeys(LEAD_COLUMNS, pl.Utf8), "attributes": pl.Utf8}
-    frame = read_frame(engine, sql, {"lo": key_range[0], "hi": key_range[1]}, schema)
+    frame = read_frame(engine, sql, params, schema)
     wanted = [name for name in attributes if name not in frame.columns and name.isidentifier()]
     if not wanted or frame.is_empty():
         return frame
     decoded = pl.col("attributes").str.json_decode(pl.Struct(dict.fromkeys(wanted, pl.Utf8)))
-    try:
-        return frame.with_columns(decoded.alias("_decoded")).unnest("_decoded")
+    try:  # one plan: on one lead (a ``fresh=true`` look-up) each eager step costs more than its row
+        return frame.lazy().with_columns(decoded.alias("_decoded")).unnest("_decoded").collect(engine="in-memory")
     except pl.exceptions.ComputeError:  # a nested object or list under a wanted name: rules parse it per value
         return frame
 

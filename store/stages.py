@@ -42,7 +42,7 @@ def read_pending_updates(
             f"SELECT {columns} LEFT JOIN runs r ON r.run_id = u.applied_run_id WHERE {in_range} "
             "AND u.changed_at <= :t AND (r.as_of IS NULL OR r.as_of >= :t)"
         )
-    return _read_timed(engine, sql, params, {"id": pl.Int64, **STAGE_UPDATE_SCHEMA})
+    return read_frame(engine, sql, params, {"id": pl.Int64, **STAGE_UPDATE_SCHEMA})
 
 
 def read_trigger_arms(
@@ -56,20 +56,13 @@ def read_trigger_arms(
             "SELECT a.journey_id, a.trigger, a.armed, a.as_of FROM trigger_arms a "
             f"JOIN journeys j ON j.id = a.journey_id WHERE {_RANGE}"
         )
-        return _read_timed(engine, sql, params, ARM_SCHEMA)
+        return read_frame(engine, sql, params, ARM_SCHEMA)
     sql = (
         "SELECT a.journey_id, a.trigger, a.armed, a.as_of FROM trigger_arm_log a "
         f"JOIN journeys j ON j.id = a.journey_id WHERE {_RANGE} AND a.as_of < :t"
     )
-    logged = _read_timed(engine, sql, params | {"t": to_micros(replay_at)}, ARM_SCHEMA)
+    logged = read_frame(engine, sql, params | {"t": to_micros(replay_at)}, ARM_SCHEMA)
     return logged.sort("as_of").group_by("journey_id", "trigger", maintain_order=True).last()
-
-
-def _read_timed(engine: Engine, sql: str, params: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """``read_frame`` into ``schema``, its UTC times read as the epoch microseconds the store keeps."""
-    times = [name for name, dtype in schema.items() if dtype == UTC_US]
-    frame = read_frame(engine, sql, params, {**schema, **dict.fromkeys(times, pl.Int64())})
-    return frame.with_columns(pl.col(times).cast(UTC_US))
 
 
 def read_reached(

@@ -30,6 +30,23 @@ def test_each_stage_scores_with_its_model_bands_and_qualifications(make_line: Ma
     ]
 
 
+def test_each_journey_gets_its_own_score_whatever_the_order_of_the_journeys(make_line: MakeLine) -> None:
+    """Scorers answer a row per journey in the journeys' order, and ``score_line`` lays them beside the
+    journeys (no join): keys out of order, a carried stage's blend included, still each its own score."""
+    line = make_line(stages=with_stage("evaluation", model="visits.yaml", entry="carry", carry_fraction=0.5))
+    state = journeys((3, "discovery", day(0), None), (1, "discovery", day(0), None), (2, "discovery", day(0), None))
+    events = visits(*[(key, day(i)) for key, count in ((3, 1), (1, 5), (2, 2)) for i in range(count)])
+    blended = journeys((5, "evaluation", day(4), None), (4, "evaluation", day(4), None))
+    blended_events = visits(*[(key, day(i)) for key, count in ((5, 6), (4, 2)) for i in range(count)])
+
+    scored = score_line(line, journeys=state, leads=leads(1, 2, 3), events=events, as_of=day(10), scale=SCALE)
+    carried = score_line(line, journeys=blended, leads=leads(4, 5), events=blended_events, as_of=day(10), scale=SCALE)
+
+    assert scored.select("journey_id", "lead_key", "score").rows() == [(3, 3, 10.0), (1, 1, 50.0), (2, 2, 20.0)]
+    # 5: 2 visits after entry + 0.5 x 4 before; 4: 0.5 x 2 before
+    assert carried.select("journey_id", "lead_key", "score").rows() == [(5, 5, 40.0), (4, 4, 10.0)]
+
+
 def test_carry_fraction_blends_what_came_before_entry(make_line: MakeLine) -> None:
     line = make_line(stages=with_stage("evaluation", model="visits.yaml", entry="carry", carry_fraction=0.5))
     state = journeys((1, "evaluation", day(4), None))
