@@ -152,11 +152,11 @@ def counted_per_lead(conn: Connection, lead_keys: Sequence[int] | pl.Series) -> 
 
     On SQLite the insert trigger's upsert costs ≈ 2.6 CPU s per million rows, and as it may abort, the
     insert keeps a statement journal besides. For ``SQLITE_BULK_ROWS`` rows or more, the leads are counted
-    in one statement, and the trigger is dropped and re-created from its own stored SQL around the insert,
-    in the caller's transaction: no other connection sees the trigger missing (writers wait for the transaction,
-    readers' snapshots hold it), and an error inside rolls all of it back. Elsewhere (PostgreSQL's
-    statement triggers count once per statement already), on fewer rows or on an untracked store, nothing
-    changes."""
+    in one statement, and the trigger is dropped and re-created from its own stored SQL around the
+    insert, in the caller's transaction: no other connection sees the trigger missing (writers wait for
+    the transaction, readers' snapshots hold it), and an error inside rolls all of it back. Elsewhere
+    (PostgreSQL's statement triggers count once per statement already), on fewer rows or on an untracked
+    store, nothing changes."""
     if conn.dialect.name != "sqlite" or len(lead_keys) < SQLITE_BULK_ROWS or _insert_trigger(conn) is None:
         yield
         return

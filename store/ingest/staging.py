@@ -104,7 +104,7 @@ def _sqlite_insert(conn: Connection, target: str, names: list[str], rows: Encode
     to change, and a multi-row insert into the events' ``event_id`` index changes a page per row (a
     temporary file: 2M ``pwrite`` calls, 2 of the 4.3 CPU s of 1M events). The frames fill every NOT
     NULL column, so the two skip the same rows: those whose unique keys are stored. A table with
-    triggers that may abort (``store.change_log``'s) still journals: see ``tracked_append``."""
+    triggers that may abort still journals (the events' change log: ``change_log.counted_per_lead``)."""
     width = len(names)
     head = f"INSERT OR IGNORE INTO {target} ({', '.join(names)}) VALUES "
     marks = f"({', '.join('?' * width)})"
