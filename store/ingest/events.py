@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, update
 
 from store.bulk import insert_ignore
+from store.change_log import counted_per_lead
 from store.db import GrowingTable
 from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
@@ -241,7 +242,9 @@ class _ColumnarSteps:
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
             every = checked.fresh is not None and len(new) == len(known)  # the rows encoded ahead are the ones
             rows = checked.fresh if every else staged(checked.stored, new, now)
-            inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
+            frame = rows.frame if isinstance(rows, Encoded) else rows
+            with counted_per_lead(conn, frame["lead_key"]):
+                inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
         _note_stored(run, [accepted.event_id[i] for i in new] + [row["event_id"] for row in visitors.events], inserted)
         if checked.late:

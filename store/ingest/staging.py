@@ -3,7 +3,7 @@
 The rows arrive as a Polars frame already in their stored form (epoch microseconds, JSON text, flags),
 without repeated ids and sorted by the target's clustered key, so the B-tree (SQLite's WITHOUT ROWID
 table, PostgreSQL's indexes) is appended to instead of written at scattered pages. SQLite takes an
-``executemany`` of multi-row ``INSERT … VALUES (…), (…), … ON CONFLICT DO NOTHING`` over the frame's
+``executemany`` of multi-row ``INSERT OR IGNORE … VALUES (…), (…), …`` over the frame's
 row tuples (built by Polars, not per row in Python): a staging table would only write and read the
 chunk once more. PostgreSQL
 ``COPY``s the chunk (CSV written by Polars, ``store.bulk.copy_rows``) straight into the table when the
@@ -95,18 +95,25 @@ def _sqlite_bindable(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _sqlite_insert(conn: Connection, target: str, names: list[str], rows: Encoded) -> int:
-    """``INSERT … VALUES (…), (…), … ON CONFLICT DO NOTHING``, ``SQLITE_ROWS`` rows a statement (the rest in
-    one more): a statement per row cost 1.5–1.7× the CPU (200,000 leads into the leads table and its
-    indexes: 1.73 CPU s against 1.02, best of five), the binding and stepping of each row's statement."""
+    """``INSERT OR IGNORE … VALUES (…), (…), …``, ``SQLITE_ROWS`` rows a statement (the rest in one more): a
+    statement per row cost 1.5–1.7× the CPU (200,000 leads into the leads table and its indexes: 1.73 CPU s
+    against 1.02, best of five), the binding and stepping of each row's statement.
+
+    ``OR IGNORE``, not ``ON CONFLICT DO NOTHING``: a statement that may abort halfway (a NOT NULL
+    violation aborts under ``DO NOTHING``) keeps a statement journal, a copy of every page it is about
+    to change, and a multi-row insert into the events' ``event_id`` index changes a page per row (a
+    temporary file: 2M ``pwrite`` calls, 2 of the 4.3 CPU s of 1M events). The frames fill every NOT
+    NULL column, so the two skip the same rows: those whose unique keys are stored. A table with
+    triggers that may abort still journals (the events' change log: ``change_log.counted_per_lead``)."""
     width = len(names)
-    head = f"INSERT INTO {target} ({', '.join(names)}) VALUES "
+    head = f"INSERT OR IGNORE INTO {target} ({', '.join(names)}) VALUES "
     marks = f"({', '.join('?' * width)})"
     inserted = 0
     if rows.batches:
-        statement = head + ", ".join([marks] * SQLITE_ROWS) + " ON CONFLICT DO NOTHING"
+        statement = head + ", ".join([marks] * SQLITE_ROWS)
         inserted += conn.exec_driver_sql(statement, rows.batches).rowcount
     if rows.rest:
-        statement = head + ", ".join([marks] * (len(rows.rest) // width)) + " ON CONFLICT DO NOTHING"
+        statement = head + ", ".join([marks] * (len(rows.rest) // width))
         inserted += conn.exec_driver_sql(statement, [rows.rest]).rowcount
     return int(inserted)
 

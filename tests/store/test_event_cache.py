@@ -14,6 +14,7 @@ from stages.spec import BUILTIN_EVENT_TYPES
 from store import change_log, event_cache, partitions
 from store.db import make_engine
 from store.event_cache import cache_dir, cached_events, drop_cache
+from store.ingest import events as events_module
 from store.ingest import ingest_events, ingest_leads
 from store.partitions import shared_partition_reads
 from store.reader import read_events
@@ -139,6 +140,56 @@ def test_unchanged_chunks_are_not_read_again_and_changed_leads_alone_are(
     mirrored = cached_events(store, everyone, TYPES, PROPERTIES)
     assert reads == [{"lead_keys": [keys["L4"]]}]
     assert "/x" in mirrored["url"].to_list()
+
+
+def test_a_bulk_insert_counts_each_lead_once_and_keeps_the_triggers(
+    store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk of ``SQLITE_BULK_ROWS`` rows or more is counted per lead, not per row (SQLite drops its row
+    trigger for the insert): the cache re-reads the leads it touched, and the triggers and the epoch stay
+    (also when the insert fails: the transaction puts the trigger back)."""
+    monkeypatch.setattr(change_log, "SQLITE_BULK_ROWS", 2)
+    ingest(store, events_csv(tmp_path, "a.csv", initial_events()))
+    keys = lead_keys(store)
+    everyone = (min(keys.values()), max(keys.values()) + 1)
+    check(store, everyone)  # installs the triggers
+    epoch = change_log.ensure_tracking(store)
+
+    def generations() -> dict[int, int]:
+        with store.connect() as conn:
+            return dict(conn.execute(text("SELECT lead_key, generation FROM event_generations")).all())
+
+    before = generations()
+    reads = spy_on_reads(monkeypatch)
+    more = [
+        ("n1", "L1", "page_view", "2026-07-01T00:00:00Z", "/x"),
+        ("n2", "L1", "page_view", "2026-07-02T00:00:00Z", "/y"),
+        ("n3", "L4", "email_click", "2026-07-03T00:00:00Z", "/z"),
+    ]
+    assert ingest(store, events_csv(tmp_path, "b.csv", more)) == 3
+    after = generations()
+    assert {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)} == {
+        keys["L1"]: 1,
+        keys["L4"]: 1,
+    }
+    mirrored = check(store, everyone)
+    assert sorted(key for read in reads for key in read["lead_keys"]) == [keys["L1"], keys["L4"]]  # those alone
+    assert sorted(mirrored.filter(pl.col("url").is_in(["/x", "/y", "/z"]))["url"].to_list()) == ["/x", "/y", "/z"]
+    assert change_log.ensure_tracking(store) == epoch
+
+    def failing(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(events_module, "merge_ignoring_stored", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest(
+            store,
+            events_csv(
+                tmp_path, "c.csv", [(f"f{i}", "L2", "page_view", "2026-08-01T00:00:00Z", "/f") for i in range(3)]
+            ),
+        )
+    assert generations() == after
+    assert change_log.ensure_tracking(store) == epoch  # the insert trigger is still there
 
 
 def test_lost_triggers_start_a_new_epoch(store: Engine, tmp_path: Path) -> None:
