@@ -29,7 +29,10 @@ CURVE_POINTS = 1024  # at most this many values of a numeric column are evaluate
 
 @dataclass(frozen=True)
 class BoostingParams:
-    learning_rate: float = 0.1
+    # Half the usual step: each one-column tree moves a curve less, so on a few hundred converters the
+    # curves average over more trees (bank sample: points AUC 0.7777 against 0.7740 at 0.1, Leads.csv and
+    # the sparse set unchanged); early stopping still decides how many trees.
+    learning_rate: float = 0.05
     max_iter: int = 500  # early stopping on a held-out tenth usually stops far sooner
     max_leaf_nodes: int = 3  # each tree: a two- or three-step curve of one column
     l2_regularization: float = 1.0
