@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from store.csvfile import FIELD_LIMIT, data_rows, delimiter_of, open_csv
-from store.ingest.reading import Raw
+from store.ingest.reading import Raw, chunk_sizes
 
 _BLOCK = 1 << 24  # bytes read at a time
 _LINE_COLUMN = "line"
@@ -68,12 +69,14 @@ def _binary(path: Path) -> Iterator[BinaryIO]:
         yield handle  # type: ignore[misc]
 
 
-def _line_blocks(handle: BinaryIO, size: int) -> Iterator[bytes]:
-    """Blocks of ``size`` whole lines (``\\n``-terminated; the file's last line may lack it)."""
+def _line_blocks(handle: BinaryIO, sizes: Iterator[int]) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole lines (``\\n``-terminated; the file's last line may lack it), as many a block as
+    ``sizes`` says in turn, each with its size."""
     pending = b""
     ends = np.empty(0, dtype=np.int64)
     eof = False
     while True:
+        size = next(sizes)
         while len(ends) < size and not eof:
             more = handle.read(_BLOCK)
             eof = not more
@@ -83,28 +86,30 @@ def _line_blocks(handle: BinaryIO, size: int) -> Iterator[bytes]:
             ends = np.concatenate([ends, found])
         if len(ends) >= size:
             cut = int(ends[size - 1]) + 1
-            yield pending[:cut]
+            yield pending[:cut], size
             pending, ends = pending[cut:], ends[size:] - cut
         else:
             if pending:
-                yield pending
+                yield pending, size
             return
 
 
-def csv_chunks(path: Path, size: int) -> Iterator[CsvChunk | list[Raw]]:
-    """The file's data rows, ``size`` physical lines at a time: Polars columns, or ``Raw`` rows where the
-    ``csv`` path reads them. Header checks and the delimiter are the ``csv`` path's own."""
+def csv_chunks(path: Path, size: int, first: Sequence[int] = ()) -> Iterator[CsvChunk | list[Raw]]:
+    """The file's data rows, ``size`` physical lines at a time (the ``first`` chunks: as many as it says,
+    read no further than they need): Polars columns, or ``Raw`` rows where the ``csv`` path reads them.
+    Header checks and the delimiter are the ``csv`` path's own."""
+    sizes = chunk_sizes(size, first)
     with open_csv(path) as (names, _):
         pass  # the header checks (and the error for a bad header)
     with _binary(path) as handle:
         header = handle.readline()
         text = header.decode("utf-8-sig", errors="replace")
         if '"' in text or "\r" in text.removesuffix("\r\n") or len(names) < 2:
-            yield from _python_rows(path, names, 1, size)  # a header whose lines we would not count alike
+            yield from _python_rows(path, names, 1, sizes)  # a header whose lines we would not count alike
             return
         delimiter = delimiter_of(text)
         pattern, line = _record(delimiter, len(names)), 2
-        for block in _line_blocks(handle, size):
+        for block, block_size in _line_blocks(handle, sizes):
             chunk = _plain(block, delimiter, pattern, line, names)
             if chunk is not None:
                 yield chunk
@@ -114,7 +119,7 @@ def csv_chunks(path: Path, size: int) -> Iterator[CsvChunk | list[Raw]]:
                 yield rows
                 line += line_count
             else:
-                yield from _python_rows(path, names, line, size)
+                yield from _python_rows(path, names, line, chain([block_size], sizes))
                 return
 
 
@@ -178,16 +183,17 @@ def _block_rows(block: bytes, delimiter: str, names: list[str], first: int) -> t
     return rows, reader.line_num
 
 
-def _python_rows(path: Path, names: list[str], first: int, size: int) -> Iterator[list[Raw]]:
-    """The ``csv`` path from physical line ``first`` on, ``size`` rows at a time."""
+def _python_rows(path: Path, names: list[str], first: int, sizes: Iterator[int]) -> Iterator[list[Raw]]:
+    """The ``csv`` path from physical line ``first`` on, in chunks of ``sizes`` rows."""
     with open_csv(path) as (_, rows):
         chunk: list[Raw] = []
+        size = next(sizes)
         for line, values, error in rows:
             if line < first:
                 continue
             chunk.append(Raw(line, None, values, names, error))
             if len(chunk) == size:
                 yield chunk
-                chunk = []
+                chunk, size = [], next(sizes)
         if chunk:
             yield chunk

@@ -158,7 +158,7 @@ def _note_stored(run: Ingestion, tried: list[str], inserted: int) -> None:
         run.stored = tried
 
 
-def _none_stored(conn: Connection, event_ids: list[str]) -> bool:
+def _none_stored(conn: Connection, event_ids: list[str] | pl.Series) -> bool:
     """Whether a sample of ``event_ids`` is stored: on a first load none is (a guess: the odd stored id
     the sample misses is skipped by the merge)."""
     column = _EVENT_TABLE.c.event_id
@@ -184,10 +184,11 @@ class _CheckedEvents:
     accepted: AcceptedEvents
     keys: list[int | None]
     known: list[int]
+    first: list[int]  # the positions among ``known`` of each event_id's first row (the one kept, as documented)
+    first_ids: list[str]  # and their ids
     late: list[str]
     stored: pl.DataFrame
-    # The rows of a stored lead stamped and encoded for the merge, when none seemed stored (a first load):
-    # then the write, which finds them all new, has nothing left to do to them.
+    # The rows of a stored lead stamped and encoded for the merge when none seemed stored (a first load).
     fresh: Encoded | None
 
 
@@ -218,14 +219,19 @@ class _ColumnarSteps:
             keys = list(map(lead_keys.get, accepted.lead_id))  # no lead_id (a visitor's event): None
             key_column = pl.Series("lead_key", keys, dtype=pl.Int64)
             machine, late = self._machine(conn, accepted, stored["machine"], with_message & key_column.is_not_null())
-            known = [i for i, key in enumerate(keys) if key is not None]
-            fresh = bool(known) and _none_stored(conn, [accepted.event_id[i] for i in known])
+            known = key_column.is_not_null().arg_true().to_list()
+            known_ids = stored["event_id"].gather(known)
+            fresh = bool(known) and _none_stored(conn, known_ids)
+        if run.ids is not None:  # the visitors' ids are added by ``write``
+            run.ids.add(known_ids)
+        firsts = known_ids.is_first_distinct()
         stored = stored.with_columns(key_column, machine)
         self._interests(stored, run)
         ready = None
         if fresh:
             ready = encoded(self.engine.dialect.name, _EVENT_TABLE, staged(stored, known, run.now))  # type: ignore[arg-type]
-        return _CheckedEvents(accepted, keys, known, late, stored, ready)
+        first = known if firsts.all() else pl.Series(known).filter(firsts).to_list()
+        return _CheckedEvents(accepted, keys, known, first, known_ids.filter(firsts).to_list(), late, stored, ready)
 
     def write(self, conn: Connection, checked: _CheckedEvents, now: datetime, run: Ingestion) -> None:
         accepted, keys, known = checked.accepted, checked.keys, checked.known
@@ -236,8 +242,8 @@ class _ColumnarSteps:
                     _refuse_unknown(run, accepted.row(i), accepted.lead_id[i], self.erased)
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
-            run.ids.add([accepted.event_id[i] for i in known] + [row["event_id"] for row in visitors.events])
-        new = _new_rows(conn, accepted.event_id, known, look_up=not (self.back_to_back and checked.fresh is not None))
+            run.ids.add([row["event_id"] for row in visitors.events])
+        new, new_ids = _new_rows(conn, checked, look_up=not (self.back_to_back and checked.fresh is not None))
         inserted = 0
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
             every = checked.fresh is not None and len(new) == len(known)  # the rows encoded ahead are the ones
@@ -246,7 +252,7 @@ class _ColumnarSteps:
             with counted_per_lead(conn, frame["lead_key"]):
                 inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
-        _note_stored(run, [accepted.event_id[i] for i in new] + [row["event_id"] for row in visitors.events], inserted)
+        _note_stored(run, new_ids + [row["event_id"] for row in visitors.events], inserted)
         if checked.late:
             run.report.updated += _flag_machine(conn, checked.late)
 
@@ -305,18 +311,13 @@ class _ColumnarSteps:
         return visitors
 
 
-def _new_rows(conn: Connection, event_ids: list[str], known: list[int], look_up: bool = True) -> list[int]:
-    """The positions among ``known`` worth staging: the first row of each ``event_id`` (file order: the
-    first one is kept, as documented) whose id is not stored yet (``look_up`` False: a probe just found
-    none stored; one it missed is skipped by the merge). A re-ingest stops here."""
-    wanted = [event_ids[i] for i in known]
-    firsts = pl.Series(wanted, dtype=pl.String).is_first_distinct()
-    first, first_ids = known, wanted
-    if not firsts.all():
-        keep = firsts.arg_true().to_list()
-        first, first_ids = [known[n] for n in keep], [wanted[n] for n in keep]
+def _new_rows(conn: Connection, checked: _CheckedEvents, look_up: bool) -> tuple[list[int], list[str]]:
+    """``checked.first`` and ``first_ids`` but the stored ids (``look_up`` False: a probe just found none
+    stored; one it missed is skipped by the merge). A re-ingest stops here."""
+    first, first_ids = checked.first, checked.first_ids
     stored = _stored_ids(conn, first_ids) if look_up else None
-    return [i for i in first if event_ids[i] not in stored] if stored else first
+    kept = [n for n, event_id in enumerate(first_ids) if event_id not in stored] if stored else None
+    return (first, first_ids) if kept is None else ([first[n] for n in kept], [first_ids[n] for n in kept])
 
 
 def _values(

@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,13 @@ def is_csv(path: Path | Records) -> bool:
     return isinstance(path, Path) and data_suffix(path) == ".csv"
 
 
-def chunks(rows: Iterator[Raw], size: int) -> Iterator[list[Raw]]:
-    while chunk := list(islice(rows, size)):
+def chunk_sizes(size: int, first: Sequence[int] = ()) -> Iterator[int]:
+    """Rows per chunk: the ``first`` sizes, then ``size`` for ever."""
+    return chain(first, repeat(size))
+
+
+def chunks(rows: Iterator[Raw], size: int, first: Sequence[int] = ()) -> Iterator[list[Raw]]:
+    """``rows`` in lists of ``chunk_sizes(size, first)`` rows."""
+    sizes = chunk_sizes(size, first)
+    while chunk := list(islice(rows, next(sizes))):
         yield chunk

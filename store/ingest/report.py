@@ -78,8 +78,8 @@ class RepeatedIds:
     def __init__(self, id_name: str, which_wins: str) -> None:
         self.id_name, self.which_wins, self.hashes = id_name, which_wins, [pl.Series([], dtype=pl.UInt64)]
 
-    def add(self, ids: Sequence[str]) -> None:
-        if ids:
+    def add(self, ids: Sequence[str] | pl.Series) -> None:
+        if len(ids):
             self.hashes.append(pl.Series(ids, dtype=pl.Utf8).hash())
 
     def note(self, report: IngestReport) -> None:

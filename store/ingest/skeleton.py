@@ -14,10 +14,10 @@ checks record into a chunk's own ``Ingestion``, which the writing thread takes o
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -122,7 +122,7 @@ def run_chunks(
     take a CSV file's chunks as Polars columns (``CsvChunk``) where Polars reads them as the ``csv``
     module would. ``growth``: the table's statistics upkeep, kept across calls by a caller that
     ingests again and again (the service); by default one for this call. ``first_halved``: a file's
-    first chunk is checked and written as two (``_first_halved``), for kinds whose report and result do
+    first chunk is read, checked and written as two (``_halves``), for kinds whose report and result do
     not depend on where chunks end (events: the first of a repeated id is kept either way; of leads
     repeated within a chunk the last is inserted, across chunks it is inserted then updated)."""
     path = path if isinstance(path, Records) else Path(path)
@@ -131,11 +131,11 @@ def run_chunks(
     if isinstance(path, Records) and stamped is not None:
         run.report.written = set()
     growth = growth or GrowingTable(engine, table.name)
-    read = _chunks(path, chunk_size, columnar_csv)
     if isinstance(path, Records):  # a service batch is one chunk: nothing to overlap, no thread to start
-        checked = _checked(read, steps, run)
+        checked = _checked(_chunks(path, chunk_size, columnar_csv), steps, run)
     else:
-        checked = _ahead(_checked(_first_halved(read) if first_halved else read, steps, run))
+        first = _halves(chunk_size) if first_halved else ()
+        checked = _ahead(_checked(_chunks(path, chunk_size, columnar_csv, first), steps, run))
     with gc_paused():
         for readable, prepared, part in checked:
             now = part.now
@@ -161,37 +161,21 @@ def run_chunks(
     return run.report
 
 
-def _chunks(path: Path | Records, size: int, columnar_csv: bool) -> Iterator[list[Raw] | CsvChunk]:
+def _halves(size: int) -> tuple[int, int]:
+    """The first chunk's ``size`` as two chunks: nothing is written while the first chunk is read and
+    checked, so a smaller one starts the writes (and their overlap with the checks) sooner. A file of
+    one chunk (the demo's 200,000 events) is then written half while its other half is read and checked.
+    Read as two, not read whole and cut: the second half's reading overlaps the first half's write."""
+    half = max(1, (size + 1) // 2)
+    return half, max(1, size - half)
+
+
+def _chunks(
+    path: Path | Records, size: int, columnar_csv: bool, first: Sequence[int] = ()
+) -> Iterator[list[Raw] | CsvChunk]:
     if columnar_csv and is_csv(path):
-        return csv_chunks(path, size)  # type: ignore[arg-type]
-    return chunks(read_rows(path), size)
-
-
-def _first_halved(chunks: Iterator[list[Raw] | CsvChunk]) -> Iterator[list[Raw] | CsvChunk]:
-    """``chunks`` with the first one cut in two: nothing is written while the first chunk is checked, so
-    a smaller one starts the writes (and the overlap of checks and writes) sooner. A file of one chunk
-    (the demo's 200,000 events) is then written half while its other half is checked."""
-    first = next(chunks, None)
-    if first is None:
-        return
-    size = first.cells.height if isinstance(first, CsvChunk) else len(first)
-    yield from _halves(first, (size + 1) // 2)
-    yield from chunks
-
-
-def _halves(chunk: list[Raw] | CsvChunk, half: int) -> list[list[Raw] | CsvChunk]:
-    """``chunk`` as two chunks, the first of ``half`` readable rows (and the unreadable ones among them)."""
-    if not isinstance(chunk, CsvChunk):
-        return [chunk[:half], chunk[half:]] if 0 < half < len(chunk) else [chunk]
-    if not 0 < half < chunk.cells.height:
-        return [chunk]
-    cut = chunk.lines[half]  # the second half's first line
-    before = [row for row in chunk.unreadable if row.line < cut]
-    after = [row for row in chunk.unreadable if row.line >= cut]
-    return [
-        replace(chunk, cells=chunk.cells.slice(0, half), lines=chunk.lines[:half], unreadable=before),
-        replace(chunk, cells=chunk.cells.slice(half), lines=chunk.lines[half:], unreadable=after),
-    ]
+        return csv_chunks(path, size, first)  # type: ignore[arg-type]
+    return chunks(read_rows(path), size, first)
 
 
 Checked = tuple[list[Raw] | CsvChunk, Any, Ingestion]

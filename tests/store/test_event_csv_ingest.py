@@ -164,3 +164,19 @@ def _only_chunk(tmp_path: Path, body: str) -> CsvChunk:
     (chunk,) = csv_chunks(path, 100)
     assert isinstance(chunk, CsvChunk)
     return chunk
+
+
+@pytest.mark.parametrize("polars", [True, False])
+def test_the_first_chunks_are_read_at_their_own_sizes(tmp_path: Path, polars: bool) -> None:
+    """``first`` sizes come before ``size``, read no further than they need, on either reader (a quoted
+    line break sends the rest of the file to the ``csv`` path, which goes on with the sizes left)."""
+    path = tmp_path / "events.csv"
+    rows = [f"E{n},L1,page_view,2026-01-01T00:00:00Z" for n in range(1, 11)]
+    if not polars:
+        rows[0] = 'E1,"L\n1",page_view,2026-01-01T00:00:00Z'
+    path.write_text("event_id,lead_id,type,occurred_at\n" + "\n".join(rows) + "\n")
+    chunks = list(csv_chunks(path, 4, first=(2, 3)))
+    assert [isinstance(chunk, CsvChunk) for chunk in chunks] == [polars] * 4
+    first_lines = [chunk.lines[0] if isinstance(chunk, CsvChunk) else chunk[0].line for chunk in chunks]
+    sizes = [len(chunk) for chunk in chunks]
+    assert (sizes, first_lines) == ([2, 3, 4, 1], [2, 4, 7, 11] if polars else [2, 5, 8, 12])
