@@ -115,8 +115,8 @@ def test_one_event_as_an_object_and_machine_activity_as_at_ingestion(live: Live)
 
 def test_a_large_batch_posted_again_answers_its_stored_ids_as_duplicates(live: Live) -> None:
     """A batch large enough for the columnar path (``SMALL_RECORDS``), posted again with new ids among the
-    stored ones and an id repeated within it: its ids are not looked up before the insert, whose count
-    tells a retry apart (the ones written are then found by their time stamp)."""
+    stored ones and an id repeated within it: each item is answered stored or duplicate, in its place, and
+    every id is stored once."""
     live.post("/v1/leads", [{"lead_id": f"LB-{i}"} for i in range(20)])
     batch = [
         {"event_id": f"lb-{n}", "lead_id": f"LB-{n % 20}", "type": "page_view", "occurred_at": AT, "url": "/a"}
