@@ -195,9 +195,12 @@ def ensure_tracking(engine: Engine) -> str:
         if conn.dialect.name == "postgresql":
             lock = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema(), :key))"
             conn.execute(text(lock), {"key": _PG_LOCK_KEY})
-            epoch = _current_epoch(conn)  # another process may have installed them while this one waited
-            if epoch is not None:
-                return epoch
+        else:  # a write opens the transaction with SQLite's write lock (DDL alone would not): installers queue
+            conn.execute(text(f"DELETE FROM {EPOCH} WHERE 0 = 1"))
+        epoch = _current_epoch(conn)  # another installer (a scoring thread, a process) may have been first
+        if epoch is not None:
+            return epoch
+        if conn.dialect.name == "postgresql":
             _install_postgresql(conn)
         else:
             _install_sqlite(conn)

@@ -1,7 +1,9 @@
 """The event cache: whatever happens to the event log, it serves exactly what the store holds (SQLite
 file or PostgreSQL schema)."""
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +348,21 @@ def test_postgresql_a_block_counter_bump_re_reads_only_the_leads_it_touched(
     reads.clear()
     assert check(store, everyone).filter(pl.col("url") == f"/u{change_log.BLOCK_LOG_KEEP}").height == many
     assert reads == [{}]  # a bump missing in between: the file read whole
+
+
+def test_installers_starting_together_agree_on_one_epoch(store: Engine) -> None:
+    """The partitions of a first run all install the triggers at once (threads, processes): one installs,
+    the others wait for it and take its epoch (they used to fail on a trigger the first had created)."""
+    for _ in range(20):  # a race: one round alone missed it about every other time
+        with store.begin() as conn:
+            conn.execute(text("DELETE FROM event_mirror_epoch"))
+        start = threading.Barrier(4)
+
+        def install(start: threading.Barrier) -> str:
+            start.wait()
+            return change_log.ensure_tracking(store)
+
+        with ThreadPoolExecutor(4) as pool:
+            epochs = set(pool.map(install, [start] * 4))
+        assert len(epochs) == 1
+        assert change_log.ensure_tracking(store) in epochs
