@@ -112,6 +112,8 @@ def run_chunks(
     columnar_csv: bool = False,
     growth: GrowingTable | None = None,
     first_halved: bool = False,
+    transaction_rows: int = 0,
+    cache_kib: int | None = None,
 ) -> IngestReport:
     """Ingest ``path`` chunk by chunk with ``steps``; returns the report with rejects in file order and,
     with ``ids``, notes on an empty file and repeated ids.
@@ -136,21 +138,22 @@ def run_chunks(
     else:
         first = _halves(chunk_size) if first_halved else ()
         checked = _ahead(_checked(_chunks(path, chunk_size, columnar_csv, first), steps, run))
-    with gc_paused():
+    with gc_paused(), _Transactions(engine, transaction_rows, cache_kib) as transactions:
         for readable, prepared, part in checked:
             now = part.now
             run.take(part)
             inserted = run.report.inserted
-            with engine.begin() as conn:
-                run.stored = None
-                steps.write(conn, prepared, now, run)
-                if run.report.written is not None and stamped is not None:
-                    if run.stored is not None:
-                        run.report.written.update(run.stored)
-                    else:
-                        for target in (table, *also_written_to):
-                            run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
-                run.rejects.flush(conn, now)
+            conn = transactions.open()
+            run.stored = None
+            steps.write(conn, prepared, now, run)
+            if run.report.written is not None and stamped is not None:
+                if run.stored is not None:
+                    run.report.written.update(run.stored)
+                else:
+                    for target in (table, *also_written_to):
+                        run.report.written.update(_written(conn, target, stamped, readable, now))  # type: ignore[arg-type]
+            run.rejects.flush(conn, now)
+            transactions.wrote(len(readable))
             growth.added(run.report.inserted - inserted)  # the next chunk's look-ups are planned for the grown table
             if progress is not None:
                 progress(run.report.read)
@@ -159,6 +162,58 @@ def run_chunks(
     if ids is not None:
         ids.note(run.report)
     return run.report
+
+
+class _Transactions:
+    """The chunks' transactions on one connection: each chunk's own, or with ``rows`` > 0 one for as many
+    chunks as it takes to write ``rows`` rows (a bulk load into a clustered table larger than a chunk:
+    a commit writes every page its transaction changed, and the chunks of one transaction change many
+    of the same pages). Still all or nothing: a killed load loses the open transaction's chunks, which
+    the next run writes. ``cache_kib``: SQLite's page cache of the connection during the load, to hold
+    the pages a transaction changes (spilled to the log mid-transaction otherwise) and keep them between
+    transactions; set back at the end."""
+
+    def __init__(self, engine: Engine, rows: int = 0, cache_kib: int | None = None) -> None:
+        self.engine, self.rows, self.cache_kib = engine, rows, cache_kib
+        self._conn: Connection | None = None
+        self._cache: int | None = None  # the connection's own cache_size, set back at the end
+        self._written = 0
+
+    def __enter__(self) -> _Transactions:
+        return self
+
+    def open(self) -> Connection:
+        """The connection, in the current chunk's transaction (begun if none is open)."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+            if self.cache_kib is not None and self._conn.dialect.name == "sqlite":
+                self._cache = self._conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+                self._conn.exec_driver_sql(f"PRAGMA cache_size=-{int(self.cache_kib)}")
+        if not self._conn.in_transaction():
+            self._conn.begin()
+        return self._conn
+
+    def wrote(self, rows: int) -> None:
+        """A chunk of ``rows`` rows was written: commit unless the transaction takes more."""
+        self._written += rows
+        if self._written >= self.rows and self._conn is not None:
+            self._conn.commit()
+            self._written = 0
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction():
+                if kind is None:
+                    conn.commit()
+                else:
+                    conn.rollback()
+            if self._cache is not None:
+                conn.exec_driver_sql(f"PRAGMA cache_size={int(self._cache)}")
+        finally:
+            conn.close()
 
 
 def _halves(size: int) -> tuple[int, int]:
