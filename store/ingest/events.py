@@ -25,17 +25,13 @@ from store.ingest.properties import promoted_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
-from store.ingest.skeleton import Ingestion, run_chunks
+from store.ingest.skeleton import FILE_TRANSACTION_ROWS, Ingestion, run_chunks
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.staging import Encoded, encoded, merge_ignoring_stored
 from store.ingest.stored_events import staged, stored_columns
 from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
-from store.tables import (
-    Event,
-    from_micros,
-    to_micros,
-)
+from store.tables import Event, from_micros, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
 _EVENT_TABLE = Event.__table__
@@ -48,14 +44,6 @@ _PROBE = 64  # ids of a chunk probed first: none stored means a first load, not 
 # model's path: the columnar path's set-up (Polars expressions, regexes, frames) costs ≈ 3 ms a call
 # whatever its size, the row model ≈ 13 µs a row (measured: 30 rows 0.4 ms vs 3.6 ms; even at 300).
 SMALL_RECORDS = 200
-# SQLite, a file's load: rows a transaction takes (several chunks) and the writing connection's page cache
-# meanwhile. A chunk's rows land all over the lead-clustered table and its indexes, and a commit writes
-# (then checkpoints) every page its transaction changed: a 200,000-row chunk into a 4M-event table changes
-# ≈ 140,000 pages, five such chunks in one transaction change each page once. The cache holds those pages
-# (≈ 1.4 GB at 5M events) instead of spilling them to the log mid-transaction. Measured, 1M events into
-# a 4M-event store (alternated): 31.5-31.6 CPU s a transaction per chunk, 23.2-27.2 with these.
-FILE_TRANSACTION_ROWS = 1_000_000
-FILE_CACHE_KIB = 2 * 1024 * 1024
 
 
 def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
@@ -380,7 +368,6 @@ def ingest_events(
     SQLite, a file's chunks are written in transactions of at least this many rows (``FILE_CACHE_KIB``).
     """
     types = frozenset(event_types)
-    grouped = engine.dialect.name == "sqlite" and not isinstance(path, Records)
     lines = None if product_lines is None else frozenset(product_lines)
     detector = MachineDetector(MachineRule(machine_window_seconds, proxy_user_agents))
     adapter, hints = event_row_adapter(types, lines), event_hints(types, product_lines)
@@ -408,6 +395,5 @@ def ingest_events(
         columnar_csv=not row_by_row,
         growth=growth,
         first_halved=True,
-        transaction_rows=transaction_rows if grouped else 0,
-        cache_kib=FILE_CACHE_KIB if grouped else None,
+        transaction_rows=transaction_rows,
     )
