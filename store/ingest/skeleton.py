@@ -34,11 +34,12 @@ from store.ingest.report import IngestReport, Interests, RejectLedger, RepeatedI
 # and the writing connection's page cache meanwhile. A chunk's rows land all over a clustered table (the
 # events') and its indexes, and a commit writes (then checkpoints) every page its transaction changed: a
 # 200,000-row chunk into a 4M-event table changes ≈ 140,000 pages, five such chunks in one transaction
-# change each page once. The cache holds those pages (≈ 1.4 GB at 5M events) instead of spilling them to
-# the log mid-transaction. Measured, 1M events into a 4M-event store (alternated): 31.5-31.6 CPU s with a
-# transaction per chunk, 23.2-27.2 with these.
+# change most of them once. The cache keeps more of those pages than the store's 256 MB before they spill
+# to the log mid-transaction; 1 GB, as the load's peak then stays ≈ 2.4 GB at 5-6M events (2 GB took a
+# single 20M-event file's load to 3.8 GB by 6.5M). Measured, 1M events into a 5M-event store (main and
+# this alternated, load 15-17): 38.3 CPU s with a transaction per chunk, 28.7 with these.
 FILE_TRANSACTION_ROWS = 1_000_000
-FILE_CACHE_KIB = 2 * 1024 * 1024
+FILE_CACHE_KIB = 1024 * 1024
 
 
 @dataclass
