@@ -365,7 +365,7 @@ def ingest_events(
     An event of an ``erased`` person is refused without keeping its content. ``lead_keys`` and
     ``growth`` (the events table's statistics upkeep) may be kept across calls by a caller that
     ingests again and again (the service); by default each call has its own. ``transaction_rows``: on
-    SQLite, a file's chunks are written in transactions of at least this many rows (``FILE_CACHE_KIB``).
+    SQLite, a file's chunks are written in transactions of at least this many rows (``run_chunks``).
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
