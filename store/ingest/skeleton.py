@@ -34,12 +34,14 @@ from store.ingest.report import IngestReport, Interests, RejectLedger, RepeatedI
 # and the writing connection's page cache meanwhile. A chunk's rows land all over a clustered table (the
 # events') and its indexes, and a commit writes (then checkpoints) every page its transaction changed: a
 # 200,000-row chunk into a 4M-event table changes ≈ 140,000 pages, five such chunks in one transaction
-# change most of them once. The cache keeps more of those pages than the store's 256 MB before they spill
-# to the log mid-transaction; 1 GB, as the load's peak then stays ≈ 2.4 GB at 5-6M events (2 GB took a
-# single 20M-event file's load to 3.8 GB by 6.5M). Measured, 1M events into a 5M-event store (main and
-# this alternated, load 15-17): 38.3 CPU s with a transaction per chunk, 28.7 with these.
+# change most of them once. A larger cache than the store's 256 MB keeps more of those pages before they
+# spill to the log mid-transaction, but costs its size in the load's peak: with 1 GB a single 20M-event
+# file's load peaked at 3.8 GB by 14M events (2 GB: 3.9 GB by 6.5M), against the 4 GB budget. Measured,
+# 1M events into a 4M-event store, main and this alternated (load 6-10): 33.5 / 35.4 CPU s with a
+# transaction per chunk, 26.6 / 31.1 with these, the same 1.9 GB peak; with 1 GB, into 5M: 38.3 / 37.3
+# against 28.7 / 28.1.
 FILE_TRANSACTION_ROWS = 1_000_000
-FILE_CACHE_KIB = 1024 * 1024
+FILE_CACHE_KIB = 512 * 1024
 
 
 @dataclass
