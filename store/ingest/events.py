@@ -25,17 +25,13 @@ from store.ingest.properties import promoted_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
 from store.ingest.rows import EVENT_FIELDS, EventRow, event_row_adapter
-from store.ingest.skeleton import Ingestion, run_chunks
+from store.ingest.skeleton import FILE_TRANSACTION_ROWS, Ingestion, run_chunks
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.staging import Encoded, encoded, merge_ignoring_stored
 from store.ingest.stored_events import staged, stored_columns
 from store.ingest.validation import Hints, event_hints, validate
 from store.ingest.visitors import Visitors
-from store.tables import (
-    Event,
-    from_micros,
-    to_micros,
-)
+from store.tables import Event, from_micros, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
 _EVENT_TABLE = Event.__table__
@@ -358,6 +354,7 @@ def ingest_events(
     erased: Erased | None = None,
     lead_keys: LeadKeys | None = None,
     growth: GrowingTable | None = None,
+    transaction_rows: int = FILE_TRANSACTION_ROWS,
 ) -> IngestReport:
     """Insert events (ignore an ``event_id`` already stored: events are immutable).
 
@@ -367,7 +364,8 @@ def ingest_events(
     ``row_by_row`` takes the reference path the columnar one is tested against (same results, slower).
     An event of an ``erased`` person is refused without keeping its content. ``lead_keys`` and
     ``growth`` (the events table's statistics upkeep) may be kept across calls by a caller that
-    ingests again and again (the service); by default each call has its own.
+    ingests again and again (the service); by default each call has its own. ``transaction_rows``: on
+    SQLite, a file's chunks are written in transactions of at least this many rows (``run_chunks``).
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
@@ -397,4 +395,5 @@ def ingest_events(
         columnar_csv=not row_by_row,
         growth=growth,
         first_halved=True,
+        transaction_rows=transaction_rows,
     )

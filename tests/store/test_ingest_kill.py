@@ -26,7 +26,7 @@ from store.db import make_engine
 from store.ingest import ingest_events
 engine = make_engine(sys.argv[1])
 report = ingest_events(engine, Path(sys.argv[2]), event_types={"page_view", "email_delivered", "email_open"},
-                       chunk_size=2_000)
+                       chunk_size=2_000, transaction_rows=int(sys.argv[3]))
 print(report.summary())
 """
 
@@ -54,9 +54,11 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     return leads, events
 
 
-def _load(url: str, path: Path) -> subprocess.Popen[str]:
+def _load(url: str, path: Path, transaction_rows: int = 0) -> subprocess.Popen[str]:
+    """The load in a process of its own; ``transaction_rows`` 0: a transaction per chunk."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", LOAD, url, str(path)], env=env, stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", LOAD, url, str(path), str(transaction_rows)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
 
 
 def _counts(url: str) -> tuple[int, int, int, int]:
@@ -97,4 +99,29 @@ def test_a_load_killed_mid_file_then_run_again_leaves_no_partial_or_doubled_rows
     assert rerun.returncode == 0, out
     assert f"inserted {DISTINCT - stored}," in out
     # Every distinct event once, every open flagged (its delivery is a second earlier), the one reject once.
+    assert _counts(url) == (DISTINCT, DISTINCT, OPENS, 1)
+
+
+def test_a_sqlite_load_of_many_chunks_a_transaction_killed_then_run_again_leaves_whole_transactions(
+    tmp_path: Path,
+) -> None:
+    """A file's chunks written several to a transaction (SQLite's file loads): the kill loses the open
+    transaction's chunks, never part of them, and the next run writes them once."""
+    from store.ingest import ingest_leads
+
+    url = f"sqlite:///{tmp_path}/kill.db"
+    leads, events = _files(tmp_path)
+    engine = make_engine(url)
+    ingest_leads(engine, leads)
+    engine.dispose()
+    kill_after_first_chunk(_load(url, events, transaction_rows=5_000), lambda: _counts(url)[0])
+    stored = _counts(url)[0]
+    # Transactions of at least 5,000 rows: the halves of the first chunk (1,000 + 1,000, the bad row in
+    # them) and two chunks of 2,000 make the first, three chunks of 2,000 each one after it.
+    assert 0 < stored < DISTINCT and (stored + 1) % 6_000 == 0
+
+    rerun = _load(url, events, transaction_rows=5_000)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert f"inserted {DISTINCT - stored}," in out
     assert _counts(url) == (DISTINCT, DISTINCT, OPENS, 1)
