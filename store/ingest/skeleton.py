@@ -14,6 +14,7 @@ checks record into a chunk's own ``Ingestion``, which the writing thread takes o
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,6 +43,9 @@ from store.ingest.report import IngestReport, Interests, RejectLedger, RepeatedI
 # against 28.7 / 28.1.
 FILE_TRANSACTION_ROWS = 1_000_000
 FILE_CACHE_KIB = 512 * 1024
+# ... but a transaction commits after the chunk that kept it open this long, whatever its rows: other writers
+# (the service's intake, a scoring run) wait for it, and SQLite's busy timeout (60 s) must not run out.
+FILE_TRANSACTION_SECONDS = 20.0
 
 
 @dataclass
@@ -195,6 +199,7 @@ class _Transactions:
         self._conn: Connection | None = None
         self._cache: int | None = None  # the connection's own cache_size, set back at the end
         self._written = 0
+        self._began: float | None = None  # when the open transaction began
 
     def __enter__(self) -> _Transactions:
         return self
@@ -208,14 +213,19 @@ class _Transactions:
                 self._conn.exec_driver_sql(f"PRAGMA cache_size=-{int(self.cache_kib)}")
         if not self._conn.in_transaction():
             self._conn.begin()
+        if self._began is None:  # (reading the cache size above has begun one already)
+            self._began = time.monotonic()
         return self._conn
 
     def wrote(self, rows: int) -> None:
-        """A chunk of ``rows`` rows was written: commit unless the transaction takes more."""
+        """A chunk of ``rows`` rows was written: commit unless the transaction takes more (in rows, and
+        it has been open less than ``FILE_TRANSACTION_SECONDS``)."""
         self._written += rows
-        if self._written >= self.rows and self._conn is not None:
+        if self._conn is None or self._began is None:
+            return
+        if self._written >= self.rows or time.monotonic() - self._began >= FILE_TRANSACTION_SECONDS:
             self._conn.commit()
-            self._written = 0
+            self._written, self._began = 0, None
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         conn, self._conn = self._conn, None

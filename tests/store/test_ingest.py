@@ -5,15 +5,18 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import SQLModel
 
 from stages.spec import BUILTIN_EVENT_TYPES
+from store.db import make_engine
 from store.ingest import (
     IngestReport,
     Reject,
     ingest_events,
     ingest_leads,
+    skeleton,
     write_rejects_csv,
 )
 from store.tables import Event, IngestReject, Lead
@@ -283,6 +286,39 @@ def test_stored_ids_the_probe_does_not_sample_are_skipped(engine: Engine, tmp_pa
     events = stored_events(engine)
     assert len(events) == 500 and events["e3"] == before["e3"] and events["e78"] == before["e78"]
     assert events["e499"]["properties"] == {"n": 499}
+
+
+def test_a_sqlite_file_load_commits_its_chunks_by_rows_or_by_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's chunks go into SQLite several to a transaction, but one kept open
+    ``FILE_TRANSACTION_SECONDS`` commits after its chunk: other writers wait for it under a busy timeout."""
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    ingest_leads(engine, write(tmp_path, "l.csv", "lead_id\nL1\nL2\n"))
+    header = "event_id,lead_id,type,occurred_at\n"
+    rows = "".join(f"e{n},L{1 + n % 2},page_view,2024-04-01T10:00:{n:02d}Z\n" for n in range(50))
+    path = write(tmp_path, "e.csv", header + rows)
+
+    def visible(seconds: float) -> list[tuple[int, int]]:
+        """(rows read, rows another connection sees) after each chunk, with transactions held ``seconds``."""
+        with engine.begin() as conn:
+            conn.execute(Event.__table__.delete())
+        monkeypatch.setattr(skeleton, "FILE_TRANSACTION_SECONDS", seconds)
+        seen: list[tuple[int, int]] = []
+        report = ingest_events(
+            engine,
+            path,
+            event_types=TYPES,
+            chunk_size=20,
+            transaction_rows=1_000,
+            progress=lambda done: seen.append((done, len(stored_events(engine)))),
+        )
+        assert report.inserted == 50
+        return seen
+
+    assert visible(3600.0) == [(10, 0), (20, 0), (40, 0), (50, 0)]  # 1,000 rows a transaction: one commit
+    assert visible(0.0) == [(10, 10), (20, 20), (40, 40), (50, 50)]  # held too long: each chunk commits
+    engine.dispose()
 
 
 def test_event_interests_keep_first_time(loaded: Loaded) -> None:
