@@ -156,9 +156,8 @@ def run_chunks(
     else:
         first = _halves(chunk_size) if first_halved else ()
         checked = _ahead(_checked(_chunks(path, chunk_size, columnar_csv, first), steps, run))
-    transactions = _Transactions(engine)
-    if engine.dialect.name == "sqlite" and transaction_rows > 0 and not isinstance(path, Records):
-        transactions = _Transactions(engine, transaction_rows, FILE_CACHE_KIB)
+    grouped = engine.dialect.name == "sqlite" and transaction_rows > 0 and not isinstance(path, Records)
+    transactions = _Transactions(engine, transaction_rows, FILE_CACHE_KIB) if grouped else _Transactions(engine)
     with gc_paused(), transactions:
         for readable, prepared, part in checked:
             now = part.now
