@@ -10,12 +10,14 @@ same ``event_properties`` function as the model, so both paths store the same JS
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
 
+import orjson
 import polars as pl
 from pydantic import TypeAdapter
 
@@ -25,7 +27,7 @@ from store.ingest.reading import Raw
 from store.ingest.rows import EventRow, event_properties
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.validation import Hints, validate
-from store.tables import to_micros
+from store.tables import PROMOTED_NUMBER_PROPERTIES, to_micros
 
 # Only what Python's ``datetime.fromisoformat`` reads the same way: a 4-digit year from 1900, valid clock
 # fields, up to 6 fraction digits, Z or ±hh:mm. Anything else goes to the row model.
@@ -34,6 +36,15 @@ PLAIN_TIME = (
 )
 ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
+# A properties cell that is a flat JSON object of plain keys and values (texts without escapes or control
+# characters, integers of up to 15 digits, decimals without exponent, true, false, null; JSON's whitespace
+# between them), nothing around it: valid JSON, without NUL and with finite numbers only, so ``orjson.loads``
+# alone gives what ``event_properties`` would (which a ``SPELLED_NUMBER`` still needs: "inf" as a duration).
+_TEXT = r'"[^"\\\x00-\x1f]*"'
+_VALUE = rf"(?:{_TEXT}|-?(?:0|[1-9][0-9]{{0,14}})(?:\.[0-9]{{1,15}})?|true|false|null)"
+_PAIR = rf"[ \t\r\n]*{_TEXT}[ \t\r\n]*:[ \t\r\n]*{_VALUE}[ \t\r\n]*"
+FLAT_OBJECT = rf"^\{{(?:{_PAIR}(?:,{_PAIR})*|[ \t\r\n]*)\}}$"
+SPELLED_NUMBER = rf'[{{,][ \t\r\n]*"(?:{"|".join(PROMOTED_NUMBER_PROPERTIES)})"[ \t\r\n]*:[ \t\r\n]*"'
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
 
 
@@ -106,6 +117,17 @@ class ParsedProperties:
             found = self.parsed[key] = _properties_or_none(value.strip() or None, extra)
         return found  # type: ignore[return-value]
 
+    def texts(self, values: pl.Series) -> list[dict[str, Any] | None]:
+        """``of(text, None)`` for each of the distinct cell texts ``values``. A ``FLAT_OBJECT`` text goes
+        straight to ``orjson.loads``, uncached: most texts of a chunk are distinct (a message id, a
+        duration), and the checks and the cache cost 4× the parse (77,000 texts: 200 ms against 45)."""
+        flat = values.str.contains(FLAT_OBJECT) & values.str.contains(SPELLED_NUMBER).not_()
+        texts = values.to_list()
+        if flat.all():
+            return list(map(orjson.loads, texts))
+        parse, loads = self.of, orjson.loads
+        return [loads(text) if plain else parse(text, None) for text, plain in zip(texts, flat.to_list(), strict=True)]
+
 
 _UNSEEN: Any = object()
 _PLAIN_TIME = re.compile(PLAIN_TIME)
@@ -164,17 +186,39 @@ class AcceptedEvents:
         self.message_id.append(message_id)
         self.properties.append(properties)
 
-    def in_file_order(self) -> AcceptedEvents:
+    def in_file_order(self, ordered: int = 0) -> AcceptedEvents:
+        """The events in file order. With ``ordered``, the first ``ordered`` events are in file order and
+        so are the rest (the columnar checks' rows of CSV cells, then the row model's few): each of the
+        rest is slotted in among the first by list slices instead of every column being gathered row by
+        row (200,000 rows of 10 columns: ≈ 1 ms against 60)."""
+        if ordered:
+            head, rest = self.position[:ordered], self.position[ordered:]
+            if not rest or head[-1] < rest[0]:
+                return self
+            return self._gathered(lambda column: _slotted(column, ordered, [bisect_left(head, p) for p in rest]))
         order = sorted(range(len(self.position)), key=self.position.__getitem__)
         if order == list(range(len(order))):
             return self
+        return self._gathered(lambda column: [column[i] for i in order])
+
+    def _gathered(self, reorder: Callable[[list[Any]], list[Any]]) -> AcceptedEvents:
         result = AcceptedEvents(self.row_of)
         for name in AcceptedEvents.__dataclass_fields__:
-            if name == "row_of":
-                continue
-            column = getattr(self, name)
-            setattr(result, name, [column[i] for i in order])
+            if name != "row_of":
+                setattr(result, name, reorder(getattr(self, name)))
         return result
+
+
+def _slotted(column: list[Any], ordered: int, cuts: list[int]) -> list[Any]:
+    """``column``'s first ``ordered`` values with each later one put back at its ``cuts`` place among them."""
+    merged: list[Any] = []
+    start = 0
+    for n, cut in enumerate(cuts):
+        merged += column[start:cut]
+        merged.append(column[ordered + n])
+        start = cut
+    merged += column[start:ordered]
+    return merged
 
 
 @dataclass
@@ -206,8 +250,11 @@ class EventColumns:
         else:
             accepted = AcceptedEvents(rows.__getitem__)
             slow = self._json_columnar(rows, accepted)
+            self._by_model(accepted.row_of, slow, accepted, reject)
+            return accepted.in_file_order()  # JSON rows are checked by shape, not in file order
+        ordered = len(accepted.position)  # the columnar checks keep the cells' order
         self._by_model(accepted.row_of, slow, accepted, reject)
-        return accepted.in_file_order()
+        return accepted.in_file_order(ordered)
 
     def _plan_for(self, names: list[str] | None) -> CsvPlan:
         if names is not self.plan_names:
@@ -354,7 +401,7 @@ class EventColumns:
             properties = [parse(value, extra[n]) for n, value in enumerate(values)]
             return properties, [None if p is None else _promoted_message_id(p) for p in properties]
         distinct = values.unique(maintain_order=True)
-        parsed = [parse(text, None) for text in distinct.to_list()]
+        parsed = self.parsed.texts(distinct)
         promoted = [None if p is None else _promoted_message_id(p) for p in parsed]
         codes = (
             values.to_frame("text")

@@ -97,6 +97,17 @@ REPEATED_PROPERTIES = [
     "{not json",
     "[1, 2]",
     '{"duration_s": 1e999}',
+    # Flat objects (``columns.FLAT_OBJECT``: parsed without the checks) and texts just outside that shape.
+    '{"url":"/pricing","duration_s":12,"x":-0.25,"ok":true,"no":null}',
+    '{"message_id":"<m3@x>","message_id":7,"user_agent":"YahooMailProxy"}',
+    '{"duration_s":"inf"}',
+    '{"points" : "1e999", "url": "/p/2"}',
+    '{"duration_s": "12"}',
+    '{"n":123456789012345678901234}',
+    '{"x":1.5e3,"url":"/p/3"}',
+    '{"t":"caf\\u00e9 \\u0000"}',
+    '{"a":{"b":1}}',
+    '{"a":1,}',
 ]
 NARROW = ("event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties")
 
