@@ -354,7 +354,7 @@ class EventColumns:
             lead_id=cell("lead_id"),
             type=cell("type"),
             at=at,
-            product_line=cell("product_line"),
+            product_line=pl.when(cell("product_line") != "").then(cell("product_line")),  # blank: None
             message_id=cell("message_id"),
         )
         ok = result["ok"]
@@ -373,6 +373,8 @@ class EventColumns:
             slow = sorted(slow + [p for p, found in zip(positions, properties, strict=True) if found is None])
             columns = [[column[n] for n in keep] for column in columns]
         positions, kinds, properties, promoted, event_ids, lead_ids, micros, lines, message_ids = columns
+        if "message_id" in where:  # a row's own message id, else its properties' (without the column: those)
+            promoted = [m or p for m, p in zip(message_ids, promoted, strict=True)]
         accepted.extend(
             positions,
             event_id=event_ids,
@@ -380,9 +382,9 @@ class EventColumns:
             anonymous_id=[None] * len(positions),
             type=kinds,
             at=micros,
-            product_line=[line or None for line in lines],
+            product_line=lines,
             machine=[None] * len(positions),
-            message_id=[m or p for m, p in zip(message_ids, promoted, strict=True)],
+            message_id=promoted,
             properties=properties,
         )
         return slow
