@@ -94,9 +94,13 @@ class MachineDetector:
         deliveries already in the store."""
         rule, deliveries = self.rule, self.deliveries
         new_deliveries: dict[str, list[int]] = {}
-        for row, at in zip(events, times, strict=True):
-            message_id = row["message_id"]
-            if message_id is not None and row["type"] in DELIVERY_TYPES:
+        candidates: list[tuple[dict[str, Any], int]] = []  # opens and clicks without an explicit flag
+        for row, at, fixed in zip(events, times, explicit, strict=True):
+            kind = row["type"]
+            if kind in MACHINE_CANDIDATES:
+                if not fixed:
+                    candidates.append((row, at))
+            elif kind in DELIVERY_TYPES and (message_id := row["message_id"]) is not None:
                 deliveries.setdefault(message_id, []).append(at)
                 new_deliveries.setdefault(message_id, []).append(at)
 
@@ -110,9 +114,7 @@ class MachineDetector:
 
         undecided: list[tuple[dict[str, Any], int]] = []
         proxy, after_delivery, delivered_at = rule.proxy, rule.after_delivery, deliveries.get
-        for row, at, fixed in zip(events, times, explicit, strict=True):
-            if fixed or row["type"] not in MACHINE_CANDIDATES:
-                continue
+        for row, at in candidates:
             if proxy(row["properties"]):
                 row["machine"] = True
                 continue
