@@ -71,26 +71,30 @@ def _binary(path: Path) -> Iterator[BinaryIO]:
 
 def _line_blocks(handle: BinaryIO, sizes: Iterator[int]) -> Iterator[tuple[bytes, int, int]]:
     """Blocks of whole lines (``\\n``-terminated; the file's last line may lack it), as many a block as
-    ``sizes`` says in turn, each with that size and the lines it holds (fewer in the last block)."""
-    pending = b""
-    ends = np.empty(0, dtype=np.int64)
+    ``sizes`` says in turn, each with that size and the lines it holds (fewer in the last block).
+
+    Reads are counted (``bytes.count``), and only the read where a block ends is searched for the place
+    of its last line break; a block is joined from its reads once (no growing buffer copied per read)."""
+    parts: list[bytes] = []  # read and not yet yielded
+    counts: list[int] = []  # the line breaks in each
     eof = False
     while True:
         size = next(sizes)
-        while len(ends) < size and not eof:
+        while sum(counts) < size and not eof:
             more = handle.read(_BLOCK)
             eof = not more
-            start = len(pending)
-            pending += more
-            found = np.flatnonzero(np.frombuffer(more, dtype=np.uint8) == 10) + start
-            ends = np.concatenate([ends, found])
-        if len(ends) >= size:
-            cut = int(ends[size - 1]) + 1
-            yield pending[:cut], size, size
-            pending, ends = pending[cut:], ends[size:] - cut
+            parts.append(more)
+            counts.append(more.count(b"\n"))
+        if sum(counts) >= size:
+            last, before = parts[-1], sum(counts[:-1])
+            ends = np.flatnonzero(np.frombuffer(last, dtype=np.uint8) == 10)
+            cut = int(ends[size - before - 1]) + 1
+            yield b"".join([*parts[:-1], last[:cut]]), size, size
+            parts, counts = [last[cut:]], [counts[-1] - (size - before)]
         else:
+            pending = b"".join(parts)
             if pending:
-                yield pending, size, len(ends) + (not pending.endswith(b"\n"))
+                yield pending, size, sum(counts) + (not pending.endswith(b"\n"))
             return
 
 
