@@ -363,18 +363,18 @@ class EventColumns:
         positions = ok.arg_true().to_list()
         extra = self._csv_extras(cells.filter(ok), plan)
         if properties_column is not None:
-            properties, promoted = self._properties(cells[properties_column].filter(ok), extra)
+            properties, promoted, complete = self._properties(cells[properties_column].filter(ok), extra)
         else:
-            properties, promoted = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
-        fields = ("event_id", "lead_id", "at", "product_line", "message_id")
+            properties, promoted, complete = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
+        if "message_id" in where:  # a row's own message id, else its properties' (without the column: those)
+            promoted = [m or p for m, p in zip(fast["message_id"].to_list(), promoted, strict=True)]
+        fields = ("event_id", "lead_id", "at", "product_line")
         columns = [positions, fast["type"].to_list(), properties, promoted, *(fast[name].to_list() for name in fields)]
-        keep = [n for n, found in enumerate(properties) if found is not None]
-        if len(keep) < len(positions):  # JSON the row model must explain goes there
+        if not complete:  # JSON the row model must explain goes there
+            keep = [n for n, found in enumerate(properties) if found is not None]
             slow = sorted(slow + [p for p, found in zip(positions, properties, strict=True) if found is None])
             columns = [[column[n] for n in keep] for column in columns]
-        positions, kinds, properties, promoted, event_ids, lead_ids, micros, lines, message_ids = columns
-        if "message_id" in where:  # a row's own message id, else its properties' (without the column: those)
-            promoted = [m or p for m, p in zip(message_ids, promoted, strict=True)]
+        positions, kinds, properties, promoted, event_ids, lead_ids, micros, lines = columns
         accepted.extend(
             positions,
             event_id=event_ids,
@@ -401,13 +401,15 @@ class EventColumns:
 
     def _properties(
         self, values: pl.Series, extra: list[dict[str, Any] | None] | None
-    ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
-        """Each CSV row's properties (None: JSON the row model must explain) and the ``message_id`` they
-        promote. A column of texts without extras is parsed once per distinct text of the chunk."""
+    ) -> tuple[list[dict[str, Any] | None], list[str | None], bool]:
+        """Each CSV row's properties (None: JSON the row model must explain), the ``message_id`` they
+        promote and whether every row's were read (no None). A column of texts without extras is parsed
+        once per distinct text of the chunk."""
         parse = self.parsed.of
         if extra:
             properties = [parse(value, extra[n]) for n, value in enumerate(values)]
-            return properties, [None if p is None else _promoted_message_id(p) for p in properties]
+            promoted = [None if p is None else _promoted_message_id(p) for p in properties]
+            return properties, promoted, None not in properties
         distinct = values.unique(maintain_order=True)
         parsed = self.parsed.texts(distinct)
         promoted = [None if p is None else _promoted_message_id(p) for p in parsed]
@@ -418,7 +420,7 @@ class EventColumns:
             ]
             .to_list()
         )
-        return [parsed[code] for code in codes], [promoted[code] for code in codes]
+        return [parsed[code] for code in codes], [promoted[code] for code in codes], None not in parsed
 
     def _by_model(
         self, row_of: Callable[[int], Raw], positions: list[int], accepted: AcceptedEvents, reject: Reject
