@@ -17,17 +17,17 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-import orjson
 import polars as pl
 from pydantic import TypeAdapter
 
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.json_rows import OWN_TEXTS, REFUSED, each, plain_json_rows, plain_line, plain_type
+from store.ingest.properties import ParsedProperties
 from store.ingest.reading import Raw
-from store.ingest.rows import EventRow, event_properties
+from store.ingest.rows import EventRow
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.validation import Hints, validate
-from store.tables import PROMOTED_NUMBER_PROPERTIES, to_micros
+from store.tables import to_micros
 
 # Only what Python's ``datetime.fromisoformat`` reads the same way: a 4-digit year from 1900, valid clock
 # fields, up to 6 fraction digits, Z or ±hh:mm. Anything else goes to the row model.
@@ -36,15 +36,6 @@ PLAIN_TIME = (
 )
 ODD_EDGE = r"^[\x1c-\x1f]|[\x1c-\x1f]$"  # Python's str.strip removes these separators, Polars' does not
 _REQUIRED = ("event_id", "lead_id", "type", "occurred_at")
-# A properties cell that is a flat JSON object of plain keys and values (texts without escapes or control
-# characters, integers of up to 15 digits, decimals without exponent, true, false, null; JSON's whitespace
-# between them), nothing around it: valid JSON, without NUL and with finite numbers only, so ``orjson.loads``
-# alone gives what ``event_properties`` would (which a ``SPELLED_NUMBER`` still needs: "inf" as a duration).
-_TEXT = r'"[^"\\\x00-\x1f]*"'
-_VALUE = rf"(?:{_TEXT}|-?(?:0|[1-9][0-9]{{0,14}})(?:\.[0-9]{{1,15}})?|true|false|null)"
-_PAIR = rf"[ \t\r\n]*{_TEXT}[ \t\r\n]*:[ \t\r\n]*{_VALUE}[ \t\r\n]*"
-FLAT_OBJECT = rf"^\{{(?:{_PAIR}(?:,{_PAIR})*|[ \t\r\n]*)\}}$"
-SPELLED_NUMBER = rf'[{{,][ \t\r\n]*"(?:{"|".join(PROMOTED_NUMBER_PROPERTIES)})"[ \t\r\n]*:[ \t\r\n]*"'
 Reject = Callable[[Raw, str | None, str], None]  # the reject ledger's add: row, field, reason
 
 
@@ -75,62 +66,6 @@ def _promoted_message_id(properties: dict[str, Any]) -> str | None:
     return None if promoted is None or promoted == "" else str(promoted)
 
 
-def _stripped(value: Any) -> Any:
-    """A properties cell as the row model sees it: text stripped (blank: none), an object as it is."""
-    return value.strip() if value.__class__ is str else value
-
-
-def _properties_or_none(value: str | None, extra: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``event_properties`` for a row the columnar checks accepted (never a ``manual_adjustment``, the
-    only type whose properties are checked further), None when the row model must explain the JSON."""
-    try:
-        return event_properties(value, extra, None)
-    except ValueError:
-        return None
-
-
-class ParsedProperties:
-    """Properties cells parsed once per distinct JSON text, not once per row: page views of one URL,
-    deliveries of one campaign repeat the same text. Rows with the same text share one dict, which
-    nobody mutates (extra cells merge into a new one); the write step computes the stored JSON and the
-    promoted columns once per shared dict too. Bounded: cleared when it holds ``limit`` texts."""
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self.limit = limit
-        self.parsed: dict[Any, dict[str, Any] | None] = {}
-
-    def of(self, value: Any, extra: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A row's properties (``value``: the cell's text or a JSON Lines object) merged with ``extra``.
-        Extra texts (a CSV's other cells, a JSON row's ``url``) are part of the key: page views of one
-        URL share one dict too. Other extra values are not (``1`` and ``True`` are equal keys)."""
-        if value.__class__ is not str:
-            return _properties_or_none(_stripped(value) or None, extra)
-        key: Any = value
-        if extra:
-            if not all(item.__class__ is str for item in extra.values()):
-                return _properties_or_none(value.strip() or None, extra)
-            key = (value, *extra.items())
-        found = self.parsed.get(key, _UNSEEN)
-        if found is _UNSEEN:
-            if len(self.parsed) >= self.limit:
-                self.parsed.clear()
-            found = self.parsed[key] = _properties_or_none(value.strip() or None, extra)
-        return found  # type: ignore[return-value]
-
-    def texts(self, values: pl.Series) -> list[dict[str, Any] | None]:
-        """``of(text, None)`` for each of the distinct cell texts ``values``. A ``FLAT_OBJECT`` text goes
-        straight to ``orjson.loads``, uncached: most texts of a chunk are distinct (a message id, a
-        duration), and the per-text checks and cache cost more than the parse (the 77,600 distinct texts of
-        a demo chunk: 66 CPU ms against 95)."""
-        flat = values.str.contains(FLAT_OBJECT) & values.str.contains(SPELLED_NUMBER).not_()
-        texts = values.to_list()
-        if flat.all():
-            return list(map(orjson.loads, texts))
-        parse, loads = self.of, orjson.loads
-        return [loads(text) if plain else parse(text, None) for text, plain in zip(texts, flat.to_list(), strict=True)]
-
-
-_UNSEEN: Any = object()
 _PLAIN_TIME = re.compile(PLAIN_TIME)
 
 

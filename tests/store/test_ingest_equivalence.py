@@ -97,7 +97,7 @@ REPEATED_PROPERTIES = [
     "{not json",
     "[1, 2]",
     '{"duration_s": 1e999}',
-    # Flat objects (``columns.FLAT_OBJECT``: parsed without the checks) and texts just outside that shape.
+    # Flat objects (``properties.FLAT_OBJECT``: parsed without the checks) and texts just outside that shape.
     '{"url":"/pricing","duration_s":12,"x":-0.25,"ok":true,"no":null}',
     '{"message_id":"<m3@x>","message_id":7,"user_agent":"YahooMailProxy"}',
     '{"duration_s":"inf"}',
