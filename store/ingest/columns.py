@@ -10,6 +10,7 @@ same ``event_properties`` function as the model, so both paths store the same JS
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,8 +22,9 @@ from pydantic import TypeAdapter
 
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.json_rows import OWN_TEXTS, REFUSED, each, plain_json_rows, plain_line, plain_type
+from store.ingest.properties import ParsedProperties
 from store.ingest.reading import Raw
-from store.ingest.rows import EventRow, event_properties
+from store.ingest.rows import EventRow
 from store.ingest.split import CsvPlan, Splitter, csv_plan, split_event, split_event_cells
 from store.ingest.validation import Hints, validate
 from store.tables import to_micros
@@ -64,50 +66,6 @@ def _promoted_message_id(properties: dict[str, Any]) -> str | None:
     return None if promoted is None or promoted == "" else str(promoted)
 
 
-def _stripped(value: Any) -> Any:
-    """A properties cell as the row model sees it: text stripped (blank: none), an object as it is."""
-    return value.strip() if value.__class__ is str else value
-
-
-def _properties_or_none(value: str | None, extra: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``event_properties`` for a row the columnar checks accepted (never a ``manual_adjustment``, the
-    only type whose properties are checked further), None when the row model must explain the JSON."""
-    try:
-        return event_properties(value, extra, None)
-    except ValueError:
-        return None
-
-
-class ParsedProperties:
-    """Properties cells parsed once per distinct JSON text, not once per row: page views of one URL,
-    deliveries of one campaign repeat the same text. Rows with the same text share one dict, which
-    nobody mutates (extra cells merge into a new one); the write step computes the stored JSON and the
-    promoted columns once per shared dict too. Bounded: cleared when it holds ``limit`` texts."""
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self.limit = limit
-        self.parsed: dict[Any, dict[str, Any] | None] = {}
-
-    def of(self, value: Any, extra: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A row's properties (``value``: the cell's text or a JSON Lines object) merged with ``extra``.
-        Extra texts (a CSV's other cells, a JSON row's ``url``) are part of the key: page views of one
-        URL share one dict too. Other extra values are not (``1`` and ``True`` are equal keys)."""
-        if value.__class__ is not str:
-            return _properties_or_none(_stripped(value) or None, extra)
-        key: Any = value
-        if extra:
-            if not all(item.__class__ is str for item in extra.values()):
-                return _properties_or_none(value.strip() or None, extra)
-            key = (value, *extra.items())
-        found = self.parsed.get(key, _UNSEEN)
-        if found is _UNSEEN:
-            if len(self.parsed) >= self.limit:
-                self.parsed.clear()
-            found = self.parsed[key] = _properties_or_none(value.strip() or None, extra)
-        return found  # type: ignore[return-value]
-
-
-_UNSEEN: Any = object()
 _PLAIN_TIME = re.compile(PLAIN_TIME)
 
 
@@ -141,7 +99,13 @@ class AcceptedEvents:
     position: list[int] = field(default_factory=list)
 
     def extend(self, positions: list[int], **columns: list[Any]) -> None:
-        """Columns of many rows at once (the columnar path)."""
+        """Columns of many rows at once (the columnar path); while this holds no rows the lists become
+        this one's as they are (the caller made them for it: no copy of a chunk's ten columns)."""
+        if not self.position:
+            self.position = positions
+            for name, values in columns.items():
+                setattr(self, name, values)
+            return
         self.position.extend(positions)
         for name, values in columns.items():
             getattr(self, name).extend(values)
@@ -164,17 +128,39 @@ class AcceptedEvents:
         self.message_id.append(message_id)
         self.properties.append(properties)
 
-    def in_file_order(self) -> AcceptedEvents:
+    def in_file_order(self, ordered: int = 0) -> AcceptedEvents:
+        """The events in file order. With ``ordered``, the first ``ordered`` events are in file order and
+        so are the rest (the columnar checks' rows of CSV cells, then the row model's few): each of the
+        rest is slotted in among the first by list slices instead of every column being gathered row by
+        row (200,000 rows of 10 columns: ≈ 1 ms against 60)."""
+        if ordered:
+            head, rest = self.position[:ordered], self.position[ordered:]
+            if not rest or head[-1] < rest[0]:
+                return self
+            return self._gathered(lambda column: _slotted(column, ordered, [bisect_left(head, p) for p in rest]))
         order = sorted(range(len(self.position)), key=self.position.__getitem__)
         if order == list(range(len(order))):
             return self
+        return self._gathered(lambda column: [column[i] for i in order])
+
+    def _gathered(self, reorder: Callable[[list[Any]], list[Any]]) -> AcceptedEvents:
         result = AcceptedEvents(self.row_of)
         for name in AcceptedEvents.__dataclass_fields__:
-            if name == "row_of":
-                continue
-            column = getattr(self, name)
-            setattr(result, name, [column[i] for i in order])
+            if name != "row_of":
+                setattr(result, name, reorder(getattr(self, name)))
         return result
+
+
+def _slotted(column: list[Any], ordered: int, cuts: list[int]) -> list[Any]:
+    """``column``'s first ``ordered`` values with each later one put back at its ``cuts`` place among them."""
+    merged: list[Any] = []
+    start = 0
+    for n, cut in enumerate(cuts):
+        merged += column[start:cut]
+        merged.append(column[ordered + n])
+        start = cut
+    merged += column[start:ordered]
+    return merged
 
 
 @dataclass
@@ -206,8 +192,11 @@ class EventColumns:
         else:
             accepted = AcceptedEvents(rows.__getitem__)
             slow = self._json_columnar(rows, accepted)
+            self._by_model(accepted.row_of, slow, accepted, reject)
+            return accepted.in_file_order()  # JSON rows are checked by shape, not in file order
+        ordered = len(accepted.position)  # the columnar checks keep the cells' order
         self._by_model(accepted.row_of, slow, accepted, reject)
-        return accepted.in_file_order()
+        return accepted.in_file_order(ordered)
 
     def _plan_for(self, names: list[str] | None) -> CsvPlan:
         if names is not self.plan_names:
@@ -301,7 +290,7 @@ class EventColumns:
             lead_id=cell("lead_id"),
             type=cell("type"),
             at=at,
-            product_line=cell("product_line"),
+            product_line=pl.when(cell("product_line") != "").then(cell("product_line")),  # blank: None
             message_id=cell("message_id"),
         )
         ok = result["ok"]
@@ -310,16 +299,18 @@ class EventColumns:
         positions = ok.arg_true().to_list()
         extra = self._csv_extras(cells.filter(ok), plan)
         if properties_column is not None:
-            properties, promoted = self._properties(cells[properties_column].filter(ok), extra)
+            properties, promoted, complete = self._properties(cells[properties_column].filter(ok), extra)
         else:
-            properties, promoted = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
-        fields = ("event_id", "lead_id", "at", "product_line", "message_id")
+            properties, promoted, complete = self._properties(pl.Series([""] * len(positions), dtype=pl.String), extra)
+        if "message_id" in where:  # a row's own message id, else its properties' (without the column: those)
+            promoted = [m or p for m, p in zip(fast["message_id"].to_list(), promoted, strict=True)]
+        fields = ("event_id", "lead_id", "at", "product_line")
         columns = [positions, fast["type"].to_list(), properties, promoted, *(fast[name].to_list() for name in fields)]
-        keep = [n for n, found in enumerate(properties) if found is not None]
-        if len(keep) < len(positions):  # JSON the row model must explain goes there
+        if not complete:  # JSON the row model must explain goes there
+            keep = [n for n, found in enumerate(properties) if found is not None]
             slow = sorted(slow + [p for p, found in zip(positions, properties, strict=True) if found is None])
             columns = [[column[n] for n in keep] for column in columns]
-        positions, kinds, properties, promoted, event_ids, lead_ids, micros, lines, message_ids = columns
+        positions, kinds, properties, promoted, event_ids, lead_ids, micros, lines = columns
         accepted.extend(
             positions,
             event_id=event_ids,
@@ -327,9 +318,9 @@ class EventColumns:
             anonymous_id=[None] * len(positions),
             type=kinds,
             at=micros,
-            product_line=[line or None for line in lines],
+            product_line=lines,
             machine=[None] * len(positions),
-            message_id=[m or p for m, p in zip(message_ids, promoted, strict=True)],
+            message_id=promoted,
             properties=properties,
         )
         return slow
@@ -346,15 +337,17 @@ class EventColumns:
 
     def _properties(
         self, values: pl.Series, extra: list[dict[str, Any] | None] | None
-    ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
-        """Each CSV row's properties (None: JSON the row model must explain) and the ``message_id`` they
-        promote. A column of texts without extras is parsed once per distinct text of the chunk."""
+    ) -> tuple[list[dict[str, Any] | None], list[str | None], bool]:
+        """Each CSV row's properties (None: JSON the row model must explain), the ``message_id`` they
+        promote and whether every row's were read (no None). A column of texts without extras is parsed
+        once per distinct text of the chunk."""
         parse = self.parsed.of
         if extra:
             properties = [parse(value, extra[n]) for n, value in enumerate(values)]
-            return properties, [None if p is None else _promoted_message_id(p) for p in properties]
+            promoted = [None if p is None else _promoted_message_id(p) for p in properties]
+            return properties, promoted, None not in properties
         distinct = values.unique(maintain_order=True)
-        parsed = [parse(text, None) for text in distinct.to_list()]
+        parsed = self.parsed.texts(distinct)
         promoted = [None if p is None else _promoted_message_id(p) for p in parsed]
         codes = (
             values.to_frame("text")
@@ -363,7 +356,7 @@ class EventColumns:
             ]
             .to_list()
         )
-        return [parsed[code] for code in codes], [promoted[code] for code in codes]
+        return [parsed[code] for code in codes], [promoted[code] for code in codes], None not in parsed
 
     def _by_model(
         self, row_of: Callable[[int], Raw], positions: list[int], accepted: AcceptedEvents, reject: Reject

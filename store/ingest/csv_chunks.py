@@ -69,28 +69,32 @@ def _binary(path: Path) -> Iterator[BinaryIO]:
         yield handle  # type: ignore[misc]
 
 
-def _line_blocks(handle: BinaryIO, sizes: Iterator[int]) -> Iterator[tuple[bytes, int]]:
+def _line_blocks(handle: BinaryIO, sizes: Iterator[int]) -> Iterator[tuple[bytes, int, int]]:
     """Blocks of whole lines (``\\n``-terminated; the file's last line may lack it), as many a block as
-    ``sizes`` says in turn, each with its size."""
-    pending = b""
-    ends = np.empty(0, dtype=np.int64)
+    ``sizes`` says in turn, each with that size and the lines it holds (fewer in the last block).
+
+    Reads are counted (``bytes.count``), and only the read where a block ends is searched for the place
+    of its last line break; a block is joined from its reads once (no growing buffer copied per read)."""
+    parts: list[bytes] = []  # read and not yet yielded
+    counts: list[int] = []  # the line breaks in each
     eof = False
     while True:
         size = next(sizes)
-        while len(ends) < size and not eof:
+        while sum(counts) < size and not eof:
             more = handle.read(_BLOCK)
             eof = not more
-            start = len(pending)
-            pending += more
-            found = np.flatnonzero(np.frombuffer(more, dtype=np.uint8) == 10) + start
-            ends = np.concatenate([ends, found])
-        if len(ends) >= size:
-            cut = int(ends[size - 1]) + 1
-            yield pending[:cut], size
-            pending, ends = pending[cut:], ends[size:] - cut
+            parts.append(more)
+            counts.append(more.count(b"\n"))
+        if sum(counts) >= size:
+            last, before = parts[-1], sum(counts[:-1])
+            ends = np.flatnonzero(np.frombuffer(last, dtype=np.uint8) == 10)
+            cut = int(ends[size - before - 1]) + 1
+            yield b"".join([*parts[:-1], last[:cut]]), size, size
+            parts, counts = [last[cut:]], [counts[-1] - (size - before)]
         else:
+            pending = b"".join(parts)
             if pending:
-                yield pending, size
+                yield pending, size, sum(counts) + (not pending.endswith(b"\n"))
             return
 
 
@@ -109,11 +113,11 @@ def csv_chunks(path: Path, size: int, first: Sequence[int] = ()) -> Iterator[Csv
             return
         delimiter = delimiter_of(text)
         pattern, line = _record(delimiter, len(names)), 2
-        for block, block_size in _line_blocks(handle, sizes):
+        for block, block_size, block_lines in _line_blocks(handle, sizes):
             chunk = _plain(block, delimiter, pattern, line, names)
             if chunk is not None:
                 yield chunk
-                line += block.count(b"\n") + (not block.endswith(b"\n"))
+                line += block_lines
             elif b'"' not in block:
                 rows, line_count = _block_rows(block, delimiter, names, line)
                 yield rows
@@ -140,7 +144,7 @@ def _without_blank_rows(chunk: CsvChunk) -> CsvChunk:
 def _plain(block: bytes, delimiter: str, pattern: str, first: int, names: list[str]) -> CsvChunk | None:
     """The block as Polars columns when every line is a plain record or a line without quotes that the
     ``csv`` path reads on its own (a ragged row, a blank line); None: let the ``csv`` path read it."""
-    if b"\x00" in block or b"\x01" in block or block.count(b"\r") != block.count(b"\r\n"):
+    if b"\x00" in block or b"\x01" in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
         return None
     if not block.isascii():
         try:

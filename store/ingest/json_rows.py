@@ -17,7 +17,7 @@ from typing import Any
 from store.ingest.reading import Raw
 from store.ingest.split import Splitter
 
-# A row's properties value and extra keys → its properties (``columns.ParsedProperties.of``, which keeps
+# A row's properties value and extra keys → its properties (``properties.ParsedProperties.of``, which keeps
 # what it parsed), None when the row model must explain the JSON.
 Parse = Callable[[Any, dict[str, Any] | None], dict[str, Any] | None]
 

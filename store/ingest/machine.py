@@ -23,6 +23,7 @@ DEFAULT_PROXY_AGENTS: tuple[str, ...] = ("GoogleImageProxy", "ggpht.com", "Yahoo
 
 MACHINE_CANDIDATES = frozenset({"email_open", "email_click"})
 DELIVERY_TYPES = ("email_delivered", "email_sent")
+AGENTS_KEPT = 10_000  # user agents whose proxy verdict is remembered
 
 # Delivery times (epoch microseconds) stored for each of the given message ids.
 StoredDeliveries = Callable[[Sequence[str]], dict[str, list[int]]]
@@ -36,10 +37,13 @@ class MachineRule:
     agents: Sequence[str] = DEFAULT_PROXY_AGENTS
     _lowered: tuple[str, ...] = field(init=False, repr=False)
     _window: int = field(init=False, repr=False)  # microseconds, the unit event times are compared in
+    # Each user agent's verdict: a file's opens and clicks repeat a few agents (bounded: ``AGENTS_KEPT``).
+    _agents: dict[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_lowered", tuple(a.lower() for a in self.agents if a))
         object.__setattr__(self, "_window", round(self.window_seconds * 1_000_000))
+        object.__setattr__(self, "_agents", {})
 
     def after_delivery(self, deliveries: Iterable[int], at: int) -> bool:
         """Whether ``at`` falls within the window after (or at) any of the delivery times."""
@@ -51,8 +55,13 @@ class MachineRule:
         agent = properties.get("user_agent")
         if not isinstance(agent, str) or not self._lowered:
             return False
-        lowered = agent.lower()
-        return any(a in lowered for a in self._lowered)
+        verdict = self._agents.get(agent)
+        if verdict is None:
+            if len(self._agents) >= AGENTS_KEPT:
+                self._agents.clear()
+            lowered = agent.lower()
+            verdict = self._agents[agent] = any(a in lowered for a in self._lowered)
+        return verdict
 
 
 class MachineDetector:
@@ -83,12 +92,17 @@ class MachineDetector:
         """Set ``machine`` on the chunk's event rows (``times``: their epoch microseconds; ``explicit``:
         the row said, leave it); return event_ids of earlier rows to flag now. ``stored`` looks up
         deliveries already in the store."""
-        rule = self.rule
+        rule, deliveries = self.rule, self.deliveries
         new_deliveries: dict[str, list[int]] = {}
-        for row, at in zip(events, times, strict=True):
-            if row["type"] in DELIVERY_TYPES and row["message_id"] is not None:
-                self.deliveries.setdefault(row["message_id"], []).append(at)
-                new_deliveries.setdefault(row["message_id"], []).append(at)
+        candidates: list[tuple[dict[str, Any], int]] = []  # opens and clicks without an explicit flag
+        for row, at, fixed in zip(events, times, explicit, strict=True):
+            kind = row["type"]
+            if kind in MACHINE_CANDIDATES:
+                if not fixed:
+                    candidates.append((row, at))
+            elif kind in DELIVERY_TYPES and (message_id := row["message_id"]) is not None:
+                deliveries.setdefault(message_id, []).append(at)
+                new_deliveries.setdefault(message_id, []).append(at)
 
         late: list[str] = []
         for message_id, delivered in new_deliveries.items():
@@ -99,16 +113,15 @@ class MachineDetector:
                     self.waiting.setdefault(message_id, []).append((at, event_id))
 
         undecided: list[tuple[dict[str, Any], int]] = []
-        for row, at, fixed in zip(events, times, explicit, strict=True):
-            if fixed or row["type"] not in MACHINE_CANDIDATES:
-                continue
-            if rule.proxy(row["properties"]):
+        proxy, after_delivery, delivered_at = rule.proxy, rule.after_delivery, deliveries.get
+        for row, at in candidates:
+            if proxy(row["properties"]):
                 row["machine"] = True
                 continue
             message_id = row["message_id"]
             if message_id is None:
                 continue
-            if rule.after_delivery(self.deliveries.get(message_id, ()), at):
+            if after_delivery(delivered_at(message_id, ()), at):
                 row["machine"] = True
             else:
                 undecided.append((row, at))

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from stages.portfolio import BUILTIN_EVENT_TYPES
 from store.db import make_engine
+from store.ingest import csv_chunks as csv_chunks_module
 from store.ingest import ingest_events, ingest_leads
 from store.ingest.columns import PLAIN_TIME, epoch_micros
 from store.ingest.csv_chunks import CsvChunk, csv_chunks
@@ -180,3 +181,20 @@ def test_the_first_chunks_are_read_at_their_own_sizes(tmp_path: Path, polars: bo
     first_lines = [chunk.lines[0] if isinstance(chunk, CsvChunk) else chunk[0].line for chunk in chunks]
     sizes = [len(chunk) for chunk in chunks]
     assert (sizes, first_lines) == ([2, 3, 4, 1], [2, 4, 7, 11] if polars else [2, 5, 8, 12])
+
+
+@pytest.mark.parametrize("block", [7, 100, 1 << 24])
+def test_chunks_end_at_the_same_lines_however_many_bytes_a_read_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """A chunk's lines spread over many reads, or many chunks in one read: the same chunks either way,
+    up to a last line without its line break."""
+    monkeypatch.setattr(csv_chunks_module, "_BLOCK", block)
+    path = tmp_path / "events.csv"
+    rows = [f"E{n},L{n * 7},page_view,2026-01-01T00:00:0{n % 10}Z" for n in range(1, 12)]
+    path.write_text("event_id,lead_id,type,occurred_at\n" + "\n".join(rows))
+    chunks = list(csv_chunks(path, 4, first=(2, 3)))
+    assert all(isinstance(chunk, CsvChunk) for chunk in chunks)
+    assert [chunk.lines for chunk in chunks] == [[2, 3], [4, 5, 6], [7, 8, 9, 10], [11, 12]]  # type: ignore[union-attr]
+    ids = [chunk.cells["event_id"].to_list() for chunk in chunks]  # type: ignore[union-attr]
+    assert ids == [["E1", "E2"], ["E3", "E4", "E5"], ["E6", "E7", "E8", "E9"], ["E10", "E11"]]

@@ -97,12 +97,23 @@ REPEATED_PROPERTIES = [
     "{not json",
     "[1, 2]",
     '{"duration_s": 1e999}',
+    # Flat objects (``properties.FLAT_OBJECT``: parsed without the checks) and texts just outside that shape.
+    '{"url":"/pricing","duration_s":12,"x":-0.25,"ok":true,"no":null}',
+    '{"message_id":"<m3@x>","message_id":7,"user_agent":"YahooMailProxy"}',
+    '{"duration_s":"inf"}',
+    '{"points" : "1e999", "url": "/p/2"}',
+    '{"duration_s": "12"}',
+    '{"n":123456789012345678901234}',
+    '{"x":1.5e3,"url":"/p/3"}',
+    '{"t":"caf\\u00e9 \\u0000"}',
+    '{"a":{"b":1}}',
+    '{"a":1,}',
 ]
 NARROW = ("event_id", "lead_id", "type", "occurred_at", "product_line", "message_id", "properties")
 
 
-def _narrow(rng: random.Random, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**{k: row.get(k, "") for k in NARROW}, "properties": rng.choice(REPEATED_PROPERTIES)} for row in rows]
+def _narrow(rng: random.Random, rows: list[dict[str, Any]], names: tuple[str, ...] = NARROW) -> list[dict[str, Any]]:
+    return [{**{k: row.get(k, "") for k in names}, "properties": rng.choice(REPEATED_PROPERTIES)} for row in rows]
 
 
 def _csv(path: Path, rows: list[dict[str, Any]], *, crlf: bool, bom: bool) -> Path:
@@ -140,7 +151,7 @@ def _files(tmp_path: Path, seed: int) -> list[Path]:
     rng = random.Random(seed)
     ids: list[str] = []
     files = []
-    for index, shape in enumerate(["crlf-bom", "plain", "jsonl", "plain", "narrow", "uniform"]):
+    for index, shape in enumerate(["crlf-bom", "plain", "jsonl", "plain", "narrow", "uniform", "no-message-id"]):
         rows = []
         for n in range(index * 1000, index * 1000 + 150):
             rows.append(_event(rng, n, ids))
@@ -150,6 +161,9 @@ def _files(tmp_path: Path, seed: int) -> list[Path]:
             files.append(_jsonl(path, rows, rng, uniform=shape == "uniform"))
         elif shape == "narrow":
             files.append(_csv(path, _narrow(rng, rows), crlf=False, bom=False))
+        elif shape == "no-message-id":  # message ids come from the properties alone
+            names = tuple(name for name in NARROW if name != "message_id")
+            files.append(_csv(path, _narrow(rng, rows, names), crlf=False, bom=False))
         else:
             files.append(_csv(path, rows, crlf=shape == "crlf-bom", bom=shape == "crlf-bom"))
     return files
