@@ -28,17 +28,25 @@ from models.learning.combined import (
     learn_combined,
     ranked_pairs,
 )
-from models.learning.curves import BoostingParams, Curves, Design, binned_design, boosted_curves, linear_design
+from models.learning.curves import (
+    BoostingParams,
+    Curves,
+    Design,
+    binned_design,
+    boosted_curves,
+    linear_design,
+    mixed_design,
+)
 from models.learning.features import Feature
 from models.spec import Scale
 
 CLAMP_QUANTILES = (0.005, 0.995)  # the training scores between these fill the scale; the tails are clamped
-BINNED, LINEAR, BOOSTING = "binned logistic", "linear", "additive boosting"
+BINNED, LINEAR, MIXED, BOOSTING = "binned logistic", "linear", "line or bins", "additive boosting"
 
 
 @dataclass(frozen=True)
 class ScorecardParams:
-    methods: tuple[str, ...] = (BINNED, LINEAR, BOOSTING)  # simplest first: a later one must do better
+    methods: tuple[str, ...] = (BINNED, LINEAR, MIXED, BOOSTING)  # simplest first: a later one must do better
     c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)  # inverse L2 strengths tried, strongest first
     min_share_grid: tuple[float, ...] = (0.05, 0.02)  # smallest bin (share of leads) tried, coarsest first
     inner_folds: int = 3
@@ -111,20 +119,20 @@ def _candidates(params: ScorecardParams, rows: int) -> list[Choice]:
     for method in params.methods:
         if method == BOOSTING and rows > params.boosting_max_rows:
             continue
-        if method == BINNED:
-            out += [Choice(BINNED, c, s) for s in params.min_share_grid for c in sorted(params.c_grid)]
+        if method in (BINNED, MIXED):
+            out += [Choice(method, c, s) for s in params.min_share_grid for c in sorted(params.c_grid)]
         elif method == LINEAR:
             out += [Choice(LINEAR, c) for c in sorted(params.c_grid)]
         elif method == BOOSTING:
             out.append(Choice(BOOSTING))
         else:
-            raise ValueError(f"unknown scorecard method {method!r}; expected {BINNED}, {LINEAR} or {BOOSTING}")
+            raise ValueError(f"unknown scorecard method {method!r}; expected {BINNED}, {LINEAR}, {MIXED} or {BOOSTING}")
     return out
 
 
 def _design(method: str, features: list[Feature], frame: pl.DataFrame, y: np.ndarray, raw: pl.DataFrame,
             tokens: tuple[str, ...], binning: BinningParams) -> Design:  # fmt: skip
-    build = binned_design if method == BINNED else linear_design
+    build = {BINNED: binned_design, LINEAR: linear_design, MIXED: mixed_design}[method]
     return build(features, frame, y, raw, tokens, binning)
 
 
@@ -311,8 +319,13 @@ def header_lines(card: Scorecard, params: ScorecardParams) -> list[str]:
     choice = card.choice
     if choice.method == "additive boosting":
         settings = "boosted trees of one column each, every column's step curve read as its rules"
-    elif choice.method == "linear":
+    elif choice.method == LINEAR:
         settings = f"points per unit of each numeric column, L2 strength C = {choice.c:g}"
+    elif choice.method == MIXED:
+        settings = (
+            f"each column of numbers a line (points per unit) or a rule per value, whichever its training leads "
+            f"favour; L2 strength C = {choice.c:g}, smallest bin of other columns {choice.min_share:.0%} of the leads"
+        )
     else:
         settings = f"L2 strength C = {choice.c:g}, smallest bin {choice.min_share:.0%} of the leads"
     by_method: dict[str, list[str]] = {}
