@@ -56,9 +56,10 @@ class ScorecardParams:
     prune: float = 1.0  # rules worth less than this many points are dropped
     binning: BinningParams = field(default_factory=BinningParams)
     boosting: BoostingParams = field(default_factory=BoostingParams)
-    # Additive boosting is a candidate up to this many training leads: beyond, its one-column trees cost far
-    # more than the learn budget (100,000 leads: 455 s instead of 31 s), and the bins have rows enough.
-    boosting_max_rows: int = 20_000
+    # Additive boosting and line-or-bins are candidates up to this many training leads: beyond, the bins have
+    # rows enough, and they cost more than the learn budget (100,000 leads: boosting 455 s instead of 31 s;
+    # line-or-bins 59 CPU s instead of 41 without changing the AUC, 0.8766).
+    small_max_rows: int = 20_000
     combined: CombinedParams = field(default_factory=CombinedParams)
 
 
@@ -117,7 +118,7 @@ def _candidates(params: ScorecardParams, rows: int) -> list[Choice]:
     """Every candidate for ``rows`` training leads, simplest first: coarsest bins, then strongest penalty."""
     out: list[Choice] = []
     for method in params.methods:
-        if method == BOOSTING and rows > params.boosting_max_rows:
+        if method in (BOOSTING, MIXED) and rows > params.small_max_rows:
             continue
         if method in (BINNED, MIXED):
             out += [Choice(method, c, s) for s in params.min_share_grid for c in sorted(params.c_grid)]
