@@ -1,10 +1,13 @@
-"""Per-column point curves: what each bin of a column is worth in log-odds, from one of three additive fits
+"""Per-column point curves: what each bin of a column is worth in log-odds, from one of four additive fits
 the scorecard chooses among by inner cross-validation.
 
 - ``binned logistic``: an L2 logistic regression on binned one-hot columns (a free weight per bin).
 - ``linear``: numeric columns get a straight line (a weight per unit, read out per distinct value or fine
   bin), the way a plain logistic regression uses them; categories and counts keep their bins. Coded
   columns with hundreds of weak effects are where free per-bin weights overfit and a line does not.
+- ``line or bins``: each column of numbers (coded columns included) a line or a free weight per value,
+  whichever its training leads favour by a penalised deviance; text columns keep their bins. Sparse coded
+  data mixes names written as codes (a customer type: bins) with weak ordinal levels (a line).
 - ``additive boosting``: gradient-boosted trees that may each split on one column only
   (``interaction_cst``), so the model is a sum of one step curve per column (EBM-like); each column's
   curve is read exactly by varying that column alone, its steps becoming the bins.

@@ -1,11 +1,11 @@
 """A points scorecard: per-column curves from an additive fit (``curves``), turned into integer points on the
 portfolio scale, tiny contributions pruned, written as an ordinary points model.
 
-Which fit (binned logistic, linear, additive boosting), its penalty and its smallest bin are chosen by inner
-cross-validation on the training rows: a fixed penalty that suits 3,500 converters overfits 350 spread over
-hundreds of bins, and free per-bin weights lose to a line on many weak coded columns. Then, on top of the
-chosen curves, inner cross-validation decides how many combined rules of two columns (``combined``) earn
-their place: none unless they raise the inner AUC by more than the folds' noise."""
+Which fit (binned logistic, linear, line or bins, additive boosting), its penalty and its smallest bin are
+chosen by inner cross-validation on the training rows: a fixed penalty that suits 3,500 converters overfits
+350 spread over hundreds of bins, and free per-bin weights lose to a line on many weak coded columns. Then,
+on top of the chosen curves, inner cross-validation decides how many combined rules of two columns
+(``combined``) earn their place: none unless they raise the inner AUC by more than the folds' noise."""
 
 from dataclasses import dataclass, field, replace
 from typing import Any
