@@ -12,7 +12,7 @@ from models.learning.binning import Bin
 from models.learning.curves import simple_between
 from models.learning.features import Feature
 from models.learning.learn import LearnParams, cross_validate, fit, learn, prepare
-from models.learning.scorecard import BINNED, BOOSTING, LINEAR, ScorecardParams, merged
+from models.learning.scorecard import BINNED, BOOSTING, LINEAR, MIXED, ScorecardParams, merged
 from models.spec import PointsModel, Scale
 from stages.portfolio import load_model
 from tests.models.learning.conftest import write_history
@@ -223,3 +223,34 @@ def test_additive_boosting_reads_each_columns_step_curve_and_keeps_the_blanking_
     leads = frame.drop("won").with_row_index("lead_key").with_columns(pl.col("lead_key").cast(pl.Int64))
     moved = assert_blanking_is_bounded(model, leads)
     assert set(moved) == {"age", "segment"}
+
+
+def test_line_or_bins_gives_a_nominal_code_bins_and_a_weak_ordinal_code_a_line(tmp_path: Path) -> None:
+    """``kind`` is a name written as a code (2 and 7 convert, the codes between do not), ``share`` a level
+    whose code raises conversion a little per unit, ``owned`` a count where owning one matters: the kind
+    and the count get a rule per value, the share one weight per unit, read out as points per code; blanking
+    any column still moves a score by at most its largest rule."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    kind, share, owned = rng.integers(0, 10, n), rng.integers(0, 10, n), rng.choice([0, 1, 2], n, p=[0.6, 0.3, 0.1])
+    logit = -2.5 + 1.2 * np.isin(kind, [2, 7]) + 0.08 * share + 0.9 * (owned > 0)
+    won = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame = pl.DataFrame({"lead_id": [f"L{i}" for i in range(n)], "kind": kind.astype(str),
+                          "share": share.astype(str), "owned": owned.astype(str), "won": won})  # fmt: skip
+    history = tmp_path / "coded.csv"
+    frame.write_csv(history)
+    params = LearnParams(folds=3, scorecard=ScorecardParams(methods=(MIXED,)))
+    out = tmp_path / "coded.yaml"
+    model = learn(history, target="won", id_column="lead_id", out=out, params=params).model
+    assert model.metadata["learned"]["chosen"]["method"] == MIXED
+    rules = {rule.name: rule.points for rule in model.fit}
+    assert rules == {
+        "kind < 1": 3, "kind 1 to < 2": 12, "kind 2 to < 3": 44, "kind 3 to < 4": 10, "kind 4 to < 5": 17,
+        "kind 6 to < 7": 14, "kind 7 to < 8": 49, "kind 8 to < 9": 7, "kind ≥ 9": 10, "kind: missing": 0,
+        "share 1 to < 2": 3, "share 2 to < 3": 7, "share 3 to < 4": 10, "share 4 to < 5": 13, "share 5 to < 6": 16,
+        "share 6 to < 7": 20, "share 7 to < 8": 23, "share 8 to < 9": 26, "share ≥ 9": 29, "share: missing": 0,
+        "owned: 1 / 2": 28, "owned: missing": 0,
+    }  # fmt: skip
+    leads = frame.drop("won").with_row_index("lead_key").with_columns(pl.col("lead_key").cast(pl.Int64))
+    assert assert_blanking_is_bounded(model, leads) == {"kind": 49.0, "share": 29.0, "owned": 28.0}
+    assert "inner cross-validation on the training leads: line or bins (" in out.read_text()
