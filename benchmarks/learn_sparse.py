@@ -57,12 +57,12 @@ def coded(rows: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], n
         count = np.where(has, 1 + (rng.random(rows) < 0.15), 0)
         level = rng.choice(np.arange(1, 10), p=rng.dirichlet(np.full(9, 0.5)), size=rows)
         columns[f"contribution{j:02d}"], columns[f"policies{j:02d}"] = np.where(has, level, 0), count
-        owned[j] = (has, level)
-    car, level = owned[0]
+        owned[j] = has
+    car = owned[0]
     columns["contribution00"] = np.where(car, rng.choice([4, 5, 6, 7], p=[0.05, 0.35, 0.55, 0.05], size=rows), 0)
     logit += np.where(car, 0.3, 0.0) + 1.3 * (columns["contribution00"] == 6) + 0.3 * columns["policies00"] // 2
     for j in (1, 2):  # two weaker products: owning one matters, not the amount
-        logit += rng.normal(0.5, 0.2) * owned[j][0]
+        logit += rng.normal(0.5, 0.2) * owned[j]
     shift = brentq(lambda b: float(np.mean(expit(logit + b))) - 0.06, -20, 20)  # 6 % converters on average
     return columns, logit + shift
 

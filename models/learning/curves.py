@@ -111,25 +111,25 @@ def mixed_design(features: list[Feature], frame: pl.DataFrame, y: np.ndarray, ra
     columns take a penalty too weak for them, or the bins one too strong)."""
 
     def column(f: Feature) -> Column:
-        free = bins_for(f, frame, y, _raw(raw, f), tokens, binning)
         if f.kind == "numeric":
             ranges, means = _line(f, frame)
-            if len(ranges) <= FINE_BINS:  # one range per value
-                free = [*ranges, missing_bin(f, _raw(raw, f), tokens)]
+            line = [*ranges, missing_bin(f, _raw(raw, f), tokens)]
+            free = line if len(ranges) <= FINE_BINS else bins_for(f, frame, y, _raw(raw, f), tokens, binning)
         elif f.kind == "categorical" and (coded := _coded_levels(f, frame, y, raw, tokens)) is not None:
-            free = coded
-            ranges, means = coded[:-1], _standardised([float(b.levels[0]) for b in coded[:-1]], f, frame)
+            free, ranges = coded, coded[:-1]
+            means = _standardised([float(b.levels[0]) for b in ranges], f, frame)
+            line = [*ranges, missing_bin(f, _raw(raw, f), tokens)]
         else:
-            return free, None
+            return bins_for(f, frame, y, _raw(raw, f), tokens, binning), None
         values = _values(f, frame)
         present = ~np.isnan(values)
         if y[present].min() == y[present].max():
-            return [*ranges, missing_bin(f, _raw(raw, f), tokens)], LINE_SCALE * means  # nothing to tell apart
+            return line, LINE_SCALE * means  # nothing to tell apart
         extra = BIN_DEVIANCE * (sum(b.kind != "missing" for b in free) - 2)  # weights beyond a line's two
         bent = _deviance(indicators(free, frame)[present], y[present]) + extra
         if bent < _line_deviance(values[present], y[present]):
             return free, None
-        return [*ranges, missing_bin(f, _raw(raw, f), tokens)], LINE_SCALE * means
+        return line, LINE_SCALE * means
 
     return _design(features, column)
 
