@@ -70,9 +70,11 @@ def upgrade(engine: Engine) -> None:
     with engine.connect() as conn:
         if current_revision(conn) == target:
             return
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # two processes opening a new store: one migrates, one waits
+    with engine.begin() as conn:  # two processes opening a new store: one migrates, the other waits
+        if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        elif conn.dialect.name == "sqlite":  # the write lock first: pysqlite runs DDL outside any transaction
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         current = current_revision(conn)
         if current == target:
             return

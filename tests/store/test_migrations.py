@@ -1,6 +1,8 @@
 """Alembic migrations: new stores at head, older stores upgraded, pre-migration stores adopted, data kept."""
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -239,3 +241,22 @@ def test_the_models_and_the_migrations_agree(blank: Blank) -> None:
         "SQLModel.metadata differs from the migrations' head: add a revision with "
         "`alembic revision --autogenerate` (README, Deployment → Migrations)"
     )
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """A service and a load started together on a new store: one migrates, the others wait for its write
+    lock and find the store at head (without the lock, some failed on "table … already exists")."""
+    opener = "import sys; from store.db import make_engine; make_engine(sys.argv[1]).dispose()"
+    root = Path(__file__).resolve().parents[2]
+    for round_ in range(6):
+        url = f"sqlite:///{tmp_path}/new{round_}.db"
+        openers = [
+            subprocess.Popen([sys.executable, "-c", opener, url], cwd=root, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        failures = [error for opened in openers if (error := opened.communicate()[1]) and opened.returncode]
+        assert failures == []
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert current_revision(conn) == head()
+        engine.dispose()
