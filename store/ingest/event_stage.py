@@ -36,16 +36,17 @@ from sqlalchemy.engine import make_url
 from store.change_log import counted_per_lead
 from store.db import make_engine
 from store.ingest.lookup import raw_frame
-from store.ingest.skeleton import FILE_TRANSACTION_SECONDS
+from store.ingest.skeleton import FILE_CACHE_KIB, FILE_TRANSACTION_SECONDS
 from store.tables import Event
 
 SCHEMA = "backfill"  # the staging file's name on the back-fill's connections
 SUFFIX = ".backfill"  # the staging file: the store's path with this added
 _EVENTS = Event.__table__
 _KEY = ", ".join(column.name for column in _EVENTS.primary_key.columns)
-# A merge transaction's target length: well below the writers' busy timeout, and long enough that a
-# range's pages (contiguous in the clustered table) are written once, not once per small range.
-MERGE_SECONDS = FILE_TRANSACTION_SECONDS / 4
+# A merge transaction's target length: half a file load's, well below the writers' busy timeout (60 s).
+# Longer is cheaper: a range's rows go to the ``event_id`` index all over it (their ids are spread over
+# the back-fill's time), and each commit writes the index pages its range changed.
+MERGE_SECONDS = FILE_TRANSACTION_SECONDS / 2
 FIRST_RANGE_ROWS = 250_000  # the first range's rows, before a range's time is known
 STAGE_CACHE_KIB = 256 * 1024  # the staging file's page cache on each back-fill connection
 
@@ -94,7 +95,8 @@ class EventStage:
         """Merge the staged rows into ``events`` a lead-key range a transaction (each about
         ``MERGE_SECONDS``), from the mark on; returns the rows inserted."""
         inserted = 0
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn:  # the engine's own: disposed with its page cache by ``close``
+            conn.exec_driver_sql(f"PRAGMA main.cache_size=-{FILE_CACHE_KIB}")  # the index pages, between ranges
             conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {SCHEMA}.ix_stage_key ON events ({_KEY})")
             upto = conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {SCHEMA}.events").scalar_one()
             mark = conn.exec_driver_sql(f"SELECT merged_below, staged_upto FROM {_MARK}").first()
