@@ -38,7 +38,10 @@ def ingest(
         bool,
         typer.Option(
             "--backfill",
-            help="Many files (e.g. DIR/*.csv.gz) as one load: one progress bar, store-wide work once at the end.",
+            help=(
+                "Many files (e.g. DIR/*.csv.gz) as one load: one progress bar, store-wide work once at the end; "
+                "on SQLite, events are staged in a file beside the store and merged into it at the end."
+            ),
         ),
     ] = False,
 ) -> None:

@@ -17,17 +17,20 @@ transaction also moves the merge's mark in the staging file; SQLite commits the 
 attached file, so a kill in between leaves the mark one range behind, and that range is merged again
 as a no-op (``INSERT OR IGNORE``; its leads' change-log counters are bumped once more, which only makes
 a reader of the event cache re-read them). The mark holds the staged rows' last rowid too: a run that
-staged rows since (they may lie below the mark) merges from the start.
+staged rows since (they may lie below the mark) merges from the start. One back-fill at a time stages
+into a store: the file is locked (``flock``) while one does.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 from sqlalchemy import Column, Engine, Index, MetaData, Table, event, text
@@ -73,6 +76,7 @@ class EventStage:
 
     path: Path
     engine: Engine
+    lock: BinaryIO  # the staging file, open and locked: another back-fill must not stage into it or delete it
     table: Table = STAGED
 
     @classmethod
@@ -83,13 +87,14 @@ class EventStage:
         if not database or database == ":memory:":
             raise ValueError("a staged back-fill needs a SQLite store in a file")
         path = Path(database).with_name(Path(database).name + SUFFIX)
+        lock = _locked(path)
         engine = make_engine(url)
         event.listen(engine, "connect", lambda dbapi_conn, _record: _attach(dbapi_conn, path))
         engine.dispose()  # the migration's connection, made before the listener
         with engine.begin() as conn:
             STAGED.metadata.create_all(conn)
             conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {_MARK} (merged_below INTEGER, staged_upto INTEGER)")
-        return cls(path, engine)
+        return cls(path, engine, lock)
 
     def merge(self) -> int:
         """Merge the staged rows into ``events`` a lead-key range a transaction (each about
@@ -118,11 +123,13 @@ class EventStage:
         return inserted
 
     def close(self, *, delete: bool) -> None:
-        """Dispose of the engine; ``delete``: the staging file too (merged)."""
+        """Dispose of the engine; ``delete``: the staging file too (merged). The lock goes last: closing
+        a file SQLite has open drops the process's locks on it, and its connections are closed by then."""
         self.engine.dispose()
         if delete:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        self.lock.close()
 
 
 @contextmanager
@@ -181,6 +188,21 @@ class _Ranges:
         as many as the last)."""
         rate = self._last / max(seconds, 1e-3)
         self.rows = max(1, min(int(rate * MERGE_SECONDS), 2 * max(self._last, 1)))
+
+
+def _locked(path: Path) -> BinaryIO:
+    """``path`` open and locked for this back-fill; ``ValueError`` when another one holds it. The lock
+    is on the file a path names now: one deleted by a back-fill that just finished is not locked again."""
+    while True:
+        handle = path.open("ab")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ValueError(f"another back-fill is staging into this store ({path})") from None
+        if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+            return handle
+        handle.close()
 
 
 def _attach(dbapi_conn: Any, path: Path) -> None:

@@ -141,3 +141,12 @@ def test_rows_staged_after_a_killed_merge_are_merged_whatever_their_leads(tmp_pa
     again = _load(killed_url, files)
     assert again.returncode == 0, again.stderr
     assert _state(killed_url) == _state(clean_url)
+
+
+def test_one_backfill_at_a_time_stages_into_a_store(tmp_path: Path) -> None:
+    url = _store(tmp_path, "store")
+    with staged_events(url), pytest.raises(ValueError, match="another back-fill"), staged_events(url):
+        pass
+    assert not list(tmp_path.glob("store.db.backfill*"))
+    with staged_events(url):  # the first one done, a next one may start
+        assert (tmp_path / "store.db.backfill").exists()
