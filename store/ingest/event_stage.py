@@ -11,6 +11,11 @@ merged into ``events`` a range of lead keys at a time, in key order, each range 
 transaction (so the store's write lock is held seconds, not minutes: other writers wait under a 60 s
 busy timeout), and the file is deleted.
 
+Measured, 10 × 1M demo events into a 1M-lead store, alternated with the direct load (load 2-5): direct
+290.2, 273.2 CPU s (20 → 33 a million as the store grows); staged 265.0, 261.0: staging flat at ≈ 16 a
+million, the merge ≈ 9 a million (90 s for 10M, ranges of ≤ 8.5 s). What the merge pays is the
+``event_id`` index: a range's ids are spread over the whole back-fill, so its rows land all over it.
+
 Crash safety: a killed back-fill leaves the file, and the next one takes it up. Staging commits as a
 file load does (whole transactions; the next run skips what is staged or stored). A merged range's
 transaction also moves the merge's mark in the staging file; SQLite commits the store before the
