@@ -1,6 +1,7 @@
 """Ingest a file with the portfolio's rules, then open the journeys its rows show interest in."""
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from stages.portfolio import Portfolio
 from store.audiences import read_unparsed_phones, remember_phones
 from store.db import refresh_statistics
 from store.ingest import IngestReport, Progress, ingest_accounts, ingest_events, ingest_leads, ingest_stage_updates
+from store.ingest.event_stage import EventStage, staged_events
 from store.scores import open_journeys
 from store.tombstones import Erased, load_erased
 
@@ -68,17 +70,24 @@ def backfill(
     database_url: str,
     progress: Progress | None = None,
     erasure_secret: SecretStr | None = None,
+    staged: bool = False,
 ) -> tuple[IngestOutcome, list[IngestReport]]:
     """Ingest many files as one load: ``progress`` counts rows across all of them, and the work that
     looks at the whole store (statistics, phone parsing, opening journeys) runs once at the end instead
-    of after every file. Returns the combined outcome and each file's report (for its rejects file)."""
+    of after every file. Returns the combined outcome and each file's report (for its rejects file).
+    ``staged``: events into a SQLite store are staged in a file beside it, then merged in lead-key
+    ranges (``store.ingest.event_stage``): a back-fill's time-ordered files would otherwise each write
+    pages all over the lead-clustered events table."""
     engine = engine_for(database_url)
     erased = erased_people(engine, portfolio, erasure_secret)
+    staging = staged and kind == "events" and engine.dialect.name == "sqlite"
     reports: list[IngestReport] = []
-    for path in paths:
-        done = sum(report.read for report in reports)
-        step = None if progress is None else (lambda rows, done=done: progress(done + rows))
-        reports.append(_ingest_one(portfolio, kind, engine, path, step, erased))
+    with staged_events(database_url) if staging else nullcontext() as stage:
+        for path in paths:
+            done = sum(report.read for report in reports)
+            step = None if progress is None else (lambda rows, done=done: progress(done + rows))
+            writer = engine if stage is None else stage.engine
+            reports.append(_ingest_one(portfolio, kind, writer, path, step, erased, stage))
     if kind == "leads":
         refresh_statistics(engine)  # the phone look-up joins the leads just stored
         parse_phones(portfolio, engine)
@@ -95,7 +104,13 @@ def erased_people(engine: Engine, portfolio: Portfolio, secret: SecretStr | None
 
 
 def _ingest_one(
-    portfolio: Portfolio, kind: str, engine: Engine, path: Path, progress: Progress | None, erased: Erased | None
+    portfolio: Portfolio,
+    kind: str,
+    engine: Engine,
+    path: Path,
+    progress: Progress | None,
+    erased: Erased | None,
+    stage: EventStage | None = None,
 ) -> IngestReport:
     lines = set(portfolio.product_lines)
     if kind == "leads":
@@ -109,6 +124,8 @@ def _ingest_one(
     if portfolio.spec.ingest.proxy_user_agents is not None:
         options["proxy_user_agents"] = tuple(portfolio.spec.ingest.proxy_user_agents)
     types = portfolio.event_types
+    if stage is not None:
+        options["stage"] = stage.table
     return ingest_events(
         engine, path, event_types=types, product_lines=lines, progress=progress, erased=erased, **options
     )

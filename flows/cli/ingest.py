@@ -38,7 +38,10 @@ def ingest(
         bool,
         typer.Option(
             "--backfill",
-            help="Many files (e.g. DIR/*.csv.gz) as one load: one progress bar, store-wide work once at the end.",
+            help=(
+                "Many files (e.g. DIR/*.csv.gz) as one load: one progress bar, store-wide work once at the end; "
+                "on SQLite, events are staged in a file beside the store and merged into it at the end."
+            ),
         ),
     ] = False,
 ) -> None:
@@ -47,7 +50,7 @@ def ingest(
         raise typer.BadParameter("leads, events or accounts", param_hint="KIND")
     if len(files) > 1 and not backfill:
         raise typer.BadParameter("several files are one load: add --backfill", param_hint="FILES")
-    _ingest(kind, files, portfolio, json_out)
+    _ingest(kind, files, portfolio, json_out, staged=backfill)
 
 
 stages_app = typer.Typer(help="Funnel stages: CRM stage updates.", no_args_is_help=True)
@@ -64,7 +67,7 @@ def stages_ingest(file: InputFile, portfolio: PortfolioOpt = None, json_out: Jso
     _ingest("stage_updates", [file], portfolio, json_out)
 
 
-def _ingest(kind: str, files: list[Path], portfolio: Path | None, json_out: bool) -> None:
+def _ingest(kind: str, files: list[Path], portfolio: Path | None, json_out: bool, staged: bool = False) -> None:
     from flows.ingestion import backfill
     from store.ingest import write_rejects_csv
 
@@ -74,7 +77,13 @@ def _ingest(kind: str, files: list[Path], portfolio: Path | None, json_out: bool
         with _row_progress(title, files, quiet=json_out) as progress:
             settings = get_settings()
             report, reports = backfill(
-                loaded, kind, files, settings.database_url, progress=progress, erasure_secret=settings.erasure_key()
+                loaded,
+                kind,
+                files,
+                settings.database_url,
+                progress=progress,
+                erasure_secret=settings.erasure_key(),
+                staged=staged,
             )
     except ValueError as exc:  # a file-level problem: unsupported type, bad header
         raise base.fail("cannot ingest", exc) from exc

@@ -3,7 +3,6 @@ and the machine-activity flag."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import polars as pl
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, Table
 
 from store.bulk import insert_ignore
 from store.change_log import counted_per_lead
@@ -19,8 +18,9 @@ from store.db import GrowingTable
 from store.identity_tables import ANONYMOUS_EVENTS
 from store.ingest.columns import AcceptedEvents, EventColumns
 from store.ingest.csv_chunks import CsvChunk
-from store.ingest.lookup import LeadKeys, in_list, lookup
-from store.ingest.machine import DEFAULT_PROXY_AGENTS, DELIVERY_TYPES, MachineDetector, MachineRule
+from store.ingest.event_stores import STORED, Stores, flag_machine, none_stored, stored_deliveries, stored_ids
+from store.ingest.lookup import LeadKeys
+from store.ingest.machine import DEFAULT_PROXY_AGENTS, MachineDetector, MachineRule
 from store.ingest.properties import promoted_properties
 from store.ingest.reading import Progress, Raw, Records
 from store.ingest.report import IngestReport, RepeatedIds
@@ -39,34 +39,10 @@ _EVENT_TABLE = Event.__table__
 # chunk of lead-clustered rows touches pages all over the table, so fewer, larger commits cost less
 # (measured, 1M events: 3.1 CPU s of commits at 50k rows per chunk, 1.0 at 200k).
 EVENT_CHUNK = 200_000
-_PROBE = 64  # ids of a chunk probed first: none stored means a first load, not worth a full look-up
 # Fewer records than this (the service's single events, gathered a few dozen at a time) take the row
 # model's path: the columnar path's set-up (Polars expressions, regexes, frames) costs ≈ 3 ms a call
 # whatever its size, the row model ≈ 13 µs a row (measured: 30 rows 0.4 ms vs 3.6 ms; even at 300).
 SMALL_RECORDS = 200
-
-
-def _flag_machine(conn: Connection, event_ids: Sequence[str]) -> int:
-    """Flag events of this run whose delivery came later in the file; returns how many changed."""
-    condition, batch = in_list(conn, _EVENT_TABLE.c.event_id)
-    stmt = update(_EVENT_TABLE).where(condition).where(_EVENT_TABLE.c.machine.is_(False)).values(machine=True)
-    flagged = 0
-    for start in range(0, len(event_ids), batch):
-        flagged += conn.execute(stmt, {"wanted": list(event_ids[start : start + batch])}).rowcount
-    return flagged
-
-
-def _stored_deliveries(conn: Connection, message_ids: Sequence[str]) -> dict[str, list[int]]:
-    found: dict[str, list[int]] = {}
-    for message_id, occurred_at in lookup(
-        conn,
-        _EVENT_TABLE.c.message_id,
-        message_ids,
-        [_EVENT_TABLE.c.message_id, _EVENT_TABLE.c.occurred_at],
-        _EVENT_TABLE.c.type.in_(DELIVERY_TYPES),
-    ):
-        found.setdefault(message_id, []).append(to_micros(occurred_at))
-    return found
 
 
 def _refuse_unknown(run: Ingestion, row: Raw, lead_id: str, erased: Erased | None) -> None:
@@ -137,13 +113,13 @@ class _RowByRowSteps:
         if run.ids is not None:
             run.ids.add([event["event_id"] for event in events + visitors.events])
         times = [to_micros(event["occurred_at"]) for event in events]
-        late = self.detector.run(events, times, explicit, lambda ids: _stored_deliveries(conn, ids))
+        late = self.detector.run(events, times, explicit, lambda ids: stored_deliveries(conn, ids))
         # File order, one statement per chunk: of a repeated event_id the first row is kept.
         inserted = insert_ignore(conn, _EVENT_TABLE, events)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
         _note_stored(run, [event["event_id"] for event in events + visitors.events], inserted)
         if late:
-            run.report.updated += _flag_machine(conn, late)
+            run.report.updated += flag_machine(conn, late)
 
 
 def _note_stored(run: Ingestion, tried: list[str], inserted: int) -> None:
@@ -152,21 +128,6 @@ def _note_stored(run: Ingestion, tried: list[str], inserted: int) -> None:
     run.report.inserted += inserted
     if inserted == len(tried):
         run.stored = tried
-
-
-def _none_stored(conn: Connection, event_ids: list[str] | pl.Series) -> bool:
-    """Whether a sample of ``event_ids`` is stored: on a first load none is (a guess: the odd stored id
-    the sample misses is skipped by the merge)."""
-    column = _EVENT_TABLE.c.event_id
-    return not lookup(conn, column, event_ids[:: max(1, len(event_ids) // _PROBE)], [column])
-
-
-def _stored_ids(conn: Connection, event_ids: list[str]) -> set[str]:
-    """Which of ``event_ids`` are stored already; the full look-up is only paid on a re-ingest."""
-    if _none_stored(conn, event_ids):
-        return set()
-    column = _EVENT_TABLE.c.event_id
-    return {event_id for (event_id,) in lookup(conn, column, event_ids, [column])}
 
 
 @dataclass
@@ -205,6 +166,11 @@ class _ColumnarSteps:
     lead_keys: LeadKeys = field(default_factory=LeadKeys)
     erased: Erased | None = None
     back_to_back: bool = False
+    stage: Table | None = None  # a SQLite back-fill's staging table (``event_stage``): written instead of events
+
+    @property
+    def stores(self) -> Stores:
+        return STORED if self.stage is None else (_EVENT_TABLE, self.stage)
 
     def prepare(self, rows: list[Raw] | CsvChunk, run: Ingestion) -> _CheckedEvents:
         accepted = self.columns.accept(rows, run.rejects.add)
@@ -217,7 +183,7 @@ class _ColumnarSteps:
             machine, late = self._machine(conn, accepted, stored["machine"], with_message & key_column.is_not_null())
             known = key_column.is_not_null().arg_true().to_list()
             known_ids = stored["event_id"].gather(known)
-            fresh = bool(known) and _none_stored(conn, known_ids)
+            fresh = bool(known) and none_stored(conn, known_ids, self.stores)
         if run.ids is not None:  # the visitors' ids are added by ``write``
             run.ids.add(known_ids)
         firsts = known_ids.is_first_distinct()
@@ -239,18 +205,22 @@ class _ColumnarSteps:
         run.report.accepted += len(known) + len(visitors.events)
         if run.ids is not None:
             run.ids.add([row["event_id"] for row in visitors.events])
-        new, new_ids = _new_rows(conn, checked, look_up=not (self.back_to_back and checked.fresh is not None))
+        look_up = not (self.back_to_back and checked.fresh is not None)
+        new, new_ids = _new_rows(conn, checked, look_up, self.stores)
         inserted = 0
         if new:  # fresh: ``_new_rows`` dropped repeated and stored ids (the odd one its probe missed is merged)
             every = checked.fresh is not None and len(new) == len(known)  # the rows encoded ahead are the ones
             rows = checked.fresh if every else staged(checked.stored, new, now)
-            frame = rows.frame if isinstance(rows, Encoded) else rows
-            with counted_per_lead(conn, frame["lead_key"]):
-                inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
+            if self.stage is not None:  # no change log there: the merge counts the rows it brings to events
+                inserted = merge_ignoring_stored(conn, self.stage, rows, fresh=True)
+            else:
+                frame = rows.frame if isinstance(rows, Encoded) else rows
+                with counted_per_lead(conn, frame["lead_key"]):
+                    inserted = merge_ignoring_stored(conn, _EVENT_TABLE, rows, fresh=True)  # type: ignore[arg-type]
         inserted += visitors.write(conn)
         _note_stored(run, new_ids + [row["event_id"] for row in visitors.events], inserted)
         if checked.late:
-            run.report.updated += _flag_machine(conn, checked.late)
+            run.report.updated += flag_machine(conn, checked.late, self.stores)
 
     def _machine(
         self, conn: Connection, accepted: AcceptedEvents, machine: pl.Series, email: pl.Series
@@ -273,7 +243,7 @@ class _ColumnarSteps:
         ]
         times = [accepted.at[i] for i in positions]
         explicit = [accepted.machine[i] is not None for i in positions]
-        late = self.detector.run(rows, times, explicit, lambda ids: _stored_deliveries(conn, ids))
+        late = self.detector.run(rows, times, explicit, lambda ids: stored_deliveries(conn, ids, self.stores))
         return machine.clone().scatter(positions, [row["machine"] for row in rows]), late
 
     @staticmethod
@@ -307,11 +277,11 @@ class _ColumnarSteps:
         return visitors
 
 
-def _new_rows(conn: Connection, checked: _CheckedEvents, look_up: bool) -> tuple[list[int], list[str]]:
+def _new_rows(conn: Connection, checked: _CheckedEvents, look_up: bool, stores: Stores) -> tuple[list[int], list[str]]:
     """``checked.first`` and ``first_ids`` but the stored ids (``look_up`` False: a probe just found none
     stored; one it missed is skipped by the merge). A re-ingest stops here."""
     first, first_ids = checked.first, checked.first_ids
-    stored = _stored_ids(conn, first_ids) if look_up else None
+    stored = stored_ids(conn, first_ids, stores) if look_up else None
     kept = [n for n, event_id in enumerate(first_ids) if event_id not in stored] if stored else None
     return (first, first_ids) if kept is None else ([first[n] for n in kept], [first_ids[n] for n in kept])
 
@@ -355,6 +325,7 @@ def ingest_events(
     lead_keys: LeadKeys | None = None,
     growth: GrowingTable | None = None,
     transaction_rows: int = FILE_TRANSACTION_ROWS,
+    stage: Table | None = None,
 ) -> IngestReport:
     """Insert events (ignore an ``event_id`` already stored: events are immutable).
 
@@ -366,19 +337,24 @@ def ingest_events(
     ``growth`` (the events table's statistics upkeep) may be kept across calls by a caller that
     ingests again and again (the service); by default each call has its own. ``transaction_rows``: on
     SQLite, a file's chunks are written in transactions of at least this many rows (``run_chunks``).
+    ``stage``: a SQLite back-fill's staging table (``event_stage.EventStage``), attached to ``engine``'s
+    connections: accepted rows go there, and the checks see it as part of the store (columnar path only).
     """
     types = frozenset(event_types)
     lines = None if product_lines is None else frozenset(product_lines)
     detector = MachineDetector(MachineRule(machine_window_seconds, proxy_user_agents))
     adapter, hints = event_row_adapter(types, lines), event_hints(types, product_lines)
     steps: _RowByRowSteps | _ColumnarSteps
-    if row_by_row or (isinstance(path, Records) and len(path.items) < SMALL_RECORDS):
+    small = isinstance(path, Records) and len(path.items) < SMALL_RECORDS
+    if stage is not None and (row_by_row or small):
+        raise ValueError("only the columnar path stages events")
+    if row_by_row or small:
         steps = _RowByRowSteps(adapter, hints, detector, lead_keys=lead_keys or LeadKeys(), erased=erased)
     else:
         columns = EventColumns(adapter, hints, types, lines, Splitter(EVENT_FIELDS))
         steps = _ColumnarSteps(
             engine, columns, detector, lead_keys=lead_keys or LeadKeys(), erased=erased,
-            back_to_back=isinstance(path, Records),
+            back_to_back=isinstance(path, Records), stage=stage,
         )  # fmt: skip
     repeated = RepeatedIds("event_id", "events are immutable: the first one is kept")
     return run_chunks(

@@ -64,7 +64,7 @@ def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame | 
     if frame.is_empty():
         return 0
     quote = conn.dialect.identifier_preparer.quote
-    target = quote(table.name)
+    target = conn.dialect.identifier_preparer.format_table(table)  # with its schema: an attached file's
     if conn.dialect.name == "sqlite":
         return _sqlite_insert(conn, target, [quote(name) for name in ready.names], ready)
     if conn.dialect.name != "postgresql":
