@@ -17,7 +17,7 @@ from stages.portfolio import Portfolio
 from store.audiences import read_unparsed_phones, remember_phones
 from store.db import refresh_statistics
 from store.ingest import IngestReport, Progress, ingest_accounts, ingest_events, ingest_leads, ingest_stage_updates
-from store.ingest.event_stage import EventStage, staged_events
+from store.ingest.event_stage import EventStage, leftover_stage, staged_events
 from store.scores import open_journeys
 from store.tombstones import Erased, load_erased
 
@@ -92,6 +92,10 @@ def backfill(
         refresh_statistics(engine)  # the phone look-up joins the leads just stored
         parse_phones(portfolio, engine)
     combined = _combined(kind, reports)
+    if stage is not None:  # the files counted the rows they staged; the store gained what the merge inserted
+        combined.inserted += stage.merged - stage.staged
+    elif kind == "events" and (left := leftover_stage(database_url)) is not None:
+        combined.notes.append(f"a killed back-fill left events staged in {left}: run it again with --backfill")
     opened = open_journeys(engine, new_journeys(portfolio, combined.interests))
     refresh_statistics(engine)  # a large load must not leave the next step planning for the old table sizes
     return IngestOutcome(combined, opened), reports

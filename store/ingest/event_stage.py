@@ -74,24 +74,30 @@ STAGED = _stage_table()
 _MARK = f"{SCHEMA}.merge_mark"  # one row: the lead keys below ``merged_below`` are merged
 
 
-@dataclass(frozen=True)
+@dataclass
 class EventStage:
     """The staging file of a back-fill into the SQLite store at ``database``, and an engine whose
-    connections have it attached (``engine``: the back-fill's engine, disposed by ``close``)."""
+    connections have it attached (``engine``: the back-fill's engine, disposed by ``close``).
+
+    The files' reports count the rows they staged as inserted; what the store gained is what the merge
+    inserted: rows a killed back-fill staged are merged now, and a stored id a chunk's probe missed is
+    staged but not merged. ``staged`` and ``merged`` (set by ``merge``) let the load's report say so."""
 
     path: Path
     engine: Engine
     lock: BinaryIO  # the staging file, open and locked: another back-fill must not stage into it or delete it
+    staged_before: int  # the rows staged by a killed back-fill, found in the file when this one opened it
     table: Table = STAGED
+    staged: int = 0  # the rows this back-fill staged
+    merged: int = 0  # the rows the merge inserted into ``events``
 
     @classmethod
     def open(cls, url: str) -> EventStage:
         """The staging file beside the store of ``url`` (made if missing; one left by a killed back-fill
         is taken up again), attached to every connection of a new engine."""
-        database = make_url(url).database
-        if not database or database == ":memory:":
+        path = _stage_path(url)
+        if path is None:
             raise ValueError("a staged back-fill needs a SQLite store in a file")
-        path = Path(database).with_name(Path(database).name + SUFFIX)
         lock = _locked(path)
         engine = make_engine(url)
         event.listen(engine, "connect", lambda dbapi_conn, _record: _attach(dbapi_conn, path))
@@ -99,7 +105,8 @@ class EventStage:
         with engine.begin() as conn:
             STAGED.metadata.create_all(conn)
             conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {_MARK} (merged_below INTEGER, staged_upto INTEGER)")
-        return cls(path, engine, lock)
+            before = _last_rowid(conn)
+        return cls(path, engine, lock, before)
 
     def merge(self) -> int:
         """Merge the staged rows into ``events`` a lead-key range a transaction (each about
@@ -108,7 +115,8 @@ class EventStage:
         with self.engine.connect() as conn:  # the engine's own: disposed with its page cache by ``close``
             conn.exec_driver_sql(f"PRAGMA main.cache_size=-{FILE_CACHE_KIB}")  # the index pages, between ranges
             conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {SCHEMA}.ix_stage_key ON events ({_KEY})")
-            upto = conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {SCHEMA}.events").scalar_one()
+            upto = _last_rowid(conn)
+            self.staged = upto - self.staged_before  # appended in rowid order: no row is ever deleted from it
             mark = conn.exec_driver_sql(f"SELECT merged_below, staged_upto FROM {_MARK}").first()
             below = mark[0] if mark is not None and mark[1] == upto else None  # rows staged since: from the start
             query = text(
@@ -125,6 +133,7 @@ class EventStage:
                     conn.exec_driver_sql(f"DELETE FROM {_MARK}")
                     conn.exec_driver_sql(f"INSERT INTO {_MARK} VALUES (?, ?)", (int(keys[-1]) + 1, upto))
                 ranges.took(time.monotonic() - began)
+        self.merged = inserted
         return inserted
 
     def close(self, *, delete: bool) -> None:
@@ -135,6 +144,28 @@ class EventStage:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
         self.lock.close()
+
+
+def leftover_stage(url: str) -> Path | None:
+    """The staging file a killed back-fill left beside the SQLite store of ``url``, its events not yet in
+    the store (None: there is none, or a back-fill is staging into it now)."""
+    path = _stage_path(url)
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+    return path
+
+
+def _stage_path(url: str) -> Path | None:
+    """The staging file of the SQLite store in a file at ``url``: the store's path and ``SUFFIX``."""
+    database = make_url(url).database
+    if make_url(url).get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database).with_name(Path(database).name + SUFFIX)
 
 
 @contextmanager
@@ -156,6 +187,10 @@ _PER_LEAD = {"lead_key": pl.Int64(), "rows": pl.Int64()}
 
 
 _NAMES = ", ".join(column.name for column in _EVENTS.columns)
+
+
+def _last_rowid(conn: Any) -> int:
+    return int(conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {SCHEMA}.events").scalar_one())
 
 
 def _insert_range(conn: Any, lo: int, hi: int) -> int:

@@ -20,8 +20,10 @@ import flows.scoring  # noqa: F401
 from flows.cli import app
 from flows.database import engine_for
 from stages.portfolio import load_portfolio
+from store.ingest import ingest_events
+from store.ingest.event_stage import EventStage
 from store.settings import get_settings
-from store.tables import Run, ScoreSnapshot
+from store.tables import Event, Run, ScoreSnapshot
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -218,6 +220,33 @@ def test_ingest_backfill_loads_compressed_files_as_one_load(cli: Path) -> None:
     assert (cli / "a.csv.gz.rejects.csv").read_text().splitlines()[1].split(",")[1:3] == ["5", "lead_id"]
     assert (cli / "b.csv.gz.rejects.csv").read_text().splitlines()[1].split(",")[1:3] == ["2", "occurred_at"]
     assert run_json(*args)["inserted"] == 0
+
+
+def test_events_a_killed_backfill_staged_are_reported_then_merged_and_counted_by_the_next(cli: Path) -> None:
+    """A back-fill killed after staging its first file leaves those events outside the store: a plain
+    ingest meanwhile says so, and the next back-fill merges them and counts them as inserted."""
+    portfolio = cli / "portfolio.yaml"
+    run("ingest", "leads", cli / "leads.csv", "--portfolio", portfolio)
+    header, *rows = EVENTS.splitlines(keepends=True)
+    first, second = cli / "a.csv", cli / "b.csv"
+    first.write_text("".join([header, *rows[:4]]))  # e1-e3 (e4: unknown lead)
+    second.write_text("".join([header, *rows[4:]]))  # e6, e7 (e5: no time zone)
+    stage = EventStage.open(get_settings().database_url)  # what the kill leaves: the first file staged
+    staged = ingest_events(stage.engine, first, event_types={"page_view"}, product_lines={"crm"}, stage=stage.table)
+    stage.close(delete=False)
+    assert staged.inserted == 3 and (cli / "x.db.backfill").exists()
+
+    plain = run_json("ingest", "events", second, "--portfolio", portfolio)
+    assert plain["inserted"] == 2
+    assert plain["notes"] == [
+        f"a killed back-fill left events staged in {cli / 'x.db.backfill'}: run it again with --backfill"
+    ]
+
+    again = run_json("ingest", "events", first, second, "--backfill", "--portfolio", portfolio)
+    assert (again["read"], again["inserted"], again["rejected"], again["notes"]) == (7, 3, 2, [])
+    assert not (cli / "x.db.backfill").exists()
+    with engine_for(get_settings().database_url).connect() as conn:
+        assert sorted(conn.execute(select(Event.event_id)).scalars()) == ["e1", "e2", "e3", "e6", "e7"]
 
 
 def test_ingest_refuses_a_missing_file_and_an_unknown_kind(cli: Path) -> None:
