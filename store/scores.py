@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, select, text
 from sqlmodel import Session
 
 from store.bulk import insert_rows, placeholder, stage_rows, update_rows
+from store.ingest.skeleton import gc_paused
 from store.ingest.staging import merge_ignoring_stored
 from store.reader import read_frame
 from store.runlock import HOST, claim
@@ -33,41 +34,47 @@ def open_journeys(engine: Engine, rows: list[dict[str, Any]]) -> int:
         row.setdefault("stage_entered_at", row["opened_at"])
         row.setdefault("status", "active")
         row.setdefault("entered_by", "opened")
-    with engine.begin() as conn:
+    # A load's last step: millions of new objects (the frame's, the statements' parameters) that the
+    # cyclic collector would rescan again and again, as during the load's chunks (``gc_paused``).
+    with gc_paused(), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             return _open_staged(conn, rows)
         # Multi-row ``INSERT OR IGNORE`` statements in key order: a leads load opens a journey per line of
         # interest (1.2M for 1M leads), and a statement per row cost most of the load's last step.
-        opened = merge_ignoring_stored(conn, Journey.__table__, _opened_frame(rows).sort("lead_key", "product_line"))
+        frame = _opened_frame(rows).sort("lead_key", "product_line")
+        opened = merge_ignoring_stored(conn, Journey.__table__, frame)
         if opened < len(rows):
-            mark = placeholder(conn)
+            # The parameters from the frame's columns, not converted once more row by row (1.2M rows:
+            # 0.15 CPU s against 0.44), in its key order: the order of a journey's rows does not matter
+            # (the earliest wins: a later, earlier time moves it back again; an earlier one first stops the rest).
+            mark, at = placeholder(conn), frame["opened_at"].to_list()
             conn.exec_driver_sql(
                 f"UPDATE journeys SET {_moved_back('', mark)} "
                 f"WHERE lead_key = {mark} AND product_line = {mark} AND opened_at > {mark}",
-                [
-                    (at, at, row["lead_key"], row["product_line"], at)
-                    for row in rows
-                    for at in [to_micros(row["opened_at"])]
-                ],
+                list(zip(at, at, frame["lead_key"].to_list(), frame["product_line"].to_list(), at, strict=True)),
             )
         return opened
 
 
 _OPENED = ("lead_key", "product_line", "stage", "status", "entered_by", "opened_at", "stage_entered_at")
-_OPENED_NUMBERS = frozenset({"lead_key", "opened_at", "stage_entered_at"})
+_OPENED_TIMES = frozenset({"opened_at", "stage_entered_at"})
+_OPENED_NUMBERS = frozenset({"lead_key", *_OPENED_TIMES})
 
 
 def _opened_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """``open_journeys``' rows as the ``_OPENED`` columns in stored form (times in epoch microseconds)."""
+    """``open_journeys``' rows as the ``_OPENED`` columns in stored form (times in epoch microseconds),
+    built column by column, each row's opening time converted once: ``stage_entered_at`` is mostly the
+    same object (``open_journeys``' default). 1.2M rows: ≈ 0.5 CPU s less than a tuple per row."""
+    opened = [to_micros(row["opened_at"]) for row in rows]
+    entered = [
+        at if row["stage_entered_at"] is row["opened_at"] else to_micros(row["stage_entered_at"])
+        for row, at in zip(rows, opened, strict=True)
+    ]
+    columns = {name: [row[name] for row in rows] for name in _OPENED if name not in _OPENED_TIMES}
     return pl.DataFrame(
-        [
-            (row["lead_key"], row["product_line"], row["stage"], row["status"], row["entered_by"],
-             to_micros(row["opened_at"]), to_micros(row["stage_entered_at"]))
-            for row in rows
-        ],
+        {**columns, "opened_at": opened, "stage_entered_at": entered},
         schema={name: pl.Int64 if name in _OPENED_NUMBERS else pl.String for name in _OPENED},
-        orient="row",
-    )  # fmt: skip
+    )
 
 
 def _moved_back(journey: str, at: str) -> str:

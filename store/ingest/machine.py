@@ -46,9 +46,13 @@ class MachineRule:
         object.__setattr__(self, "_agents", {})
 
     def after_delivery(self, deliveries: Iterable[int], at: int) -> bool:
-        """Whether ``at`` falls within the window after (or at) any of the delivery times."""
+        """Whether ``at`` falls within the window after (or at) any of the delivery times. A loop, not
+        ``any`` over a generator: called for every open and click (a demo million: ≈ 300,000 times)."""
         window = self._window
-        return any(0 <= at - t <= window for t in deliveries)
+        for t in deliveries:  # noqa: SIM110 (see the docstring)
+            if 0 <= at - t <= window:
+                return True
+        return False
 
     def proxy(self, properties: dict[str, Any]) -> bool:
         """Whether the event's ``user_agent`` property names a known proxy or scanner."""

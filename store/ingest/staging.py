@@ -4,8 +4,8 @@ The rows arrive as a Polars frame already in their stored form (epoch microsecon
 without repeated ids and sorted by the target's clustered key, so the B-tree (SQLite's WITHOUT ROWID
 table, PostgreSQL's indexes) is appended to instead of written at scattered pages. SQLite takes an
 ``executemany`` of multi-row ``INSERT OR IGNORE … VALUES (…), (…), …`` over the frame's
-row tuples (built by Polars, not per row in Python): a staging table would only write and read the
-chunk once more. PostgreSQL
+values laid out row after row (converted by Polars a column at a time, not per row in Python): a
+staging table would only write and read the chunk once more. PostgreSQL
 ``COPY``s the chunk (CSV written by Polars, ``store.bulk.copy_rows``) straight into the table when the
 caller has looked its ids up (none stored: a first load); should one be stored after all (a concurrent
 writer, an id the caller's look-up did not see), the unique index refuses the ``COPY``, its savepoint is
@@ -17,8 +17,8 @@ second write). Both run inside the chunk's transaction, so a killed load leaves 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from itertools import chain
 
 import polars as pl
 import polars.selectors as cs
@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Table
 
 from store.bulk import copy_rows, stage_rows
 
+_NULL_AS_NAN: dict[object, object] = {None: math.nan}  # ``get(value, value)``: NaN for None, else the value
 SQLITE_ROWS = 250  # rows a SQLite INSERT statement takes (250 × 19 columns: well below its 32,766 variables)
 
 
@@ -44,14 +45,21 @@ class Encoded:
 
 def encoded(dialect: str, table: Table, frame: pl.DataFrame) -> Encoded:
     """``frame`` (columns named as ``table``'s, in merge order) ready for ``merge_ignoring_stored`` on
-    ``dialect`` (the engine's ``dialect.name``)."""
+    ``dialect`` (the engine's ``dialect.name``).
+
+    The parameters are laid out row after row in one flat list, each column's ``to_list`` assigned to
+    every ``width``-th slot: Polars converts a column at a time far cheaper than ``DataFrame.rows``
+    converts cell by cell (1M demo events: ≈ 0.5 CPU s less)."""
     if dialect != "sqlite" or frame.is_empty():
         return Encoded(frame)
     frame = _sqlite_bindable(table, frame)
-    rows = frame.rows()
-    whole = len(rows) - len(rows) % SQLITE_ROWS
-    batches = [tuple(chain.from_iterable(rows[start : start + SQLITE_ROWS])) for start in range(0, whole, SQLITE_ROWS)]
-    return Encoded(frame, frame.columns, batches, tuple(chain.from_iterable(rows[whole:])))
+    width, height = frame.width, frame.height
+    flat: list[object] = [None] * (width * height)
+    for position, column in enumerate(frame.get_columns()):
+        flat[position::width] = _bound(column)
+    step, whole = SQLITE_ROWS * width, (height - height % SQLITE_ROWS) * width
+    batches = [tuple(flat[start : start + step]) for start in range(0, whole, step)]
+    return Encoded(frame, frame.columns, batches, tuple(flat[whole:]))
 
 
 def merge_ignoring_stored(conn: Connection, table: Table, frame: pl.DataFrame | Encoded, *, fresh: bool = False) -> int:
@@ -92,6 +100,17 @@ def _sqlite_bindable(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
         for name, null in zip(frame.columns, nulls, strict=True)
         if null < frame.height or table.c[name].server_default is not None
     )
+
+
+def _bound(column: pl.Series) -> list[object]:
+    """``column``'s values as ``sqlite3`` binds them cheapest: a NULL of a number or text column as NaN,
+    which SQLite binds as NULL (``sqlite3_bind_double``), instead of ``None``, which costs ``sqlite3``
+    an adapter look-up (≈ 0.3 µs; a demo event has six: ≈ 2 CPU s a million events, in the writing
+    thread). Swapped by a dict's ``get`` mapped over the list, not by a loop in Python."""
+    values = column.to_list()
+    if column.has_nulls() and (column.dtype.is_numeric() or column.dtype == pl.String):
+        values = list(map(_NULL_AS_NAN.get, values, values))
+    return values
 
 
 def _sqlite_insert(conn: Connection, target: str, names: list[str], rows: Encoded) -> int:

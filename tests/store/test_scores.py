@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 from sqlalchemy import Engine, inspect, select, text
 
 from store.bulk import insert_ignore
@@ -92,6 +93,36 @@ def test_opening_again_inserts_new_journeys_and_moves_unmoved_ones_back_to_an_ea
         (2, "crm", before, was + 5, "threshold"),
         (3, "crm", was, was, "opened"),
         (3, "erp", after, after, "opened"),
+    ]
+
+
+def test_a_journeys_several_opening_times_move_it_back_to_the_earliest_in_any_order(engine: Engine) -> None:
+    """SQLite applies the rows in key order, not as given: each journey ends at its earliest time whatever
+    the order of its rows; a row's own ``stage_entered_at`` is kept for a new journey. (PostgreSQL's one
+    ``UPDATE … FROM`` applies either of a journey's rows: callers pass one a journey, ``new_journeys``.)"""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("several rows of one journey: SQLite's row-by-row UPDATE only")
+    _open_journeys(engine, 3)  # keys 1, 2, 3 opened at AS_OF
+    early, earlier, entered = (datetime(2026, 10, day, tzinfo=UTC) for day in (20, 10, 15))
+    rows = [
+        {"lead_key": 2, "product_line": "crm", "stage": "discovery", "opened_at": early},
+        {"lead_key": 1, "product_line": "crm", "stage": "discovery", "opened_at": earlier},
+        {"lead_key": 2, "product_line": "crm", "stage": "discovery", "opened_at": earlier},
+        {"lead_key": 1, "product_line": "crm", "stage": "discovery", "opened_at": early},
+        {"lead_key": 3, "product_line": "erp", "stage": "discovery", "opened_at": earlier, "stage_entered_at": entered},
+    ]
+
+    assert open_journeys(engine, rows) == 1
+
+    columns = ["lead_key", "product_line", "opened_at", "stage_entered_at"]
+    query = f"SELECT {', '.join(columns)} FROM journeys ORDER BY lead_key, product_line"
+    stored = read_frame(engine, query, None, dict(zip(columns, [pl.Int64, pl.Utf8, pl.Int64, pl.Int64], strict=True)))
+    first, was = to_micros(earlier), to_micros(AS_OF)
+    assert stored.rows() == [
+        (1, "crm", first, first),
+        (2, "crm", first, first),
+        (3, "crm", was, was),
+        (3, "erp", first, to_micros(entered)),
     ]
 
 

@@ -79,6 +79,26 @@ def test_a_merge_stores_every_value_exactly(engine: Engine) -> None:
     assert stored(engine) == rows
 
 
+def test_a_merge_stores_nulls_of_text_float_and_integer_columns_as_null(engine: Engine) -> None:
+    """SQLite binds such a NULL as NaN (cheaper than ``None``): stored NULL all the same, beside empty
+    texts, zeros and values in the same columns."""
+    urls, durations, stamps = ["", None, "/a", None], [0.0, None, 1.5, None], [0, None, 7, None]
+    frame = frame_of(odd_rows("e", 4)).with_columns(
+        url=pl.Series(urls), duration_s=pl.Series(durations), ingested_at=pl.Series(stamps, dtype=pl.Int64)
+    )
+    with engine.begin() as conn:
+        assert merge_ignoring_stored(conn, EVENTS, frame, fresh=True) == 4  # type: ignore[arg-type]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT url, duration_s, ingested_at, url IS NULL AND duration_s IS NULL FROM events ORDER BY lead_key"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (url, duration, stamp, url is None) for url, duration, stamp in zip(urls, durations, stamps, strict=True)
+    ]
+
+
 def test_a_merge_skips_stored_ids_and_keeps_the_first_of_a_repeated_one(engine: Engine) -> None:
     first = odd_rows("e", 3)
     with engine.begin() as conn:
