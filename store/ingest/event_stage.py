@@ -51,6 +51,8 @@ SCHEMA = "backfill"  # the staging file's name on the back-fill's connections
 SUFFIX = ".backfill"  # the staging file: the store's path with this added
 _EVENTS = Event.__table__
 _KEY = ", ".join(column.name for column in _EVENTS.primary_key.columns)
+_NAMES = ", ".join(column.name for column in _EVENTS.columns)
+_PER_LEAD = {"lead_key": pl.Int64(), "rows": pl.Int64()}
 # A merge transaction's target length: half a file load's, well below the writers' busy timeout (60 s).
 # Longer is cheaper: a range's rows go to the ``event_id`` index all over it (their ids are spread over
 # the back-fill's time), and each commit writes the index pages its range changed.
@@ -183,13 +185,8 @@ def staged_events(url: str) -> Iterator[EventStage]:
     stage.close(delete=True)
 
 
-_PER_LEAD = {"lead_key": pl.Int64(), "rows": pl.Int64()}
-
-
-_NAMES = ", ".join(column.name for column in _EVENTS.columns)
-
-
 def _last_rowid(conn: Any) -> int:
+    """The stage's last rowid: its rows are only ever appended."""
     return int(conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {SCHEMA}.events").scalar_one())
 
 
