@@ -164,8 +164,9 @@ def leftover_stage(url: str) -> Path | None:
 
 def _stage_path(url: str) -> Path | None:
     """The staging file of the SQLite store in a file at ``url``: the store's path and ``SUFFIX``."""
-    database = make_url(url).database
-    if make_url(url).get_backend_name() != "sqlite" or not database or database == ":memory:":
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
     return Path(database).with_name(Path(database).name + SUFFIX)
 
