@@ -143,6 +143,7 @@ def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture_then_s
         "0019",
         "0022",
         "0023",
+        "0024",
     ]
     assert head() == revisions()[-1]
 
@@ -260,3 +261,13 @@ def test_processes_opening_a_new_sqlite_store_at_once_migrate_it_once(tmp_path: 
         with engine.connect() as conn:
             assert current_revision(conn) == head()
         engine.dispose()
+
+
+def test_postgresql_counts_distinct_message_ids_as_a_share_of_the_events(engine: Engine) -> None:
+    """0024: ``ANALYZE``'s sample guesses far too few distinct message ids; the share set instead makes
+    the planner probe the index for the detector's look-ups of given ids."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL statistic")
+    query = "SELECT attoptions FROM pg_attribute WHERE attrelid = 'events'::regclass AND attname = 'message_id'"
+    with engine.connect() as conn:
+        assert "n_distinct=-0.1" in conn.exec_driver_sql(query).scalar_one()
