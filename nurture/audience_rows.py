@@ -17,7 +17,10 @@ transliteration, country look-ups, hashing) runs once per *distinct* value.
 """
 
 import hashlib
-from collections.abc import Callable
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 
 import phonenumbers
@@ -126,6 +129,30 @@ def e164(phone: str, region: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# Distinct (phone, region) pairs from which ``e164_all`` parses in one process per core: starting them
+# costs ≈ 1 s, parsing ≈ 22 µs a phone.
+PARSE_PROCESSES_FROM = 100_000
+
+
+def e164_all(
+    pairs: Sequence[tuple[str, str | None]], processes: int | None = None, spread_from: int = PARSE_PROCESSES_FROM
+) -> list[str | None]:
+    """``e164`` of each ``(phone, region)``, in order. Parsing is pure Python: a first load of 1M leads
+    holds ≈ 20 CPU s of it, so from ``spread_from`` pairs the work is split over ``processes`` (default:
+    one per core), spawned rather than forked (a fork of a process running Polars' threads can deadlock)."""
+    processes = processes or len(os.sched_getaffinity(0))
+    if processes < 2 or len(pairs) < spread_from:
+        return _e164_slice(pairs)
+    size = -(-len(pairs) // (processes * 4))  # a few slices a process: none waits long for the last one
+    slices = [pairs[start : start + size] for start in range(0, len(pairs), size)]
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [number for part in pool.map(_e164_slice, slices) for number in part]
+
+
+def _e164_slice(pairs: Sequence[tuple[str, str | None]]) -> list[str | None]:
+    return [e164(phone, region) for phone, region in pairs]
+
+
 def email_expr(column: str) -> pl.Expr:
     """Trimmed, lower case; null unless it looks like ``user@domain`` (no inner spaces)."""
     text = pl.col(column).str.strip_chars().str.to_lowercase()
@@ -171,7 +198,7 @@ def resolve_phones(leads: pl.DataFrame, default_country: str | None) -> tuple[pl
     frame = frame.with_columns(hit.alias("_hit"))
     todo = frame.filter(~pl.col("_hit") & pl.col("phone").is_not_null()).select("lead_key", "phone", "region")
     pairs = todo.select("phone", "region").unique()
-    parsed = [e164(phone, region) for phone, region in pairs.iter_rows()]
+    parsed = e164_all(pairs.rows())
     pairs = pairs.with_columns(pl.Series("e164", parsed, dtype=pl.Utf8))
     fresh = todo.join(pairs, on=["phone", "region"], how="left", nulls_equal=True)
     fresh_e164 = fresh.select("lead_key", pl.col("e164").alias("_fresh"))

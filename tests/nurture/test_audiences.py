@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from models.files import SpecError
-from nurture.audience_rows import LEAD_SCHEMA, e164, meta_name, platform_rows, resolve_phones
+from nurture.audience_rows import LEAD_SCHEMA, e164, e164_all, meta_name, platform_rows, resolve_phones
 from nurture.audiences import csv_text, diff, load_audiences, with_lines
 from stages.portfolio import load_portfolio
 
@@ -327,6 +327,15 @@ def test_criteria_checked_against_the_portfolio(tmp_path: Path) -> None:
     path = write_portfolio(tmp_path, "nurture:\n  audiences:\n" + empty_range)
     with pytest.raises(SpecError, match=r"portfolio.yaml:10: nurture.audiences.c.where: score_at_least 50.0 must be"):
         load_audiences(load_portfolio(path))
+
+
+def test_many_phones_parsed_in_processes_come_back_in_order_as_one_process_parses_them() -> None:
+    regions = ["FR", "US", "DE", None]
+    pairs = [(f"0{n % 10} {n:04d} {n % 97:02d} {n % 89:02d}", regions[n % 4]) for n in range(3_000)]
+    pairs += [("+44 844 412 4653", None), ("not a phone", "FR"), ("12", "US")]
+    spread = e164_all(pairs, processes=2, spread_from=1)
+    assert spread == [e164(phone, region) for phone, region in pairs]
+    assert spread[-3:] == ["+448444124653", None, None] and sum(number is not None for number in spread) > 2_000
 
 
 def test_resolve_phones_parses_only_new_or_changed_phones() -> None:
