@@ -2,12 +2,16 @@
 
 ``export_audiences`` is what the CLI runs (no Prefect start-up for a one-off export); the
 ``refresh_audiences`` flow exports every audience to each of its platforms, one task per
-(audience, platform), for the daily pipeline after nurture.
+(audience, platform), for the daily pipeline after nurture. A run reads each audience's members once,
+for all its platforms (``AudienceReads``).
 """
 
 import os
+import threading
 import uuid
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,70 @@ class AudienceNotFound(KeyError):
     """An audience named on the command line that the portfolio does not declare."""
 
 
+@dataclass
+class AudienceMembers:
+    """An audience's members at one time, as each of its platforms' exports uses them: every member
+    (``leads``), the consenting ones, those of them that may be uploaded (``allowed``: not excluded), and
+    ``allowed`` with each phone in E.164 (``with_phones``, worked out once for the phone platforms)."""
+
+    leads: pl.DataFrame
+    consented: pl.DataFrame
+    allowed: pl.DataFrame
+    _phoned: pl.DataFrame | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def read(
+        cls, engine: Engine, name: str, spec: AudienceSpec, as_of: datetime, excluded: pl.DataFrame | None
+    ) -> "AudienceMembers":
+        where = spec.where.model_dump() if spec.where is not None else None
+        accounts = spec.accounts.model_dump() if spec.accounts is not None else None
+        leads = read_audience_leads(engine, name, as_of, where, accounts)
+        consented = leads.filter("consented")
+        allowed = consented if excluded is None else consented.join(excluded, on="lead_key", how="anti")
+        return cls(leads, consented, allowed)
+
+    def with_phones(self, engine: Engine, default_country: str | None) -> pl.DataFrame:
+        """``allowed`` with an ``e164`` column; phones parsed now are remembered for the next exports."""
+        with self._lock:  # two phone platforms of one audience may be exported at once: one parses
+            if self._phoned is None:
+                self._phoned, parsed = resolve_phones(self.allowed, default_country)
+                remember_phones(engine, parsed)
+            return self._phoned
+
+
+class AudienceReads:
+    """Each audience's members read once for a run's exports and shared by its platforms: the read (the
+    audience's criteria joined with the leads, their consent and cached phones, less the exclusions) is
+    the same for every platform, and at 1M leads it is seconds. ``exports`` says how many exports use
+    each audience: its members are dropped after the last one (an audience not listed is not kept)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        as_of: datetime,
+        excluded: pl.DataFrame | None = None,
+        exports: Sequence[tuple[str, AudienceSpec, Platform]] = (),
+    ) -> None:
+        self.engine, self.as_of, self.excluded = engine, as_of, excluded
+        self._uses = Counter(name for name, _, _ in exports)
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[threading.Lock, list[AudienceMembers]]] = {}
+
+    def members(self, name: str, spec: AudienceSpec) -> AudienceMembers:
+        """``name``'s members: read by the first export that asks, the others wait for that read."""
+        with self._lock:
+            lock, found = self._kept.setdefault(name, (threading.Lock(), []))
+        with lock:
+            if not found:
+                found.append(AudienceMembers.read(self.engine, name, spec, self.as_of, self.excluded))
+        with self._lock:
+            self._uses[name] -= 1
+            if self._uses[name] <= 0:
+                self._kept.pop(name, None)
+        return found[0]
+
+
 def export_audience(
     engine: Engine,
     name: str,
@@ -71,17 +139,16 @@ def export_audience(
     as_of: datetime,
     run_id: str,
     excluded: pl.DataFrame | None = None,
+    reads: AudienceReads | None = None,
 ) -> ExportResult:
     """Export one audience to one platform: a full file, and adds/removes since its previous export.
-    ``excluded`` (``lead_key, excluded``, from ``flows.exclusions.excluded_now``) are never uploaded."""
-    where = spec.where.model_dump() if spec.where is not None else None
-    accounts = spec.accounts.model_dump() if spec.accounts is not None else None
-    leads = read_audience_leads(engine, name, as_of, where, accounts)
-    consented, parsed = leads.filter("consented"), None
-    allowed = consented if excluded is None else consented.join(excluded, on="lead_key", how="anti")
-    left_out, consented = consented.height - allowed.height, allowed
+    ``excluded`` (``lead_key, excluded``, from ``flows.exclusions.excluded_now``) are never uploaded.
+    ``reads``: the run's shared reads (with the run's exclusions), instead of reading the members here."""
+    members = (reads or AudienceReads(engine, as_of, excluded)).members(name, spec)
+    leads, left_out = members.leads, members.consented.height - members.allowed.height
+    consented = members.allowed
     if platform in PHONE_PLATFORMS:
-        consented, parsed = resolve_phones(consented, spec.default_country)
+        consented = members.with_phones(engine, spec.default_country)
     current = with_lines(platform_rows(consented, platform, spec.default_country), platform)
     adds, removes = diff(current, read_uploaded(engine, name, platform))
 
@@ -113,8 +180,6 @@ def export_audience(
         "removes_path": str(paths["removes"]),
     }
     record_export(engine, record, adds, removes)
-    if parsed is not None:
-        remember_phones(engine, parsed)
     return ExportResult(
         export_id=export_id,
         audience=name,
@@ -190,7 +255,7 @@ def export_run(
     the run lock: the CLI's export, and the demo's daily refresh (which needs no task per export)."""
     engine = engine_for(database_url)
     refresh_statistics(engine)
-    excluded = excluded_now(engine, load_exclusions(portfolio))
+    reads = AudienceReads(engine, as_of, excluded_now(engine, load_exclusions(portfolio)), exports)
     with writing(engine, portfolio, lock_wait_s) as scope:
         run_id = start_run(engine, "audiences", as_of, scope)
         try:
@@ -199,7 +264,7 @@ def export_run(
                 progress.report("exporting audiences", done, len(exports), name)
                 results.append(
                     export_audience(
-                        engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, excluded=excluded
+                        engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, reads=reads
                     )
                 )
         except BaseException as exc:
@@ -207,6 +272,18 @@ def export_run(
             raise
         finish_run(engine, run_id, "completed", {"exports": [asdict(r) for r in results]})
     return results
+
+
+def _audiences_apart(exports: list[tuple[str, AudienceSpec, Platform]]) -> list[int]:
+    """The positions of ``exports`` in the order to submit them: each audience's first export, then each
+    one's second, and so on, so that the task runner's threads start on different audiences (one reads
+    an audience's members while another export of it waits for that read)."""
+    seen: Counter[str] = Counter()
+    ranks = []
+    for name, _, _ in exports:
+        ranks.append(seen[name])
+        seen[name] += 1
+    return sorted(range(len(exports)), key=lambda position: ranks[position])
 
 
 @task(cache_policy=NO_CACHE, task_run_name="export {name} to {platform}")
@@ -218,10 +295,10 @@ def export_audience_task(
     as_of: datetime,
     run_id: str,
     database_url: str,
-    excluded: pl.DataFrame,
+    reads: AudienceReads,
 ) -> ExportResult:
     engine = engine_for(database_url)
-    return export_audience(engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, excluded=excluded)
+    return export_audience(engine, name, spec, platform, out_dir=out_dir, as_of=as_of, run_id=run_id, reads=reads)
 
 
 @flow(name="refresh-audiences", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
@@ -239,14 +316,15 @@ def refresh_audiences(
     portfolio = load_portfolio(Path(portfolio_path))
     engine = engine_for(database_url)
     refresh_statistics(engine)
-    excluded = excluded_now(engine, load_exclusions(portfolio))
+    exports = every_export(portfolio)
+    reads = AudienceReads(engine, as_of, excluded_now(engine, load_exclusions(portfolio)), exports)
     with writing(engine, portfolio, settings.run_lock_wait) as scope:
         run_id = start_run(engine, "audiences", as_of, scope)
-        futures = [
-            export_audience_task.submit(name, spec, platform, Path(out_dir), as_of, run_id, database_url, excluded)
-            for name, spec, platform in every_export(portfolio)
-        ]
-        outcomes = [future.result(raise_on_failure=False) for future in futures]
+        futures = {
+            position: export_audience_task.submit(*exports[position], Path(out_dir), as_of, run_id, database_url, reads)
+            for position in _audiences_apart(exports)
+        }
+        outcomes = [futures[position].result(raise_on_failure=False) for position in range(len(exports))]
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         results = [asdict(outcome) for outcome in outcomes if isinstance(outcome, ExportResult)]
         if failures:

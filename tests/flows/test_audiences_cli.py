@@ -12,11 +12,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 # Prefect configures its log handlers on the sys.stderr of its first import: do it now, not inside CliRunner.
-import flows.scoring  # noqa: F401
+import flows.audiences
+import flows.scoring
 from flows.audiences import refresh_audiences
 from flows.cli import app
 from flows.database import engine_for
-from store.audiences import PHONE_TABLE, add_members
+from store.audiences import PHONE_TABLE, add_members, read_audience_leads
 from store.settings import get_settings
 from store.tables import Lead, Run
 
@@ -121,6 +122,26 @@ def test_refresh_audiences_flow_exports_every_platform(cli: Path, database_url: 
         ("linkedin", 0, 0),
         ("meta", 0, 0),
     ]
+
+
+def test_a_refresh_reads_each_audience_once_for_all_its_platforms(
+    cli: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+
+    def reading(engine: Any, audience: str, *args: Any) -> Any:
+        read.append(audience)
+        return read_audience_leads(engine, audience, *args)
+
+    monkeypatch.setattr(flows.audiences, "read_audience_leads", reading)
+    results = refresh_audiences(str(cli / "portfolio.yaml"), out_dir=str(cli / "flow"), database_url=database_url)
+    # Three exports, two audiences: retarget's members are read once for Google and Meta.
+    assert [(r["audience"], r["platform"], r["members"], r["full"]) for r in results] == [
+        ("retarget", "google", 3, 1),
+        ("retarget", "meta", 3, 1),
+        ("pros", "linkedin", 0, 0),
+    ]
+    assert sorted(read) == ["pros", "retarget"]
 
 
 def test_lead_ingestion_parses_phones_for_phone_platforms(cli: Path, monkeypatch: pytest.MonkeyPatch) -> None:
