@@ -27,13 +27,14 @@ import json
 import os
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -271,6 +272,9 @@ def main() -> None:
     parser.add_argument("--task-runner", choices=["threads", "processes", "dask"], default="threads")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--prepare-only", action="store_true", help="prepare the store, measure nothing")
+    parser.add_argument(
+        "--keep-store", type=Path, help="SQLite: copy the store the two runs left here (to profile a step on it)"
+    )
     args = parser.parse_args()
     os.environ["LEADSCORE_TASK_RUNNER"] = args.task_runner
     os.environ["LEADSCORE_WORKERS"] = str(args.workers)
@@ -312,6 +316,9 @@ def main() -> None:
                 daily = daily_pipeline(str(DEMO), database_url=url, as_of=as_of, inbox=str(inbox), **kwargs)
                 daily_s = time.perf_counter() - daily_started
                 load_average = f"{load_before:.1f} before the first run, {os.getloadavg()[0]:.1f} after the daily run"
+            if args.keep_store is not None and args.database_url is None:  # a consistent copy, the log included
+                with closing(sqlite3.connect(scratch / "leadscore.db")) as store:
+                    store.execute("VACUUM INTO ?", (str(args.keep_store),))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
