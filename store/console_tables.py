@@ -81,6 +81,8 @@ _J = Journey.__table__  # type: ignore[attr-defined]
 for _column in ("product_line", "stage", "band", "qualification"):
     Index(f"ix_journeys_{_column}_score", _J.c[_column], _J.c.score)
 Index("ix_journeys_score", _J.c.score)
+# The report's journeys per (line, stage) and its score histogram per (line, stage, bin), off this index alone.
+Index("ix_journeys_line_stage_score", _J.c.product_line, _J.c.stage, _J.c.score)
 for _column in ("email", "first_name", "last_name", "company"):
     _lowered = func.lower(Lead.__table__.c[_column])  # type: ignore[attr-defined]
     Index(

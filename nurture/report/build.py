@@ -31,6 +31,7 @@ from nurture.report.sections import (
 )
 from stages.portfolio import Portfolio, ProductLine
 from store import outcomes, reports
+from store.funnel import funnel
 from store.reader import read_concurrently
 from store.reports import LineShape
 
@@ -69,7 +70,7 @@ def _qualifications(engine: Engine, scope: ReportScope) -> pl.DataFrame:
 
 SECTIONS: list[SectionRenderer] = [
     SectionRenderer(_histogram, distribution_section),
-    SectionRenderer(lambda engine, scope: reports.funnel(engine, scope.shapes), funnel_section),
+    SectionRenderer(lambda engine, scope: funnel(engine, scope.shapes), funnel_section),
     SectionRenderer(_qualifications, qualifications_section),
     SectionRenderer(lambda engine, scope: reports.conversion_by_band(engine, scope.shapes), conversion_section),
     SectionRenderer(lambda engine, scope: reports.top_movers(engine, TOP_MOVERS, scope.product_line), movers_section),

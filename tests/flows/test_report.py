@@ -21,6 +21,7 @@ from flows.report import SECTIONS, build_sections, line_shape, render_html, repo
 from flows.scoring import score_portfolio
 from stages.portfolio import load_portfolio
 from store import reports
+from store.funnel import funnel as store_funnel
 from store.reports import LineShape
 from store.tables import Journey, Lead, QualificationMilestone, ScoreSnapshot, StageTransition
 from tests.browser import CHROMIUM, DevTools
@@ -116,7 +117,7 @@ def test_report_figures_on_a_known_store(engine: Engine) -> None:
         ("widgets", "purchase", 5, 1),
     ]
 
-    funnel = reports.funnel(engine, [WIDGETS])
+    funnel = store_funnel(engine, [WIDGETS])
     assert funnel.select("stage", "now", "reached").rows() == [
         ("discovery", 1, 4),
         ("evaluation", 1, 3),

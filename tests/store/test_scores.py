@@ -57,6 +57,7 @@ SCORE_INDEXES = {
     "ix_journeys_band_score": ["band", "score"],
     "ix_journeys_qualification_score": ["qualification", "score"],
     "ix_journeys_score": ["score"],
+    "ix_journeys_line_stage_score": ["product_line", "stage", "score"],
 }
 
 
