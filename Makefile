@@ -16,7 +16,7 @@ demo: $(VENV)/.installed
 	$(BIN)/leadscore demo
 
 test: $(VENV)/.installed
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh database per test, on SQLite and (when configured) on PostgreSQL."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +9,10 @@ from sqlalchemy import Engine
 
 from store.db import make_engine
 from tests.postgres import postgres_url, throwaway_schema
+
+# pytest-xdist's workers inherit a COLUMNS that Rich would freeze into the CLI's console when flows.cli is
+# first imported; the CLI tests give each call its own width (CliRunner's env), as a user's terminal does.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
