@@ -13,7 +13,7 @@ from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, UniqueC
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from store.sparse_events import SPARSE_TYPES_IN
+from store.sparse_events import sparse_types_term
 
 
 def utcnow() -> datetime:
@@ -101,13 +101,13 @@ class Event(SQLModel, table=True):
         Index("ux_events_event_id", "event_id", unique=True),
         # Only events that have a message id: every reader asks for given ids (migration 0016).
         Index("ix_events_message_id", "message_id", sqlite_where=_NAMED, postgresql_where=_NAMED),
-        # Only the few types read by type alone (store.sparse_events, migration 0022).
+        # Only the few types read by type alone (store.sparse_events, migrations 0022 and 0026).
         Index(
             "ix_events_sparse_type",
             "type",
             "occurred_at",
-            sqlite_where=text(SPARSE_TYPES_IN),
-            postgresql_where=text(SPARSE_TYPES_IN),
+            sqlite_where=text(sparse_types_term()),
+            postgresql_where=text(sparse_types_term()),
         ),
         {"sqlite_with_rowid": False},
     )

@@ -145,6 +145,7 @@ def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture_then_s
         "0023",
         "0024",
         "0025",
+        "0026",
     ]
     assert head() == revisions()[-1]
 
