@@ -146,6 +146,7 @@ def test_revisions_are_the_base_schema_then_the_stage_tables_then_nurture_then_s
         "0024",
         "0025",
         "0026",
+        "0027",
     ]
     assert head() == revisions()[-1]
 
@@ -273,3 +274,12 @@ def test_postgresql_counts_distinct_message_ids_as_a_share_of_the_events(engine:
     query = "SELECT attoptions FROM pg_attribute WHERE attrelid = 'events'::regclass AND attname = 'message_id'"
     with engine.connect() as conn:
         assert "n_distinct=-0.1" in conn.exec_driver_sql(query).scalar_one()
+
+
+def test_postgresql_leaves_room_in_journeys_pages_for_hot_updates(engine: Engine) -> None:
+    """0027: a journey's opening time moved back (no index holds it) is rewritten on its own page."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter")
+    with engine.connect() as conn:
+        options = conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE oid = 'journeys'::regclass").scalar_one()
+    assert options == ["fillfactor=80"]
