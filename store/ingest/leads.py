@@ -32,6 +32,7 @@ from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import NUL_REASON, NulCharacter, refuse_nul, validate
+from store.search_indexes import search_indexes_deferred
 from store.tables import Lead, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
@@ -360,18 +361,19 @@ def ingest_leads(
     if is_csv(path) and not row_by_row:
         lines = None if product_lines is None else frozenset(product_lines)
         steps = _ColumnarSteps(reference, LeadColumns(lines, erased))
-    return run_chunks(
-        engine,
-        path,
-        "leads",
-        _LEAD_TABLE,
-        steps,  # type: ignore[arg-type]
-        chunk_size=chunk_size,
-        progress=progress,
-        stamped=("lead_id", "updated_at"),
-        ids=RepeatedIds("lead_id", "the last one wins"),
-        columnar_csv=steps is not reference,
-    )
+    with search_indexes_deferred(engine, None if isinstance(path, Records) else Path(path)):
+        return run_chunks(
+            engine,
+            path,
+            "leads",
+            _LEAD_TABLE,
+            steps,  # type: ignore[arg-type]
+            chunk_size=chunk_size,
+            progress=progress,
+            stamped=("lead_id", "updated_at"),
+            ids=RepeatedIds("lead_id", "the last one wins"),
+            columnar_csv=steps is not reference,
+        )
 
 
 def ingest_accounts(

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from store.db import make_engine
 from store.identity_tables import VisitorLink
+from store.search_indexes import missing_search_indexes
 from store.tables import IngestReject, Lead
 from tests.store.test_ingest_kill import kill_after_first_chunk, url  # noqa: F401  (url: the store fixture)
 
@@ -20,6 +21,8 @@ import sys
 from pathlib import Path
 from store.db import make_engine
 from store.ingest import ingest_leads
+import store.search_indexes
+store.search_indexes.BULK_BYTES = 0  # a first bulk load: the search indexes are dropped while it runs
 engine = make_engine(sys.argv[1])
 print(ingest_leads(engine, Path(sys.argv[2]), product_lines={"crm"}, chunk_size=2_000).summary())
 """
@@ -51,6 +54,13 @@ def _counts(store: str) -> tuple[int, int, int, int]:
     return stored[0], stored[1], linked, refused
 
 
+def _missing_search_indexes(store: str) -> int:
+    engine = make_engine(store)
+    missing = missing_search_indexes(engine)
+    engine.dispose()
+    return len(missing)
+
+
 def test_a_leads_load_killed_mid_file_then_run_again_leaves_no_partial_or_doubled_rows(
     url: str,  # noqa: F811
     tmp_path: Path,
@@ -61,9 +71,11 @@ def test_a_leads_load_killed_mid_file_then_run_again_leaves_no_partial_or_double
     # Whole chunks of 2,000 rows only (the first holds the one bad row), each with its visitor claims.
     assert 0 < stored < LEADS - 1 and (stored + 1) % 2_000 == 0
     assert linked == (stored + 1) // 10
+    assert _missing_search_indexes(url) == 4  # the killed first load had dropped them
 
     rerun = _load(url, path)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     assert f"inserted {LEADS - 1 - stored}, updated 0, rejected 1" in out
     assert _counts(url) == (LEADS - 1, LEADS - 1, LEADS // 10, 1)
+    assert _missing_search_indexes(url) == 0  # the re-run built them first

@@ -1,0 +1,61 @@
+"""The console's search indexes on leads: dropped during a first bulk load of leads, built after it, also
+after a failed load, and built first by the next load when a killed one left them dropped."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+import store.search_indexes
+from store.ingest import ingest_leads
+from store.search_indexes import missing_search_indexes, search_indexes_deferred
+
+SEARCH = {f"ix_leads_{field}_lower" for field in ("email", "first_name", "last_name", "company")}
+
+
+def _present(engine: Engine) -> set[str]:
+    return SEARCH - set(missing_search_indexes(engine))
+
+
+def _file(tmp_path: Path, rows: int, first: int = 0) -> Path:
+    path = tmp_path / f"leads{first}.csv"
+    lines = [f"L{n},l{n}@acme.com,Ann{n},Lee,Acme {n}\n" for n in range(first, first + rows)]
+    path.write_text("lead_id,email,first_name,last_name,company\n" + "".join(lines))
+    return path
+
+
+def test_a_first_bulk_load_drops_them_while_it_runs_and_builds_them_after(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store.search_indexes, "BULK_BYTES", 1_000)
+    big, small = _file(tmp_path, 100), tmp_path / "small.csv"
+    small.write_text("lead_id,email\nL9,l9@acme.com\n")
+    with search_indexes_deferred(engine, small) as deferred:  # below the size: kept
+        assert not deferred and _present(engine) == SEARCH
+    with search_indexes_deferred(engine, big) as deferred:
+        assert deferred and _present(engine) == set()
+    assert _present(engine) == SEARCH
+
+    with pytest.raises(RuntimeError), search_indexes_deferred(engine, big):
+        raise RuntimeError("the load failed")
+    assert _present(engine) == SEARCH  # built again all the same
+
+    assert ingest_leads(engine, big).inserted == 100
+    with search_indexes_deferred(engine, big) as deferred:  # leads are stored: not a first load
+        assert not deferred and _present(engine) == SEARCH
+    with engine.connect() as conn:  # the rebuilt index serves the console's prefix search
+        found = conn.execute(
+            text("SELECT lead_id FROM leads WHERE lower(company) >= 'acme 42' AND lower(company) < 'acme 43'")
+        )
+        assert sorted(found.scalars()) == ["L42"]
+
+
+def test_the_next_load_builds_what_a_killed_one_left_dropped(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store.search_indexes, "BULK_BYTES", 1_000)
+    with engine.begin() as conn:  # as a first bulk load killed mid-file leaves them
+        for name in sorted(SEARCH):
+            conn.execute(text(f"DROP INDEX {name}"))
+    assert ingest_leads(engine, _file(tmp_path, 3)).inserted == 3
+    assert _present(engine) == SEARCH
