@@ -8,7 +8,8 @@ SQLite evaluates a partial index's condition for every row inserted into the tab
 of migration 0022 cost a bulk load of 1M plain events 0.65 of its 5.5 CPU s of inserts (a list's
 look-up set is built per row); the same condition written as equalities joined by OR costs next to
 nothing. Same rows in the index; PostgreSQL gets the same condition so that both read it with one query
-text. The list is written out here, not imported: a revision keeps describing the schema of its day.
+text. Rebuilding the index reads the events table once (a large store's upgrade takes that long, once).
+The list is written out here, not imported: a revision keeps describing the schema of its day.
 """
 
 from collections.abc import Sequence
