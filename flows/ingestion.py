@@ -16,6 +16,7 @@ from nurture.audiences import PHONE_PLATFORMS, load_audiences
 from stages.journeys import new_journeys
 from stages.portfolio import Portfolio
 from store.audiences import read_unparsed_phones, remember_phones
+from store.bulk_indexes import indexes_deferred
 from store.db import refresh_statistics
 from store.ingest import IngestReport, Progress, ingest_accounts, ingest_events, ingest_leads, ingest_stage_updates
 from store.ingest.event_stage import EventStage, leftover_stage, staged_events
@@ -83,7 +84,9 @@ def backfill(
     erased = erased_people(engine, portfolio, erasure_secret)
     staging = staged and kind == "events" and engine.dialect.name == "sqlite"
     reports: list[IngestReport] = []
-    with staged_events(database_url) if staging else nullcontext() as stage:
+    # A first bulk load of events into PostgreSQL leaves their primary key out, for all its files (store.bulk_indexes).
+    deferral = indexes_deferred(engine, "events", paths) if kind == "events" else nullcontext()
+    with deferral, staged_events(database_url) if staging else nullcontext() as stage:
         for path in paths:
             done = sum(report.read for report in reports)
             step = None if progress is None else (lambda rows, done=done: progress(done + rows))

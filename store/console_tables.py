@@ -83,7 +83,7 @@ for _column in ("product_line", "stage", "band", "qualification"):
 Index("ix_journeys_score", _J.c.score)
 # The report's journeys per (line, stage) and its score histogram per (line, stage, bin), off this index alone.
 Index("ix_journeys_line_stage_score", _J.c.product_line, _J.c.stage, _J.c.score)
-LEAD_SEARCH_INDEXES: list[Index] = []  # deferred by a first bulk load of leads (store.search_indexes)
+LEAD_SEARCH_INDEXES: list[Index] = []  # deferred by a first bulk load of leads (store.bulk_indexes)
 for _column in ("email", "first_name", "last_name", "company"):
     _lowered = func.lower(Lead.__table__.c[_column])  # type: ignore[attr-defined]
     _where = _lowered.is_not(None)

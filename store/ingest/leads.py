@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, Table, func, select
 
 from store.account_tables import Account
 from store.bulk import insert_ignore, json_text, upsert
+from store.bulk_indexes import indexes_deferred
 from store.ingest.csv_chunks import CsvChunk
 from store.ingest.lead_columns import CLAIMS, STORED, TIME_FIELDS, CheckedLeads, LeadColumns
 from store.ingest.lead_keys import KEYS, appended_keys, claim, stored_frame, stored_keys
@@ -32,7 +33,6 @@ from store.ingest.skeleton import Ingestion, run_chunks
 from store.ingest.split import Splitter, split_lead
 from store.ingest.staging import merge_ignoring_stored
 from store.ingest.validation import NUL_REASON, NulCharacter, refuse_nul, validate
-from store.search_indexes import search_indexes_deferred
 from store.tables import Lead, to_micros
 from store.tombstones import ERASED_REASON, Erased
 
@@ -361,7 +361,7 @@ def ingest_leads(
     if is_csv(path) and not row_by_row:
         lines = None if product_lines is None else frozenset(product_lines)
         steps = _ColumnarSteps(reference, LeadColumns(lines, erased))
-    with search_indexes_deferred(engine, None if isinstance(path, Records) else Path(path)):
+    with indexes_deferred(engine, "leads", [] if isinstance(path, Records) else [Path(path)]):
         return run_chunks(
             engine,
             path,

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
+from store.bulk_indexes import missing_deferred_indexes
 from store.db import make_engine
 from store.tables import Event, IngestReject
 from tests.postgres import postgres_url, search_path_url, throwaway_schema
@@ -21,12 +22,16 @@ DISTINCT = 59_900  # the last 100 rows repeat the first ids with other content: 
 OPENS = 19_966  # rows 1, 4, 7 … below 59,900 are opens, less row 7 (the bad row)
 LOAD = """
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+import store.bulk_indexes
 from store.db import make_engine
 from store.ingest import ingest_events
-engine = make_engine(sys.argv[1])
-report = ingest_events(engine, Path(sys.argv[2]), event_types={"page_view", "email_delivered", "email_open"},
-                       chunk_size=2_000, transaction_rows=int(sys.argv[3]))
+engine, path, first_bulk = make_engine(sys.argv[1]), Path(sys.argv[2]), sys.argv[4] == "first-bulk"
+store.bulk_indexes.BULK_BYTES = 0  # with first-bulk: as a back-fill's first load (flows.ingestion.backfill)
+with store.bulk_indexes.indexes_deferred(engine, "events", [path]) if first_bulk else nullcontext():
+    report = ingest_events(engine, path, event_types={"page_view", "email_delivered", "email_open"},
+                           chunk_size=2_000, transaction_rows=int(sys.argv[3]))
 print(report.summary())
 """
 
@@ -54,10 +59,11 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     return leads, events
 
 
-def _load(url: str, path: Path, transaction_rows: int = 0) -> subprocess.Popen[str]:
-    """The load in a process of its own; ``transaction_rows`` 0: a transaction per chunk."""
+def _load(url: str, path: Path, transaction_rows: int = 0, first_bulk: bool = False) -> subprocess.Popen[str]:
+    """The load in a process of its own; ``transaction_rows`` 0: a transaction per chunk. ``first_bulk``: the
+    indexes a first bulk load defers are dropped while it runs (``store.bulk_indexes``)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-c", LOAD, url, str(path), str(transaction_rows)]
+    command = [sys.executable, "-c", LOAD, url, str(path), str(transaction_rows), "first-bulk" if first_bulk else ""]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -100,6 +106,31 @@ def test_a_load_killed_mid_file_then_run_again_leaves_no_partial_or_doubled_rows
     assert f"inserted {DISTINCT - stored}," in out
     # Every distinct event once, every open flagged (its delivery is a second earlier), the one reject once.
     assert _counts(url) == (DISTINCT, DISTINCT, OPENS, 1)
+
+
+def test_a_first_bulk_load_killed_leaves_the_primary_key_out_and_the_re_run_builds_it(url: str, tmp_path: Path) -> None:
+    """PostgreSQL's first bulk load of events drops their primary key while it runs: killed, the store keeps
+    whole chunks without it, and the next load builds it first, then loads the rest once. (SQLite's events
+    are clustered on that key: nothing is dropped there.)"""
+    from store.ingest import ingest_leads
+
+    leads, events = _files(tmp_path)
+    engine = make_engine(url)
+    ingest_leads(engine, leads)
+    kill_after_first_chunk(_load(url, events, first_bulk=True), lambda: _counts(url)[0])
+    stored = _counts(url)[0]
+    assert 0 < stored < DISTINCT and (stored + 1) % 1_000 == 0
+    dropped = ["events_pkey"] if engine.dialect.name == "postgresql" else []
+    assert missing_deferred_indexes(engine, "events") == dropped
+
+    rerun = _load(url, events, first_bulk=True)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert f"inserted {DISTINCT - stored}," in out
+    assert _counts(url) == (DISTINCT, DISTINCT, OPENS, 1)
+    assert missing_deferred_indexes(engine, "events") == []
+    assert inspect(engine).get_pk_constraint("events")["constrained_columns"] == ["lead_key", "occurred_at", "event_id"]
+    engine.dispose()
 
 
 def test_a_sqlite_load_of_many_chunks_a_transaction_killed_then_run_again_leaves_whole_transactions(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from store.bulk_indexes import missing_deferred_indexes
 from store.db import make_engine
 from store.identity_tables import VisitorLink
-from store.search_indexes import missing_search_indexes
 from store.tables import IngestReject, Lead
 from tests.store.test_ingest_kill import kill_after_first_chunk, url  # noqa: F401  (url: the store fixture)
 
@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from store.db import make_engine
 from store.ingest import ingest_leads
-import store.search_indexes
-store.search_indexes.BULK_BYTES = 0  # a first bulk load: the search indexes are dropped while it runs
+import store.bulk_indexes
+store.bulk_indexes.BULK_BYTES = 0  # a first bulk load: the search indexes are dropped while it runs
 engine = make_engine(sys.argv[1])
 print(ingest_leads(engine, Path(sys.argv[2]), product_lines={"crm"}, chunk_size=2_000).summary())
 """
@@ -56,7 +56,7 @@ def _counts(store: str) -> tuple[int, int, int, int]:
 
 def _missing_search_indexes(store: str) -> int:
     engine = make_engine(store)
-    missing = missing_search_indexes(engine)
+    missing = missing_deferred_indexes(engine, "leads")
     engine.dispose()
     return len(missing)
 

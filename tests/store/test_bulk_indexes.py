@@ -1,20 +1,21 @@
-"""The console's search indexes on leads: dropped during a first bulk load of leads, built after it, also
-after a failed load, and built first by the next load when a killed one left them dropped."""
+"""Indexes a first bulk load leaves out: the console's search indexes on leads, and on PostgreSQL the events'
+primary key. Dropped during the load, built after it, also after a failed load, and built first by the next
+load when a killed one left them dropped."""
 
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-import store.search_indexes
+import store.bulk_indexes
+from store.bulk_indexes import indexes_deferred, missing_deferred_indexes
 from store.ingest import ingest_leads
-from store.search_indexes import missing_search_indexes, search_indexes_deferred
 
 SEARCH = {f"ix_leads_{field}_lower" for field in ("email", "first_name", "last_name", "company")}
 
 
 def _present(engine: Engine) -> set[str]:
-    return SEARCH - set(missing_search_indexes(engine))
+    return SEARCH - set(missing_deferred_indexes(engine, "leads"))
 
 
 def _file(tmp_path: Path, rows: int, first: int = 0) -> Path:
@@ -27,21 +28,21 @@ def _file(tmp_path: Path, rows: int, first: int = 0) -> Path:
 def test_a_first_bulk_load_drops_them_while_it_runs_and_builds_them_after(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store.search_indexes, "BULK_BYTES", 1_000)
+    monkeypatch.setattr(store.bulk_indexes, "BULK_BYTES", 1_000)
     big, small = _file(tmp_path, 100), tmp_path / "small.csv"
     small.write_text("lead_id,email\nL9,l9@acme.com\n")
-    with search_indexes_deferred(engine, small) as deferred:  # below the size: kept
+    with indexes_deferred(engine, "leads", [small]) as deferred:  # below the size: kept
         assert not deferred and _present(engine) == SEARCH
-    with search_indexes_deferred(engine, big) as deferred:
+    with indexes_deferred(engine, "leads", [big]) as deferred:
         assert deferred and _present(engine) == set()
     assert _present(engine) == SEARCH
 
-    with pytest.raises(RuntimeError), search_indexes_deferred(engine, big):
+    with pytest.raises(RuntimeError), indexes_deferred(engine, "leads", [big]):
         raise RuntimeError("the load failed")
     assert _present(engine) == SEARCH  # built again all the same
 
     assert ingest_leads(engine, big).inserted == 100
-    with search_indexes_deferred(engine, big) as deferred:  # leads are stored: not a first load
+    with indexes_deferred(engine, "leads", [big]) as deferred:  # leads are stored: not a first load
         assert not deferred and _present(engine) == SEARCH
     search = "SELECT lead_id FROM leads WHERE lower(company) >= 'acme 42' AND lower(company) < 'acme 43'"
     with engine.connect() as conn:  # the rebuilt index serves the console's prefix search
@@ -57,7 +58,7 @@ def test_a_first_bulk_load_drops_them_while_it_runs_and_builds_them_after(
 def test_the_next_load_builds_what_a_killed_one_left_dropped(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store.search_indexes, "BULK_BYTES", 1_000)
+    monkeypatch.setattr(store.bulk_indexes, "BULK_BYTES", 1_000)
     with engine.begin() as conn:  # as a first bulk load killed mid-file leaves them
         for name in sorted(SEARCH):
             conn.execute(text(f"DROP INDEX {name}"))
