@@ -289,7 +289,7 @@ class _ColumnarSteps:
         new = checked.frame.with_columns(position=pl.Series(checked.positions, dtype=pl.Int64))
         old = stored_frame(conn, checked.lead_ids, present) if self.look_up_first else None
         if old is not None:
-            new = new.filter(pl.col("lead_id").is_in(old["lead_id"]).not_())
+            new = new.filter(pl.col("lead_id").is_in(old["lead_id"].to_list()).not_())
         modelled = [_stored_form(row, position) for position, row in inserts]
         if modelled:
             new = pl.concat([new, pl.DataFrame(modelled, schema=new.schema, orient="row")]).sort("position")
@@ -300,7 +300,7 @@ class _ColumnarSteps:
         run.report.inserted += inserted
         new_keys = appended_keys(conn, frame["lead_id"], inserted, last_key, now)
         if old is None:  # appended first: the leads it skipped are stored ones
-            skipped = checked.frame.filter(pl.col("lead_id").is_in(new_keys["lead_id"]).not_())["lead_id"]
+            skipped = checked.frame.filter(pl.col("lead_id").is_in(new_keys["lead_id"].to_list()).not_())["lead_id"]
             old = stored_frame(conn, skipped.to_list(), present)
             self.look_up_first = not old.is_empty()
         if not old.is_empty():  # only the leads whose content the merge changes are read whole
