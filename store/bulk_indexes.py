@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, Index, Table, text
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from store.console_tables import LEAD_SEARCH_INDEXES
-from store.tables import Event, Lead
+from store.tables import Event
 
 BULK_BYTES = 16 << 20
 """Files at least this large in all (≈ 75,000 demo leads, 110,000 demo events) into an empty table are a
@@ -65,7 +65,6 @@ def _primary_key(table: Table) -> Deferrable:
     )
 
 
-_LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 _DEFERRABLE = {
     "sqlite": [_index(index) for index in LEAD_SEARCH_INDEXES],
@@ -109,8 +108,10 @@ def build_deferred_indexes(engine: Engine, table: str | None = None) -> None:
         if not (missing := _missing(conn, table)):
             return
         if conn.dialect.name == "postgresql":
-            for name in sorted({one.table.name for one in missing}):
-                conn.exec_driver_sql(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE")
+            for table_name in sorted({one.table.name for one in missing}):
+                conn.exec_driver_sql(
+                    f"LOCK TABLE {conn.dialect.identifier_preparer.quote(table_name)} IN SHARE ROW EXCLUSIVE MODE"
+                )
         for one in _missing(conn, table):
             one.build(conn)
 

@@ -2,13 +2,15 @@
 primary key. Dropped during the load, built after it, also after a failed load, and built first by the next
 load when a killed one left them dropped."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, text
 
 import store.bulk_indexes
-from store.bulk_indexes import indexes_deferred, missing_deferred_indexes
+from store.bulk_indexes import build_deferred_indexes, indexes_deferred, missing_deferred_indexes
 from store.ingest import ingest_leads
 
 SEARCH = {f"ix_leads_{field}_lower" for field in ("email", "first_name", "last_name", "company")}
@@ -69,3 +71,22 @@ def test_the_next_load_builds_what_a_killed_one_left_dropped(
     assert ingest_leads(engine, _file(tmp_path, 3)).inserted == 3  # a load of either table builds both tables'
     assert _present(engine) == SEARCH and missing_deferred_indexes(engine) == []
     assert inspect(engine).get_pk_constraint("events")["constrained_columns"] == ["lead_key", "occurred_at", "event_id"]
+
+
+def test_two_loads_building_the_dropped_primary_key_at_once_both_succeed(engine: Engine) -> None:
+    """Adding a primary key twice is an error, not a no-op: the second builder must find it built."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's events are clustered on their key: never dropped")
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE events DROP CONSTRAINT events_pkey"))
+    waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'events'::regclass AND NOT granted"
+    with engine.connect() as holder, ThreadPoolExecutor(2) as pool:
+        holder.execute(text("LOCK TABLE events IN ACCESS SHARE MODE"))  # both builders wait behind it
+        builds = [pool.submit(build_deferred_indexes, engine) for _ in range(2)]
+        with engine.connect() as conn:
+            while conn.execute(text(waiting)).scalar_one() < 2 and not any(build.done() for build in builds):
+                time.sleep(0.01)
+        holder.rollback()
+        for build in builds:
+            build.result()
+    assert missing_deferred_indexes(engine) == []
