@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Index, Table, text
+from sqlalchemy import Connection, Engine, Index, Table, exists, select, text
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from store.console_tables import LEAD_SEARCH_INDEXES
@@ -32,7 +32,7 @@ first bulk load."""
 
 
 @dataclass(frozen=True)
-class Deferrable:
+class _Deferrable:
     """An index a first bulk load of ``table`` may leave out: its name in the catalog, how to drop and build it."""
 
     table: Table
@@ -41,8 +41,8 @@ class Deferrable:
     build: Callable[[Connection], object]
 
 
-def _index(index: Index) -> Deferrable:
-    return Deferrable(
+def _index(index: Index) -> _Deferrable:
+    return _Deferrable(
         index.table,  # type: ignore[arg-type]
         str(index.name),
         lambda conn: conn.execute(DropIndex(index, if_exists=True)),
@@ -50,14 +50,14 @@ def _index(index: Index) -> Deferrable:
     )
 
 
-def _primary_key(table: Table) -> Deferrable:
+def _primary_key(table: Table) -> _Deferrable:
     """PostgreSQL's primary key of ``table``, under PostgreSQL's default name for it."""
     name, columns = f"{table.name}_pkey", ", ".join(column.name for column in table.primary_key.columns)
 
     def target(conn: Connection) -> str:
         return conn.dialect.identifier_preparer.format_table(table)
 
-    return Deferrable(
+    return _Deferrable(
         table,
         name,
         lambda conn: conn.exec_driver_sql(f"ALTER TABLE {target(conn)} DROP CONSTRAINT IF EXISTS {name}"),
@@ -72,7 +72,7 @@ _DEFERRABLE = {
 }
 
 
-def deferrable(dialect: str, table: str | None = None) -> list[Deferrable]:
+def _deferrable(dialect: str, table: str | None = None) -> list[_Deferrable]:
     """The indexes a first bulk load may leave out on ``dialect``, of ``table`` (None: of every table)."""
     return [one for one in _DEFERRABLE.get(dialect, []) if table is None or one.table.name == table]
 
@@ -87,8 +87,12 @@ def indexes_deferred(engine: Engine, table: str, sources: Sequence[Path]) -> Ite
         yield False
         return
     build_deferred_indexes(engine)
-    deferred = deferrable(engine.dialect.name, table)
-    if not deferred or sum(source.stat().st_size for source in sources) < BULK_BYTES or not _empty(engine, table):
+    deferred = _deferrable(engine.dialect.name, table)
+    if (
+        not deferred
+        or sum(source.stat().st_size for source in sources) < BULK_BYTES
+        or not _empty(engine, deferred[0].table)
+    ):
         yield False
         return
     with engine.begin() as conn:
@@ -112,7 +116,8 @@ def build_deferred_indexes(engine: Engine, table: str | None = None) -> None:
                 conn.exec_driver_sql(
                     f"LOCK TABLE {conn.dialect.identifier_preparer.quote(table_name)} IN SHARE ROW EXCLUSIVE MODE"
                 )
-        for one in _missing(conn, table):
+            missing = _missing(conn, table)  # another builder may have built them while this one waited
+        for one in missing:
             one.build(conn)
 
 
@@ -123,8 +128,8 @@ def missing_deferred_indexes(engine: Engine, table: str | None = None) -> list[s
         return [one.name for one in _missing(conn, table)]
 
 
-def _missing(conn: Connection, table: str | None) -> list[Deferrable]:
-    wanted = deferrable(conn.dialect.name, table)
+def _missing(conn: Connection, table: str | None) -> list[_Deferrable]:
+    wanted = _deferrable(conn.dialect.name, table)
     if conn.dialect.name == "postgresql":
         sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
     else:
@@ -133,6 +138,6 @@ def _missing(conn: Connection, table: str | None) -> list[Deferrable]:
     return [one for one in wanted if one.name not in present]
 
 
-def _empty(engine: Engine, table: str) -> bool:
+def _empty(engine: Engine, table: Table) -> bool:
     with engine.connect() as conn:
-        return bool(conn.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")).scalar_one())
+        return not conn.execute(select(exists().select_from(table))).scalar_one()
