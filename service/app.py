@@ -33,7 +33,8 @@ from store.reader import row_reads
 
 # On SQLite the writer commits a few thousand events every few tens of milliseconds, on pages all over the
 # lead-clustered events table: at SQLite's default (1,000 pages) nearly every commit also checkpointed the
-# log, copying into the database the pages the commit before had copied already. At 8,192 pages (32 MB)
+# log, copying into the database the pages the commit before had copied already. At 8,192 pages (32 MB;
+# 128 MB with a new store's 16 KB pages, ``store.db.SQLITE_PAGE_BYTES``)
 # a page rewritten by several commits is copied once (measured: commit CPU 3.3 → 2.3 µs an event).
 WAL_CHECKPOINT_PAGES = 8_192
 

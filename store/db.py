@@ -37,8 +37,18 @@ def make_engine(url: str, *, wal_checkpoint_pages: int | None = None, **kwargs: 
     return engine
 
 
+SQLITE_PAGE_BYTES = 16_384
+"""The page size of a new SQLite store (SQLite's default: 4,096). A bulk load writes into the lead-clustered
+events table all over it: once the table outgrows the page cache, each transaction reads, spills and
+commits (then checkpoints) pages across the whole file, a system call a page. Pages four times larger make
+a quarter of those calls for the same bytes. Measured, 5M demo events into a 1M-lead store through
+``leadscore ingest``, alternated: 144.5, 154.3 s with 4 KB pages, 114.1, 120.9 s with 16 KB (110.0 with
+32 KB). Set before the file's first write (WAL mode is one): a store made before keeps its page size."""
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any, wal_checkpoint_pages: int | None = None) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA page_size={SQLITE_PAGE_BYTES}")  # a no-op on a store that has pages already
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     if wal_checkpoint_pages is not None:

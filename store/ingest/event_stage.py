@@ -42,7 +42,7 @@ from sqlalchemy import Column, Engine, Index, MetaData, Table, event, text
 from sqlalchemy.engine import make_url
 
 from store.change_log import counted_per_lead
-from store.db import make_engine
+from store.db import SQLITE_PAGE_BYTES, make_engine
 from store.ingest.lookup import raw_frame
 from store.ingest.skeleton import FILE_CACHE_KIB, FILE_TRANSACTION_SECONDS
 from store.tables import Event
@@ -248,6 +248,7 @@ def _attach(dbapi_conn: Any, path: Path) -> None:
     writing one writes) and with a page cache of its own (``cache_size`` is per attached file)."""
     cur = dbapi_conn.cursor()
     cur.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (str(path),))
+    cur.execute(f"PRAGMA {SCHEMA}.page_size={SQLITE_PAGE_BYTES}")  # as the store's (a no-op once it has pages)
     cur.execute(f"PRAGMA {SCHEMA}.journal_mode=WAL")
     cur.execute(f"PRAGMA {SCHEMA}.synchronous=NORMAL")
     cur.execute(f"PRAGMA {SCHEMA}.cache_size=-{STAGE_CACHE_KIB}")

@@ -150,3 +150,10 @@ def test_one_backfill_at_a_time_stages_into_a_store(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("store.db.backfill*"))
     with staged_events(url):  # the first one done, a next one may start
         assert (tmp_path / "store.db.backfill").exists()
+
+
+def test_the_staging_file_has_the_stores_page_size(tmp_path: Path) -> None:
+    url = _store(tmp_path, "store")
+    with staged_events(url) as stage, stage.engine.connect() as conn:
+        assert conn.exec_driver_sql(f"PRAGMA {event_stage.SCHEMA}.page_size").scalar_one() == 16_384
+        assert conn.exec_driver_sql("PRAGMA main.page_size").scalar_one() == 16_384

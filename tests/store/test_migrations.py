@@ -1,6 +1,7 @@
 """Alembic migrations: new stores at head, older stores upgraded, pre-migration stores adopted, data kept."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -283,3 +284,31 @@ def test_postgresql_leaves_room_in_journeys_pages_for_hot_updates(engine: Engine
     with engine.connect() as conn:
         options = conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE oid = 'journeys'::regclass").scalar_one()
     assert options == ["fillfactor=80"]
+
+
+def _page_size(url: str, schema: str = "main") -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        size = int(conn.exec_driver_sql(f"PRAGMA {schema}.page_size").scalar_one())
+    engine.dispose()
+    return size
+
+
+def test_a_new_sqlite_store_has_16_kb_pages_and_an_older_store_keeps_its_own(tmp_path: Path) -> None:
+    """The page size is set before a store's first write; a store made with SQLite's 4 KB opens, migrates
+    and takes rows with them (a page size cannot change once the file has pages)."""
+    make_engine(f"sqlite:///{tmp_path}/new.db").dispose()
+    assert _page_size(f"sqlite:///{tmp_path}/new.db") == 16_384
+    blank = sqlite3.connect(tmp_path / "old.db")
+    blank.execute("PRAGMA page_size=4096")
+    blank.execute("VACUUM")  # an empty file with 4 KB pages, as SQLite made stores before
+    blank.close()
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    with engine.begin() as conn:
+        row = "INSERT INTO leads (lead_id, email_opt_in, ads_opt_in, attributes) VALUES ('L1', 0, 0, '{}')"
+        conn.execute(text(row))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT lead_id FROM leads")).scalars().all() == ["L1"]
+        assert current_revision(conn) == head()
+    engine.dispose()
+    assert _page_size(f"sqlite:///{tmp_path}/old.db") == 4_096
