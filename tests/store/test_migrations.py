@@ -286,10 +286,10 @@ def test_postgresql_leaves_room_in_journeys_pages_for_hot_updates(engine: Engine
     assert options == ["fillfactor=80"]
 
 
-def _page_size(url: str, schema: str = "main") -> int:
+def _page_size(url: str) -> int:
     engine = create_engine(url)
     with engine.connect() as conn:
-        size = int(conn.exec_driver_sql(f"PRAGMA {schema}.page_size").scalar_one())
+        size = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
     engine.dispose()
     return size
 
